@@ -1,0 +1,98 @@
+# Thin front over CMake. `make test` and `make demo` each install what they
+# need first, so either alone sets up a fresh Debian 12 machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+JOBS ?= 2
+SAN ?= 0
+FUZZ_SECONDS ?= 0          # `make fuzz`: 0 runs until interrupted
+FUZZ_SMOKE_SECONDS ?= 60   # bounded run inside `make test`
+
+ifeq ($(SAN),1)
+BUILD_DIR ?= build-san
+CMAKE_FLAGS += -DSLUICE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+else
+BUILD_DIR ?= build
+endif
+FUZZ_DIR := build-fuzz
+
+# Debian 12 packages the project builds, tests and runs with. Kept exact:
+# `make deps` installs only what is missing, so it is a no-op when present.
+DEB_PACKAGES := \
+  build-essential cmake pkg-config git \
+  clang llvm libclang-rt-14-dev \
+  libboost1.81-dev \
+  libbpf-dev bpftool \
+  libnftables-dev nftables \
+  nlohmann-json3-dev libexpected-dev libcli11-dev libtomlplusplus-dev \
+  libssl-dev openssl \
+  libsqlite3-dev sqlite3 \
+  libc-ares-dev libsystemd-dev libre2-dev liburing-dev \
+  catch2 \
+  iproute2 dnsmasq-base
+
+.PHONY: deps deps-deb deps-npm configure build test unit fuzz-build fuzz-smoke fuzz demo bench install clean
+
+deps: deps-deb deps-npm
+
+deps-deb:
+	@missing=(); \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$$p"); \
+	done; \
+	if ! command -v npm >/dev/null; then missing+=(nodejs npm); fi; \
+	if [ $${#missing[@]} -eq 0 ]; then echo "deps: Debian packages present"; exit 0; fi; \
+	echo "deps: installing $${missing[*]}"; \
+	SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends "$${missing[@]}"
+
+# npm packages of tests/ exactly as the committed lockfile says.
+deps-npm:
+	@if cmp -s tests/package-lock.json tests/node_modules/.sluice-lock-stamp 2>/dev/null; then \
+	  echo "deps: npm packages present"; \
+	else \
+	  echo "deps: npm ci in tests/"; \
+	  (cd tests && npm ci --no-audit --no-fund --loglevel=error) && \
+	  cp tests/package-lock.json tests/node_modules/.sluice-lock-stamp; \
+	fi
+
+configure:
+	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+unit: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure --timeout 1200
+
+test: deps
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz-smoke
+
+$(FUZZ_DIR)/Makefile:
+	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+fuzz-build: $(FUZZ_DIR)/Makefile
+	@cmake --build $(FUZZ_DIR) -j $(JOBS)
+
+# Bounded fuzzing inside `make test`: any crash, leak or sanitizer report fails.
+fuzz-smoke: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS)
+
+fuzz: deps fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@tests/demo/demo.sh $(BUILD_DIR)
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	@bench/run.sh $(BUILD_DIR)
+
+install: build
+	@cmake --install $(BUILD_DIR)
+
+clean:
+	@rm -rf build build-san $(FUZZ_DIR)

@@ -1,0 +1,293 @@
+// Policy + configuration -> per-purpose rules, and the questions asked of
+// those rules at enforcement time.
+#include <algorithm>
+
+#include "sluice/policy/rules.h"
+
+namespace sluice::policy {
+namespace {
+
+using Scope = std::optional<std::vector<Cidr>>;  // nullopt: unrestricted
+
+// `scope` narrowed to `to`. CIDR blocks nest or are disjoint, so the
+// pairwise intersections are exactly the common addresses.
+std::vector<Cidr> restrict_scope(const Scope& scope, const std::vector<Cidr>& to) {
+  if (!scope) return normalize(to);
+  std::vector<Cidr> out;
+  for (const Cidr& a : *scope) {
+    for (const Cidr& b : to) {
+      if (auto i = intersect(a, b)) out.push_back(*i);
+    }
+  }
+  return normalize(std::move(out));
+}
+
+std::string list_blocks(const std::vector<Cidr>& blocks) {
+  std::string out;
+  for (const Cidr& c : blocks) out += (out.empty() ? "" : ", ") + c.to_string();
+  return out;
+}
+
+void add_host_rule(PurposeRules& rules, HostRule rule) {
+  for (HostRule& existing : rules.hosts) {
+    if (existing.pattern == rule.pattern && existing.port == rule.port) {
+      if (!existing.scope || !rule.scope) {
+        existing.scope.reset();
+      } else {
+        existing.scope->insert(existing.scope->end(), rule.scope->begin(), rule.scope->end());
+        existing.scope = normalize(std::move(*existing.scope));
+      }
+      return;
+    }
+  }
+  rules.hosts.push_back(std::move(rule));
+}
+
+void add_cidr_rule(PurposeRules& rules, CidrRule rule) {
+  if (std::find(rules.cidrs.begin(), rules.cidrs.end(), rule) == rules.cidrs.end()) {
+    rules.cidrs.push_back(rule);
+  }
+}
+
+struct Candidate {
+  HostPattern pattern;
+  Scope scope;
+  std::string via;
+};
+
+// One host-name endpoint for one purpose.
+Decision compile_host(const TenantPolicy& policy, const EndpointsConfig& config, bool llm_like,
+                      const Endpoint& endpoint, const HostPattern& host, PurposeRules& out) {
+  const std::uint16_t port = endpoint.port();
+  Decision decision{endpoint.spec, false, {}};
+  Scope base;
+  if (config.is_internal_name(host)) base = config.internal_networks;
+
+  std::vector<Candidate> candidates;
+  if (policy.egress_allowlist) {
+    for (const Entry& a : *policy.egress_allowlist) {
+      if (!a.port_allows(port)) continue;
+      const std::string via = "allowlist entry \"" + a.to_string() + "\"";
+      if (const HostPattern* ah = a.host()) {
+        if (auto i = intersect(host, *ah)) candidates.push_back({*i, base, via});
+      } else {
+        candidates.push_back({host, restrict_scope(base, {*a.cidr()}), via});
+      }
+    }
+    if (candidates.empty()) {
+      decision.reason = "blocked: no egress_allowlist entry matches " + host.to_string() +
+                        " on port " + std::to_string(port);
+      return decision;
+    }
+  } else {
+    candidates.push_back({host, base, "configured endpoint, no allowlist set"});
+  }
+
+  const bool confine = llm_like && !policy.allow_llm_egress;
+  // Several allowlist entries may admit the same pattern (a name entry and
+  // a CIDR entry, say): merge them so each pattern is explained once, with
+  // the union of its scopes.
+  std::vector<Candidate> merged;
+  for (Candidate& c : candidates) {
+    if (confine) c.scope = restrict_scope(c.scope, config.internal_networks);
+    if (c.scope && c.scope->empty()) continue;
+    auto same = std::find_if(merged.begin(), merged.end(),
+                             [&](const Candidate& m) { return m.pattern == c.pattern; });
+    if (same == merged.end()) {
+      merged.push_back(std::move(c));
+      continue;
+    }
+    same->via += ", " + c.via;
+    if (!same->scope || !c.scope) {
+      same->scope.reset();
+    } else {
+      same->scope->insert(same->scope->end(), c.scope->begin(), c.scope->end());
+      same->scope = normalize(std::move(*same->scope));
+    }
+  }
+  std::vector<std::string> granted;
+  for (const Candidate& c : merged) {
+    std::string line = c.pattern.to_string() + ":" + std::to_string(port) + " (" + c.via;
+    if (c.scope) line += "; resolved addresses must lie in " + list_blocks(*c.scope);
+    granted.push_back(line + ")");
+    add_host_rule(out, HostRule{c.pattern, port, c.scope});
+  }
+  if (granted.empty()) {
+    if (confine) {
+      decision.reason = config.internal_networks.empty()
+                            ? "blocked: allow_llm_egress is false and no internal networks are "
+                              "configured"
+                            : "blocked: allow_llm_egress is false and the allowed addresses lie "
+                              "outside the internal networks";
+    } else {
+      decision.reason = "blocked: " + host.to_string() +
+                        " is an internal name but the allowed addresses lie outside the "
+                        "internal networks";
+    }
+    return decision;
+  }
+  decision.allowed = true;
+  decision.reason = "allowed: ";
+  for (std::size_t i = 0; i < granted.size(); ++i) decision.reason += (i ? "; " : "") + granted[i];
+  if (confine) decision.reason += " — allow_llm_egress is false: internal addresses only";
+  return decision;
+}
+
+// One address or block endpoint for one purpose.
+Decision compile_block(const TenantPolicy& policy, const EndpointsConfig& config, bool llm_like,
+                       const Endpoint& endpoint, const Cidr& block, PurposeRules& out) {
+  const std::uint16_t port = endpoint.port();
+  Decision decision{endpoint.spec, false, {}};
+  std::vector<std::pair<Cidr, std::string>> pieces;
+  if (policy.egress_allowlist) {
+    for (const Entry& a : *policy.egress_allowlist) {
+      if (!a.port_allows(port) || !a.cidr()) continue;
+      if (auto i = intersect(block, *a.cidr())) {
+        pieces.emplace_back(*i, "allowlist entry \"" + a.to_string() + "\"");
+      }
+    }
+    if (pieces.empty()) {
+      decision.reason = "blocked: no egress_allowlist entry covers " + block.to_string() +
+                        " on port " + std::to_string(port);
+      return decision;
+    }
+  } else {
+    pieces.emplace_back(block, "configured endpoint, no allowlist set");
+  }
+
+  const bool confine = llm_like && !policy.allow_llm_egress;
+  std::vector<std::string> granted;
+  for (const auto& [piece, via] : pieces) {
+    const std::vector<Cidr> allowed =
+        confine ? restrict_scope(std::vector<Cidr>{piece}, config.internal_networks)
+                : std::vector<Cidr>{piece};
+    for (const Cidr& c : allowed) {
+      add_cidr_rule(out, CidrRule{c, port});
+      granted.push_back(c.to_string() + " port " + std::to_string(port) + " (" + via + ")");
+    }
+  }
+  if (granted.empty()) {
+    decision.reason = "blocked: allow_llm_egress is false and " + block.to_string() +
+                      " is outside the internal networks";
+    return decision;
+  }
+  decision.allowed = true;
+  decision.reason = "allowed: ";
+  for (std::size_t i = 0; i < granted.size(); ++i) decision.reason += (i ? "; " : "") + granted[i];
+  if (confine) decision.reason += " — allow_llm_egress is false: internal addresses only";
+  return decision;
+}
+
+bool scope_covers(const Scope& outer, const Scope& inner) {
+  if (!outer) return true;
+  if (!inner) return false;
+  return std::all_of(inner->begin(), inner->end(),
+                     [&](const Cidr& c) { return covered_by(c, *outer); });
+}
+
+bool denied(const IpAddr& addr, const DenyOptions& options) {
+  return denied_reason(Cidr::host(addr), options).has_value();
+}
+
+}  // namespace
+
+EffectiveRules compile(const TenantPolicy& policy, const EndpointsConfig& config) {
+  EffectiveRules rules;
+  for (Purpose p : kPurposes) {
+    PurposeRules& out = rules.of(p);
+    const bool llm_like = p != Purpose::prospecting;
+    for (const Endpoint& endpoint : config.of(p)) {
+      if (p == Purpose::prospecting && !policy.allow_prospecting) {
+        out.decisions.push_back({endpoint.spec, false, "blocked: allow_prospecting is false"});
+        continue;
+      }
+      if (const HostPattern* host = endpoint.entry.host()) {
+        out.decisions.push_back(compile_host(policy, config, llm_like, endpoint, *host, out));
+      } else {
+        out.decisions.push_back(
+            compile_block(policy, config, llm_like, endpoint, *endpoint.entry.cidr(), out));
+      }
+    }
+    std::sort(out.hosts.begin(), out.hosts.end());
+    std::sort(out.cidrs.begin(), out.cidrs.end());
+  }
+  return rules;
+}
+
+bool egresses(const PurposeRules& rules, const std::vector<Cidr>& internal_networks) {
+  for (const CidrRule& r : rules.cidrs) {
+    if (!covered_by(r.block, internal_networks)) return true;
+  }
+  for (const HostRule& r : rules.hosts) {
+    if (!scope_covers(internal_networks, r.scope)) return true;
+  }
+  return false;
+}
+
+bool egresses(const EffectiveRules& rules, const std::vector<Cidr>& internal_networks) {
+  return std::any_of(rules.purposes.begin(), rules.purposes.end(),
+                     [&](const PurposeRules& r) { return egresses(r, internal_networks); });
+}
+
+bool name_allowed(const PurposeRules& rules, std::string_view host, std::uint16_t port) {
+  return std::any_of(rules.hosts.begin(), rules.hosts.end(), [&](const HostRule& r) {
+    return r.port == port && r.pattern.matches(host);
+  });
+}
+
+bool pin_allowed(const PurposeRules& rules, std::string_view host, const IpAddr& addr,
+                 std::uint16_t port, const DenyOptions& options) {
+  if (denied(addr, options)) return false;
+  return std::any_of(rules.hosts.begin(), rules.hosts.end(), [&](const HostRule& r) {
+    if (r.port != port || !r.pattern.matches(host)) return false;
+    return !r.scope || std::any_of(r.scope->begin(), r.scope->end(),
+                                   [&](const Cidr& c) { return c.contains(addr); });
+  });
+}
+
+bool address_allowed(const PurposeRules& rules, const IpAddr& addr, std::uint16_t port,
+                     const DenyOptions& options) {
+  if (denied(addr, options)) return false;
+  return std::any_of(rules.cidrs.begin(), rules.cidrs.end(), [&](const CidrRule& r) {
+    return r.port == port && r.block.contains(addr);
+  });
+}
+
+RulesDiff diff(const EffectiveRules& before, const EffectiveRules& after) {
+  const auto host_covered = [](const HostRule& r, const std::vector<HostRule>& by) {
+    return std::any_of(by.begin(), by.end(), [&](const HostRule& n) {
+      return n.port == r.port && r.pattern.within(n.pattern) && scope_covers(n.scope, r.scope);
+    });
+  };
+  const auto cidr_covered = [](const CidrRule& r, const std::vector<CidrRule>& by) {
+    return std::any_of(by.begin(), by.end(), [&](const CidrRule& n) {
+      return n.port == r.port && n.block.contains(r.block);
+    });
+  };
+  RulesDiff out;
+  for (Purpose p : kPurposes) {
+    const PurposeRules& old_rules = before.of(p);
+    const PurposeRules& new_rules = after.of(p);
+    PurposeDiff& d = out.purposes[static_cast<std::size_t>(p)];
+    for (const HostRule& r : old_rules.hosts) {
+      if (!host_covered(r, new_rules.hosts)) d.revoked_hosts.push_back(r);
+    }
+    for (const CidrRule& r : old_rules.cidrs) {
+      if (!cidr_covered(r, new_rules.cidrs)) d.revoked_cidrs.push_back(r);
+    }
+    for (const HostRule& r : new_rules.hosts) {
+      if (!host_covered(r, old_rules.hosts)) d.granted_hosts.push_back(r);
+    }
+    for (const CidrRule& r : new_rules.cidrs) {
+      if (!cidr_covered(r, old_rules.cidrs)) d.granted_cidrs.push_back(r);
+    }
+  }
+  return out;
+}
+
+bool RulesDiff::revokes() const {
+  return std::any_of(purposes.begin(), purposes.end(),
+                     [](const PurposeDiff& d) { return d.revokes(); });
+}
+
+}  // namespace sluice::policy
