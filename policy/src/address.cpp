@@ -62,7 +62,8 @@ std::string IpAddr::to_string() const {
 
 Result<IpAddr> parse_ip(std::string_view text) {
   if (text.empty()) return fail(ErrorCode::empty, "empty address");
-  if (text.size() > kMaxAddressText) {
+  // inet_pton stops at a NUL byte: "10.0.0.1\0junk" must not parse as 10.0.0.1.
+  if (text.size() > kMaxAddressText || text.find('\0') != std::string_view::npos) {
     return fail(ErrorCode::bad_address, "not an IP address: " + quote(text));
   }
   char buf[kMaxAddressText + 1];
@@ -155,14 +156,13 @@ std::optional<Cidr> intersect(const Cidr& a, const Cidr& b) {
 }
 
 std::vector<Cidr> normalize(std::vector<Cidr> blocks) {
+  // Sorted by (family, address, prefix), a block's containers come before
+  // it; as blocks nest or are disjoint, a block inside any kept block is
+  // inside the last kept one. One pass, O(n log n).
   std::sort(blocks.begin(), blocks.end());
-  blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
   std::vector<Cidr> out;
   for (const Cidr& c : blocks) {
-    const bool inside_other = std::any_of(blocks.begin(), blocks.end(), [&](const Cidr& o) {
-      return !(o == c) && o.contains(c);
-    });
-    if (!inside_other) out.push_back(c);
+    if (out.empty() || !out.back().contains(c)) out.push_back(c);
   }
   return out;
 }

@@ -1,6 +1,8 @@
 // Policy + configuration -> per-purpose rules, and the questions asked of
 // those rules at enforcement time.
 #include <algorithm>
+#include <map>
+#include <tuple>
 
 #include "sluice/policy/rules.h"
 
@@ -28,25 +30,30 @@ std::string list_blocks(const std::vector<Cidr>& blocks) {
   return out;
 }
 
-void add_host_rule(PurposeRules& rules, HostRule rule) {
-  for (HostRule& existing : rules.hosts) {
-    if (existing.pattern == rule.pattern && existing.port == rule.port) {
-      if (!existing.scope || !rule.scope) {
-        existing.scope.reset();
+// Folds rules for the same (pattern, port) into one with the union of
+// their scopes (unrestricted wins), then sorts. One pass after sorting, so
+// compiling thousands of entries stays O(n log n).
+void merge_host_rules(std::vector<HostRule>& hosts) {
+  std::sort(hosts.begin(), hosts.end(), [](const HostRule& a, const HostRule& b) {
+    return std::tie(a.pattern, a.port) < std::tie(b.pattern, b.port);
+  });
+  std::vector<HostRule> out;
+  for (HostRule& r : hosts) {
+    if (!out.empty() && out.back().pattern == r.pattern && out.back().port == r.port) {
+      HostRule& m = out.back();
+      if (!m.scope || !r.scope) {
+        m.scope.reset();
       } else {
-        existing.scope->insert(existing.scope->end(), rule.scope->begin(), rule.scope->end());
-        existing.scope = normalize(std::move(*existing.scope));
+        m.scope->insert(m.scope->end(), r.scope->begin(), r.scope->end());
       }
-      return;
+      continue;
     }
+    out.push_back(std::move(r));
   }
-  rules.hosts.push_back(std::move(rule));
-}
-
-void add_cidr_rule(PurposeRules& rules, CidrRule rule) {
-  if (std::find(rules.cidrs.begin(), rules.cidrs.end(), rule) == rules.cidrs.end()) {
-    rules.cidrs.push_back(rule);
+  for (HostRule& r : out) {
+    if (r.scope) r.scope = normalize(std::move(*r.scope));
   }
+  hosts = std::move(out);
 }
 
 struct Candidate {
@@ -87,30 +94,27 @@ Decision compile_host(const TenantPolicy& policy, const EndpointsConfig& config,
   // Several allowlist entries may admit the same pattern (a name entry and
   // a CIDR entry, say): merge them so each pattern is explained once, with
   // the union of its scopes.
-  std::vector<Candidate> merged;
+  std::map<HostPattern, Candidate> merged;
   for (Candidate& c : candidates) {
     if (confine) c.scope = restrict_scope(c.scope, config.internal_networks);
     if (c.scope && c.scope->empty()) continue;
-    auto same = std::find_if(merged.begin(), merged.end(),
-                             [&](const Candidate& m) { return m.pattern == c.pattern; });
-    if (same == merged.end()) {
-      merged.push_back(std::move(c));
-      continue;
-    }
-    same->via += ", " + c.via;
-    if (!same->scope || !c.scope) {
-      same->scope.reset();
+    auto [it, inserted] = merged.try_emplace(c.pattern, c);
+    if (inserted) continue;
+    Candidate& m = it->second;
+    m.via += ", " + c.via;
+    if (!m.scope || !c.scope) {
+      m.scope.reset();
     } else {
-      same->scope->insert(same->scope->end(), c.scope->begin(), c.scope->end());
-      same->scope = normalize(std::move(*same->scope));
+      m.scope->insert(m.scope->end(), c.scope->begin(), c.scope->end());
     }
   }
   std::vector<std::string> granted;
-  for (const Candidate& c : merged) {
+  for (auto& [pattern, c] : merged) {
+    if (c.scope) c.scope = normalize(std::move(*c.scope));
     std::string line = c.pattern.to_string() + ":" + std::to_string(port) + " (" + c.via;
     if (c.scope) line += "; resolved addresses must lie in " + list_blocks(*c.scope);
     granted.push_back(line + ")");
-    add_host_rule(out, HostRule{c.pattern, port, c.scope});
+    out.hosts.push_back(HostRule{c.pattern, port, c.scope});
   }
   if (granted.empty()) {
     if (confine) {
@@ -162,7 +166,7 @@ Decision compile_block(const TenantPolicy& policy, const EndpointsConfig& config
         confine ? restrict_scope(std::vector<Cidr>{piece}, config.internal_networks)
                 : std::vector<Cidr>{piece};
     for (const Cidr& c : allowed) {
-      add_cidr_rule(out, CidrRule{c, port});
+      out.cidrs.push_back(CidrRule{c, port});
       granted.push_back(c.to_string() + " port " + std::to_string(port) + " (" + via + ")");
     }
   }
@@ -208,8 +212,9 @@ EffectiveRules compile(const TenantPolicy& policy, const EndpointsConfig& config
             compile_block(policy, config, llm_like, endpoint, *endpoint.entry.cidr(), out));
       }
     }
-    std::sort(out.hosts.begin(), out.hosts.end());
+    merge_host_rules(out.hosts);
     std::sort(out.cidrs.begin(), out.cidrs.end());
+    out.cidrs.erase(std::unique(out.cidrs.begin(), out.cidrs.end()), out.cidrs.end());
   }
   return rules;
 }

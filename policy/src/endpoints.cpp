@@ -33,9 +33,7 @@ Result<Endpoint> parse_url(std::string_view text, std::string_view scheme,
     return fail(ErrorCode::bad_url,
                 "a URL names one host; write a pattern as \"*.domain:port\": " + quote(text));
   }
-  if (entry->cidr() && !entry->cidr()->is_host()) {
-    return fail(ErrorCode::bad_url, "a URL names one address, not a block: " + quote(text));
-  }
+  // The authority ends at the first '/', so a URL can never carry a block.
   const bool explicit_port = entry->port.has_value();
   if (!explicit_port) entry->port = default_port;
   Entry shown = *entry;
