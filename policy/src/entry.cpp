@@ -52,6 +52,12 @@ Result<Entry> parse_entry(std::string_view text, const DenyOptions& options) {
                                           " characters: " + quote(text));
   }
 
+  if (text.find("://") != std::string_view::npos) {
+    return fail(ErrorCode::bad_url,
+                "an allowlist entry is a host, address or block with an optional port, not a "
+                "URL: write \"api.example.com:443\" instead of " + quote(text));
+  }
+
   // "[v6]" / "[v6]:port" / "[v6/len]:port"
   if (text.front() == '[') {
     const auto close = text.find(']');
@@ -77,6 +83,12 @@ Result<Entry> parse_entry(std::string_view text, const DenyOptions& options) {
   // "addr/len" or "addr/len:port", for either family: the prefix length has
   // no colon, so the first colon after the slash starts the port.
   if (const auto slash = text.find('/'); slash != std::string_view::npos) {
+    const std::string_view before = text.substr(0, slash);
+    if (!looks_like_ipv4(before) && before.find(':') == std::string_view::npos) {
+      return fail(ErrorCode::bad_prefix,
+                  "'/' only separates an address from its prefix length; host names take no "
+                  "path: " + quote(text));
+    }
     const auto colon = text.find(':', slash);
     if (colon == std::string_view::npos) return with_port(checked_block(text, text, options), {});
     return with_port(checked_block(text.substr(0, colon), text, options), text.substr(colon + 1));

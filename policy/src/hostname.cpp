@@ -35,7 +35,9 @@ bool valid_punycode(std::string_view s) {
   const auto delim = s.rfind('-');
   std::uint32_t out = 0;
   std::size_t in = 0;
-  if (delim != std::string_view::npos) {
+  // A delimiter in first position copies nothing and is not consumed
+  // (RFC 3492 6.2): "-abc" then fails on '-' as a digit.
+  if (delim != std::string_view::npos && delim > 0) {
     out = static_cast<std::uint32_t>(delim);
     in = delim + 1;
   }
@@ -98,10 +100,6 @@ Result<std::string> validate_labels(std::string_view original, std::string name)
                                                  " (letters, digits and '-' only)");
       }
     }
-    if (label.front() == '-' || label.back() == '-') {
-      return fail(ErrorCode::bad_hostname,
-                  "label starts or ends with '-' in host name " + quote(original));
-    }
     if (label.size() >= 4 && label[2] == '-' && label[3] == '-') {
       if (label.substr(0, 2) != "xn") {
         return fail(ErrorCode::bad_hostname,
@@ -112,6 +110,11 @@ Result<std::string> validate_labels(std::string_view original, std::string name)
         return fail(ErrorCode::bad_punycode,
                     "label " + quote(label) + " is not valid punycode in " + quote(original));
       }
+    }
+    // After the xn-- check, so that "xn--" is reported as bad punycode.
+    if (label.front() == '-' || label.back() == '-') {
+      return fail(ErrorCode::bad_hostname,
+                  "label starts or ends with '-' in host name " + quote(original));
     }
     last = label;
     if (dot == std::string::npos) break;
