@@ -17,7 +17,9 @@ inline constexpr int kExitInvalid = 2;  // invalid input, usage or unreadable fi
 // on failure prints why to stderr and returns nullopt.
 std::optional<std::string> read_input(const std::string& path, std::size_t max_bytes);
 
-// Registers `sluicectl policy ...`; `exit_code` receives the result.
+// Register `sluicectl policy ...` and `sluicectl agent ...`; `exit_code`
+// receives the result.
 void add_policy_commands(CLI::App& app, int& exit_code);
+void add_agent_commands(CLI::App& app, int& exit_code);
 
 }  // namespace sluice::ctl

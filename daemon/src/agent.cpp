@@ -1,0 +1,489 @@
+#include "agent.h"
+
+#include <sys/stat.h>
+#include <time.h>
+
+#include <algorithm>
+#include <set>
+
+#include "bpf_keys.h"
+#include "destroy.h"
+#include "nft_text.h"
+
+namespace sluice::agent {
+namespace {
+
+constexpr std::size_t kMaxEvents = 10000;
+constexpr std::size_t kMaxPinsPerPurpose = 4096;
+constexpr std::size_t kMaxTenants = SL_MAX_CGROUPS / 3;
+
+std::string value_bytes(std::uint32_t v) { return std::string(reinterpret_cast<char*>(&v), 4); }
+
+int depth(const std::string& relative) {
+  return static_cast<int>(std::count(relative.begin(), relative.end(), '/')) + 1;
+}
+
+bool rule_allows(const policy::PurposeRules& rules, const PinKey& k, const Pin& pin,
+                 const policy::DenyOptions& deny) {
+  return policy::pin_allowed(rules, pin.host, k.addr, k.port, deny);
+}
+
+}  // namespace
+
+std::uint64_t boottime_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::string Agent::cgroup_path(const std::string& tenant, policy::Purpose p) const {
+  return tenants_ + "/" + tenant + "/" + std::string(policy::to_string(p));
+}
+
+std::vector<policy::Cidr> Agent::deny_ranges() const {
+  std::vector<policy::Cidr> out;
+  for (const policy::DeniedRange& d : policy::always_denied(deny_options())) out.push_back(d.range);
+  out.insert(out.end(), config_.extra_deny.begin(), config_.extra_deny.end());
+  return policy::normalize(std::move(out));
+}
+
+Result<std::unique_ptr<Agent>> Agent::start(AgentConfig config) {
+  std::unique_ptr<Agent> a(new Agent());
+  a->config_ = std::move(config);
+  auto mount = find_cgroup2_mount();
+  if (!mount) return tl::unexpected(mount.error());
+  a->mount_ = *mount;
+  a->subtree_ = a->mount_.mountpoint + "/" + a->config_.cgroup_subtree;
+  a->tenants_ = a->subtree_ + "/tenants";
+  a->tenants_level_ = depth(a->config_.cgroup_subtree) + 1;
+  if (auto s = make_cgroup(a->tenants_); !s) return tl::unexpected(s.error());
+  if (::mkdir(a->config_.runtime_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return errno_error("mkdir " + a->config_.runtime_dir);
+  }
+
+  auto state = load_state(a->config_.runtime_dir + "/state.json", a->deny_options());
+  if (!state) return tl::unexpected(state.error());
+  a->state_ = std::move(*state);
+
+  auto bpf = BpfLayer::open(a->config_.pin_dir(), a->tenants_);
+  if (!bpf) return tl::unexpected(bpf.error());
+  a->bpf_ = std::move(*bpf);
+  auto nft = NftLayer::open();
+  if (!nft) return tl::unexpected(nft.error());
+  a->nft_ = std::move(*nft);
+
+  // Pins that expired while no agent ran go now; then both layers are made
+  // to hold exactly the saved state.
+  a->expire_pins();
+  if (auto s = a->reconcile_all(); !s) return tl::unexpected(s.error());
+  return a;
+}
+
+Status Agent::refresh_cgroups(const AgentState& s, bool create) {
+  for (const auto& [name, t] : s.tenants) {
+    for (policy::Purpose p : policy::kPurposes) {
+      const std::string path = cgroup_path(name, p);
+      if (create) {
+        if (auto made = make_cgroup(path); !made) return made;
+      }
+      auto id = cgroup_id(path);
+      if (!id) return tl::unexpected(id.error());
+      cgroup_ids_[path] = *id;
+    }
+  }
+  return {};
+}
+
+Result<std::map<std::string, MapContent>> Agent::bpf_content(const AgentState& s) {
+  std::map<std::string, MapContent> c;
+  for (const auto& [name, t] : s.tenants) {
+    for (policy::Purpose p : policy::kPurposes) {
+      const PurposeState& ps = t.of(p);
+      const auto id = cgroup_ids_.find(cgroup_path(name, p));
+      if (id == cgroup_ids_.end()) return error("no cgroup id for " + cgroup_path(name, p));
+      sl_cgroup_val v{ps.ruleset, 0};
+      c["cgroups"][key_bytes(id->second)] = key_bytes(v);
+      for (const policy::CidrRule& r : ps.rules.cidrs) {
+        const bool v4 = r.block.addr.family == policy::Family::v4;
+        c[v4 ? "blocks4" : "blocks6"][v4 ? key_bytes(block4_key(ps.ruleset, r.block, r.port))
+                                         : key_bytes(block6_key(ps.ruleset, r.block, r.port))] =
+            value_bytes(1);
+      }
+      for (const auto& [k, pin] : ps.pins) {
+        const bool v4 = k.addr.family == policy::Family::v4;
+        sl_pin_val pv{pin.expires_ns};
+        c[v4 ? "pins4" : "pins6"][v4 ? key_bytes(pin4_key(ps.ruleset, k.addr, k.port))
+                                     : key_bytes(pin6_key(ps.ruleset, k.addr, k.port))] =
+            key_bytes(pv);
+      }
+    }
+  }
+  for (const policy::Cidr& d : deny_ranges()) {
+    const bool v4 = d.addr.family == policy::Family::v4;
+    c[v4 ? "deny4" : "deny6"][v4 ? key_bytes(deny4_key(d)) : key_bytes(deny6_key(d))] =
+        value_bytes(1);
+  }
+  return c;
+}
+
+namespace {
+const std::pair<const char*, BpfMap> kMaps[] = {
+    {"cgroups", BpfMap::cgroups}, {"pins4", BpfMap::pins4},     {"pins6", BpfMap::pins6},
+    {"blocks4", BpfMap::blocks4}, {"blocks6", BpfMap::blocks6}, {"deny4", BpfMap::deny4},
+    {"deny6", BpfMap::deny6}};
+}  // namespace
+
+Status Agent::write_nft(const AgentState& to) {
+  NftTable t;
+  t.name = config_.instance;
+  t.generation = to.generation;
+  const std::string prefix = mount_.nft_prefix.empty() ? "" : mount_.nft_prefix + "/";
+  t.tenants_path = prefix + config_.cgroup_subtree + "/tenants";
+  t.tenants_level = tenants_level_;
+  t.deny = deny_ranges();
+  for (const auto& [name, ts] : to.tenants) {
+    for (policy::Purpose p : policy::kPurposes) {
+      const PurposeState& ps = ts.of(p);
+      NftRuleset r;
+      r.id = ps.ruleset;
+      r.cgroup_path = t.tenants_path + "/" + name + "/" + std::string(policy::to_string(p));
+      r.level = tenants_level_ + 2;
+      for (const policy::CidrRule& c : ps.rules.cidrs) r.blocks.push_back({c.block, c.port});
+      for (const auto& [k, pin] : ps.pins) r.pins.push_back({k.addr, k.port});
+      t.rulesets.push_back(std::move(r));
+    }
+  }
+  return nft_->run(nft_replace_table(t));
+}
+
+// Brings both layers from `from` to `to`. BPF first, by delta, deleting
+// before adding; then one nft transaction. Each layer alone only ever holds
+// rules of `from` or `to`, so the pair never allows more than their union
+// and ends allowing exactly `to`.
+Status Agent::write_kernel(const AgentState& from, const AgentState& to) {
+  auto before = bpf_content(from);
+  auto after = bpf_content(to);
+  if (!before) return tl::unexpected(before.error());
+  if (!after) return tl::unexpected(after.error());
+  for (const auto& [name, map] : kMaps) {
+    const MapContent& old_c = (*before)[name];
+    const MapContent& new_c = (*after)[name];
+    for (const auto& [k, v] : old_c) {
+      if (!new_c.contains(k)) {
+        if (auto s = bpf_->erase(map, k); !s) return s;
+      }
+    }
+    for (const auto& [k, v] : new_c) {
+      auto it = old_c.find(k);
+      if (it == old_c.end() || it->second != v) {
+        if (auto s = bpf_->update(map, k, v); !s) return s;
+      }
+    }
+  }
+  return write_nft(to);
+}
+
+Status Agent::reconcile_all() {
+  if (auto s = refresh_cgroups(state_, /*create=*/true); !s) return s;
+  auto content = bpf_content(state_);
+  if (!content) return tl::unexpected(content.error());
+  for (const auto& [name, map] : kMaps) {
+    if (auto s = bpf_->reconcile(map, (*content)[name]); !s) return s;
+  }
+  return write_nft(state_);
+}
+
+Status Agent::persist() { return save_state(config_.runtime_dir + "/state.json", state_); }
+
+Result<ApplyResult> Agent::apply(const std::string& tenant, std::uint64_t version,
+                                 const policy::EffectiveRules& rules) {
+  if (!valid_tenant_name(tenant)) return error("invalid tenant name");
+  AgentState next = state_;
+  auto [it, created] = next.tenants.try_emplace(tenant);
+  if (created && next.tenants.size() > kMaxTenants) return error("too many tenants");
+  TenantState& t = it->second;
+  if (!created && version < t.version) {
+    return error("stale version " + std::to_string(version) + " < applied " +
+                 std::to_string(t.version));
+  }
+  t.version = version;
+  const auto deny = deny_options();
+  for (policy::Purpose p : policy::kPurposes) {
+    PurposeState& ps = t.of(p);
+    if (ps.ruleset == 0) {
+      if (next.next_ruleset == 0xffffffffu) return error("ruleset ids exhausted");
+      ps.ruleset = next.next_ruleset++;
+    }
+    ps.rules = rules.of(p);
+    ps.rules.decisions.clear();
+    // Pins the new rules no longer allow go with the old rules.
+    std::erase_if(ps.pins, [&](const auto& kv) { return !rule_allows(ps.rules, kv.first, kv.second, deny); });
+  }
+  ++next.generation;
+
+  if (auto s = refresh_cgroups(next, /*create=*/true); !s) return tl::unexpected(s.error());
+  if (auto s = write_kernel(state_, next); !s) {
+    // Put back what was acknowledged before; report the failure either way.
+    (void)write_kernel(next, state_);
+    return tl::unexpected(s.error());
+  }
+  state_ = std::move(next);
+  if (auto s = persist(); !s) return tl::unexpected(s.error());
+  auto cut = cut_revoked(tenant, state_.tenants.at(tenant));
+  if (!cut) return tl::unexpected(cut.error());
+  return ApplyResult{state_.generation, *cut};
+}
+
+Result<int> Agent::cut_revoked(const std::string& tenant, const TenantState& now) {
+  std::set<std::uint64_t> cgroups;
+  std::map<std::uint64_t, const PurposeState*> by_cgroup;
+  for (policy::Purpose p : policy::kPurposes) {
+    const std::uint64_t id = cgroup_ids_.at(cgroup_path(tenant, p));
+    cgroups.insert(id);
+    by_cgroup[id] = &now.of(p);
+  }
+  const auto deny = deny_options();
+  auto destroyed = destroy_sockets(cgroups, [&](const LiveSocket& s) {
+    const PurposeState& ps = *by_cgroup.at(s.cgroup);
+    if (ps.pins.contains(PinKey{s.dst, s.dport})) return true;
+    return policy::address_allowed(ps.rules, s.dst, s.dport, deny);
+  });
+  if (destroyed && *destroyed > 0) {
+    record("revoke", {{"tenant", tenant}, {"destroyed", *destroyed}});
+  }
+  return destroyed;
+}
+
+Result<ApplyResult> Agent::remove(const std::string& tenant) {
+  if (!state_.tenants.contains(tenant)) return ApplyResult{state_.generation, 0};
+  AgentState next = state_;
+  next.tenants.erase(tenant);
+  ++next.generation;
+  if (auto s = write_kernel(state_, next); !s) {
+    (void)write_kernel(next, state_);
+    return tl::unexpected(s.error());
+  }
+  // The cgroups go last, with every process in them: nothing of the
+  // tenant outlives its rules.
+  for (policy::Purpose p : policy::kPurposes) cgroup_ids_.erase(cgroup_path(tenant, p));
+  state_ = std::move(next);
+  if (auto s = persist(); !s) return tl::unexpected(s.error());
+  if (auto s = remove_cgroup_tree(tenants_ + "/" + tenant); !s) return tl::unexpected(s.error());
+  return ApplyResult{state_.generation, 0};
+}
+
+Status Agent::name_allowed(const std::string& tenant, policy::Purpose purpose,
+                           const std::string& host, std::uint16_t port) const {
+  auto it = state_.tenants.find(tenant);
+  if (it == state_.tenants.end()) return error("unknown tenant");
+  if (!policy::name_allowed(it->second.of(purpose).rules, host, port)) {
+    return error("name not allowed for this tenant and purpose");
+  }
+  return {};
+}
+
+Status Agent::pin(const std::string& tenant, policy::Purpose purpose, const std::string& host,
+                  std::uint16_t port, const std::vector<policy::IpAddr>& addrs,
+                  std::uint32_t ttl_s) {
+  if (auto s = name_allowed(tenant, purpose, host, port); !s) return s;
+  PurposeState& ps = state_.tenants.at(tenant).of(purpose);
+  const auto deny = deny_options();
+  for (const policy::IpAddr& a : addrs) {
+    if (!policy::pin_allowed(ps.rules, host, a, port, deny)) {
+      return error(host + " resolved to " + a.to_string() +
+                   ", outside what the policy permits: refused");
+    }
+  }
+  if (ps.pins.size() + addrs.size() > kMaxPinsPerPurpose) return error("too many pins");
+  const std::uint64_t expires = boottime_ns() + std::uint64_t{ttl_s} * 1'000'000'000ull;
+  std::vector<NftPin> fresh;
+  for (const policy::IpAddr& a : addrs) {
+    const PinKey k{a, port};
+    const bool v4 = a.family == policy::Family::v4;
+    sl_pin_val pv{expires};
+    if (auto s = bpf_->update(v4 ? BpfMap::pins4 : BpfMap::pins6,
+                              v4 ? key_bytes(pin4_key(ps.ruleset, a, port))
+                                 : key_bytes(pin6_key(ps.ruleset, a, port)),
+                              key_bytes(pv));
+        !s) {
+      return s;
+    }
+    if (!ps.pins.contains(k)) fresh.push_back({a, port});
+    auto& pin = ps.pins[k];
+    pin.host = host;
+    pin.expires_ns = std::max(pin.expires_ns, expires);
+  }
+  if (!fresh.empty()) {
+    if (auto s = nft_->run(nft_pin_elements(config_.instance, ps.ruleset, fresh, true)); !s) {
+      return s;
+    }
+  }
+  return persist();
+}
+
+int Agent::expire_pins() {
+  const std::uint64_t now = boottime_ns();
+  int expired = 0;
+  for (auto& [name, t] : state_.tenants) {
+    for (policy::Purpose p : policy::kPurposes) {
+      PurposeState& ps = t.of(p);
+      std::vector<NftPin> gone;
+      for (auto it = ps.pins.begin(); it != ps.pins.end();) {
+        if (it->second.expires_ns > now) {
+          ++it;
+          continue;
+        }
+        const bool v4 = it->first.addr.family == policy::Family::v4;
+        if (bpf_) {
+          (void)bpf_->erase(v4 ? BpfMap::pins4 : BpfMap::pins6,
+                            v4 ? key_bytes(pin4_key(ps.ruleset, it->first.addr, it->first.port))
+                               : key_bytes(pin6_key(ps.ruleset, it->first.addr, it->first.port)));
+        }
+        gone.push_back({it->first.addr, it->first.port});
+        it = ps.pins.erase(it);
+        ++expired;
+      }
+      if (!gone.empty() && nft_) {
+        (void)nft_->run(nft_pin_elements(config_.instance, ps.ruleset, gone, false));
+      }
+    }
+  }
+  if (expired > 0 && nft_) (void)persist();
+  return expired;
+}
+
+Result<std::string> Agent::tamper_check() {
+  std::string repaired;
+  auto intact = bpf_->links_intact();
+  if (!intact) return tl::unexpected(intact.error());
+  if (!*intact) {
+    if (auto s = bpf_->repair_links(); !s) return tl::unexpected(s.error());
+    repaired += "bpf links re-attached; ";
+  }
+  // A tenant cgroup removed and recreated has a new id: both layers must
+  // learn it, or its sockets would match no ruleset (denied, but also not
+  // allowed what the policy allows).
+  const auto old_ids = cgroup_ids_;
+  if (auto s = refresh_cgroups(state_, /*create=*/true); !s) return tl::unexpected(s.error());
+  const bool cgroups_changed = old_ids != cgroup_ids_;
+  auto gen = nft_->generation(config_.instance);
+  if (!gen) return tl::unexpected(gen.error());
+  if (cgroups_changed || !*gen || **gen != state_.generation) {
+    if (auto s = reconcile_all(); !s) return tl::unexpected(s.error());
+    repaired += cgroups_changed ? "tenant cgroups re-bound; " : "nftables table restored; ";
+  } else if (!*intact) {
+    // Links were replaced: make sure the maps they read are whole too.
+    if (auto s = reconcile_all(); !s) return tl::unexpected(s.error());
+  }
+  if (!repaired.empty()) {
+    ++tamper_repairs_;
+    record("tamper", {{"repaired", repaired}});
+  }
+  return repaired;
+}
+
+void Agent::record(std::string kind, nlohmann::json detail) {
+  events_.push_back(Event{next_event_++, boottime_ns(), std::move(kind), std::move(detail)});
+  while (events_.size() > kMaxEvents) events_.pop_front();
+}
+
+void Agent::poll_events() {
+  std::map<std::uint32_t, std::pair<std::string, std::string>> rulesets;
+  for (const auto& [name, t] : state_.tenants) {
+    for (policy::Purpose p : policy::kPurposes) {
+      rulesets[t.of(p).ruleset] = {name, std::string(policy::to_string(p))};
+    }
+  }
+  bpf_->drain_events([&](const sl_event& e) {
+    policy::IpAddr dst;
+    if (e.family == 4) {
+      dst = policy::IpAddr::v4(e.daddr[0], e.daddr[1], e.daddr[2], e.daddr[3]);
+    } else {
+      dst.family = policy::Family::v6;
+      std::copy(std::begin(e.daddr), std::end(e.daddr), dst.bytes.begin());
+    }
+    static const char* kHooks[] = {"?", "connect4", "connect6", "sendmsg4", "sendmsg6",
+                                   "sock_create"};
+    static const char* kReasons[] = {"?", "no_rule", "always_denied", "no_ruleset",
+                                     "socket_type"};
+    nlohmann::json d = {{"pid", e.pid},
+                        {"comm", std::string(e.comm, strnlen(e.comm, sizeof e.comm))},
+                        {"cgroup_id", e.cgroup_id},
+                        {"hook", kHooks[e.hook < 6 ? e.hook : 0]},
+                        {"reason", kReasons[e.reason < 5 ? e.reason : 0]},
+                        {"protocol", e.protocol}};
+    if (e.hook != SL_HOOK_SOCK_CREATE) {
+      d["destination"] = dst.to_string();
+      d["port"] = ntohs(e.dport_be);
+    }
+    if (auto it = rulesets.find(e.ruleset); it != rulesets.end()) {
+      d["tenant"] = it->second.first;
+      d["purpose"] = it->second.second;
+    }
+    record("deny", std::move(d));
+  });
+}
+
+nlohmann::json Agent::events_since(std::uint64_t cursor, std::size_t max) const {
+  nlohmann::json list = nlohmann::json::array();
+  std::uint64_t last = cursor;
+  for (const Event& e : events_) {
+    if (e.seq <= cursor) continue;
+    if (list.size() >= max) break;
+    list.push_back({{"seq", e.seq}, {"ts_ns", e.ts_ns}, {"kind", e.kind}, {"detail", e.detail}});
+    last = e.seq;
+  }
+  return {{"events", list}, {"cursor", last}};
+}
+
+nlohmann::json Agent::status() {
+  auto intact = bpf_->links_intact();
+  auto gen = nft_->generation(config_.instance);
+  const BpfCounters c = bpf_->counters();
+  std::size_t pins = 0;
+  nlohmann::json tenants = nlohmann::json::object();
+  for (const auto& [name, t] : state_.tenants) {
+    nlohmann::json purposes = nlohmann::json::object();
+    for (policy::Purpose p : policy::kPurposes) {
+      const PurposeState& ps = t.of(p);
+      pins += ps.pins.size();
+      purposes[std::string(policy::to_string(p))] = {{"ruleset", ps.ruleset},
+                                                     {"hosts", ps.rules.hosts.size()},
+                                                     {"blocks", ps.rules.cidrs.size()},
+                                                     {"pins", ps.pins.size()}};
+    }
+    tenants[name] = {{"version", t.version}, {"purposes", purposes}};
+  }
+  const bool bpf_ok = intact && *intact;
+  const bool nft_ok = gen && *gen && **gen == state_.generation;
+  return {{"instance", config_.instance},
+          {"generation", state_.generation},
+          {"layers",
+           {{"bpf", bpf_ok ? "enforcing" : "degraded"}, {"nftables", nft_ok ? "enforcing" : "degraded"}}},
+          {"counters",
+           {{"allowed", c.allowed},
+            {"denied", c.denied},
+            {"events_dropped", c.events_dropped},
+            {"tamper_repairs", tamper_repairs_},
+            {"pins", pins}}},
+          {"tenants", tenants}};
+}
+
+Status Agent::uninstall(const AgentConfig& config) {
+  Status first;
+  const auto keep_first = [&](Status s) {
+    if (!s && first) first = std::move(s);
+  };
+  keep_first(BpfLayer::uninstall(config.pin_dir()));
+  if (auto nft = NftLayer::open()) keep_first((*nft)->delete_table(config.instance));
+  if (auto mount = find_cgroup2_mount()) {
+    keep_first(remove_cgroup_tree(mount->mountpoint + "/" + config.cgroup_subtree));
+  }
+  ::unlink((config.runtime_dir + "/state.json").c_str());
+  ::unlink((config.runtime_dir + "/agent.sock").c_str());
+  ::rmdir(config.runtime_dir.c_str());
+  return first;
+}
+
+}  // namespace sluice::agent

@@ -1,0 +1,99 @@
+// sluice-agent's core: the state it enforces and the two kernel layers it
+// keeps equal to that state. Synchronous: the control server serialises
+// calls, so a change is either fully enforced by both layers or reported
+// as failed (and rolled back), never silently half-applied.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bpf_layer.h"
+#include "cgroup.h"
+#include "config.h"
+#include "nft_layer.h"
+#include "state.h"
+
+namespace sluice::agent {
+
+struct ApplyResult {
+  std::uint64_t generation = 0;
+  int destroyed = 0;  // live sockets cut because their destination was revoked
+};
+
+struct Event {
+  std::uint64_t seq = 0;
+  std::uint64_t ts_ns = 0;  // CLOCK_BOOTTIME
+  std::string kind;         // "deny", "tamper", "revoke", "peer_refused"
+  nlohmann::json detail;
+};
+
+class Agent {
+ public:
+  static Result<std::unique_ptr<Agent>> start(AgentConfig config);
+
+  Result<ApplyResult> apply(const std::string& tenant, std::uint64_t version,
+                            const policy::EffectiveRules& rules);
+  Result<ApplyResult> remove(const std::string& tenant);
+
+  // Pins every address of `host` for (tenant, purpose, port), all or none:
+  // one address outside what the policy permits refuses the whole answer.
+  Status pin(const std::string& tenant, policy::Purpose purpose, const std::string& host,
+             std::uint16_t port, const std::vector<policy::IpAddr>& addrs, std::uint32_t ttl_s);
+  // Whether `host` may be resolved at all (checked before any DNS query).
+  Status name_allowed(const std::string& tenant, policy::Purpose purpose, const std::string& host,
+                      std::uint16_t port) const;
+  int expire_pins();
+
+  // Verifies links, table and cgroups; repairs and records an event if not.
+  // Returns a description of what was repaired ("" when all was intact).
+  Result<std::string> tamper_check();
+
+  nlohmann::json status();
+  void poll_events();
+  [[nodiscard]] int events_fd() const { return bpf_->events_fd(); }
+  nlohmann::json events_since(std::uint64_t cursor, std::size_t max) const;
+  void record(std::string kind, nlohmann::json detail);
+
+  [[nodiscard]] const AgentConfig& config() const { return config_; }
+  [[nodiscard]] std::string cgroup_path(const std::string& tenant, policy::Purpose p) const;
+  [[nodiscard]] policy::DenyOptions deny_options() const {
+    return {.allow_loopback = config_.allow_loopback};
+  }
+
+  // Removes everything an instance installed: links, maps, table, cgroups.
+  static Status uninstall(const AgentConfig& config);
+
+ private:
+  Agent() = default;
+  Status reconcile_all();
+  Status write_kernel(const AgentState& from, const AgentState& to);
+  Status write_nft(const AgentState& to);
+  Result<std::map<std::string, MapContent>> bpf_content(const AgentState& s);
+  Status refresh_cgroups(const AgentState& s, bool create);
+  Status persist();
+  Result<int> cut_revoked(const std::string& tenant, const TenantState& now);
+  [[nodiscard]] std::vector<policy::Cidr> deny_ranges() const;
+
+  AgentConfig config_;
+  Cgroup2Mount mount_;
+  std::string subtree_;   // absolute
+  std::string tenants_;   // absolute
+  int tenants_level_ = 0;
+  std::unique_ptr<BpfLayer> bpf_;
+  std::unique_ptr<NftLayer> nft_;
+  AgentState state_;
+  std::map<std::string, std::uint64_t> cgroup_ids_;  // cgroup path -> id
+  std::deque<Event> events_;
+  std::uint64_t next_event_ = 1;
+  std::uint64_t tamper_repairs_ = 0;
+};
+
+std::uint64_t boottime_ns();
+
+}  // namespace sluice::agent

@@ -1,0 +1,111 @@
+#include "agent_client.h"
+
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+
+namespace sluice::ctl {
+namespace {
+
+constexpr std::size_t kMaxReply = 16 * 1024 * 1024;
+
+bool wait_readable(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) == 1;
+}
+
+// Reads exactly n bytes; collects at most one passed fd along the way.
+bool read_exact(int fd, char* out, std::size_t n, int timeout_ms, int& passed_fd) {
+  std::size_t done = 0;
+  while (done < n) {
+    if (!wait_readable(fd, timeout_ms)) return false;
+    iovec iov{out + done, n - done};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t got = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (got <= 0) return false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        int received = -1;
+        std::memcpy(&received, CMSG_DATA(c), sizeof received);
+        if (passed_fd < 0) {
+          passed_fd = received;
+        } else {
+          ::close(received);
+        }
+      }
+    }
+    done += static_cast<std::size_t>(got);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohmann::json& request,
+                                     int timeout_ms) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    std::cerr << "sluicectl: socket: " << std::strerror(errno) << "\n";
+    return std::nullopt;
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof addr.sun_path) {
+    std::cerr << "sluicectl: socket path too long\n";
+    ::close(fd);
+    return std::nullopt;
+  }
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    std::cerr << "sluicectl: cannot reach the agent at " << socket_path << ": "
+              << std::strerror(errno) << "\n";
+    ::close(fd);
+    return std::nullopt;
+  }
+  const std::string body = request.dump();
+  const std::uint32_t len = htonl(static_cast<std::uint32_t>(body.size()));
+  std::string frame(reinterpret_cast<const char*>(&len), 4);
+  frame += body;
+  if (::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size())) {
+    std::cerr << "sluicectl: send to the agent failed\n";
+    ::close(fd);
+    return std::nullopt;
+  }
+  AgentReply reply;
+  std::uint32_t reply_len = 0;
+  std::string text;
+  bool ok = read_exact(fd, reinterpret_cast<char*>(&reply_len), 4, timeout_ms, reply.fd);
+  if (ok) {
+    reply_len = ntohl(reply_len);
+    ok = reply_len > 0 && reply_len <= kMaxReply;
+  }
+  if (ok) {
+    text.resize(reply_len);
+    ok = read_exact(fd, text.data(), reply_len, timeout_ms, reply.fd);
+  }
+  ::close(fd);
+  if (!ok) {
+    std::cerr << "sluicectl: no valid reply from the agent\n";
+    if (reply.fd >= 0) ::close(reply.fd);
+    return std::nullopt;
+  }
+  reply.body = nlohmann::json::parse(text, nullptr, false);
+  if (reply.body.is_discarded()) {
+    std::cerr << "sluicectl: the agent's reply is not JSON\n";
+    if (reply.fd >= 0) ::close(reply.fd);
+    return std::nullopt;
+  }
+  return reply;
+}
+
+}  // namespace sluice::ctl

@@ -1,0 +1,23 @@
+// A minimal client of sluice-agent's control socket (framing: 4-byte
+// big-endian length + JSON). sluicectl links no daemon code: the protocol
+// is small enough to speak here, and its tests keep both ends honest.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace sluice::ctl {
+
+struct AgentReply {
+  nlohmann::json body;
+  int fd = -1;  // passed with SCM_RIGHTS, if any
+};
+
+// Sends one request and waits (bounded) for the reply. On failure prints
+// why to stderr and returns nullopt.
+std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohmann::json& request,
+                                     int timeout_ms = 30000);
+
+}  // namespace sluice::ctl
