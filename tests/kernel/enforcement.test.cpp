@@ -1,0 +1,341 @@
+// Kernel enforcement, end to end: a real agent, real hooks and nftables,
+// real processes in tenant cgroups. Runs inside a private network
+// namespace with only `lo` (run-in-netns.sh).
+#include <bpf/bpf.h>
+#include <dirent.h>
+#include <grp.h>
+#include <sys/wait.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "agent_client.h"
+#include "harness.h"
+
+using namespace sluice::testing;
+
+namespace {
+
+constexpr char kOpen[] =
+    R"({"allow_llm_egress":true,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
+constexpr char kClosed[] =
+    R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
+
+// Loopback stands in for "outside": internal networks are 10/8 only.
+std::string endpoints(const Listener& allowed) {
+  return R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":["127.0.0.1:)" +
+         allowed.port_text() + R"(", "[::1]:)" + allowed.port_text() + R"("]}})";
+}
+
+InstanceOptions tamper_every(std::uint32_t ms) {
+  InstanceOptions o;
+  o.tamper_check_ms = ms;
+  return o;
+}
+
+const std::string kOk = "ok";
+const std::string kEperm = "errno 1 EPERM";
+
+template <class Pred>
+bool eventually(Pred pred, int timeout_ms = 8000) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
+
+void detach_links(const Instance& inst) {
+  DIR* dir = ::opendir(inst.pin_dir().c_str());
+  REQUIRE(dir);
+  int detached = 0;
+  while (dirent* e = ::readdir(dir)) {
+    if (std::string_view(e->d_name).starts_with("link_")) {
+      const int fd = bpf_obj_get((inst.pin_dir() + "/" + e->d_name).c_str());
+      REQUIRE(fd >= 0);
+      REQUIRE(bpf_link_detach(fd) == 0);
+      ::close(fd);
+      ++detached;
+    }
+  }
+  ::closedir(dir);
+  REQUIRE(detached == 5);
+}
+
+bool has_event(Instance& inst, const std::string& kind) {
+  auto reply = inst.call({{"op", "events"}, {"cursor", 0}, {"max", 1000}});
+  for (const auto& e : reply["events"]) {
+    if (e["kind"] == kind) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("kernel: every way a tenant process can send is judged by its policy", "[netns]") {
+  Instance inst;
+  inst.start();
+  Listener allowed, denied;
+  const std::string a = allowed.port_text(), d = denied.port_text();
+  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
+  const std::string cg = inst.cgroup("t1", "llm");
+
+  struct Row {
+    const char* what;
+    std::vector<std::string> allow, deny;
+  };
+  const std::vector<Row> rows = {
+      {"TCP over IPv4", {"tcp", "127.0.0.1", a}, {"tcp", "127.0.0.1", d}},
+      {"TCP over IPv6", {"tcp", "::1", a}, {"tcp", "::1", d}},
+      {"AF_INET6 to a v4-mapped address", {"tcp6", "127.0.0.1", a}, {"tcp6", "127.0.0.1", d}},
+      {"UDP sendto over IPv4", {"udp", "127.0.0.1", a}, {"udp", "127.0.0.1", d}},
+      {"UDP sendto over IPv6", {"udp", "::1", a}, {"udp", "::1", d}},
+      {"UDP sendto v4-mapped", {"udp6", "127.0.0.1", a}, {"udp6", "127.0.0.1", d}},
+      {"connected UDP, then sendto elsewhere",
+       {"udp-connected", "127.0.0.1", a, "127.0.0.1", a},
+       {"udp-connected", "127.0.0.1", a, "127.0.0.1", d}},
+      {"TCP Fast Open", {"tfo", "127.0.0.1", a}, {"tfo", "127.0.0.1", d}},
+      {"io_uring connect", {"uring", "127.0.0.1", a}, {"uring", "127.0.0.1", d}},
+      {"MPTCP", {"mptcp", "127.0.0.1", a}, {"mptcp", "127.0.0.1", d}},
+  };
+  for (const Row& row : rows) {
+    INFO(row.what);
+    CHECK(probe(cg, row.allow).out == kOk);
+    CHECK(probe(cg, row.deny).out == kEperm);
+  }
+
+  SECTION("ICMP ping and raw sockets cannot even be created in a tenant cgroup") {
+    CHECK(probe(cg, {"ping"}).out == kEperm);
+    CHECK(probe(cg, {"raw"}).out == kEperm);
+    // The same process outside the tenant cgroups can: the hook made the difference.
+    CHECK(run({netprobe_binary(), "ping"}).out == kOk);
+    CHECK(run({netprobe_binary(), "raw"}).out == kOk);
+  }
+  SECTION("another purpose of the same tenant has its own (empty) rules") {
+    CHECK(probe(inst.cgroup("t1", "embeddings"), {"tcp", "127.0.0.1", a}).out == kEperm);
+  }
+  SECTION("processes outside the tenant cgroups are not affected") {
+    CHECK(run({netprobe_binary(), "tcp", "127.0.0.1", d}).out == kOk);
+  }
+  SECTION("denies are reported as events naming the tenant and destination") {
+    REQUIRE(probe(cg, {"tcp", "127.0.0.1", d}).out == kEperm);
+    auto reply = inst.call({{"op", "events"}, {"cursor", 0}, {"max", 1000}});
+    bool found = false;
+    for (const auto& e : reply["events"]) {
+      const auto& det = e["detail"];
+      if (e["kind"] == "deny" && det.value("tenant", "") == "t1" &&
+          det.value("purpose", "") == "llm" && det.value("port", 0) == denied.port() &&
+          det.value("hook", "") == "connect4" && det.value("comm", "") == "netprobe") {
+        found = true;
+      }
+    }
+    CHECK(found);
+  }
+}
+
+TEST_CASE("kernel: each layer blocks on its own", "[netns]") {
+  Instance inst;
+  inst.start();
+  Listener allowed, denied;
+  const std::string a = allowed.port_text(), d = denied.port_text();
+  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
+  const std::string cg = inst.cgroup("t1", "llm");
+  inst.kill9();  // no agent to repair what we break
+
+  SECTION("with the BPF links detached, nftables still rejects") {
+    detach_links(inst);
+    CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == kOk);
+    CHECK(probe(cg, {"tcp", "127.0.0.1", d}).out == "errno 113 EHOSTUNREACH");
+    CHECK(probe(cg, {"tcp", "::1", d}).out == "errno 13 EACCES");
+    CHECK(probe(cg, {"udp", "127.0.0.1", d}).out == kEperm);
+    CHECK(probe(cg, {"raw"}).out == kOk);  // only the BPF layer refuses socket types
+
+    // A restarted agent finds the defunct links and attaches new ones.
+    inst.start();
+    CHECK(probe(cg, {"raw"}).out == kEperm);
+    CHECK(probe(cg, {"tcp", "127.0.0.1", d}).out == kEperm);
+  }
+  SECTION("with the nftables table removed, BPF still denies") {
+    REQUIRE(run({"/usr/sbin/nft", "delete", "table", "inet", inst.name()}).status == 0);
+    CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == kOk);
+    CHECK(probe(cg, {"tcp", "127.0.0.1", d}).out == kEperm);
+    CHECK(probe(cg, {"tcp", "::1", d}).out == kEperm);
+    CHECK(probe(cg, {"udp", "127.0.0.1", d}).out == kEperm);
+
+    // A restarted agent restores the table.
+    inst.start();
+    CHECK(run({"/usr/sbin/nft", "list", "table", "inet", inst.name()}).status == 0);
+  }
+}
+
+TEST_CASE("kernel: a running agent repairs tampering and reports it", "[netns]") {
+  Instance inst(tamper_every(100));
+  inst.start();
+  Listener allowed, denied;
+  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
+  const std::string cg = inst.cgroup("t1", "llm");
+
+  SECTION("a deleted table comes back") {
+    REQUIRE(run({"/usr/sbin/nft", "delete", "table", "inet", inst.name()}).status == 0);
+    CHECK(eventually([&] {
+      return run({"/usr/sbin/nft", "list", "table", "inet", inst.name()}).status == 0;
+    }));
+    CHECK(eventually([&] { return has_event(inst, "tamper"); }));
+    CHECK(inst.call({{"op", "status"}})["layers"]["nftables"] == "enforcing");
+  }
+  SECTION("detached links are re-attached") {
+    detach_links(inst);
+    CHECK(eventually([&] { return probe(cg, {"raw"}).out == kEperm; }));
+    CHECK(eventually([&] { return has_event(inst, "tamper"); }));
+    CHECK(inst.call({{"op", "status"}})["layers"]["bpf"] == "enforcing");
+  }
+}
+
+TEST_CASE("kernel: revoking allow_llm_egress cuts new and established connections", "[netns]") {
+  Instance inst;
+  inst.start();
+  Listener allowed;
+  const std::string a = allowed.port_text();
+  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
+  const std::string cg = inst.cgroup("t1", "llm");
+
+  Background held({netprobe_binary(), "--cgroup", cg, "hold", "127.0.0.1", a});
+  REQUIRE(held.read_line() == "connected");
+
+  auto reply = inst.apply("t1", 2, kClosed, endpoints(allowed));
+  REQUIRE(reply["ok"] == true);
+  CHECK(reply["destroyed"].get<int>() >= 1);
+  // The established connection is aborted, not left to hang.
+  CHECK(held.wait().out == "errno 103 ECONNABORTED");
+  CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == kEperm);
+  CHECK(probe(cg, {"tcp", "::1", a}).out == kEperm);
+
+  SECTION("an older version is refused") {
+    CHECK(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == false);
+    CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == kEperm);
+  }
+}
+
+TEST_CASE("kernel: enforcement survives kill -9 and a restart without a gap", "[netns]") {
+  Listener allowed, denied;
+  const std::string a = allowed.port_text(), d = denied.port_text();
+  InstanceOptions options;
+  options.static_hosts = {{"llm.test", "127.0.0.1"}};
+  Instance inst(options);
+  inst.start();
+  const std::string eps = R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":["llm.test:)" +
+                          a + R"("]}})";
+  REQUIRE(inst.apply("t1", 1, kOpen, eps)["ok"] == true);
+  const std::string cg = inst.cgroup("t1", "llm");
+
+  // A name rule allows nothing until the agent resolves and pins it.
+  CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == kEperm);
+  auto resolved = inst.call(
+      {{"op", "resolve"}, {"tenant", "t1"}, {"purpose", "llm"}, {"host", "llm.test"}, {"port", allowed.port()}});
+  REQUIRE(resolved["ok"] == true);
+  CHECK(resolved["addresses"] == nlohmann::json::array({"127.0.0.1"}));
+  CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == kOk);
+
+  // A tight loop of denied connects runs across the kill and the restart.
+  Background loop({netprobe_binary(), "--cgroup", cg, "loop", "127.0.0.1", d, "3000"});
+  inst.kill9();
+  CHECK(probe(cg, {"tcp", "127.0.0.1", d}).out == kEperm);  // deny still denies
+  CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == kOk);     // allow still allows
+  inst.start();
+  const auto status = inst.call({{"op", "status"}});
+  CHECK(status["counters"]["pins"] == 1);  // the pin was reused, not lost
+  CHECK(status["layers"]["bpf"] == "enforcing");
+  CHECK(status["layers"]["nftables"] == "enforcing");
+  CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == kOk);
+
+  const RunResult looped = loop.wait();
+  INFO(looped.out);
+  CHECK(looped.out.ends_with("succeeded 0"));
+  CHECK(looped.status == 0);
+}
+
+TEST_CASE("kernel: a tenant cgroup removed and recreated is enforced again", "[netns]") {
+  Instance inst(tamper_every(100));
+  inst.start();
+  Listener allowed, denied;
+  const std::string a = allowed.port_text(), d = denied.port_text();
+  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
+  const std::string cg = inst.cgroup("t1", "llm");
+  REQUIRE(probe(cg, {"tcp", "127.0.0.1", a}).out == kOk);
+
+  REQUIRE(::rmdir(cg.c_str()) == 0);
+  REQUIRE(::mkdir(cg.c_str(), 0755) == 0);
+  // Until the agent re-binds it, the new cgroup has no ruleset: denied.
+  CHECK(eventually([&] { return probe(cg, {"tcp", "127.0.0.1", a}).out == kOk; }));
+  CHECK(probe(cg, {"tcp", "127.0.0.1", d}).out == kEperm);
+  CHECK(probe(cg, {"tcp", "::1", a}).out == kOk);
+}
+
+TEST_CASE("kernel: removing a tenant removes its cgroups and rules", "[netns]") {
+  Instance inst;
+  inst.start();
+  Listener allowed;
+  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
+  const std::string cg = inst.cgroup("t1", "llm");
+  REQUIRE(inst.call({{"op", "remove"}, {"tenant", "t1"}})["ok"] == true);
+  struct stat st {};
+  CHECK(::stat(cg.c_str(), &st) != 0);
+  CHECK(inst.call({{"op", "status"}})["tenants"].empty());
+}
+
+namespace {
+
+// Calls the control socket as `uid` from a child process; the reply's code.
+std::string call_as(const Instance& inst, uid_t uid) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    if (::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0 || ::setuid(uid) != 0) ::_exit(3);
+    auto reply = sluice::ctl::agent_call(inst.socket_path(), {{"op", "status"}}, 5000);
+    std::string code = !reply ? "no-reply" : reply->body.value("ok", false) ? "ok" : reply->body.value("code", "?");
+    (void)!::write(fds[1], code.data(), code.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  char buf[64] = {};
+  const ssize_t n = ::read(fds[0], buf, sizeof buf - 1);
+  ::close(fds[0]);
+  ::waitpid(pid, nullptr, 0);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+}
+
+}  // namespace
+
+TEST_CASE("kernel: control peers are checked by uid", "[netns]") {
+  SECTION("a peer whose uid is not allowed is refused and logged") {
+    Instance inst;
+    inst.start();
+    CHECK(call_as(inst, 65534) == "forbidden");
+    CHECK(has_event(inst, "peer_refused"));
+  }
+  SECTION("a configured uid is served") {
+    InstanceOptions options;
+    options.allowed_peer_uids = {65534};
+    Instance inst(options);
+    inst.start();
+    CHECK(call_as(inst, 65534) == "ok");
+  }
+  SECTION("malformed and oversized requests get an error reply, and the agent lives on") {
+    Instance inst;
+    inst.start();
+    CHECK(inst.call({{"op", "frobnicate"}})["code"] == "bad_request");
+    CHECK(inst.call({{"op", "apply"}, {"tenant", "../x"}, {"version", 1}, {"rules", {}}})["code"] ==
+          "bad_request");
+    CHECK(inst.call({{"op", "resolve"}, {"tenant", "t1"}, {"purpose", "llm"}, {"host", "a b"},
+                     {"port", 443}})["code"] == "bad_request");
+    CHECK(inst.call({{"op", "status"}, {"extra", 1}})["code"] == "bad_request");
+    CHECK(inst.call({{"op", "status"}})["ok"] == true);
+  }
+}
