@@ -291,4 +291,58 @@ Listener::~Listener() {
   if (fd6_ >= 0) ::close(fd6_);
 }
 
+Dnsmasq::Dnsmasq(const std::vector<std::string>& records, std::uint32_t ttl_s) {
+  // A free port: bound then released (the namespace is ours alone).
+  const int probe_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(probe_fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(probe_fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    throw std::runtime_error("dnsmasq port");
+  }
+  port_ = ntohs(a.sin_port);
+  ::close(probe_fd);
+  log_ = "/tmp/" + prefix() + "-dnsmasq-" + std::to_string(port_) + ".log";
+  std::vector<std::string> argv = {"/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+                                   "--no-resolv", "--no-hosts", "--no-poll", "--bind-interfaces",
+                                   "--listen-address=127.0.0.1", "--port=" + std::to_string(port_),
+                                   "--pid-file=", "--user=dnsmasq", "--log-queries",
+                                   "--log-facility=" + log_, "--local-ttl=" + std::to_string(ttl_s)};
+  argv.insert(argv.end(), records.begin(), records.end());
+  const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  pid_ = spawn(argv, devnull, devnull);
+  ::close(devnull);
+  // Ready when its TCP listener accepts.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    if (up) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  throw std::runtime_error("dnsmasq did not start");
+}
+
+Dnsmasq::~Dnsmasq() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  ::unlink(log_.c_str());
+}
+
+bool Dnsmasq::was_queried(const std::string& name) const {
+  std::ifstream in(log_);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find("query[") != std::string::npos && line.find(" " + name + " ") != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace sluice::testing

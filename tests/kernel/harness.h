@@ -97,6 +97,25 @@ class Listener {
   std::uint16_t port_ = 0;
 };
 
+// A real DNS server (dnsmasq from Debian) on 127.0.0.1, answering only
+// from its command line; every query it receives is logged.
+class Dnsmasq {
+ public:
+  // `records`: dnsmasq options such as "--address=/llm.test/127.0.0.1".
+  Dnsmasq(const std::vector<std::string>& records, std::uint32_t ttl_s);
+  ~Dnsmasq();
+  Dnsmasq(const Dnsmasq&) = delete;
+  Dnsmasq& operator=(const Dnsmasq&) = delete;
+  [[nodiscard]] std::string server() const { return "127.0.0.1:" + std::to_string(port_); }
+  // Whether the server was ever asked about `name`.
+  [[nodiscard]] bool was_queried(const std::string& name) const;
+
+ private:
+  std::uint16_t port_ = 0;
+  std::string log_;
+  pid_t pid_ = -1;
+};
+
 std::string agent_binary();
 std::string netprobe_binary();
 std::string cgroup2_mount();

@@ -1,0 +1,112 @@
+// Names: the agent resolves through a real DNS server (dnsmasq on
+// loopback) and pins every answer in both layers before replying.
+#include <chrono>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "harness.h"
+
+using namespace sluice::testing;
+
+namespace {
+
+constexpr char kOpen[] =
+    R"({"allow_llm_egress":true,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
+
+nlohmann::json resolve(Instance& inst, const std::string& host, std::uint16_t port) {
+  return inst.call({{"op", "resolve"}, {"tenant", "t1"}, {"purpose", "llm"}, {"host", host}, {"port", port}});
+}
+
+}  // namespace
+
+TEST_CASE("kernel: names are resolved by the agent and pinned before the answer returns", "[netns]") {
+  Listener allowed;
+  const std::string p = allowed.port_text();
+  Dnsmasq dns({"--address=/llm.test/127.0.0.1", "--address=/llm6.test/::1",
+               "--cname=alias.test,llm.test", "--address=/meta.test/169.254.169.254",
+               "--address=/evil.test/127.0.0.1"},
+              /*ttl_s=*/1);
+  InstanceOptions options;
+  options.dns_servers = {dns.server()};
+  options.min_ttl_s = 1;
+  Instance inst(options);
+  inst.start();
+  const std::string eps = R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":[
+      "llm.test:)" + p + R"(", "llm6.test:)" + p + R"(", "alias.test:)" + p +
+                          R"(", "meta.test:)" + p + R"("]}})";
+  REQUIRE(inst.apply("t1", 1, kOpen, eps)["ok"] == true);
+  const std::string cg = inst.cgroup("t1", "llm");
+
+  SECTION("an A answer is pinned: the very next connect succeeds") {
+    CHECK(probe(cg, {"tcp", "127.0.0.1", p}).out == "errno 1 EPERM");
+    auto r = resolve(inst, "llm.test", allowed.port());
+    REQUIRE(r["ok"] == true);
+    CHECK(r["addresses"] == nlohmann::json::array({"127.0.0.1"}));
+    CHECK(dns.was_queried("llm.test"));
+    CHECK(probe(cg, {"tcp", "127.0.0.1", p}).out == "ok");
+    // Pinned for the name's port only.
+    Listener other;
+    CHECK(probe(cg, {"tcp", "127.0.0.1", other.port_text()}).out == "errno 1 EPERM");
+  }
+  SECTION("an AAAA answer is pinned too") {
+    auto r = resolve(inst, "llm6.test", allowed.port());
+    REQUIRE(r["ok"] == true);
+    CHECK(r["addresses"] == nlohmann::json::array({"::1"}));
+    CHECK(probe(cg, {"tcp", "::1", p}).out == "ok");
+  }
+  SECTION("a CNAME chain is followed to its addresses") {
+    auto r = resolve(inst, "alias.test", allowed.port());
+    REQUIRE(r["ok"] == true);
+    CHECK(r["addresses"] == nlohmann::json::array({"127.0.0.1"}));
+    CHECK(probe(cg, {"tcp", "127.0.0.1", p}).out == "ok");
+  }
+  SECTION("pins expire with the record's TTL") {
+    REQUIRE(resolve(inst, "llm.test", allowed.port())["ok"] == true);
+    REQUIRE(probe(cg, {"tcp", "127.0.0.1", p}).out == "ok");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(6);
+    bool expired = false;
+    while (!expired && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      expired = probe(cg, {"tcp", "127.0.0.1", p}).out == "errno 1 EPERM";
+    }
+    CHECK(expired);
+    CHECK(inst.call({{"op", "status"}})["counters"]["pins"] == 0);
+  }
+  SECTION("a name off the policy is refused without being resolved") {
+    auto r = resolve(inst, "evil.test", allowed.port());
+    CHECK(r["ok"] == false);
+    CHECK(r["code"] == "not_allowed");
+    CHECK_FALSE(dns.was_queried("evil.test"));
+    CHECK(probe(cg, {"tcp", "127.0.0.1", p}).out == "errno 1 EPERM");
+  }
+  SECTION("an allowed name on another port is refused") {
+    CHECK(resolve(inst, "llm.test", 8443)["code"] == "not_allowed");
+  }
+  SECTION("an allowed name resolving into an always-denied range is refused and not pinned") {
+    auto r = resolve(inst, "meta.test", allowed.port());
+    CHECK(r["ok"] == false);
+    CHECK(r["code"] == "not_allowed");
+    CHECK(inst.call({{"op", "status"}})["counters"]["pins"] == 0);
+  }
+}
+
+TEST_CASE("kernel: with allow_llm_egress=false a name resolving outside is refused at pin time",
+          "[netns]") {
+  Listener allowed;
+  const std::string p = allowed.port_text();
+  Dnsmasq dns({"--address=/llm.test/127.0.0.1", "--address=/inside.test/10.1.2.3"}, 60);
+  InstanceOptions options;
+  options.dns_servers = {dns.server()};
+  Instance inst(options);
+  inst.start();
+  const std::string eps = R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":[
+      "llm.test:)" + p + R"(", "inside.test:)" + p + R"("]}})";
+  constexpr char kClosed[] =
+      R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
+  REQUIRE(inst.apply("t1", 1, kClosed, eps)["ok"] == true);
+  CHECK(resolve(inst, "llm.test", allowed.port())["code"] == "not_allowed");
+  auto inside = resolve(inst, "inside.test", allowed.port());
+  CHECK(inside["ok"] == true);
+  CHECK(inside["addresses"] == nlohmann::json::array({"10.1.2.3"}));
+}
