@@ -72,6 +72,8 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentConfig config) {
   auto nft = NftLayer::open();
   if (!nft) return tl::unexpected(nft.error());
   a->nft_ = std::move(*nft);
+  a->brokers_ = std::make_unique<Brokers>(BrokerSettings{
+      a->config_.broker_path, a->config_.broker_uid, a->config_.broker_gid});
 
   // Pins that expired while no agent ran go now; then both layers are made
   // to hold exactly the saved state.
@@ -264,8 +266,9 @@ Result<ApplyResult> Agent::remove(const std::string& tenant) {
     (void)write_kernel(next, state_);
     return tl::unexpected(s.error());
   }
-  // The cgroups go last, with every process in them: nothing of the
-  // tenant outlives its rules.
+  // The brokers and cgroups go last, with every process in them: nothing
+  // of the tenant outlives its rules.
+  brokers_->stop(tenant + "/");
   for (policy::Purpose p : policy::kPurposes) cgroup_ids_.erase(cgroup_path(tenant, p));
   state_ = std::move(next);
   if (auto s = persist(); !s) return tl::unexpected(s.error());
@@ -320,6 +323,12 @@ Status Agent::pin(const std::string& tenant, policy::Purpose purpose, const std:
     }
   }
   return persist();
+}
+
+Result<int> Agent::socket(const std::string& tenant, policy::Purpose purpose, int family) {
+  if (!state_.tenants.contains(tenant)) return error("unknown tenant");
+  return brokers_->socket(tenant + "/" + std::string(policy::to_string(purpose)),
+                          cgroup_path(tenant, purpose), family);
 }
 
 int Agent::expire_pins() {
@@ -467,7 +476,8 @@ nlohmann::json Agent::status() {
             {"events_dropped", c.events_dropped},
             {"tamper_repairs", tamper_repairs_},
             {"pins", pins}}},
-          {"tenants", tenants}};
+          {"tenants", tenants},
+          {"brokers", brokers_->describe()}};
 }
 
 Status Agent::uninstall(const AgentConfig& config) {

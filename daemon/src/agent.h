@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bpf_layer.h"
+#include "brokers.h"
 #include "cgroup.h"
 #include "config.h"
 #include "nft_layer.h"
@@ -49,6 +50,10 @@ class Agent {
   Status name_allowed(const std::string& tenant, policy::Purpose purpose, const std::string& host,
                       std::uint16_t port) const;
   int expire_pins();
+
+  // A TCP socket created in the tenant's cgroup for `purpose` (by its broker).
+  Result<int> socket(const std::string& tenant, policy::Purpose purpose, int family);
+  void reap_brokers() { brokers_->reap(); }
 
   // Verifies links, table and cgroups; repairs and records an event if not.
   // Returns a description of what was repaired ("" when all was intact).
@@ -87,6 +92,7 @@ class Agent {
   int tenants_level_ = 0;
   std::unique_ptr<BpfLayer> bpf_;
   std::unique_ptr<NftLayer> nft_;
+  std::unique_ptr<Brokers> brokers_;
   AgentState state_;
   std::map<std::string, std::uint64_t> cgroup_ids_;  // cgroup path -> id
   std::deque<Event> events_;

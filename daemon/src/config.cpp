@@ -1,6 +1,8 @@
 #define TOML_EXCEPTIONS 0
 #include "config.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -155,6 +157,16 @@ Result<AgentConfig> parse_config(std::string_view toml_text) {
   if (s = read(t, "state_dir", "", c.state_dir); !s) return tl::unexpected(s.error());
   if (s = read(t, "bpffs", "", c.bpffs); !s) return tl::unexpected(s.error());
   if (s = read(t, "broker_path", "", c.broker_path); !s) return tl::unexpected(s.error());
+  if (c.broker_path.empty()) {
+    // Beside the agent binary, as installed and as built.
+    char self[4096] = {};
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    const std::string exe = n > 0 ? std::string(self, static_cast<std::size_t>(n)) : "";
+    const std::string dir = exe.substr(0, exe.rfind('/') + 1);
+    c.broker_path = ::access((dir + "sluice-broker").c_str(), X_OK) == 0
+                        ? dir + "sluice-broker"
+                        : dir + "../libexec/sluice/sluice-broker";
+  }
   if (s = read(t, "allow_loopback", "", c.allow_loopback); !s) return tl::unexpected(s.error());
   const std::pair<const char*, const std::string*> dirs[] = {
       {"runtime_dir", &c.runtime_dir}, {"state_dir", &c.state_dir}, {"bpffs", &c.bpffs}};

@@ -139,9 +139,11 @@ struct Server::Impl {
       co_return nlohmann::json{{"ok", true}, {"addresses", addrs}, {"ttl", answer->ttl_s},
                                {"cnames", answer->cnames}};
     }
-    if (std::get_if<SocketRequest>(&request)) {
-      (void)fd_out;
-      co_return error_reply("failed", "socket brokers are not available in this build");
+    if (const auto* r = std::get_if<SocketRequest>(&request)) {
+      auto fd = agent.socket(r->tenant, r->purpose, r->family);
+      if (!fd) co_return error_reply("failed", fd.error().to_string());
+      fd_out = *fd;
+      co_return nlohmann::json{{"ok", true}};
     }
     if (std::get_if<StatusRequest>(&request)) {
       nlohmann::json s = agent.status();
@@ -224,6 +226,7 @@ struct Server::Impl {
       auto [ec] = co_await timer.async_wait(nothrow);
       if (ec) co_return;
       agent.expire_pins();
+      agent.reap_brokers();
       if (std::chrono::steady_clock::now() >= next_tamper) {
         next_tamper += std::chrono::milliseconds(agent.config().tamper_check_ms);
         auto repaired = agent.tamper_check();

@@ -8,7 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -337,5 +341,95 @@ TEST_CASE("kernel: control peers are checked by uid", "[netns]") {
                      {"port", 443}})["code"] == "bad_request");
     CHECK(inst.call({{"op", "status"}, {"extra", 1}})["code"] == "bad_request");
     CHECK(inst.call({{"op", "status"}})["ok"] == true);
+  }
+}
+
+namespace {
+
+int connect_fd(int fd, const std::string& host, std::uint16_t port) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (host.find(':') == std::string::npos) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    inet_pton(AF_INET, host.c_str(), &a->sin_addr);
+    len = sizeof *a;
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    inet_pton(AF_INET6, host.c_str(), &a->sin6_addr);
+    len = sizeof *a;
+  }
+  const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
+  return rc == 0 ? 0 : errno;
+}
+
+int brokered(const Instance& inst, const std::string& purpose, int family) {
+  auto reply = sluice::ctl::agent_call(
+      inst.socket_path(), {{"op", "socket"}, {"tenant", "t1"}, {"purpose", purpose}, {"family", family}});
+  REQUIRE(reply);
+  INFO(reply->body.dump());
+  REQUIRE(reply->body["ok"] == true);
+  REQUIRE(reply->fd >= 0);
+  return reply->fd;
+}
+
+std::string proc_field(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with(field + ":")) {
+      std::string v = line.substr(field.size() + 1);
+      v.erase(0, v.find_first_not_of(" \t"));
+      return v;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("kernel: a brokered socket carries its tenant's policy to whoever connects it", "[netns]") {
+  Instance inst;
+  inst.start();
+  Listener allowed, denied;
+  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
+
+  // This test process is outside every tenant cgroup; the sockets are not.
+  const int a4 = brokered(inst, "llm", 4);
+  CHECK(connect_fd(a4, "127.0.0.1", allowed.port()) == 0);
+  const int d4 = brokered(inst, "llm", 4);
+  CHECK(connect_fd(d4, "127.0.0.1", denied.port()) == EPERM);
+  const int a6 = brokered(inst, "llm", 6);
+  CHECK(connect_fd(a6, "::1", allowed.port()) == 0);
+  const int e4 = brokered(inst, "embeddings", 4);
+  CHECK(connect_fd(e4, "127.0.0.1", allowed.port()) == EPERM);
+  for (int fd : {a4, d4, a6, e4}) ::close(fd);
+
+  SECTION("the broker is unprivileged, no_new_privs, seccomp-confined, in the tenant cgroup") {
+    const auto brokers = inst.call({{"op", "status"}})["brokers"];
+    REQUIRE(brokers.contains("t1/llm"));
+    const pid_t pid = brokers["t1/llm"]["pid"].get<pid_t>();
+    CHECK(proc_field(pid, "Uid").starts_with("65534"));
+    CHECK(proc_field(pid, "NoNewPrivs") == "1");
+    CHECK(proc_field(pid, "Seccomp") == "2");
+    CHECK(proc_field(pid, "CapEff") == "0000000000000000");
+    std::ifstream cgroup("/proc/" + std::to_string(pid) + "/cgroup");
+    std::string text((std::istreambuf_iterator<char>(cgroup)), std::istreambuf_iterator<char>());
+    CHECK_THAT(text, Catch::Contains("/" + inst.name() + "/tenants/t1/llm"));
+  }
+  SECTION("an unknown tenant gets no socket") {
+    auto reply = sluice::ctl::agent_call(
+        inst.socket_path(), {{"op", "socket"}, {"tenant", "nobody"}, {"purpose", "llm"}, {"family", 4}});
+    REQUIRE(reply);
+    CHECK(reply->body["ok"] == false);
+    CHECK(reply->fd < 0);
+  }
+  SECTION("removing the tenant stops its brokers") {
+    const pid_t pid = inst.call({{"op", "status"}})["brokers"]["t1/llm"]["pid"].get<pid_t>();
+    REQUIRE(inst.call({{"op", "remove"}, {"tenant", "t1"}})["ok"] == true);
+    CHECK(::kill(pid, 0) != 0);
   }
 }
