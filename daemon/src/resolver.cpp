@@ -196,19 +196,43 @@ asio::awaitable<Result<Answer>> Resolver::resolve(std::string host) {
     co_return Answer{it->second, c.max_ttl_s, {}};
   }
   if (c.dns_servers.empty()) co_return error("DNS: no upstream servers configured");
-  auto pending = std::make_shared<Pending>(impl_->io);
-  ares_addrinfo_hints hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_flags = ARES_AI_NOSORT;
-  ares_getaddrinfo(impl_->channel, host.c_str(), nullptr, &hints, &Impl::on_answer, pending.get());
-  impl_->reschedule();
-  // on_answer cancels the timer; c-ares' own timeouts bound the wait. It
-  // may already have run (synchronous failure): then there is nothing to await.
-  if (!pending->completed) {
-    co_await pending->done.async_wait(asio::as_tuple(asio::use_awaitable));
+  // A and AAAA as two queries: c-ares 1.18's AF_UNSPEC lookup can report
+  // "no data" for a CNAME whose target has only one of the two families,
+  // depending on which answer arrives last.
+  std::shared_ptr<Pending> pending[2] = {std::make_shared<Pending>(impl_->io),
+                                         std::make_shared<Pending>(impl_->io)};
+  const int families[2] = {AF_INET, AF_INET6};
+  for (int i = 0; i < 2; ++i) {
+    ares_addrinfo_hints hints{};
+    hints.ai_family = families[i];
+    hints.ai_flags = ARES_AI_NOSORT;
+    ares_getaddrinfo(impl_->channel, host.c_str(), nullptr, &hints, &Impl::on_answer,
+                     pending[i].get());
   }
-  if (pending->result) pending->result->ttl_s = clamp(pending->result->ttl_s);
-  co_return std::move(pending->result);
+  impl_->reschedule();
+  // on_answer cancels each timer; c-ares' own timeouts bound the wait. A
+  // query may already have completed (synchronous failure): then there is
+  // nothing to await.
+  for (auto& p : pending) {
+    if (!p->completed) co_await p->done.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  Result<Answer>& v4 = pending[0]->result;
+  Result<Answer>& v6 = pending[1]->result;
+  if (!v4 && !v6) co_return std::move(v4);
+  Answer merged;
+  merged.ttl_s = UINT32_MAX;
+  for (Result<Answer>* r : {&v4, &v6}) {
+    if (!*r) continue;
+    for (const auto& a : (*r)->addresses) {
+      if (std::find(merged.addresses.begin(), merged.addresses.end(), a) == merged.addresses.end()) {
+        merged.addresses.push_back(a);
+      }
+    }
+    if ((*r)->cnames.size() > merged.cnames.size()) merged.cnames = (*r)->cnames;
+    merged.ttl_s = std::min(merged.ttl_s, (*r)->ttl_s);
+  }
+  merged.ttl_s = clamp(merged.ttl_s);
+  co_return merged;
 }
 
 }  // namespace sluice::agent

@@ -24,7 +24,7 @@ TEST_CASE("kernel: names are resolved by the agent and pinned before the answer 
   Listener allowed;
   const std::string p = allowed.port_text();
   Dnsmasq dns({"--address=/llm.test/127.0.0.1", "--address=/llm6.test/::1",
-               "--cname=alias.test,llm.test", "--address=/meta.test/169.254.169.254",
+               "--host-record=target.test,127.0.0.1", "--cname=alias.test,target.test", "--address=/meta.test/169.254.169.254",
                "--address=/evil.test/127.0.0.1"},
               /*ttl_s=*/1);
   InstanceOptions options;
@@ -55,10 +55,12 @@ TEST_CASE("kernel: names are resolved by the agent and pinned before the answer 
     CHECK(r["addresses"] == nlohmann::json::array({"::1"}));
     CHECK(probe(cg, {"tcp", "::1", p}).out == "ok");
   }
-  SECTION("a CNAME chain is followed to its addresses") {
+  SECTION("a CNAME chain is followed to its addresses (the target need not be on the policy)") {
     auto r = resolve(inst, "alias.test", allowed.port());
+    INFO(r.dump());
     REQUIRE(r["ok"] == true);
     CHECK(r["addresses"] == nlohmann::json::array({"127.0.0.1"}));
+    CHECK(r["cnames"] == nlohmann::json::array({"target.test"}));
     CHECK(probe(cg, {"tcp", "127.0.0.1", p}).out == "ok");
   }
   SECTION("pins expire with the record's TTL") {
