@@ -116,6 +116,31 @@ Status read_dns(const toml::table& dns, AgentConfig& c) {
   return {};
 }
 
+// The subtree becomes cgroup paths, a quoted nftables string and, by its
+// count of '/', the `socket cgroupv2 level` of the tenants chain: an empty
+// or "." component would make that level wrong (the nft layer would then
+// match no tenant socket), and a quote or newline would escape the string.
+bool valid_cgroup_subtree(std::string_view path) {
+  if (path.empty() || path.front() == '/' || path.find("..") != std::string_view::npos) {
+    return false;
+  }
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t slash = path.find('/', start);
+    const std::string_view part = path.substr(
+        start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (part.empty() || part == ".") return false;
+    for (char ch : part) {
+      const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-' ||
+                      ch == '@' || ch == ':';
+      if (!ok) return false;
+    }
+    if (slash == std::string_view::npos) return true;
+    start = slash + 1;
+  }
+}
+
 }  // namespace
 
 std::string AgentConfig::pin_dir() const {
@@ -134,7 +159,7 @@ Result<AgentConfig> parse_config(std::string_view toml_text) {
   const toml::table& t = parsed.table();
   AgentConfig c;
   if (auto s = check_keys(t, {"instance", "cgroup_subtree", "allowed_peer_uids", "runtime_dir",
-                              "state_dir", "bpffs", "broker_path", "broker_uid", "broker_gid",
+                              "bpffs", "broker_path", "broker_uid", "broker_gid",
                               "allow_loopback", "tamper_check_ms", "dns", "network"},
                           "");
       !s) {
@@ -147,14 +172,12 @@ Result<AgentConfig> parse_config(std::string_view toml_text) {
   }
   c.cgroup_subtree = c.instance;
   if (s = read(t, "cgroup_subtree", "", c.cgroup_subtree); !s) return tl::unexpected(s.error());
-  if (c.cgroup_subtree.empty() || c.cgroup_subtree.front() == '/' ||
-      c.cgroup_subtree.find("..") != std::string::npos) {
-    return error("config: cgroup_subtree must be a relative path without '..'");
+  if (!valid_cgroup_subtree(c.cgroup_subtree)) {
+    return error("config: cgroup_subtree must be a relative path without '..', of names made of "
+                 "letters, digits, '.', '_', '-', '@' and ':'");
   }
   c.runtime_dir = "/run/" + c.instance;
-  c.state_dir = "/var/lib/" + c.instance;
   if (s = read(t, "runtime_dir", "", c.runtime_dir); !s) return tl::unexpected(s.error());
-  if (s = read(t, "state_dir", "", c.state_dir); !s) return tl::unexpected(s.error());
   if (s = read(t, "bpffs", "", c.bpffs); !s) return tl::unexpected(s.error());
   if (s = read(t, "broker_path", "", c.broker_path); !s) return tl::unexpected(s.error());
   if (c.broker_path.empty()) {
@@ -169,7 +192,7 @@ Result<AgentConfig> parse_config(std::string_view toml_text) {
   }
   if (s = read(t, "allow_loopback", "", c.allow_loopback); !s) return tl::unexpected(s.error());
   const std::pair<const char*, const std::string*> dirs[] = {
-      {"runtime_dir", &c.runtime_dir}, {"state_dir", &c.state_dir}, {"bpffs", &c.bpffs}};
+      {"runtime_dir", &c.runtime_dir}, {"bpffs", &c.bpffs}};
   for (const auto& [name, value] : dirs) {
     if (value->empty() || value->front() != '/' || value->find("..") != std::string::npos) {
       return error(std::string("config: ") + name + " must be an absolute path without '..'");

@@ -23,8 +23,9 @@ struct AgentConfig {
   std::string instance = "sluice";       // names cgroup subtree, bpffs dir, nft table, run dir
   std::string cgroup_subtree;            // relative to the cgroup2 mount; default = instance
   std::vector<std::uint32_t> allowed_peer_uids;  // besides root
+  // Control socket and saved state; a tmpfs, like bpffs, so the state
+  // lives exactly as long as the pins and the nft table it describes.
   std::string runtime_dir;               // default /run/<instance>
-  std::string state_dir;                 // default /var/lib/<instance>
   std::string bpffs = "/sys/fs/bpf";
   std::string broker_path;               // default: sluice-broker next to the agent
   std::uint32_t broker_uid = 65534;      // nobody

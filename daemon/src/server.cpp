@@ -164,6 +164,19 @@ struct Server::Impl {
                 << "\n";
       agent.record("peer_refused", {{"uid", cred.uid}, {"pid", cred.pid}});
       co_await send(s, error_reply("forbidden", "peer not allowed"));
+      // Linger briefly, discarding (bounded) what the peer sends, so that
+      // its request does not hit a closed socket before it reads the reply.
+      s.shutdown(local::socket::shutdown_send);
+      char sink[4096];
+      for (std::size_t discarded = 0; discarded < 64 * 1024;) {
+        asio::steady_timer timer(io);
+        timer.expires_after(1s);
+        auto r = co_await (s.async_read_some(asio::buffer(sink), nothrow) || timer.async_wait(nothrow));
+        if (r.index() != 0) break;
+        auto [ec, n] = std::get<0>(r);
+        if (ec) break;
+        discarded += n;
+      }
       co_return;
     }
     std::string body;

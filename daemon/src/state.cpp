@@ -4,7 +4,10 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
+
+#include "cgroup.h"
 
 namespace sluice::agent {
 
@@ -51,9 +54,19 @@ Result<AgentState> state_from_json(const nlohmann::json& doc, const policy::Deny
   }
   s.generation = *gen;
   s.next_ruleset = static_cast<std::uint32_t>(*next);
+  // Each ruleset id belongs to one (tenant, purpose): a shared id would let
+  // one tenant's sockets use another's blocks and pins.
+  std::set<std::uint32_t> rulesets_seen;
   for (const auto& [name, t] : doc["tenants"].items()) {
+    // The name becomes cgroup paths and nftables strings: only names that
+    // apply would have accepted.
+    if (!valid_tenant_name(name)) return error("state: a tenant name is malformed");
     TenantState ts;
-    if (!t.is_object() || !u64(t.value("version", nlohmann::json()))) {
+    // Checked before any lookup: a const operator[] on a missing key is
+    // undefined behaviour, value() on a non-object throws.
+    if (!t.is_object() || !u64(t.value("version", nlohmann::json())) ||
+        !t.contains("rulesets") || !t["rulesets"].is_object() || !t.contains("pins") ||
+        !t["pins"].is_object()) {
       return error("state: tenant " + name + " malformed");
     }
     ts.version = *u64(t["version"]);
@@ -64,16 +77,23 @@ Result<AgentState> state_from_json(const nlohmann::json& doc, const policy::Deny
       PurposeState& ps = ts.of(p);
       ps.rules = rules->of(p);
       auto rs = u64(t["rulesets"].value(key, nlohmann::json()));
-      if (!rs || *rs == 0 || *rs >= s.next_ruleset) {
+      if (!rs || *rs == 0 || *rs >= s.next_ruleset ||
+          !rulesets_seen.insert(static_cast<std::uint32_t>(*rs)).second) {
         return error("state: tenant " + name + " ruleset malformed");
       }
       ps.ruleset = static_cast<std::uint32_t>(*rs);
       const nlohmann::json& pins = t["pins"].value(key, nlohmann::json::array());
+      if (!pins.is_array()) return error("state: tenant " + name + " pins malformed");
       for (const nlohmann::json& pin : pins) {
-        auto addr = policy::parse_ip(pin.value("addr", ""));
+        if (!pin.is_object() || !pin.contains("host") || !pin["host"].is_string()) {
+          return error("state: tenant " + name + " pin malformed");
+        }
+        const nlohmann::json addr_text = pin.value("addr", nlohmann::json());
+        auto addr = addr_text.is_string() ? policy::parse_ip(addr_text.get<std::string>())
+                                          : tl::unexpected(policy::Error{});
         auto port = u64(pin.value("port", nlohmann::json()));
         auto exp = u64(pin.value("expires_ns", nlohmann::json()));
-        if (!addr || !port || *port == 0 || *port > 65535 || !exp || !pin["host"].is_string()) {
+        if (!addr || !port || *port == 0 || *port > 65535 || !exp) {
           return error("state: tenant " + name + " pin malformed");
         }
         ps.pins[{*addr, static_cast<std::uint16_t>(*port)}] = {pin["host"].get<std::string>(), *exp};

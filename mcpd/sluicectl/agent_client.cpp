@@ -76,11 +76,10 @@ std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohm
   const std::uint32_t len = htonl(static_cast<std::uint32_t>(body.size()));
   std::string frame(reinterpret_cast<const char*>(&len), 4);
   frame += body;
-  if (::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size())) {
-    std::cerr << "sluicectl: send to the agent failed\n";
-    ::close(fd);
-    return std::nullopt;
-  }
+  // A failed send is not yet a failure: a peer the agent refuses is
+  // answered at once, and that answer is worth reading.
+  const bool sent =
+      ::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(frame.size());
   AgentReply reply;
   std::uint32_t reply_len = 0;
   std::string text;
@@ -95,7 +94,8 @@ std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohm
   }
   ::close(fd);
   if (!ok) {
-    std::cerr << "sluicectl: no valid reply from the agent\n";
+    std::cerr << (sent ? "sluicectl: no valid reply from the agent\n"
+                       : "sluicectl: send to the agent failed\n");
     if (reply.fd >= 0) ::close(reply.fd);
     return std::nullopt;
   }

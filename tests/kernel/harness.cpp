@@ -71,6 +71,9 @@ bool accepting(const std::string& path) {
   return ok;
 }
 
+constexpr char kAgentCapabilities[] =
+    "+bpf,+net_admin,+perfmon,+dac_override,+setuid,+setgid,+kill";
+
 std::string prefix() {
   const char* p = std::getenv("SLUICE_TEST_PREFIX");
   return p && *p ? p : "slt" + std::to_string(::getpid());
@@ -207,7 +210,11 @@ std::string Instance::cgroup(const std::string& tenant, const std::string& purpo
 
 void Instance::start() {
   const int log = ::open((runtime_ + ".log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  agent_ = spawn({agent_binary(), "--config", config_path()}, log, log);
+  // Exactly the capabilities docs/enforcement.md and the systemd unit
+  // grant: every kernel test proves the agent needs no more.
+  agent_ = spawn({"/usr/bin/setpriv", "--bounding-set", "-all," + std::string(kAgentCapabilities),
+                  agent_binary(), "--config", config_path()},
+                 log, log);
   ::close(log);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   while (std::chrono::steady_clock::now() < deadline) {

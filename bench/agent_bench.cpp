@@ -1,0 +1,381 @@
+// sluice-agent benchmarks, each a ratio against a baseline measured in the
+// same run. Runs as root inside a private network namespace
+// (tests/kernel/run-in-netns.sh), with a real agent.
+//
+//  1. connect() cost: UDP connect on loopback (a connect with no handshake,
+//     so the hook's cost is not lost in TCP's), from a process outside the
+//     tenant cgroups (no hooks) vs inside one with 10, 10k and 100k pins.
+//  2. nftables per-packet cost: UDP sendto rate from a tenant cgroup with
+//     the BPF links detached, against a table whose pin set holds 100k
+//     entries vs an empty output chain.
+//  3. apply latency p50/p99 for 10, 1k and 10k static rules.
+//  4. revoke-to-ECONNABORTED latency.
+//  5. resolve-and-pin latency vs the DNS server's own answer time.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "agent_client.h"
+#include "harness.h"
+#include "sluice_abi.h"
+
+using namespace sluice::testing;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr char kOpen[] =
+    R"({"allow_llm_egress":true,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
+
+double ns_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::nano>(Clock::now() - t).count();
+}
+
+struct Stats {
+  double p50 = 0, p99 = 0, mean = 0;
+};
+
+Stats stats(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  Stats s;
+  s.p50 = v[v.size() / 2];
+  s.p99 = v[std::min(v.size() - 1, v.size() * 99 / 100)];
+  double sum = 0;
+  for (double x : v) sum += x;
+  s.mean = sum / static_cast<double>(v.size());
+  return s;
+}
+
+void join_cgroup(const std::string& dir) {
+  std::ofstream procs(dir + "/cgroup.procs");
+  procs << "0";
+  procs.flush();
+  if (!procs) throw std::runtime_error("cannot join " + dir);
+}
+
+std::string own_cgroup_dir() {
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with("0::")) return cgroup2_mount() + line.substr(3);
+  }
+  throw std::runtime_error("no cgroup2 line in /proc/self/cgroup");
+}
+
+// Median ns of one UDP connect() to 127.0.0.1:port, over several rounds.
+double udp_connect_ns(std::uint16_t port, int iterations) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::vector<double> rounds;
+  for (int r = 0; r < 7; ++r) {
+    const auto t = Clock::now();
+    for (int i = 0; i < iterations; ++i) {
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
+      }
+    }
+    rounds.push_back(ns_since(t) / iterations);
+  }
+  ::close(fd);
+  return stats(rounds).p50;
+}
+
+// UDP datagrams per second to 127.0.0.1:port.
+double udp_send_rate(std::uint16_t port, int packets) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
+  }
+  std::vector<double> rates;
+  for (int r = 0; r < 5; ++r) {
+    const auto t = Clock::now();
+    for (int i = 0; i < packets; ++i) {
+      if (::send(fd, "x", 1, 0) != 1 && errno != ECONNREFUSED) {
+        throw std::runtime_error(std::string("send: ") + std::strerror(errno));
+      }
+    }
+    rates.push_back(packets / (ns_since(t) / 1e9));
+  }
+  ::close(fd);
+  return stats(rates).p50;
+}
+
+std::uint32_t ruleset_of(Instance& inst, const std::string& purpose) {
+  return inst.call({{"op", "status"}})["tenants"]["t1"]["purposes"][purpose]["ruleset"].get<std::uint32_t>();
+}
+
+// Fills the pinned sl_pins4 map with `n` pins of `ruleset` (10.x.y.z:443).
+void fill_pins(Instance& inst, std::uint32_t ruleset, int n) {
+  const int fd = bpf_obj_get((inst.pin_dir() + "/sl_pins4").c_str());
+  if (fd < 0) throw std::runtime_error("open sl_pins4");
+  for (int i = 0; i < n; ++i) {
+    sl_pin4_key k{};
+    k.ruleset = ruleset;
+    k.daddr_be = htonl(0x0a000000u + static_cast<std::uint32_t>(i));
+    k.dport_be = htons(443);
+    sl_pin_val v{~0ull};
+    if (bpf_map_update_elem(fd, &k, &v, BPF_ANY) != 0) throw std::runtime_error("fill pins");
+  }
+  ::close(fd);
+}
+
+void bench_connect() {
+  std::printf("\n== 1. connect() cost (UDP connect on loopback, ns per call, median of 7 rounds)\n");
+  Instance inst;
+  inst.start();
+  Listener l;
+  const std::string eps = R"({"endpoints":{"llm":["127.0.0.1:)" + l.port_text() + R"("]}})";
+  if (inst.apply("t1", 1, kOpen, eps)["ok"] != true) throw std::runtime_error("apply");
+  const std::uint32_t rs = ruleset_of(inst, "llm");
+  const std::string home = own_cgroup_dir();
+  constexpr int kIter = 200000;
+  const double base = udp_connect_ns(l.port(), kIter);
+  std::printf("%-28s %10.1f ns\n", "no hooks (outside tenants)", base);
+  int filled = 0;
+  for (int n : {10, 10000, 100000}) {
+    fill_pins(inst, rs, n);  // on top of the ones already there
+    filled = n;
+    join_cgroup(inst.cgroup("t1", "llm"));
+    const double hooked = udp_connect_ns(l.port(), kIter);
+    join_cgroup(home);
+    std::printf("hooks, %6d pins          %10.1f ns   added %+7.1f ns   ratio %.3f\n", filled, hooked,
+                hooked - base, hooked / base);
+  }
+}
+
+void bench_nft() {
+  std::printf("\n== 2. nftables per-packet cost (UDP send rate from a tenant cgroup, BPF detached)\n");
+  Instance inst;
+  inst.start();
+  Listener l;
+  const std::string eps = R"({"endpoints":{"llm":["127.0.0.1:)" + l.port_text() + R"("]}})";
+  if (inst.apply("t1", 1, kOpen, eps)["ok"] != true) throw std::runtime_error("apply");
+  const std::uint32_t rs = ruleset_of(inst, "llm");
+  inst.kill9();
+  // Detach the BPF layer so only nftables is measured.
+  DIR* dir = ::opendir(inst.pin_dir().c_str());
+  while (dirent* e = ::readdir(dir)) {
+    if (std::string_view(e->d_name).starts_with("link_")) {
+      const int fd = bpf_obj_get((inst.pin_dir() + "/" + e->d_name).c_str());
+      bpf_link_detach(fd);
+      ::close(fd);
+    }
+  }
+  ::closedir(dir);
+  // 100k pins in the ruleset's pin set, in batches (one transaction each).
+  const std::string set = "r" + std::to_string(rs) + "_p4";
+  for (int batch = 0; batch < 100; ++batch) {
+    std::string cmd = "add element inet " + inst.name() + " " + set + " { ";
+    for (int i = 0; i < 1000; ++i) {
+      const std::uint32_t a = 0x0a000000u + static_cast<std::uint32_t>(batch * 1000 + i);
+      cmd += (i ? ", " : "") + std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 255) + "." +
+             std::to_string((a >> 8) & 255) + "." + std::to_string(a & 255) + " . 443";
+    }
+    cmd += " }\n";
+    std::ofstream("/tmp/sluice-bench.nft") << cmd;
+    if (run({"/usr/sbin/nft", "-f", "/tmp/sluice-bench.nft"}).status != 0) {
+      throw std::runtime_error("nft add element");
+    }
+  }
+  ::unlink("/tmp/sluice-bench.nft");
+  const std::string home = own_cgroup_dir();
+  constexpr int kPackets = 200000;
+  join_cgroup(inst.cgroup("t1", "llm"));
+  const double with_table = udp_send_rate(l.port(), kPackets);
+  join_cgroup(home);
+  // Baseline: the same hook with an empty chain.
+  run({"/usr/sbin/nft", "delete", "table", "inet", inst.name()});
+  std::ofstream("/tmp/sluice-bench.nft")
+      << "table inet sluicebench {\n  chain output { type filter hook output priority filter; policy accept; }\n}\n";
+  run({"/usr/sbin/nft", "-f", "/tmp/sluice-bench.nft"});
+  ::unlink("/tmp/sluice-bench.nft");
+  join_cgroup(inst.cgroup("t1", "llm"));
+  const double empty = udp_send_rate(l.port(), kPackets);
+  join_cgroup(home);
+  run({"/usr/sbin/nft", "delete", "table", "inet", "sluicebench"});
+  std::printf("%-36s %12.0f pkt/s\n", "empty output chain", empty);
+  std::printf("%-36s %12.0f pkt/s   per-packet cost ratio %.3f (added %.0f ns/pkt)\n",
+              "Sluice table, 100k-entry pin set", with_table, empty / with_table,
+              1e9 / with_table - 1e9 / empty);
+}
+
+nlohmann::json rules_with_blocks(int n, int variant) {
+  nlohmann::json cidrs = nlohmann::json::array();
+  for (int i = 0; i < n; ++i) {
+    const std::uint32_t a = 0x0a000000u + static_cast<std::uint32_t>(i * 2 + variant);
+    cidrs.push_back({{"block", std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 255) + "." +
+                                   std::to_string((a >> 8) & 255) + "." + std::to_string(a & 255)},
+                     {"port", 443}});
+  }
+  const nlohmann::json empty = {{"hosts", nlohmann::json::array()}, {"cidrs", nlohmann::json::array()}};
+  return {{"llm", {{"hosts", nlohmann::json::array()}, {"cidrs", cidrs}}},
+          {"embeddings", empty},
+          {"prospecting", empty}};
+}
+
+void bench_apply() {
+  std::printf("\n== 3. apply latency (control socket round trip, both layers updated)\n");
+  Instance inst;
+  inst.start();
+  std::uint64_t version = 1;
+  for (int n : {10, 1000, 10000}) {
+    const nlohmann::json a = rules_with_blocks(n, 0), b = rules_with_blocks(n, 1);
+    std::vector<double> ms;
+    const int reps = n >= 10000 ? 20 : 60;
+    for (int i = 0; i < reps; ++i) {
+      const nlohmann::json req = {{"op", "apply"}, {"tenant", "t1"}, {"version", version++},
+                                  {"rules", i % 2 ? b : a}};
+      const auto t = Clock::now();
+      auto r = inst.call(req);
+      const double took = ns_since(t) / 1e6;
+      if (r["ok"] != true) throw std::runtime_error("apply failed: " + r.dump());
+      if (i > 0) ms.push_back(took);  // the first creates cgroups and rulesets
+    }
+    const Stats s = stats(ms);
+    std::printf("%6d rules: p50 %8.2f ms   p99 %8.2f ms   (every apply replaces all %d)\n", n, s.p50,
+                s.p99, n);
+  }
+}
+
+void bench_revoke() {
+  std::printf("\n== 4. revoke-to-ECONNABORTED latency\n");
+  Instance inst;
+  inst.start();
+  Listener l;
+  const std::string eps = R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":["127.0.0.1:)" +
+                          l.port_text() + R"("]}})";
+  constexpr char kClosed[] =
+      R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
+  const std::string home = own_cgroup_dir();
+  std::vector<double> ms;
+  std::uint64_t version = 1;
+  for (int i = 0; i < 30; ++i) {
+    if (inst.apply("t1", version++, kOpen, eps)["ok"] != true) throw std::runtime_error("apply");
+    join_cgroup(inst.cgroup("t1", "llm"));
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    join_cgroup(home);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(l.port());
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect");
+    Clock::time_point aborted{};
+    std::thread reader([&] {
+      char c;
+      while (::recv(fd, &c, 1, 0) > 0) {
+      }
+      if (errno == ECONNABORTED) aborted = Clock::now();
+    });
+    const auto t = Clock::now();
+    if (inst.apply("t1", version++, kClosed, eps)["ok"] != true) throw std::runtime_error("revoke");
+    reader.join();
+    ::close(fd);
+    if (aborted == Clock::time_point{}) throw std::runtime_error("connection was not aborted");
+    ms.push_back(std::chrono::duration<double, std::milli>(aborted - t).count());
+  }
+  const Stats s = stats(ms);
+  std::printf("apply(revoke) sent -> recv() fails with ECONNABORTED: p50 %.2f ms   p99 %.2f ms\n", s.p50,
+              s.p99);
+}
+
+// One A query for `name`, answered by the server at 127.0.0.1:port.
+double dns_query_ms(std::uint16_t port, const std::string& name, std::uint16_t id) {
+  std::string q;
+  q += static_cast<char>(id >> 8);
+  q += static_cast<char>(id & 255);
+  q += std::string("\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 10);
+  std::size_t start = 0;
+  while (start < name.size()) {
+    const auto dot = name.find('.', start);
+    const std::string label = name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    q += static_cast<char>(label.size());
+    q += label;
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  q += std::string("\x00\x00\x01\x00\x01", 5);
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const auto t = Clock::now();
+  ::sendto(fd, q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  char buf[512];
+  if (::recv(fd, buf, sizeof buf, 0) <= 0) throw std::runtime_error("dns query");
+  const double took = ns_since(t) / 1e6;
+  ::close(fd);
+  return took;
+}
+
+void bench_resolve() {
+  std::printf("\n== 5. resolve-and-pin latency vs the DNS server's own\n");
+  // 400 names with distinct addresses, so every resolve pins anew.
+  const std::string hosts = "/tmp/sluice-bench-hosts";
+  {
+    std::ofstream h(hosts);
+    for (int i = 0; i < 400; ++i) h << "10.9." << i / 200 << "." << i % 200 + 1 << " n" << i << ".bench.test\n";
+  }
+  Dnsmasq dns({"--addn-hosts=" + hosts}, 3600);
+  InstanceOptions options;
+  options.dns_servers = {dns.server()};
+  Instance inst(options);
+  inst.start();
+  const std::string eps = R"({"endpoints":{"llm":["*.bench.test:443"]}})";
+  if (inst.apply("t1", 1, kOpen, eps)["ok"] != true) throw std::runtime_error("apply");
+  const std::uint16_t port = static_cast<std::uint16_t>(std::stoi(dns.server().substr(10)));
+  std::vector<double> direct, pinned;
+  for (int i = 0; i < 200; ++i) direct.push_back(dns_query_ms(port, "n" + std::to_string(i) + ".bench.test", static_cast<std::uint16_t>(i)));
+  for (int i = 200; i < 400; ++i) {
+    const auto t = Clock::now();
+    auto r = inst.call({{"op", "resolve"}, {"tenant", "t1"}, {"purpose", "llm"},
+                        {"host", "n" + std::to_string(i) + ".bench.test"}, {"port", 443}});
+    pinned.push_back(ns_since(t) / 1e6);
+    if (r["ok"] != true) throw std::runtime_error("resolve: " + r.dump());
+  }
+  ::unlink(hosts.c_str());
+  const Stats d = stats(direct), p = stats(pinned);
+  std::printf("%-44s p50 %7.3f ms   p99 %7.3f ms\n", "DNS server alone (one A query)", d.p50, d.p99);
+  std::printf("%-44s p50 %7.3f ms   p99 %7.3f ms   ratio p50 %.1fx\n",
+              "agent resolve (A+AAAA, pinned in both layers)", p.p50, p.p99, p.p50 / d.p50);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string only = argc > 1 ? argv[1] : "";
+  const std::vector<std::pair<std::string, std::function<void()>>> benches = {
+      {"connect", bench_connect}, {"nft", bench_nft}, {"apply", bench_apply},
+      {"revoke", bench_revoke},   {"resolve", bench_resolve}};
+  try {
+    for (const auto& [name, fn] : benches) {
+      if (only.empty() || only == name) fn();
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "agent_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
