@@ -7,9 +7,9 @@
  * passed to a process outside the tenant over SCM_RIGHTS carries exactly
  * its tenant's rights.
  *
- * Order of judgement for a destination: always-denied ranges, then the
- * socket's ruleset (none: deny), then pins (resolved names), then static
- * blocks. Everything not allowed is denied with EPERM (return 0), and a
+ * Order of judgement for a destination: the socket's ruleset (none: deny),
+ * then pins of resolved names (never always-denied: the agent refuses to
+ * pin those), then always-denied ranges, then static blocks. Everything not allowed is denied with EPERM (return 0), and a
  * deny event goes to the ring buffer.
  */
 #include <linux/bpf.h>
@@ -156,18 +156,21 @@ static __always_inline int deny(__u8 hook, __u8 reason, __u32 ruleset, __u8 fami
 static __always_inline int judge4(__u8 hook, __u32 ruleset, __u8 protocol, __be32 daddr_be,
                                   __be16 dport_be) {
   const __u8 *addr = (const __u8 *)&daddr_be;
-  struct sl_deny4_key dk = {.prefixlen = 32};
-  __builtin_memcpy(dk.addr, addr, 4);
-  if (bpf_map_lookup_elem(&sl_deny4, &dk))
-    return deny(hook, SL_DENY_ALWAYS, ruleset, 4, protocol, addr, 4, dport_be);
   if (ruleset == SL_RULESET_NONE)
     return deny(hook, SL_DENY_NO_RULESET, ruleset, 4, protocol, addr, 4, dport_be);
-
+  /* Pins first: one hash lookup on the hot path. The agent never pins an
+   * always-denied address (it checks before pinning and drops pins when
+   * the deny list changes), so a pin hit needs no deny check. */
   struct sl_pin4_key pk = {.ruleset = ruleset, .daddr_be = daddr_be, .dport_be = dport_be};
   if (bpf_map_lookup_elem(&sl_pins4, &pk)) {
     count(SL_CNT_ALLOW);
     return SL_ALLOW;
   }
+  /* Static blocks may contain denied ranges (0.0.0.0/0): deny wins. */
+  struct sl_deny4_key dk = {.prefixlen = 32};
+  __builtin_memcpy(dk.addr, addr, 4);
+  if (bpf_map_lookup_elem(&sl_deny4, &dk))
+    return deny(hook, SL_DENY_ALWAYS, ruleset, 4, protocol, addr, 4, dport_be);
   struct sl_block4_key bk = {.prefixlen = SL_LPM_FIXED_BITS + 32};
   __be32 rs_be = bpf_htonl(ruleset);
   __builtin_memcpy(bk.data, &rs_be, 4);
@@ -188,19 +191,18 @@ static __always_inline int judge6(__u8 hook, __u32 ruleset, __u8 protocol, const
     return judge4(hook, ruleset, protocol, ip6[3], dport_be);
 
   const __u8 *addr = (const __u8 *)ip6;
-  struct sl_deny6_key dk = {.prefixlen = 128};
-  __builtin_memcpy(dk.addr, addr, 16);
-  if (bpf_map_lookup_elem(&sl_deny6, &dk))
-    return deny(hook, SL_DENY_ALWAYS, ruleset, 6, protocol, addr, 16, dport_be);
   if (ruleset == SL_RULESET_NONE)
     return deny(hook, SL_DENY_NO_RULESET, ruleset, 6, protocol, addr, 16, dport_be);
-
   struct sl_pin6_key pk = {.ruleset = ruleset, .dport_be = dport_be};
   __builtin_memcpy(pk.daddr, addr, 16);
   if (bpf_map_lookup_elem(&sl_pins6, &pk)) {
     count(SL_CNT_ALLOW);
     return SL_ALLOW;
   }
+  struct sl_deny6_key dk = {.prefixlen = 128};
+  __builtin_memcpy(dk.addr, addr, 16);
+  if (bpf_map_lookup_elem(&sl_deny6, &dk))
+    return deny(hook, SL_DENY_ALWAYS, ruleset, 6, protocol, addr, 16, dport_be);
   struct sl_block6_key bk = {.prefixlen = SL_LPM_FIXED_BITS + 128};
   __be32 rs_be = bpf_htonl(ruleset);
   __builtin_memcpy(bk.data, &rs_be, 4);

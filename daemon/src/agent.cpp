@@ -75,9 +75,18 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentConfig config) {
   a->brokers_ = std::make_unique<Brokers>(BrokerSettings{
       a->config_.broker_path, a->config_.broker_uid, a->config_.broker_gid});
 
-  // Pins that expired while no agent ran go now; then both layers are made
-  // to hold exactly the saved state.
+  // Pins that expired while no agent ran go now, and pins the (possibly
+  // changed) deny list forbids: the hooks trust pins. Then both layers are
+  // made to hold exactly the saved state.
   a->expire_pins();
+  const std::vector<policy::Cidr> denied = a->deny_ranges();
+  for (auto& [name, t] : a->state_.tenants) {
+    for (policy::Purpose p : policy::kPurposes) {
+      std::erase_if(t.of(p).pins, [&](const auto& kv) {
+        return policy::covered_by(policy::Cidr::host(kv.first.addr), denied);
+      });
+    }
+  }
   if (auto s = a->reconcile_all(); !s) return tl::unexpected(s.error());
   return a;
 }
@@ -136,7 +145,7 @@ const std::pair<const char*, BpfMap> kMaps[] = {
     {"deny6", BpfMap::deny6}};
 }  // namespace
 
-Status Agent::write_nft(const AgentState& to) {
+NftTable Agent::nft_table(const AgentState& to) const {
   NftTable t;
   t.name = config_.instance;
   t.generation = to.generation;
@@ -156,7 +165,13 @@ Status Agent::write_nft(const AgentState& to) {
       t.rulesets.push_back(std::move(r));
     }
   }
-  return nft_->run(nft_replace_table(t));
+  return t;
+}
+
+Status Agent::write_nft(const AgentState& to) {
+  if (auto s = nft_->run(nft_replace_table(nft_table(to))); !s) return s;
+  nft_generation_ = to.generation;
+  return {};
 }
 
 // Brings both layers from `from` to `to`. BPF first, by delta, deleting
@@ -182,6 +197,11 @@ Status Agent::write_kernel(const AgentState& from, const AgentState& to) {
         if (auto s = bpf_->update(map, k, v); !s) return s;
       }
     }
+  }
+  // Same tenants as before: one transaction of element changes, cheaper
+  // than re-parsing every element of every set.
+  if (auto delta = nft_delta(nft_table(from), nft_table(to))) {
+    return delta->empty() ? Status{} : nft_->run(*delta);
   }
   return write_nft(to);
 }
@@ -211,8 +231,14 @@ Result<ApplyResult> Agent::apply(const std::string& tenant, std::uint64_t versio
   }
   t.version = version;
   const auto deny = deny_options();
+  // Live sockets need checking only when something was taken away.
+  bool revokes = false;
   for (policy::Purpose p : policy::kPurposes) {
     PurposeState& ps = t.of(p);
+    policy::EffectiveRules before, after;
+    before.of(p) = ps.rules;
+    after.of(p) = rules.of(p);
+    revokes = revokes || policy::diff(before, after).revokes();
     if (ps.ruleset == 0) {
       if (next.next_ruleset == 0xffffffffu) return error("ruleset ids exhausted");
       ps.ruleset = next.next_ruleset++;
@@ -220,7 +246,9 @@ Result<ApplyResult> Agent::apply(const std::string& tenant, std::uint64_t versio
     ps.rules = rules.of(p);
     ps.rules.decisions.clear();
     // Pins the new rules no longer allow go with the old rules.
-    std::erase_if(ps.pins, [&](const auto& kv) { return !rule_allows(ps.rules, kv.first, kv.second, deny); });
+    revokes = std::erase_if(ps.pins, [&](const auto& kv) {
+                return !rule_allows(ps.rules, kv.first, kv.second, deny);
+              }) > 0 || revokes;
   }
   ++next.generation;
 
@@ -232,6 +260,7 @@ Result<ApplyResult> Agent::apply(const std::string& tenant, std::uint64_t versio
   }
   state_ = std::move(next);
   if (auto s = persist(); !s) return tl::unexpected(s.error());
+  if (!revokes) return ApplyResult{state_.generation, 0};
   auto cut = cut_revoked(tenant, state_.tenants.at(tenant));
   if (!cut) return tl::unexpected(cut.error());
   return ApplyResult{state_.generation, *cut};
@@ -292,8 +321,11 @@ Status Agent::pin(const std::string& tenant, policy::Purpose purpose, const std:
   if (auto s = name_allowed(tenant, purpose, host, port); !s) return s;
   PurposeState& ps = state_.tenants.at(tenant).of(purpose);
   const auto deny = deny_options();
+  const std::vector<policy::Cidr> denied = deny_ranges();  // includes configured extras
   for (const policy::IpAddr& a : addrs) {
-    if (!policy::pin_allowed(ps.rules, host, a, port, deny)) {
+    // The BPF hooks trust a pin without a deny check: never pin a denied address.
+    if (!policy::pin_allowed(ps.rules, host, a, port, deny) ||
+        policy::covered_by(policy::Cidr::host(a), denied)) {
       return error(host + " resolved to " + a.to_string() +
                    ", outside what the policy permits: refused");
     }
@@ -378,7 +410,7 @@ Result<std::string> Agent::tamper_check() {
   const bool cgroups_changed = old_ids != cgroup_ids_;
   auto gen = nft_->generation(config_.instance);
   if (!gen) return tl::unexpected(gen.error());
-  if (cgroups_changed || !*gen || **gen != state_.generation) {
+  if (cgroups_changed || !*gen || **gen != nft_generation_) {
     if (auto s = reconcile_all(); !s) return tl::unexpected(s.error());
     repaired += cgroups_changed ? "tenant cgroups re-bound; " : "nftables table restored; ";
   } else if (!*intact) {
@@ -465,7 +497,7 @@ nlohmann::json Agent::status() {
     tenants[name] = {{"version", t.version}, {"purposes", purposes}};
   }
   const bool bpf_ok = intact && *intact;
-  const bool nft_ok = gen && *gen && **gen == state_.generation;
+  const bool nft_ok = gen && *gen && **gen == nft_generation_;
   return {{"instance", config_.instance},
           {"generation", state_.generation},
           {"layers",

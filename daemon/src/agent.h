@@ -18,6 +18,7 @@
 #include "cgroup.h"
 #include "config.h"
 #include "nft_layer.h"
+#include "nft_text.h"
 #include "state.h"
 
 namespace sluice::agent {
@@ -79,6 +80,7 @@ class Agent {
   Status reconcile_all();
   Status write_kernel(const AgentState& from, const AgentState& to);
   Status write_nft(const AgentState& to);
+  NftTable nft_table(const AgentState& s) const;
   Result<std::map<std::string, MapContent>> bpf_content(const AgentState& s);
   Status refresh_cgroups(const AgentState& s, bool create);
   Status persist();
@@ -98,6 +100,9 @@ class Agent {
   std::deque<Event> events_;
   std::uint64_t next_event_ = 1;
   std::uint64_t tamper_repairs_ = 0;
+  // Generation in the table's comment: that of the last full replacement
+  // (element updates in between leave the comment alone).
+  std::uint64_t nft_generation_ = 0;
 };
 
 std::uint64_t boottime_ns();

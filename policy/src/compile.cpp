@@ -2,6 +2,8 @@
 // those rules at enforcement time.
 #include <algorithm>
 #include <map>
+#include <set>
+#include <string_view>
 #include <tuple>
 
 #include "sluice/policy/rules.h"
@@ -258,33 +260,81 @@ bool address_allowed(const PurposeRules& rules, const IpAddr& addr, std::uint16_
   });
 }
 
+namespace {
+
+// `block`'s address with every bit from `prefix` on cleared.
+Cidr masked(const Cidr& block, unsigned prefix) {
+  Cidr c{block.addr, static_cast<std::uint8_t>(prefix)};
+  for (unsigned i = prefix; i < c.addr.bits(); ++i) {
+    c.addr.bytes[i / 8] &= static_cast<std::uint8_t>(~(1u << (7 - i % 8)));
+  }
+  return c;
+}
+
+// Coverage checks by lookup, not by scanning every rule: diffs of rule
+// sets with tens of thousands of entries stay O(n log n).
+class Coverage {
+ public:
+  explicit Coverage(const PurposeRules& rules) {
+    for (const HostRule& h : rules.hosts) hosts_.emplace(std::make_pair(h.pattern, h.port), &h);
+    for (const CidrRule& c : rules.cidrs) cidrs_.insert(c);
+  }
+
+  // Some rule of the set matches at least r's names on r's port with at
+  // least r's scope: the same pattern, or a wildcard over one of its
+  // parent domains.
+  [[nodiscard]] bool covers(const HostRule& r) const {
+    if (covered_by_pattern(r, r.pattern)) return true;
+    std::string_view rest = r.pattern.name;
+    while (true) {
+      const auto dot = rest.find('.');
+      if (dot == std::string_view::npos) return false;
+      if (covered_by_pattern(r, HostPattern{std::string(rest.substr(dot + 1)), true})) return true;
+      rest = rest.substr(dot + 1);
+    }
+  }
+
+  // Some rule of the set has r's port and a block containing r's: r's
+  // block itself or one of its supernets.
+  [[nodiscard]] bool covers(const CidrRule& r) const {
+    for (int prefix = r.block.prefix; prefix >= 0; --prefix) {
+      if (cidrs_.contains(CidrRule{masked(r.block, static_cast<unsigned>(prefix)), r.port})) return true;
+    }
+    return false;
+  }
+
+ private:
+  [[nodiscard]] bool covered_by_pattern(const HostRule& r, const HostPattern& pattern) const {
+    auto it = hosts_.find(std::make_pair(pattern, r.port));
+    if (it == hosts_.end()) return false;
+    const HostRule& n = *it->second;
+    return r.pattern.within(n.pattern) && scope_covers(n.scope, r.scope);
+  }
+
+  std::map<std::pair<HostPattern, std::uint16_t>, const HostRule*> hosts_;
+  std::set<CidrRule> cidrs_;
+};
+
+}  // namespace
+
 RulesDiff diff(const EffectiveRules& before, const EffectiveRules& after) {
-  const auto host_covered = [](const HostRule& r, const std::vector<HostRule>& by) {
-    return std::any_of(by.begin(), by.end(), [&](const HostRule& n) {
-      return n.port == r.port && r.pattern.within(n.pattern) && scope_covers(n.scope, r.scope);
-    });
-  };
-  const auto cidr_covered = [](const CidrRule& r, const std::vector<CidrRule>& by) {
-    return std::any_of(by.begin(), by.end(), [&](const CidrRule& n) {
-      return n.port == r.port && n.block.contains(r.block);
-    });
-  };
   RulesDiff out;
   for (Purpose p : kPurposes) {
     const PurposeRules& old_rules = before.of(p);
     const PurposeRules& new_rules = after.of(p);
+    const Coverage old_cover(old_rules), new_cover(new_rules);
     PurposeDiff& d = out.purposes[static_cast<std::size_t>(p)];
     for (const HostRule& r : old_rules.hosts) {
-      if (!host_covered(r, new_rules.hosts)) d.revoked_hosts.push_back(r);
+      if (!new_cover.covers(r)) d.revoked_hosts.push_back(r);
     }
     for (const CidrRule& r : old_rules.cidrs) {
-      if (!cidr_covered(r, new_rules.cidrs)) d.revoked_cidrs.push_back(r);
+      if (!new_cover.covers(r)) d.revoked_cidrs.push_back(r);
     }
     for (const HostRule& r : new_rules.hosts) {
-      if (!host_covered(r, old_rules.hosts)) d.granted_hosts.push_back(r);
+      if (!old_cover.covers(r)) d.granted_hosts.push_back(r);
     }
     for (const CidrRule& r : new_rules.cidrs) {
-      if (!cidr_covered(r, old_rules.cidrs)) d.granted_cidrs.push_back(r);
+      if (!old_cover.covers(r)) d.granted_cidrs.push_back(r);
     }
   }
   return out;

@@ -175,7 +175,9 @@ RunResult Background::wait(int timeout_ms) {
 
 Instance::Instance(InstanceOptions options) {
   name_ = prefix() + "n" + std::to_string(counter++);
-  runtime_ = "/tmp/" + name_;
+  // tmpfs, as /run is on a production host: the state file lives as long
+  // as the bpffs pins it describes.
+  runtime_ = "/dev/shm/" + name_;
   std::ofstream cfg(config_path());
   cfg << "instance = \"" << name_ << "\"\n"
       << "runtime_dir = \"" << runtime_ << "\"\n"

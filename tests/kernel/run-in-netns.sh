@@ -35,5 +35,5 @@ for dir in "$cg2"/${SLUICE_TEST_PREFIX}n*; do
   find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null
   status=1
 done
-rm -rf /tmp/${SLUICE_TEST_PREFIX}n*
+rm -rf /tmp/${SLUICE_TEST_PREFIX}n* /dev/shm/${SLUICE_TEST_PREFIX}n*
 exit $status
