@@ -28,8 +28,14 @@ rc=$?
 set -e
 echo "(exit code $rc)"
 
+step "Kernel enforcement (sluice-agent), in a private network namespace"
+if [ "$(id -u)" -eq 0 ]; then
+  unshare -n -- "$top/tests/demo/kernel-demo.sh" "$build"
+else
+  echo "(skipped: the kernel part needs root)"
+fi
+
 cat <<'MSG'
 
-Next: sluice-agent (kernel enforcement) and sluice-mcpd (MCP over HTTPS)
-extend this demo as they land; see README.md.
+Next: sluice-mcpd (MCP over HTTPS) extends this demo as it lands; see README.md.
 MSG

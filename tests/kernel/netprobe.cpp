@@ -19,6 +19,8 @@
 //                              read or write fails and print that errno
 //   loop HOST PORT MS          connect repeatedly for MS milliseconds; print
 //                              "attempts N succeeded M"
+//   listen PORT SECONDS        accept TCP connections on 127.0.0.1:PORT for a
+//                              while (for the demo), holding them open
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -201,6 +203,24 @@ int do_loop(const char* host, const char* port, const char* ms) {
   return succeeded == 0 ? 0 : 1;
 }
 
+int do_listen(const char* port, const char* seconds) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(std::atoi(port)));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 64) != 0) {
+    return report(errno);
+  }
+  ::alarm(static_cast<unsigned>(std::atoi(seconds)));  // bounded: ends by itself
+  while (true) {
+    const int c = ::accept(fd, nullptr, nullptr);
+    if (c < 0 && errno != EINTR) return report(errno);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -241,6 +261,7 @@ int main(int argc, char** argv) {
   }
   if (action == "hold" && nargs == 2) return do_hold(args[0], args[1]);
   if (action == "loop" && nargs == 3) return do_loop(args[0], args[1], args[2]);
+  if (action == "listen" && nargs == 2) return do_listen(args[0], args[1]);
   std::fprintf(stderr, "netprobe: unknown action or arguments\n");
   return 3;
 }
