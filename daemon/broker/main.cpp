@@ -18,7 +18,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cstring>
+#include "fd_passing.h"
 
 namespace {
 
@@ -68,23 +68,7 @@ bool confine() {
   return syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
 }
 
-void reply(unsigned char status, int fd) {
-  iovec iov{&status, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  sendmsg(kChannel, &msg, MSG_NOSIGNAL);
-}
+void reply(unsigned char status, int fd) { sluice::agent::send_with_fd(kChannel, &status, 1, fd); }
 
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include "brokers.h"
 
+#include "fd_passing.h"
+
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -96,24 +98,12 @@ Result<int> Brokers::socket(const std::string& key, const std::string& cgroup, i
       return error("socket broker did not answer");
     }
     unsigned char status = 0;
-    iovec iov{&status, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(b.channel, &msg, MSG_CMSG_CLOEXEC);
-    if (n != 1) {
+    int fd = -1;
+    if (recv_with_fd(b.channel, &status, 1, fd) != 1) {
+      if (fd >= 0) ::close(fd);
       stop_one(b);
       brokers_.erase(it);
       continue;
-    }
-    int fd = -1;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-      }
     }
     if (status != 0 || fd < 0) {
       if (fd >= 0) ::close(fd);

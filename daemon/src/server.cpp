@@ -20,6 +20,7 @@
 #include <boost/asio/write.hpp>
 
 #include "control.h"
+#include "fd_passing.h"
 
 namespace sluice::agent {
 
@@ -91,21 +92,9 @@ struct Server::Impl {
       co_return result.index() == 0 && !std::get<0>(std::get<0>(result));
     }
     co_await s.async_wait(local::socket::wait_write, nothrow);
-    iovec iov{frame.data(), frame.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
     // Replies are small: one sendmsg carries the frame (the socket buffer
     // of a Unix socket is far larger), so the fd travels with byte 0.
-    const ssize_t n = ::sendmsg(s.native_handle(), &msg, MSG_NOSIGNAL);
+    const ssize_t n = send_with_fd(s.native_handle(), frame.data(), frame.size(), fd);
     co_return n == static_cast<ssize_t>(frame.size());
   }
 
