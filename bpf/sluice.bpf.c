@@ -114,10 +114,14 @@ static __always_inline __u32 ruleset_of_cgroup(__u64 cgroup_id) {
   return v ? v->ruleset : SL_RULESET_NONE;
 }
 
-/* The ruleset recorded when the socket was created; for sockets without
- * one (created before the hooks were attached, or by the kernel itself,
- * such as MPTCP subflows) the calling task's cgroup decides, which is NONE
- * for any process outside the tenant cgroups: fail closed. */
+/* The ruleset recorded when the socket was created. Sockets the kernel
+ * creates itself never pass sock_create and have no record: MPTCP subflows,
+ * which the kernel places in their parent socket's cgroup, so under the
+ * same tenant purpose as the task that connects them. For those the
+ * calling task's cgroup decides. That grants nothing new: a task in a
+ * tenant cgroup already has that ruleset for every socket it creates, and
+ * any task outside the tenant cgroups gets NONE (deny). A socket passed
+ * between tenants always carries its creator's record, never the caller's. */
 static __always_inline __u32 ruleset_of_socket(struct bpf_sock *sk) {
   if (sk) {
     struct sl_sock_val *v = bpf_sk_storage_get(&sl_socks, sk, 0, 0);
@@ -153,6 +157,11 @@ static __always_inline int deny(__u8 hook, __u8 reason, __u32 ruleset, __u8 fami
   return SL_DENY;
 }
 
+/* A pin past its TTL allows nothing, even while no agent runs to remove it. */
+static __always_inline int pin_live(const struct sl_pin_val *pin) {
+  return pin && pin->expires_ns > bpf_ktime_get_boot_ns();
+}
+
 static __always_inline int judge4(__u8 hook, __u32 ruleset, __u8 protocol, __be32 daddr_be,
                                   __be16 dport_be) {
   const __u8 *addr = (const __u8 *)&daddr_be;
@@ -162,7 +171,7 @@ static __always_inline int judge4(__u8 hook, __u32 ruleset, __u8 protocol, __be3
    * always-denied address (it checks before pinning and drops pins when
    * the deny list changes), so a pin hit needs no deny check. */
   struct sl_pin4_key pk = {.ruleset = ruleset, .daddr_be = daddr_be, .dport_be = dport_be};
-  if (bpf_map_lookup_elem(&sl_pins4, &pk)) {
+  if (pin_live(bpf_map_lookup_elem(&sl_pins4, &pk))) {
     count(SL_CNT_ALLOW);
     return SL_ALLOW;
   }
@@ -195,7 +204,7 @@ static __always_inline int judge6(__u8 hook, __u32 ruleset, __u8 protocol, const
     return deny(hook, SL_DENY_NO_RULESET, ruleset, 6, protocol, addr, 16, dport_be);
   struct sl_pin6_key pk = {.ruleset = ruleset, .dport_be = dport_be};
   __builtin_memcpy(pk.daddr, addr, 16);
-  if (bpf_map_lookup_elem(&sl_pins6, &pk)) {
+  if (pin_live(bpf_map_lookup_elem(&sl_pins6, &pk))) {
     count(SL_CNT_ALLOW);
     return SL_ALLOW;
   }
@@ -267,6 +276,29 @@ int sl_sock_create(struct bpf_sock *ctx) {
   if (!v) return SL_DENY; /* cannot record the tenant: refuse the socket */
   v->ruleset = ruleset;
   v->pad0 = 0;
+  return SL_ALLOW;
+}
+
+/* Source routing would send the packet somewhere other than the address
+ * the connect hooks judged (IPv4 LSRR/SSRR options, IPv6 routing headers):
+ * tenant sockets may not set it. */
+#define SL_SOL_IP 0
+#define SL_IP_OPTIONS 4
+#define SL_SOL_IPV6 41
+#define SL_IPV6_2292RTHDR 5
+#define SL_IPV6_2292PKTOPTIONS 6
+#define SL_IPV6_RTHDR 57
+SEC("cgroup/setsockopt")
+int sl_setsockopt(struct bpf_sockopt *ctx) {
+  const int level = ctx->level, name = ctx->optname;
+  if ((level == SL_SOL_IP && name == SL_IP_OPTIONS) ||
+      (level == SL_SOL_IPV6 && (name == SL_IPV6_RTHDR || name == SL_IPV6_2292RTHDR ||
+                                name == SL_IPV6_2292PKTOPTIONS))) {
+    count(SL_CNT_DENY);
+    return SL_DENY;
+  }
+  /* Untouched: values larger than a page need optlen 0 to pass through. */
+  if (ctx->optlen > 4096) ctx->optlen = 0;
   return SL_ALLOW;
 }
 

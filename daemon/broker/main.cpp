@@ -36,7 +36,7 @@ constexpr unsigned kArch = AUDIT_ARCH_AARCH64;
 #define SL_ALLOW_NR(nr) \
   BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
 
-// Allows only: recvmsg/sendmsg (the channel), socket(AF_INET|AF_INET6,
+// Allows only: recvmsg/sendmsg on the channel, socket(AF_INET|AF_INET6,
 // SOCK_STREAM[|SOCK_CLOEXEC], 0), close, exit, exit_group, rt_sigreturn.
 // Anything else kills the process.
 bool confine() {
@@ -45,8 +45,13 @@ bool confine() {
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 1, 0),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
       SL_LOAD(nr),
-      SL_ALLOW_NR(__NR_recvmsg),
-      SL_ALLOW_NR(__NR_sendmsg),
+      // recvmsg/sendmsg only on the channel (fd 3): no sending elsewhere.
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_recvmsg, 1, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendmsg, 0, 4),
+      SL_LOAD(args[0]),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kChannel, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
       SL_ALLOW_NR(__NR_close),
       SL_ALLOW_NR(__NR_exit),
       SL_ALLOW_NR(__NR_exit_group),
@@ -64,6 +69,9 @@ bool confine() {
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
   };
   static sock_fprog prog = {static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  // Not dumpable: another process of the same uid may not ptrace it or
+  // take its channel with pidfd_getfd.
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return false;
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
   return syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
 }

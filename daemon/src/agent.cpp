@@ -1,6 +1,9 @@
 #include "agent.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <algorithm>
@@ -21,6 +24,14 @@ std::string value_bytes(std::uint32_t v) { return std::string(reinterpret_cast<c
 
 int depth(const std::string& relative) {
   return static_cast<int>(std::count(relative.begin(), relative.end(), '/')) + 1;
+}
+
+// Process names are chosen by the process: keep them printable ASCII.
+std::string printable(std::string s) {
+  for (char& c : s) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+  }
+  return s;
 }
 
 bool rule_allows(const policy::PurposeRules& rules, const PinKey& k, const Pin& pin,
@@ -88,6 +99,11 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentConfig config) {
     }
   }
   if (auto s = a->reconcile_all(); !s) return tl::unexpected(s.error());
+  // A previous agent may have saved a revocation and died before cutting
+  // the live connections it revoked: cut against the saved state now.
+  for (const auto& [name, t] : a->state_.tenants) {
+    if (auto cut = a->cut_revoked(name, t); !cut) return tl::unexpected(cut.error());
+  }
   return a;
 }
 
@@ -216,6 +232,14 @@ Status Agent::reconcile_all() {
   return write_nft(state_);
 }
 
+void Agent::rollback(const AgentState& from, const AgentState& to) {
+  if (write_kernel(from, to)) return;
+  // Neither the new nor the old state is certain in the kernel now: say
+  // so, and rebuild both layers from the acknowledged state.
+  record("rollback_failed", {{"generation", to.generation}});
+  if (auto s = reconcile_all(); !s) record("reconcile_failed", {{"error", s.error().to_string()}});
+}
+
 Status Agent::persist() { return save_state(config_.runtime_dir + "/state.json", state_); }
 
 Result<ApplyResult> Agent::apply(const std::string& tenant, std::uint64_t version,
@@ -255,14 +279,17 @@ Result<ApplyResult> Agent::apply(const std::string& tenant, std::uint64_t versio
   if (auto s = refresh_cgroups(next, /*create=*/true); !s) return tl::unexpected(s.error());
   if (auto s = write_kernel(state_, next); !s) {
     // Put back what was acknowledged before; report the failure either way.
-    (void)write_kernel(next, state_);
+    rollback(next, state_);
     return tl::unexpected(s.error());
   }
   state_ = std::move(next);
   if (auto s = persist(); !s) return tl::unexpected(s.error());
-  if (!revokes) return ApplyResult{state_.generation, 0};
+  // A cut that failed before is retried, whatever this change revokes.
+  if (!revokes && !cut_pending_.contains(tenant)) return ApplyResult{state_.generation, 0};
+  cut_pending_.insert(tenant);
   auto cut = cut_revoked(tenant, state_.tenants.at(tenant));
   if (!cut) return tl::unexpected(cut.error());
+  cut_pending_.erase(tenant);
   return ApplyResult{state_.generation, *cut};
 }
 
@@ -292,9 +319,14 @@ Result<ApplyResult> Agent::remove(const std::string& tenant) {
   next.tenants.erase(tenant);
   ++next.generation;
   if (auto s = write_kernel(state_, next); !s) {
-    (void)write_kernel(next, state_);
+    rollback(next, state_);
     return tl::unexpected(s.error());
   }
+  // Every live socket of the tenant is cut while its cgroup ids are still
+  // known (mcpd holds them outside the cgroups, where they would live on).
+  std::set<std::uint64_t> cgroups;
+  for (policy::Purpose p : policy::kPurposes) cgroups.insert(cgroup_ids_.at(cgroup_path(tenant, p)));
+  auto cut = destroy_sockets(cgroups, [](const LiveSocket&) { return false; });
   // The brokers and cgroups go last, with every process in them: nothing
   // of the tenant outlives its rules.
   brokers_->stop(tenant + "/");
@@ -302,7 +334,9 @@ Result<ApplyResult> Agent::remove(const std::string& tenant) {
   state_ = std::move(next);
   if (auto s = persist(); !s) return tl::unexpected(s.error());
   if (auto s = remove_cgroup_tree(tenants_ + "/" + tenant); !s) return tl::unexpected(s.error());
-  return ApplyResult{state_.generation, 0};
+  if (!cut) return tl::unexpected(cut.error());
+  if (*cut > 0) record("revoke", {{"tenant", tenant}, {"destroyed", *cut}});
+  return ApplyResult{state_.generation, *cut};
 }
 
 Status Agent::name_allowed(const std::string& tenant, policy::Purpose purpose,
@@ -358,9 +392,32 @@ Status Agent::pin(const std::string& tenant, policy::Purpose purpose, const std:
 }
 
 Result<int> Agent::socket(const std::string& tenant, policy::Purpose purpose, int family) {
-  if (!state_.tenants.contains(tenant)) return error("unknown tenant");
-  return brokers_->socket(tenant + "/" + std::string(policy::to_string(purpose)),
-                          cgroup_path(tenant, purpose), family);
+  auto it = state_.tenants.find(tenant);
+  if (it == state_.tenants.end()) return error("unknown tenant");
+  auto fd = brokers_->socket(tenant + "/" + std::string(policy::to_string(purpose)),
+                             cgroup_path(tenant, purpose), family);
+  if (!fd) return fd;
+  // Trust, but verify: the socket must carry this purpose's ruleset (so it
+  // was created in its cgroup), be a TCP socket of the family asked for,
+  // and not be connected yet. A broker that was tampered with cannot hand
+  // out a socket from elsewhere.
+  int domain = 0, type = 0, protocol = 0;
+  socklen_t len = sizeof(int);
+  const bool shape = ::getsockopt(*fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
+                     ::getsockopt(*fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+                     ::getsockopt(*fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 &&
+                     domain == (family == 4 ? AF_INET : AF_INET6) && type == SOCK_STREAM &&
+                     protocol == IPPROTO_TCP;
+  sockaddr_storage peer{};
+  socklen_t peer_len = sizeof peer;
+  const bool unconnected =
+      ::getpeername(*fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0 && errno == ENOTCONN;
+  if (!shape || !unconnected || bpf_->socket_ruleset(*fd) != it->second.of(purpose).ruleset) {
+    ::close(*fd);
+    record("broker_refused", {{"tenant", tenant}, {"purpose", policy::to_string(purpose)}});
+    return error("the broker's socket failed verification");
+  }
+  return fd;
 }
 
 int Agent::expire_pins() {
@@ -449,7 +506,7 @@ void Agent::poll_events() {
     static const char* kReasons[] = {"?", "no_rule", "always_denied", "no_ruleset",
                                      "socket_type"};
     nlohmann::json d = {{"pid", e.pid},
-                        {"comm", std::string(e.comm, strnlen(e.comm, sizeof e.comm))},
+                        {"comm", printable(std::string(e.comm, strnlen(e.comm, sizeof e.comm)))},
                         {"cgroup_id", e.cgroup_id},
                         {"hook", kHooks[e.hook < 6 ? e.hook : 0]},
                         {"reason", kReasons[e.reason < 5 ? e.reason : 0]},

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -84,6 +85,7 @@ class Agent {
   Result<std::map<std::string, MapContent>> bpf_content(const AgentState& s);
   Status refresh_cgroups(const AgentState& s, bool create);
   Status persist();
+  void rollback(const AgentState& from, const AgentState& to);
   Result<int> cut_revoked(const std::string& tenant, const TenantState& now);
   [[nodiscard]] std::vector<policy::Cidr> deny_ranges() const;
 
@@ -103,6 +105,8 @@ class Agent {
   // Generation in the table's comment: that of the last full replacement
   // (element updates in between leave the comment alone).
   std::uint64_t nft_generation_ = 0;
+  // Tenants whose last revocation could not cut every live socket.
+  std::set<std::string> cut_pending_;
 };
 
 std::uint64_t boottime_ns();

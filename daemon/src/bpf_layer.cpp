@@ -104,6 +104,21 @@ Result<std::unique_ptr<BpfLayer>> BpfLayer::open(const std::string& pin_dir,
   layer->cgroup_fd_ = ::open(tenants_cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (layer->cgroup_fd_ < 0) return errno_error("open " + tenants_cgroup);
   if (auto s = layer->attach_all(); !s) return tl::unexpected(s.error());
+  // An upgrade to a new ABI version leaves the old version's links attached
+  // (judging against frozen maps): now that the new ones enforce, remove them.
+  const std::string instance_dir = pin_dir.substr(0, pin_dir.rfind('/'));
+  const std::string own = pin_dir.substr(pin_dir.rfind('/') + 1);
+  if (DIR* dir = ::opendir(instance_dir.c_str())) {
+    std::vector<std::string> stale;
+    while (dirent* e = ::readdir(dir)) {
+      const std::string name = e->d_name;
+      if (name.size() > 1 && name[0] == 'v' && name != own) stale.push_back(instance_dir + "/" + name);
+    }
+    ::closedir(dir);
+    for (const std::string& old : stale) {
+      if (auto s = uninstall(old); !s) return tl::unexpected(s.error());
+    }
+  }
 
   layer->events_ = ring_buffer__new(bpf_map__fd(layer->skel_->maps.sl_events), on_ring_event,
                                     &layer->on_event_, nullptr);
@@ -203,6 +218,12 @@ Status BpfLayer::reconcile(BpfMap map, const MapContent& want) {
     if (auto s = update(map, k, v); !s) return s;
   }
   return {};
+}
+
+std::optional<std::uint32_t> BpfLayer::socket_ruleset(int socket_fd) {
+  sl_sock_val v{};
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.sl_socks), &socket_fd, &v) != 0) return std::nullopt;
+  return v.ruleset;
 }
 
 BpfCounters BpfLayer::counters() {

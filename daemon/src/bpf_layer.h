@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "result.h"
@@ -53,6 +54,10 @@ class BpfLayer {
   Result<bool> links_intact();
   // Re-creates and re-pins any link that is missing or defunct.
   Status repair_links();
+
+  // The ruleset recorded in a socket's storage at creation, if any (used to
+  // check that a socket from a broker really was created in its cgroup).
+  std::optional<std::uint32_t> socket_ruleset(int socket_fd);
 
   BpfCounters counters();
   // Deny events: poll with the fd, then drain() calls `on_event` for each.

@@ -36,6 +36,8 @@ namespace {
 constexpr auto kIoTimeout = 30s;     // a peer that stalls mid-message is dropped
 constexpr auto kIdleTimeout = 300s;  // an idle connection is closed
 constexpr std::size_t kMaxSessions = 64;
+constexpr std::size_t kMaxRefusing = 16;  // refused peers lingering at once
+constexpr int kMaxRefusalReportsPerMinute = 10;
 constexpr auto nothrow = asio::as_tuple(use_awaitable);
 
 }  // namespace
@@ -47,6 +49,9 @@ struct Server::Impl {
   local::acceptor acceptor;
   asio::posix::stream_descriptor events;
   std::size_t sessions = 0;
+  std::size_t refusing_ = 0;
+  std::chrono::steady_clock::time_point refusal_window_{};
+  int refusals_in_window_ = 0;
 
   Impl(asio::io_context& ctx, Agent& a, Resolver& r)
       : io(ctx), agent(a), resolver(r), acceptor(ctx), events(ctx) {}
@@ -80,7 +85,8 @@ struct Server::Impl {
   // Takes the reply by value: a coroutine must own what it reads after a
   // suspension.
   awaitable<bool> send(local::socket& s, nlohmann::json reply, int fd = -1) {
-    const std::string body = reply.dump();
+    // Replace, never throw, on invalid UTF-8 (a process name, say).
+    const std::string body = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     const std::uint32_t len = htonl(static_cast<std::uint32_t>(body.size()));
     std::string frame(reinterpret_cast<const char*>(&len), 4);
     frame += body;
@@ -108,7 +114,8 @@ struct Server::Impl {
     if (const auto* r = std::get_if<RemoveRequest>(&request)) {
       auto done = agent.remove(r->tenant);
       if (!done) co_return error_reply("failed", done.error().to_string());
-      co_return nlohmann::json{{"ok", true}, {"generation", done->generation}};
+      co_return nlohmann::json{{"ok", true}, {"generation", done->generation},
+                               {"destroyed", done->destroyed}};
     }
     if (const auto* r = std::get_if<ResolveRequest>(&request)) {
       // Refused before any query: a name off the policy is never resolved.
@@ -146,28 +153,35 @@ struct Server::Impl {
     co_return e;
   }
 
-  awaitable<void> session(local::socket s) {
-    ucred cred{};
-    if (!peer_allowed(s.native_handle(), cred)) {
+  // A refused peer gets its answer and at most one second of lingering
+  // (discarding what it sends, so its request does not hit a closed socket
+  // before it reads the reply). It never holds a session slot, and its log
+  // line and event are rate-limited: refusals cannot crowd out the service
+  // or the event log.
+  awaitable<void> refuse(local::socket s, ucred cred) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - refusal_window_ > 60s) {
+      refusal_window_ = now;
+      refusals_in_window_ = 0;
+    }
+    if (++refusals_in_window_ <= kMaxRefusalReportsPerMinute) {
       std::cerr << "sluice-agent: refused control peer uid " << cred.uid << " pid " << cred.pid
                 << "\n";
       agent.record("peer_refused", {{"uid", cred.uid}, {"pid", cred.pid}});
-      co_await send(s, error_reply("forbidden", "peer not allowed"));
-      // Linger briefly, discarding (bounded) what the peer sends, so that
-      // its request does not hit a closed socket before it reads the reply.
-      s.shutdown(local::socket::shutdown_send);
-      char sink[4096];
-      for (std::size_t discarded = 0; discarded < 64 * 1024;) {
-        asio::steady_timer timer(io);
-        timer.expires_after(1s);
-        auto r = co_await (s.async_read_some(asio::buffer(sink), nothrow) || timer.async_wait(nothrow));
-        if (r.index() != 0) break;
-        auto [ec, n] = std::get<0>(r);
-        if (ec) break;
-        discarded += n;
-      }
-      co_return;
     }
+    co_await send(s, error_reply("forbidden", "peer not allowed"));
+    boost::system::error_code ignored;
+    s.shutdown(local::socket::shutdown_send, ignored);
+    asio::steady_timer deadline(io);
+    deadline.expires_after(1s);
+    char sink[4096];
+    while (true) {
+      auto r = co_await (s.async_read_some(asio::buffer(sink), nothrow) || deadline.async_wait(nothrow));
+      if (r.index() != 0 || std::get<0>(std::get<0>(r))) break;
+    }
+  }
+
+  awaitable<void> session(local::socket s) {
     std::string body;
     while (true) {
       std::uint32_t len_be = 0;
@@ -203,12 +217,23 @@ struct Server::Impl {
         if (ec == asio::error::operation_aborted) co_return;
         continue;  // EMFILE and friends: keep serving the others
       }
+      ucred cred{};
+      if (!peer_allowed(s.native_handle(), cred)) {
+        if (refusing_ < kMaxRefusing) {
+          ++refusing_;
+          asio::co_spawn(io, refuse(std::move(s), cred),
+                         [this](std::exception_ptr) { --refusing_; });
+        }
+        continue;  // beyond that, refused peers are simply closed
+      }
       if (sessions >= kMaxSessions) continue;  // closes `s`
       ++sessions;
-      asio::co_spawn(io, [this, sock = std::move(s)]() mutable -> awaitable<void> {
-        co_await session(std::move(sock));
+      // The completion handler runs however the session ends, exceptions
+      // included, so a slot is never lost.
+      asio::co_spawn(io, session(std::move(s)), [this](std::exception_ptr e) {
         --sessions;
-      }, asio::detached);
+        if (e) std::cerr << "sluice-agent: a control session ended by an exception\n";
+      });
     }
   }
 
@@ -261,7 +286,13 @@ Status Server::start() {
   if (ec) return error("ring buffer fd: " + ec.message());
   asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
   asio::co_spawn(impl_->io, impl_->event_loop(), asio::detached);
-  asio::co_spawn(impl_->io, impl_->maintenance_loop(), asio::detached);
+  // Pin expiry and the tamper check must never stop silently.
+  asio::co_spawn(impl_->io, impl_->maintenance_loop(), [](std::exception_ptr e) {
+    if (e) {
+      std::cerr << "sluice-agent: maintenance loop failed; exiting so the supervisor restarts it\n";
+      std::abort();
+    }
+  });
   return {};
 }
 

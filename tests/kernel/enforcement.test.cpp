@@ -68,7 +68,7 @@ void detach_links(const Instance& inst) {
     }
   }
   ::closedir(dir);
-  REQUIRE(detached == 5);
+  REQUIRE(detached == 6);
 }
 
 bool has_event(Instance& inst, const std::string& kind) {
@@ -113,6 +113,10 @@ TEST_CASE("kernel: every way a tenant process can send is judged by its policy",
     CHECK(probe(cg, row.deny).out == kEperm);
   }
 
+  SECTION("source routing (IP options) cannot be set on a tenant socket") {
+    CHECK(probe(cg, {"ipopts"}).out == kEperm);
+    CHECK(run({netprobe_binary(), "ipopts"}).out == kOk);
+  }
   SECTION("ICMP ping and raw sockets cannot even be created in a tenant cgroup") {
     CHECK(probe(cg, {"ping"}).out == kEperm);
     CHECK(probe(cg, {"raw"}).out == kEperm);
@@ -280,17 +284,6 @@ TEST_CASE("kernel: a tenant cgroup removed and recreated is enforced again", "[n
   CHECK(probe(cg, {"tcp", "::1", a}).out == kOk);
 }
 
-TEST_CASE("kernel: removing a tenant removes its cgroups and rules", "[netns]") {
-  Instance inst;
-  inst.start();
-  Listener allowed;
-  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
-  const std::string cg = inst.cgroup("t1", "llm");
-  REQUIRE(inst.call({{"op", "remove"}, {"tenant", "t1"}})["ok"] == true);
-  struct stat st {};
-  CHECK(::stat(cg.c_str(), &st) != 0);
-  CHECK(inst.call({{"op", "status"}})["tenants"].empty());
-}
 
 namespace {
 
@@ -432,4 +425,26 @@ TEST_CASE("kernel: a brokered socket carries its tenant's policy to whoever conn
     REQUIRE(inst.call({{"op", "remove"}, {"tenant", "t1"}})["ok"] == true);
     CHECK(::kill(pid, 0) != 0);
   }
+}
+
+TEST_CASE("kernel: removing a tenant removes its cgroups and rules", "[netns]") {
+  Instance inst;
+  inst.start();
+  Listener allowed;
+  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
+  const std::string cg = inst.cgroup("t1", "llm");
+  // A connection held by a process outside the cgroup (as mcpd holds
+  // brokered sockets) must not outlive its tenant.
+  const int fd = brokered(inst, "llm", 4);
+  REQUIRE(connect_fd(fd, "127.0.0.1", allowed.port()) == 0);
+  auto reply = inst.call({{"op", "remove"}, {"tenant", "t1"}});
+  REQUIRE(reply["ok"] == true);
+  CHECK(reply["destroyed"] == 1);
+  char c;
+  CHECK(::recv(fd, &c, 1, 0) == -1);
+  CHECK(errno == ECONNABORTED);
+  ::close(fd);
+  struct stat st {};
+  CHECK(::stat(cg.c_str(), &st) != 0);
+  CHECK(inst.call({{"op", "status"}})["tenants"].empty());
 }

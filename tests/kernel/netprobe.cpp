@@ -15,6 +15,7 @@
 //   mptcp HOST PORT            connect an IPPROTO_MPTCP socket
 //   ping                       create an ICMP ping socket
 //   raw                        create a raw socket
+//   ipopts                     set IP_OPTIONS (source routing's vehicle) on a TCP socket
 //   hold HOST PORT             connect, print "connected", then wait until a
 //                              read or write fails and print that errno
 //   loop HOST PORT MS          connect repeatedly for MS milliseconds; print
@@ -253,6 +254,14 @@ int main(int argc, char** argv) {
     const int fd = ::socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
     if (fd >= 0) ::close(fd);
     return report(fd < 0 ? errno : 0);
+  }
+  if (action == "ipopts" && nargs == 0) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    const unsigned char nops[4] = {1, 1, 1, 1};  // four NOP options: valid, harmless
+    const int rc = ::setsockopt(fd, IPPROTO_IP, IP_OPTIONS, nops, sizeof nops);
+    const int err = rc != 0 ? errno : 0;
+    ::close(fd);
+    return report(err);
   }
   if (action == "raw" && nargs == 0) {
     const int fd = ::socket(AF_INET, SOCK_RAW, IPPROTO_UDP);
