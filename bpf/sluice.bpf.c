@@ -159,7 +159,7 @@ static __always_inline int deny(__u8 hook, __u8 reason, __u32 ruleset, __u8 fami
 
 /* A pin past its TTL allows nothing, even while no agent runs to remove it. */
 static __always_inline int pin_live(const struct sl_pin_val *pin) {
-  return pin && pin->expires_ns > bpf_ktime_get_boot_ns();
+  return pin && pin->expires_ns > bpf_ktime_get_coarse_ns();
 }
 
 static __always_inline int judge4(__u8 hook, __u32 ruleset, __u8 protocol, __be32 daddr_be,

@@ -41,6 +41,13 @@ bool rule_allows(const policy::PurposeRules& rules, const PinKey& k, const Pin& 
 
 }  // namespace
 
+std::uint64_t monotonic_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 std::uint64_t boottime_ns() {
   timespec ts{};
   ::clock_gettime(CLOCK_BOOTTIME, &ts);
@@ -365,7 +372,7 @@ Status Agent::pin(const std::string& tenant, policy::Purpose purpose, const std:
     }
   }
   if (ps.pins.size() + addrs.size() > kMaxPinsPerPurpose) return error("too many pins");
-  const std::uint64_t expires = boottime_ns() + std::uint64_t{ttl_s} * 1'000'000'000ull;
+  const std::uint64_t expires = monotonic_ns() + std::uint64_t{ttl_s} * 1'000'000'000ull;
   std::vector<NftPin> fresh;
   for (const policy::IpAddr& a : addrs) {
     const PinKey k{a, port};
@@ -421,7 +428,7 @@ Result<int> Agent::socket(const std::string& tenant, policy::Purpose purpose, in
 }
 
 int Agent::expire_pins() {
-  const std::uint64_t now = boottime_ns();
+  const std::uint64_t now = monotonic_ns();
   int expired = 0;
   for (auto& [name, t] : state_.tenants) {
     for (policy::Purpose p : policy::kPurposes) {

@@ -110,5 +110,8 @@ class Agent {
 };
 
 std::uint64_t boottime_ns();
+// The clock of pin expiry: the BPF hooks compare against
+// bpf_ktime_get_coarse_ns(), which reads CLOCK_MONOTONIC (coarse).
+std::uint64_t monotonic_ns();
 
 }  // namespace sluice::agent

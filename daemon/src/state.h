@@ -24,7 +24,7 @@ struct PinKey {
 
 struct Pin {
   std::string host;             // the name resolved (canonical)
-  std::uint64_t expires_ns = 0;  // CLOCK_BOOTTIME
+  std::uint64_t expires_ns = 0;  // CLOCK_MONOTONIC
 };
 
 struct PurposeState {
