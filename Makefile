@@ -23,7 +23,7 @@ DEB_PACKAGES := \
   clang llvm libclang-rt-14-dev \
   libboost1.81-dev \
   libbpf-dev bpftool \
-  libnftables-dev nftables \
+  libnftables-dev nftables libnftnl-dev libmnl-dev \
   nlohmann-json3-dev libexpected-dev libcli11-dev libtomlplusplus-dev \
   libssl-dev openssl \
   libsqlite3-dev sqlite3 \

@@ -19,6 +19,8 @@ namespace {
 constexpr std::size_t kMaxEvents = 10000;
 constexpr std::size_t kMaxPinsPerPurpose = 4096;
 constexpr std::size_t kMaxTenants = SL_MAX_CGROUPS / 3;
+// Range-set element changes above which rebuilding the table is cheaper.
+constexpr std::size_t kMaxRangeChanges = 160;
 
 std::string value_bytes(std::uint32_t v) { return std::string(reinterpret_cast<char*>(&v), 4); }
 
@@ -40,6 +42,19 @@ bool rule_allows(const policy::PurposeRules& rules, const PinKey& k, const Pin& 
 }
 
 }  // namespace
+
+// Pin changes of one ruleset, split by family into its two pin sets.
+static std::vector<SetDelta> pin_deltas(std::uint32_t ruleset, const std::vector<NftBlock>& pins, bool add) {
+  std::vector<SetDelta> out;
+  for (policy::Family f : {policy::Family::v4, policy::Family::v6}) {
+    SetDelta d{pin_set_name(ruleset, f), false, {}, {}};
+    for (const NftBlock& p : pins) {
+      if (p.block.addr.family == f) (add ? d.added : d.removed).push_back(p);
+    }
+    if (!d.added.empty() || !d.removed.empty()) out.push_back(std::move(d));
+  }
+  return out;
+}
 
 std::uint64_t monotonic_ns() {
   timespec ts{};
@@ -221,10 +236,18 @@ Status Agent::write_kernel(const AgentState& from, const AgentState& to) {
       }
     }
   }
-  // Same tenants as before: one transaction of element changes, cheaper
-  // than re-parsing every element of every set.
-  if (auto delta = nft_delta(nft_table(from), nft_table(to))) {
-    return delta->empty() ? Status{} : nft_->run(*delta);
+  // Same tenants as before: one binary transaction of element changes,
+  // unless many ranges change: the kernel's range sets (pipapo) cost about
+  // 50 µs per range inserted or deleted here, so past a few hundred a
+  // rebuilt table (8 ms per 1000 ranges) is cheaper. Should the element
+  // transaction fail (say, the table was tampered with and an element to
+  // delete is gone), the whole table is rebuilt instead: also atomic.
+  if (auto deltas = element_deltas(nft_table(from), nft_table(to))) {
+    std::size_t ranges = 0;
+    for (const SetDelta& d : *deltas) {
+      if (d.interval) ranges += d.removed.size() + d.added.size();
+    }
+    if (ranges <= kMaxRangeChanges && nft_->apply_elements(config_.instance, *deltas)) return {};
   }
   return write_nft(to);
 }
@@ -373,7 +396,7 @@ Status Agent::pin(const std::string& tenant, policy::Purpose purpose, const std:
   }
   if (ps.pins.size() + addrs.size() > kMaxPinsPerPurpose) return error("too many pins");
   const std::uint64_t expires = monotonic_ns() + std::uint64_t{ttl_s} * 1'000'000'000ull;
-  std::vector<NftPin> fresh;
+  std::vector<NftBlock> fresh;
   for (const policy::IpAddr& a : addrs) {
     const PinKey k{a, port};
     const bool v4 = a.family == policy::Family::v4;
@@ -385,15 +408,13 @@ Status Agent::pin(const std::string& tenant, policy::Purpose purpose, const std:
         !s) {
       return s;
     }
-    if (!ps.pins.contains(k)) fresh.push_back({a, port});
+    if (!ps.pins.contains(k)) fresh.push_back({policy::Cidr::host(a), port});
     auto& pin = ps.pins[k];
     pin.host = host;
     pin.expires_ns = std::max(pin.expires_ns, expires);
   }
-  if (!fresh.empty()) {
-    if (auto s = nft_->run(nft_pin_elements(config_.instance, ps.ruleset, fresh, true)); !s) {
-      return s;
-    }
+  if (auto s = nft_->apply_elements(config_.instance, pin_deltas(ps.ruleset, fresh, true)); !s) {
+    return s;
   }
   return persist();
 }
@@ -433,7 +454,7 @@ int Agent::expire_pins() {
   for (auto& [name, t] : state_.tenants) {
     for (policy::Purpose p : policy::kPurposes) {
       PurposeState& ps = t.of(p);
-      std::vector<NftPin> gone;
+      std::vector<NftBlock> gone;
       for (auto it = ps.pins.begin(); it != ps.pins.end();) {
         if (it->second.expires_ns > now) {
           ++it;
@@ -445,12 +466,14 @@ int Agent::expire_pins() {
                             v4 ? key_bytes(pin4_key(ps.ruleset, it->first.addr, it->first.port))
                                : key_bytes(pin6_key(ps.ruleset, it->first.addr, it->first.port)));
         }
-        gone.push_back({it->first.addr, it->first.port});
+        gone.push_back({policy::Cidr::host(it->first.addr), it->first.port});
         it = ps.pins.erase(it);
         ++expired;
       }
       if (!gone.empty() && nft_) {
-        (void)nft_->run(nft_pin_elements(config_.instance, ps.ruleset, gone, false));
+        // A failure here leaves an expired element that the hooks already
+        // ignore in BPF; the next full rebuild drops it from nftables.
+        (void)nft_->apply_elements(config_.instance, pin_deltas(ps.ruleset, gone, false));
       }
     }
   }

@@ -4,12 +4,15 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <memory>
 
+#include "nft_text.h"
 #include "result.h"
 
 struct nft_ctx;
+struct mnl_socket;
 
 namespace sluice::agent {
 
@@ -27,10 +30,17 @@ class NftLayer {
   // is absent or carries no Sluice comment.
   Result<std::optional<std::uint64_t>> generation(const std::string& table);
   Status delete_table(const std::string& table);  // absent is success
+  // Set element changes as one binary netlink transaction (libnftnl):
+  // removals, then additions, all or nothing. No text to parse and no
+  // userspace interval bookkeeping, so cost grows with the change, not
+  // with the size of the sets.
+  Status apply_elements(const std::string& table, const std::vector<SetDelta>& deltas);
 
  private:
   NftLayer() = default;
   nft_ctx* ctx_ = nullptr;
+  mnl_socket* nl_ = nullptr;
+  std::uint32_t seq_ = 0;
 };
 
 }  // namespace sluice::agent

@@ -44,14 +44,28 @@ struct NftTable {
 // delete cannot fail), delete, define.
 std::string nft_replace_table(const NftTable& table);
 
-// One transaction turning table `from` into `to` element by element, when
-// only pin elements differ (same rulesets, cgroups, deny list and static
-// blocks); nullopt when the table must be replaced. "" when nothing differs.
-std::optional<std::string> nft_delta(const NftTable& from, const NftTable& to);
+// Set elements to remove and add in one set. Pins are /32 (/128) blocks
+// of a hash set; static blocks are ranges of an interval (pipapo) set.
+struct SetDelta {
+  std::string set;  // "r3_b4"
+  bool interval = false;
+  std::vector<NftBlock> removed, added;
+};
 
-// One transaction adding or deleting pins of one ruleset.
-std::string nft_pin_elements(const std::string& table, std::uint32_t ruleset,
-                             const std::vector<NftPin>& pins, bool add);
+// The element changes turning table `from` into `to` when only set elements
+// differ (same rulesets, cgroups, deny list); nullopt when the structure
+// changed and the table must be replaced. Empty when nothing differs.
+std::optional<std::vector<SetDelta>> element_deltas(const NftTable& from, const NftTable& to);
+
+// The pin set of a ruleset for a family: "r<id>_p4" / "r<id>_p6".
+std::string pin_set_name(std::uint32_t ruleset, policy::Family family);
+
+// Key bytes of an element of an `addr . inet_service` set as the kernel
+// stores them: each field in a 4-byte register, network byte order,
+// the port zero-padded.
+std::string nft_element_key(const policy::IpAddr& addr, std::uint16_t port);
+// The last address of a block (host bits all ones).
+policy::IpAddr last_address(const policy::Cidr& block);
 
 // Blocks overlapping within one interval set are an nft error: keep only
 // the widest per port.

@@ -45,6 +45,9 @@ TEST_CASE("kernel: names are resolved by the agent and pinned before the answer 
     CHECK(r["addresses"] == nlohmann::json::array({"127.0.0.1"}));
     CHECK(dns.was_queried("llm.test"));
     CHECK(probe(cg, {"tcp", "127.0.0.1", p}).out == "ok");
+    // Pinned in nftables too: the element is in the ruleset's pin set.
+    const RunResult sets = run({"/usr/sbin/nft", "list", "table", "inet", inst.name()});
+    CHECK(sets.out.find("127.0.0.1 . " + p) != std::string::npos);
     // Pinned for the name's port only.
     Listener other;
     CHECK(probe(cg, {"tcp", "127.0.0.1", other.port_text()}).out == "errno 1 EPERM");

@@ -153,6 +153,18 @@ TEST_CASE("kernel: each layer blocks on its own", "[netns]") {
   const std::string a = allowed.port_text(), d = denied.port_text();
   REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
   const std::string cg = inst.cgroup("t1", "llm");
+
+  SECTION("element changes reach nftables on their own") {
+    // Version 2 moves the allowed port: a binary element transaction, not
+    // a table rebuild. With BPF detached, nftables alone must agree.
+    REQUIRE(inst.apply("t1", 2, kOpen, endpoints(denied))["ok"] == true);
+    inst.kill9();
+    detach_links(inst);
+    CHECK(probe(cg, {"tcp", "127.0.0.1", d}).out == kOk);
+    CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == "errno 113 EHOSTUNREACH");
+    CHECK(probe(cg, {"tcp", "::1", d}).out == kOk);
+    CHECK(probe(cg, {"tcp", "::1", a}).out == "errno 13 EACCES");
+  }
   inst.kill9();  // no agent to repair what we break
 
   SECTION("with the BPF links detached, nftables still rejects") {

@@ -267,33 +267,63 @@ TEST_CASE("agent::normalize_blocks keeps only the widest block per port", "[agen
   SECTION("nothing in, nothing out") { CHECK(normalize_blocks({}).empty()); }
 }
 
-TEST_CASE("agent::nft_pin_elements adds and deletes pins of one ruleset", "[agent][nft]") {
-  const std::vector<NftPin> pins = {
-      {ip("203.0.113.7"), 443}, {ip("2001:db8::7"), 443}, {ip("198.51.100.1"), 80}};
+TEST_CASE("agent::element_deltas change elements only when the structure is unchanged",
+          "[agent][nft]") {
+  const NftTable before = sample_table();
 
-  SECTION("adding writes one command per family") {
-    CHECK(nft_pin_elements("sluice", 7, pins, true) ==
-          "add element inet sluice r7_p4 { 203.0.113.7 . 443, 198.51.100.1 . 80 }\n"
-          "add element inet sluice r7_p6 { 2001:db8::7 . 443 }\n");
+  SECTION("identical tables give no change") {
+    auto d = element_deltas(before, before);
+    REQUIRE(d);
+    CHECK(d->empty());
   }
-  SECTION("deleting uses the same sets") {
-    CHECK(nft_pin_elements("edge", 12, pins, false) ==
-          "delete element inet edge r12_p4 { 203.0.113.7 . 443, 198.51.100.1 . 80 }\n"
-          "delete element inet edge r12_p6 { 2001:db8::7 . 443 }\n");
+  SECTION("a new pin and a removed block land in their own sets") {
+    NftTable after = before;
+    after.rulesets[0].pins.push_back({ip("198.51.100.9"), 443});
+    const NftBlock gone = after.rulesets[0].blocks.front();
+    after.rulesets[0].blocks.erase(after.rulesets[0].blocks.begin());
+    auto d = element_deltas(before, after);
+    REQUIRE(d);
+    bool pin_added = false, block_removed = false;
+    for (const SetDelta& s : *d) {
+      if (s.set == pin_set_name(before.rulesets[0].id, Family::v4)) {
+        CHECK_FALSE(s.interval);
+        pin_added = s.added.size() == 1 && s.added[0].block == Cidr::host(ip("198.51.100.9"));
+      }
+      if (s.interval && s.removed.size() == 1 && s.removed[0].block == gone.block) block_removed = true;
+    }
+    CHECK(pin_added);
+    CHECK(block_removed);
   }
-  SECTION("a family without pins gets no command") {
-    CHECK(nft_pin_elements("sluice", 3, {{ip("2001:db8::1"), 53}}, false) ==
-          "delete element inet sluice r3_p6 { 2001:db8::1 . 53 }\n");
-    CHECK(nft_pin_elements("sluice", 3, {{ip("192.0.2.1"), 53}}, true) ==
-          "add element inet sluice r3_p4 { 192.0.2.1 . 53 }\n");
+  SECTION("another ruleset, cgroup or deny list needs a whole new table") {
+    NftTable other = before;
+    other.rulesets[0].cgroup_path += "x";
+    CHECK_FALSE(element_deltas(before, other));
+    NftTable more = before;
+    more.rulesets.push_back(more.rulesets[0]);
+    more.rulesets.back().id = 99;
+    CHECK_FALSE(element_deltas(before, more));
+    NftTable deny = before;
+    deny.deny.push_back(cidr("203.0.113.0/24"));
+    CHECK_FALSE(element_deltas(before, deny));
   }
-  SECTION("an IPv4-mapped address is pinned as IPv4") {
-    CHECK(nft_pin_elements("sluice", 1, {{ip("::ffff:192.0.2.9"), 443}}, true) ==
-          "add element inet sluice r1_p4 { 192.0.2.9 . 443 }\n");
+}
+
+TEST_CASE("agent::nft_element_key lays out addr . inet_service as the kernel does",
+          "[agent][nft]") {
+  SECTION("IPv4: 4 address bytes, then the port in a 4-byte register") {
+    CHECK(nft_element_key(ip("10.1.2.3"), 443) ==
+          std::string("\x0a\x01\x02\x03\x01\xbb\x00\x00", 8));
   }
-  SECTION("no pins give no text at all") {
-    CHECK(nft_pin_elements("sluice", 7, {}, true).empty());
-    CHECK(nft_pin_elements("sluice", 7, {}, false).empty());
+  SECTION("IPv6: 16 address bytes, then the port register") {
+    const std::string k = nft_element_key(ip("2001:db8::1"), 8443);
+    REQUIRE(k.size() == 20);
+    CHECK(k.substr(0, 4) == std::string("\x20\x01\x0d\xb8", 4));
+    CHECK(k.substr(16) == std::string("\x20\xfb\x00\x00", 4));
+  }
+  SECTION("a block's range ends at its last address") {
+    CHECK(last_address(cidr("10.0.0.0/8")) == ip("10.255.255.255"));
+    CHECK(last_address(cidr("192.0.2.7")) == ip("192.0.2.7"));
+    CHECK(last_address(cidr("2001:db8::/32")) == ip("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"));
   }
 }
 
@@ -334,11 +364,7 @@ TEST_CASE("agent::nft text never carries a host name, only IP literals", "[agent
   REQUIRE(names.size() >= 5);
 
   const std::string table = nft_replace_table(t);
-  std::string batches;
-  for (const NftRuleset& r : t.rulesets) {
-    batches += nft_pin_elements(t.name, r.id, r.pins, true);
-    batches += nft_pin_elements(t.name, r.id, r.pins, false);
-  }
+  const std::string batches;  // element changes travel as binary netlink, not text
 
   SECTION("every element list holds only address and port characters") {
     const auto lists = element_lists(table + batches);
