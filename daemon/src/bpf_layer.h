@@ -1,4 +1,4 @@
-// The BPF layer: one object (connect4/6, sendmsg4/6, sock_create) attached
+// The BPF layer: one object (connect4/6, sendmsg4/6, sock_create, setsockopt) attached
 // to <subtree>/tenants through pinned links, maps pinned beside them.
 // A restarted or upgraded agent reopens both, so enforcement has no gap.
 #pragma once
@@ -48,7 +48,7 @@ class BpfLayer {
   // Every key currently in the map.
   Result<std::vector<std::string>> keys(BpfMap map);
 
-  // True when all five pinned links exist and are attached to the tenants
+  // True when every pinned link exists and is attached to the tenants
   // cgroup. A link detached by someone else is "defunct": its pin remains
   // but it enforces nothing.
   Result<bool> links_intact();
