@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "bpf_keys.h"
@@ -108,6 +109,20 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentConfig config) {
   a->brokers_ = std::make_unique<Brokers>(BrokerSettings{
       a->config_.broker_path, a->config_.broker_uid, a->config_.broker_gid});
 
+  // Ruleset ids are never reused while sockets may still carry them in
+  // their storage: if the saved state was lost but the pinned maps were
+  // not, continue above every id the kernel still knows.
+  if (auto keys = a->bpf_->keys(BpfMap::cgroups)) {
+    for (const std::string& k : *keys) {
+      if (auto v = a->bpf_->lookup(BpfMap::cgroups, k); v && v->size() == sizeof(sl_cgroup_val)) {
+        sl_cgroup_val cv{};
+        std::memcpy(&cv, v->data(), sizeof cv);
+        if (cv.ruleset >= a->state_.next_ruleset && cv.ruleset < 0xffffffffu) {
+          a->state_.next_ruleset = cv.ruleset + 1;
+        }
+      }
+    }
+  }
   // Pins that expired while no agent ran go now, and pins the (possibly
   // changed) deny list forbids: the hooks trust pins. Then both layers are
   // made to hold exactly the saved state.

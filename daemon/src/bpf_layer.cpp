@@ -186,6 +186,15 @@ Status BpfLayer::erase(BpfMap map, const std::string& key) {
   return {};
 }
 
+std::optional<std::string> BpfLayer::lookup(BpfMap map, const std::string& key) {
+  bpf_map_info info{};
+  __u32 len = sizeof info;
+  if (bpf_obj_get_info_by_fd(map_fd(map), &info, &len) < 0) return std::nullopt;
+  std::string value(info.value_size, '\0');
+  if (bpf_map_lookup_elem(map_fd(map), key.data(), value.data()) != 0) return std::nullopt;
+  return value;
+}
+
 Result<std::vector<std::string>> BpfLayer::keys(BpfMap map) {
   const int fd = map_fd(map);
   bpf_map_info info{};

@@ -42,6 +42,7 @@ class BpfLayer {
 
   Status update(BpfMap map, const std::string& key, const std::string& value);
   Status erase(BpfMap map, const std::string& key);  // absent is success
+  std::optional<std::string> lookup(BpfMap map, const std::string& key);
   // Makes the map hold exactly `want`: deletes every other key first, so a
   // reconcile never widens what is allowed beyond old ∪ want.
   Status reconcile(BpfMap map, const MapContent& want);

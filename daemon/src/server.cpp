@@ -97,7 +97,15 @@ struct Server::Impl {
                               timer.async_wait(nothrow));
       co_return result.index() == 0 && !std::get<0>(std::get<0>(result));
     }
-    co_await s.async_wait(local::socket::wait_write, nothrow);
+    {
+      // Bounded like every other wait: a peer that never reads loses its
+      // session instead of holding it.
+      asio::steady_timer timer(io);
+      timer.expires_after(kIoTimeout);
+      auto ready = co_await (s.async_wait(local::socket::wait_write, nothrow) ||
+                             timer.async_wait(nothrow));
+      if (ready.index() != 0 || std::get<0>(std::get<0>(ready))) co_return false;
+    }
     // Replies are small: one sendmsg carries the frame (the socket buffer
     // of a Unix socket is far larger), so the fd travels with byte 0.
     const ssize_t n = send_with_fd(s.native_handle(), frame.data(), frame.size(), fd);

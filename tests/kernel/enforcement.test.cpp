@@ -460,3 +460,25 @@ TEST_CASE("kernel: removing a tenant removes its cgroups and rules", "[netns]") 
   CHECK(::stat(cg.c_str(), &st) != 0);
   CHECK(inst.call({{"op", "status"}})["tenants"].empty());
 }
+
+TEST_CASE("kernel: ruleset ids are not reused when the saved state is lost", "[netns]") {
+  Instance inst;
+  inst.start();
+  Listener allowed;
+  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
+  const auto first = inst.call({{"op", "status"}})["tenants"]["t1"]["purposes"]["llm"]["ruleset"];
+  // A socket created now carries t1/llm's id in its storage.
+  const int fd = brokered(inst, "llm", 4);
+  inst.kill9();
+  REQUIRE(::unlink(("/dev/shm/" + inst.name() + "/state.json").c_str()) == 0);
+  inst.start();
+  REQUIRE(inst.apply("t2", 1, kOpen, endpoints(allowed))["ok"] == true);
+  const auto status = inst.call({{"op", "status"}});
+  for (const char* p : {"llm", "embeddings", "prospecting"}) {
+    CHECK(status["tenants"]["t2"]["purposes"][p]["ruleset"].get<std::uint32_t>() >
+          first.get<std::uint32_t>());
+  }
+  // The old socket's id names nothing now: it is denied, not given t2's rights.
+  CHECK(connect_fd(fd, "127.0.0.1", allowed.port()) == EPERM);
+  ::close(fd);
+}
