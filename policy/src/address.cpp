@@ -197,4 +197,15 @@ std::optional<std::string_view> denied_reason(const Cidr& block, const DenyOptio
   return std::nullopt;
 }
 
+Result<Cidr> parse_allowed_block(std::string_view text, std::string_view shown,
+                                 const DenyOptions& options) {
+  auto block = parse_cidr(text);
+  if (!block) return block;
+  if (auto why = denied_reason(*block, options)) {
+    return fail(ErrorCode::denied_range,
+                quote(shown) + " is inside an always-denied range (" + std::string(*why) + ")");
+  }
+  return block;
+}
+
 }  // namespace sluice::policy

@@ -11,17 +11,6 @@ bool looks_like_ipv4(std::string_view s) {
          std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
 }
 
-Result<Cidr> checked_block(std::string_view text, std::string_view original,
-                           const DenyOptions& options) {
-  auto block = parse_cidr(text);
-  if (!block) return block;
-  if (auto why = denied_reason(*block, options)) {
-    return fail(ErrorCode::denied_range, quote(original) + " is inside an always-denied range (" +
-                                             std::string(*why) + ")");
-  }
-  return block;
-}
-
 Result<Entry> with_port(Result<Cidr> block, std::optional<std::string_view> port_text) {
   if (!block) return tl::unexpected(block.error());
   Entry e{*block, std::nullopt};
@@ -77,7 +66,7 @@ Result<Entry> parse_entry(std::string_view text, const DenyOptions& options) {
       }
       port = after.substr(1);
     }
-    return with_port(checked_block(inside, text, options), port);
+    return with_port(parse_allowed_block(inside, text, options), port);
   }
 
   // "addr/len" or "addr/len:port", for either family: the prefix length has
@@ -90,14 +79,17 @@ Result<Entry> parse_entry(std::string_view text, const DenyOptions& options) {
                   "path: " + quote(text));
     }
     const auto colon = text.find(':', slash);
-    if (colon == std::string_view::npos) return with_port(checked_block(text, text, options), {});
-    return with_port(checked_block(text.substr(0, colon), text, options), text.substr(colon + 1));
+    if (colon == std::string_view::npos) {
+      return with_port(parse_allowed_block(text, text, options), {});
+    }
+    return with_port(parse_allowed_block(text.substr(0, colon), text, options),
+                     text.substr(colon + 1));
   }
 
   const auto colons = std::count(text.begin(), text.end(), ':');
   if (colons >= 2) {
     // A bare IPv6 address; a port needs brackets to be unambiguous.
-    return with_port(checked_block(text, text, options), {});
+    return with_port(parse_allowed_block(text, text, options), {});
   }
   std::string_view host = text;
   std::optional<std::string_view> port_text;
@@ -106,7 +98,9 @@ Result<Entry> parse_entry(std::string_view text, const DenyOptions& options) {
     host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
   }
-  if (looks_like_ipv4(host)) return with_port(checked_block(host, text, options), port_text);
+  if (looks_like_ipv4(host)) {
+    return with_port(parse_allowed_block(host, text, options), port_text);
+  }
 
   auto pattern = parse_host_pattern(host);
   if (!pattern) return tl::unexpected(pattern.error());

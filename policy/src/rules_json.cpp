@@ -83,16 +83,6 @@ void for_each_object(const Json& obj, std::string_view key, const std::string& p
   }
 }
 
-Result<Cidr> checked_block(const std::string& text, const DenyOptions& options) {
-  auto block = parse_cidr(text);
-  if (!block) return block;
-  if (auto why = denied_reason(*block, options)) {
-    return fail(ErrorCode::denied_range,
-                quote(text) + " is inside an always-denied range (" + std::string(*why) + ")");
-  }
-  return block;
-}
-
 void read_purpose(const Json& obj, const std::string& path, const DenyOptions& options,
                   PurposeRules& out, ErrorSink& errors) {
   detail::check_known_fields(obj, {"hosts", "cidrs", "decisions"}, path, errors);
@@ -117,7 +107,7 @@ void read_purpose(const Json& obj, const std::string& path, const DenyOptions& o
     std::vector<Cidr> scope;
     const bool scoped = detail::for_each_string(
         h, "scope", p, kMaxRulesPerPurpose, errors, [&](const std::string& sp, const std::string& t) {
-          auto block = checked_block(t, options);
+          auto block = parse_allowed_block(t, t, options);
           if (block) {
             scope.push_back(*block);
           } else {
@@ -140,7 +130,7 @@ void read_purpose(const Json& obj, const std::string& path, const DenyOptions& o
     auto text = read_string(c, "block", p, errors);
     auto port = read_port(c, p, errors);
     if (!text || !port) return;
-    auto block = checked_block(*text, options);
+    auto block = parse_allowed_block(*text, *text, options);
     if (!block) {
       errors.add(block.error().at(p + ".block"));
       return;

@@ -84,4 +84,9 @@ const std::vector<DeniedRange>& always_denied(const DenyOptions& options);
 // The reason `block` lies entirely inside an always-denied range, if it does.
 std::optional<std::string_view> denied_reason(const Cidr& block, const DenyOptions& options);
 
+// parse_cidr, refusing (denied_range) a block inside an always-denied
+// range; the message quotes `shown` (the text the user wrote).
+Result<Cidr> parse_allowed_block(std::string_view text, std::string_view shown,
+                                 const DenyOptions& options);
+
 }  // namespace sluice::policy
