@@ -16,17 +16,6 @@
 namespace sluice::agent {
 namespace {
 
-Status mkdir_p(const std::string& path) {
-  std::size_t pos = 1;
-  while (true) {
-    pos = path.find('/', pos);
-    const std::string prefix = path.substr(0, pos);
-    if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("mkdir " + prefix);
-    if (pos == std::string::npos) return {};
-    ++pos;
-  }
-}
-
 std::string link_pin(const std::string& dir, const bpf_program* prog) {
   return dir + "/link_" + bpf_program__name(prog);
 }
@@ -82,7 +71,7 @@ Result<std::unique_ptr<BpfLayer>> BpfLayer::open(const std::string& pin_dir,
   std::unique_ptr<BpfLayer> layer(new BpfLayer());
   layer->pin_dir_ = pin_dir;
   layer->tenants_cgroup_ = tenants_cgroup;
-  if (auto s = mkdir_p(pin_dir); !s) return tl::unexpected(s.error());
+  if (auto s = make_directories(pin_dir, 0700); !s) return tl::unexpected(s.error());
 
   layer->skel_ = sluice_bpf__open();
   if (!layer->skel_) return errno_error("open BPF object");

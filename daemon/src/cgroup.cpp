@@ -79,12 +79,12 @@ Result<std::uint64_t> cgroup_id(const std::string& path) {
   return static_cast<std::uint64_t>(st.st_ino);
 }
 
-Status make_cgroup(const std::string& path) {
+Status make_directories(const std::string& path, mode_t mode) {
   std::size_t pos = 1;
   while (true) {
     pos = path.find('/', pos);
     const std::string prefix = path.substr(0, pos);
-    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+    if (::mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST) {
       return errno_error("mkdir " + prefix);
     }
     if (pos == std::string::npos) return {};

@@ -26,8 +26,10 @@ Result<Cgroup2Mount> find_cgroup2_mount();
 // The cgroup id the kernel reports to BPF (the cgroup2 inode number).
 Result<std::uint64_t> cgroup_id(const std::string& path);
 
-// mkdir -p under an existing root; each created directory is a cgroup.
-Status make_cgroup(const std::string& path);
+// mkdir -p of an absolute path, each created directory with `mode`.
+Status make_directories(const std::string& path, mode_t mode);
+// mkdir -p under the cgroup2 mount; each created directory is a cgroup.
+inline Status make_cgroup(const std::string& path) { return make_directories(path, 0755); }
 // Kills every process in the cgroup tree (cgroup.kill), waits for it to
 // empty (bounded), and removes it bottom-up. Missing is success.
 Status remove_cgroup_tree(const std::string& path);

@@ -56,14 +56,7 @@ Result<std::optional<std::uint64_t>> NftLayer::generation(const std::string& tab
     if (err.find("No such file or directory") != std::string::npos) return std::nullopt;
     return error("nft: " + err.substr(0, 2000));
   }
-  const std::string marker = "comment \"" + nft_generation_comment(0).substr(0, 18);
-  const auto at = out.find(marker);
-  if (at == std::string::npos) return std::nullopt;
-  std::uint64_t gen = 0;
-  for (std::size_t i = at + marker.size(); i < out.size() && out[i] >= '0' && out[i] <= '9'; ++i) {
-    gen = gen * 10 + static_cast<std::uint64_t>(out[i] - '0');
-  }
-  return gen;
+  return parse_generation(out);
 }
 
 Status NftLayer::delete_table(const std::string& table) {

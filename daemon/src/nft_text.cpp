@@ -41,7 +41,20 @@ std::string set_name(std::uint32_t ruleset, const char* kind, policy::Family f) 
 }  // namespace
 
 std::string nft_generation_comment(std::uint64_t generation) {
-  return "sluice generation " + std::to_string(generation);
+  return kGenerationPrefix + std::to_string(generation);
+}
+
+std::optional<std::uint64_t> parse_generation(std::string_view listing) {
+  const std::string marker = std::string("comment \"") + kGenerationPrefix;
+  const auto at = listing.find(marker);
+  if (at == std::string_view::npos) return std::nullopt;
+  std::uint64_t gen = 0;
+  std::size_t i = at + marker.size(), digits = 0;
+  for (; i < listing.size() && listing[i] >= '0' && listing[i] <= '9' && digits < 19; ++i, ++digits) {
+    gen = gen * 10 + static_cast<std::uint64_t>(listing[i] - '0');
+  }
+  if (digits == 0 || i >= listing.size() || listing[i] != '"') return std::nullopt;
+  return gen;
 }
 
 std::vector<NftBlock> normalize_blocks(std::vector<NftBlock> blocks) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sluice/policy/address.h"
@@ -71,6 +72,10 @@ policy::IpAddr last_address(const policy::Cidr& block);
 // the widest per port.
 std::vector<NftBlock> normalize_blocks(std::vector<NftBlock> blocks);
 
+// The table's comment: kGenerationPrefix followed by the generation.
+inline constexpr char kGenerationPrefix[] = "sluice generation ";
 std::string nft_generation_comment(std::uint64_t generation);
+// The generation in a listing of the table, if it carries the comment.
+std::optional<std::uint64_t> parse_generation(std::string_view listing);
 
 }  // namespace sluice::agent

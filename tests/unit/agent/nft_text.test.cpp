@@ -388,3 +388,19 @@ TEST_CASE("agent::nft text never carries a host name, only IP literals", "[agent
     CHECK_THAT(table, Contains("fd00:1::/64 . 9000"));
   }
 }
+
+TEST_CASE("agent::parse_generation reads back the table comment and nothing else", "[agent][nft]") {
+  SECTION("the comment the table carries round-trips") {
+    CHECK(parse_generation(nft_replace_table(sample_table())) == 42u);
+    CHECK(parse_generation("table inet x {\n\tcomment \"" + nft_generation_comment(0) + "\"\n}") == 0u);
+  }
+  SECTION("no comment, another comment, or a damaged one is no generation") {
+    CHECK_FALSE(parse_generation("table inet x {\n}"));
+    CHECK_FALSE(parse_generation("table inet x {\n\tcomment \"hand made\"\n}"));
+    CHECK_FALSE(parse_generation("comment \"sluice generation \""));
+    CHECK_FALSE(parse_generation("comment \"sluice generation 12x\""));
+  }
+  SECTION("an absurdly long number is refused, not wrapped") {
+    CHECK_FALSE(parse_generation("comment \"sluice generation 99999999999999999999999\""));
+  }
+}
