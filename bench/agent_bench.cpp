@@ -13,7 +13,6 @@
 //  5. resolve-and-pin latency vs the DNS server's own answer time.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -209,15 +208,7 @@ void bench_nft() {
   const std::uint32_t rs = ruleset_of(inst, "llm");
   inst.kill9();
   // Detach the BPF layer so only nftables is measured.
-  DIR* dir = ::opendir(inst.pin_dir().c_str());
-  while (dirent* e = ::readdir(dir)) {
-    if (std::string_view(e->d_name).starts_with("link_")) {
-      const int fd = bpf_obj_get((inst.pin_dir() + "/" + e->d_name).c_str());
-      bpf_link_detach(fd);
-      ::close(fd);
-    }
-  }
-  ::closedir(dir);
+  inst.detach_links();
   const std::string home0 = own_cgroup_dir();
   join_cgroup(inst.cgroup("t1", "llm"));
   const double with_empty_set = udp_send_rate(l.port(), 200000);

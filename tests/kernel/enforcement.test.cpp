@@ -1,8 +1,6 @@
 // Kernel enforcement, end to end: a real agent, real hooks and nftables,
 // real processes in tenant cgroups. Runs inside a private network
 // namespace with only `lo` (run-in-netns.sh).
-#include <bpf/bpf.h>
-#include <dirent.h>
 #include <grp.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
@@ -52,23 +50,6 @@ bool eventually(Pred pred, int timeout_ms = 8000) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return pred();
-}
-
-void detach_links(const Instance& inst) {
-  DIR* dir = ::opendir(inst.pin_dir().c_str());
-  REQUIRE(dir);
-  int detached = 0;
-  while (dirent* e = ::readdir(dir)) {
-    if (std::string_view(e->d_name).starts_with("link_")) {
-      const int fd = bpf_obj_get((inst.pin_dir() + "/" + e->d_name).c_str());
-      REQUIRE(fd >= 0);
-      REQUIRE(bpf_link_detach(fd) == 0);
-      ::close(fd);
-      ++detached;
-    }
-  }
-  ::closedir(dir);
-  REQUIRE(detached == 6);
 }
 
 bool has_event(Instance& inst, const std::string& kind) {
@@ -159,7 +140,7 @@ TEST_CASE("kernel: each layer blocks on its own", "[netns]") {
     // a table rebuild. With BPF detached, nftables alone must agree.
     REQUIRE(inst.apply("t1", 2, kOpen, endpoints(denied))["ok"] == true);
     inst.kill9();
-    detach_links(inst);
+    REQUIRE(inst.detach_links() == 6);
     CHECK(probe(cg, {"tcp", "127.0.0.1", d}).out == kOk);
     CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == "errno 113 EHOSTUNREACH");
     CHECK(probe(cg, {"tcp", "::1", d}).out == kOk);
@@ -168,7 +149,7 @@ TEST_CASE("kernel: each layer blocks on its own", "[netns]") {
   inst.kill9();  // no agent to repair what we break
 
   SECTION("with the BPF links detached, nftables still rejects") {
-    detach_links(inst);
+    REQUIRE(inst.detach_links() == 6);
     CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == kOk);
     CHECK(probe(cg, {"tcp", "127.0.0.1", d}).out == "errno 113 EHOSTUNREACH");
     CHECK(probe(cg, {"tcp", "::1", d}).out == "errno 13 EACCES");
@@ -209,7 +190,7 @@ TEST_CASE("kernel: a running agent repairs tampering and reports it", "[netns]")
     CHECK(inst.call({{"op", "status"}})["layers"]["nftables"] == "enforcing");
   }
   SECTION("detached links are re-attached") {
-    detach_links(inst);
+    REQUIRE(inst.detach_links() == 6);
     CHECK(eventually([&] { return probe(cg, {"raw"}).out == kEperm; }));
     CHECK(eventually([&] { return has_event(inst, "tamper"); }));
     CHECK(inst.call({{"op", "status"}})["layers"]["bpf"] == "enforcing");

@@ -17,7 +17,11 @@
 #include <stdexcept>
 #include <thread>
 
+#include <bpf/bpf.h>
+#include <dirent.h>
+
 #include "agent_client.h"
+#include "cgroup.h"
 #include "sluice/policy/rules.h"
 
 namespace sluice::testing {
@@ -84,18 +88,11 @@ std::string prefix() {
 std::string agent_binary() { return SLUICE_AGENT_BIN; }
 std::string netprobe_binary() { return SLUICE_NETPROBE_BIN; }
 
+// The agent's own finder: tests see the hierarchy exactly as it does.
 std::string cgroup2_mount() {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto dash = line.find(" - cgroup2 ");
-    if (dash == std::string::npos) continue;
-    // fields: id parent maj:min root mountpoint ...
-    std::size_t pos = 0;
-    for (int i = 0; i < 4; ++i) pos = line.find(' ', pos) + 1;
-    return line.substr(pos, line.find(' ', pos) - pos);
-  }
-  throw std::runtime_error("no cgroup2 mount");
+  auto mount = agent::find_cgroup2_mount();
+  if (!mount) throw std::runtime_error(mount.error().to_string());
+  return mount->mountpoint;
 }
 
 RunResult run(const std::vector<std::string>& argv, int timeout_ms) {
@@ -234,6 +231,25 @@ void Instance::start() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   throw std::runtime_error("sluice-agent did not become ready");
+}
+
+int Instance::detach_links() const {
+  DIR* dir = ::opendir(pin_dir().c_str());
+  if (!dir) throw std::runtime_error("no pin directory " + pin_dir());
+  int detached = 0;
+  while (dirent* e = ::readdir(dir)) {
+    if (!std::string_view(e->d_name).starts_with("link_")) continue;
+    const int fd = bpf_obj_get((pin_dir() + "/" + e->d_name).c_str());
+    const bool ok = fd >= 0 && bpf_link_detach(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!ok) {
+      ::closedir(dir);
+      throw std::runtime_error(std::string("cannot detach ") + e->d_name);
+    }
+    ++detached;
+  }
+  ::closedir(dir);
+  return detached;
 }
 
 void Instance::kill9() {

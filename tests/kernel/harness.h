@@ -70,6 +70,9 @@ class Instance {
   [[nodiscard]] std::string pin_dir() const;
   [[nodiscard]] std::string config_path() const { return runtime_ + ".toml"; }
   [[nodiscard]] pid_t agent_pid() const { return agent_; }
+  // Detaches every pinned BPF link of the instance (the BPF layer stops
+  // judging; the pins stay, defunct). Returns how many; throws on failure.
+  int detach_links() const;
 
  private:
   std::string name_;
