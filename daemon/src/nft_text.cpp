@@ -38,6 +38,18 @@ std::string set_name(std::uint32_t ruleset, const char* kind, policy::Family f) 
   return "r" + std::to_string(ruleset) + "_" + kind + (f == policy::Family::v4 ? "4" : "6");
 }
 
+// A block of one address goes to a hash set ("a"), wider ones to an
+// interval set ("b"): the kernel's range sets (pipapo) remove an element
+// in time linear in the set's size (~2.5 ms at 1000 entries on this
+// kernel), hash sets in constant time, and most static entries are
+// single addresses.
+const char* block_kind(const policy::Cidr& c) {
+  return c.prefix == c.addr.bits() ? "a" : "b";
+}
+
+// The sets of a ruleset: kind, and whether it is an interval set.
+constexpr std::pair<const char*, bool> kSetKinds[] = {{"p", false}, {"a", false}, {"b", true}};
+
 }  // namespace
 
 std::string nft_generation_comment(std::uint64_t generation) {
@@ -81,17 +93,23 @@ std::string nft_replace_table(const NftTable& t) {
   emit_set(out, "deny6", "ipv6_addr", true, deny6);
 
   for (const NftRuleset& r : t.rulesets) {
-    std::vector<std::string> p4, p6, b4, b6;
+    std::map<std::string, std::vector<std::string>> elements;
     for (const NftPin& p : r.pins) {
-      (p.addr.family == policy::Family::v4 ? p4 : p6).push_back(element(p.addr, p.port));
+      elements[set_name(r.id, "p", p.addr.family)].push_back(element(p.addr, p.port));
     }
     for (const NftBlock& b : normalize_blocks(r.blocks)) {
-      (b.block.addr.family == policy::Family::v4 ? b4 : b6).push_back(element(b.block, b.port));
+      const bool exact = b.block.prefix == b.block.addr.bits();
+      elements[set_name(r.id, block_kind(b.block), b.block.addr.family)].push_back(
+          exact ? element(b.block.addr, b.port) : element(b.block, b.port));
     }
-    emit_set(out, set_name(r.id, "p", policy::Family::v4), "ipv4_addr . inet_service", false, p4);
-    emit_set(out, set_name(r.id, "p", policy::Family::v6), "ipv6_addr . inet_service", false, p6);
-    emit_set(out, set_name(r.id, "b", policy::Family::v4), "ipv4_addr . inet_service", true, b4);
-    emit_set(out, set_name(r.id, "b", policy::Family::v6), "ipv6_addr . inet_service", true, b6);
+    for (const auto& [kind, interval] : kSetKinds) {
+      for (policy::Family f : {policy::Family::v4, policy::Family::v6}) {
+        const std::string name = set_name(r.id, kind, f);
+        emit_set(out, name,
+                 f == policy::Family::v4 ? "ipv4_addr . inet_service" : "ipv6_addr . inet_service",
+                 interval, elements[name]);
+      }
+    }
   }
 
   out << "  chain output {\n    type filter hook output priority filter; policy accept;\n"
@@ -113,10 +131,10 @@ std::string nft_replace_table(const NftTable& t) {
     out << "  chain r" << r.id << " {\n";
     for (policy::Family f : {policy::Family::v4, policy::Family::v6}) {
       const char* match = f == policy::Family::v4 ? "ip daddr" : "ip6 daddr";
-      out << "    meta l4proto { tcp, udp } " << match << " . th dport @" << set_name(r.id, "p", f)
-          << " accept\n";
-      out << "    meta l4proto { tcp, udp } " << match << " . th dport @" << set_name(r.id, "b", f)
-          << " accept\n";
+      for (const auto& [kind, interval] : kSetKinds) {
+        out << "    meta l4proto { tcp, udp } " << match << " . th dport @" << set_name(r.id, kind, f)
+            << " accept\n";
+      }
     }
     out << "    " << kReject << "\n  }\n";
   }
@@ -135,14 +153,15 @@ using BlockSet = std::set<NftBlock, decltype(&block_less)>;
 std::map<std::string, BlockSet> elements_of(const NftRuleset& r) {
   std::map<std::string, BlockSet> out;
   for (policy::Family f : {policy::Family::v4, policy::Family::v6}) {
-    out.emplace(set_name(r.id, "p", f), BlockSet(&block_less));
-    out.emplace(set_name(r.id, "b", f), BlockSet(&block_less));
+    for (const auto& [kind, interval] : kSetKinds) {
+      out.emplace(set_name(r.id, kind, f), BlockSet(&block_less));
+    }
   }
   for (const NftPin& p : r.pins) {
     out.at(set_name(r.id, "p", p.addr.family)).insert({policy::Cidr::host(p.addr), p.port});
   }
   for (const NftBlock& b : normalize_blocks(r.blocks)) {
-    out.at(set_name(r.id, "b", b.block.addr.family)).insert(b);
+    out.at(set_name(r.id, block_kind(b.block), b.block.addr.family)).insert(b);
   }
   return out;
 }

@@ -46,7 +46,9 @@ struct NftTable {
 std::string nft_replace_table(const NftTable& table);
 
 // Set elements to remove and add in one set. Pins are /32 (/128) blocks
-// of a hash set; static blocks are ranges of an interval (pipapo) set.
+// of a hash set ("r<id>_p4"), so are static blocks of one address
+// ("r<id>_a4"); wider static blocks are ranges of an interval (pipapo)
+// set ("r<id>_b4").
 struct SetDelta {
   std::string set;  // "r3_b4"
   bool interval = false;

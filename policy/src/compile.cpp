@@ -1,6 +1,7 @@
 // Policy + configuration -> per-purpose rules, and the questions asked of
 // those rules at enforcement time.
 #include <algorithm>
+#include <bitset>
 #include <map>
 #include <set>
 #include <string_view>
@@ -277,7 +278,10 @@ class Coverage {
  public:
   explicit Coverage(const PurposeRules& rules) {
     for (const HostRule& h : rules.hosts) hosts_.emplace(std::make_pair(h.pattern, h.port), &h);
-    for (const CidrRule& c : rules.cidrs) cidrs_.insert(c);
+    for (const CidrRule& c : rules.cidrs) {
+      cidrs_.insert(c);
+      prefixes(c.block.addr.family).set(c.block.prefix);
+    }
   }
 
   // Some rule of the set matches at least r's names on r's port with at
@@ -297,7 +301,9 @@ class Coverage {
   // Some rule of the set has r's port and a block containing r's: r's
   // block itself or one of its supernets.
   [[nodiscard]] bool covers(const CidrRule& r) const {
+    const auto& present = prefixes(r.block.addr.family);
     for (int prefix = r.block.prefix; prefix >= 0; --prefix) {
+      if (!present.test(static_cast<std::size_t>(prefix))) continue;
       if (cidrs_.contains(CidrRule{masked(r.block, static_cast<unsigned>(prefix)), r.port})) return true;
     }
     return false;
@@ -311,8 +317,15 @@ class Coverage {
     return r.pattern.within(n.pattern) && scope_covers(n.scope, r.scope);
   }
 
+  std::bitset<129>& prefixes(Family f) { return f == Family::v4 ? prefixes4_ : prefixes6_; }
+  [[nodiscard]] const std::bitset<129>& prefixes(Family f) const {
+    return f == Family::v4 ? prefixes4_ : prefixes6_;
+  }
+
   std::map<std::pair<HostPattern, std::uint16_t>, const HostRule*> hosts_;
   std::set<CidrRule> cidrs_;
+  // The prefix lengths present, per family: only those are looked up.
+  std::bitset<129> prefixes4_, prefixes6_;
 };
 
 }  // namespace

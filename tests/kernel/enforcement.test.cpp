@@ -146,6 +146,18 @@ TEST_CASE("kernel: each layer blocks on its own", "[netns]") {
     CHECK(probe(cg, {"tcp", "::1", d}).out == kOk);
     CHECK(probe(cg, {"tcp", "::1", a}).out == "errno 13 EACCES");
   }
+  SECTION("a range replacing an address reaches nftables on its own") {
+    // Single addresses live in hash sets, wider blocks in interval sets:
+    // version 2 moves the rule from one to the other, by element changes.
+    const std::string range =
+        R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":["127.0.0.0/24:)" + d + R"("]}})";
+    REQUIRE(inst.apply("t1", 2, kOpen, range)["ok"] == true);
+    inst.kill9();
+    REQUIRE(inst.detach_links() == 6);
+    CHECK(probe(cg, {"tcp", "127.0.0.1", d}).out == kOk);
+    CHECK(probe(cg, {"tcp", "127.0.0.1", a}).out == "errno 113 EHOSTUNREACH");
+    CHECK(probe(cg, {"tcp", "::1", d}).out == "errno 13 EACCES");
+  }
   inst.kill9();  // no agent to repair what we break
 
   SECTION("with the BPF links detached, nftables still rejects") {

@@ -36,7 +36,11 @@ NftTable sample_table() {
   acme_llm.blocks = {{cidr("10.0.0.0/8"), 443},
                      {cidr("10.1.0.0/16"), 443},
                      {cidr("10.1.0.0/16"), 8080},
-                     {cidr("2001:db8::/32"), 443}};
+                     {cidr("2001:db8::/32"), 443},
+                     {cidr("192.0.2.7"), 443},
+                     {cidr("10.2.3.4/32"), 8443},
+                     {cidr("2001:db8:1::9/128"), 443},
+                     {cidr("2001:db9::1"), 443}};
   acme_llm.pins = {{ip("203.0.113.7"), 443}, {ip("2001:db8::7"), 443}};
 
   NftRuleset acme_embeddings;
@@ -137,7 +141,7 @@ TEST_CASE("agent::nft_replace_table replaces the whole table in one transaction"
   }
 }
 
-TEST_CASE("agent::nft_replace_table gives each ruleset four sets and a chain", "[agent][nft]") {
+TEST_CASE("agent::nft_replace_table gives each ruleset six sets and a chain", "[agent][nft]") {
   const std::string text = nft_replace_table(sample_table());
 
   SECTION("pins are exact address and port pairs, split by family") {
@@ -148,7 +152,16 @@ TEST_CASE("agent::nft_replace_table gives each ruleset four sets and a chain", "
           "  set r7_p6 {\n    type ipv6_addr . inet_service\n"
           "    elements = { 2001:db8::7 . 443 }\n  }\n");
   }
-  SECTION("blocks are interval sets, normalised per port") {
+  SECTION("blocks of one address are exact elements of hash sets") {
+    CHECK(block_of(text, "set", "r7_a4") ==
+          "  set r7_a4 {\n    type ipv4_addr . inet_service\n"
+          "    elements = { 192.0.2.7 . 443, 10.2.3.4 . 8443 }\n  }\n");
+    // 2001:db8:1::9 lies in 2001:db8::/32 on the same port: normalised away.
+    CHECK(block_of(text, "set", "r7_a6") ==
+          "  set r7_a6 {\n    type ipv6_addr . inet_service\n"
+          "    elements = { 2001:db9::1 . 443 }\n  }\n");
+  }
+  SECTION("wider blocks are interval sets, normalised per port") {
     CHECK(block_of(text, "set", "r7_b4") ==
           "  set r7_b4 {\n    type ipv4_addr . inet_service\n    flags interval\n"
           "    elements = { 10.0.0.0/8 . 443, 10.1.0.0/16 . 8080 }\n  }\n");
@@ -161,6 +174,8 @@ TEST_CASE("agent::nft_replace_table gives each ruleset four sets and a chain", "
           "  set r8_p4 {\n    type ipv4_addr . inet_service\n  }\n");
     CHECK(block_of(text, "set", "r8_p6") ==
           "  set r8_p6 {\n    type ipv6_addr . inet_service\n  }\n");
+    CHECK(block_of(text, "set", "r8_a4") ==
+          "  set r8_a4 {\n    type ipv4_addr . inet_service\n  }\n");
     CHECK(block_of(text, "set", "r8_b4") ==
           "  set r8_b4 {\n    type ipv4_addr . inet_service\n    flags interval\n  }\n");
     CHECK(block_of(text, "set", "r8_b6") ==
@@ -173,14 +188,16 @@ TEST_CASE("agent::nft_replace_table gives each ruleset four sets and a chain", "
       CHECK(block_of(text, "chain", r) ==
             "  chain " + r + " {\n" +
                 match + "ip daddr . th dport @" + r + "_p4 accept\n" +
+                match + "ip daddr . th dport @" + r + "_a4 accept\n" +
                 match + "ip daddr . th dport @" + r + "_b4 accept\n" +
                 match + "ip6 daddr . th dport @" + r + "_p6 accept\n" +
+                match + "ip6 daddr . th dport @" + r + "_a6 accept\n" +
                 match + "ip6 daddr . th dport @" + r + "_b6 accept\n" +
                 "    " + kReject + "\n  }\n");
     }
   }
-  SECTION("there are exactly the deny sets and four sets per ruleset") {
-    CHECK(count_of(text, "\n  set ") == 2 + 4 * 2);
+  SECTION("there are exactly the deny sets and six sets per ruleset") {
+    CHECK(count_of(text, "\n  set ") == 2 + 6 * 2);
     CHECK(count_of(text, "\n  chain ") == 2 + 2);
   }
 }
@@ -293,6 +310,38 @@ TEST_CASE("agent::element_deltas change elements only when the structure is unch
     }
     CHECK(pin_added);
     CHECK(block_removed);
+  }
+  SECTION("a changed single-address block moves within the hash set, not a range set") {
+    NftTable after = before;
+    for (NftBlock& b : after.rulesets[0].blocks) {
+      if (b.block == cidr("192.0.2.7")) b.block = cidr("192.0.2.8");
+    }
+    auto d = element_deltas(before, after);
+    REQUIRE(d);
+    REQUIRE(d->size() == 1);
+    CHECK((*d)[0].set == "r7_a4");
+    CHECK_FALSE((*d)[0].interval);
+    REQUIRE((*d)[0].removed.size() == 1);
+    REQUIRE((*d)[0].added.size() == 1);
+    CHECK((*d)[0].removed[0].block == cidr("192.0.2.7"));
+    CHECK((*d)[0].added[0].block == cidr("192.0.2.8"));
+  }
+  SECTION("a block widened from one address to a range changes sets") {
+    NftTable after = before;
+    for (NftBlock& b : after.rulesets[0].blocks) {
+      if (b.block == cidr("192.0.2.7")) b.block = cidr("192.0.2.0/24");
+    }
+    auto d = element_deltas(before, after);
+    REQUIRE(d);
+    REQUIRE(d->size() == 2);
+    bool left_hash = false, joined_range = false;
+    for (const SetDelta& s : *d) {
+      left_hash = left_hash || (s.set == "r7_a4" && s.removed.size() == 1 && s.added.empty());
+      joined_range = joined_range || (s.set == "r7_b4" && s.interval && s.added.size() == 1 &&
+                                      s.added[0].block == cidr("192.0.2.0/24"));
+    }
+    CHECK(left_hash);
+    CHECK(joined_range);
   }
   SECTION("another ruleset, cgroup or deny list needs a whole new table") {
     NftTable other = before;
