@@ -1,0 +1,313 @@
+#include "connection.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <utility>
+
+#include <sqlite3.h>
+
+#include "values.h"
+
+namespace sluice::mcpd {
+namespace {
+
+using Kind = DataError::Kind;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t kStatementCacheSize = 64;
+// VM instructions between deadline checks: a clock read per ~10 µs of work.
+constexpr int kProgressOps = 1000;
+constexpr std::size_t kMaxClientMessage = 200;
+constexpr char kNoSuchTable[] = "no such table: ";
+constexpr char kNoSuchPragmaTable[] = "no such table: pragma_";
+
+constexpr int kMaxValueBytes = 1 << 20;
+constexpr int kMaxExprDepth = 100;
+constexpr int kMaxCompoundSelect = 50;
+constexpr int kMaxLikePattern = 1000;
+
+// Whitespace, semicolons and comments: what may follow the one statement.
+bool only_trivia(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const char c = s[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' || c == ';') {
+      ++i;
+    } else if (s.substr(i, 2) == "--") {
+      const std::size_t nl = s.find('\n', i);
+      i = nl == std::string_view::npos ? s.size() : nl + 1;
+    } else if (s.substr(i, 2) == "/*") {
+      // SQLite accepts an unterminated block comment at the end.
+      const std::size_t end = s.find("*/", i + 2);
+      i = end == std::string_view::npos ? s.size() : end + 2;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string base_name(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+class Connection::Active {
+ public:
+  Active(sqlite3_stmt* stmt, bool owned) : stmt_(stmt), owned_(owned) {}
+  Active(Active&& o) noexcept : stmt_(std::exchange(o.stmt_, nullptr)), owned_(o.owned_) {}
+  Active& operator=(Active&&) = delete;
+  ~Active() {
+    if (!stmt_) return;
+    if (owned_) {
+      sqlite3_finalize(stmt_);
+    } else {
+      // Also drops the pointers to the caller's parameter strings.
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
+  [[nodiscard]] sqlite3_stmt* get() const { return stmt_; }
+  void release_to_cache() { owned_ = false; }
+
+ private:
+  sqlite3_stmt* stmt_;
+  bool owned_;
+};
+
+DataResult<std::unique_ptr<Connection>> Connection::open(const std::string& path,
+                                                         const QueryLimits& limits) {
+  // Never create: a missing file is an error, reported without the path.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    return data_error(err == ENOENT ? Kind::not_found : Kind::internal,
+                      err == ENOENT ? "data source not found" : "data source could not be opened",
+                      "stat " + path + ": " + std::strerror(err));
+  }
+  // SQLite here is built with SQLITE_USE_URI: a relative name such as
+  // "file:x?mode=rwc" would be read as a URI. "./" makes it a plain name.
+  const std::string name = path.starts_with('/') ? path : "./" + path;
+  sqlite3* db = nullptr;
+  const int rc =
+      sqlite3_open_v2(name.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string detail = "sqlite3_open_v2 " + path + ": " + sqlite3_errstr(rc);
+    sqlite3_close(db);
+    return data_error(Kind::internal, "data source could not be opened", std::move(detail));
+  }
+  std::unique_ptr<Connection> c(new Connection(db, limits, path));
+  if (auto h = c->harden(); !h) return tl::unexpected(h.error());
+  return c;
+}
+
+Connection::Connection(sqlite3* db, const QueryLimits& limits, std::string path)
+    : db_(db), limits_(limits), path_(std::move(path)), cache_(kStatementCacheSize) {}
+
+Connection::~Connection() {
+  cache_.clear();  // statements first: sqlite3_close refuses while any live
+  sqlite3_close(db_);
+}
+
+DataResult<void> Connection::harden() {
+  sqlite3_extended_result_codes(db_, 1);
+  // Before the authorizer, which refuses every pragma.
+  if (char* err = nullptr; sqlite3_exec(db_, "PRAGMA query_only=1", nullptr, nullptr, &err)) {
+    std::string detail = "query_only: " + std::string(err ? err : "");
+    sqlite3_free(err);
+    return data_error(Kind::internal, "data source could not be opened", std::move(detail));
+  }
+  const std::pair<int, int> configs[] = {
+      {SQLITE_DBCONFIG_DEFENSIVE, 1},       {SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0},
+      {SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0},  {SQLITE_DBCONFIG_ENABLE_TRIGGER, 0},
+      {SQLITE_DBCONFIG_ENABLE_VIEW, 1},     {SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0},
+      {SQLITE_DBCONFIG_DQS_DML, 0},         {SQLITE_DBCONFIG_DQS_DDL, 0},
+  };
+  for (const auto& [op, value] : configs) {
+    // Fail closed: a setting that did not take means an unexpected SQLite.
+    int now = -1;
+    if (sqlite3_db_config(db_, op, value, &now) != SQLITE_OK || now != value) {
+      return data_error(Kind::internal, "data source could not be opened",
+                        "sqlite3_db_config " + std::to_string(op) + " did not apply");
+    }
+  }
+  const auto clamp = [](std::size_t v) { return static_cast<int>(v < INT_MAX ? v : INT_MAX); };
+  sqlite3_limit(db_, SQLITE_LIMIT_ATTACHED, 0);
+  sqlite3_limit(db_, SQLITE_LIMIT_SQL_LENGTH, clamp(limits_.max_sql_bytes));
+  sqlite3_limit(db_, SQLITE_LIMIT_VARIABLE_NUMBER, clamp(limits_.max_params));
+  sqlite3_limit(db_, SQLITE_LIMIT_LENGTH, kMaxValueBytes);
+  sqlite3_limit(db_, SQLITE_LIMIT_EXPR_DEPTH, kMaxExprDepth);
+  sqlite3_limit(db_, SQLITE_LIMIT_COMPOUND_SELECT, kMaxCompoundSelect);
+  sqlite3_limit(db_, SQLITE_LIMIT_LIKE_PATTERN_LENGTH, kMaxLikePattern);
+  // A writer of the file (outside sluice) may hold a lock for a moment.
+  sqlite3_busy_timeout(db_, clamp(static_cast<std::size_t>(limits_.timeout.count())));
+  sqlite3_set_authorizer(db_, &Authorizer::callback, &auth_);
+  sqlite3_progress_handler(db_, kProgressOps, &Connection::on_progress, this);
+  return {};
+}
+
+int Connection::on_progress(void* self) {
+  return Clock::now() >= static_cast<Connection*>(self)->deadline_ ? 1 : 0;
+}
+
+RunOptions Connection::user_options() const {
+  return RunOptions{Authorizer::Mode::user, limits_.timeout, limits_.max_rows,
+                    limits_.max_result_bytes, true};
+}
+
+DataResult<QueryResult> Connection::run(std::string_view sql,
+                                        const std::vector<nlohmann::json>& params,
+                                        const RunOptions& o) {
+  if (sql.size() > limits_.max_sql_bytes || sql.size() > INT_MAX) {
+    return data_error(Kind::too_large, "the statement exceeds " +
+                                           std::to_string(limits_.max_sql_bytes) + " bytes");
+  }
+  if (sql.find('\0') != std::string_view::npos) {
+    return data_error(Kind::invalid_sql, "the statement contains a NUL byte");
+  }
+  if (params.size() > limits_.max_params) {
+    return data_error(Kind::too_large,
+                      "more than " + std::to_string(limits_.max_params) + " parameters");
+  }
+  const ModeScope scope(auth_, o.mode);
+  auto active = prepare(sql, o.cache && o.mode == Authorizer::Mode::user);
+  if (!active) return tl::unexpected(std::move(active.error()));
+  if (auto b = bind_params(active->get(), params); !b) return tl::unexpected(std::move(b.error()));
+  return collect(active->get(), o);
+}
+
+DataResult<void> Connection::check(std::string_view sql, std::size_t params) {
+  const ModeScope scope(auth_, Authorizer::Mode::user);
+  auto active = prepare(sql, false);
+  if (!active) return tl::unexpected(std::move(active.error()));
+  const int declared = sqlite3_bind_parameter_count(active->get());
+  if (declared < 0 || static_cast<std::size_t>(declared) != params) {
+    return data_error(Kind::invalid_sql, "the statement takes " + std::to_string(declared) +
+                                             " parameters, " + std::to_string(params) + " declared");
+  }
+  return {};
+}
+
+DataResult<Connection::Active> Connection::prepare(std::string_view sql, bool cache) {
+  if (cache) {
+    if (sqlite3_stmt* s = cache_.find(sql)) return Active(s, false);
+  }
+  auth_.clear_denial();
+  sqlite3_stmt* stmt = nullptr;
+  const char* tail = nullptr;
+  const unsigned flags = SQLITE_PREPARE_NO_VTAB | (cache ? SQLITE_PREPARE_PERSISTENT : 0);
+  const int rc =
+      sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), flags, &stmt, &tail);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return tl::unexpected(failure(rc));
+  }
+  if (!stmt) return data_error(Kind::invalid_sql, "the statement is empty");
+  Active active(stmt, true);
+  if (!only_trivia(sql.substr(static_cast<std::size_t>(tail - sql.data())))) {
+    return data_error(Kind::invalid_sql, "exactly one statement is allowed");
+  }
+  // The authorizer has no action code for everything (VACUUM INTO writes a
+  // new file without asking it); SQLite's own verdict covers the rest.
+  if (!sqlite3_stmt_readonly(stmt)) {
+    return data_error(Kind::denied, "statement not permitted", "denied: not read-only");
+  }
+  if (cache) {
+    cache_.insert(std::string(sql), stmt);
+    active.release_to_cache();
+  }
+  return active;
+}
+
+DataResult<QueryResult> Connection::collect(sqlite3_stmt* stmt, const RunOptions& o) {
+  QueryResult r;
+  const int n = sqlite3_column_count(stmt);
+  r.columns.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const char* name = sqlite3_column_name(stmt, i);
+    r.columns.push_back(valid_utf8(name ? name : ""));
+  }
+  std::size_t bytes = 0;
+  auth_.clear_denial();  // a step may recompile after a schema change
+  deadline_ = Clock::now() + o.timeout;
+  while (true) {
+    const int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return tl::unexpected(failure(rc));
+    // One row past the cap tells a complete result from a truncated one.
+    if (r.rows.size() >= o.max_rows) {
+      r.truncated = true;
+      break;
+    }
+    nlohmann::json row = nlohmann::json::array();
+    row.get_ref<nlohmann::json::array_t&>().reserve(static_cast<std::size_t>(n));
+    std::size_t row_bytes = 0;
+    for (int i = 0; i < n; ++i) row.push_back(cell_to_json(stmt, i, row_bytes));
+    if (bytes + row_bytes > o.max_bytes) {
+      r.truncated = true;
+      break;
+    }
+    bytes += row_bytes;
+    r.rows.push_back(std::move(row));
+  }
+  return r;
+}
+
+DataError Connection::failure(int rc) const {
+  const int primary = rc & 0xff;
+  const char* raw = sqlite3_errmsg(db_);
+  std::string detail = std::string(sqlite3_errstr(primary)) + ": " + (raw ? raw : "");
+  if (!auth_.denial().empty() || primary == SQLITE_AUTH) {
+    return DataError{Kind::denied, "statement not permitted",
+                     auth_.denial().empty() ? "denied: " + detail : auth_.denial()};
+  }
+  switch (primary) {
+    case SQLITE_INTERRUPT:
+      return DataError{Kind::timeout, "query exceeded the time limit",
+                       "interrupted at the deadline"};
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return DataError{Kind::timeout, "data source busy", std::move(detail)};
+    case SQLITE_TOOBIG:
+      return DataError{Kind::too_large, "a value or the statement exceeds the size limit",
+                       std::move(detail)};
+    case SQLITE_READONLY:
+      return DataError{Kind::denied, "statement not permitted", "denied: " + detail};
+    case SQLITE_ERROR:
+      // Under NO_VTAB a pragma table-valued function is "no such table";
+      // it is a pragma, and refused as one.
+      if (raw && ascii_lower(raw).starts_with(kNoSuchPragmaTable)) {
+        return DataError{Kind::denied, "statement not permitted",
+                         "denied: PRAGMA function " +
+                             client_message(raw + std::strlen(kNoSuchTable))};
+      }
+      [[fallthrough]];
+    case SQLITE_RANGE:
+    case SQLITE_MISMATCH:
+      // The statement's own fault: syntax, unknown names, overflow. Useful.
+      return DataError{Kind::invalid_sql, client_message(raw), std::move(detail)};
+    case SQLITE_NOMEM:
+      return DataError{Kind::internal, "out of memory", std::move(detail)};
+    default:
+      // Corrupt file, I/O error, not a database: nothing the client did.
+      return DataError{Kind::internal, "data source error", std::move(detail)};
+  }
+}
+
+std::string Connection::client_message(const char* sqlite_message) const {
+  std::string m = sqlite_message ? sqlite_message : "";
+  const std::string base = base_name(path_);
+  if (m.find(path_) != std::string::npos || (base.size() >= 4 && m.find(base) != std::string::npos)) {
+    return "data source error";
+  }
+  // Bounds the echo of a long offending token.
+  if (m.size() > kMaxClientMessage) m = m.substr(0, kMaxClientMessage) + "...";
+  return valid_utf8(m);
+}
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,92 @@
+// One hardened, read-only SQLite connection to a tenant's file, used by one
+// thread at a time (SQLITE_OPEN_NOMUTEX): SqliteSource pools them.
+//
+// Hardening, applied before any statement: query_only; DEFENSIVE; no
+// extension loading; untrusted schema (views and defaults may only use
+// innocuous functions); no triggers; no double-quoted string literals (an
+// unknown "name" is an error, not a string); tight limits (no ATTACH, SQL
+// length, parameters, value length, expression depth, compound SELECTs,
+// LIKE pattern length); the authorizer; a progress handler that interrupts
+// a statement at its deadline. Statements are compiled with
+// SQLITE_PREPARE_NO_VTAB: no virtual-table module (pragma_*, dbstat,
+// json_each, or one the tenant's schema declares) runs for any of them.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "authorizer.h"
+#include "result.h"
+#include "sqlite_source.h"
+#include "statement_cache.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace sluice::mcpd {
+
+struct RunOptions {
+  Authorizer::Mode mode = Authorizer::Mode::user;
+  std::chrono::milliseconds timeout{2000};
+  std::size_t max_rows = 1000;
+  std::size_t max_bytes = 4 << 20;
+  // Only user-mode statements are ever cached (statement_cache.h).
+  bool cache = true;
+};
+
+class Connection {
+ public:
+  [[nodiscard]] static DataResult<std::unique_ptr<Connection>> open(const std::string& path,
+                                                                    const QueryLimits& limits);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // The tables and views user statements may read, and the rest.
+  void set_names(std::shared_ptr<const Authorizer::NameSet> readable,
+                 std::shared_ptr<const Authorizer::NameSet> hidden) {
+    auth_.set_names(std::move(readable), std::move(hidden));
+  }
+
+  // Compiles (or reuses) exactly one read-only statement, binds `params`
+  // and reads its rows within the options' deadline and caps.
+  [[nodiscard]] DataResult<QueryResult> run(std::string_view sql,
+                                            const std::vector<nlohmann::json>& params,
+                                            const RunOptions& o);
+
+  // Compiles `sql` as a user statement, without running or caching it;
+  // it must take exactly `params` `?` parameters.
+  [[nodiscard]] DataResult<void> check(std::string_view sql, std::size_t params);
+
+  // Options for a user query under the connection's limits.
+  [[nodiscard]] RunOptions user_options() const;
+
+ private:
+  // A statement in use: reset and unbound (cached) or finalized (not
+  // cached) when the run ends, on every path.
+  class Active;
+
+  Connection(sqlite3* db, const QueryLimits& limits, std::string path);
+  [[nodiscard]] DataResult<void> harden();
+  [[nodiscard]] DataResult<Active> prepare(std::string_view sql, bool cache);
+  [[nodiscard]] DataResult<QueryResult> collect(sqlite3_stmt* stmt, const RunOptions& o);
+  // Classifies a failed prepare or step into what the client may see.
+  [[nodiscard]] DataError failure(int rc) const;
+  [[nodiscard]] std::string client_message(const char* sqlite_message) const;
+  static int on_progress(void* self);
+
+  sqlite3* db_;
+  const QueryLimits limits_;
+  const std::string path_;  // to keep it out of client messages
+  Authorizer auth_;
+  StatementCache cache_;
+  std::chrono::steady_clock::time_point deadline_;
+};
+
+}  // namespace sluice::mcpd

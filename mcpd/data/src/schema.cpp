@@ -1,0 +1,168 @@
+#include "schema.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "connection.h"
+
+namespace sluice::mcpd {
+namespace {
+
+using Json = nlohmann::json;
+using Kind = DataError::Kind;
+
+static constexpr char kListEntitiesSql[] =
+    "SELECT type, name, sql FROM sqlite_schema WHERE type IN ('table', 'view') ORDER BY name";
+// The pragma itself, not the pragma_table_info() table: statements compile
+// with SQLITE_PREPARE_NO_VTAB, and that eponymous virtual table would ask
+// the authorizer to UPDATE sqlite_master while connecting anyway. A pragma
+// takes no bound parameter, so the name goes in quoted as an identifier.
+static constexpr char kColumnsPragma[] = "PRAGMA main.table_info(";
+
+// Columns per statistics statement: two result columns each, far below
+// SQLITE_LIMIT_COLUMN, and few enough distinct sets to keep memory modest.
+constexpr std::size_t kStatsBatch = 64;
+constexpr std::size_t kUnbounded = std::size_t{1} << 40;
+
+RunOptions metadata_options(std::chrono::milliseconds timeout) {
+  return RunOptions{Authorizer::Mode::metadata, timeout, kUnbounded, kUnbounded, false};
+}
+
+std::string text_at(const Json& row, std::size_t i) {
+  return row.at(i).is_string() ? row.at(i).get<std::string>() : std::string();
+}
+
+std::int64_t int_at(const Json& row, std::size_t i) {
+  return row.at(i).is_number_integer() ? row.at(i).get<std::int64_t>() : 0;
+}
+
+bool iequals_prefix(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && ascii_lower(s.substr(0, prefix.size())) == prefix;
+}
+
+DataResult<std::vector<Column>> load_columns(Connection& c, const std::string& entity,
+                                             std::chrono::milliseconds timeout) {
+  const std::string sql = kColumnsPragma + quote_identifier(entity) + ")";
+  auto r = c.run(sql, {}, metadata_options(timeout));
+  if (!r) return tl::unexpected(std::move(r.error()));
+  // Result columns: cid, name, type, notnull, dflt_value, pk.
+  std::vector<Column> columns;
+  for (const Json& row : r->rows) {
+    columns.push_back(Column{text_at(row, 1), text_at(row, 2), int_at(row, 3) != 0,
+                             int_at(row, 5) != 0});
+  }
+  return columns;
+}
+
+}  // namespace
+
+std::string quote_identifier(std::string_view name) {
+  std::string q = "\"";
+  for (char ch : name) {
+    if (ch == '"') q += '"';
+    q += ch;
+  }
+  return q + "\"";
+}
+
+const EntityInfo* find_entity(const std::vector<EntityInfo>& entities, std::string_view name) {
+  for (const EntityInfo& e : entities) {
+    if (e.name == name) return &e;
+  }
+  const std::string lower = ascii_lower(name);
+  for (const EntityInfo& e : entities) {
+    if (ascii_lower(e.name) == lower) return &e;
+  }
+  return nullptr;
+}
+
+DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout) {
+  auto listed = c.run(kListEntitiesSql, {}, metadata_options(timeout));
+  if (!listed) return tl::unexpected(std::move(listed.error()));
+  std::vector<EntityInfo> candidates;
+  Authorizer::NameSet hidden;
+  for (const Json& row : listed->rows) {
+    EntityInfo e{text_at(row, 1), text_at(row, 0), {}};
+    if (iequals_prefix(e.name, "sqlite_") || iequals_prefix(text_at(row, 2), "create virtual")) {
+      hidden.insert(ascii_lower(e.name));
+      continue;
+    }
+    auto columns = load_columns(c, e.name, timeout);
+    // A timeout says nothing about the entity: fail rather than hide it.
+    if (!columns && columns.error().kind == Kind::timeout) return tl::unexpected(columns.error());
+    // No columns: the name was not valid UTF-8 and was repaired, so it
+    // names nothing; queries could not read it either (fail closed).
+    if (!columns || columns->empty()) {
+      hidden.insert(ascii_lower(e.name));
+      continue;
+    }
+    e.columns = std::move(*columns);
+    candidates.push_back(std::move(e));
+  }
+  const auto install = [&](const std::vector<EntityInfo>& readable) {
+    auto names = std::make_shared<Authorizer::NameSet>();
+    for (const EntityInfo& e : readable) names->insert(ascii_lower(e.name));
+    Schema s{readable, std::move(names), std::make_shared<Authorizer::NameSet>(hidden)};
+    c.set_names(s.readable, s.hidden);
+    return s;
+  };
+  install(candidates);
+  // Column names of a view come without authorization; compiling it as a
+  // user would is what tells whether it can be queried.
+  std::vector<EntityInfo> entities;
+  for (EntityInfo& e : candidates) {
+    if (e.kind == "view" && !c.check("SELECT * FROM " + quote_identifier(e.name), 0)) {
+      hidden.insert(ascii_lower(e.name));
+    } else {
+      entities.push_back(std::move(e));
+    }
+  }
+  std::sort(entities.begin(), entities.end(),
+            [](const EntityInfo& a, const EntityInfo& b) { return a.name < b.name; });
+  return install(entities);
+}
+
+DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
+                                      std::size_t max_sql_bytes) {
+  const std::string from = quote_identifier(e.name);
+  const RunOptions o = metadata_options(kStatsTimeout);
+  auto counted = c.run("SELECT count(*) FROM " + from, {}, o);
+  if (!counted) return tl::unexpected(std::move(counted.error()));
+  EntityStats s{e, counted->rows.empty() ? 0 : int_at(counted->rows[0], 0), {}, false};
+  s.approximate = s.row_count > kStatsSampleRows;
+  // NOT INDEXED: a covering index would otherwise change which rows the
+  // sample holds. Views have no indexes of their own (and refuse the hint).
+  const std::string sample_from = from + (e.kind == "table" ? " NOT INDEXED" : "");
+
+  std::size_t first = 0;
+  while (first < e.columns.size()) {
+    // A batch of columns, bounded in count and in SQL text.
+    std::string outer = "SELECT count(*)";
+    std::string inner;
+    std::size_t last = first;
+    while (last < e.columns.size() && last - first < kStatsBatch &&
+           (last == first || outer.size() + inner.size() < max_sql_bytes / 2)) {
+      const std::string q = quote_identifier(e.columns[last].name);
+      outer += ", count(" + q + "), count(DISTINCT " + q + ")";
+      inner += (last == first ? "" : ", ") + q;
+      ++last;
+    }
+    const std::string sql =
+        outer + " FROM (SELECT " + inner + " FROM " + sample_from + " LIMIT ?)";
+    auto r = c.run(sql, {Json(kStatsSampleRows)}, o);
+    if (!r) return tl::unexpected(std::move(r.error()));
+    if (r->rows.empty()) return data_error(Kind::internal, "statistics unavailable");
+    const Json& row = r->rows[0];
+    const std::int64_t sampled = int_at(row, 0);
+    for (std::size_t i = first; i < last; ++i) {
+      const std::size_t at = 1 + 2 * (i - first);
+      const std::int64_t non_null = int_at(row, at);
+      const double nulls = sampled == 0 ? 0.0 : double(sampled - non_null) / double(sampled);
+      s.columns.push_back(ColumnStats{e.columns[i], nulls, int_at(row, at + 1)});
+    }
+    first = last;
+  }
+  return s;
+}
+
+}  // namespace sluice::mcpd

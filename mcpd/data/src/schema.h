@@ -1,0 +1,52 @@
+// The schema snapshot of a data source and the statistics of its entities,
+// read through a connection in metadata mode (authorizer.h).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "authorizer.h"
+#include "result.h"
+#include "sqlite_source.h"
+
+namespace sluice::mcpd {
+
+class Connection;
+
+struct Schema {
+  std::vector<EntityInfo> entities;  // sorted by name
+  // For Authorizer::set_names: the entities, and every other table or view.
+  std::shared_ptr<const Authorizer::NameSet> readable;
+  std::shared_ptr<const Authorizer::NameSet> hidden;
+};
+
+// The tables and views of the main schema that user statements can query,
+// with their columns, and installs the names on `c`. Left out (hidden):
+// sqlite_* tables, virtual tables (their module is code the tenant's file
+// chooses), entities whose columns cannot be read, and views that do not
+// compile as a user statement (one calling a refused function, say).
+[[nodiscard]] DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout);
+
+// Row count (exact) and, per column, null fraction and distinct count over
+// at most kStatsSampleRows rows: the first ones in table order (NOT INDEXED
+// scan, so rowid or primary key order), which is deterministic for a given
+// file. Each statement runs under kStatsTimeout; columns are batched so that
+// no statement exceeds half of `max_sql_bytes`.
+[[nodiscard]] DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
+                                                    std::size_t max_sql_bytes);
+
+inline constexpr std::chrono::milliseconds kStatsTimeout{10'000};
+
+// The entity called `name`: exact match first, then ASCII case-insensitive
+// (as SQLite resolves names). nullptr if none.
+[[nodiscard]] const EntityInfo* find_entity(const std::vector<EntityInfo>& entities,
+                                            std::string_view name);
+
+// "name" with embedded double quotes doubled: an SQL identifier.
+[[nodiscard]] std::string quote_identifier(std::string_view name);
+
+}  // namespace sluice::mcpd

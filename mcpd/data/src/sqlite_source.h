@@ -1,0 +1,153 @@
+// A tenant's read-only SQLite data source.
+//
+// Read-only is enforced in layers, each sufficient for writes on its own:
+// the file is opened SQLITE_OPEN_READONLY, the connection is `query_only`
+// and DEFENSIVE, and an authorizer (authorizer.h) allows nothing but SELECTs
+// that read the tenant's tables and views and call allowlisted pure
+// functions. A statement must also be a single statement that SQLite
+// reports as read-only. Every query runs under a deadline, a row cap and a
+// result-size cap.
+//
+// Thread safety: all methods are const and may be called from any number of
+// threads. Queries run on a small pool of connections; each connection is
+// used by one thread at a time and keeps a cache of prepared statements.
+//
+// The schema is read once, at open(): entities(), describe() and the set of
+// tables a query may read all come from that snapshot. A data source whose
+// schema changes must be reopened; tables created later are denied until
+// then (fail closed).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "result.h"
+
+namespace sluice::mcpd {
+
+class Connection;
+
+struct QueryLimits {
+  std::size_t max_rows = 1000;
+  std::chrono::milliseconds timeout{2000};
+  // Approximate: text and blob bytes plus a small overhead per cell.
+  std::size_t max_result_bytes = 4 << 20;
+  std::size_t max_sql_bytes = 64 << 10;
+  std::size_t max_params = 32;
+  std::size_t pool = 4;  // connections
+};
+
+// Cells are JSON: null, integer, float, string (invalid UTF-8 replaced by
+// U+FFFD) or, for a BLOB, {"$blob_base64": "<RFC 4648 base64>"}.
+struct QueryResult {
+  std::vector<std::string> columns;
+  std::vector<nlohmann::json> rows;  // each row a JSON array, one cell per column
+  bool truncated = false;            // max_rows or max_result_bytes was reached
+};
+
+struct Column {
+  std::string name;
+  std::string type;  // declared type, as written ("" when none)
+  bool not_null = false;
+  bool primary_key = false;
+};
+
+struct EntityInfo {
+  std::string name;
+  std::string kind;  // "table" | "view"
+  std::vector<Column> columns;
+};
+
+// Statistics never carry a cell value, a minimum or a maximum.
+struct ColumnStats {
+  Column column;
+  double null_fraction = 0;  // 0 for an empty entity
+  std::int64_t distinct_count = 0;
+};
+
+struct EntityStats {
+  EntityInfo info;
+  std::int64_t row_count = 0;  // always exact
+  std::vector<ColumnStats> columns;
+  // True when row_count exceeds kStatsSampleRows: null fractions and
+  // distinct counts then describe the first kStatsSampleRows rows in scan
+  // (rowid) order, and distinct counts are lower bounds.
+  bool approximate = false;
+};
+
+// Rows read, at most, to compute per-column statistics.
+inline constexpr std::int64_t kStatsSampleRows = 200'000;
+
+class SqliteSource {
+ public:
+  // Opens an existing SQLite file read-only (never creates one) with
+  // `limits.pool` connections and reads its schema.
+  [[nodiscard]] static DataResult<std::unique_ptr<SqliteSource>> open(const std::string& path,
+                                                                      const QueryLimits& limits);
+  ~SqliteSource();
+  SqliteSource(const SqliteSource&) = delete;
+  SqliteSource& operator=(const SqliteSource&) = delete;
+
+  // Runs exactly one read-only statement with `?` parameters bound in order.
+  // Parameters are JSON null, booleans (bound as 0/1), integers, floats or
+  // strings; never spliced into the SQL.
+  [[nodiscard]] DataResult<QueryResult> query(std::string_view sql,
+                                              const std::vector<nlohmann::json>& params) const;
+
+  // Whether `sql` would be accepted by query() with `params` parameters,
+  // without running it (saved queries are checked when stored).
+  [[nodiscard]] DataResult<void> check(std::string_view sql, std::size_t params) const;
+
+  // Tables and views of the schema snapshot (never sqlite_* or virtual
+  // tables), sorted by name.
+  [[nodiscard]] DataResult<std::vector<EntityInfo>> entities() const;
+
+  // Schema and statistics of one entity, computed once and cached. The name
+  // must be that of an entity (ASCII case-insensitive), else not_found.
+  [[nodiscard]] DataResult<EntityStats> describe(const std::string& entity) const;
+
+  [[nodiscard]] const QueryLimits& limits() const { return limits_; }
+
+ private:
+  // Hands out one idle connection and takes it back when destroyed.
+  class Lease;
+
+  SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Connection>> pool,
+               std::vector<EntityInfo> entities);
+  [[nodiscard]] DataResult<Lease> acquire() const;
+  [[nodiscard]] DataResult<EntityStats> describe_uncached(const EntityInfo& info) const;
+
+  const QueryLimits limits_;
+  const std::vector<std::unique_ptr<Connection>> pool_;
+  const std::vector<EntityInfo> entities_;  // sorted by name
+
+  mutable std::mutex pool_mu_;
+  mutable std::condition_variable pool_cv_;
+  mutable std::vector<Connection*> idle_;
+
+  // Statistics are computed one entity at a time (they are expensive, and a
+  // burst of describe() calls must not occupy the whole pool) and cached
+  // forever: the schema snapshot does not change.
+  mutable std::mutex stats_compute_mu_;
+  mutable std::mutex stats_mu_;
+  mutable std::map<std::string, EntityStats, std::less<>> stats_;
+};
+
+// The wire form of the public types.
+void to_json(nlohmann::json& j, const Column& c);
+void to_json(nlohmann::json& j, const EntityInfo& e);
+void to_json(nlohmann::json& j, const ColumnStats& c);
+void to_json(nlohmann::json& j, const EntityStats& s);
+void to_json(nlohmann::json& j, const QueryResult& r);
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,38 @@
+// Values across the SQLite boundary: JSON parameters bound to a statement,
+// and result cells turned into JSON that always serialises (valid UTF-8).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "result.h"
+
+struct sqlite3_stmt;
+
+namespace sluice::mcpd {
+
+// Binds `params` to the statement's `?` parameters in order. Named
+// parameters (:a, @a, $a) are refused: binding them by position would be a
+// surprise. The count must match exactly. Strings are bound without a copy:
+// the caller keeps `params` alive until the bindings are cleared.
+[[nodiscard]] DataResult<void> bind_params(sqlite3_stmt* stmt,
+                                           const std::vector<nlohmann::json>& params);
+
+// The cell in column `col` of the current row. Adds its approximate size
+// (text or blob bytes plus a fixed per-cell overhead) to `bytes`.
+[[nodiscard]] nlohmann::json cell_to_json(sqlite3_stmt* stmt, int col, std::size_t& bytes);
+
+// `s` with every invalid UTF-8 sequence replaced by U+FFFD.
+[[nodiscard]] std::string valid_utf8(std::string_view s);
+
+// RFC 4648 base64 with padding.
+[[nodiscard]] std::string base64(const unsigned char* data, std::size_t n);
+
+// The JSON key of a BLOB cell: {"$blob_base64": "..."}.
+inline constexpr char kBlobKey[] = "$blob_base64";
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,191 @@
+// entities() and describe(): the schema snapshot and statistics that carry
+// no cell values.
+#include "schema.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <sqlite3.h>
+
+#include "test_support.h"
+
+using namespace sluice::mcpd;
+using namespace sluice::mcpd::testing;
+using Catch::Matchers::Contains;
+using Json = nlohmann::json;
+using Kind = DataError::Kind;
+
+namespace {
+
+// Changes the bank with a writable connection of the test's own.
+void write_sql(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  INFO((err ? err : ""));
+  sqlite3_free(err);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+const Column* find_column(const EntityInfo& e, const std::string& name) {
+  for (const Column& c : e.columns) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("mcpd::SqliteSource::entities lists tables and views with columns", "[mcpd][schema]") {
+  const DemoBank bank;
+
+  SECTION("the demo bank has its four tables, sorted, and nothing of SQLite's") {
+    const auto src = bank.open();
+    auto entities = src->entities();
+    REQUIRE(entities);
+    std::vector<std::string> names;
+    for (const EntityInfo& e : *entities) names.push_back(e.name);
+    CHECK(names == std::vector<std::string>{"accounts", "cards", "customers", "transactions"});
+    for (const EntityInfo& e : *entities) CHECK(e.kind == "table");
+  }
+  SECTION("columns carry their declared type, NOT NULL and primary key") {
+    const auto src = bank.open();
+    const EntityInfo customers = src->entities().value().at(2);
+    REQUIRE(customers.columns.size() == 7);
+    const Column* id = find_column(customers, "id");
+    const Column* name = find_column(customers, "full_name");
+    const Column* email = find_column(customers, "email");
+    REQUIRE((id && name && email));
+    CHECK((id->type == "INTEGER" && id->primary_key));
+    CHECK((name->type == "TEXT" && name->not_null && !name->primary_key));
+    CHECK_FALSE(email->not_null);
+  }
+  SECTION("views are listed and readable; virtual tables are neither") {
+    write_sql(bank.path,
+              "CREATE VIEW big_spenders AS SELECT account_id, sum(amount_cents) AS total "
+              "FROM transactions GROUP BY account_id;"
+              "CREATE VIRTUAL TABLE notes USING fts5(body);");
+    const auto src = bank.open();
+    auto entities = src->entities();
+    REQUIRE(entities);
+    const auto has = [&](const std::string& n) {
+      return std::any_of(entities->begin(), entities->end(),
+                         [&](const EntityInfo& e) { return e.name == n; });
+    };
+    CHECK(has("big_spenders"));
+    CHECK_FALSE(has("notes"));
+    CHECK(must_query(*src, "SELECT count(*) FROM big_spenders").rows.at(0)[0].get<int>() > 0);
+    CHECK_FALSE(src->query("SELECT * FROM notes", {}));
+  }
+  SECTION("a view that calls a refused function is left out and cannot be queried") {
+    write_sql(bank.path, "CREATE VIEW sneaky AS SELECT sqlite_version() AS v");
+    const auto src = bank.open();
+    const std::vector<EntityInfo> entities = src->entities().value();
+    CHECK(std::none_of(entities.begin(), entities.end(),
+                       [](const EntityInfo& e) { return e.name == "sneaky"; }));
+    auto r = src->query("SELECT * FROM sneaky", {});
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == Kind::denied);
+  }
+}
+
+TEST_CASE("mcpd::SqliteSource::describe gives statistics and never values", "[mcpd][schema]") {
+  const DemoBank bank;
+  const auto src = bank.open();
+  auto stats = src->describe("customers");
+  REQUIRE(stats);
+
+  SECTION("the row count is exact and the sample is the whole table") {
+    CHECK(stats->row_count == bank.stats.customers);
+    CHECK_FALSE(stats->approximate);
+    CHECK(stats->info.name == "customers");
+    REQUIRE(stats->columns.size() == 7);
+  }
+  SECTION("null fractions and distinct counts describe the columns") {
+    for (const ColumnStats& c : stats->columns) {
+      INFO(c.column.name);
+      if (c.column.name == "id") {
+        CHECK(c.distinct_count == bank.stats.customers);
+        CHECK(c.null_fraction == 0.0);
+      } else if (c.column.name == "email") {
+        CHECK(c.null_fraction > 0.0);  // the generator leaves ~7% empty
+        CHECK(c.null_fraction < 0.3);
+      } else if (c.column.name == "segment") {
+        CHECK(c.distinct_count <= 4);
+      }
+    }
+  }
+  SECTION("the serialised statistics contain no cell value") {
+    const std::string text = Json(*stats).dump();
+    const QueryResult people = must_query(*src, "SELECT full_name, email FROM customers");
+    for (const Json& row : people.rows) {
+      for (const Json& cell : row) {
+        if (cell.is_string()) CHECK_THAT(text, !Contains(cell.get<std::string>()));
+      }
+    }
+    CHECK_THAT(text, !Contains("\"min\"") && !Contains("\"max\""));
+  }
+  SECTION("a second describe is served from the cache") {
+    auto again = src->describe("customers");
+    REQUIRE(again);
+    CHECK(Json(*again) == Json(*stats));
+  }
+  SECTION("names match case-insensitively, as in SQL") {
+    auto upper = src->describe("CUSTOMERS");
+    REQUIRE(upper);
+    CHECK(upper->info.name == "customers");
+  }
+}
+
+TEST_CASE("mcpd::SqliteSource::describe refuses names that are not entities", "[mcpd][schema]") {
+  const DemoBank bank;
+  const auto src = bank.open();
+  const Fingerprint before = Fingerprint::of(bank.path);
+  for (const char* name :
+       {"nope", "customers\"; DROP TABLE customers; --", "customers\" --", "\"customers\"",
+        "customers WHERE 1", "sqlite_schema", "sqlite_stat1", "pragma_table_info", ""}) {
+    SECTION(std::string("unknown: ") + name) {
+      auto r = src->describe(name);
+      REQUIRE_FALSE(r);
+      CHECK(r.error().kind == Kind::not_found);
+      CHECK(r.error().message == "no such entity");
+    }
+  }
+  CHECK(Fingerprint::of(bank.path) == before);
+  CHECK(must_query(*src, "SELECT count(*) FROM customers").rows.at(0)[0] ==
+        bank.stats.customers);
+}
+
+TEST_CASE("mcpd::SqliteSource::describe samples a big table", "[mcpd][schema]") {
+  const DemoBank bank;
+  // 250,001 rows: over the sample size, built in SQL in a fraction of a second.
+  write_sql(bank.path,
+            "CREATE TABLE big(id INTEGER PRIMARY KEY, bucket INTEGER, maybe TEXT);"
+            "WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x < 250000) "
+            "INSERT INTO big SELECT x, x % 1000, CASE WHEN x % 4 = 0 THEN NULL ELSE 'v' END "
+            "FROM n;");
+  const auto src = bank.open();
+  auto stats = src->describe("big");
+  REQUIRE(stats);
+
+  SECTION("the row count stays exact and the result is flagged approximate") {
+    CHECK(stats->row_count == 250001);
+    CHECK(stats->approximate);
+  }
+  SECTION("per-column figures come from the first rows in table order") {
+    REQUIRE(stats->columns.size() == 3);
+    CHECK(stats->columns[0].distinct_count == kStatsSampleRows);
+    CHECK(stats->columns[1].distinct_count == 1000);
+    CHECK(stats->columns[2].null_fraction == Approx(0.25));
+  }
+}
+
+TEST_CASE("mcpd::quote_identifier doubles embedded quotes", "[mcpd][schema]") {
+  CHECK(quote_identifier("customers") == "\"customers\"");
+  CHECK(quote_identifier("a\"b") == "\"a\"\"b\"");
+  CHECK(quote_identifier("") == "\"\"");
+}

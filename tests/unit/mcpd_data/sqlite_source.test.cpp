@@ -1,0 +1,263 @@
+// SqliteSource as a client sees it: results, parameters, caps, deadlines
+// and concurrent use, on a small demo bank.
+#include "sqlite_source.h"
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+
+using namespace sluice::mcpd;
+using namespace sluice::mcpd::testing;
+using namespace std::chrono_literals;
+using Catch::Matchers::Contains;
+using Json = nlohmann::json;
+using Kind = DataError::Kind;
+
+TEST_CASE("mcpd::SqliteSource runs a SELECT and returns typed cells", "[mcpd][sqlite]") {
+  const DemoBank bank;
+  const auto src = bank.open();
+
+  SECTION("columns are named as selected and rows are JSON arrays") {
+    const QueryResult r =
+        must_query(*src, "SELECT id, full_name AS name FROM customers ORDER BY id LIMIT 3");
+    CHECK(r.columns == std::vector<std::string>{"id", "name"});
+    REQUIRE(r.rows.size() == 3);
+    CHECK(r.rows[0].is_array());
+    CHECK(r.rows[0][0] == 1);
+    CHECK(r.rows[0][1].is_string());
+    CHECK_FALSE(r.truncated);
+  }
+  SECTION("NULL, integer, float and text cells keep their type") {
+    const QueryResult r = must_query(*src, "SELECT NULL, 42, 1.5, 'text'");
+    CHECK(r.rows.at(0) == Json::parse(R"([null, 42, 1.5, "text"])"));
+  }
+  SECTION("a BLOB is an object holding its base64") {
+    const QueryResult r = must_query(*src, "SELECT x'00ff10', x''");
+    CHECK(r.rows.at(0)[0] == Json{{"$blob_base64", "AP8Q"}});
+    CHECK(r.rows.at(0)[1] == Json{{"$blob_base64", ""}});
+  }
+  SECTION("text that is not UTF-8 is repaired so the result always serialises") {
+    const QueryResult r = must_query(*src, "SELECT CAST(x'41ff42' AS TEXT)");
+    CHECK(r.rows.at(0)[0] == "A\xEF\xBF\xBD" "B");
+    CHECK_NOTHROW(Json(r).dump());
+  }
+  SECTION("allowlisted functions, window functions and recursive CTEs work") {
+    const QueryResult r = must_query(
+        *src,
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 5) "
+        "SELECT x, row_number() OVER (ORDER BY x DESC), upper(printf('%d', x)) FROM n "
+        "ORDER BY x");
+    REQUIRE(r.rows.size() == 5);
+    CHECK(r.rows[0] == Json::parse(R"([1, 5, "1"])"));
+  }
+  SECTION("a join over the demo schema works") {
+    const QueryResult r = must_query(
+        *src,
+        "SELECT count(*) FROM transactions t JOIN accounts a ON a.id = t.account_id "
+        "JOIN customers c ON c.id = a.customer_id");
+    CHECK(r.rows.at(0)[0] == bank.stats.transactions);
+  }
+}
+
+TEST_CASE("mcpd::SqliteSource binds parameters instead of splicing them", "[mcpd][sqlite]") {
+  const DemoBank bank;
+  const auto src = bank.open();
+
+  SECTION("a point lookup finds the row by its bound key") {
+    const QueryResult r = must_query(*src, "SELECT id FROM customers WHERE id = ?", {Json(17)});
+    CHECK(r.rows == std::vector<Json>{Json::array({17})});
+  }
+  SECTION("an injection-looking string is only a value: no rows, nothing executed") {
+    for (const char* evil : {"1 OR 1=1", "x' OR '1'='1", "1; DROP TABLE customers; --"}) {
+      INFO(evil);
+      const QueryResult r =
+          must_query(*src, "SELECT id FROM customers WHERE full_name = ?", {Json(evil)});
+      CHECK(r.rows.empty());
+    }
+    CHECK(must_query(*src, "SELECT count(*) FROM customers").rows.at(0)[0] ==
+          bank.stats.customers);
+  }
+  SECTION("null, booleans, integers, floats and strings are bound") {
+    const QueryResult r = must_query(*src, "SELECT ?, ?, ?, ?, ?, ?",
+                                     {Json(nullptr), Json(true), Json(false), Json(-5),
+                                      Json(2.25), Json("it's")});
+    CHECK(r.rows.at(0) == Json::parse(R"([null, 1, 0, -5, 2.25, "it's"])"));
+  }
+  SECTION("a parameter may be reused by number") {
+    const QueryResult r = must_query(*src, "SELECT ?1 + ?1", {Json(4)});
+    CHECK(r.rows.at(0)[0] == 8);
+  }
+}
+
+TEST_CASE("mcpd::SqliteSource checks parameters against the statement", "[mcpd][sqlite]") {
+  const DemoBank bank;
+  QueryLimits limits;
+  limits.max_params = 4;
+  const auto src = bank.open(limits);
+  const auto fails = [&](std::string_view sql, std::vector<Json> params, Kind kind) {
+    auto r = src->query(sql, params);
+    INFO(sql);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == kind);
+    return r.error().message;
+  };
+
+  SECTION("too few or too many parameters is an error naming both counts") {
+    CHECK_THAT(fails("SELECT ?, ?", {Json(1)}, Kind::invalid_sql), Contains("2") && Contains("1"));
+    CHECK_THAT(fails("SELECT 1", {Json(1)}, Kind::invalid_sql), Contains("0"));
+  }
+  SECTION("objects and arrays are not parameters") {
+    CHECK_THAT(fails("SELECT ?", {Json::object({{"a", 1}})}, Kind::invalid_sql),
+               Contains("object"));
+    CHECK_THAT(fails("SELECT ?", {Json::array({1, 2})}, Kind::invalid_sql), Contains("array"));
+  }
+  SECTION("an unsigned integer beyond the 64-bit signed range is refused") {
+    fails("SELECT ?", {Json(std::uint64_t{1} << 63)}, Kind::invalid_sql);
+  }
+  SECTION("named parameters are refused: binding is by position only") {
+    CHECK_THAT(fails("SELECT :id", {Json(1)}, Kind::invalid_sql), Contains("positional"));
+    fails("SELECT @id, $x", {Json(1), Json(2)}, Kind::invalid_sql);
+  }
+  SECTION("more parameters than the limit is too large") {
+    fails("SELECT ?, ?, ?, ?, ?", std::vector<Json>(5, Json(1)), Kind::too_large);
+  }
+}
+
+TEST_CASE("mcpd::SqliteSource stops a runaway query at the deadline", "[mcpd][sqlite]") {
+  const DemoBank bank;
+  QueryLimits limits;
+  limits.timeout = 100ms;
+  limits.pool = 1;
+  const auto src = bank.open(limits);
+
+  for (const char* sql :
+       {"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+        "SELECT count(*) FROM transactions a, transactions b, transactions c"}) {
+    SECTION(std::string("it is interrupted with kind timeout: ") + sql) {
+      const auto start = std::chrono::steady_clock::now();
+      auto r = src->query(sql, {});
+      const auto elapsed = std::chrono::steady_clock::now() - start;
+      REQUIRE_FALSE(r);
+      CHECK(r.error().kind == Kind::timeout);
+      CHECK(r.error().message == "query exceeded the time limit");
+      CHECK(elapsed >= 100ms);
+      CHECK(elapsed < 2s);
+      AND_THEN("the connection answers the next query") {
+        CHECK(must_query(*src, "SELECT 1").rows.size() == 1);
+      }
+    }
+  }
+}
+
+TEST_CASE("mcpd::SqliteSource truncates at the row and size caps", "[mcpd][sqlite]") {
+  const DemoBank bank;
+
+  SECTION("at most max_rows rows come back, flagged as truncated") {
+    QueryLimits limits;
+    limits.max_rows = 10;
+    const auto src = bank.open(limits);
+    const QueryResult r = must_query(*src, "SELECT id FROM transactions");
+    CHECK(r.rows.size() == 10);
+    CHECK(r.truncated);
+  }
+  SECTION("exactly max_rows rows is complete, not truncated") {
+    QueryLimits limits;
+    limits.max_rows = 10;
+    const auto src = bank.open(limits);
+    const QueryResult r = must_query(*src, "SELECT id FROM transactions LIMIT 10");
+    CHECK(r.rows.size() == 10);
+    CHECK_FALSE(r.truncated);
+  }
+  SECTION("rows stop before the result exceeds max_result_bytes") {
+    QueryLimits limits;
+    limits.max_result_bytes = 4096;
+    const auto src = bank.open(limits);
+    const QueryResult r = must_query(*src, "SELECT full_name, email FROM customers");
+    CHECK(r.truncated);
+    CHECK(r.rows.size() > 10);
+    CHECK(r.rows.size() < static_cast<std::size_t>(bank.stats.customers));
+  }
+  SECTION("a value longer than the length limit is too large") {
+    const auto src = bank.open();
+    // 1.2 MB from a 600 kB string: over the 1 MiB value limit.
+    auto r = src->query("SELECT replace(printf('%.*c', 600000, 'x'), 'x', 'yy')", {});
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == Kind::too_large);
+  }
+  SECTION("SQL longer than max_sql_bytes is too large") {
+    QueryLimits limits;
+    limits.max_sql_bytes = 2048;
+    const auto src = bank.open(limits);
+    auto r = src->query("SELECT 1 " + std::string(3000, ' '), {});
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == Kind::too_large);
+  }
+}
+
+TEST_CASE("mcpd::SqliteSource reuses prepared statements correctly", "[mcpd][sqlite]") {
+  const DemoBank bank;
+  QueryLimits limits;
+  limits.pool = 1;  // every query on the same connection and cache
+  const auto src = bank.open(limits);
+
+  SECTION("the same statement with new parameters gives the new answer") {
+    for (int id = 1; id <= 5; ++id) {
+      const QueryResult r = must_query(*src, "SELECT id FROM customers WHERE id = ?", {Json(id)});
+      CHECK(r.rows.at(0)[0] == id);
+    }
+  }
+  SECTION("a statement that failed at run time can run again") {
+    auto bad = src->query("SELECT abs(?)", {Json(INT64_MIN)});
+    REQUIRE_FALSE(bad);  // integer overflow
+    CHECK(bad.error().kind == Kind::invalid_sql);
+    CHECK(must_query(*src, "SELECT abs(?)", {Json(-3)}).rows.at(0)[0] == 3);
+  }
+  SECTION("more distinct statements than the cache holds still answer correctly") {
+    for (int round = 0; round < 2; ++round) {
+      for (int i = 0; i < 100; ++i) {
+        const QueryResult r = must_query(*src, "SELECT " + std::to_string(i));
+        CHECK(r.rows.at(0)[0] == i);
+      }
+    }
+  }
+}
+
+TEST_CASE("mcpd::SqliteSource answers queries from 4 threads at once", "[mcpd][sqlite]") {
+  const DemoBank bank;
+  const std::size_t pool = GENERATE(std::size_t{1}, std::size_t{2}, std::size_t{4});
+  QueryLimits limits;
+  limits.pool = pool;
+  limits.timeout = 10s;  // a thread may wait for a connection; not the point here
+  const auto src = bank.open(limits);
+
+  std::mutex mu;
+  std::vector<std::string> failures;
+  std::atomic<int> answered{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 250; ++i) {
+        const std::int64_t id = 1 + (t * 250 + i) % bank.stats.customers;
+        auto r = src->query("SELECT id, full_name FROM customers WHERE id = ?", {Json(id)});
+        if (r && r->rows.size() == 1 && r->rows[0][0] == id) {
+          ++answered;
+        } else {
+          const std::lock_guard lock(mu);
+          failures.push_back(r ? "wrong answer" : r.error().message);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  INFO("pool " << pool);
+  CHECK(failures.empty());
+  CHECK(answered == 1000);
+}
