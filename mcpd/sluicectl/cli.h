@@ -21,5 +21,7 @@ std::optional<std::string> read_input(const std::string& path, std::size_t max_b
 // receives the result.
 void add_policy_commands(CLI::App& app, int& exit_code);
 void add_agent_commands(CLI::App& app, int& exit_code);
+// `sluicectl bootstrap`, `key ...`, `user ...`, `audit verify`: sluice-mcpd.
+void add_mcpd_commands(CLI::App& app, int& exit_code);
 
 }  // namespace sluice::ctl

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   int exit_code = sluice::ctl::kExitOk;
   sluice::ctl::add_policy_commands(app, exit_code);
   sluice::ctl::add_agent_commands(app, exit_code);
+  sluice::ctl::add_mcpd_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

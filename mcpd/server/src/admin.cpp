@@ -1,0 +1,326 @@
+// The admin API over HTTPS (same keys, role-checked) and the local admin
+// socket's operations. Admins act within their own tenant; only
+// super_admin crosses tenants.
+#include <algorithm>
+#include <set>
+
+#include "app.h"
+
+namespace sluice::mcpd {
+namespace http = boost::beast::http;
+using nlohmann::json;
+
+namespace {
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+HttpResponse reply(unsigned status, const json& body, unsigned version) {
+  return make_response(status, dump(body) + "\n", "application/json", version);
+}
+
+HttpResponse problem(unsigned status, const std::string& message, unsigned version) {
+  return reply(status, {{"error", message}}, version);
+}
+
+std::string target_path(const HttpRequest& req) {
+  std::string t(req.target());
+  if (auto q = t.find('?'); q != std::string::npos) t.resize(q);
+  return t;
+}
+
+std::string query_value(const HttpRequest& req, const std::string& key) {
+  const std::string t(req.target());
+  auto q = t.find('?');
+  if (q == std::string::npos) return {};
+  std::size_t at = q + 1;
+  while (at <= t.size()) {
+    auto amp = t.find('&', at);
+    const std::string pair = t.substr(at, amp == std::string::npos ? std::string::npos : amp - at);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key) return eq == std::string::npos ? "" : pair.substr(eq + 1);
+    if (amp == std::string::npos) break;
+    at = amp + 1;
+  }
+  return {};
+}
+
+std::optional<std::int64_t> number(const std::string& s, std::int64_t max) {
+  if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  const std::int64_t v = std::stoll(s);
+  if (v > max) return std::nullopt;
+  return v;
+}
+
+json key_json(const KeyRecord& k) {
+  json j = {{"id", k.id}, {"name", k.name}, {"scopes", scopes_to_string(k.scopes)},
+            {"user", k.user.name}, {"user_id", k.user.id}, {"tenant", k.tenant},
+            {"created_ms", k.created_ms}};
+  j["expires_ms"] = k.expires_ms ? json(*k.expires_ms) : json(nullptr);
+  j["revoked_ms"] = k.revoked_ms ? json(*k.revoked_ms) : json(nullptr);
+  return j;
+}
+
+json user_json(const User& u) {
+  return {{"id", u.id}, {"tenant_id", u.tenant_id}, {"name", u.name},
+          {"role", std::string(to_string(u.role))}, {"disabled", u.disabled}};
+}
+
+// The body as a JSON object, or why not.
+std::variant<json, std::string> body_object(const HttpRequest& req) {
+  json doc = json::parse(req.body(), nullptr, false);
+  if (doc.is_discarded()) return std::string("the body is not JSON");
+  if (!doc.is_object()) return std::string("the body must be a JSON object");
+  return doc;
+}
+
+}  // namespace
+
+HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
+  const unsigned v = req.version();
+  const std::string path = target_path(req);
+  const auto verb = req.method();
+  const bool super = who.role == Role::super_admin;
+
+  if (path == "/api/meta" && verb == http::verb::get) {
+    return reply(200,
+                 {{"server", "sluice-mcpd"}, {"version", "0.1.0"}, {"tenant", who.tenant},
+                  {"user", who.user}, {"role", std::string(to_string(who.role))},
+                  {"scopes", scopes_to_string(who.scopes)}, {"backend", "sqlite"},
+                  // mcpd does not talk to sluice-agent yet: nothing here may
+                  // claim the kernel enforces this tenant's policy.
+                  {"enforcement", {{"kernel", "absent"}, {"application", "active"}}}},
+                 v);
+  }
+
+  if (path == "/api/keys" && verb == http::verb::get) {
+    auto keys = store_->keys();
+    if (!keys) return problem(500, "keys unavailable", v);
+    json out = json::array();
+    for (const KeyRecord& k : *keys) {
+      const bool mine = k.user.id == who.user_id;
+      const bool tenant_admin = allowed(who.role, Action::manage_users) && k.user.tenant_id == who.tenant_id;
+      if (mine || tenant_admin || super) out.push_back(key_json(k));
+    }
+    return reply(200, {{"keys", out}}, v);
+  }
+  if (path == "/api/keys" && verb == http::verb::post) {
+    auto body = body_object(req);
+    if (auto* why = std::get_if<std::string>(&body)) return problem(400, *why, v);
+    const json& b = std::get<json>(body);
+    const std::string name = b.value("name", json()).is_string() ? b["name"].get<std::string>() : "";
+    if (!valid_name(name)) return problem(400, "\"name\": 1-64 characters of [A-Za-z0-9_.-]", v);
+    const auto scopes = b.contains("scopes") && b["scopes"].is_string() ? parse_scopes(b["scopes"].get<std::string>()) : std::nullopt;
+    if (!scopes) return problem(400, "\"scopes\": a comma-separated list of read, query, flows", v);
+    std::optional<std::int64_t> expires;
+    if (b.contains("expires_in_seconds")) {
+      if (!b["expires_in_seconds"].is_number_unsigned() || b["expires_in_seconds"].get<std::uint64_t>() == 0 ||
+          b["expires_in_seconds"].get<std::uint64_t>() > 10ull * 365 * 86400) {
+        return problem(400, "\"expires_in_seconds\": 1 to 10 years in seconds", v);
+      }
+      expires = now_ms() + static_cast<std::int64_t>(b["expires_in_seconds"].get<std::uint64_t>()) * 1000;
+    }
+    std::int64_t for_user = who.user_id;
+    if (b.contains("user_id")) {
+      if (!b["user_id"].is_number_integer()) return problem(400, "\"user_id\" must be an integer", v);
+      for_user = b["user_id"].get<std::int64_t>();
+    }
+    if (for_user != who.user_id) {
+      auto target = store_->user(for_user);
+      if (!target || !*target) return problem(404, "no such user", v);
+      const bool ok = super || (allowed(who.role, Action::manage_users) && (*target)->tenant_id == who.tenant_id &&
+                                (*target)->role <= who.role);
+      if (!ok) return problem(403, "not permitted", v);
+    }
+    auto key = store_->create_key(for_user, name, *scopes, expires);
+    if (!key) return problem(500, "the key could not be created", v);
+    (void)keys_->reload();
+    audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "create_key"},
+                    {"key", key->id}, {"for_user", for_user}},
+                   [](std::optional<std::int64_t>) {});
+    return reply(201, {{"id", key->id}, {"token", key->token}, {"scopes", scopes_to_string(*scopes)},
+                       {"note", "the token is shown once; only its hash is stored"}},
+                 v);
+  }
+  if (path.starts_with("/api/keys/") && verb == http::verb::delete_) {
+    const std::string id = path.substr(10);
+    auto keys = store_->keys();
+    if (!keys) return problem(500, "keys unavailable", v);
+    auto it = std::find_if(keys->begin(), keys->end(), [&](const KeyRecord& k) { return k.id == id; });
+    const bool visible = it != keys->end() &&
+                         (it->user.id == who.user_id || super ||
+                          (allowed(who.role, Action::manage_users) && it->user.tenant_id == who.tenant_id));
+    if (!visible) return problem(404, "no such key", v);
+    auto revoked = store_->revoke_key(id);
+    if (!revoked) return problem(500, "the key could not be revoked", v);
+    (void)keys_->reload();
+    audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "revoke_key"}, {"key", id}},
+                   [](std::optional<std::int64_t>) {});
+    return reply(200, {{"revoked", *revoked}}, v);
+  }
+
+  if (path == "/api/users") {
+    if (!allowed(who.role, Action::manage_users)) return problem(403, "not permitted", v);
+    if (verb == http::verb::get) {
+      auto users = store_->users(super ? std::nullopt : std::optional<std::int64_t>(who.tenant_id));
+      if (!users) return problem(500, "users unavailable", v);
+      json out = json::array();
+      for (const User& u : *users) out.push_back(user_json(u));
+      return reply(200, {{"users", out}}, v);
+    }
+    if (verb == http::verb::post) {
+      auto body = body_object(req);
+      if (auto* why = std::get_if<std::string>(&body)) return problem(400, *why, v);
+      const json& b = std::get<json>(body);
+      const std::string name = b.value("name", json()).is_string() ? b["name"].get<std::string>() : "";
+      if (!valid_name(name)) return problem(400, "\"name\": 1-64 characters of [A-Za-z0-9_.-]", v);
+      const auto role = b.value("role", json()).is_string() ? parse_role(b["role"].get<std::string>()) : std::nullopt;
+      if (!role) return problem(400, "\"role\": viewer, editor, admin or super_admin", v);
+      if (*role > who.role) return problem(403, "cannot grant a role above your own", v);
+      std::int64_t tenant = who.tenant_id;
+      if (b.contains("tenant_id")) {
+        if (!b["tenant_id"].is_number_integer()) return problem(400, "\"tenant_id\" must be an integer", v);
+        if (!super && b["tenant_id"].get<std::int64_t>() != who.tenant_id) return problem(403, "not permitted", v);
+        tenant = b["tenant_id"].get<std::int64_t>();
+      }
+      auto id = store_->create_user(tenant, name, *role);
+      if (!id) return problem(409, "the user could not be created (duplicate name or unknown tenant)", v);
+      audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "create_user"},
+                      {"new_user", name}, {"role", std::string(to_string(*role))}},
+                     [](std::optional<std::int64_t>) {});
+      return reply(201, {{"id", *id}, {"name", name}, {"role", std::string(to_string(*role))}}, v);
+    }
+    return problem(405, "method not allowed", v);
+  }
+
+  if (path == "/api/saved-queries" && verb == http::verb::get) {
+    auto list = store_->saved_queries(who.tenant_id);
+    if (!list) return problem(500, "saved queries unavailable", v);
+    json out = json::array();
+    for (const SavedQuery& q : *list) out.push_back(to_json(q));
+    return reply(200, {{"saved_queries", out}}, v);
+  }
+  if (path.starts_with("/api/saved-queries/")) {
+    const std::string name = path.substr(19);
+    if (!valid_name(name)) return problem(400, "invalid saved query name", v);
+    if (!allowed(who.role, Action::manage_saved_query)) return problem(403, "editors and admins manage saved queries", v);
+    if (verb == http::verb::delete_) {
+      auto gone = store_->delete_saved_query(who.tenant_id, name);
+      if (!gone) return problem(500, "saved queries unavailable", v);
+      if (!*gone) return problem(404, "no such saved query", v);
+      return reply(200, {{"deleted", name}}, v);
+    }
+    if (verb != http::verb::put) return problem(405, "method not allowed", v);
+    auto body = body_object(req);
+    if (auto* why = std::get_if<std::string>(&body)) return problem(400, *why, v);
+    const json& b = std::get<json>(body);
+    SavedQuery q;
+    q.tenant_id = who.tenant_id;
+    q.name = name;
+    if (!b.value("sql", json()).is_string() || b["sql"].get<std::string>().empty() || b["sql"].get<std::string>().size() > 65536) {
+      return problem(400, "\"sql\": one read-only statement, at most 64 KiB", v);
+    }
+    q.sql = b["sql"].get<std::string>();
+    q.description = b.value("description", json()).is_string() ? b["description"].get<std::string>() : "";
+    if (q.description.size() > 4096) return problem(400, "\"description\": at most 4096 bytes", v);
+    const json params = b.value("params", json::array());
+    if (!params.is_array() || params.size() > 32) return problem(400, "\"params\": an array of at most 32", v);
+    for (const json& p : params) {
+      const bool ok = p.is_object() && p.value("name", json()).is_string() && valid_name(p["name"].get<std::string>()) &&
+                      p.value("type", json()).is_string() &&
+                      std::set<std::string>{"string", "integer", "number", "boolean"}.contains(p["type"].get<std::string>());
+      if (!ok) return problem(400, "each param: {\"name\": ..., \"type\": string|integer|number|boolean}", v);
+      q.params.push_back({p["name"].get<std::string>(), p["type"].get<std::string>(),
+                          p.value("description", json()).is_string() ? p["description"].get<std::string>() : ""});
+    }
+    // The statement must be one the data source would run: check it now,
+    // not when an assistant first calls it.
+    if (auto src = sources_->of(who.tenant_id)) {
+      if (auto check = (*src)->check(q.sql, q.params.size()); !check) {
+        return problem(400, "\"sql\": " + check.error().message, v);
+      }
+    }
+    if (auto s = store_->put_saved_query(q, who.user_id); !s) return problem(500, "the saved query could not be stored", v);
+    audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "put_saved_query"},
+                    {"name", name}},
+                   [](std::optional<std::int64_t>) {});
+    return reply(200, to_json(q), v);
+  }
+
+  if (path == "/api/audit" && verb == http::verb::get) {
+    if (!allowed(who.role, Action::read_audit)) return problem(403, "not permitted", v);
+    const std::string limit_text = query_value(req, "limit");
+    const auto limit = limit_text.empty() ? std::optional<std::int64_t>(100) : number(limit_text, 1000);
+    const std::string before_text = query_value(req, "before");
+    const auto before = before_text.empty() ? std::optional<std::int64_t>(0) : number(before_text, INT64_MAX / 2);
+    const std::string kind = query_value(req, "kind");
+    if (!limit || *limit == 0 || !before || kind.size() > 32) return problem(400, "limit 1-1000, before a seq, kind a word", v);
+    std::string tenant = who.tenant;
+    if (super) tenant = query_value(req, "tenant");  // "" = all tenants
+    auto records = audit_->read(tenant, static_cast<std::size_t>(*limit), *before, kind);
+    if (!records) return problem(500, "audit unavailable", v);
+    return reply(200, {{"records", *records}}, v);
+  }
+  return problem(404, "not found", v);
+}
+
+json App::local_admin(const json& r) {
+  const auto err = [](const std::string& m) { return json{{"ok", false}, {"error", m}}; };
+  const std::string op = r.value("op", json()).is_string() ? r["op"].get<std::string>() : "";
+  const auto str = [&](const char* k) { return r.value(k, json()).is_string() ? r[k].get<std::string>() : std::string(); };
+  if (op == "bootstrap") {
+    auto tenants = store_->tenants();
+    if (!tenants) return err("store unavailable");
+    if (!tenants->empty()) return err("already bootstrapped: tenants exist");
+    const std::string tenant = str("tenant"), user = str("user"), source = str("data_source");
+    if (!valid_name(tenant) || !valid_name(user)) return err("tenant and user: 1-64 characters of [A-Za-z0-9_.-]");
+    if (source.empty() || source.front() != '/') return err("data_source must be an absolute path");
+    auto tid = store_->create_tenant(tenant, source);
+    if (!tid) return err(tid.error().what);
+    auto uid = store_->create_user(*tid, user, Role::super_admin);
+    if (!uid) return err(uid.error().what);
+    auto key = store_->create_key(*uid, "bootstrap", kAllScopes, std::nullopt);
+    if (!key) return err(key.error().what);
+    (void)keys_->reload();
+    audit_->append({{"kind", "admin"}, {"tenant", tenant}, {"user", user}, {"action", "bootstrap"}, {"key", key->id}},
+                   [](std::optional<std::int64_t>) {});
+    return {{"ok", true}, {"tenant_id", *tid}, {"user_id", *uid}, {"key_id", key->id}, {"token", key->token}};
+  }
+  if (op == "create_tenant") {
+    const std::string tenant = str("tenant"), source = str("data_source");
+    if (!valid_name(tenant) || source.empty() || source.front() != '/') return err("tenant name and absolute data_source required");
+    auto tid = store_->create_tenant(tenant, source);
+    if (!tid) return err("the tenant could not be created");
+    return {{"ok", true}, {"tenant_id", *tid}};
+  }
+  if (op == "create_user") {
+    const auto role = parse_role(str("role"));
+    if (!r.value("tenant_id", json()).is_number_integer() || !role) return err("tenant_id and role required");
+    auto uid = store_->create_user(r["tenant_id"].get<std::int64_t>(), str("user"), *role);
+    if (!uid) return err("the user could not be created");
+    return {{"ok", true}, {"user_id", *uid}};
+  }
+  if (op == "create_key") {
+    const auto scopes = parse_scopes(str("scopes"));
+    if (!r.value("user_id", json()).is_number_integer() || !scopes) return err("user_id and scopes required");
+    auto key = store_->create_key(r["user_id"].get<std::int64_t>(), str("name").empty() ? "key" : str("name"), *scopes, std::nullopt);
+    if (!key) return err("the key could not be created");
+    (void)keys_->reload();
+    return {{"ok", true}, {"key_id", key->id}, {"token", key->token}};
+  }
+  if (op == "revoke_key") {
+    auto done = store_->revoke_key(str("key_id"));
+    if (!done) return err("store unavailable");
+    (void)keys_->reload();
+    return {{"ok", *done}};
+  }
+  if (op == "list_keys") {
+    auto keys = store_->keys();
+    if (!keys) return err("store unavailable");
+    json out = json::array();
+    for (const KeyRecord& k : *keys) out.push_back(key_json(k));
+    return {{"ok", true}, {"keys", out}};
+  }
+  return err("unknown op");
+}
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,180 @@
+#include "app.h"
+
+#include <sstream>
+
+#include <boost/asio/use_awaitable.hpp>
+
+#include "jsonrpc.h"
+
+namespace sluice::mcpd {
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using nlohmann::json;
+
+namespace {
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+HttpResponse json_response(unsigned status, const json& body, unsigned version) {
+  return make_response(status, dump(body) + "\n", "application/json", version);
+}
+
+HttpResponse problem(unsigned status, const std::string& message, unsigned version) {
+  return json_response(status, {{"error", message}}, version);
+}
+
+std::string header(const HttpRequest& req, std::string_view name) {
+  auto it = req.find(name);
+  return it == req.end() ? std::string() : std::string(it->value());
+}
+
+std::string path_of(const HttpRequest& req) {
+  std::string target(req.target());
+  if (auto q = target.find('?'); q != std::string::npos) target.resize(q);
+  return target;
+}
+
+
+
+
+
+}  // namespace
+
+App::App(const McpdConfig& c) : config_(c) {}
+
+Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
+  std::unique_ptr<App> app(new App(c));
+  auto store = Store::open(c.database());
+  if (!store) return tl::unexpected(store.error());
+  app->store_ = std::move(*store);
+  AuditOptions ao;
+  ao.journal = c.journal;
+  auto audit = AuditLog::open(c.database(), ao);
+  if (!audit) return tl::unexpected(audit.error());
+  app->audit_ = std::move(*audit);
+  app->keys_ = std::make_unique<ApiKeyAuthenticator>(*app->store_);
+  if (auto s = app->keys_->reload(); !s) return tl::unexpected(s.error());
+  app->lockout_ = std::make_unique<Lockout>(Lockout::Options{c.lockout_failures, c.lockout_window, 100000});
+  app->mcp_rate_ = std::make_unique<RateLimiter>(c.tenant_rate, c.tenant_burst);
+  app->admin_rate_ = std::make_unique<RateLimiter>(c.admin_rate, c.admin_burst);
+  app->sessions_ = std::make_unique<Sessions>(c.max_sessions, c.session_idle);
+  QueryLimits limits;
+  limits.max_rows = c.max_rows;
+  limits.timeout = c.query_timeout;
+  limits.pool = std::max<std::size_t>(2, c.threads);
+  app->sources_ = std::make_unique<Sources>(*app->store_, limits);
+  app->toolbox_ = std::make_unique<Toolbox>(*app->store_, *app->sources_, c.fixtures);
+  app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_);
+  return app;
+}
+
+std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const std::string& client) {
+  const auto now = Clock::now();
+  // A locked-out address is refused before its credential is looked at,
+  // valid or not.
+  if (const auto wait = lockout_->locked_for(client, now); wait > 0) {
+    HttpResponse r = problem(429, "too many failed authentications; try again later", req.version());
+    r.set(http::field::retry_after, std::to_string(wait));
+    return r;
+  }
+  const AuthOutcome out = authenticate({keys_.get()}, header(req, "Authorization"));
+  if (out.principal) return *out.principal;
+  ++auth_failures_;
+  const bool locks = lockout_->failure(client, now);
+  json rec = {{"kind", "auth_failure"}, {"tenant", ""}, {"reason", std::string(to_string(out.failure))},
+              {"client_addr", client}, {"path", path_of(req).substr(0, 128)},
+              {"user_agent", header(req, "User-Agent").substr(0, 256)}};
+  if (!out.credential_id.empty()) rec["credential"] = "api_key:" + out.credential_id;
+  audit_->append(std::move(rec), [](std::optional<std::int64_t>) {});
+  if (locks) {
+    ++lockouts_;
+    audit_->append({{"kind", "lockout"}, {"tenant", ""}, {"client_addr", client},
+                    {"seconds", config_.lockout_window.count()}},
+                   [](std::optional<std::int64_t>) {});
+  }
+  HttpResponse r = json_response(401, rpc::error(nullptr, -32001, "Unauthorized"), req.version());
+  r.set(http::field::www_authenticate,
+        out.failure == AuthFailure::missing
+            ? std::string("Bearer realm=\"sluice-mcpd\"")
+            : std::string("Bearer realm=\"sluice-mcpd\", error=\"invalid_token\""));
+  return r;
+}
+
+asio::awaitable<HttpResponse> App::handle(HttpRequest req, std::string client) {
+  ++requests_;
+  const std::string path = path_of(req);
+  const unsigned version = req.version();
+  if (path == "/healthz" && req.method() == http::verb::get) {
+    co_return json_response(200, {{"status", "ok"}}, version);
+  }
+  if (path == "/metrics" && req.method() == http::verb::get) {
+    // Counters only, but still nothing for other hosts to read.
+    if (client != "127.0.0.1" && client != "::1") co_return problem(403, "metrics are served to loopback only", version);
+    co_return metrics();
+  }
+  const bool mcp = path == "/mcp" || path == "/mcp/";
+  if (!mcp && !path.starts_with("/api/")) co_return problem(404, "not found", version);
+
+  // Browsers carry an Origin; a page on another site must not drive a
+  // local MCP server (DNS rebinding).
+  if (const std::string origin = header(req, "Origin"); !origin.empty()) {
+    if (std::find(config_.allowed_origins.begin(), config_.allowed_origins.end(), origin) ==
+        config_.allowed_origins.end()) {
+      co_return problem(403, "origin not allowed", version);
+    }
+  }
+  auto admitted = admit(req, client);
+  if (auto* refused = std::get_if<HttpResponse>(&admitted)) co_return std::move(*refused);
+  Principal who = std::get<Principal>(std::move(admitted));
+  RateLimiter& limiter = mcp ? *mcp_rate_ : *admin_rate_;
+  // Every /mcp call counts; of the admin API only the heavy reads do.
+  const bool heavy = mcp || path.starts_with("/api/audit") || path.starts_with("/api/traffic");
+  if (heavy) {
+    if (const auto wait = limiter.take(who.tenant, Clock::now()); wait > 0) {
+      ++rate_limited_;
+      HttpResponse r = problem(429, "rate limit exceeded", version);
+      r.set(http::field::retry_after, std::to_string(wait));
+      co_return r;
+    }
+  }
+  if (mcp) co_return co_await handle_mcp(std::move(req), client, std::move(who));
+  co_return handle_api(req, who);
+}
+
+asio::awaitable<HttpResponse> App::handle_mcp(HttpRequest req, const std::string& client, Principal who) {
+  McpRequest m;
+  m.method = std::string(req.method_string());
+  m.accept = header(req, "Accept");
+  m.content_type = header(req, "Content-Type");
+  m.session_id = header(req, "Mcp-Session-Id");
+  m.protocol_version = header(req, "MCP-Protocol-Version");
+  m.user_agent = header(req, "User-Agent");
+  m.client_addr = client;
+  m.body = std::move(req.body());
+  McpResponse out = co_await mcp_->handle(std::move(m), std::move(who));
+  HttpResponse res = make_response(static_cast<unsigned>(out.status), std::move(out.body), out.content_type,
+                                   req.version());
+  for (auto& [k, v] : out.headers) res.set(k, v);
+  co_return res;
+}
+
+HttpResponse App::metrics() const {
+  std::ostringstream m;
+  const auto line = [&](const char* name, const char* help, const char* type, double v) {
+    m << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n' << name << ' ' << v << '\n';
+  };
+  line("sluice_mcpd_requests_total", "HTTP requests handled", "counter", static_cast<double>(requests_.load()));
+  line("sluice_mcpd_tool_calls_total", "tools/call requests", "counter", static_cast<double>(counters_.tool_calls.load()));
+  line("sluice_mcpd_tool_errors_total", "tools/call results with isError", "counter", static_cast<double>(counters_.tool_errors.load()));
+  line("sluice_mcpd_tool_denied_total", "tools/call refused by scope or authorizer", "counter", static_cast<double>(counters_.tool_denied.load()));
+  line("sluice_mcpd_auth_failures_total", "failed authentications", "counter", static_cast<double>(auth_failures_.load()));
+  line("sluice_mcpd_lockouts_total", "client addresses locked out", "counter", static_cast<double>(lockouts_.load()));
+  line("sluice_mcpd_rate_limited_total", "requests refused by a rate limit", "counter", static_cast<double>(rate_limited_.load()));
+  line("sluice_mcpd_audit_records_total", "audit records committed", "counter", static_cast<double>(audit_->committed()));
+  line("sluice_mcpd_audit_failures_total", "audit records that could not be written", "counter", static_cast<double>(audit_->failed()));
+  line("sluice_mcpd_sessions", "live MCP sessions", "gauge", static_cast<double>(sessions_->size()));
+  line("sluice_mcpd_connections", "open HTTPS connections", "gauge", http_ ? static_cast<double>(http_->connections()) : 0.0);
+  return make_response(200, m.str(), "text/plain; version=0.0.4");
+}
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,60 @@
+// sluice-mcpd's request handling: origin check, lockout, authentication,
+// rate limits, then /mcp (mcp.h), the admin API, /healthz and /metrics.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include "audit.h"
+#include "auth.h"
+#include "config.h"
+#include "http_server.h"
+#include "mcp.h"
+#include "store.h"
+#include "tools.h"
+
+namespace sluice::mcpd {
+
+class App {
+ public:
+  static Result<std::unique_ptr<App>> open(const McpdConfig& config);
+
+  boost::asio::awaitable<HttpResponse> handle(HttpRequest req, std::string client_addr);
+
+  // Local administration (admin socket, sluicectl): a JSON request, a JSON
+  // reply. Trusted by peer uid, not by key.
+  nlohmann::json local_admin(const nlohmann::json& request);
+
+  Store& store() { return *store_; }
+  AuditLog& audit() { return *audit_; }
+  ApiKeyAuthenticator& keys() { return *keys_; }
+  void set_connections(const HttpServer* http) { http_ = http; }
+
+ private:
+  explicit App(const McpdConfig& c);
+  boost::asio::awaitable<HttpResponse> handle_mcp(HttpRequest req, const std::string& client, Principal who);
+  HttpResponse handle_api(const HttpRequest& req, const Principal& who);
+  HttpResponse metrics() const;
+  // Authenticates, honouring the lockout; a response when refused.
+  std::variant<Principal, HttpResponse> admit(const HttpRequest& req, const std::string& client);
+
+  McpdConfig config_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<AuditLog> audit_;
+  std::unique_ptr<ApiKeyAuthenticator> keys_;
+  std::unique_ptr<Lockout> lockout_;
+  std::unique_ptr<RateLimiter> mcp_rate_, admin_rate_;
+  std::unique_ptr<Sessions> sessions_;
+  std::unique_ptr<Sources> sources_;
+  std::unique_ptr<Toolbox> toolbox_;
+  McpCounters counters_;
+  std::unique_ptr<McpServer> mcp_;
+  const HttpServer* http_ = nullptr;
+  std::atomic<std::uint64_t> auth_failures_{0}, lockouts_{0}, rate_limited_{0}, requests_{0};
+};
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,182 @@
+#include "audit.h"
+
+#include <openssl/sha.h>
+#include <systemd/sd-journal.h>
+
+#include "audit_chain.h"
+#include "sql.h"
+#include "store.h"
+
+namespace sluice::mcpd {
+namespace {
+
+constexpr char kLastRecord[] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+constexpr char kInsert[] =
+    "INSERT INTO audit(seq, ts_ms, kind, tenant, record, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)";
+constexpr char kRead[] =
+    "SELECT seq, record, hash FROM audit WHERE (?1 = '' OR tenant = ?1) AND (?2 = 0 OR seq < ?2) "
+    "AND (?3 = '' OR kind = ?3) ORDER BY seq DESC LIMIT ?4";
+
+}  // namespace
+
+struct AuditLog::Impl {
+  Db db;
+  Stmt insert;
+  std::int64_t last_seq = 0;
+  KeyHash last_hash{};
+};
+
+Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, AuditOptions options) {
+  auto db = Db::open(path, /*create=*/false);
+  if (!db) return tl::unexpected(db.error());
+  std::unique_ptr<AuditLog> log(new AuditLog());
+  log->options_ = options;
+  log->path_ = path;
+  log->impl_ = std::make_unique<Impl>();
+  log->impl_->db = std::move(*db);
+  auto last = log->impl_->db.prepare(kLastRecord);
+  if (!last) return tl::unexpected(last.error());
+  auto row = last->step();
+  if (!row) return tl::unexpected(row.error());
+  if (*row) {
+    log->impl_->last_seq = last->int64(0);
+    const auto h = last->blob(1);
+    if (h.size() != 32) return fail("audit: the last record's hash is malformed");
+    std::copy(h.begin(), h.end(), log->impl_->last_hash.begin());
+  }
+  auto insert = log->impl_->db.prepare(kInsert);
+  if (!insert) return tl::unexpected(insert.error());
+  log->impl_->insert = std::move(*insert);
+  log->writer_ = std::thread([p = log.get()] { p->run(); });
+  return log;
+}
+
+AuditLog::~AuditLog() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+void AuditLog::append(nlohmann::json record, std::function<void(std::optional<std::int64_t>)> done) {
+  record["ts_ms"] = now_ms();
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_ && queue_.size() < options_.max_pending) {
+      queue_.push_back({std::move(record), std::move(done)});
+      cv_.notify_one();
+      return;
+    }
+    ++failed_;
+  }
+  done(std::nullopt);  // full or stopping: the caller fails closed
+}
+
+void AuditLog::run() {
+  std::vector<Pending> batch;
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      // Drain before stopping: everything accepted gets an answer.
+      if (queue_.empty()) return;
+      while (!queue_.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    const std::int64_t first = impl_->last_seq + 1;
+    const bool ok = commit(batch);
+    {
+      std::lock_guard lock(mu_);
+      (ok ? committed_ : failed_) += batch.size();
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      batch[i].done(ok ? std::optional<std::int64_t>(first + static_cast<std::int64_t>(i))
+                       : std::nullopt);
+    }
+    batch.clear();
+  }
+}
+
+bool AuditLog::commit(std::vector<Pending>& batch) {
+  Impl& m = *impl_;
+  const std::int64_t seq0 = m.last_seq;
+  const KeyHash hash0 = m.last_hash;
+  std::vector<std::pair<std::string, KeyHash>> written;
+  written.reserve(batch.size());
+  {
+    Transaction tx(m.db);
+    if (!tx.began()) return false;
+    for (Pending& p : batch) {
+      const std::string text = p.record.dump();
+      const std::int64_t seq = m.last_seq + 1;
+      const KeyHash h = chain_hash(m.last_hash, seq, text);
+      m.insert.reset();
+      m.insert.bind(1, seq).bind(2, p.record.value("ts_ms", std::int64_t{0}));
+      m.insert.bind(3, p.record.value("kind", std::string())).bind(4, p.record.value("tenant", std::string()));
+      m.insert.bind(5, text).bind_blob(6, m.last_hash.data(), 32).bind_blob(7, h.data(), 32);
+      if (!m.insert.run()) {
+        m.last_seq = seq0;
+        m.last_hash = hash0;
+        return false;
+      }
+      m.last_seq = seq;
+      m.last_hash = h;
+      written.emplace_back(text, h);
+    }
+    if (!tx.commit()) {
+      m.last_seq = seq0;
+      m.last_hash = hash0;
+      return false;
+    }
+  }
+  if (options_.journal) {
+    std::int64_t seq = seq0;
+    for (const auto& [text, h] : written) {
+      ++seq;
+      sd_journal_send("MESSAGE=audit %lld", static_cast<long long>(seq), "PRIORITY=6",
+                      "SYSLOG_IDENTIFIER=sluice-mcpd", "SLUICE_AUDIT_SEQ=%lld", static_cast<long long>(seq),
+                      "SLUICE_AUDIT_HASH=%s", to_hex(h.data(), h.size()).c_str(),
+                      "SLUICE_AUDIT_RECORD=%s", text.c_str(), nullptr);
+    }
+  }
+  return true;
+}
+
+Result<std::vector<nlohmann::json>> AuditLog::read(const std::string& tenant, std::size_t limit,
+                                                   std::int64_t before_seq, const std::string& kind) {
+  // A connection of its own: readers never wait for the writer (WAL).
+  auto db = Db::open(path_, /*create=*/false);
+  if (!db) return tl::unexpected(db.error());
+  auto st = db->prepare(kRead);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, tenant).bind(2, before_seq).bind(3, kind).bind(4, static_cast<std::int64_t>(limit));
+  std::vector<nlohmann::json> out;
+  while (true) {
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    nlohmann::json rec = nlohmann::json::parse(st->text(1), nullptr, false);
+    if (rec.is_discarded()) rec = nlohmann::json::object();
+    rec["seq"] = st->int64(0);
+    const auto h = st->blob(2);
+    rec["hash"] = to_hex(h.data(), h.size());
+    out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+std::uint64_t AuditLog::committed() const {
+  std::lock_guard lock(mu_);
+  return committed_;
+}
+
+std::uint64_t AuditLog::failed() const {
+  std::lock_guard lock(mu_);
+  return failed_;
+}
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,99 @@
+// The audit log: every tools/call, refusal and failed authentication, as a
+// hash chain in mcpd's database. Record n stores
+//   hash_n = SHA-256(hash_{n-1} || seq_n as 8 bytes big-endian || record_n)
+// with hash_0 = 32 zero bytes, so editing, deleting, inserting or
+// reordering any record breaks the chain at that point (verify_audit).
+// Cutting records off the end leaves a valid shorter chain: every record
+// also goes to the systemd journal with its seq and hash, which is the
+// independent copy to compare the head against.
+//
+// Durable before acknowledged: append() completes only after the
+// transaction holding the record has committed (WAL, synchronous=FULL).
+// One writer thread commits whatever accumulated while the previous
+// commit was in flight (group commit), so one fsync covers many calls.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <nlohmann/json.hpp>
+
+#include "audit_chain.h"
+#include "keys.h"
+#include "status.h"
+
+namespace sluice::mcpd {
+
+struct AuditOptions {
+  std::size_t max_batch = 1024;
+  std::size_t max_pending = 65536;  // beyond: refused (the call fails closed)
+  bool journal = true;
+};
+
+class AuditLog {
+ public:
+  static Result<std::unique_ptr<AuditLog>> open(const std::string& path, AuditOptions options);
+  ~AuditLog();
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  // `record` must be an object with string "kind" and "tenant" (the
+  // tenant's name, "" for none); "ts_ms" is added. `done(seq)` runs on the
+  // writer thread once the record is durable, `done(nullopt)` if it could
+  // not be written.
+  void append(nlohmann::json record, std::function<void(std::optional<std::int64_t>)> done);
+
+  // append() for coroutines: completes on the caller's executor.
+  template <class Token>
+  auto async_append(nlohmann::json record, Token&& token) {
+    return boost::asio::async_initiate<Token, void(std::optional<std::int64_t>)>(
+        [this](auto handler, nlohmann::json rec) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          auto ex = boost::asio::get_associated_executor(*h);
+          append(std::move(rec), [h, ex](std::optional<std::int64_t> seq) {
+            boost::asio::post(ex, [h, seq]() mutable { (*h)(seq); });
+          });
+        },
+        token, std::move(record));
+  }
+
+  // Newest first; `tenant` empty = every tenant; `before_seq` 0 = newest.
+  Result<std::vector<nlohmann::json>> read(const std::string& tenant, std::size_t limit,
+                                           std::int64_t before_seq, const std::string& kind);
+
+  [[nodiscard]] std::uint64_t committed() const;
+  [[nodiscard]] std::uint64_t failed() const;
+
+ private:
+  struct Pending {
+    nlohmann::json record;
+    std::function<void(std::optional<std::int64_t>)> done;
+  };
+  AuditLog() = default;
+  void run();
+  bool commit(std::vector<Pending>& batch);
+
+  AuditOptions options_;
+  std::string path_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;
+  bool stopping_ = false;
+  std::uint64_t committed_ = 0, failed_ = 0;
+  std::thread writer_;
+};
+
+}  // namespace sluice::mcpd

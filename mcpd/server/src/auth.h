@@ -1,0 +1,118 @@
+// Authentication, lockout and rate limits: everything decided about a
+// request before its body is looked at.
+//
+// Credential types plug in behind Authenticator: API keys today; OAuth
+// access tokens (their own issue) become a second implementation, tried
+// by the same chain, producing the same Principal.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "identity.h"
+#include "store.h"
+
+namespace sluice::mcpd {
+
+enum class AuthFailure {
+  missing,    // no credential presented
+  malformed,  // not shaped like any credential type
+  unknown,    // no such credential, or the secret does not match
+  expired,
+  revoked,
+  disabled,   // the user is disabled
+};
+std::string_view to_string(AuthFailure f);
+
+struct AuthOutcome {
+  std::optional<Principal> principal;
+  AuthFailure failure = AuthFailure::missing;
+  std::string credential_id;  // when one could be read (for the audit record)
+};
+
+class Authenticator {
+ public:
+  virtual ~Authenticator() = default;
+  // Whether this authenticator recognises the bearer token's shape.
+  [[nodiscard]] virtual bool claims(std::string_view token) const = 0;
+  [[nodiscard]] virtual AuthOutcome authenticate(std::string_view token) const = 0;
+};
+
+// API keys, served from memory; reload() after any change to keys, users
+// or tenants (the admin paths call it).
+class ApiKeyAuthenticator final : public Authenticator {
+ public:
+  explicit ApiKeyAuthenticator(Store& store) : store_(store) {}
+  Status reload();
+  [[nodiscard]] bool claims(std::string_view token) const override;
+  [[nodiscard]] AuthOutcome authenticate(std::string_view token) const override;
+
+ private:
+  Store& store_;
+  mutable std::shared_mutex mu_;
+  std::unordered_map<std::string, KeyRecord> keys_;
+};
+
+// Tries each authenticator that claims the token, in order.
+AuthOutcome authenticate(const std::vector<const Authenticator*>& chain,
+                         std::string_view authorization_header);
+
+using Clock = std::chrono::steady_clock;
+
+// Too many failed authentications from one client address within `window`
+// lock that address out until the window has passed since the last
+// failure, even for a valid credential.
+class Lockout {
+ public:
+  struct Options {
+    unsigned max_failures = 10;
+    std::chrono::seconds window{300};
+    std::size_t max_tracked = 100000;  // addresses remembered; oldest forgotten first
+  };
+  explicit Lockout(Options o) : o_(o) {}
+
+  // Seconds until the address may try again; 0 when not locked.
+  [[nodiscard]] std::int64_t locked_for(const std::string& addr, Clock::time_point now) const;
+  // Records a failure; returns true when this failure locks the address.
+  bool failure(const std::string& addr, Clock::time_point now);
+  [[nodiscard]] std::size_t tracked() const;
+
+ private:
+  struct Entry {
+    std::vector<Clock::time_point> failures;  // within the window, oldest first
+    Clock::time_point locked_until{};
+    std::list<std::string>::iterator lru;
+  };
+  Options o_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> entries_;
+  std::list<std::string> lru_;  // most recent first
+};
+
+// Token buckets per key (a tenant): `rate` tokens per second, up to `burst`.
+class RateLimiter {
+ public:
+  RateLimiter(double rate, double burst) : rate_(rate), burst_(burst) {}
+  // 0 when allowed (a token is taken); else seconds to wait (>= 1).
+  std::int64_t take(const std::string& key, Clock::time_point now);
+
+ private:
+  struct Bucket {
+    double tokens;
+    Clock::time_point last;
+  };
+  double rate_, burst_;
+  std::mutex mu_;
+  std::unordered_map<std::string, Bucket> buckets_;
+};
+
+}  // namespace sluice::mcpd

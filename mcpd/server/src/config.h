@@ -1,0 +1,53 @@
+// sluice-mcpd's configuration (TOML). Every key is checked; an unknown key
+// or a bad value refuses start-up with a message naming the key.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "status.h"
+
+namespace sluice::mcpd {
+
+struct McpdConfig {
+  // [server]
+  std::string listen_address = "127.0.0.1";
+  std::uint16_t listen_port = 8443;
+  unsigned threads = 2;
+  std::size_t max_connections = 1024;
+  std::size_t header_limit = 16 * 1024;
+  std::size_t body_limit = 1024 * 1024;
+  std::chrono::milliseconds request_timeout{30000};  // reading one request
+  std::chrono::milliseconds idle_timeout{60000};     // keep-alive between requests
+  std::vector<std::string> allowed_origins;          // exact "scheme://host[:port]"
+  // [tls]
+  std::string cert_file, key_file;
+  // [storage]
+  std::string data_dir = "/var/lib/sluice";
+  std::string runtime_dir = "/run/sluice";  // the local admin socket lives here
+  std::vector<std::uint32_t> admin_uids = {0};
+  bool journal = true;
+  // [auth]
+  unsigned lockout_failures = 10;
+  std::chrono::seconds lockout_window{300};
+  // [limits]
+  double tenant_rate = 200, tenant_burst = 400;  // /mcp requests per second, per tenant
+  double admin_rate = 5, admin_burst = 20;       // heavy admin endpoints, per tenant
+  std::size_t max_sessions = 10000;
+  std::chrono::seconds session_idle{3600};
+  // [query]
+  std::size_t max_rows = 1000;
+  std::chrono::milliseconds query_timeout{2000};
+  // [testing]
+  bool fixtures = false;  // the conformance suite's fixture tools
+
+  [[nodiscard]] std::string database() const { return data_dir + "/mcpd.db"; }
+  [[nodiscard]] std::string admin_socket() const { return runtime_dir + "/mcpd-admin.sock"; }
+};
+
+Result<McpdConfig> parse_config(const std::string& text);
+Result<McpdConfig> load_config(const std::string& path);
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,165 @@
+#include "http_server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+namespace sluice::mcpd {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+// Counts a connection for as long as it lives.
+struct Slot {
+  explicit Slot(std::shared_ptr<std::atomic<std::size_t>> c) : count(std::move(c)) { ++*count; }
+  ~Slot() { --*count; }
+  std::shared_ptr<std::atomic<std::size_t>> count;
+};
+
+}  // namespace
+
+HttpResponse make_response(unsigned status, std::string body, std::string content_type,
+                           unsigned version) {
+  HttpResponse res{static_cast<http::status>(status), version};
+  res.set(http::field::server, "sluice-mcpd");
+  res.set(http::field::cache_control, "no-store");
+  res.set("X-Content-Type-Options", "nosniff");
+  if (!content_type.empty()) res.set(http::field::content_type, content_type);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+HttpServer::HttpServer(asio::io_context& io, asio::ssl::context& tls, HttpLimits limits,
+                       HttpHandler handler)
+    : io_(io), tls_(tls), limits_(limits), handler_(std::move(handler)) {}
+
+Result<std::uint16_t> HttpServer::listen(const std::string& address, std::uint16_t port) {
+  boost::system::error_code ec;
+  const auto addr = asio::ip::make_address(address, ec);
+  if (ec) return fail("listen: bad address " + address);
+  auto acc = std::make_unique<tcp::acceptor>(io_);
+  const tcp::endpoint ep(addr, port);
+  acc->open(ep.protocol(), ec);
+  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen on " + address + ":" + std::to_string(port) + ": " + ec.message());
+  const std::uint16_t bound = acc->local_endpoint().port();
+  acceptor_ = std::move(acc);
+  asio::co_spawn(io_, accept_loop(), asio::detached);
+  return bound;
+}
+
+Status HttpServer::adopt(int fd) {
+  boost::system::error_code ec;
+  auto acc = std::make_unique<tcp::acceptor>(io_);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return fail("adopt: not a socket");
+  acc->assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+  if (ec) return fail("adopt listening socket: " + ec.message());
+  acceptor_ = std::move(acc);
+  asio::co_spawn(io_, accept_loop(), asio::detached);
+  return {};
+}
+
+void HttpServer::stop() {
+  if (acceptor_) {
+    boost::system::error_code ec;
+    acceptor_->close(ec);
+  }
+}
+
+asio::awaitable<void> HttpServer::accept_loop() {
+  while (acceptor_ && acceptor_->is_open()) {
+    auto [ec, socket] = co_await acceptor_->async_accept(kTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      // Out of descriptors and the like: back off briefly, keep serving.
+      asio::steady_timer t(io_, std::chrono::milliseconds(50));
+      co_await t.async_wait(kTuple);
+      continue;
+    }
+    if (open_->load() >= limits_.max_connections) {
+      ++*refused_;
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    asio::co_spawn(socket.get_executor(), session(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> HttpServer::session(tcp::socket socket) {
+  Slot slot(open_);
+  boost::system::error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  std::string client = ec ? "unknown" : peer.address().to_string();
+  if (!ec && peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()) {
+    client = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()).to_string();
+  }
+  asio::ssl::stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), tls_);
+  stream.next_layer().expires_after(limits_.handshake_timeout);
+  if (auto [hs] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple); hs) co_return;
+
+  beast::flat_buffer buffer;
+  bool first = true;
+  while (true) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits_.header_limit));
+    parser.body_limit(limits_.body_limit);
+    // Waiting for a request is bounded by the idle timeout; once it starts
+    // arriving, all of it must arrive within the request timeout.
+    stream.next_layer().expires_after(first ? limits_.request_timeout : limits_.idle_timeout);
+    auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kTuple);
+    std::optional<unsigned> refuse;
+    if (!hec) {
+      stream.next_layer().expires_after(limits_.request_timeout);
+      auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
+      if (bec == http::error::body_limit) refuse = 413;
+      else if (bec) co_return;
+    } else if (hec == http::error::header_limit) {
+      refuse = 431;
+    } else {
+      co_return;  // closed, timed out or malformed: nothing sensible to answer
+    }
+    first = false;
+    if (refuse) {
+      HttpResponse res = make_response(*refuse, *refuse == 413 ? "request body too large\n" : "request headers too large\n",
+                                       "text/plain");
+      res.keep_alive(false);
+      stream.next_layer().expires_after(limits_.request_timeout);
+      co_await http::async_write(stream, res, kTuple);
+      break;
+    }
+    HttpRequest req = parser.release();
+    const bool keep = req.keep_alive();
+    HttpResponse res;
+    try {
+      res = co_await handler_(std::move(req), client);
+    } catch (const std::exception&) {
+      // A bug, not the client's fault; the message stays in this process.
+      res = make_response(500, "internal error\n", "text/plain");
+    }
+    res.keep_alive(keep && res.keep_alive());
+    stream.next_layer().expires_after(limits_.request_timeout);
+    auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
+    if (wec || !res.keep_alive()) break;
+  }
+  stream.next_layer().expires_after(std::chrono::seconds(2));
+  co_await stream.async_shutdown(kTuple);
+}
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,67 @@
+// HTTPS transport: Beast over TLS, one coroutine per connection, a
+// deadline before every step. The session only does I/O; what a request
+// means is the handler's business (app.h). Limits: connections, header
+// bytes (431), body bytes (413), time to read a request, keep-alive idle.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/http.hpp>
+
+#include "status.h"
+
+namespace sluice::mcpd {
+
+using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
+using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
+using HttpHandler =
+    std::function<boost::asio::awaitable<HttpResponse>(HttpRequest, std::string client_addr)>;
+
+struct HttpLimits {
+  std::size_t max_connections = 1024;
+  std::size_t header_limit = 16 * 1024;
+  std::size_t body_limit = 1024 * 1024;
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds request_timeout{30000};
+  std::chrono::milliseconds idle_timeout{60000};
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, boost::asio::ssl::context& tls, HttpLimits limits,
+             HttpHandler handler);
+  // Binds and starts accepting; returns the bound port (port 0: any).
+  Result<std::uint16_t> listen(const std::string& address, std::uint16_t port);
+  // Accepts on an inherited listening socket (systemd socket activation).
+  Status adopt(int fd);
+  void stop();
+  [[nodiscard]] std::size_t connections() const { return open_->load(); }
+  [[nodiscard]] std::uint64_t refused() const { return refused_->load(); }
+
+ private:
+  boost::asio::awaitable<void> accept_loop();
+  boost::asio::awaitable<void> session(boost::asio::ip::tcp::socket socket);
+
+  boost::asio::io_context& io_;
+  boost::asio::ssl::context& tls_;
+  HttpLimits limits_;
+  HttpHandler handler_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::shared_ptr<std::atomic<std::size_t>> open_ = std::make_shared<std::atomic<std::size_t>>(0);
+  std::shared_ptr<std::atomic<std::uint64_t>> refused_ = std::make_shared<std::atomic<std::uint64_t>>(0);
+};
+
+// A response with a body and the usual headers (no caching, nosniff).
+HttpResponse make_response(unsigned status, std::string body, std::string content_type,
+                           unsigned version = 11);
+
+}  // namespace sluice::mcpd

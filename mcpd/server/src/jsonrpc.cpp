@@ -1,0 +1,54 @@
+#include "jsonrpc.h"
+
+namespace sluice::mcpd::rpc {
+
+Message classify(const nlohmann::json& v) {
+  Message m;
+  const auto invalid = [&](std::string why) {
+    m.kind = Kind::invalid;
+    m.problem = std::move(why);
+    return m;
+  };
+  if (!v.is_object()) return invalid("a JSON-RPC message must be an object");
+  auto version = v.find("jsonrpc");
+  if (version == v.end() || *version != "2.0") return invalid("\"jsonrpc\" must be \"2.0\"");
+  auto id = v.find("id");
+  if (id != v.end()) {
+    if (!id->is_string() && !id->is_number_integer()) {
+      return invalid("\"id\" must be a string or an integer");
+    }
+    m.id = *id;
+  }
+  auto method = v.find("method");
+  if (method != v.end()) {
+    if (!method->is_string()) return invalid("\"method\" must be a string");
+    m.method = method->get<std::string>();
+    auto params = v.find("params");
+    if (params != v.end()) {
+      if (!params->is_object()) return invalid("\"params\" must be an object");
+      m.params = *params;
+    } else {
+      m.params = nlohmann::json::object();
+    }
+    if (v.contains("result") || v.contains("error")) return invalid("a request has no result");
+    m.kind = id == v.end() ? Kind::notification : Kind::request;
+    return m;
+  }
+  const bool has_result = v.contains("result"), has_error = v.contains("error");
+  if (id == v.end() || has_result == has_error) return invalid("neither a request nor a response");
+  m.kind = Kind::response;
+  return m;
+}
+
+nlohmann::json error(const nlohmann::json& id, int code, const std::string& message,
+                     const nlohmann::json& data) {
+  nlohmann::json e = {{"code", code}, {"message", message}};
+  if (!data.is_null()) e["data"] = data;
+  return {{"jsonrpc", "2.0"}, {"id", id}, {"error", std::move(e)}};
+}
+
+nlohmann::json result(const nlohmann::json& id, nlohmann::json r) {
+  return {{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(r)}};
+}
+
+}  // namespace sluice::mcpd::rpc

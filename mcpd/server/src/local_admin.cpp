@@ -1,0 +1,106 @@
+#include "local_admin.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+namespace sluice::mcpd {
+namespace asio = boost::asio;
+using local = asio::local::stream_protocol;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kMaxRequest = 64 * 1024;
+
+Status LocalAdmin::listen(const std::string& path) {
+  ::unlink(path.c_str());
+  boost::system::error_code ec;
+  auto acc = std::make_unique<local::acceptor>(io_);
+  acc->open(local(), ec);
+  if (!ec) acc->bind(local::endpoint(path), ec);
+  if (!ec) acc->listen(16, ec);
+  if (ec) return fail("admin socket " + path + ": " + ec.message());
+  ::chmod(path.c_str(), 0600);
+  path_ = path;
+  acceptor_ = std::move(acc);
+  asio::co_spawn(io_, accept_loop(), asio::detached);
+  return {};
+}
+
+void LocalAdmin::stop() {
+  if (acceptor_) {
+    boost::system::error_code ec;
+    acceptor_->close(ec);
+    ::unlink(path_.c_str());
+  }
+}
+
+asio::awaitable<void> LocalAdmin::accept_loop() {
+  while (acceptor_ && acceptor_->is_open()) {
+    auto [ec, s] = co_await acceptor_->async_accept(kTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      continue;
+    }
+    asio::co_spawn(io_, serve(std::move(s)), asio::detached);
+  }
+}
+
+namespace {
+
+asio::awaitable<void> send_line(local::socket& s, nlohmann::json j) {
+  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  co_await asio::async_write(s, asio::buffer(line), kTuple);
+}
+
+bool peer_allowed(int fd, const std::vector<std::uint32_t>& uids) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  return std::find(uids.begin(), uids.end(), cred.uid) != uids.end();
+}
+
+}  // namespace
+
+asio::awaitable<void> LocalAdmin::serve(local::socket s) {
+  if (!peer_allowed(s.native_handle(), uids_)) {
+    nlohmann::json refusal = {{"ok", false}, {"error", "peer not allowed"}};
+    co_await send_line(s, std::move(refusal));
+    co_return;
+  }
+  // One request, bounded in size and time.
+  asio::steady_timer deadline(io_, std::chrono::seconds(10));
+  deadline.async_wait([&s](boost::system::error_code ec) {
+    if (!ec) {
+      boost::system::error_code ignored;
+      s.close(ignored);
+    }
+  });
+  asio::streambuf buf(kMaxRequest);
+  auto [ec, n] = co_await asio::async_read_until(s, buf, '\n', kTuple);
+  deadline.cancel();
+  if (ec) {
+    nlohmann::json refusal = {{"ok", false}, {"error", "request too large or incomplete"}};
+    if (s.is_open()) co_await send_line(s, std::move(refusal));
+    co_return;
+  }
+  const std::string line(static_cast<const char*>(buf.data().data()), n);
+  const auto req = nlohmann::json::parse(line, nullptr, false);
+  if (req.is_discarded() || !req.is_object()) {
+    nlohmann::json refusal = {{"ok", false}, {"error", "request must be a JSON object"}};
+    co_await send_line(s, std::move(refusal));
+    co_return;
+  }
+  co_await send_line(s, handler_(req));
+}
+
+}  // namespace sluice::mcpd

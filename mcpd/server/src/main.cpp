@@ -1,0 +1,112 @@
+// sluice-mcpd: MCP and the admin API over HTTPS.
+#include <sys/stat.h>
+
+#include <csignal>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <systemd/sd-daemon.h>
+
+#include "app.h"
+#include "config.h"
+#include "http_server.h"
+#include "local_admin.h"
+#include "tls.h"
+
+using namespace sluice::mcpd;
+
+int main(int argc, char** argv) {
+  CLI::App cli{"sluice-mcpd: MCP over HTTPS for AI clients, over local data"};
+  std::string config_path = "/etc/sluice/mcpd.toml";
+  bool check = false;
+  cli.add_option("--config", config_path, "configuration file (TOML)");
+  cli.add_flag("--check", check, "validate the configuration and exit");
+  CLI11_PARSE(cli, argc, argv);
+
+  auto config = load_config(config_path);
+  if (!config) {
+    std::fprintf(stderr, "sluice-mcpd: %s\n", config.error().what.c_str());
+    return 2;
+  }
+  if (check) return 0;
+  std::signal(SIGPIPE, SIG_IGN);
+  ::umask(077);
+  ::mkdir(config->data_dir.c_str(), 0700);
+  ::mkdir(config->runtime_dir.c_str(), 0700);
+
+  auto app = App::open(*config);
+  if (!app) {
+    std::fprintf(stderr, "sluice-mcpd: %s\n", app.error().what.c_str());
+    return 1;
+  }
+  auto tls_files = locate_tls(config->cert_file, config->key_file, config->data_dir);
+  if (!tls_files) {
+    std::fprintf(stderr, "sluice-mcpd: %s\n", tls_files.error().what.c_str());
+    return 1;
+  }
+  boost::asio::ssl::context tls(boost::asio::ssl::context::tls_server);
+  if (auto s = configure_tls(tls, *tls_files); !s) {
+    std::fprintf(stderr, "sluice-mcpd: %s\n", s.error().what.c_str());
+    return 1;
+  }
+
+  boost::asio::io_context io(static_cast<int>(config->threads));
+  HttpLimits limits;
+  limits.max_connections = config->max_connections;
+  limits.header_limit = config->header_limit;
+  limits.body_limit = config->body_limit;
+  limits.request_timeout = config->request_timeout;
+  limits.idle_timeout = config->idle_timeout;
+  App* a = app->get();
+  HttpServer http(io, tls, limits, [a](HttpRequest req, std::string client) {
+    return a->handle(std::move(req), std::move(client));
+  });
+  (*app)->set_connections(&http);
+  std::uint16_t port = 0;
+  if (sd_listen_fds(0) >= 1) {
+    // Socket activation: the listener comes from systemd, no bind needed.
+    if (auto s = http.adopt(SD_LISTEN_FDS_START); !s) {
+      std::fprintf(stderr, "sluice-mcpd: %s\n", s.error().what.c_str());
+      return 1;
+    }
+  } else {
+    auto bound = http.listen(config->listen_address, config->listen_port);
+    if (!bound) {
+      std::fprintf(stderr, "sluice-mcpd: %s\n", bound.error().what.c_str());
+      return 1;
+    }
+    port = *bound;
+  }
+  LocalAdmin admin(io, config->admin_uids, [a](const nlohmann::json& r) { return a->local_admin(r); });
+  if (auto s = admin.listen(config->admin_socket()); !s) {
+    std::fprintf(stderr, "sluice-mcpd: %s\n", s.error().what.c_str());
+    return 1;
+  }
+
+  const std::string host = config->listen_address.find(':') != std::string::npos
+                               ? "[" + config->listen_address + "]"
+                               : config->listen_address;
+  std::printf("sluice-mcpd: listening on https://%s:%u/mcp\n", host.c_str(), port);
+  std::printf("sluice-mcpd: certificate %s%s\n", tls_files->cert.c_str(), tls_files->generated ? " (generated, self-signed)" : "");
+  std::printf("sluice-mcpd: certificate SHA-256 fingerprint %s\n", tls_files->fingerprint.c_str());
+  std::printf("sluice-mcpd: admin socket %s\n", config->admin_socket().c_str());
+  std::fflush(stdout);
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int) {
+    http.stop();
+    admin.stop();
+    io.stop();
+  });
+  sd_notify(0, "READY=1");
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < config->threads; ++i) threads.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : threads) t.join();
+  return 0;
+}

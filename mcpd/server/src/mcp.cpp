@@ -1,0 +1,381 @@
+#include "mcp.h"
+
+#include <openssl/sha.h>
+
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "jsonrpc.h"
+#include "keys.h"
+
+namespace sluice::mcpd {
+namespace {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+
+constexpr std::size_t kPageSize = 50;
+constexpr const char* kLogLevels[] = {"debug", "info", "notice", "warning",
+                                      "error", "critical", "alert", "emergency"};
+
+// Text of a reply: never throws on invalid UTF-8 from a data source.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+McpResponse json_reply(int status, const json& body) {
+  McpResponse r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = dump(body);
+  return r;
+}
+
+McpResponse empty_reply(int status) {
+  McpResponse r;
+  r.status = status;
+  return r;
+}
+
+bool accepts(const std::string& accept, std::string_view type) {
+  return accept.find(type) != std::string::npos || accept.find("*/*") != std::string::npos;
+}
+
+// One page of `items` from an opaque cursor (an offset as text).
+std::optional<json> page(const json& items, const json& params, const char* key) {
+  std::size_t from = 0;
+  if (auto c = params.find("cursor"); c != params.end() && !c->is_null()) {
+    if (!c->is_string()) return std::nullopt;
+    const std::string& text = c->get_ref<const std::string&>();
+    if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) {
+      return std::nullopt;
+    }
+    from = std::stoul(text);
+    if (from >= items.size() && !(from == 0 && items.empty())) return std::nullopt;
+  }
+  json out = {{key, json::array()}};
+  for (std::size_t i = from; i < items.size() && i < from + kPageSize; ++i) out[key].push_back(items[i]);
+  if (from + kPageSize < items.size()) out["nextCursor"] = std::to_string(from + kPageSize);
+  return out;
+}
+
+}  // namespace
+
+bool supported_protocol(const std::string& v) {
+  for (const char* p : kProtocolVersions) {
+    if (v == p) return true;
+  }
+  return false;
+}
+
+std::string digest_arguments(const json& args) {
+  const std::string text = dump(args);  // nlohmann objects keep keys sorted
+  std::uint8_t h[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), h);
+  return to_hex(h, sizeof h);
+}
+
+Session Sessions::create(const std::string& credential_id, const std::string& protocol,
+                         json client_info) {
+  Session s;
+  s.id = random_hex(32);
+  s.credential_id = credential_id;
+  s.protocol = protocol;
+  s.client_info = std::move(client_info);
+  s.last_used = std::chrono::steady_clock::now();
+  std::lock_guard lock(mu_);
+  // Full: drop the least recently used session (its client re-initializes
+  // after a 404, as the transport specifies).
+  while (map_.size() >= max_ && !lru_.empty()) {
+    map_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  lru_.push_front(s.id);
+  map_.emplace(s.id, std::make_pair(s, lru_.begin()));
+  return s;
+}
+
+std::optional<Session> Sessions::use(const std::string& id, const std::string& credential_id) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mu_);
+  auto it = map_.find(id);
+  if (it == map_.end()) return std::nullopt;
+  Session& s = it->second.first;
+  if (now - s.last_used > idle_) {
+    lru_.erase(it->second.second);
+    map_.erase(it);
+    return std::nullopt;
+  }
+  // Another credential presenting this id learns nothing: the same 404 as
+  // for an id that never existed.
+  if (s.credential_id != credential_id) return std::nullopt;
+  s.last_used = now;
+  lru_.splice(lru_.begin(), lru_, it->second.second);
+  return s;
+}
+
+bool Sessions::set_log_level(const std::string& id, const std::string& level) {
+  std::lock_guard lock(mu_);
+  auto it = map_.find(id);
+  if (it == map_.end()) return false;
+  it->second.first.log_level = level;
+  return true;
+}
+
+bool Sessions::remove(const std::string& id, const std::string& credential_id) {
+  std::lock_guard lock(mu_);
+  auto it = map_.find(id);
+  if (it == map_.end() || it->second.first.credential_id != credential_id) return false;
+  lru_.erase(it->second.second);
+  map_.erase(it);
+  return true;
+}
+
+std::size_t Sessions::size() const {
+  std::lock_guard lock(mu_);
+  return map_.size();
+}
+
+std::vector<const ToolDef*> McpServer::visible_tools(const Principal& who) const {
+  std::vector<const ToolDef*> out;
+  for (const ToolDef& t : tools_.tools()) {
+    if ((who.scopes & t.scope) == t.scope) out.push_back(&t);
+  }
+  return out;
+}
+
+asio::awaitable<McpResponse> McpServer::handle(McpRequest req, Principal who) {
+  if (req.method == "DELETE") {
+    if (req.session_id.empty()) co_return json_reply(400, rpc::error(nullptr, rpc::kServerError, "Mcp-Session-Id header is required"));
+    co_return sessions_.remove(req.session_id, who.credential_id)
+        ? empty_reply(200)
+        : json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
+  }
+  if (req.method == "GET") {
+    // No server-initiated messages are sent outside a request's answer.
+    McpResponse r = empty_reply(405);
+    r.headers.emplace_back("Allow", "POST, DELETE");
+    co_return r;
+  }
+  if (req.method != "POST") {
+    McpResponse r = empty_reply(405);
+    r.headers.emplace_back("Allow", "POST, DELETE");
+    co_return r;
+  }
+  co_return co_await post(req, who);
+}
+
+json McpServer::initialize(const json& id, const json& params, const Principal& who, McpResponse& out) {
+  const auto version = params.find("protocolVersion");
+  if (version == params.end() || !version->is_string()) {
+    return rpc::error(id, rpc::kInvalidParams, "protocolVersion must be a string");
+  }
+  // A version we speak is echoed; otherwise we answer with our latest and
+  // the client decides whether to continue.
+  const std::string asked = version->get<std::string>();
+  const std::string chosen = supported_protocol(asked) ? asked : kLatestProtocol;
+  json client = params.value("clientInfo", json::object());
+  if (!client.is_object()) client = json::object();
+  const Session s = sessions_.create(who.credential_id, chosen, client);
+  out.headers.emplace_back("Mcp-Session-Id", s.id);
+  return rpc::result(
+      id, {{"protocolVersion", chosen},
+           {"capabilities",
+            {{"tools", {{"listChanged", false}}},
+             {"resources", {{"subscribe", false}, {"listChanged", false}}},
+             {"prompts", {{"listChanged", false}}},
+             {"logging", json::object()}}},
+           {"serverInfo", {{"name", "sluice-mcpd"}, {"title", "Sluice"}, {"version", "0.1.0"}}},
+           {"instructions",
+            "Tools over the tenant's local data. Query results come back to you only; call "
+            "list_entities and describe_entity first, then run_query with ? placeholders."}});
+}
+
+asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Principal& who) {
+  if (req.content_type.find("application/json") == std::string::npos) {
+    co_return json_reply(415, rpc::error(nullptr, rpc::kInvalidRequest, "Content-Type must be application/json"));
+  }
+  if (!accepts(req.accept, "application/json") || !accepts(req.accept, "text/event-stream")) {
+    co_return json_reply(406, rpc::error(nullptr, rpc::kInvalidRequest,
+                                         "Accept must list application/json and text/event-stream"));
+  }
+  if (!req.protocol_version.empty() && !supported_protocol(req.protocol_version)) {
+    co_return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "unsupported MCP-Protocol-Version"));
+  }
+  const json doc = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) co_return json_reply(400, rpc::error(nullptr, rpc::kParseError, "Parse error"));
+
+  // initialize: always alone, never within a session.
+  if (doc.is_object() && doc.value("method", json()) == "initialize") {
+    const rpc::Message m = rpc::classify(doc);
+    if (m.kind != rpc::Kind::request) {
+      co_return json_reply(400, rpc::error(m.id, rpc::kInvalidRequest, m.problem.empty() ? "initialize must be a request" : m.problem));
+    }
+    if (!req.session_id.empty()) {
+      co_return json_reply(400, rpc::error(m.id, rpc::kInvalidRequest, "already initialized: a session exists"));
+    }
+    McpResponse out;
+    json reply = initialize(m.id, m.params, who, out);
+    McpResponse r = json_reply(200, reply);
+    r.headers = std::move(out.headers);
+    co_return r;
+  }
+
+  if (req.session_id.empty()) {
+    co_return json_reply(400, rpc::error(nullptr, rpc::kServerError, "Mcp-Session-Id header is required"));
+  }
+  const std::optional<Session> session = sessions_.use(req.session_id, who.credential_id);
+  if (!session) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
+
+  std::vector<json> messages;
+  const bool batch = doc.is_array();
+  if (batch) {
+    // JSON-RPC batches exist only in 2025-03-26.
+    if (session->protocol != "2025-03-26") {
+      co_return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "batches are not supported in this protocol revision"));
+    }
+    if (doc.empty() || doc.size() > 64) {
+      co_return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "a batch holds 1 to 64 messages"));
+    }
+    messages.assign(doc.begin(), doc.end());
+  } else {
+    messages.push_back(doc);
+  }
+
+  json replies = json::array();
+  for (const json& msg : messages) {
+    const rpc::Message m = rpc::classify(msg);
+    if (m.kind == rpc::Kind::invalid) {
+      replies.push_back(rpc::error(m.id, rpc::kInvalidRequest, m.problem));
+      continue;
+    }
+    if (m.kind != rpc::Kind::request) continue;  // notifications and responses: accepted
+    if (m.method == "initialize") {
+      replies.push_back(rpc::error(m.id, rpc::kInvalidRequest, "initialize may not be batched"));
+      continue;
+    }
+    replies.push_back(co_await dispatch(m.id, m.method, m.params, *session, who, req));
+  }
+  if (replies.empty()) co_return empty_reply(202);
+  if (!batch) {
+    // A lone invalid message is a 400; any other answer is a 200.
+    const bool invalid = replies[0].contains("error") && replies[0]["error"]["code"] == rpc::kInvalidRequest;
+    co_return json_reply(invalid ? 400 : 200, replies[0]);
+  }
+  co_return json_reply(200, replies);
+}
+
+asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& method, const json& params,
+                                          const Session& s, const Principal& who, const McpRequest& req) {
+  if (method == "ping") co_return rpc::result(id, json::object());
+  if (method == "tools/list") {
+    json items = json::array();
+    for (const ToolDef* t : visible_tools(who)) {
+      json tool = {{"name", t->name}, {"description", t->description}, {"inputSchema", t->input_schema}};
+      if (!t->title.empty()) tool["title"] = t->title;
+      tool["annotations"] = {{"readOnlyHint", t->read_only}, {"openWorldHint", false}};
+      items.push_back(std::move(tool));
+    }
+    auto out = page(items, params, "tools");
+    if (!out) co_return rpc::error(id, rpc::kInvalidParams, "invalid cursor");
+    co_return rpc::result(id, *out);
+  }
+  if (method == "tools/call") co_return co_await call_tool(id, params, s, who, req);
+  const bool can_read = (who.scopes & kScopeRead) != 0;
+  if (method == "resources/list" || method == "resources/templates/list" || method == "resources/read") {
+    if (!can_read) co_return rpc::error(id, rpc::kInvalidParams, "this key may not read resources");
+    if (method == "resources/list") {
+      auto out = page(tools_.list_resources(who), params, "resources");
+      if (!out) co_return rpc::error(id, rpc::kInvalidParams, "invalid cursor");
+      co_return rpc::result(id, *out);
+    }
+    if (method == "resources/templates/list") {
+      auto out = page(tools_.resource_templates(), params, "resourceTemplates");
+      if (!out) co_return rpc::error(id, rpc::kInvalidParams, "invalid cursor");
+      co_return rpc::result(id, *out);
+    }
+    auto uri = params.find("uri");
+    if (uri == params.end() || !uri->is_string()) co_return rpc::error(id, rpc::kInvalidParams, "uri must be a string");
+    auto read = tools_.read_resource(who, uri->get<std::string>());
+    if (!read) co_return rpc::error(id, -32002, "Resource not found", {{"uri", *uri}});
+    co_return rpc::result(id, *read);
+  }
+  if (method == "prompts/list") {
+    auto out = page(tools_.list_prompts(), params, "prompts");
+    if (!out) co_return rpc::error(id, rpc::kInvalidParams, "invalid cursor");
+    co_return rpc::result(id, *out);
+  }
+  if (method == "prompts/get") {
+    auto name = params.find("name");
+    if (name == params.end() || !name->is_string()) co_return rpc::error(id, rpc::kInvalidParams, "name must be a string");
+    json args = params.value("arguments", json::object());
+    if (!args.is_object()) co_return rpc::error(id, rpc::kInvalidParams, "arguments must be an object");
+    auto got = tools_.get_prompt(name->get<std::string>(), args);
+    if (std::holds_alternative<std::monostate>(got)) co_return rpc::error(id, rpc::kInvalidParams, "unknown prompt");
+    if (auto* why = std::get_if<std::string>(&got)) co_return rpc::error(id, rpc::kInvalidParams, *why);
+    co_return rpc::result(id, std::get<json>(got));
+  }
+  if (method == "logging/setLevel") {
+    auto level = params.find("level");
+    bool known = false;
+    if (level != params.end() && level->is_string()) {
+      for (const char* l : kLogLevels) known = known || *level == l;
+    }
+    if (!known) co_return rpc::error(id, rpc::kInvalidParams, "unknown log level");
+    sessions_.set_log_level(s.id, level->get<std::string>());
+    co_return rpc::result(id, json::object());
+  }
+  co_return rpc::error(id, rpc::kMethodNotFound, "Method not found");
+}
+
+asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, const Session& s,
+                                           const Principal& who, const McpRequest& req) {
+  const auto started = std::chrono::steady_clock::now();
+  auto name = params.find("name");
+  if (name == params.end() || !name->is_string()) co_return rpc::error(id, rpc::kInvalidParams, "name must be a string");
+  json args = params.value("arguments", json::object());
+  if (args.is_null()) args = json::object();
+  if (!args.is_object()) co_return rpc::error(id, rpc::kInvalidParams, "arguments must be an object");
+  const std::string tool_name = name->get<std::string>();
+
+  const ToolDef* tool = tools_.find(tool_name);
+  const bool permitted = tool && (who.scopes & tool->scope) == tool->scope;
+  ToolOutcome outcome;
+  if (!permitted) {
+    // Unknown and forbidden look the same to the caller: the key's
+    // tools/list never showed it.
+    outcome.status = tool ? "denied" : "unknown_tool";
+    outcome.detail = tool ? "key lacks scope " + scopes_to_string(tool->scope) : "";
+  } else {
+    outcome = tool->run(who, args);
+  }
+  ++counters_.tool_calls;
+  if (outcome.status == "denied") ++counters_.tool_denied;
+  else if (outcome.status != "ok") ++counters_.tool_errors;
+
+  json record = {
+      {"kind", "tool_call"},
+      {"tenant", who.tenant},
+      {"user", who.user},
+      {"credential", who.credential_type + ":" + who.credential_id},
+      {"tool", tool_name},
+      {"args_sha256", digest_arguments(args)},
+      {"rows", outcome.rows},
+      {"status", outcome.status},
+      {"latency_us", std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count()},
+      {"client", s.client_info},
+      {"user_agent", req.user_agent.substr(0, 256)},
+      {"client_addr", req.client_addr},
+      {"session", s.id.substr(0, 8)}};
+  if (!outcome.detail.empty()) record["detail"] = outcome.detail.substr(0, 512);
+  const auto seq = co_await audit_.async_append(std::move(record), asio::use_awaitable);
+  if (!seq) {
+    // Not audited, not answered: the rows stay here.
+    ++counters_.audit_failures;
+    co_return rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned");
+  }
+  if (!permitted) co_return rpc::error(id, rpc::kInvalidParams, "Unknown tool: " + tool_name);
+  // structuredContent exists from 2025-06-18 on.
+  if (s.protocol == "2025-03-26") outcome.result.erase("structuredContent");
+  co_return rpc::result(id, std::move(outcome.result));
+}
+
+}  // namespace sluice::mcpd

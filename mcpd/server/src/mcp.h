@@ -1,0 +1,111 @@
+// MCP over Streamable HTTP (revisions 2025-11-25, 2025-06-18, 2025-03-26):
+// sessions bound to the credential that created them, protocol version
+// negotiation, JSON-RPC dispatch, and an audit record for every
+// tools/call written before its answer leaves. HTTP-agnostic: the server
+// (http.h) hands over the few headers that matter.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include "audit.h"
+#include "identity.h"
+#include "tools.h"
+
+namespace sluice::mcpd {
+
+inline constexpr const char* kProtocolVersions[] = {"2025-11-25", "2025-06-18", "2025-03-26"};
+inline constexpr char kLatestProtocol[] = "2025-11-25";
+bool supported_protocol(const std::string& v);
+
+struct McpRequest {
+  std::string method;  // HTTP method
+  std::string accept;
+  std::string content_type;
+  std::string session_id;
+  std::string protocol_version;  // MCP-Protocol-Version, "" when absent
+  std::string user_agent;
+  std::string client_addr;
+  std::string body;
+};
+
+struct McpResponse {
+  int status = 200;
+  std::string content_type;  // "" for no body
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct Session {
+  std::string id;
+  std::string credential_id;
+  std::string protocol;
+  nlohmann::json client_info;
+  std::string log_level = "info";
+  std::chrono::steady_clock::time_point last_used;
+};
+
+class Sessions {
+ public:
+  Sessions(std::size_t max, std::chrono::seconds idle) : max_(max), idle_(idle) {}
+  Session create(const std::string& credential_id, const std::string& protocol,
+                 nlohmann::json client_info);
+  // nullopt: unknown, expired, or bound to another credential (all 404).
+  std::optional<Session> use(const std::string& id, const std::string& credential_id);
+  bool set_log_level(const std::string& id, const std::string& level);
+  bool remove(const std::string& id, const std::string& credential_id);
+  [[nodiscard]] std::size_t size() const;
+
+ private:
+  std::size_t max_;
+  std::chrono::seconds idle_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::pair<Session, std::list<std::string>::iterator>> map_;
+  std::list<std::string> lru_;  // most recent first
+};
+
+struct McpCounters {
+  std::atomic<std::uint64_t> tool_calls{0}, tool_errors{0}, tool_denied{0}, audit_failures{0};
+};
+
+class McpServer {
+ public:
+  McpServer(Toolbox& tools, Sessions& sessions, AuditLog& audit, McpCounters& counters)
+      : tools_(tools), sessions_(sessions), audit_(audit), counters_(counters) {}
+
+  boost::asio::awaitable<McpResponse> handle(McpRequest req, Principal who);
+
+ private:
+  boost::asio::awaitable<McpResponse> post(const McpRequest& req, const Principal& who);
+  // One JSON-RPC request of an initialized session; the reply object.
+  boost::asio::awaitable<nlohmann::json> dispatch(const nlohmann::json& id, const std::string& method,
+                                                  const nlohmann::json& params, const Session& s,
+                                                  const Principal& who, const McpRequest& req);
+  boost::asio::awaitable<nlohmann::json> call_tool(const nlohmann::json& id, const nlohmann::json& params,
+                                                   const Session& s, const Principal& who,
+                                                   const McpRequest& req);
+  nlohmann::json initialize(const nlohmann::json& id, const nlohmann::json& params,
+                            const Principal& who, McpResponse& out);
+  std::vector<const ToolDef*> visible_tools(const Principal& who) const;
+
+  Toolbox& tools_;
+  Sessions& sessions_;
+  AuditLog& audit_;
+  McpCounters& counters_;
+};
+
+// The SHA-256 of a tool's arguments as canonical JSON (sorted keys), hex:
+// the audit log proves which arguments were used without storing them.
+std::string digest_arguments(const nlohmann::json& args);
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,314 @@
+#include "store.h"
+
+#include <chrono>
+
+namespace sluice::mcpd {
+namespace {
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS tenants(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  data_source TEXT NOT NULL,
+  created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS users(
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+  name TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('viewer', 'editor', 'admin', 'super_admin')),
+  disabled INTEGER NOT NULL DEFAULT 0,
+  created_ms INTEGER NOT NULL,
+  UNIQUE (tenant_id, name));
+CREATE TABLE IF NOT EXISTS api_keys(
+  id TEXT PRIMARY KEY,
+  user_id INTEGER NOT NULL REFERENCES users(id),
+  name TEXT NOT NULL,
+  hash BLOB NOT NULL CHECK (length(hash) = 32),
+  scopes TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  expires_ms INTEGER,
+  revoked_ms INTEGER);
+CREATE TABLE IF NOT EXISTS saved_queries(
+  tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+  name TEXT NOT NULL,
+  description TEXT NOT NULL,
+  sql TEXT NOT NULL,
+  params TEXT NOT NULL,
+  updated_by INTEGER REFERENCES users(id),
+  updated_ms INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, name));
+CREATE TABLE IF NOT EXISTS audit(
+  seq INTEGER PRIMARY KEY,
+  ts_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  tenant TEXT NOT NULL,
+  record TEXT NOT NULL,
+  prev_hash BLOB NOT NULL,
+  hash BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_tenant ON audit(tenant, seq);
+)sql";
+
+constexpr char kInsertTenant[] =
+    "INSERT INTO tenants(name, data_source, created_ms) VALUES (?, ?, ?)";
+constexpr char kSelectTenants[] = "SELECT id, name, data_source FROM tenants ORDER BY id";
+constexpr char kSelectTenant[] = "SELECT id, name, data_source FROM tenants WHERE id = ?";
+constexpr char kInsertUser[] =
+    "INSERT INTO users(tenant_id, name, role, created_ms) VALUES (?, ?, ?, ?)";
+constexpr char kSelectUsers[] =
+    "SELECT id, tenant_id, name, role, disabled FROM users "
+    "WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY id";
+constexpr char kSelectUser[] = "SELECT id, tenant_id, name, role, disabled FROM users WHERE id = ?";
+constexpr char kInsertKey[] =
+    "INSERT INTO api_keys(id, user_id, name, hash, scopes, created_ms, expires_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)";
+constexpr char kRevokeKey[] =
+    "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL";
+constexpr char kSelectKeys[] =
+    "SELECT k.id, k.name, k.hash, k.scopes, k.created_ms, k.expires_ms, k.revoked_ms, "
+    "u.id, u.tenant_id, u.name, u.role, u.disabled, t.name "
+    "FROM api_keys k JOIN users u ON u.id = k.user_id JOIN tenants t ON t.id = u.tenant_id "
+    "ORDER BY k.created_ms, k.id";
+constexpr char kSelectSaved[] =
+    "SELECT tenant_id, name, description, sql, params, updated_ms FROM saved_queries "
+    "WHERE tenant_id = ? AND (?2 IS NULL OR name = ?2) ORDER BY name";
+constexpr char kUpsertSaved[] =
+    "INSERT INTO saved_queries(tenant_id, name, description, sql, params, updated_by, updated_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO UPDATE SET "
+    "description = excluded.description, sql = excluded.sql, params = excluded.params, "
+    "updated_by = excluded.updated_by, updated_ms = excluded.updated_ms";
+constexpr char kDeleteSaved[] = "DELETE FROM saved_queries WHERE tenant_id = ? AND name = ?";
+
+User user_from(const Stmt& s, int at) {
+  User u;
+  u.id = s.int64(at);
+  u.tenant_id = s.int64(at + 1);
+  u.name = s.text(at + 2);
+  u.role = parse_role(s.text(at + 3)).value_or(Role::viewer);
+  u.disabled = s.int64(at + 4) != 0;
+  return u;
+}
+
+SavedQuery saved_from(const Stmt& s) {
+  SavedQuery q;
+  q.tenant_id = s.int64(0);
+  q.name = s.text(1);
+  q.description = s.text(2);
+  q.sql = s.text(3);
+  const auto params = nlohmann::json::parse(s.text(4), nullptr, false);
+  if (params.is_array()) {
+    for (const auto& p : params) {
+      if (!p.is_object()) continue;
+      q.params.push_back({p.value("name", ""), p.value("type", "string"), p.value("description", "")});
+    }
+  }
+  q.updated_ms = s.int64(5);
+  return q;
+}
+
+}  // namespace
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool valid_name(std::string_view s) {
+  if (s.empty() || s.size() > 64 || s.front() == '.' || s.front() == '-') return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+nlohmann::json to_json(const SavedQuery& q) {
+  nlohmann::json params = nlohmann::json::array();
+  for (const SavedParam& p : q.params) {
+    params.push_back({{"name", p.name}, {"type", p.type}, {"description", p.description}});
+  }
+  return {{"name", q.name}, {"description", q.description}, {"sql", q.sql}, {"params", params},
+          {"updated_ms", q.updated_ms}};
+}
+
+Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
+  auto db = Db::open(path, /*create=*/true);
+  if (!db) return tl::unexpected(db.error());
+  std::unique_ptr<Store> s(new Store(std::move(*db)));
+  if (auto m = s->migrate(); !m) return tl::unexpected(m.error());
+  return s;
+}
+
+Status Store::migrate() {
+  std::lock_guard lock(mu_);
+  return db_.exec(kSchema);
+}
+
+Result<std::int64_t> Store::create_tenant(const std::string& name, const std::string& data_source) {
+  if (!valid_name(name)) return fail("invalid tenant name");
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kInsertTenant);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, name).bind(2, data_source).bind(3, now_ms());
+  if (auto r = st->run(); !r) return tl::unexpected(r.error());
+  return db_.last_rowid();
+}
+
+Result<std::vector<Tenant>> Store::tenants() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kSelectTenants);
+  if (!st) return tl::unexpected(st.error());
+  std::vector<Tenant> out;
+  while (true) {
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    out.push_back({st->int64(0), st->text(1), st->text(2)});
+  }
+  return out;
+}
+
+Result<std::optional<Tenant>> Store::tenant(std::int64_t id) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kSelectTenant);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, id);
+  auto row = st->step();
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return std::optional<Tenant>();
+  return Tenant{st->int64(0), st->text(1), st->text(2)};
+}
+
+Result<std::int64_t> Store::create_user(std::int64_t tenant_id, const std::string& name, Role role) {
+  if (!valid_name(name)) return fail("invalid user name");
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kInsertUser);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, tenant_id).bind(2, name).bind(3, std::string(to_string(role))).bind(4, now_ms());
+  if (auto r = st->run(); !r) return tl::unexpected(r.error());
+  return db_.last_rowid();
+}
+
+Result<std::vector<User>> Store::users(std::optional<std::int64_t> tenant_id) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kSelectUsers);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, tenant_id);
+  std::vector<User> out;
+  while (true) {
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    out.push_back(user_from(*st, 0));
+  }
+  return out;
+}
+
+Result<std::optional<User>> Store::user(std::int64_t id) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kSelectUser);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, id);
+  auto row = st->step();
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return std::optional<User>();
+  return user_from(*st, 0);
+}
+
+Result<NewKey> Store::create_key(std::int64_t user_id, const std::string& name, unsigned scopes,
+                                 std::optional<std::int64_t> expires_ms) {
+  if (!valid_name(name)) return fail("invalid key name");
+  if (scopes == 0 || (scopes & ~kAllScopes)) return fail("invalid scopes");
+  NewKey k = generate_key();
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kInsertKey);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, k.id).bind(2, user_id).bind(3, name).bind_blob(4, k.hash.data(), k.hash.size());
+  st->bind(5, scopes_to_string(scopes)).bind(6, now_ms()).bind(7, expires_ms);
+  if (auto r = st->run(); !r) return tl::unexpected(r.error());
+  return k;
+}
+
+Result<bool> Store::revoke_key(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kRevokeKey);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, now_ms()).bind(2, id);
+  if (auto r = st->run(); !r) return tl::unexpected(r.error());
+  return db_.changes() > 0;
+}
+
+Result<std::vector<KeyRecord>> Store::keys() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kSelectKeys);
+  if (!st) return tl::unexpected(st.error());
+  std::vector<KeyRecord> out;
+  while (true) {
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    KeyRecord k;
+    k.id = st->text(0);
+    k.name = st->text(1);
+    const auto hash = st->blob(2);
+    if (hash.size() != k.hash.size()) continue;  // the CHECK forbids it; never trust a short hash
+    std::copy(hash.begin(), hash.end(), k.hash.begin());
+    k.scopes = parse_scopes(st->text(3)).value_or(0);
+    k.created_ms = st->int64(4);
+    k.expires_ms = st->opt_int64(5);
+    k.revoked_ms = st->opt_int64(6);
+    k.user = user_from(*st, 7);
+    k.tenant = st->text(12);
+    out.push_back(std::move(k));
+  }
+  return out;
+}
+
+Result<std::vector<SavedQuery>> Store::saved_queries(std::int64_t tenant_id) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kSelectSaved);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, tenant_id).bind_null(2);
+  std::vector<SavedQuery> out;
+  while (true) {
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    out.push_back(saved_from(*st));
+  }
+  return out;
+}
+
+Result<std::optional<SavedQuery>> Store::saved_query(std::int64_t tenant_id, const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kSelectSaved);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, tenant_id).bind(2, name);
+  auto row = st->step();
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return std::optional<SavedQuery>();
+  return saved_from(*st);
+}
+
+Status Store::put_saved_query(const SavedQuery& q, std::int64_t user_id) {
+  if (!valid_name(q.name)) return fail("invalid saved query name");
+  nlohmann::json params = to_json(q)["params"];
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kUpsertSaved);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, q.tenant_id).bind(2, q.name).bind(3, q.description).bind(4, q.sql);
+  st->bind(5, params.dump()).bind(6, user_id).bind(7, now_ms());
+  return st->run();
+}
+
+Result<bool> Store::delete_saved_query(std::int64_t tenant_id, const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kDeleteSaved);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, tenant_id).bind(2, name);
+  if (auto r = st->run(); !r) return tl::unexpected(r.error());
+  return db_.changes() > 0;
+}
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,103 @@
+// mcpd's own database (one SQLite file, WAL): tenants, users, API keys
+// (hashes only) and saved queries. The audit log has its own writer
+// (audit.h) on the same file. Calls are serialised by a mutex: none of
+// them is on the per-request hot path (keys are served from a cache,
+// see auth.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "identity.h"
+#include "keys.h"
+#include "sql.h"
+
+namespace sluice::mcpd {
+
+struct Tenant {
+  std::int64_t id = 0;
+  std::string name;
+  std::string data_source;  // path of the tenant's SQLite file
+};
+
+struct User {
+  std::int64_t id = 0;
+  std::int64_t tenant_id = 0;
+  std::string name;
+  Role role = Role::viewer;
+  bool disabled = false;
+};
+
+// What authentication needs of a key, joined with its user and tenant.
+struct KeyRecord {
+  std::string id;
+  std::string name;
+  KeyHash hash{};
+  unsigned scopes = 0;
+  std::int64_t created_ms = 0;
+  std::optional<std::int64_t> expires_ms;
+  std::optional<std::int64_t> revoked_ms;
+  User user;
+  std::string tenant;
+};
+
+struct SavedParam {
+  std::string name;
+  std::string type;  // "string" | "integer" | "number" | "boolean"
+  std::string description;
+};
+
+struct SavedQuery {
+  std::int64_t tenant_id = 0;
+  std::string name;
+  std::string description;
+  std::string sql;
+  std::vector<SavedParam> params;
+  std::int64_t updated_ms = 0;
+};
+
+std::int64_t now_ms();
+
+// Names of tenants, users, keys and saved queries: 1-64 of [A-Za-z0-9_.-],
+// not starting with '.' or '-'.
+bool valid_name(std::string_view s);
+
+class Store {
+ public:
+  static Result<std::unique_ptr<Store>> open(const std::string& path);
+
+  Result<std::int64_t> create_tenant(const std::string& name, const std::string& data_source);
+  Result<std::vector<Tenant>> tenants();
+  Result<std::optional<Tenant>> tenant(std::int64_t id);
+
+  Result<std::int64_t> create_user(std::int64_t tenant_id, const std::string& name, Role role);
+  Result<std::vector<User>> users(std::optional<std::int64_t> tenant_id);
+  Result<std::optional<User>> user(std::int64_t id);
+
+  Result<NewKey> create_key(std::int64_t user_id, const std::string& name, unsigned scopes,
+                            std::optional<std::int64_t> expires_ms);
+  Result<bool> revoke_key(const std::string& id);  // false: no such live key
+  Result<std::vector<KeyRecord>> keys();            // every key, joined
+
+  Result<std::vector<SavedQuery>> saved_queries(std::int64_t tenant_id);
+  Result<std::optional<SavedQuery>> saved_query(std::int64_t tenant_id, const std::string& name);
+  Status put_saved_query(const SavedQuery& q, std::int64_t user_id);
+  Result<bool> delete_saved_query(std::int64_t tenant_id, const std::string& name);
+
+ private:
+  explicit Store(Db db) : db_(std::move(db)) {}
+  Status migrate();
+
+  std::mutex mu_;
+  Db db_;
+};
+
+nlohmann::json to_json(const SavedQuery& q);
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,340 @@
+#include "tools.h"
+
+#include <openssl/sha.h>
+
+#include "keys.h"
+
+namespace sluice::mcpd {
+namespace {
+
+constexpr char kEntityScheme[] = "sluice://entities/";
+constexpr char kSavedScheme[] = "sluice://saved-queries/";
+
+nlohmann::json object_schema(nlohmann::json properties, std::vector<std::string> required) {
+  nlohmann::json s = {{"type", "object"}, {"properties", std::move(properties)},
+                      {"additionalProperties", false}};
+  if (!required.empty()) s["required"] = required;
+  return s;
+}
+
+ToolOutcome failure(const DataError& e) {
+  ToolOutcome o;
+  o.result = text_result(e.message, true);
+  switch (e.kind) {
+    case DataError::Kind::denied: o.status = "denied"; break;
+    case DataError::Kind::timeout: o.status = "timeout"; break;
+    default: o.status = "error"; break;
+  }
+  o.detail = e.detail.empty() ? e.message : e.detail;
+  return o;
+}
+
+ToolOutcome bad_arguments(const std::string& why) {
+  ToolOutcome o;
+  o.result = text_result("invalid arguments: " + why, true);
+  o.status = "error";
+  o.detail = why;
+  return o;
+}
+
+nlohmann::json entity_json(const EntityInfo& e) {
+  nlohmann::json cols = nlohmann::json::array();
+  for (const Column& c : e.columns) {
+    cols.push_back({{"name", c.name}, {"type", c.type}, {"not_null", c.not_null},
+                    {"primary_key", c.primary_key}});
+  }
+  return {{"name", e.name}, {"kind", e.kind}, {"columns", cols}};
+}
+
+nlohmann::json stats_json(const EntityStats& s) {
+  nlohmann::json out = entity_json(s.info);
+  out["row_count"] = s.row_count;
+  out["approximate"] = s.approximate;
+  nlohmann::json cols = nlohmann::json::array();
+  for (const ColumnStats& c : s.columns) {
+    cols.push_back({{"name", c.column.name}, {"type", c.column.type},
+                    {"null_fraction", c.null_fraction}, {"distinct_count", c.distinct_count}});
+  }
+  out["column_stats"] = cols;
+  return out;
+}
+
+nlohmann::json query_json(const QueryResult& r) {
+  return {{"columns", r.columns}, {"rows", r.rows}, {"row_count", r.rows.size()},
+          {"truncated", r.truncated}};
+}
+
+// A saved query's parameters, from the caller's object, in declared order
+// and of declared types. Bound, never spliced.
+std::variant<std::string, std::vector<nlohmann::json>> bind_saved(const SavedQuery& q,
+                                                                  const nlohmann::json& given) {
+  if (!given.is_object()) return std::string("\"params\" must be an object");
+  for (const auto& [k, v] : given.items()) {
+    bool declared = false;
+    for (const SavedParam& p : q.params) declared = declared || p.name == k;
+    if (!declared) return "unknown parameter \"" + k + "\"";
+  }
+  std::vector<nlohmann::json> out;
+  for (const SavedParam& p : q.params) {
+    auto it = given.find(p.name);
+    if (it == given.end()) return "missing parameter \"" + p.name + "\"";
+    const nlohmann::json& v = *it;
+    const bool ok = (p.type == "string" && v.is_string()) ||
+                    (p.type == "integer" && v.is_number_integer()) ||
+                    (p.type == "number" && v.is_number()) || (p.type == "boolean" && v.is_boolean());
+    if (!ok) return "parameter \"" + p.name + "\" must be of type " + p.type;
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json text_result(const std::string& text, bool is_error, const nlohmann::json& structured) {
+  nlohmann::json r = {{"content", {{{"type", "text"}, {"text", text}}}}, {"isError", is_error}};
+  if (!structured.is_null()) r["structuredContent"] = structured;
+  return r;
+}
+
+DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
+  std::lock_guard lock(mu_);
+  if (auto it = open_.find(tenant_id); it != open_.end()) return it->second;
+  auto tenant = store_.tenant(tenant_id);
+  if (!tenant || !*tenant) {
+    return tl::unexpected(DataError{DataError::Kind::not_found, "no data source for this tenant",
+                                    tenant ? "tenant gone" : tenant.error().what});
+  }
+  auto src = SqliteSource::open((*tenant)->data_source, limits_);
+  if (!src) {
+    // The path is the operator's, not the caller's business.
+    return tl::unexpected(DataError{DataError::Kind::internal, "the data source is unavailable",
+                                    src.error().detail});
+  }
+  std::shared_ptr<SqliteSource> shared = std::move(*src);
+  open_[tenant_id] = shared;
+  return shared;
+}
+
+void Sources::forget(std::int64_t tenant_id) {
+  std::lock_guard lock(mu_);
+  open_.erase(tenant_id);
+}
+
+Toolbox::Toolbox(Store& store, Sources& sources, bool fixtures) : store_(store), sources_(sources) {
+  add_data_tools();
+  if (fixtures) add_fixture_tools();
+}
+
+const ToolDef* Toolbox::find(const std::string& name) const {
+  for (const ToolDef& t : tools_) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
+}
+
+void Toolbox::add_data_tools() {
+  tools_.push_back(
+      {"list_entities", "List entities",
+       "Lists the tables and views of the tenant's data source with their columns and types. "
+       "Schema only: no cell values.",
+       object_schema(nlohmann::json::object(), {}), kScopeRead, true,
+       [this](const Principal& p, const nlohmann::json&) {
+         auto src = sources_.of(p.tenant_id);
+         if (!src) return failure(src.error());
+         auto list = (*src)->entities();
+         if (!list) return failure(list.error());
+         nlohmann::json entities = nlohmann::json::array();
+         for (const EntityInfo& e : *list) entities.push_back(entity_json(e));
+         nlohmann::json body = {{"entities", entities}};
+         ToolOutcome o;
+         o.result = text_result(body.dump(), false, body);
+         o.rows = static_cast<std::int64_t>(list->size());
+         return o;
+       }});
+  tools_.push_back(
+      {"describe_entity", "Describe an entity",
+       "Schema and statistics of one table or view: row count, and per column the fraction of "
+       "nulls and the number of distinct values. Never cell values, minima or maxima.",
+       object_schema({{"entity", {{"type", "string"}, {"description", "table or view name"}}}},
+                     {"entity"}),
+       kScopeRead, true,
+       [this](const Principal& p, const nlohmann::json& args) {
+         auto name = args.find("entity");
+         if (name == args.end() || !name->is_string()) return bad_arguments("\"entity\" must be a string");
+         auto src = sources_.of(p.tenant_id);
+         if (!src) return failure(src.error());
+         auto stats = (*src)->describe(name->get<std::string>());
+         if (!stats) return failure(stats.error());
+         const nlohmann::json body = stats_json(*stats);
+         ToolOutcome o;
+         o.result = text_result(body.dump(), false, body);
+         return o;
+       }});
+  tools_.push_back(
+      {"run_query", "Run a read-only SQL query",
+       "Runs one read-only SQL SELECT against the tenant's data source and returns the rows "
+       "(capped; `truncated` says so). Use `?` placeholders with `params` for values.",
+       object_schema({{"sql", {{"type", "string"}, {"description", "one SELECT statement"}}},
+                      {"params", {{"type", "array"}, {"description", "values for ? placeholders"},
+                                  {"items", {{"type", {"string", "number", "integer", "boolean", "null"}}}}}}},
+                     {"sql"}),
+       kScopeQuery, true,
+       [this](const Principal& p, const nlohmann::json& args) {
+         auto sql = args.find("sql");
+         if (sql == args.end() || !sql->is_string()) return bad_arguments("\"sql\" must be a string");
+         std::vector<nlohmann::json> params;
+         if (auto it = args.find("params"); it != args.end()) {
+           if (!it->is_array()) return bad_arguments("\"params\" must be an array");
+           params.assign(it->begin(), it->end());
+         }
+         auto src = sources_.of(p.tenant_id);
+         if (!src) return failure(src.error());
+         auto r = (*src)->query(sql->get<std::string>(), params);
+         if (!r) return failure(r.error());
+         const nlohmann::json body = query_json(*r);
+         ToolOutcome o;
+         o.result = text_result(body.dump(), false, body);
+         o.rows = static_cast<std::int64_t>(r->rows.size());
+         return o;
+       }});
+  tools_.push_back(
+      {"list_saved_queries", "List saved queries",
+       "Lists the tenant's saved queries: name, description, SQL text and parameters.",
+       object_schema(nlohmann::json::object(), {}), kScopeRead, true,
+       [this](const Principal& p, const nlohmann::json&) {
+         auto list = store_.saved_queries(p.tenant_id);
+         if (!list) return failure({DataError::Kind::internal, "saved queries are unavailable", list.error().what});
+         nlohmann::json items = nlohmann::json::array();
+         for (const SavedQuery& q : *list) items.push_back(to_json(q));
+         nlohmann::json body = {{"saved_queries", items}};
+         ToolOutcome o;
+         o.result = text_result(body.dump(), false, body);
+         o.rows = static_cast<std::int64_t>(list->size());
+         return o;
+       }});
+  tools_.push_back(
+      {"run_saved_query", "Run a saved query",
+       "Runs a saved query by name; `params` maps each declared parameter to its value.",
+       object_schema({{"name", {{"type", "string"}}}, {"params", {{"type", "object"}}}}, {"name"}),
+       kScopeQuery, true,
+       [this](const Principal& p, const nlohmann::json& args) {
+         auto name = args.find("name");
+         if (name == args.end() || !name->is_string()) return bad_arguments("\"name\" must be a string");
+         auto q = store_.saved_query(p.tenant_id, name->get<std::string>());
+         if (!q) return failure({DataError::Kind::internal, "saved queries are unavailable", q.error().what});
+         if (!*q) return failure({DataError::Kind::not_found, "no such saved query", ""});
+         auto bound = bind_saved(**q, args.value("params", nlohmann::json::object()));
+         if (auto* why = std::get_if<std::string>(&bound)) return bad_arguments(*why);
+         auto src = sources_.of(p.tenant_id);
+         if (!src) return failure(src.error());
+         auto r = (*src)->query((*q)->sql, std::get<std::vector<nlohmann::json>>(bound));
+         if (!r) return failure(r.error());
+         const nlohmann::json body = query_json(*r);
+         ToolOutcome o;
+         o.result = text_result(body.dump(), false, body);
+         o.rows = static_cast<std::int64_t>(r->rows.size());
+         return o;
+       }});
+}
+
+nlohmann::json Toolbox::list_resources(const Principal& p) {
+  nlohmann::json out = nlohmann::json::array();
+  if (auto src = sources_.of(p.tenant_id)) {
+    if (auto list = (*src)->entities()) {
+      for (const EntityInfo& e : *list) {
+        out.push_back({{"uri", kEntityScheme + e.name}, {"name", e.name},
+                       {"description", "schema and statistics of " + e.kind + " " + e.name},
+                       {"mimeType", "application/json"}});
+      }
+    }
+  }
+  if (auto saved = store_.saved_queries(p.tenant_id)) {
+    for (const SavedQuery& q : *saved) {
+      out.push_back({{"uri", kSavedScheme + q.name}, {"name", q.name},
+                     {"description", q.description}, {"mimeType", "application/json"}});
+    }
+  }
+  return out;
+}
+
+nlohmann::json Toolbox::resource_templates() const {
+  return nlohmann::json::array(
+      {{{"uriTemplate", std::string(kEntityScheme) + "{name}"}, {"name", "entity"},
+        {"description", "schema and statistics of a table or view"}, {"mimeType", "application/json"}},
+       {{"uriTemplate", std::string(kSavedScheme) + "{name}"}, {"name", "saved-query"},
+        {"description", "a saved query"}, {"mimeType", "application/json"}}});
+}
+
+std::optional<nlohmann::json> Toolbox::read_resource(const Principal& p, const std::string& uri) {
+  const auto contents = [&](const nlohmann::json& body) {
+    return nlohmann::json{{"contents", {{{"uri", uri}, {"mimeType", "application/json"}, {"text", body.dump()}}}}};
+  };
+  if (uri.starts_with(kEntityScheme)) {
+    auto src = sources_.of(p.tenant_id);
+    if (!src) return std::nullopt;
+    auto stats = (*src)->describe(uri.substr(sizeof kEntityScheme - 1));
+    if (!stats) return std::nullopt;
+    return contents(stats_json(*stats));
+  }
+  if (uri.starts_with(kSavedScheme)) {
+    auto q = store_.saved_query(p.tenant_id, uri.substr(sizeof kSavedScheme - 1));
+    if (!q || !*q) return std::nullopt;
+    return contents(to_json(**q));
+  }
+  return std::nullopt;
+}
+
+nlohmann::json Toolbox::list_prompts() const {
+  return nlohmann::json::array(
+      {{{"name", "explore_entity"}, {"title", "Explore an entity"},
+        {"description", "Guides an assistant through an entity's schema and statistics before querying it."},
+        {"arguments", {{{"name", "entity"}, {"description", "table or view name"}, {"required", true}}}}}});
+}
+
+std::variant<std::monostate, std::string, nlohmann::json> Toolbox::get_prompt(
+    const std::string& name, const nlohmann::json& args) const {
+  if (name != "explore_entity") return std::monostate{};
+  auto entity = args.find("entity");
+  if (entity == args.end() || !entity->is_string() || entity->get<std::string>().empty()) {
+    return std::string("argument \"entity\" is required");
+  }
+  const std::string e = entity->get<std::string>();
+  return nlohmann::json{
+      {"description", "Explore " + e},
+      {"messages",
+       {{{"role", "user"},
+         {"content",
+          {{"type", "text"},
+           {"text", "Call describe_entity with entity \"" + e +
+                        "\" to learn its columns, row count and null fractions. Then propose "
+                        "two or three read-only SQL queries over it and run one with run_query, "
+                        "using ? placeholders for any values."}}}}}}};
+}
+
+}  // namespace sluice::mcpd
+
+namespace sluice::mcpd {
+
+// The tools the MCP conformance suite calls. Off unless the test
+// configuration enables them: they return fixed content, no tenant data.
+void Toolbox::add_fixture_tools() {
+  const auto fixed = [](nlohmann::json result) {
+    return [result](const Principal&, const nlohmann::json&) {
+      ToolOutcome o;
+      o.result = result;
+      return o;
+    };
+  };
+  const nlohmann::json empty = object_schema(nlohmann::json::object(), {});
+  tools_.push_back({"test_simple_text", "", "Returns simple text content", empty, kScopeRead, true,
+                    fixed({{"content", {{{"type", "text"}, {"text", "This is a simple text response for testing."}}}}})});
+  tools_.push_back({"test_error_handling", "", "Always fails with an error result", empty, kScopeRead, true,
+                    [](const Principal&, const nlohmann::json&) {
+                      ToolOutcome o;
+                      o.result = text_result("This tool intentionally returns an error for testing", true);
+                      o.status = "error";
+                      return o;
+                    }});
+}
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,89 @@
+// The MCP surface over a tenant's data: tools, resources and prompts. Pure
+// request -> result functions; the protocol layer (mcp.h) decides who may
+// call what and audits every call.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "identity.h"
+#include "sqlite_source.h"
+#include "store.h"
+
+namespace sluice::mcpd {
+
+// What a tool call produced: the CallToolResult, and for the audit log its
+// status ("ok", "error", "denied", "timeout"), the rows returned and an
+// unsanitised detail (never sent to the client).
+struct ToolOutcome {
+  nlohmann::json result;
+  std::string status = "ok";
+  std::int64_t rows = 0;
+  std::string detail;
+};
+
+struct ToolDef {
+  std::string name;
+  std::string title;
+  std::string description;
+  nlohmann::json input_schema;
+  unsigned scope = kScopeRead;  // the key scope needed to see and call it
+  bool read_only = true;
+  std::function<ToolOutcome(const Principal&, const nlohmann::json& args)> run;
+};
+
+// Each tenant's data source, opened read-only on first use.
+class Sources {
+ public:
+  Sources(Store& store, QueryLimits limits) : store_(store), limits_(limits) {}
+  DataResult<std::shared_ptr<SqliteSource>> of(std::int64_t tenant_id);
+  void forget(std::int64_t tenant_id);
+
+ private:
+  Store& store_;
+  QueryLimits limits_;
+  std::mutex mu_;
+  std::map<std::int64_t, std::shared_ptr<SqliteSource>> open_;
+};
+
+class Toolbox {
+ public:
+  Toolbox(Store& store, Sources& sources, bool fixtures);
+
+  [[nodiscard]] const std::vector<ToolDef>& tools() const { return tools_; }
+  [[nodiscard]] const ToolDef* find(const std::string& name) const;
+
+  // Resources: entities and saved queries of the caller's tenant.
+  nlohmann::json list_resources(const Principal& p);
+  nlohmann::json resource_templates() const;
+  // nullopt: no such resource.
+  std::optional<nlohmann::json> read_resource(const Principal& p, const std::string& uri);
+
+  nlohmann::json list_prompts() const;
+  // nullopt: unknown prompt; a string: the arguments are invalid (why).
+  std::variant<std::monostate, std::string, nlohmann::json> get_prompt(const std::string& name,
+                                                                       const nlohmann::json& args) const;
+
+ private:
+  void add_data_tools();
+  void add_fixture_tools();
+
+  Store& store_;
+  Sources& sources_;
+  std::vector<ToolDef> tools_;
+};
+
+// A CallToolResult with one text block (and structured content).
+nlohmann::json text_result(const std::string& text, bool is_error,
+                           const nlohmann::json& structured = nullptr);
+
+}  // namespace sluice::mcpd

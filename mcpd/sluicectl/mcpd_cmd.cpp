@@ -1,0 +1,147 @@
+// sluicectl bootstrap | key ... | audit verify: sluice-mcpd's local
+// administration (its admin socket, one JSON line each way) and an
+// offline check of its audit chain.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "audit_chain.h"
+#include "cli.h"
+
+namespace sluice::ctl {
+namespace {
+
+struct McpdOptions {
+  std::string socket = "/run/sluice/mcpd-admin.sock";
+  std::string tenant, user = "admin", data_source, scopes = "read,query", name = "key", key_id, role = "viewer";
+  std::int64_t user_id = 0, tenant_id = 0;
+  std::string db = "/var/lib/sluice/mcpd.db";
+  bool json_out = false;
+};
+
+// One request line, one reply line, within 10 s.
+std::optional<nlohmann::json> admin_call(const std::string& path, const nlohmann::json& request) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (fd < 0 || path.size() >= sizeof addr.sun_path) {
+    std::cerr << "sluicectl: bad admin socket path\n";
+    if (fd >= 0) ::close(fd);
+    return std::nullopt;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    std::cerr << "sluicectl: cannot reach sluice-mcpd at " << path << ": " << std::strerror(errno) << "\n";
+    ::close(fd);
+    return std::nullopt;
+  }
+  const std::string line = request.dump() + "\n";
+  if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    std::cerr << "sluicectl: cannot send to sluice-mcpd\n";
+    ::close(fd);
+    return std::nullopt;
+  }
+  std::string reply;
+  char buf[4096];
+  while (reply.find('\n') == std::string::npos && reply.size() < (1 << 20)) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  auto doc = nlohmann::json::parse(reply, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    std::cerr << "sluicectl: no valid reply from sluice-mcpd\n";
+    return std::nullopt;
+  }
+  return doc;
+}
+
+int print(const std::optional<nlohmann::json>& reply) {
+  if (!reply) return kExitFailure;
+  std::cout << reply->dump(2) << "\n";
+  return reply->value("ok", false) ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+void add_mcpd_commands(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<McpdOptions>();
+
+  auto* boot = app.add_subcommand("bootstrap", "create the first tenant and its super-admin key (once)");
+  boot->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
+  boot->add_option("--tenant", o->tenant, "tenant name")->required();
+  boot->add_option("--user", o->user, "super-admin user name");
+  boot->add_option("--data-source", o->data_source, "the tenant's SQLite file (absolute path)")->required();
+  boot->callback([o, &exit_code] {
+    exit_code = print(admin_call(o->socket, {{"op", "bootstrap"}, {"tenant", o->tenant}, {"user", o->user},
+                                             {"data_source", o->data_source}}));
+  });
+
+  auto* key = app.add_subcommand("key", "API keys (over the admin socket)");
+  key->require_subcommand(1);
+  auto* create = key->add_subcommand("create", "issue a key for a user; the token is printed once");
+  create->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
+  create->add_option("--user-id", o->user_id, "user id")->required();
+  create->add_option("--name", o->name, "key name");
+  create->add_option("--scopes", o->scopes, "read,query,flows");
+  create->callback([o, &exit_code] {
+    exit_code = print(admin_call(o->socket, {{"op", "create_key"}, {"user_id", o->user_id}, {"name", o->name},
+                                             {"scopes", o->scopes}}));
+  });
+  auto* revoke = key->add_subcommand("revoke", "revoke a key by id");
+  revoke->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
+  revoke->add_option("id", o->key_id, "key id")->required();
+  revoke->callback([o, &exit_code] { exit_code = print(admin_call(o->socket, {{"op", "revoke_key"}, {"key_id", o->key_id}})); });
+  auto* list = key->add_subcommand("list", "list keys (ids, never secrets)");
+  list->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
+  list->callback([o, &exit_code] { exit_code = print(admin_call(o->socket, {{"op", "list_keys"}})); });
+
+  auto* user = app.add_subcommand("user", "users (over the admin socket)");
+  user->require_subcommand(1);
+  auto* ucreate = user->add_subcommand("create", "create a user in a tenant");
+  ucreate->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
+  ucreate->add_option("--tenant-id", o->tenant_id, "tenant id")->required();
+  ucreate->add_option("--name", o->user, "user name")->required();
+  ucreate->add_option("--role", o->role, "viewer, editor, admin or super_admin");
+  ucreate->callback([o, &exit_code] {
+    exit_code = print(admin_call(o->socket, {{"op", "create_user"}, {"tenant_id", o->tenant_id}, {"user", o->user},
+                                             {"role", o->role}}));
+  });
+
+  auto* audit = app.add_subcommand("audit", "the audit log");
+  audit->require_subcommand(1);
+  auto* verify = audit->add_subcommand("verify", "check the hash chain of every record (read-only)");
+  verify->add_option("--db", o->db, "sluice-mcpd's database");
+  verify->add_flag("--json", o->json_out, "print the verdict as JSON");
+  verify->callback([o, &exit_code] {
+    auto v = sluice::mcpd::verify_audit(o->db);
+    if (!v) {
+      std::cerr << "sluicectl: " << v.error().what << "\n";
+      exit_code = kExitInvalid;
+      return;
+    }
+    if (o->json_out) {
+      std::cout << nlohmann::json{{"ok", v->ok}, {"records", v->records}, {"bad_seq", v->bad_seq},
+                                  {"problem", v->problem}, {"head_hash", v->head_hash}}
+                       .dump(2)
+                << "\n";
+    } else if (v->ok) {
+      std::cout << "audit chain intact: " << v->records << " records, head " << v->head_hash << "\n";
+    } else {
+      std::cout << "audit chain BROKEN at seq " << v->bad_seq << ": " << v->problem << " (" << v->records
+                << " records verified before it)\n";
+    }
+    exit_code = v->ok ? kExitOk : kExitFailure;
+  });
+}
+
+}  // namespace sluice::ctl

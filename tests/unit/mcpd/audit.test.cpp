@@ -1,0 +1,140 @@
+#include "audit.h"
+
+#include <sqlite3.h>
+
+#include <future>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "store.h"
+#include "temp_dir.h"
+
+using namespace sluice::mcpd;
+using sluice::testing::TempDir;
+
+namespace {
+
+void exec(const std::string& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
+  INFO(sql << ": " << (err ? err : ""));
+  sqlite3_free(err);
+  sqlite3_close(h);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+// Writes n records and waits until all are durable.
+void write(AuditLog& log, int n, const std::string& tenant = "acme") {
+  std::vector<std::future<std::optional<std::int64_t>>> done;
+  for (int i = 0; i < n; ++i) {
+    auto p = std::make_shared<std::promise<std::optional<std::int64_t>>>();
+    done.push_back(p->get_future());
+    log.append({{"kind", "tool_call"}, {"tenant", tenant}, {"tool", "run_query"}, {"i", i}},
+               [p](std::optional<std::int64_t> seq) { p->set_value(seq); });
+  }
+  for (auto& f : done) REQUIRE(f.get());
+}
+
+}  // namespace
+
+TEST_CASE("mcpd::AuditLog chains records and verify_audit finds any tampering", "[mcpd][audit]") {
+  TempDir dir;
+  const std::string db = dir.file("mcpd.db");
+  REQUIRE(Store::open(db));
+  {
+    auto log = AuditLog::open(db, {64, 65536, false});
+    REQUIRE(log);
+    write(**log, 20);
+  }
+  auto clean = verify_audit(db);
+  REQUIRE(clean);
+  REQUIRE(clean->ok);
+  CHECK(clean->records == 20);
+
+  SECTION("an edited record breaks the chain at that record") {
+    exec(db, "UPDATE audit SET record = replace(record, 'run_query', 'list_entities') WHERE seq = 7");
+    auto v = verify_audit(db);
+    REQUIRE(v);
+    CHECK_FALSE(v->ok);
+    CHECK(v->bad_seq == 7);
+    CHECK(v->records == 6);
+  }
+  SECTION("an edited indexed column is caught too") {
+    exec(db, "UPDATE audit SET tenant = 'other' WHERE seq = 3");
+    auto v = verify_audit(db);
+    CHECK_FALSE(v->ok);
+    CHECK(v->bad_seq == 3);
+  }
+  SECTION("a deleted record leaves a gap") {
+    exec(db, "DELETE FROM audit WHERE seq = 11");
+    auto v = verify_audit(db);
+    CHECK_FALSE(v->ok);
+    CHECK(v->bad_seq == 11);
+  }
+  SECTION("an inserted record does not link") {
+    exec(db, "UPDATE audit SET seq = seq + 100 WHERE seq >= 5");
+    exec(db, "UPDATE audit SET seq = seq - 99 WHERE seq >= 105");
+    exec(db, "INSERT INTO audit(seq, ts_ms, kind, tenant, record, prev_hash, hash) "
+             "SELECT 5, ts_ms, kind, tenant, record, prev_hash, hash FROM audit WHERE seq = 4");
+    auto v = verify_audit(db);
+    CHECK_FALSE(v->ok);
+    CHECK(v->bad_seq == 5);
+  }
+  SECTION("two records swapped are out of chain") {
+    exec(db, "UPDATE audit SET seq = -1 WHERE seq = 9");
+    exec(db, "UPDATE audit SET seq = 9 WHERE seq = 10");
+    exec(db, "UPDATE audit SET seq = 10 WHERE seq = -1");
+    auto v = verify_audit(db);
+    CHECK_FALSE(v->ok);
+    CHECK(v->bad_seq == 9);
+  }
+  SECTION("a recomputed hash for an edit still breaks the next link") {
+    exec(db, "UPDATE audit SET record = replace(record, 'acme', 'evil'), tenant = 'evil' WHERE seq = 12");
+    // The attacker cannot produce hash_12 without rewriting every later
+    // record; rewriting hash_12 alone breaks record 13's link.
+    exec(db, "UPDATE audit SET hash = zeroblob(32) WHERE seq = 12");
+    auto v = verify_audit(db);
+    CHECK_FALSE(v->ok);
+    CHECK(v->bad_seq == 12);
+  }
+  SECTION("a reopened log continues the same chain") {
+    auto log = AuditLog::open(db, {64, 65536, false});
+    REQUIRE(log);
+    write(**log, 5);
+    log->reset();
+    auto v = verify_audit(db);
+    REQUIRE(v->ok);
+    CHECK(v->records == 25);
+  }
+}
+
+TEST_CASE("mcpd::AuditLog commits concurrent appends in groups, each acknowledged once durable",
+          "[mcpd][audit]") {
+  TempDir dir;
+  const std::string db = dir.file("mcpd.db");
+  REQUIRE(Store::open(db));
+  auto log = AuditLog::open(db, {256, 65536, false});
+  REQUIRE(log);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&, t] { write(**log, 250, "t" + std::to_string(t)); });
+  for (auto& t : threads) t.join();
+  CHECK((*log)->committed() == 1000);
+  auto records = (*log)->read("t2", 1000, 0, "");
+  REQUIRE(records);
+  CHECK(records->size() == 250);
+  CHECK((*records)[0]["seq"].get<std::int64_t>() > (*records)[1]["seq"].get<std::int64_t>());
+  log->reset();
+  auto v = verify_audit(db);
+  REQUIRE(v->ok);
+  CHECK(v->records == 1000);
+}
+
+TEST_CASE("mcpd::verify_audit refuses what is not an audit database", "[mcpd][audit]") {
+  TempDir dir;
+  CHECK_FALSE(verify_audit(dir.file("missing.db")));
+  exec(dir.file("other.db"), "CREATE TABLE x(a)");
+  CHECK_FALSE(verify_audit(dir.file("other.db")));
+}

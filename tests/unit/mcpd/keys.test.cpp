@@ -1,0 +1,79 @@
+#include "keys.h"
+
+#include <set>
+
+#include <catch2/catch.hpp>
+
+#include "identity.h"
+
+using namespace sluice::mcpd;
+
+TEST_CASE("mcpd::keys are random, shaped, and stored only as a hash", "[mcpd][keys]") {
+  SECTION("a new key parses back to its id and a secret whose hash is stored") {
+    const NewKey k = generate_key();
+    CHECK(k.token.size() == 4 + 16 + 1 + 43);
+    auto parsed = parse_key(k.token);
+    REQUIRE(parsed);
+    CHECK(parsed->id == k.id);
+    CHECK(same_hash(hash_secret(parsed->secret), k.hash));
+    CHECK(k.token.find(to_hex(k.hash.data(), k.hash.size())) == std::string::npos);
+  }
+  SECTION("keys do not repeat") {
+    std::set<std::string> ids, tokens;
+    for (int i = 0; i < 200; ++i) {
+      const NewKey k = generate_key();
+      ids.insert(k.id);
+      tokens.insert(k.token);
+    }
+    CHECK(ids.size() == 200);
+    CHECK(tokens.size() == 200);
+  }
+  SECTION("a different secret does not match") {
+    const NewKey k = generate_key();
+    std::string other = k.token;
+    other.back() = other.back() == 'A' ? 'B' : 'A';
+    auto parsed = parse_key(other);
+    REQUIRE(parsed);
+    CHECK_FALSE(same_hash(hash_secret(parsed->secret), k.hash));
+  }
+  SECTION("anything not shaped like a key is refused") {
+    const NewKey k = generate_key();
+    for (const std::string& bad :
+         {std::string(), std::string("slk_"), k.token + "x", k.token.substr(1), "SLK" + k.token.substr(3),
+          k.token.substr(0, 20) + "-" + k.token.substr(21), "slk_0123456789abcdeG_" + k.token.substr(21),
+          k.token.substr(0, 30) + "+" + k.token.substr(31), k.token.substr(0, 30) + std::string(1, '\0') + k.token.substr(31)}) {
+      CHECK_FALSE(parse_key(bad));
+    }
+  }
+}
+
+TEST_CASE("mcpd::identity parses scopes and roles strictly", "[mcpd][identity]") {
+  SECTION("scopes are a comma-separated subset of read, query, flows") {
+    CHECK(parse_scopes("read") == kScopeRead);
+    CHECK(parse_scopes("read,query") == (kScopeRead | kScopeQuery));
+    CHECK(parse_scopes("flows,read,query") == kAllScopes);
+    CHECK(scopes_to_string(kScopeQuery | kScopeRead) == "read,query");
+    for (const char* bad : {"", "admin", "read,", ",read", "read,,query", "READ", "read query"}) {
+      CHECK_FALSE(parse_scopes(bad));
+    }
+  }
+  SECTION("roles are the four of the matrix") {
+    CHECK(parse_role("viewer") == Role::viewer);
+    CHECK(parse_role("super_admin") == Role::super_admin);
+    CHECK_FALSE(parse_role("root"));
+    CHECK(to_string(Role::editor) == "editor");
+  }
+  SECTION("the permission matrix") {
+    CHECK(allowed(Role::viewer, Action::read_meta));
+    CHECK(allowed(Role::viewer, Action::manage_own_keys));
+    CHECK_FALSE(allowed(Role::viewer, Action::manage_saved_query));
+    CHECK(allowed(Role::editor, Action::manage_saved_query));
+    CHECK_FALSE(allowed(Role::editor, Action::read_audit));
+    CHECK_FALSE(allowed(Role::editor, Action::write_policy));
+    CHECK(allowed(Role::admin, Action::read_audit));
+    CHECK(allowed(Role::admin, Action::manage_users));
+    CHECK(allowed(Role::admin, Action::write_policy));
+    CHECK_FALSE(allowed(Role::admin, Action::manage_tenants));
+    CHECK(allowed(Role::super_admin, Action::manage_tenants));
+  }
+}

@@ -1,0 +1,313 @@
+#include "mcp.h"
+
+#include <set>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <catch2/catch.hpp>
+
+#include "demo_data.h"
+#include "jsonrpc.h"
+#include "temp_dir.h"
+
+using namespace sluice::mcpd;
+using sluice::testing::TempDir;
+using nlohmann::json;
+
+namespace {
+
+struct World {
+  TempDir dir;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<AuditLog> audit;
+  std::unique_ptr<Sources> sources;
+  std::unique_ptr<Toolbox> tools;
+  std::unique_ptr<Sessions> sessions;
+  McpCounters counters;
+  std::unique_ptr<McpServer> mcp;
+  boost::asio::io_context io;
+
+  explicit World(AuditOptions audit_options = {64, 65536, false}) {
+    DemoOptions demo;
+    demo.customers = 50;
+    demo.transactions = 500;
+    REQUIRE(generate_demo_bank(dir.file("bank.db"), demo));
+    store = std::move(*Store::open(dir.file("mcpd.db")));
+    REQUIRE(store->create_tenant("acme", dir.file("bank.db")));
+    REQUIRE(store->create_user(1, "alice", Role::editor));
+    auto a = AuditLog::open(dir.file("mcpd.db"), audit_options);
+    REQUIRE(a);
+    audit = std::move(*a);
+    sources = std::make_unique<Sources>(*store, QueryLimits{});
+    tools = std::make_unique<Toolbox>(*store, *sources, false);
+    sessions = std::make_unique<Sessions>(100, std::chrono::seconds(3600));
+    mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters);
+  }
+
+  McpResponse send(McpRequest req, const Principal& who) {
+    auto f = boost::asio::co_spawn(io, mcp->handle(std::move(req), who), boost::asio::use_future);
+    io.restart();
+    io.run();
+    return f.get();
+  }
+
+  McpResponse post(const json& body, const Principal& who, const std::string& session = "",
+                   const std::string& version = "") {
+    McpRequest r;
+    r.method = "POST";
+    r.accept = "application/json, text/event-stream";
+    r.content_type = "application/json";
+    r.session_id = session;
+    r.protocol_version = version;
+    r.body = body.dump();
+    return send(std::move(r), who);
+  }
+
+  std::string open_session(const Principal& who, const std::string& version = "2025-11-25") {
+    auto r = post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"},
+                   {"params", {{"protocolVersion", version}, {"capabilities", json::object()},
+                               {"clientInfo", {{"name", "test"}, {"version", "1"}}}}}},
+                  who);
+    REQUIRE(r.status == 200);
+    for (auto& [k, v] : r.headers) {
+      if (k == "Mcp-Session-Id") return v;
+    }
+    FAIL("no session id");
+    return "";
+  }
+};
+
+Principal principal(const std::string& key_id, unsigned scopes) {
+  Principal p;
+  p.credential_type = "api_key";
+  p.credential_id = key_id;
+  p.tenant_id = 1;
+  p.tenant = "acme";
+  p.user_id = 1;
+  p.user = "alice";
+  p.role = Role::viewer;
+  p.scopes = scopes;
+  return p;
+}
+
+json body(const McpResponse& r) { return json::parse(r.body); }
+
+json call(const std::string& tool, json args, int id = 7) {
+  return {{"jsonrpc", "2.0"}, {"id", id}, {"method", "tools/call"}, {"params", {{"name", tool}, {"arguments", args}}}};
+}
+
+}  // namespace
+
+TEST_CASE("mcpd::McpServer negotiates the protocol and binds sessions to credentials", "[mcpd][mcp]") {
+  World w;
+  const Principal alice = principal("aaaa", kAllScopes), mallory = principal("bbbb", kAllScopes);
+
+  SECTION("initialize echoes a supported revision and opens a session") {
+    for (const char* v : {"2025-11-25", "2025-06-18", "2025-03-26"}) {
+      auto r = w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"},
+                       {"params", {{"protocolVersion", v}, {"capabilities", json::object()}}}},
+                      alice);
+      REQUIRE(r.status == 200);
+      CHECK(body(r)["result"]["protocolVersion"] == v);
+      CHECK(body(r)["result"]["serverInfo"]["name"] == "sluice-mcpd");
+      REQUIRE(r.headers.size() == 1);
+      CHECK(r.headers[0].first == "Mcp-Session-Id");
+      CHECK(r.headers[0].second.size() == 64);
+    }
+  }
+  SECTION("an unknown revision is answered with the latest") {
+    auto r = w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"},
+                     {"params", {{"protocolVersion", "1999-01-01"}}}},
+                    alice);
+    CHECK(body(r)["result"]["protocolVersion"] == "2025-11-25");
+  }
+  SECTION("a request without a session is a 400, an unknown session a 404") {
+    const json ping = {{"jsonrpc", "2.0"}, {"id", 2}, {"method", "ping"}};
+    CHECK(w.post(ping, alice).status == 400);
+    CHECK(w.post(ping, alice, std::string(64, 'a')).status == 404);
+  }
+  SECTION("another credential presenting the session id gets 404") {
+    const std::string sid = w.open_session(alice);
+    const json ping = {{"jsonrpc", "2.0"}, {"id", 2}, {"method", "ping"}};
+    CHECK(w.post(ping, alice, sid).status == 200);
+    CHECK(w.post(ping, mallory, sid).status == 404);
+  }
+  SECTION("DELETE ends the session for its owner only") {
+    const std::string sid = w.open_session(alice);
+    McpRequest del;
+    del.method = "DELETE";
+    del.session_id = sid;
+    CHECK(w.send(del, mallory).status == 404);
+    CHECK(w.send(del, alice).status == 200);
+    CHECK(w.post({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "ping"}}, alice, sid).status == 404);
+  }
+  SECTION("an unsupported MCP-Protocol-Version header is a 400") {
+    const std::string sid = w.open_session(alice);
+    CHECK(w.post({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "ping"}}, alice, sid, "2024-01-01").status == 400);
+    CHECK(w.post({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "ping"}}, alice, sid, "2025-06-18").status == 200);
+  }
+  SECTION("initialize within a session is refused") {
+    const std::string sid = w.open_session(alice);
+    auto r = w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"}, {"params", {{"protocolVersion", "2025-11-25"}}}},
+                    alice, sid);
+    CHECK(r.status == 400);
+  }
+}
+
+TEST_CASE("mcpd::McpServer answers malformed input with the JSON-RPC codes of the spec", "[mcpd][mcp]") {
+  World w;
+  const Principal alice = principal("aaaa", kAllScopes);
+  const std::string sid = w.open_session(alice);
+  McpRequest raw;
+  raw.method = "POST";
+  raw.accept = "application/json, text/event-stream";
+  raw.content_type = "application/json";
+  raw.session_id = sid;
+
+  SECTION("unparseable JSON is -32700") {
+    raw.body = "{\"jsonrpc\": ";
+    auto r = w.send(raw, alice);
+    CHECK(r.status == 400);
+    CHECK(body(r)["error"]["code"] == rpc::kParseError);
+  }
+  SECTION("a message that is not JSON-RPC is -32600") {
+    for (const char* bad : {R"({"jsonrpc":"1.0","id":1,"method":"ping"})", R"({"id":1,"method":"ping"})",
+                            R"({"jsonrpc":"2.0","id":{},"method":"ping"})", R"({"jsonrpc":"2.0","id":1,"method":5})",
+                            R"({"jsonrpc":"2.0","id":1,"method":"ping","params":[1]})", R"([1,2])", R"("x")"}) {
+      raw.body = bad;
+      auto r = w.send(raw, alice);
+      INFO(bad);
+      CHECK(r.status == 400);
+      CHECK(body(r)["error"]["code"] == rpc::kInvalidRequest);
+    }
+  }
+  SECTION("an unknown method is -32601") {
+    auto r = w.post({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "nope/nothing"}}, alice, sid);
+    CHECK(r.status == 200);
+    CHECK(body(r)["error"]["code"] == rpc::kMethodNotFound);
+    CHECK(body(r)["id"] == 3);
+  }
+  SECTION("bad params are -32602") {
+    CHECK(body(w.post({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "tools/call"}, {"params", json::object()}}, alice, sid))["error"]["code"] == rpc::kInvalidParams);
+    CHECK(body(w.post({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "tools/list"}, {"params", {{"cursor", "zz"}}}}, alice, sid))["error"]["code"] == rpc::kInvalidParams);
+    CHECK(body(w.post({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "logging/setLevel"}, {"params", {{"level", "loud"}}}}, alice, sid))["error"]["code"] == rpc::kInvalidParams);
+  }
+  SECTION("notifications are accepted with 202 and no body") {
+    auto r = w.post({{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}}, alice, sid);
+    CHECK(r.status == 202);
+    CHECK(r.body.empty());
+  }
+  SECTION("the wrong content type is 415, a missing Accept 406") {
+    raw.body = R"({"jsonrpc":"2.0","id":1,"method":"ping"})";
+    raw.content_type = "text/plain";
+    CHECK(w.send(raw, alice).status == 415);
+    raw.content_type = "application/json";
+    raw.accept = "text/html";
+    CHECK(w.send(raw, alice).status == 406);
+  }
+  SECTION("batches only in 2025-03-26") {
+    raw.body = R"([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}])";
+    CHECK(w.send(raw, alice).status == 400);
+    raw.session_id = w.open_session(alice, "2025-03-26");
+    auto r = w.send(raw, alice);
+    CHECK(r.status == 200);
+    REQUIRE(body(r).is_array());
+    CHECK(body(r).size() == 2);
+  }
+}
+
+TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and audits every call",
+          "[mcpd][mcp]") {
+  World w;
+  const Principal reader = principal("rrrr", kScopeRead), querier = principal("qqqq", kScopeRead | kScopeQuery);
+
+  SECTION("tools/list follows the scopes") {
+    const std::string sid = w.open_session(reader);
+    auto list = body(w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "tools/list"}}, reader, sid));
+    std::set<std::string> names;
+    for (const auto& t : list["result"]["tools"]) names.insert(t["name"]);
+    CHECK(names == std::set<std::string>{"describe_entity", "list_entities", "list_saved_queries"});
+    const std::string qsid = w.open_session(querier);
+    list = body(w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "tools/list"}}, querier, qsid));
+    CHECK(list["result"]["tools"].size() == 5);
+  }
+  SECTION("a tool outside the key's scopes is refused and the refusal audited") {
+    const std::string sid = w.open_session(reader);
+    auto r = body(w.post(call("run_query", {{"sql", "SELECT 1"}}), reader, sid));
+    CHECK(r["error"]["code"] == rpc::kInvalidParams);
+    auto records = w.audit->read("acme", 10, 0, "tool_call");
+    REQUIRE(records);
+    REQUIRE(records->size() == 1);
+    CHECK((*records)[0]["status"] == "denied");
+    CHECK((*records)[0]["tool"] == "run_query");
+  }
+  SECTION("run_query returns rows, and the audit record names the call without its arguments") {
+    const std::string sid = w.open_session(querier);
+    auto r = body(w.post(call("run_query", {{"sql", "SELECT id FROM customers WHERE id = ?"}, {"params", {3}}}), querier, sid));
+    REQUIRE(r.contains("result"));
+    CHECK(r["result"]["isError"] == false);
+    CHECK(r["result"]["structuredContent"]["rows"] == json::array({json::array({3})}));
+    auto records = w.audit->read("acme", 10, 0, "tool_call");
+    REQUIRE(records->size() == 1);
+    const json& rec = (*records)[0];
+    CHECK(rec["rows"] == 1);
+    CHECK(rec["status"] == "ok");
+    CHECK(rec["user"] == "alice");
+    CHECK(rec["credential"] == "api_key:qqqq");
+    CHECK(rec["client"]["name"] == "test");
+    CHECK(rec["args_sha256"] == digest_arguments({{"sql", "SELECT id FROM customers WHERE id = ?"}, {"params", {3}}}));
+    CHECK(rec.dump().find("SELECT") == std::string::npos);
+  }
+  SECTION("a write is an isError result with a sanitised message, audited as denied") {
+    const std::string sid = w.open_session(querier);
+    auto r = body(w.post(call("run_query", {{"sql", "DELETE FROM customers"}}), querier, sid));
+    CHECK(r["result"]["isError"] == true);
+    const std::string text = r["result"]["content"][0]["text"];
+    CHECK(text.find(w.dir.path()) == std::string::npos);
+    auto records = w.audit->read("acme", 10, 0, "tool_call");
+    CHECK((*records)[0]["status"] == "denied");
+  }
+  SECTION("2025-03-26 sessions get no structuredContent") {
+    const std::string sid = w.open_session(querier, "2025-03-26");
+    auto r = body(w.post(call("list_entities", json::object()), querier, sid));
+    CHECK_FALSE(r["result"].contains("structuredContent"));
+  }
+}
+
+TEST_CASE("mcpd::McpServer answers nothing it could not audit", "[mcpd][mcp]") {
+  World w({64, 0, false});  // the audit queue accepts nothing
+  const Principal querier = principal("qqqq", kScopeRead | kScopeQuery);
+  const std::string sid = w.open_session(querier);
+  auto r = body(w.post(call("run_query", {{"sql", "SELECT full_name FROM customers"}}), querier, sid));
+  CHECK(r["error"]["code"] == rpc::kInternalError);
+  CHECK_FALSE(r.contains("result"));
+  CHECK(w.counters.audit_failures == 1);
+}
+
+TEST_CASE("mcpd::McpServer serves entities and saved queries as resources, and a prompt", "[mcpd][mcp]") {
+  World w;
+  const Principal reader = principal("rrrr", kScopeRead);
+  SavedQuery q;
+  q.tenant_id = 1;
+  q.name = "by_city";
+  q.description = "customers in a city";
+  q.sql = "SELECT id FROM customers WHERE city = ?";
+  q.params = {{"city", "string", ""}};
+  REQUIRE(w.store->put_saved_query(q, 1));
+  const std::string sid = w.open_session(reader);
+  auto list = body(w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "resources/list"}}, reader, sid));
+  std::set<std::string> uris;
+  for (const auto& r : list["result"]["resources"]) uris.insert(r["uri"]);
+  CHECK(uris.contains("sluice://entities/customers"));
+  CHECK(uris.contains("sluice://saved-queries/by_city"));
+  auto read = body(w.post({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "resources/read"}, {"params", {{"uri", "sluice://entities/accounts"}}}}, reader, sid));
+  const json stats = json::parse(read["result"]["contents"][0]["text"].get<std::string>());
+  CHECK(stats["row_count"].get<std::int64_t>() > 0);
+  auto missing = body(w.post({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "resources/read"}, {"params", {{"uri", "sluice://entities/nope"}}}}, reader, sid));
+  CHECK(missing["error"]["code"] == -32002);
+  auto prompt = body(w.post({{"jsonrpc", "2.0"}, {"id", 4}, {"method", "prompts/get"}, {"params", {{"name", "explore_entity"}, {"arguments", {{"entity", "cards"}}}}}}, reader, sid));
+  CHECK(prompt["result"]["messages"].size() == 1);
+  auto bad = body(w.post({{"jsonrpc", "2.0"}, {"id", 5}, {"method", "prompts/get"}, {"params", {{"name", "explore_entity"}}}}, reader, sid));
+  CHECK(bad["error"]["code"] == rpc::kInvalidParams);
+}
