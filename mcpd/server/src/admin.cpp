@@ -5,6 +5,7 @@
 #include <set>
 
 #include "app.h"
+#include "text.h"
 
 namespace sluice::mcpd {
 namespace http = boost::beast::http;
@@ -119,6 +120,11 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       }
       expires = now_ms() + static_cast<std::int64_t>(b["expires_in_seconds"].get<std::uint64_t>()) * 1000;
     }
+    // A key never mints a stronger or longer-lived one: a leaked
+    // read-only key that expires tomorrow cannot become a permanent
+    // query key.
+    if ((*scopes & ~who.scopes) != 0) return problem(403, "a key can only grant scopes it holds", v);
+    if (who.expires_ms && (!expires || *expires > *who.expires_ms)) expires = who.expires_ms;
     std::int64_t for_user = who.user_id;
     if (b.contains("user_id")) {
       if (!b["user_id"].is_number_integer()) return problem(400, "\"user_id\" must be an integer", v);
@@ -127,13 +133,14 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (for_user != who.user_id) {
       auto target = store_->user(for_user);
       if (!target || !*target) return problem(404, "no such user", v);
+      // Never for a peer or a superior: that would let an admin act as them.
       const bool ok = super || (allowed(who.role, Action::manage_users) && (*target)->tenant_id == who.tenant_id &&
-                                (*target)->role <= who.role);
+                                (*target)->role < who.role);
       if (!ok) return problem(403, "not permitted", v);
     }
     auto key = store_->create_key(for_user, name, *scopes, expires);
     if (!key) return problem(500, "the key could not be created", v);
-    (void)keys_->reload();
+    if (!keys_->reload()) return problem(500, "the key was stored but is not active yet", v);
     audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "create_key"},
                     {"key", key->id}, {"for_user", for_user}},
                    [](std::optional<std::int64_t>) {});
@@ -148,11 +155,13 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     auto it = std::find_if(keys->begin(), keys->end(), [&](const KeyRecord& k) { return k.id == id; });
     const bool visible = it != keys->end() &&
                          (it->user.id == who.user_id || super ||
-                          (allowed(who.role, Action::manage_users) && it->user.tenant_id == who.tenant_id));
+                          (allowed(who.role, Action::manage_users) && it->user.tenant_id == who.tenant_id &&
+                           it->user.role <= who.role));
     if (!visible) return problem(404, "no such key", v);
     auto revoked = store_->revoke_key(id);
     if (!revoked) return problem(500, "the key could not be revoked", v);
-    (void)keys_->reload();
+    keys_->drop(id);  // refused from now on, whatever a reload does
+    if (!keys_->reload()) return problem(500, "the key is revoked; the key cache could not be refreshed", v);
     audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "revoke_key"}, {"key", id}},
                    [](std::optional<std::int64_t>) {});
     return reply(200, {{"revoked", *revoked}}, v);
@@ -207,6 +216,9 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       auto gone = store_->delete_saved_query(who.tenant_id, name);
       if (!gone) return problem(500, "saved queries unavailable", v);
       if (!*gone) return problem(404, "no such saved query", v);
+      audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "delete_saved_query"},
+                      {"name", name}},
+                     [](std::optional<std::int64_t>) {});
       return reply(200, {{"deleted", name}}, v);
     }
     if (verb != http::verb::put) return problem(405, "method not allowed", v);
@@ -280,7 +292,7 @@ json App::local_admin(const json& r) {
     if (!uid) return err(uid.error().what);
     auto key = store_->create_key(*uid, "bootstrap", kAllScopes, std::nullopt);
     if (!key) return err(key.error().what);
-    (void)keys_->reload();
+    if (!keys_->reload()) return err("bootstrapped, but the key is not active yet; restart sluice-mcpd");
     audit_->append({{"kind", "admin"}, {"tenant", tenant}, {"user", user}, {"action", "bootstrap"}, {"key", key->id}},
                    [](std::optional<std::int64_t>) {});
     return {{"ok", true}, {"tenant_id", *tid}, {"user_id", *uid}, {"key_id", key->id}, {"token", key->token}};
@@ -290,6 +302,8 @@ json App::local_admin(const json& r) {
     if (!valid_name(tenant) || source.empty() || source.front() != '/') return err("tenant name and absolute data_source required");
     auto tid = store_->create_tenant(tenant, source);
     if (!tid) return err("the tenant could not be created");
+    audit_->append({{"kind", "admin"}, {"tenant", tenant}, {"user", "local"}, {"action", "create_tenant"}},
+                   [](std::optional<std::int64_t>) {});
     return {{"ok", true}, {"tenant_id", *tid}};
   }
   if (op == "create_user") {
@@ -297,6 +311,9 @@ json App::local_admin(const json& r) {
     if (!r.value("tenant_id", json()).is_number_integer() || !role) return err("tenant_id and role required");
     auto uid = store_->create_user(r["tenant_id"].get<std::int64_t>(), str("user"), *role);
     if (!uid) return err("the user could not be created");
+    audit_->append({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "create_user"},
+                    {"new_user", clean_text(str("user"), 64)}, {"role", std::string(to_string(*role))}},
+                   [](std::optional<std::int64_t>) {});
     return {{"ok", true}, {"user_id", *uid}};
   }
   if (op == "create_key") {
@@ -304,13 +321,18 @@ json App::local_admin(const json& r) {
     if (!r.value("user_id", json()).is_number_integer() || !scopes) return err("user_id and scopes required");
     auto key = store_->create_key(r["user_id"].get<std::int64_t>(), str("name").empty() ? "key" : str("name"), *scopes, std::nullopt);
     if (!key) return err("the key could not be created");
-    (void)keys_->reload();
+    if (!keys_->reload()) return err("the key was stored but is not active yet");
+    audit_->append({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "create_key"}, {"key", key->id}},
+                   [](std::optional<std::int64_t>) {});
     return {{"ok", true}, {"key_id", key->id}, {"token", key->token}};
   }
   if (op == "revoke_key") {
     auto done = store_->revoke_key(str("key_id"));
     if (!done) return err("store unavailable");
-    (void)keys_->reload();
+    keys_->drop(str("key_id"));
+    if (!keys_->reload()) return err("the key is revoked; the key cache could not be refreshed");
+    audit_->append({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "revoke_key"}, {"key", str("key_id")}},
+                   [](std::optional<std::int64_t>) {});
     return {{"ok", *done}};
   }
   if (op == "list_keys") {

@@ -1,10 +1,14 @@
 #include "app.h"
 
+#include <algorithm>
 #include <sstream>
+
+#include <boost/asio/ip/address.hpp>
 
 #include <boost/asio/use_awaitable.hpp>
 
 #include "jsonrpc.h"
+#include "text.h"
 
 namespace sluice::mcpd {
 namespace asio = boost::asio;
@@ -68,8 +72,16 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   return app;
 }
 
-std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const std::string& client) {
+std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const std::string& peer) {
   const auto now = Clock::now();
+  // One IPv6 host usually holds a whole /64: lock out the /64.
+  std::string client = peer;
+  boost::system::error_code ec;
+  if (auto a = boost::asio::ip::make_address(peer, ec); !ec && a.is_v6()) {
+    auto bytes = a.to_v6().to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    client = boost::asio::ip::address_v6(bytes).to_string() + "/64";
+  }
   // A locked-out address is refused before its credential is looked at,
   // valid or not.
   if (const auto wait = lockout_->locked_for(client, now); wait > 0) {
@@ -80,10 +92,17 @@ std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const s
   const AuthOutcome out = authenticate({keys_.get()}, header(req, "Authorization"));
   if (out.principal) return *out.principal;
   ++auth_failures_;
+  if (out.failure == AuthFailure::missing) {
+    // A client's first, credential-less probe is how MCP clients discover
+    // they need auth: counted, neither locked out nor audited one by one.
+    HttpResponse r = json_response(401, rpc::error(nullptr, -32001, "Unauthorized"), req.version());
+    r.set(http::field::www_authenticate, "Bearer realm=\"sluice-mcpd\"");
+    return r;
+  }
   const bool locks = lockout_->failure(client, now);
   json rec = {{"kind", "auth_failure"}, {"tenant", ""}, {"reason", std::string(to_string(out.failure))},
-              {"client_addr", client}, {"path", path_of(req).substr(0, 128)},
-              {"user_agent", header(req, "User-Agent").substr(0, 256)}};
+              {"client_addr", client}, {"path", clean_text(path_of(req), 128)},
+              {"user_agent", clean_text(header(req, "User-Agent"), 256)}};
   if (!out.credential_id.empty()) rec["credential"] = "api_key:" + out.credential_id;
   audit_->append(std::move(rec), [](std::optional<std::int64_t>) {});
   if (locks) {
@@ -93,10 +112,7 @@ std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const s
                    [](std::optional<std::int64_t>) {});
   }
   HttpResponse r = json_response(401, rpc::error(nullptr, -32001, "Unauthorized"), req.version());
-  r.set(http::field::www_authenticate,
-        out.failure == AuthFailure::missing
-            ? std::string("Bearer realm=\"sluice-mcpd\"")
-            : std::string("Bearer realm=\"sluice-mcpd\", error=\"invalid_token\""));
+  r.set(http::field::www_authenticate, "Bearer realm=\"sluice-mcpd\", error=\"invalid_token\"");
   return r;
 }
 
@@ -151,6 +167,11 @@ asio::awaitable<HttpResponse> App::handle_mcp(HttpRequest req, const std::string
   m.user_agent = header(req, "User-Agent");
   m.client_addr = client;
   m.body = std::move(req.body());
+  m.charge = [this, tenant = who.tenant] {
+    if (mcp_rate_->take(tenant, Clock::now()) == 0) return true;
+    ++rate_limited_;
+    return false;
+  };
   McpResponse out = co_await mcp_->handle(std::move(m), std::move(who));
   HttpResponse res = make_response(static_cast<unsigned>(out.status), std::move(out.body), out.content_type,
                                    req.version());

@@ -88,7 +88,18 @@ void AuditLog::run() {
       }
     }
     const std::int64_t first = impl_->last_seq + 1;
-    const bool ok = commit(batch);
+    const KeyHash head = impl_->last_hash;
+    bool ok = false;
+    try {
+      ok = commit(batch);
+    } catch (const std::exception&) {
+      // Whatever went wrong, these records are not durable (the
+      // transaction rolled back): their calls fail closed, the chain head
+      // stays where the database has it, and the writer goes on.
+      impl_->last_seq = first - 1;
+      impl_->last_hash = head;
+      ok = false;
+    }
     {
       std::lock_guard lock(mu_);
       (ok ? committed_ : failed_) += batch.size();
@@ -111,7 +122,7 @@ bool AuditLog::commit(std::vector<Pending>& batch) {
     Transaction tx(m.db);
     if (!tx.began()) return false;
     for (Pending& p : batch) {
-      const std::string text = p.record.dump();
+      const std::string text = p.record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       const std::int64_t seq = m.last_seq + 1;
       const KeyHash h = chain_hash(m.last_hash, seq, text);
       m.insert.reset();

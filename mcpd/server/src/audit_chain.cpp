@@ -71,11 +71,23 @@ Result<AuditVerdict> verify_audit(const std::string& path) {
       if (!std::equal(h.begin(), h.end(), stored_hash.begin())) {
         out = bad(seq, "record does not match its hash (edited)");
       } else {
-        // The indexed columns must say what the hashed record says.
+        // The indexed columns must say what the hashed record says, with
+        // their declared types: a tenant stored as a BLOB would compare
+        // equal as text here yet vanish from the filtered reads.
         const auto rec = nlohmann::json::parse(record, nullptr, false);
-        if (!rec.is_object() || rec.value("kind", std::string()) != walk.text(2) ||
-            rec.value("tenant", std::string()) != walk.text(3) ||
-            rec.value("ts_ms", std::int64_t{-1}) != walk.int64(1)) {
+        const auto field = [&](const char* k) -> const nlohmann::json* {
+          if (!rec.is_object()) return nullptr;
+          auto it = rec.find(k);
+          return it == rec.end() ? nullptr : &*it;
+        };
+        const nlohmann::json* kind = field("kind");
+        const nlohmann::json* tenant = field("tenant");
+        const nlohmann::json* ts = field("ts_ms");
+        const bool typed = walk.type(1) == SQLITE_INTEGER && walk.type(2) == SQLITE_TEXT &&
+                           walk.type(3) == SQLITE_TEXT && walk.type(4) == SQLITE_TEXT;
+        if (!typed || !kind || !kind->is_string() || !tenant || !tenant->is_string() || !ts ||
+            !ts->is_number_integer() || kind->get<std::string>() != walk.text(2) ||
+            tenant->get<std::string>() != walk.text(3) || ts->get<std::int64_t>() != walk.int64(1)) {
           out = bad(seq, "indexed columns differ from the record");
         } else {
           prev = h;

@@ -20,6 +20,7 @@ std::string_view to_string(AuthFailure f) {
 }
 
 Status ApiKeyAuthenticator::reload() {
+  std::lock_guard serial(reload_mu_);
   auto keys = store_.keys();
   if (!keys) return tl::unexpected(keys.error());
   std::unordered_map<std::string, KeyRecord> fresh;
@@ -27,6 +28,11 @@ Status ApiKeyAuthenticator::reload() {
   std::unique_lock lock(mu_);
   keys_.swap(fresh);
   return {};
+}
+
+void ApiKeyAuthenticator::drop(const std::string& id) {
+  std::unique_lock lock(mu_);
+  keys_.erase(id);
 }
 
 bool ApiKeyAuthenticator::claims(std::string_view token) const { return token.starts_with("slk_"); }
@@ -69,6 +75,7 @@ AuthOutcome ApiKeyAuthenticator::authenticate(std::string_view token) const {
   p.user = k.user.name;
   p.role = k.user.role;
   p.scopes = k.scopes;
+  p.expires_ms = k.expires_ms;
   out.principal = std::move(p);
   return out;
 }

@@ -52,12 +52,17 @@ class Authenticator {
 class ApiKeyAuthenticator final : public Authenticator {
  public:
   explicit ApiKeyAuthenticator(Store& store) : store_(store) {}
+  // Re-reads every key. Serialised: an older snapshot never replaces a
+  // newer one.
   Status reload();
+  // Forgets a key at once (revocation does not wait for a reload).
+  void drop(const std::string& id);
   [[nodiscard]] bool claims(std::string_view token) const override;
   [[nodiscard]] AuthOutcome authenticate(std::string_view token) const override;
 
  private:
   Store& store_;
+  std::mutex reload_mu_;
   mutable std::shared_mutex mu_;
   std::unordered_map<std::string, KeyRecord> keys_;
 };

@@ -1,5 +1,7 @@
 #include "http_server.h"
 
+#include <array>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -18,6 +20,7 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::uint64_t kMaxDrain = 8 << 20;
 
 // Counts a connection for as long as it lives.
 struct Slot {
@@ -128,12 +131,31 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket) {
     if (!hec) {
       stream.next_layer().expires_after(limits_.request_timeout);
       auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
-      if (bec == http::error::body_limit) refuse = 413;
+      if (bec == http::error::body_limit) refuse = 413;  // chunked, found while reading
       else if (bec) co_return;
+    } else if (hec == http::error::body_limit) {
+      refuse = 413;  // Content-Length over the limit, found with the header
     } else if (hec == http::error::header_limit) {
       refuse = 431;
     } else {
       co_return;  // closed, timed out or malformed: nothing sensible to answer
+    }
+    if (refuse == 413) {
+      // Read and drop the rest of a moderately oversized body first: a
+      // client still sending when the connection closes sees a reset, not
+      // the 413. Past kMaxDrain it gets the reset.
+      const auto announced = parser.content_length();
+      if (announced && *announced <= kMaxDrain) {
+        std::uint64_t left = *announced > buffer.size() ? *announced - buffer.size() : 0;
+        buffer.consume(buffer.size());
+        std::array<char, 16384> sink;
+        stream.next_layer().expires_after(std::chrono::seconds(2));
+        while (left > 0) {
+          auto [dec, dn] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
+          if (dec) co_return;
+          left -= std::min<std::uint64_t>(left, dn);
+        }
+      }
     }
     first = false;
     if (refuse) {

@@ -35,6 +35,7 @@ struct Principal {
   std::string user;
   Role role = Role::viewer;
   unsigned scopes = 0;
+  std::optional<std::int64_t> expires_ms;  // of the credential
 };
 
 // Administrative actions, checked against the caller's role (and tenant:

@@ -11,6 +11,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -46,12 +47,15 @@ void LocalAdmin::stop() {
 
 asio::awaitable<void> LocalAdmin::accept_loop() {
   while (acceptor_ && acceptor_->is_open()) {
-    auto [ec, s] = co_await acceptor_->async_accept(kTuple);
+    // Each connection on its own strand: its deadline and its reads never
+    // run at once on the io_context's several threads.
+    auto [ec, s] = co_await acceptor_->async_accept(asio::make_strand(io_), kTuple);
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
       continue;
     }
-    asio::co_spawn(io_, serve(std::move(s)), asio::detached);
+    auto ex = s.get_executor();
+    asio::co_spawn(ex, serve(std::move(s)), asio::detached);
   }
 }
 
@@ -78,7 +82,7 @@ asio::awaitable<void> LocalAdmin::serve(local::socket s) {
     co_return;
   }
   // One request, bounded in size and time.
-  asio::steady_timer deadline(io_, std::chrono::seconds(10));
+  asio::steady_timer deadline(s.get_executor(), std::chrono::seconds(10));
   deadline.async_wait([&s](boost::system::error_code ec) {
     if (!ec) {
       boost::system::error_code ignored;

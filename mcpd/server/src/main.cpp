@@ -108,5 +108,8 @@ int main(int argc, char** argv) {
   for (unsigned i = 1; i < config->threads; ++i) threads.emplace_back([&io] { io.run(); });
   io.run();
   for (auto& t : threads) t.join();
+  // The audit writer drains and answers into io's queue: stop it while io
+  // still exists.
+  app->reset();
   return 0;
 }

@@ -7,6 +7,7 @@
 
 #include "jsonrpc.h"
 #include "keys.h"
+#include "text.h"
 
 namespace sluice::mcpd {
 namespace {
@@ -82,14 +83,24 @@ Session Sessions::create(const std::string& credential_id, const std::string& pr
   s.client_info = std::move(client_info);
   s.last_used = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
+  // One credential holds at most kPerCredential sessions: past that its
+  // own least recently used one goes, so no key can push out others'.
+  if (per_credential_[credential_id] >= kPerCredential) {
+    for (auto it = lru_.end(); it != lru_.begin();) {
+      --it;
+      auto found = map_.find(*it);
+      if (found->second.first.credential_id == credential_id) {
+        erase_locked(found);
+        break;
+      }
+    }
+  }
   // Full: drop the least recently used session (its client re-initializes
   // after a 404, as the transport specifies).
-  while (map_.size() >= max_ && !lru_.empty()) {
-    map_.erase(lru_.back());
-    lru_.pop_back();
-  }
+  while (map_.size() >= max_ && !lru_.empty()) erase_locked(map_.find(lru_.back()));
   lru_.push_front(s.id);
   map_.emplace(s.id, std::make_pair(s, lru_.begin()));
+  ++per_credential_[credential_id];
   return s;
 }
 
@@ -100,8 +111,7 @@ std::optional<Session> Sessions::use(const std::string& id, const std::string& c
   if (it == map_.end()) return std::nullopt;
   Session& s = it->second.first;
   if (now - s.last_used > idle_) {
-    lru_.erase(it->second.second);
-    map_.erase(it);
+    erase_locked(it);
     return std::nullopt;
   }
   // Another credential presenting this id learns nothing: the same 404 as
@@ -124,9 +134,15 @@ bool Sessions::remove(const std::string& id, const std::string& credential_id) {
   std::lock_guard lock(mu_);
   auto it = map_.find(id);
   if (it == map_.end() || it->second.first.credential_id != credential_id) return false;
+  erase_locked(it);
+  return true;
+}
+
+void Sessions::erase_locked(Map::iterator it) {
+  auto count = per_credential_.find(it->second.first.credential_id);
+  if (count != per_credential_.end() && --count->second == 0) per_credential_.erase(count);
   lru_.erase(it->second.second);
   map_.erase(it);
-  return true;
 }
 
 std::size_t Sessions::size() const {
@@ -172,8 +188,16 @@ json McpServer::initialize(const json& id, const json& params, const Principal& 
   // the client decides whether to continue.
   const std::string asked = version->get<std::string>();
   const std::string chosen = supported_protocol(asked) ? asked : kLatestProtocol;
-  json client = params.value("clientInfo", json::object());
-  if (!client.is_object()) client = json::object();
+  // Only the short identifying strings of clientInfo are kept: they go
+  // into every audit record of the session.
+  json client = json::object();
+  if (auto info = params.find("clientInfo"); info != params.end() && info->is_object()) {
+    for (const char* k : {"name", "version", "title"}) {
+      if (auto v = info->find(k); v != info->end() && v->is_string()) {
+        client[k] = clean_text(v->get_ref<const std::string&>(), 128);
+      }
+    }
+  }
   const Session s = sessions_.create(who.credential_id, chosen, client);
   out.headers.emplace_back("Mcp-Session-Id", s.id);
   return rpc::result(
@@ -241,8 +265,14 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
   }
 
   json replies = json::array();
+  bool first = true;
   for (const json& msg : messages) {
     const rpc::Message m = rpc::classify(msg);
+    if (!first && req.charge && !req.charge()) {
+      if (m.kind == rpc::Kind::request) replies.push_back(rpc::error(m.id, rpc::kServerError, "rate limit exceeded"));
+      continue;
+    }
+    first = false;
     if (m.kind == rpc::Kind::invalid) {
       replies.push_back(rpc::error(m.id, rpc::kInvalidRequest, m.problem));
       continue;
@@ -294,8 +324,19 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     }
     auto uri = params.find("uri");
     if (uri == params.end() || !uri->is_string()) co_return rpc::error(id, rpc::kInvalidParams, "uri must be a string");
-    auto read = tools_.read_resource(who, uri->get<std::string>());
-    if (!read) co_return rpc::error(id, -32002, "Resource not found", {{"uri", *uri}});
+    const std::string target = uri->get<std::string>();
+    auto read = tools_.read_resource(who, target);
+    // Reading an entity resource returns what describe_entity does: audited alike.
+    json record = {{"kind", "resource_read"}, {"tenant", who.tenant}, {"user", who.user},
+                   {"credential", who.credential_type + ":" + who.credential_id},
+                   {"uri", clean_text(target, 256)}, {"status", read ? "ok" : "not_found"},
+                   {"client", s.client_info}, {"client_addr", req.client_addr}};
+    const auto seq = co_await audit_.async_append(std::move(record), asio::use_awaitable);
+    if (!seq) {
+      ++counters_.audit_failures;
+      co_return rpc::error(id, rpc::kInternalError, "the read could not be audited; nothing was returned");
+    }
+    if (!read) co_return rpc::error(id, -32002, "Resource not found", {{"uri", clean_text(target, 256)}});
     co_return rpc::result(id, *read);
   }
   if (method == "prompts/list") {
@@ -345,7 +386,12 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
     outcome.status = tool ? "denied" : "unknown_tool";
     outcome.detail = tool ? "key lacks scope " + scopes_to_string(tool->scope) : "";
   } else {
-    outcome = tool->run(who, args);
+    try {
+      outcome = tool->run(who, args);
+    } catch (const std::exception& e) {
+      // A bug, not the caller's doing: still audited, never detailed to them.
+      outcome = ToolOutcome{text_result("internal error", true), "error", 0, clean_text(e.what(), 256)};
+    }
   }
   ++counters_.tool_calls;
   if (outcome.status == "denied") ++counters_.tool_denied;
@@ -356,23 +402,23 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
       {"tenant", who.tenant},
       {"user", who.user},
       {"credential", who.credential_type + ":" + who.credential_id},
-      {"tool", tool_name},
+      {"tool", clean_text(tool_name, 128)},
       {"args_sha256", digest_arguments(args)},
       {"rows", outcome.rows},
       {"status", outcome.status},
       {"latency_us", std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count()},
       {"client", s.client_info},
-      {"user_agent", req.user_agent.substr(0, 256)},
+      {"user_agent", clean_text(req.user_agent, 256)},
       {"client_addr", req.client_addr},
       {"session", s.id.substr(0, 8)}};
-  if (!outcome.detail.empty()) record["detail"] = outcome.detail.substr(0, 512);
+  if (!outcome.detail.empty()) record["detail"] = clean_text(outcome.detail, 512);
   const auto seq = co_await audit_.async_append(std::move(record), asio::use_awaitable);
   if (!seq) {
     // Not audited, not answered: the rows stay here.
     ++counters_.audit_failures;
     co_return rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned");
   }
-  if (!permitted) co_return rpc::error(id, rpc::kInvalidParams, "Unknown tool: " + tool_name);
+  if (!permitted) co_return rpc::error(id, rpc::kInvalidParams, "Unknown tool: " + clean_text(tool_name, 128));
   // structuredContent exists from 2025-06-18 on.
   if (s.protocol == "2025-03-26") outcome.result.erase("structuredContent");
   co_return rpc::result(id, std::move(outcome.result));

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -37,6 +38,9 @@ struct McpRequest {
   std::string user_agent;
   std::string client_addr;
   std::string body;
+  // Charges the rate limit for each message of a batch after the first
+  // (the HTTP layer charged the request itself); false when over it.
+  std::function<bool()> charge;
 };
 
 struct McpResponse {
@@ -67,11 +71,16 @@ class Sessions {
   [[nodiscard]] std::size_t size() const;
 
  private:
+  static constexpr std::size_t kPerCredential = 32;
+  using Map = std::unordered_map<std::string, std::pair<Session, std::list<std::string>::iterator>>;
+  void erase_locked(Map::iterator it);
+
   std::size_t max_;
   std::chrono::seconds idle_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, std::pair<Session, std::list<std::string>::iterator>> map_;
+  Map map_;
   std::list<std::string> lru_;  // most recent first
+  std::unordered_map<std::string, std::size_t> per_credential_;
 };
 
 struct McpCounters {

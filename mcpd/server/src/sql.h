@@ -60,6 +60,7 @@ class Stmt {
   }
 
   [[nodiscard]] std::int64_t int64(int col) const { return sqlite3_column_int64(s_, col); }
+  [[nodiscard]] int type(int col) const { return sqlite3_column_type(s_, col); }
   [[nodiscard]] bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
   [[nodiscard]] std::optional<std::int64_t> opt_int64(int col) const {
     if (is_null(col)) return std::nullopt;

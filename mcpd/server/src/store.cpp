@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS audit(
   tenant TEXT NOT NULL,
   record TEXT NOT NULL,
   prev_hash BLOB NOT NULL,
-  hash BLOB NOT NULL);
+  hash BLOB NOT NULL) STRICT;
 CREATE INDEX IF NOT EXISTS audit_tenant ON audit(tenant, seq);
 )sql";
 

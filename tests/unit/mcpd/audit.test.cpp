@@ -100,6 +100,14 @@ TEST_CASE("mcpd::AuditLog chains records and verify_audit finds any tampering", 
     CHECK_FALSE(v->ok);
     CHECK(v->bad_seq == 12);
   }
+  SECTION("a column retyped to hide a record from filtered reads is caught") {
+    // The table is STRICT; an attacker with the file rebuilds it without.
+    exec(db, "CREATE TABLE loose AS SELECT * FROM audit; DROP TABLE audit; ALTER TABLE loose RENAME TO audit");
+    exec(db, "UPDATE audit SET tenant = CAST(tenant AS BLOB) WHERE seq = 4");
+    auto v = verify_audit(db);
+    CHECK_FALSE(v->ok);
+    CHECK(v->bad_seq == 4);
+  }
   SECTION("a reopened log continues the same chain") {
     auto log = AuditLog::open(db, {64, 65536, false});
     REQUIRE(log);
@@ -137,4 +145,20 @@ TEST_CASE("mcpd::verify_audit refuses what is not an audit database", "[mcpd][au
   CHECK_FALSE(verify_audit(dir.file("missing.db")));
   exec(dir.file("other.db"), "CREATE TABLE x(a)");
   CHECK_FALSE(verify_audit(dir.file("other.db")));
+}
+
+TEST_CASE("mcpd::AuditLog survives hostile text in a record", "[mcpd][audit]") {
+  TempDir dir;
+  const std::string db = dir.file("mcpd.db");
+  REQUIRE(Store::open(db));
+  auto log = AuditLog::open(db, {64, 65536, false});
+  REQUIRE(log);
+  auto p = std::make_shared<std::promise<std::optional<std::int64_t>>>();
+  auto done = p->get_future();
+  (*log)->append({{"kind", "auth_failure"}, {"tenant", ""}, {"user_agent", std::string("\xff\xfe")}},
+                 [p](std::optional<std::int64_t> seq) { p->set_value(seq); });
+  CHECK(done.get());
+  write(**log, 3);  // and the writer is still there
+  log->reset();
+  CHECK(verify_audit(db)->ok);
 }

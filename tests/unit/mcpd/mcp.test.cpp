@@ -142,6 +142,23 @@ TEST_CASE("mcpd::McpServer negotiates the protocol and binds sessions to credent
     CHECK(w.send(del, alice).status == 200);
     CHECK(w.post({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "ping"}}, alice, sid).status == 404);
   }
+  SECTION("one credential's many sessions never push out another's") {
+    const std::string sid = w.open_session(alice);
+    for (int i = 0; i < 200; ++i) w.open_session(mallory);
+    CHECK(w.post({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "ping"}}, alice, sid).status == 200);
+    CHECK(w.sessions->size() <= 33);
+  }
+  SECTION("only short identifying strings of clientInfo are kept") {
+    auto r = w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"},
+                     {"params", {{"protocolVersion", "2025-11-25"},
+                                 {"clientInfo", {{"name", std::string(1000, 'n')}, {"version", "1"}, {"blob", std::string(5000, 'x')}}}}}},
+                    alice);
+    const std::string sid = r.headers[0].second;
+    auto s = w.sessions->use(sid, "aaaa");
+    REQUIRE(s);
+    CHECK(s->client_info["name"].get<std::string>().size() == 128);
+    CHECK_FALSE(s->client_info.contains("blob"));
+  }
   SECTION("an unsupported MCP-Protocol-Version header is a 400") {
     const std::string sid = w.open_session(alice);
     CHECK(w.post({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "ping"}}, alice, sid, "2024-01-01").status == 400);

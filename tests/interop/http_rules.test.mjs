@@ -1,0 +1,176 @@
+// sluice-mcpd's HTTP rules, from the outside: authentication, origin,
+// limits, the admin API's role checks, rate limits and lockout. Runs
+// against an instance with small limits (see mcpd_interop.sh):
+// body 4096 B, headers 2048 B, origins [https://claude.ai], lockout after
+// 3 failures for 2 s, 2 requests/s per tenant with a burst of 5.
+// Tests run in order; rate limit and lockout come last.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+const mcp = new URL(process.env.MCPD_URL);
+const base = new URL('/', mcp);
+const SUPER = process.env.KEY_SUPER;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Polls `check` for up to 2 s.
+async function eventually(check) {
+  for (let i = 0; i < 40; i++) {
+    if (await check()) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
+const init = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'rules', version: '1' } } };
+
+function post(body, headers = {}) {
+  return fetch(mcp, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+function api(path, key, init = {}) {
+  return fetch(new URL(path, base), {
+    ...init,
+    headers: { ...(key ? { Authorization: `Bearer ${key}` } : {}), ...(init.body ? { 'Content-Type': 'application/json' } : {}), ...(init.headers ?? {}) },
+  });
+}
+
+let viewerKey, viewerKeyId;
+
+test('healthz needs no key; metrics are served to loopback', async () => {
+  assert.equal((await fetch(new URL('/healthz', base))).status, 200);
+  const m = await fetch(new URL('/metrics', base));
+  assert.equal(m.status, 200);
+  assert.match(await m.text(), /^sluice_mcpd_auth_failures_total \d+$/m);
+  assert.equal((await fetch(new URL('/nowhere', base))).status, 404);
+});
+
+test('/mcp without a key is 401 with WWW-Authenticate; a bad key says invalid_token', async () => {
+  const none = await post(init);
+  assert.equal(none.status, 401);
+  assert.equal(none.headers.get('www-authenticate'), 'Bearer realm="sluice-mcpd"');
+  const bad = await post(init, { Authorization: 'Bearer slk_0123456789abcdef_' + 'x'.repeat(43) });
+  assert.equal(bad.status, 401);
+  assert.match(bad.headers.get('www-authenticate'), /error="invalid_token"/);
+  // Two failures so far: below the lockout threshold of 3. Let them age out.
+  await sleep(2100);
+});
+
+test('hostile header bytes are answered, audited and survived', async () => {
+  const r = await post(init, { Authorization: 'Bearer slk_bad', 'User-Agent': '\xff\xfe\xc3' });
+  assert.equal(r.status, 401);
+  assert.equal((await fetch(new URL('/healthz', base))).status, 200);
+  await sleep(2100);  // let this failure age out of the lockout window
+});
+
+test('an Origin outside the allowed list is 403, an allowed one passes', async () => {
+  assert.equal((await post(init, { Authorization: `Bearer ${SUPER}`, Origin: 'https://evil.example' })).status, 403);
+  const ok = await post(init, { Authorization: `Bearer ${SUPER}`, Origin: 'https://claude.ai' });
+  assert.equal(ok.status, 200);
+  assert.ok(ok.headers.get('mcp-session-id'));
+});
+
+test('oversized bodies are 413, oversized headers 431', async () => {
+  const big = JSON.stringify({ ...init, params: { ...init.params, pad: 'x'.repeat(5000) } });
+  assert.equal((await post(big, { Authorization: `Bearer ${SUPER}` })).status, 413);
+  assert.equal((await post(init, { Authorization: `Bearer ${SUPER}`, 'X-Pad': 'y'.repeat(3000) })).status, 431);
+});
+
+test('the admin API: a super-admin creates a viewer and a key for them', async () => {
+  const meta = await api('/api/meta', SUPER);
+  assert.equal(meta.status, 200);
+  const m = await meta.json();
+  assert.equal(m.role, 'super_admin');
+  assert.equal(m.enforcement.kernel, 'absent');  // never claimed while mcpd has no agent
+
+  const user = await api('/api/users', SUPER, { method: 'POST', body: JSON.stringify({ name: 'vic', role: 'viewer' }) });
+  assert.equal(user.status, 201);
+  const { id } = await user.json();
+  const key = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'vic-laptop', scopes: 'read', user_id: id }) });
+  assert.equal(key.status, 201);
+  const k = await key.json();
+  assert.match(k.token, /^slk_[0-9a-f]{16}_/);
+  viewerKey = k.token;
+  viewerKeyId = k.id;
+  const list = await (await api('/api/keys', SUPER)).json();
+  assert.ok(list.keys.some((x) => x.id === k.id));
+  assert.ok(!JSON.stringify(list).includes(k.token.slice(22)), 'secrets are never listed');
+});
+
+test('a key never mints a stronger or longer-lived key', async () => {
+  const weak = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'weak', scopes: 'read', expires_in_seconds: 3600 }) });
+  assert.equal(weak.status, 201);
+  const w = await weak.json();
+  const stronger = await api('/api/keys', w.token, { method: 'POST', body: JSON.stringify({ name: 'up', scopes: 'read,query' }) });
+  assert.equal(stronger.status, 403);
+  const longer = await api('/api/keys', w.token, { method: 'POST', body: JSON.stringify({ name: 'long', scopes: 'read' }) });
+  assert.equal(longer.status, 201);
+  const list = await (await api('/api/keys', SUPER)).json();
+  const weakRec = list.keys.find((k) => k.id === w.id);
+  const child = list.keys.find((k) => k.name === 'long');
+  assert.ok(child.expires_ms !== null && child.expires_ms <= weakRec.expires_ms);
+});
+
+test('the admin API refuses a viewer what the matrix refuses', async () => {
+  assert.equal((await api('/api/meta', viewerKey)).status, 200);
+  assert.equal((await api('/api/audit', viewerKey)).status, 403);
+  assert.equal((await api('/api/users', viewerKey)).status, 403);
+  assert.equal((await api('/api/users', viewerKey, { method: 'POST', body: JSON.stringify({ name: 'x', role: 'viewer' }) })).status, 403);
+  assert.equal((await api('/api/saved-queries/q1', viewerKey, { method: 'PUT', body: JSON.stringify({ sql: 'SELECT 1' }) })).status, 403);
+  assert.equal((await api('/api/keys', viewerKey, { method: 'POST', body: JSON.stringify({ name: 'k', scopes: 'read', user_id: 1 }) })).status, 403);
+  const mine = await (await api('/api/keys', viewerKey)).json();
+  assert.deepEqual(mine.keys.map((x) => x.id), [viewerKeyId]);
+});
+
+test('the admin API validates its input', async () => {
+  assert.equal((await api('/api/keys', SUPER, { method: 'POST', body: 'not json' })).status, 400);
+  assert.equal((await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'k', scopes: 'admin' }) })).status, 400);
+  assert.equal((await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: '../k', scopes: 'read' }) })).status, 400);
+  assert.equal((await api('/api/users', SUPER, { method: 'POST', body: JSON.stringify({ name: 'z', role: 'root' }) })).status, 400);
+  assert.equal((await api('/api/audit?limit=5000', SUPER)).status, 400);
+  assert.equal((await api('/api/saved-queries/bad', SUPER, { method: 'PUT', body: JSON.stringify({ sql: 'DELETE FROM customers' }) })).status, 400);
+  assert.equal((await api('/api/saved-queries/two', SUPER, { method: 'PUT', body: JSON.stringify({ sql: 'SELECT id FROM customers WHERE id = ?', params: [] }) })).status, 400);
+  const ok = await api('/api/saved-queries/by_id', SUPER, { method: 'PUT', body: JSON.stringify({ sql: 'SELECT id FROM customers WHERE id = ?', params: [{ name: 'id', type: 'integer' }] }) });
+  assert.equal(ok.status, 200);
+  assert.equal((await api('/api/nothing', SUPER)).status, 404);
+});
+
+test('a revoked key is refused at once', async () => {
+  assert.equal((await api(`/api/keys/${viewerKeyId}`, SUPER, { method: 'DELETE' })).status, 200);
+  assert.equal((await api('/api/meta', viewerKey)).status, 401);
+  // Failed authentications are audited without holding up the 401.
+  assert.ok(await eventually(async () => {
+    const audit = await (await api('/api/audit?kind=auth_failure', SUPER)).json();
+    return audit.records.some((r) => r.reason === 'revoked');
+  }));
+  await sleep(2100);  // the revoked key's failure ages out of the lockout window
+});
+
+test('a tenant over its rate limit gets 429 with Retry-After', async () => {
+  const statuses = [];
+  let retry;
+  for (let i = 0; i < 8; i++) {
+    const r = await post(init, { Authorization: `Bearer ${SUPER}` });
+    statuses.push(r.status);
+    if (r.status === 429) retry = r.headers.get('retry-after');
+  }
+  assert.ok(statuses.slice(0, 4).every((s) => s === 200), statuses.join(','));
+  assert.ok(statuses.includes(429), statuses.join(','));
+  assert.match(retry, /^[1-9]\d*$/);
+  await sleep(3000);  // refill
+});
+
+test('too many failures lock the address out, even for a valid key, until the window passes', async () => {
+  for (let i = 0; i < 3; i++) assert.equal((await post(init, { Authorization: 'Bearer slk_nope' })).status, 401);
+  const locked = await post(init, { Authorization: `Bearer ${SUPER}` });
+  assert.equal(locked.status, 429);
+  assert.match(locked.headers.get('retry-after'), /^[12]$/);
+  await sleep(2100);
+  assert.equal((await post(init, { Authorization: `Bearer ${SUPER}` })).status, 200);
+  assert.ok(await eventually(async () => {
+    const audit = await (await api('/api/audit?kind=lockout', SUPER)).json();
+    return audit.records.length >= 1;
+  }));
+});
