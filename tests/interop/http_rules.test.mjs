@@ -67,9 +67,13 @@ test('hostile header bytes are answered, audited and survived', async () => {
 
 test('an Origin outside the allowed list is 403, an allowed one passes', async () => {
   assert.equal((await post(init, { Authorization: `Bearer ${SUPER}`, Origin: 'https://evil.example' })).status, 403);
+  assert.equal((await post(init, { Authorization: `Bearer ${SUPER}`, Origin: 'http://localhost.evil.example' })).status, 403);
+  assert.equal((await post(init, { Authorization: `Bearer ${SUPER}`, Origin: 'http://127.0.0.1:80x' })).status, 403);
   const ok = await post(init, { Authorization: `Bearer ${SUPER}`, Origin: 'https://claude.ai' });
   assert.equal(ok.status, 200);
   assert.ok(ok.headers.get('mcp-session-id'));
+  // The machine's own loopback pages are its own.
+  assert.equal((await post(init, { Authorization: `Bearer ${SUPER}`, Origin: 'http://localhost:6274' })).status, 200);
 });
 
 test('oversized bodies are 413, oversized headers 431', async () => {

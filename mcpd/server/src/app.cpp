@@ -116,6 +116,31 @@ std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const s
   return r;
 }
 
+bool loopback_origin(std::string_view origin) {
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (!origin.starts_with(scheme)) continue;
+    std::string_view host = origin.substr(scheme.size());
+    for (std::string_view name : {"localhost", "127.0.0.1", "[::1]"}) {
+      if (host == name) return true;
+      if (host.starts_with(name) && host.size() > name.size() + 1 && host[name.size()] == ':' &&
+          host.substr(name.size() + 1).find_first_not_of("0123456789") == std::string_view::npos &&
+          host.size() - name.size() - 1 <= 5) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool App::origin_allowed(const std::string& origin) const {
+  // Pages served from this machine's loopback are this machine's; any
+  // other site must be listed (a page of evil.example whose name was
+  // rebound to 127.0.0.1 still says Origin: http://evil.example).
+  return loopback_origin(origin) ||
+         std::find(config_.allowed_origins.begin(), config_.allowed_origins.end(), origin) !=
+             config_.allowed_origins.end();
+}
+
 asio::awaitable<HttpResponse> App::handle(HttpRequest req, std::string client) {
   ++requests_;
   const std::string path = path_of(req);
@@ -133,11 +158,8 @@ asio::awaitable<HttpResponse> App::handle(HttpRequest req, std::string client) {
 
   // Browsers carry an Origin; a page on another site must not drive a
   // local MCP server (DNS rebinding).
-  if (const std::string origin = header(req, "Origin"); !origin.empty()) {
-    if (std::find(config_.allowed_origins.begin(), config_.allowed_origins.end(), origin) ==
-        config_.allowed_origins.end()) {
-      co_return problem(403, "origin not allowed", version);
-    }
+  if (const std::string origin = header(req, "Origin"); !origin.empty() && !origin_allowed(origin)) {
+    co_return problem(403, "origin not allowed", version);
   }
   auto admitted = admit(req, client);
   if (auto* refused = std::get_if<HttpResponse>(&admitted)) co_return std::move(*refused);

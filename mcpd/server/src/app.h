@@ -19,6 +19,9 @@
 
 namespace sluice::mcpd {
 
+// Whether an Origin names this machine's loopback (any port).
+bool loopback_origin(std::string_view origin);
+
 class App {
  public:
   static Result<std::unique_ptr<App>> open(const McpdConfig& config);
@@ -39,6 +42,7 @@ class App {
   boost::asio::awaitable<HttpResponse> handle_mcp(HttpRequest req, const std::string& client, Principal who);
   HttpResponse handle_api(const HttpRequest& req, const Principal& who);
   HttpResponse metrics() const;
+  [[nodiscard]] bool origin_allowed(const std::string& origin) const;
   // Authenticates, honouring the lockout; a response when refused.
   std::variant<Principal, HttpResponse> admit(const HttpRequest& req, const std::string& client);
 
