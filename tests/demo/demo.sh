@@ -41,7 +41,7 @@ step "sluice-mcpd: MCP over HTTPS over a synthetic bank (>= 1M rows)"
 work=$(mktemp -d /tmp/sluice-demo-XXXXXX)
 mcpd_pid=
 cleanup() {
-  [ -n "$mcpd_pid" ] && kill "$mcpd_pid" 2>/dev/null && wait "$mcpd_pid" 2>/dev/null
+  if [ -n "$mcpd_pid" ]; then kill "$mcpd_pid" 2>/dev/null; wait "$mcpd_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -15,7 +15,7 @@ work=$(mktemp -d /tmp/sluice-interop-XXXXXX)
 "$build/mcpd/data/sluice-demo-data" --out "$work/bank.db" --customers 300 --transactions 3000 >/dev/null
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
