@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# run_suite.sh BUILD_DIR: the official MCP conformance server suite against
-# a real sluice-mcpd (fixtures toolset enabled by this test's config only),
-# through an auth-injecting proxy of our own.
+# run_suite.sh BUILD_DIR: the official MCP conformance server suite (all
+# active scenarios; SCENARIO=name for one) against a real sluice-mcpd over
+# HTTPS, with the fixtures toolset that only this test's configuration
+# enables, through an auth-injecting proxy of our own (the suite cannot
+# send credentials).
 set -euo pipefail
 build=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,5 +30,15 @@ pids+=($!)
 for _ in $(seq 100); do grep -q "listening" "$work/proxy.out" 2>/dev/null && break; sleep 0.1; done
 port=$(sed -n 's/^proxy listening on //p' "$work/proxy.out")
 cd "$work"
+set +e
 "$node" "$tests/node_modules/@modelcontextprotocol/conformance/dist/index.js" server \
-  --url "http://127.0.0.1:$port/mcp" ${SCENARIO:+--scenario "$SCENARIO"}
+  --url "http://127.0.0.1:$port/mcp" ${SCENARIO:+--scenario "$SCENARIO"} 2>&1 | tee "$work/suite.out"
+rc=${PIPESTATUS[0]}
+set -e
+# Every active scenario, every check: the suite's exit code and its own
+# totals must both say so.
+if [ -z "${SCENARIO:-}" ]; then
+  grep -Eq '^Total: [1-9][0-9]* passed, 0 failed$' "$work/suite.out" || rc=1
+fi
+"$build/mcpd/sluicectl/sluicectl" audit verify --db "$work/suite/data/mcpd.db" || rc=1
+exit $rc

@@ -141,28 +141,28 @@ bool App::origin_allowed(const std::string& origin) const {
              config_.allowed_origins.end();
 }
 
-asio::awaitable<HttpResponse> App::handle(HttpRequest req, std::string client) {
+asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string client) {
   ++requests_;
   const std::string path = path_of(req);
   const unsigned version = req.version();
   if (path == "/healthz" && req.method() == http::verb::get) {
-    co_return json_response(200, {{"status", "ok"}}, version);
+    co_return HttpReply{json_response(200, {{"status", "ok"}}, version), nullptr};
   }
   if (path == "/metrics" && req.method() == http::verb::get) {
     // Counters only, but still nothing for other hosts to read.
-    if (client != "127.0.0.1" && client != "::1") co_return problem(403, "metrics are served to loopback only", version);
-    co_return metrics();
+    if (client != "127.0.0.1" && client != "::1") co_return HttpReply{problem(403, "metrics are served to loopback only", version), nullptr};
+    co_return HttpReply{metrics(), nullptr};
   }
   const bool mcp = path == "/mcp" || path == "/mcp/";
-  if (!mcp && !path.starts_with("/api/")) co_return problem(404, "not found", version);
+  if (!mcp && !path.starts_with("/api/")) co_return HttpReply{problem(404, "not found", version), nullptr};
 
   // Browsers carry an Origin; a page on another site must not drive a
   // local MCP server (DNS rebinding).
   if (const std::string origin = header(req, "Origin"); !origin.empty() && !origin_allowed(origin)) {
-    co_return problem(403, "origin not allowed", version);
+    co_return HttpReply{problem(403, "origin not allowed", version), nullptr};
   }
   auto admitted = admit(req, client);
-  if (auto* refused = std::get_if<HttpResponse>(&admitted)) co_return std::move(*refused);
+  if (auto* refused = std::get_if<HttpResponse>(&admitted)) co_return HttpReply{std::move(*refused), nullptr};
   Principal who = std::get<Principal>(std::move(admitted));
   RateLimiter& limiter = mcp ? *mcp_rate_ : *admin_rate_;
   // Every /mcp call counts; of the admin API only the heavy reads do.
@@ -172,14 +172,14 @@ asio::awaitable<HttpResponse> App::handle(HttpRequest req, std::string client) {
       ++rate_limited_;
       HttpResponse r = problem(429, "rate limit exceeded", version);
       r.set(http::field::retry_after, std::to_string(wait));
-      co_return r;
+      co_return HttpReply{r, nullptr};
     }
   }
   if (mcp) co_return co_await handle_mcp(std::move(req), client, std::move(who));
-  co_return handle_api(req, who);
+  co_return HttpReply{handle_api(req, who), nullptr};
 }
 
-asio::awaitable<HttpResponse> App::handle_mcp(HttpRequest req, const std::string& client, Principal who) {
+asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& client, Principal who) {
   McpRequest m;
   m.method = std::string(req.method_string());
   m.accept = header(req, "Accept");
@@ -198,7 +198,7 @@ asio::awaitable<HttpResponse> App::handle_mcp(HttpRequest req, const std::string
   HttpResponse res = make_response(static_cast<unsigned>(out.status), std::move(out.body), out.content_type,
                                    req.version());
   for (auto& [k, v] : out.headers) res.set(k, v);
-  co_return res;
+  co_return HttpReply{std::move(res), std::move(out.stream)};
 }
 
 HttpResponse App::metrics() const {

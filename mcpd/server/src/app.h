@@ -26,7 +26,7 @@ class App {
  public:
   static Result<std::unique_ptr<App>> open(const McpdConfig& config);
 
-  boost::asio::awaitable<HttpResponse> handle(HttpRequest req, std::string client_addr);
+  boost::asio::awaitable<HttpReply> handle(HttpRequest req, std::string client_addr);
 
   // Local administration (admin socket, sluicectl): a JSON request, a JSON
   // reply. Trusted by peer uid, not by key.
@@ -39,7 +39,7 @@ class App {
 
  private:
   explicit App(const McpdConfig& c);
-  boost::asio::awaitable<HttpResponse> handle_mcp(HttpRequest req, const std::string& client, Principal who);
+  boost::asio::awaitable<HttpReply> handle_mcp(HttpRequest req, const std::string& client, Principal who);
   HttpResponse handle_api(const HttpRequest& req, const Principal& who);
   HttpResponse metrics() const;
   [[nodiscard]] bool origin_allowed(const std::string& origin) const;

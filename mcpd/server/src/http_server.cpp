@@ -10,6 +10,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/empty_body.hpp>
 
 namespace sluice::mcpd {
 namespace asio = boost::asio;
@@ -105,6 +107,38 @@ asio::awaitable<void> HttpServer::accept_loop() {
   }
 }
 
+// Writes `head` with a chunked body of the stream's events, until the
+// producer closes the stream. False when the connection is gone.
+asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResponse& head,
+                                               EventStream& events) {
+  http::response<http::empty_body> h{head.result(), head.version()};
+  for (const auto& field : head.base()) h.set(field.name_string(), field.value());
+  h.set(http::field::content_type, "text/event-stream");
+  h.set(http::field::cache_control, "no-store");
+  h.keep_alive(head.keep_alive());
+  h.chunked(true);
+  http::response_serializer<http::empty_body> sr{h};
+  stream.next_layer().expires_after(limits_.request_timeout);
+  if (auto [ec, n] = co_await http::async_write_header(stream, sr, kTuple); ec) {
+    events.events.close();
+    co_return false;
+  }
+  while (true) {
+    // No deadline while the producer works (a tool may wait on the
+    // client); each write has one.
+    auto [closed, text] = co_await events.events.async_receive(kTuple);
+    if (closed) break;
+    stream.next_layer().expires_after(limits_.request_timeout);
+    if (auto [ec, n] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(text)), kTuple); ec) {
+      events.events.close();
+      co_return false;
+    }
+  }
+  stream.next_layer().expires_after(limits_.request_timeout);
+  auto [ec, n] = co_await asio::async_write(stream, http::make_chunk_last(), kTuple);
+  co_return !ec;
+}
+
 asio::awaitable<void> HttpServer::session(tcp::socket socket) {
   Slot slot(open_);
   boost::system::error_code ec;
@@ -113,7 +147,7 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket) {
   if (!ec && peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()) {
     client = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()).to_string();
   }
-  asio::ssl::stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), tls_);
+  TlsStream stream(beast::tcp_stream(std::move(socket)), tls_);
   stream.next_layer().expires_after(limits_.handshake_timeout);
   if (auto [hs] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple); hs) co_return;
 
@@ -168,14 +202,20 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket) {
     }
     HttpRequest req = parser.release();
     const bool keep = req.keep_alive();
-    HttpResponse res;
+    HttpReply reply;
     try {
-      res = co_await handler_(std::move(req), client);
+      reply = co_await handler_(std::move(req), client);
     } catch (const std::exception&) {
       // A bug, not the client's fault; the message stays in this process.
-      res = make_response(500, "internal error\n", "text/plain");
+      reply = HttpReply{make_response(500, "internal error\n", "text/plain"), nullptr};
     }
+    HttpResponse& res = reply.response;
     res.keep_alive(keep && res.keep_alive());
+    if (reply.stream) {
+      if (!co_await write_events(stream, res, *reply.stream)) co_return;
+      if (!res.keep_alive()) break;
+      continue;
+    }
     stream.next_layer().expires_after(limits_.request_timeout);
     auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
     if (wec || !res.keep_alive()) break;

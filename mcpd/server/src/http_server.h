@@ -15,16 +15,25 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
+#include "event_stream.h"
 #include "status.h"
 
 namespace sluice::mcpd {
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
+// What a handler answers: a whole response, or (stream set) the head of a
+// response whose body is the stream's events, sent chunked as produced.
+struct HttpReply {
+  HttpResponse response;
+  std::shared_ptr<EventStream> stream;
+};
 using HttpHandler =
-    std::function<boost::asio::awaitable<HttpResponse>(HttpRequest, std::string client_addr)>;
+    std::function<boost::asio::awaitable<HttpReply>(HttpRequest, std::string client_addr)>;
 
 struct HttpLimits {
   std::size_t max_connections = 1024;
@@ -49,7 +58,9 @@ class HttpServer {
 
  private:
   boost::asio::awaitable<void> accept_loop();
+  using TlsStream = boost::asio::ssl::stream<boost::beast::tcp_stream>;
   boost::asio::awaitable<void> session(boost::asio::ip::tcp::socket socket);
+  boost::asio::awaitable<bool> write_events(TlsStream& stream, const HttpResponse& head, EventStream& events);
 
   boost::asio::io_context& io_;
   boost::asio::ssl::context& tls_;

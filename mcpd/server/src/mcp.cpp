@@ -1,7 +1,17 @@
 #include "mcp.h"
 
+// GCC 12 reports a mismatched new/delete inside Asio's awaitable frames
+// when a coroutine is spawned from another one here: Asio allocates and
+// frees the frame with its own matching operators (awaitable_frame_base);
+// the warning is a known false positive of that GCC's inliner.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 #include <openssl/sha.h>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -60,6 +70,118 @@ std::optional<json> page(const json& items, const json& params, const char* key)
 
 }  // namespace
 
+// A plain coroutine, not a lambda: GCC 12 miscompiles coroutine lambdas.
+asio::awaitable<bool> send_event(std::shared_ptr<EventStream> stream, std::string text) {
+  auto [ec] = co_await stream->events.async_send(boost::system::error_code{}, std::move(text),
+                                                 asio::as_tuple(asio::use_awaitable));
+  co_return !ec;
+}
+
+json McpServer::audit_record(const Principal& who, const Session& s, const McpRequest& req,
+                             const std::string& tool, const json& args, const ToolOutcome& outcome,
+                             std::chrono::steady_clock::time_point started) const {
+  json record = {
+      {"kind", "tool_call"},
+      {"tenant", who.tenant},
+      {"user", who.user},
+      {"credential", who.credential_type + ":" + who.credential_id},
+      {"tool", clean_text(tool, 128)},
+      {"args_sha256", digest_arguments(args)},
+      {"rows", outcome.rows},
+      {"status", outcome.status},
+      {"latency_us", std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count()},
+      {"client", s.client_info},
+      {"user_agent", clean_text(req.user_agent, 256)},
+      {"client_addr", req.client_addr},
+      {"session", s.id.substr(0, 8)}};
+  if (!outcome.detail.empty()) record["detail"] = clean_text(outcome.detail, 512);
+  return record;
+}
+
+bool McpServer::deliver(const std::string& session, const json& message) {
+  auto id = message.find("id");
+  if (id == message.end()) return false;
+  std::shared_ptr<PendingReply> p;
+  {
+    std::lock_guard lock(pending_mu_);
+    auto it = pending_.find(session + "|" + id->dump());
+    if (it == pending_.end()) return false;
+    p = it->second;
+    pending_.erase(it);
+  }
+  return p->answer.try_send(boost::system::error_code{}, message);
+}
+
+asio::awaitable<std::optional<json>> McpServer::ask_client(std::shared_ptr<EventStream> stream, std::string session,
+                                                           std::string method, json params) {
+  auto ex = co_await asio::this_coro::executor;
+  auto pending = std::make_shared<PendingReply>(ex);
+  const json rid = "sluice-" + std::to_string(next_request_++);
+  const std::string key = session + "|" + rid.dump();
+  {
+    std::lock_guard lock(pending_mu_);
+    pending_[key] = pending;
+  }
+  json request = {{"jsonrpc", "2.0"}, {"id", rid}, {"method", std::move(method)}, {"params", std::move(params)}};
+  auto [sent] = co_await stream->events.async_send(boost::system::error_code{}, sse_message(request),
+                                                   asio::as_tuple(asio::use_awaitable));
+  std::optional<json> answer;
+  if (!sent) {
+    // Bounded: a client that never answers costs this call 30 s, no more.
+    asio::steady_timer deadline(ex, std::chrono::seconds(30));
+    deadline.async_wait([pending](boost::system::error_code ec) {
+      if (!ec) pending->answer.close();
+    });
+    auto [closed, message] = co_await pending->answer.async_receive(asio::as_tuple(asio::use_awaitable));
+    deadline.cancel();
+    if (!closed) answer = std::move(message);
+  }
+  std::lock_guard lock(pending_mu_);
+  pending_.erase(key);
+  co_return answer;
+}
+
+asio::awaitable<void> McpServer::run_streamed(std::shared_ptr<EventStream> stream, const ToolDef* tool, json id,
+                                              json params, Session s, Principal who, McpRequest req) {
+  const auto started = std::chrono::steady_clock::now();
+  json args = params.value("arguments", json::object());
+  if (!args.is_object()) args = json::object();
+  ToolContext ctx;
+  ctx.who = who;
+  if (auto meta = params.find("_meta"); meta != params.end() && meta->is_object()) {
+    if (auto token = meta->find("progressToken");
+        token != meta->end() && (token->is_string() || token->is_number_integer())) {
+      ctx.progress_token = *token;
+    }
+  }
+  ctx.client_capabilities = s.client_capabilities;
+  ctx.log_level = s.log_level;
+  ctx.notify = [stream](json note) { return send_event(stream, sse_message(note)); };
+  ctx.request = [this, stream, sid = s.id](std::string method, json p) {
+    return ask_client(stream, sid, std::move(method), std::move(p));
+  };
+  ToolOutcome outcome;
+  try {
+    outcome = co_await tool->run_async(ctx, args);
+  } catch (const std::exception& e) {
+    outcome = ToolOutcome{text_result("internal error", true), "error", 0, clean_text(e.what(), 256)};
+  }
+  ++counters_.tool_calls;
+  if (outcome.status != "ok") ++counters_.tool_errors;
+  const auto seq = co_await audit_.async_append(audit_record(who, s, req, tool->name, args, outcome, started),
+                                                asio::use_awaitable);
+  json reply;
+  if (seq) {
+    if (s.protocol == "2025-03-26") outcome.result.erase("structuredContent");
+    reply = rpc::result(id, std::move(outcome.result));
+  } else {
+    ++counters_.audit_failures;
+    reply = rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned");
+  }
+  co_await stream->events.async_send(boost::system::error_code{}, sse_message(reply), asio::as_tuple(asio::use_awaitable));
+  stream->events.close();
+}
+
 bool supported_protocol(const std::string& v) {
   for (const char* p : kProtocolVersions) {
     if (v == p) return true;
@@ -75,12 +197,13 @@ std::string digest_arguments(const json& args) {
 }
 
 Session Sessions::create(const std::string& credential_id, const std::string& protocol,
-                         json client_info) {
+                         json client_info, json client_capabilities) {
   Session s;
   s.id = random_hex(32);
   s.credential_id = credential_id;
   s.protocol = protocol;
   s.client_info = std::move(client_info);
+  s.client_capabilities = std::move(client_capabilities);
   s.last_used = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
   // One credential holds at most kPerCredential sessions: past that its
@@ -198,14 +321,22 @@ json McpServer::initialize(const json& id, const json& params, const Principal& 
       }
     }
   }
-  const Session s = sessions_.create(who.credential_id, chosen, client);
+  // What the client can answer when asked: booleans, nothing else kept.
+  json caps = {{"sampling", false}, {"elicitation", false}, {"roots", false}};
+  if (auto c = params.find("capabilities"); c != params.end() && c->is_object()) {
+    for (const char* k : {"sampling", "elicitation", "roots"}) caps[k] = c->contains(k);
+  }
+  const Session s = sessions_.create(who.credential_id, chosen, client, caps);
   out.headers.emplace_back("Mcp-Session-Id", s.id);
   return rpc::result(
       id, {{"protocolVersion", chosen},
            {"capabilities",
             {{"tools", {{"listChanged", false}}},
-             {"resources", {{"subscribe", false}, {"listChanged", false}}},
+             // Subscriptions only with the conformance fixtures: nothing of a
+             // tenant's schema snapshot changes while it is served.
+             {"resources", {{"subscribe", tools_.fixtures()}, {"listChanged", false}}},
              {"prompts", {{"listChanged", false}}},
+             {"completions", json::object()},
              {"logging", json::object()}}},
            {"serverInfo", {{"name", "sluice-mcpd"}, {"title", "Sluice"}, {"version", "0.1.0"}}},
            {"instructions",
@@ -249,6 +380,26 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
   const std::optional<Session> session = sessions_.use(req.session_id, who.credential_id);
   if (!session) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
 
+  // A single call of a tool that talks to the client: answered as a
+  // stream, the tool running on its own.
+  if (doc.is_object()) {
+    const rpc::Message m = rpc::classify(doc);
+    if (m.kind == rpc::Kind::request && m.method == "tools/call") {
+      auto name = m.params.find("name");
+      const ToolDef* tool = name != m.params.end() && name->is_string() ? tools_.find(name->get<std::string>()) : nullptr;
+      if (tool && tool->run_async && (who.scopes & tool->scope) == tool->scope) {
+        auto ex = co_await asio::this_coro::executor;
+        auto stream = std::make_shared<EventStream>(ex);
+        asio::co_spawn(ex, run_streamed(stream, tool, m.id, m.params, *session, who, req), asio::detached);
+        McpResponse r;
+        r.status = 200;
+        r.content_type = "text/event-stream";
+        r.stream = std::move(stream);
+        co_return r;
+      }
+    }
+  }
+
   std::vector<json> messages;
   const bool batch = doc.is_array();
   if (batch) {
@@ -277,7 +428,11 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       replies.push_back(rpc::error(m.id, rpc::kInvalidRequest, m.problem));
       continue;
     }
-    if (m.kind != rpc::Kind::request) continue;  // notifications and responses: accepted
+    if (m.kind == rpc::Kind::response) {
+      deliver(session->id, msg);
+      continue;
+    }
+    if (m.kind != rpc::Kind::request) continue;  // notifications: accepted
     if (m.method == "initialize") {
       replies.push_back(rpc::error(m.id, rpc::kInvalidRequest, "initialize may not be batched"));
       continue;
@@ -354,6 +509,16 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     if (auto* why = std::get_if<std::string>(&got)) co_return rpc::error(id, rpc::kInvalidParams, *why);
     co_return rpc::result(id, std::get<json>(got));
   }
+  if (method == "completion/complete") {
+    auto out = tools_.complete(who, params);
+    if (!out) co_return rpc::error(id, rpc::kInvalidParams, "unknown reference or argument");
+    co_return rpc::result(id, *out);
+  }
+  if ((method == "resources/subscribe" || method == "resources/unsubscribe") && tools_.fixtures()) {
+    auto uri = params.find("uri");
+    if (uri == params.end() || !uri->is_string()) co_return rpc::error(id, rpc::kInvalidParams, "uri must be a string");
+    co_return rpc::result(id, json::object());
+  }
   if (method == "logging/setLevel") {
     auto level = params.find("level");
     bool known = false;
@@ -397,21 +562,7 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
   if (outcome.status == "denied") ++counters_.tool_denied;
   else if (outcome.status != "ok") ++counters_.tool_errors;
 
-  json record = {
-      {"kind", "tool_call"},
-      {"tenant", who.tenant},
-      {"user", who.user},
-      {"credential", who.credential_type + ":" + who.credential_id},
-      {"tool", clean_text(tool_name, 128)},
-      {"args_sha256", digest_arguments(args)},
-      {"rows", outcome.rows},
-      {"status", outcome.status},
-      {"latency_us", std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count()},
-      {"client", s.client_info},
-      {"user_agent", clean_text(req.user_agent, 256)},
-      {"client_addr", req.client_addr},
-      {"session", s.id.substr(0, 8)}};
-  if (!outcome.detail.empty()) record["detail"] = clean_text(outcome.detail, 512);
+  json record = audit_record(who, s, req, tool_name, args, outcome, started);
   const auto seq = co_await audit_.async_append(std::move(record), asio::use_awaitable);
   if (!seq) {
     // Not audited, not answered: the rows stay here.

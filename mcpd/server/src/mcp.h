@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "audit.h"
+#include "event_stream.h"
 #include "identity.h"
 #include "tools.h"
 
@@ -48,6 +49,7 @@ struct McpResponse {
   std::string content_type;  // "" for no body
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  std::shared_ptr<EventStream> stream;  // set: the body is these SSE events
 };
 
 struct Session {
@@ -55,6 +57,7 @@ struct Session {
   std::string credential_id;
   std::string protocol;
   nlohmann::json client_info;
+  nlohmann::json client_capabilities;  // {"sampling": bool, "elicitation": bool, "roots": bool}
   std::string log_level = "info";
   std::chrono::steady_clock::time_point last_used;
 };
@@ -63,7 +66,7 @@ class Sessions {
  public:
   Sessions(std::size_t max, std::chrono::seconds idle) : max_(max), idle_(idle) {}
   Session create(const std::string& credential_id, const std::string& protocol,
-                 nlohmann::json client_info);
+                 nlohmann::json client_info, nlohmann::json client_capabilities);
   // nullopt: unknown, expired, or bound to another credential (all 404).
   std::optional<Session> use(const std::string& id, const std::string& credential_id);
   bool set_log_level(const std::string& id, const std::string& level);
@@ -106,11 +109,31 @@ class McpServer {
   nlohmann::json initialize(const nlohmann::json& id, const nlohmann::json& params,
                             const Principal& who, McpResponse& out);
   std::vector<const ToolDef*> visible_tools(const Principal& who) const;
+  // A tool that talks to the client runs on its own, its answer streamed.
+  boost::asio::awaitable<void> run_streamed(std::shared_ptr<EventStream> stream, const ToolDef* tool,
+                                            nlohmann::json id, nlohmann::json params, Session s, Principal who,
+                                            McpRequest req);
+  boost::asio::awaitable<std::optional<nlohmann::json>> ask_client(std::shared_ptr<EventStream> stream,
+                                                                   std::string session, std::string method,
+                                                                   nlohmann::json params);
+  // A client's answer to one of our requests; false when none is awaited.
+  bool deliver(const std::string& session, const nlohmann::json& message);
+  nlohmann::json audit_record(const Principal& who, const Session& s, const McpRequest& req,
+                              const std::string& tool, const nlohmann::json& args, const ToolOutcome& outcome,
+                              std::chrono::steady_clock::time_point started) const;
+
+  struct PendingReply {
+    explicit PendingReply(const boost::asio::any_io_executor& ex) : answer(ex, 1) {}
+    boost::asio::experimental::concurrent_channel<void(boost::system::error_code, nlohmann::json)> answer;
+  };
 
   Toolbox& tools_;
   Sessions& sessions_;
   AuditLog& audit_;
   McpCounters& counters_;
+  std::mutex pending_mu_;
+  std::unordered_map<std::string, std::shared_ptr<PendingReply>> pending_;  // "<session>|<id>"
+  std::atomic<std::uint64_t> next_request_{1};
 };
 
 // The SHA-256 of a tool's arguments as canonical JSON (sorted keys), hex:

@@ -120,7 +120,8 @@ void Sources::forget(std::int64_t tenant_id) {
   open_.erase(tenant_id);
 }
 
-Toolbox::Toolbox(Store& store, Sources& sources, bool fixtures) : store_(store), sources_(sources) {
+Toolbox::Toolbox(Store& store, Sources& sources, bool fixtures)
+    : store_(store), sources_(sources), fixtures_(fixtures) {
   add_data_tools();
   if (fixtures) add_fixture_tools();
 }
@@ -238,7 +239,7 @@ void Toolbox::add_data_tools() {
 }
 
 nlohmann::json Toolbox::list_resources(const Principal& p) {
-  nlohmann::json out = nlohmann::json::array();
+  nlohmann::json out = fixtures_ ? fixture_resources() : nlohmann::json::array();
   if (auto src = sources_.of(p.tenant_id)) {
     if (auto list = (*src)->entities()) {
       for (const EntityInfo& e : *list) {
@@ -258,11 +259,15 @@ nlohmann::json Toolbox::list_resources(const Principal& p) {
 }
 
 nlohmann::json Toolbox::resource_templates() const {
-  return nlohmann::json::array(
+  nlohmann::json out = fixtures_ ? fixture_templates() : nlohmann::json::array();
+  for (auto& t : nlohmann::json::array(
       {{{"uriTemplate", std::string(kEntityScheme) + "{name}"}, {"name", "entity"},
         {"description", "schema and statistics of a table or view"}, {"mimeType", "application/json"}},
        {{"uriTemplate", std::string(kSavedScheme) + "{name}"}, {"name", "saved-query"},
-        {"description", "a saved query"}, {"mimeType", "application/json"}}});
+        {"description", "a saved query"}, {"mimeType", "application/json"}}})) {
+    out.push_back(std::move(t));
+  }
+  return out;
 }
 
 std::optional<nlohmann::json> Toolbox::read_resource(const Principal& p, const std::string& uri) {
@@ -281,19 +286,27 @@ std::optional<nlohmann::json> Toolbox::read_resource(const Principal& p, const s
     if (!q || !*q) return std::nullopt;
     return contents(to_json(**q));
   }
+  if (fixtures_) return read_fixture(uri);
   return std::nullopt;
 }
 
 nlohmann::json Toolbox::list_prompts() const {
-  return nlohmann::json::array(
+  nlohmann::json out = fixtures_ ? fixture_prompts() : nlohmann::json::array();
+  for (auto& p : nlohmann::json::array(
       {{{"name", "explore_entity"}, {"title", "Explore an entity"},
         {"description", "Guides an assistant through an entity's schema and statistics before querying it."},
-        {"arguments", {{{"name", "entity"}, {"description", "table or view name"}, {"required", true}}}}}});
+        {"arguments", {{{"name", "entity"}, {"description", "table or view name"}, {"required", true}}}}}})) {
+    out.push_back(std::move(p));
+  }
+  return out;
 }
 
 std::variant<std::monostate, std::string, nlohmann::json> Toolbox::get_prompt(
     const std::string& name, const nlohmann::json& args) const {
-  if (name != "explore_entity") return std::monostate{};
+  if (name != "explore_entity") {
+    if (fixtures_) return get_fixture_prompt(name, args);
+    return std::monostate{};
+  }
   auto entity = args.find("entity");
   if (entity == args.end() || !entity->is_string() || entity->get<std::string>().empty()) {
     return std::string("argument \"entity\" is required");
@@ -311,30 +324,33 @@ std::variant<std::monostate, std::string, nlohmann::json> Toolbox::get_prompt(
                         "using ? placeholders for any values."}}}}}}};
 }
 
-}  // namespace sluice::mcpd
-
-namespace sluice::mcpd {
-
-// The tools the MCP conformance suite calls. Off unless the test
-// configuration enables them: they return fixed content, no tenant data.
-void Toolbox::add_fixture_tools() {
-  const auto fixed = [](nlohmann::json result) {
-    return [result](const Principal&, const nlohmann::json&) {
-      ToolOutcome o;
-      o.result = result;
-      return o;
-    };
-  };
-  const nlohmann::json empty = object_schema(nlohmann::json::object(), {});
-  tools_.push_back({"test_simple_text", "", "Returns simple text content", empty, kScopeRead, true,
-                    fixed({{"content", {{{"type", "text"}, {"text", "This is a simple text response for testing."}}}}})});
-  tools_.push_back({"test_error_handling", "", "Always fails with an error result", empty, kScopeRead, true,
-                    [](const Principal&, const nlohmann::json&) {
-                      ToolOutcome o;
-                      o.result = text_result("This tool intentionally returns an error for testing", true);
-                      o.status = "error";
-                      return o;
-                    }});
+std::optional<nlohmann::json> Toolbox::complete(const Principal& p, const nlohmann::json& params) {
+  const auto ref = params.find("ref");
+  const auto arg = params.find("argument");
+  if (ref == params.end() || !ref->is_object() || arg == params.end() || !arg->is_object() ||
+      !arg->value("value", nlohmann::json()).is_string()) {
+    return std::nullopt;
+  }
+  const std::string type = ref->value("type", nlohmann::json()).is_string() ? (*ref)["type"].get<std::string>() : "";
+  const std::string name = ref->value("name", nlohmann::json()).is_string() ? (*ref)["name"].get<std::string>() : "";
+  const std::string uri = ref->value("uri", nlohmann::json()).is_string() ? (*ref)["uri"].get<std::string>() : "";
+  const std::string prefix = (*arg)["value"].get<std::string>();
+  const bool entity_arg = (type == "ref/prompt" && name == "explore_entity") ||
+                          (type == "ref/resource" && uri == std::string(kEntityScheme) + "{name}");
+  nlohmann::json values = nlohmann::json::array();
+  if (entity_arg) {
+    // Names only: the schema, never data.
+    if (auto src = sources_.of(p.tenant_id)) {
+      if (auto list = (*src)->entities()) {
+        for (const EntityInfo& e : *list) {
+          if (e.name.starts_with(prefix) && values.size() < 100) values.push_back(e.name);
+        }
+      }
+    }
+  } else if (!(fixtures_ && type == "ref/prompt" && name == "test_prompt_with_arguments")) {
+    return std::nullopt;
+  }
+  return nlohmann::json{{"completion", {{"values", values}, {"total", values.size()}, {"hasMore", false}}}};
 }
 
 }  // namespace sluice::mcpd

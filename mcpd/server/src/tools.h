@@ -13,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include "identity.h"
@@ -31,6 +32,22 @@ struct ToolOutcome {
   std::string detail;
 };
 
+// What a tool that talks to the client during a call may do: its
+// answer then travels as an SSE stream with notifications (and requests
+// to the client) before it.
+struct ToolContext {
+  Principal who;
+  nlohmann::json progress_token;       // null: the caller asked for no progress
+  nlohmann::json client_capabilities;  // {"sampling": bool, "elicitation": bool, "roots": bool}
+  std::string log_level;               // the session's logging/setLevel
+  // Sends a notification on the call's stream; false once the client is gone.
+  std::function<boost::asio::awaitable<bool>(nlohmann::json notification)> notify;
+  // Asks the client (sampling/createMessage, elicitation/create) and waits,
+  // bounded, for its whole JSON-RPC response; nullopt when none came.
+  std::function<boost::asio::awaitable<std::optional<nlohmann::json>>(std::string method, nlohmann::json params)>
+      request;
+};
+
 struct ToolDef {
   std::string name;
   std::string title;
@@ -39,6 +56,8 @@ struct ToolDef {
   unsigned scope = kScopeRead;  // the key scope needed to see and call it
   bool read_only = true;
   std::function<ToolOutcome(const Principal&, const nlohmann::json& args)> run;
+  // Set instead of `run` for tools that talk to the client during a call.
+  std::function<boost::asio::awaitable<ToolOutcome>(ToolContext&, nlohmann::json args)> run_async = {};
 };
 
 // Each tenant's data source, opened read-only on first use.
@@ -69,6 +88,10 @@ class Toolbox {
   std::optional<nlohmann::json> read_resource(const Principal& p, const std::string& uri);
 
   nlohmann::json list_prompts() const;
+  // completion/complete: suggestions for a prompt or resource-template
+  // argument; nullopt when the reference is unknown.
+  std::optional<nlohmann::json> complete(const Principal& p, const nlohmann::json& params);
+  [[nodiscard]] bool fixtures() const { return fixtures_; }
   // nullopt: unknown prompt; a string: the arguments are invalid (why).
   std::variant<std::monostate, std::string, nlohmann::json> get_prompt(const std::string& name,
                                                                        const nlohmann::json& args) const;
@@ -76,9 +99,17 @@ class Toolbox {
  private:
   void add_data_tools();
   void add_fixture_tools();
+  // The conformance fixtures' resources and prompts (fixtures.cpp).
+  static nlohmann::json fixture_resources();
+  static nlohmann::json fixture_templates();
+  static std::optional<nlohmann::json> read_fixture(const std::string& uri);
+  static nlohmann::json fixture_prompts();
+  static std::variant<std::monostate, std::string, nlohmann::json> get_fixture_prompt(
+      const std::string& name, const nlohmann::json& args);
 
   Store& store_;
   Sources& sources_;
+  bool fixtures_ = false;
   std::vector<ToolDef> tools_;
 };
 

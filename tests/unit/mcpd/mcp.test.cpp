@@ -328,3 +328,35 @@ TEST_CASE("mcpd::McpServer serves entities and saved queries as resources, and a
   auto bad = body(w.post({{"jsonrpc", "2.0"}, {"id", 5}, {"method", "prompts/get"}, {"params", {{"name", "explore_entity"}}}}, reader, sid));
   CHECK(bad["error"]["code"] == rpc::kInvalidParams);
 }
+
+TEST_CASE("mcpd::McpServer keeps the conformance fixtures off unless configured", "[mcpd][mcp]") {
+  World w;
+  const Principal reader = principal("rrrr", kScopeRead);
+  const std::string sid = w.open_session(reader);
+  auto tools = body(w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "tools/list"}}, reader, sid));
+  for (const auto& t : tools["result"]["tools"]) CHECK_FALSE(t["name"].get<std::string>().starts_with("test_"));
+  CHECK(body(w.post(call("test_sampling", {{"prompt", "x"}}), reader, sid))["error"]["code"] == rpc::kInvalidParams);
+  auto sub = body(w.post({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "resources/subscribe"}, {"params", {{"uri", "test://watched-resource"}}}}, reader, sid));
+  CHECK(sub["error"]["code"] == rpc::kMethodNotFound);
+  auto read = body(w.post({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "resources/read"}, {"params", {{"uri", "test://static-text"}}}}, reader, sid));
+  CHECK(read["error"]["code"] == -32002);
+}
+
+TEST_CASE("mcpd::McpServer completes entity names, and ignores answers nobody awaits", "[mcpd][mcp]") {
+  World w;
+  const Principal reader = principal("rrrr", kScopeRead);
+  const std::string sid = w.open_session(reader);
+  auto done = body(w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "completion/complete"},
+                           {"params", {{"ref", {{"type", "ref/prompt"}, {"name", "explore_entity"}}},
+                                       {"argument", {{"name", "entity"}, {"value", "c"}}}}}},
+                          reader, sid));
+  CHECK(done["result"]["completion"]["values"] == json::array({"cards", "customers"}));
+  auto unknown = body(w.post({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "completion/complete"},
+                              {"params", {{"ref", {{"type", "ref/prompt"}, {"name", "nope"}}},
+                                          {"argument", {{"name", "x"}, {"value", ""}}}}}},
+                             reader, sid));
+  CHECK(unknown["error"]["code"] == rpc::kInvalidParams);
+  // A response to a request mcpd never sent is accepted and dropped.
+  auto stray = w.post({{"jsonrpc", "2.0"}, {"id", "sluice-999"}, {"result", json::object()}}, reader, sid);
+  CHECK(stray.status == 202);
+}
