@@ -152,6 +152,38 @@ test('a revoked key is refused at once', async () => {
   await sleep(2100);  // the revoked key's failure ages out of the lockout window
 });
 
+test('policy versions are stored with who and when, and never reported as kernel-enforced', async () => {
+  const none = await (await api('/api/meta/security', SUPER)).json();
+  assert.equal(none.current, null);
+  assert.equal(none.enforcement.kernel, 'absent');
+  const bad = await api('/api/meta/security', SUPER, { method: 'PUT', body: JSON.stringify({ allow_llm_egress: 'yes', egress_allowlist: ['169.254.169.254'] }) });
+  assert.equal(bad.status, 400);
+  const errors = (await bad.json()).errors.map((e) => e.path);
+  assert.ok(errors.includes('allow_llm_egress'), JSON.stringify(errors));
+  const policy = { allow_llm_egress: false, allow_prospecting: false, discovery_samples: false, egress_allowlist: ['api.anthropic.com'] };
+  const first = await api('/api/meta/security', SUPER, { method: 'PUT', body: JSON.stringify(policy) });
+  assert.equal(first.status, 200);
+  const f = await first.json();
+  assert.equal(f.version, 1);
+  assert.equal(f.enforcement.kernel, 'absent');
+  const second = await (await api('/api/meta/security', SUPER, { method: 'PUT', body: JSON.stringify({ ...policy, allow_llm_egress: true }) })).json();
+  assert.equal(second.version, 2);
+  const history = await (await api('/api/meta/security?history=1', SUPER)).json();
+  assert.deepEqual(history.history.map((h) => h.version), [2, 1]);
+  assert.equal(history.history[0].by, 'alice');
+  assert.equal(history.current.policy.allow_llm_egress, true);
+});
+
+test('traffic per key and user, failed authentications included, for admins only', async () => {
+  const t = await api('/api/traffic', SUPER);
+  assert.equal(t.status, 200);
+  const body = await t.json();
+  assert.ok(Array.isArray(body.recent_calls));
+  const viewer = body.keys[`api_key:${viewerKeyId}`];
+  assert.ok(viewer && viewer.failed_auth >= 1, JSON.stringify(body.keys));
+  assert.equal((await api('/api/traffic?since_ms=abc', SUPER)).status, 400);
+});
+
 test('a tenant over its rate limit gets 429 with Retry-After', async () => {
   const statuses = [];
   let retry;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "app.h"
+#include "sluice/policy/policy.h"
 #include "text.h"
 
 namespace sluice::mcpd {
@@ -256,6 +257,61 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
                     {"name", name}},
                    [](std::optional<std::int64_t>) {});
     return reply(200, to_json(q), v);
+  }
+
+  if (path == "/api/meta/security") {
+    // mcpd does not drive sluice-agent yet: a stored policy is enforced by
+    // nothing in the kernel on mcpd's account, and the answer says so.
+    const json enforcement = {{"kernel", "absent"},
+                              {"detail", "sluice-mcpd does not push policies to sluice-agent yet; "
+                                         "the stored version is not enforced in the kernel"}};
+    if (verb == http::verb::get) {
+      auto versions = store_->policies(who.tenant_id, query_value(req, "history") == "1" ? 50 : 1);
+      if (!versions) return problem(500, "policies unavailable", v);
+      json history = json::array();
+      for (const PolicyVersion& p : *versions) {
+        history.push_back({{"version", p.version}, {"policy", json::parse(p.policy, nullptr, false)},
+                           {"by", p.user}, {"created_ms", p.created_ms}});
+      }
+      json out = {{"tenant", who.tenant}, {"enforcement", enforcement}};
+      out["current"] = history.empty() ? json(nullptr) : history[0];
+      if (query_value(req, "history") == "1") out["history"] = history;
+      return reply(200, out, v);
+    }
+    if (verb != http::verb::put) return problem(405, "method not allowed", v);
+    if (!allowed(who.role, Action::write_policy)) return problem(403, "admins change the policy", v);
+    auto parsed = policy::parse_policy(req.body());
+    if (!parsed) {
+      json errors = json::array();
+      for (const policy::Error& e : parsed.error()) errors.push_back({{"path", e.path}, {"message", e.message}});
+      return reply(400, {{"error", "invalid policy"}, {"errors", errors}}, v);
+    }
+    const std::string normalised = policy::to_json(*parsed).dump();
+    auto version = store_->put_policy(who.tenant_id, normalised, who.user_id);
+    if (!version) return problem(500, "the policy could not be stored", v);
+    audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "put_policy"},
+                    {"version", *version}, {"policy_sha256", digest_arguments(json::parse(normalised))}},
+                   [](std::optional<std::int64_t>) {});
+    return reply(200, {{"version", *version}, {"policy", json::parse(normalised)}, {"stored", true},
+                       {"enforcement", enforcement}},
+                 v);
+  }
+
+  if (path == "/api/traffic" && verb == http::verb::get) {
+    if (!allowed(who.role, Action::read_audit)) return problem(403, "not permitted", v);
+    const std::string since_text = query_value(req, "since_ms");
+    const auto since = since_text.empty() ? std::optional<std::int64_t>(now_ms() - 24 * 3600 * 1000)
+                                          : number(since_text, INT64_MAX / 2);
+    if (!since) return problem(400, "since_ms must be a timestamp in milliseconds", v);
+    auto keys = store_->keys();
+    if (!keys) return problem(500, "keys unavailable", v);
+    std::vector<std::string> ids;
+    for (const KeyRecord& k : *keys) {
+      if (k.user.tenant_id == who.tenant_id) ids.push_back(k.id);
+    }
+    auto t = audit_->traffic(who.tenant, *since, ids);
+    if (!t) return problem(500, "traffic unavailable", v);
+    return reply(200, *t, v);
   }
 
   if (path == "/api/audit" && verb == http::verb::get) {

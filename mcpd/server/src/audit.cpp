@@ -1,5 +1,7 @@
 #include "audit.h"
 
+#include <algorithm>
+
 #include <openssl/sha.h>
 #include <systemd/sd-journal.h>
 
@@ -178,6 +180,82 @@ Result<std::vector<nlohmann::json>> AuditLog::read(const std::string& tenant, st
     out.push_back(std::move(rec));
   }
   return out;
+}
+
+namespace {
+constexpr char kTrafficCalls[] =
+    "SELECT json_extract(record, '$.credential'), json_extract(record, '$.user'), "
+    "json_extract(record, '$.status'), count(*) FROM "
+    "(SELECT record FROM audit WHERE tenant = ?1 AND kind = 'tool_call' AND ts_ms >= ?2 "
+    " ORDER BY seq DESC LIMIT 100000) GROUP BY 1, 2, 3";
+constexpr char kTrafficAuth[] =
+    "SELECT json_extract(record, '$.credential'), count(*) FROM "
+    "(SELECT record FROM audit WHERE kind = 'auth_failure' AND ts_ms >= ?1 "
+    " ORDER BY seq DESC LIMIT 100000) GROUP BY 1";
+constexpr char kTrafficRecent[] =
+    "SELECT seq, record FROM audit WHERE tenant = ?1 AND kind = 'tool_call' ORDER BY seq DESC LIMIT 20";
+}  // namespace
+
+Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t since_ms,
+                                        const std::vector<std::string>& key_ids) {
+  auto db = Db::open(path_, /*create=*/false);
+  if (!db) return tl::unexpected(db.error());
+  nlohmann::json keys = nlohmann::json::object(), users = nlohmann::json::object();
+  const auto bump = [](nlohmann::json& slot, const std::string& status, std::int64_t n) {
+    if (!slot.is_object()) slot = {{"calls", 0}, {"errors", 0}, {"denied", 0}, {"failed_auth", 0}};
+    slot["calls"] = slot["calls"].get<std::int64_t>() + n;
+    if (status == "denied") slot["denied"] = slot["denied"].get<std::int64_t>() + n;
+    else if (status != "ok") slot["errors"] = slot["errors"].get<std::int64_t>() + n;
+  };
+  auto calls = db->prepare(kTrafficCalls);
+  if (!calls) return tl::unexpected(calls.error());
+  calls->bind(1, tenant).bind(2, since_ms);
+  while (true) {
+    auto row = calls->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    const std::string credential = calls->text(0), user = calls->text(1), status = calls->text(2);
+    bump(keys[credential], status, calls->int64(3));
+    bump(users[user], status, calls->int64(3));
+  }
+  auto auth = db->prepare(kTrafficAuth);
+  if (!auth) return tl::unexpected(auth.error());
+  auth->bind(1, since_ms);
+  while (true) {
+    auto row = auth->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    // Failed authentications carry the key id they named, if any: only
+    // this tenant's keys are its business.
+    const std::string credential = auth->text(0);
+    const std::string id = credential.starts_with("api_key:") ? credential.substr(8) : "";
+    if (id.empty() || std::find(key_ids.begin(), key_ids.end(), id) == key_ids.end()) continue;
+    nlohmann::json& slot = keys[credential];
+    bump(slot, "ok", 0);
+    slot["failed_auth"] = slot["failed_auth"].get<std::int64_t>() + auth->int64(1);
+  }
+  for (auto* table : {&keys, &users}) {
+    for (auto& [name, slot] : table->items()) {
+      const auto n = slot["calls"].get<std::int64_t>();
+      slot["error_rate"] = n ? static_cast<double>(slot["errors"].get<std::int64_t>()) / static_cast<double>(n) : 0.0;
+    }
+  }
+  auto recent = db->prepare(kTrafficRecent);
+  if (!recent) return tl::unexpected(recent.error());
+  recent->bind(1, tenant);
+  nlohmann::json latest = nlohmann::json::array();
+  while (true) {
+    auto row = recent->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    auto rec = nlohmann::json::parse(recent->text(1), nullptr, false);
+    if (!rec.is_object()) continue;
+    latest.push_back({{"seq", recent->int64(0)}, {"ts_ms", rec.value("ts_ms", nlohmann::json())},
+                      {"user", rec.value("user", nlohmann::json())}, {"credential", rec.value("credential", nlohmann::json())},
+                      {"tool", rec.value("tool", nlohmann::json())}, {"status", rec.value("status", nlohmann::json())},
+                      {"rows", rec.value("rows", nlohmann::json())}, {"latency_us", rec.value("latency_us", nlohmann::json())}});
+  }
+  return nlohmann::json{{"since_ms", since_ms}, {"keys", keys}, {"users", users}, {"recent_calls", latest}};
 }
 
 std::uint64_t AuditLog::committed() const {

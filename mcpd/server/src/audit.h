@@ -72,6 +72,12 @@ class AuditLog {
   Result<std::vector<nlohmann::json>> read(const std::string& tenant, std::size_t limit,
                                            std::int64_t before_seq, const std::string& kind);
 
+  // Per key and user since `since_ms`: calls, errors, refusals, failed
+  // authentications (of the tenant's `key_ids`), and the latest calls.
+  // Bounded: at most the newest 100 000 records are looked at.
+  Result<nlohmann::json> traffic(const std::string& tenant, std::int64_t since_ms,
+                                 const std::vector<std::string>& key_ids);
+
   [[nodiscard]] std::uint64_t committed() const;
   [[nodiscard]] std::uint64_t failed() const;
 

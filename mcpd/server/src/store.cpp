@@ -37,6 +37,13 @@ CREATE TABLE IF NOT EXISTS saved_queries(
   updated_by INTEGER REFERENCES users(id),
   updated_ms INTEGER NOT NULL,
   PRIMARY KEY (tenant_id, name));
+CREATE TABLE IF NOT EXISTS policies(
+  tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+  version INTEGER NOT NULL,
+  policy TEXT NOT NULL,
+  user_id INTEGER REFERENCES users(id),
+  created_ms INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, version));
 CREATE TABLE IF NOT EXISTS audit(
   seq INTEGER PRIMARY KEY,
   ts_ms INTEGER NOT NULL,
@@ -77,6 +84,13 @@ constexpr char kUpsertSaved[] =
     "description = excluded.description, sql = excluded.sql, params = excluded.params, "
     "updated_by = excluded.updated_by, updated_ms = excluded.updated_ms";
 constexpr char kDeleteSaved[] = "DELETE FROM saved_queries WHERE tenant_id = ? AND name = ?";
+constexpr char kInsertPolicy[] =
+    "INSERT INTO policies(tenant_id, version, policy, user_id, created_ms) "
+    "SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, ?3, ?4 FROM policies WHERE tenant_id = ?1 "
+    "RETURNING version";
+constexpr char kSelectPolicies[] =
+    "SELECT p.version, p.policy, COALESCE(u.name, ''), p.created_ms FROM policies p "
+    "LEFT JOIN users u ON u.id = p.user_id WHERE p.tenant_id = ? ORDER BY p.version DESC LIMIT ?";
 
 User user_from(const Stmt& s, int at) {
   User u;
@@ -300,6 +314,34 @@ Status Store::put_saved_query(const SavedQuery& q, std::int64_t user_id) {
   st->bind(1, q.tenant_id).bind(2, q.name).bind(3, q.description).bind(4, q.sql);
   st->bind(5, params.dump()).bind(6, user_id).bind(7, now_ms());
   return st->run();
+}
+
+Result<std::int64_t> Store::put_policy(std::int64_t tenant_id, const std::string& policy, std::int64_t user_id) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kInsertPolicy);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, tenant_id).bind(2, policy).bind(3, user_id).bind(4, now_ms());
+  auto row = st->step();
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return fail("policy version not assigned");
+  const std::int64_t version = st->int64(0);
+  if (auto done = st->run(); !done) return tl::unexpected(done.error());
+  return version;
+}
+
+Result<std::vector<PolicyVersion>> Store::policies(std::int64_t tenant_id, std::size_t limit) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kSelectPolicies);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, tenant_id).bind(2, static_cast<std::int64_t>(limit));
+  std::vector<PolicyVersion> out;
+  while (true) {
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    out.push_back({st->int64(0), st->text(1), st->text(2), st->int64(3)});
+  }
+  return out;
 }
 
 Result<bool> Store::delete_saved_query(std::int64_t tenant_id, const std::string& name) {

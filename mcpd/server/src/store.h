@@ -62,6 +62,14 @@ struct SavedQuery {
   std::int64_t updated_ms = 0;
 };
 
+// One stored version of a tenant's egress policy (normalised JSON).
+struct PolicyVersion {
+  std::int64_t version = 0;
+  std::string policy;
+  std::string user;  // who stored it
+  std::int64_t created_ms = 0;
+};
+
 std::int64_t now_ms();
 
 // Names of tenants, users, keys and saved queries: 1-64 of [A-Za-z0-9_.-],
@@ -89,6 +97,11 @@ class Store {
   Result<std::optional<SavedQuery>> saved_query(std::int64_t tenant_id, const std::string& name);
   Status put_saved_query(const SavedQuery& q, std::int64_t user_id);
   Result<bool> delete_saved_query(std::int64_t tenant_id, const std::string& name);
+
+  // Stores the next version of the tenant's policy; returns its number.
+  Result<std::int64_t> put_policy(std::int64_t tenant_id, const std::string& policy, std::int64_t user_id);
+  // Newest first.
+  Result<std::vector<PolicyVersion>> policies(std::int64_t tenant_id, std::size_t limit);
 
  private:
   explicit Store(Db db) : db_(std::move(db)) {}
