@@ -1,6 +1,7 @@
 #include "http_server.h"
 
 #include <array>
+#include <charconv>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -178,7 +179,19 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket) {
       // Read and drop the rest of a moderately oversized body first: a
       // client still sending when the connection closes sees a reset, not
       // the 413. Past kMaxDrain it gets the reset.
-      const auto announced = parser.content_length();
+      // With the limit found at the header's end, Beast has not marked the
+      // header done (content_length() asserts that): read the field.
+      std::optional<std::uint64_t> announced;
+      if (parser.is_header_done()) {
+        if (auto n = parser.content_length()) announced = *n;
+      } else if (auto f = parser.get().find(http::field::content_length); f != parser.get().end()) {
+        std::uint64_t n = 0;
+        const auto text = f->value();
+        if (auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), n);
+            err == std::errc() && end == text.data() + text.size()) {
+          announced = n;
+        }
+      }
       if (announced && *announced <= kMaxDrain) {
         std::uint64_t left = *announced > buffer.size() ? *announced - buffer.size() : 0;
         buffer.consume(buffer.size());
