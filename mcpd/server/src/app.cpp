@@ -68,7 +68,10 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   limits.pool = std::max<std::size_t>(2, c.threads);
   app->sources_ = std::make_unique<Sources>(*app->store_, limits);
   app->toolbox_ = std::make_unique<Toolbox>(*app->store_, *app->sources_, c.fixtures);
-  app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_);
+  // As many workers as data-source connections: more would only queue.
+  app->workers_ = std::make_unique<boost::asio::thread_pool>(limits.pool);
+  app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_,
+                                          app->workers_->get_executor());
   return app;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
 #include "audit.h"
@@ -56,6 +57,7 @@ class App {
   std::unique_ptr<Sources> sources_;
   std::unique_ptr<Toolbox> toolbox_;
   McpCounters counters_;
+  std::unique_ptr<boost::asio::thread_pool> workers_;
   std::unique_ptr<McpServer> mcp_;
   const HttpServer* http_ = nullptr;
   std::atomic<std::uint64_t> auth_failures_{0}, lockouts_{0}, rate_limited_{0}, requests_{0};

@@ -480,7 +480,9 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     auto uri = params.find("uri");
     if (uri == params.end() || !uri->is_string()) co_return rpc::error(id, rpc::kInvalidParams, "uri must be a string");
     const std::string target = uri->get<std::string>();
-    auto read = tools_.read_resource(who, target);
+    // An entity's statistics may take seconds the first time: a worker's.
+    std::function<std::optional<json>()> work = [this, who, target] { return tools_.read_resource(who, target); };
+    auto read = co_await on_worker<std::optional<json>>(std::move(work));
     // Reading an entity resource returns what describe_entity does: audited alike.
     json record = {{"kind", "resource_read"}, {"tenant", who.tenant}, {"user", who.user},
                    {"credential", who.credential_type + ":" + who.credential_id},
@@ -551,12 +553,17 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
     outcome.status = tool ? "denied" : "unknown_tool";
     outcome.detail = tool ? "key lacks scope " + scopes_to_string(tool->scope) : "";
   } else {
-    try {
-      outcome = tool->run(who, args);
-    } catch (const std::exception& e) {
-      // A bug, not the caller's doing: still audited, never detailed to them.
-      outcome = ToolOutcome{text_result("internal error", true), "error", 0, clean_text(e.what(), 256)};
-    }
+    // Named, not a temporary: GCC 12 destroys a closure temporary inside a
+    // co_await expression twice.
+    std::function<ToolOutcome()> work = [tool, who, args]() -> ToolOutcome {
+      try {
+        return tool->run(who, args);
+      } catch (const std::exception& e) {
+        // A bug, not the caller's doing: still audited, never detailed to them.
+        return ToolOutcome{text_result("internal error", true), "error", 0, clean_text(e.what(), 256)};
+      }
+    };
+    outcome = co_await on_worker<ToolOutcome>(std::move(work));
   }
   ++counters_.tool_calls;
   if (outcome.status == "denied") ++counters_.tool_denied;

@@ -16,7 +16,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include "audit.h"
@@ -92,8 +96,11 @@ struct McpCounters {
 
 class McpServer {
  public:
-  McpServer(Toolbox& tools, Sessions& sessions, AuditLog& audit, McpCounters& counters)
-      : tools_(tools), sessions_(sessions), audit_(audit), counters_(counters) {}
+  // `workers` run the data tools: a query may take up to its timeout, and
+  // must not hold an I/O thread that long.
+  McpServer(Toolbox& tools, Sessions& sessions, AuditLog& audit, McpCounters& counters,
+            boost::asio::any_io_executor workers)
+      : tools_(tools), sessions_(sessions), audit_(audit), counters_(counters), workers_(std::move(workers)) {}
 
   boost::asio::awaitable<McpResponse> handle(McpRequest req, Principal who);
 
@@ -109,6 +116,9 @@ class McpServer {
   nlohmann::json initialize(const nlohmann::json& id, const nlohmann::json& params,
                             const Principal& who, McpResponse& out);
   std::vector<const ToolDef*> visible_tools(const Principal& who) const;
+  // Runs `work` on a worker thread; the coroutine waits on its own executor.
+  template <class T>
+  boost::asio::awaitable<T> on_worker(std::function<T()> work);
   // A tool that talks to the client runs on its own, its answer streamed.
   boost::asio::awaitable<void> run_streamed(std::shared_ptr<EventStream> stream, const ToolDef* tool,
                                             nlohmann::json id, nlohmann::json params, Session s, Principal who,
@@ -131,10 +141,23 @@ class McpServer {
   Sessions& sessions_;
   AuditLog& audit_;
   McpCounters& counters_;
+  boost::asio::any_io_executor workers_;
   std::mutex pending_mu_;
   std::unordered_map<std::string, std::shared_ptr<PendingReply>> pending_;  // "<session>|<id>"
   std::atomic<std::uint64_t> next_request_{1};
 };
+
+template <class T>
+boost::asio::awaitable<T> McpServer::on_worker(std::function<T()> work) {
+  auto done = std::make_shared<boost::asio::experimental::concurrent_channel<void(boost::system::error_code, T)>>(
+      co_await boost::asio::this_coro::executor, 1);
+  boost::asio::post(workers_, [done, work = std::move(work)] {
+    // Capacity 1, one send: never blocks, never fails.
+    done->try_send(boost::system::error_code{}, work());
+  });
+  auto [ec, result] = co_await done->async_receive(boost::asio::as_tuple(boost::asio::use_awaitable));
+  co_return std::move(result);
+}
 
 // The SHA-256 of a tool's arguments as canonical JSON (sorted keys), hex:
 // the audit log proves which arguments were used without storing them.

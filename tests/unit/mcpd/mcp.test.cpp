@@ -4,6 +4,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
@@ -27,6 +28,7 @@ struct World {
   McpCounters counters;
   std::unique_ptr<McpServer> mcp;
   boost::asio::io_context io;
+  boost::asio::thread_pool workers{2};
 
   explicit World(AuditOptions audit_options = {64, 65536, false}) {
     DemoOptions demo;
@@ -42,7 +44,7 @@ struct World {
     sources = std::make_unique<Sources>(*store, QueryLimits{});
     tools = std::make_unique<Toolbox>(*store, *sources, false);
     sessions = std::make_unique<Sessions>(100, std::chrono::seconds(3600));
-    mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters);
+    mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters, workers.get_executor());
   }
 
   McpResponse send(McpRequest req, const Principal& who) {
