@@ -18,30 +18,12 @@
 #include <nlohmann/json.hpp>
 
 #include "demo_data.h"
+#include "temp_dir.h"
 #include "sqlite_source.h"
 
 namespace sluice::mcpd::testing {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/sluice-mcpd-data-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  [[nodiscard]] const std::string& path() const { return path_; }
-  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using sluice::testing::TempDir;
 
 inline DemoOptions small_bank() {
   DemoOptions o;

@@ -6,18 +6,20 @@
 #include <filesystem>
 #include <string>
 
+#include <catch2/catch.hpp>
+
 namespace sluice::testing {
 
 class TempDir {
  public:
   TempDir() {
-    char tmpl[] = "/tmp/sluice-mcpd-test-XXXXXX";
-    const char* made = ::mkdtemp(tmpl);
-    path_ = made ? made : "";
+    char tmpl[] = "/tmp/sluice-test-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path_ = tmpl;
   }
   ~TempDir() {
     std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+    std::filesystem::remove_all(path_, ec);
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
