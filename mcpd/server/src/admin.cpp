@@ -14,38 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-HttpResponse reply(unsigned status, const json& body, unsigned version) {
-  return make_response(status, dump(body) + "\n", "application/json", version);
-}
-
-HttpResponse problem(unsigned status, const std::string& message, unsigned version) {
-  return reply(status, {{"error", message}}, version);
-}
-
-std::string target_path(const HttpRequest& req) {
-  std::string t(req.target());
-  if (auto q = t.find('?'); q != std::string::npos) t.resize(q);
-  return t;
-}
-
-std::string query_value(const HttpRequest& req, const std::string& key) {
-  const std::string t(req.target());
-  auto q = t.find('?');
-  if (q == std::string::npos) return {};
-  std::size_t at = q + 1;
-  while (at <= t.size()) {
-    auto amp = t.find('&', at);
-    const std::string pair = t.substr(at, amp == std::string::npos ? std::string::npos : amp - at);
-    auto eq = pair.find('=');
-    if (pair.substr(0, eq) == key) return eq == std::string::npos ? "" : pair.substr(eq + 1);
-    if (amp == std::string::npos) break;
-    at = amp + 1;
-  }
-  return {};
-}
-
 std::optional<std::int64_t> number(const std::string& s, std::int64_t max) {
   if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
   const std::int64_t v = std::stoll(s);
@@ -79,12 +47,12 @@ std::variant<json, std::string> body_object(const HttpRequest& req) {
 
 HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
   const unsigned v = req.version();
-  const std::string path = target_path(req);
+  const std::string path = request_path(req);
   const auto verb = req.method();
   const bool super = who.role == Role::super_admin;
 
   if (path == "/api/meta" && verb == http::verb::get) {
-    return reply(200,
+    return json_response(200,
                  {{"server", "sluice-mcpd"}, {"version", "0.1.0"}, {"tenant", who.tenant},
                   {"user", who.user}, {"role", std::string(to_string(who.role))},
                   {"scopes", scopes_to_string(who.scopes)}, {"backend", "sqlite"},
@@ -103,7 +71,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       const bool tenant_admin = allowed(who.role, Action::manage_users) && k.user.tenant_id == who.tenant_id;
       if (mine || tenant_admin || super) out.push_back(key_json(k));
     }
-    return reply(200, {{"keys", out}}, v);
+    return json_response(200, {{"keys", out}}, v);
   }
   if (path == "/api/keys" && verb == http::verb::post) {
     auto body = body_object(req);
@@ -142,10 +110,13 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     auto key = store_->create_key(for_user, name, *scopes, expires);
     if (!key) return problem(500, "the key could not be created", v);
     if (!keys_->reload()) return problem(500, "the key was stored but is not active yet", v);
-    audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "create_key"},
-                    {"key", key->id}, {"for_user", for_user}},
-                   [](std::optional<std::int64_t>) {});
-    return reply(201, {{"id", key->id}, {"token", key->token}, {"scopes", scopes_to_string(*scopes)},
+    if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "create_key"},
+                    {"key", key->id}, {"for_user", for_user}})) {
+      (void)store_->revoke_key(key->id);
+      keys_->drop(key->id);
+      return problem(503, "the key was not issued: the audit log is unavailable", v);
+    }
+    return json_response(201, {{"id", key->id}, {"token", key->token}, {"scopes", scopes_to_string(*scopes)},
                        {"note", "the token is shown once; only its hash is stored"}},
                  v);
   }
@@ -163,9 +134,10 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (!revoked) return problem(500, "the key could not be revoked", v);
     keys_->drop(id);  // refused from now on, whatever a reload does
     if (!keys_->reload()) return problem(500, "the key is revoked; the key cache could not be refreshed", v);
-    audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "revoke_key"}, {"key", id}},
-                   [](std::optional<std::int64_t>) {});
-    return reply(200, {{"revoked", *revoked}}, v);
+    if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "revoke_key"}, {"key", id}})) {
+      return problem(503, "the change was made but could not be audited", v);
+    }
+    return json_response(200, {{"revoked", *revoked}}, v);
   }
 
   if (path == "/api/users") {
@@ -175,7 +147,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       if (!users) return problem(500, "users unavailable", v);
       json out = json::array();
       for (const User& u : *users) out.push_back(user_json(u));
-      return reply(200, {{"users", out}}, v);
+      return json_response(200, {{"users", out}}, v);
     }
     if (verb == http::verb::post) {
       auto body = body_object(req);
@@ -194,10 +166,11 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       }
       auto id = store_->create_user(tenant, name, *role);
       if (!id) return problem(409, "the user could not be created (duplicate name or unknown tenant)", v);
-      audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "create_user"},
-                      {"new_user", name}, {"role", std::string(to_string(*role))}},
-                     [](std::optional<std::int64_t>) {});
-      return reply(201, {{"id", *id}, {"name", name}, {"role", std::string(to_string(*role))}}, v);
+      if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "create_user"},
+                      {"new_user", name}, {"role", std::string(to_string(*role))}})) {
+      return problem(503, "the change was made but could not be audited", v);
+    }
+      return json_response(201, {{"id", *id}, {"name", name}, {"role", std::string(to_string(*role))}}, v);
     }
     return problem(405, "method not allowed", v);
   }
@@ -207,7 +180,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (!list) return problem(500, "saved queries unavailable", v);
     json out = json::array();
     for (const SavedQuery& q : *list) out.push_back(to_json(q));
-    return reply(200, {{"saved_queries", out}}, v);
+    return json_response(200, {{"saved_queries", out}}, v);
   }
   if (path.starts_with("/api/saved-queries/")) {
     const std::string name = path.substr(19);
@@ -217,10 +190,11 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       auto gone = store_->delete_saved_query(who.tenant_id, name);
       if (!gone) return problem(500, "saved queries unavailable", v);
       if (!*gone) return problem(404, "no such saved query", v);
-      audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "delete_saved_query"},
-                      {"name", name}},
-                     [](std::optional<std::int64_t>) {});
-      return reply(200, {{"deleted", name}}, v);
+      if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "delete_saved_query"},
+                      {"name", name}})) {
+      return problem(503, "the change was made but could not be audited", v);
+    }
+      return json_response(200, {{"deleted", name}}, v);
     }
     if (verb != http::verb::put) return problem(405, "method not allowed", v);
     auto body = body_object(req);
@@ -253,10 +227,11 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       }
     }
     if (auto s = store_->put_saved_query(q, who.user_id); !s) return problem(500, "the saved query could not be stored", v);
-    audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "put_saved_query"},
-                    {"name", name}},
-                   [](std::optional<std::int64_t>) {});
-    return reply(200, to_json(q), v);
+    if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "put_saved_query"},
+                    {"name", name}})) {
+      return problem(503, "the change was made but could not be audited", v);
+    }
+    return json_response(200, to_json(q), v);
   }
 
   if (path == "/api/meta/security") {
@@ -276,7 +251,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       json out = {{"tenant", who.tenant}, {"enforcement", enforcement}};
       out["current"] = history.empty() ? json(nullptr) : history[0];
       if (query_value(req, "history") == "1") out["history"] = history;
-      return reply(200, out, v);
+      return json_response(200, out, v);
     }
     if (verb != http::verb::put) return problem(405, "method not allowed", v);
     if (!allowed(who.role, Action::write_policy)) return problem(403, "admins change the policy", v);
@@ -284,15 +259,16 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (!parsed) {
       json errors = json::array();
       for (const policy::Error& e : parsed.error()) errors.push_back({{"path", e.path}, {"message", e.message}});
-      return reply(400, {{"error", "invalid policy"}, {"errors", errors}}, v);
+      return json_response(400, {{"error", "invalid policy"}, {"errors", errors}}, v);
     }
-    const std::string normalised = policy::to_json(*parsed).dump();
-    auto version = store_->put_policy(who.tenant_id, normalised, who.user_id);
+    const json normalised = policy::to_json(*parsed);
+    auto version = store_->put_policy(who.tenant_id, to_text(normalised), who.user_id);
     if (!version) return problem(500, "the policy could not be stored", v);
-    audit_->append({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "put_policy"},
-                    {"version", *version}, {"policy_sha256", digest_arguments(json::parse(normalised))}},
-                   [](std::optional<std::int64_t>) {});
-    return reply(200, {{"version", *version}, {"policy", json::parse(normalised)}, {"stored", true},
+    if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "put_policy"},
+                    {"version", *version}, {"policy_sha256", digest_arguments(normalised)}})) {
+      return problem(503, "the change was made but could not be audited", v);
+    }
+    return json_response(200, {{"version", *version}, {"policy", normalised}, {"stored", true},
                        {"enforcement", enforcement}},
                  v);
   }
@@ -311,7 +287,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     }
     auto t = audit_->traffic(who.tenant, *since, ids);
     if (!t) return problem(500, "traffic unavailable", v);
-    return reply(200, *t, v);
+    return json_response(200, *t, v);
   }
 
   if (path == "/api/audit" && verb == http::verb::get) {
@@ -326,7 +302,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (super) tenant = query_value(req, "tenant");  // "" = all tenants
     auto records = audit_->read(tenant, static_cast<std::size_t>(*limit), *before, kind);
     if (!records) return problem(500, "audit unavailable", v);
-    return reply(200, {{"records", *records}}, v);
+    return json_response(200, {{"records", *records}}, v);
   }
   return problem(404, "not found", v);
 }
@@ -349,8 +325,11 @@ json App::local_admin(const json& r) {
     auto key = store_->create_key(*uid, "bootstrap", kAllScopes, std::nullopt);
     if (!key) return err(key.error().what);
     if (!keys_->reload()) return err("bootstrapped, but the key is not active yet; restart sluice-mcpd");
-    audit_->append({{"kind", "admin"}, {"tenant", tenant}, {"user", user}, {"action", "bootstrap"}, {"key", key->id}},
-                   [](std::optional<std::int64_t>) {});
+    if (!audited({{"kind", "admin"}, {"tenant", tenant}, {"user", user}, {"action", "bootstrap"}, {"key", key->id}})) {
+      (void)store_->revoke_key(key->id);
+      keys_->drop(key->id);
+      return err("the key was not issued: the audit log is unavailable");
+    }
     return {{"ok", true}, {"tenant_id", *tid}, {"user_id", *uid}, {"key_id", key->id}, {"token", key->token}};
   }
   if (op == "create_tenant") {
@@ -358,8 +337,9 @@ json App::local_admin(const json& r) {
     if (!valid_name(tenant) || source.empty() || source.front() != '/') return err("tenant name and absolute data_source required");
     auto tid = store_->create_tenant(tenant, source);
     if (!tid) return err("the tenant could not be created");
-    audit_->append({{"kind", "admin"}, {"tenant", tenant}, {"user", "local"}, {"action", "create_tenant"}},
-                   [](std::optional<std::int64_t>) {});
+    if (!audited({{"kind", "admin"}, {"tenant", tenant}, {"user", "local"}, {"action", "create_tenant"}})) {
+      return err("the change was made but could not be audited");
+    }
     return {{"ok", true}, {"tenant_id", *tid}};
   }
   if (op == "create_user") {
@@ -367,9 +347,10 @@ json App::local_admin(const json& r) {
     if (!r.value("tenant_id", json()).is_number_integer() || !role) return err("tenant_id and role required");
     auto uid = store_->create_user(r["tenant_id"].get<std::int64_t>(), str("user"), *role);
     if (!uid) return err("the user could not be created");
-    audit_->append({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "create_user"},
-                    {"new_user", clean_text(str("user"), 64)}, {"role", std::string(to_string(*role))}},
-                   [](std::optional<std::int64_t>) {});
+    if (!audited({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "create_user"},
+                    {"new_user", clean_text(str("user"), 64)}, {"role", std::string(to_string(*role))}})) {
+      return err("the change was made but could not be audited");
+    }
     return {{"ok", true}, {"user_id", *uid}};
   }
   if (op == "create_key") {
@@ -378,8 +359,11 @@ json App::local_admin(const json& r) {
     auto key = store_->create_key(r["user_id"].get<std::int64_t>(), str("name").empty() ? "key" : str("name"), *scopes, std::nullopt);
     if (!key) return err("the key could not be created");
     if (!keys_->reload()) return err("the key was stored but is not active yet");
-    audit_->append({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "create_key"}, {"key", key->id}},
-                   [](std::optional<std::int64_t>) {});
+    if (!audited({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "create_key"}, {"key", key->id}})) {
+      (void)store_->revoke_key(key->id);
+      keys_->drop(key->id);
+      return err("the key was not issued: the audit log is unavailable");
+    }
     return {{"ok", true}, {"key_id", key->id}, {"token", key->token}};
   }
   if (op == "revoke_key") {
@@ -387,8 +371,9 @@ json App::local_admin(const json& r) {
     if (!done) return err("store unavailable");
     keys_->drop(str("key_id"));
     if (!keys_->reload()) return err("the key is revoked; the key cache could not be refreshed");
-    audit_->append({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "revoke_key"}, {"key", str("key_id")}},
-                   [](std::optional<std::int64_t>) {});
+    if (!audited({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "revoke_key"}, {"key", str("key_id")}})) {
+      return err("the change was made but could not be audited");
+    }
     return {{"ok", *done}};
   }
   if (op == "list_keys") {

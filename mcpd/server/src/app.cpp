@@ -1,6 +1,7 @@
 #include "app.h"
 
 #include <algorithm>
+#include <future>
 #include <sstream>
 
 #include <boost/asio/ip/address.hpp>
@@ -14,35 +15,6 @@ namespace sluice::mcpd {
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using nlohmann::json;
-
-namespace {
-
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-HttpResponse json_response(unsigned status, const json& body, unsigned version) {
-  return make_response(status, dump(body) + "\n", "application/json", version);
-}
-
-HttpResponse problem(unsigned status, const std::string& message, unsigned version) {
-  return json_response(status, {{"error", message}}, version);
-}
-
-std::string header(const HttpRequest& req, std::string_view name) {
-  auto it = req.find(name);
-  return it == req.end() ? std::string() : std::string(it->value());
-}
-
-std::string path_of(const HttpRequest& req) {
-  std::string target(req.target());
-  if (auto q = target.find('?'); q != std::string::npos) target.resize(q);
-  return target;
-}
-
-
-
-
-
-}  // namespace
 
 App::App(const McpdConfig& c) : config_(c) {}
 
@@ -92,7 +64,7 @@ std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const s
     r.set(http::field::retry_after, std::to_string(wait));
     return r;
   }
-  const AuthOutcome out = authenticate({keys_.get()}, header(req, "Authorization"));
+  const AuthOutcome out = authenticate({keys_.get()}, header_value(req, "Authorization"));
   if (out.principal) return *out.principal;
   ++auth_failures_;
   if (out.failure == AuthFailure::missing) {
@@ -104,15 +76,14 @@ std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const s
   }
   const bool locks = lockout_->failure(client, now);
   json rec = {{"kind", "auth_failure"}, {"tenant", ""}, {"reason", std::string(to_string(out.failure))},
-              {"client_addr", client}, {"path", clean_text(path_of(req), 128)},
-              {"user_agent", clean_text(header(req, "User-Agent"), 256)}};
+              {"client_addr", client}, {"path", clean_text(request_path(req), 128)},
+              {"user_agent", clean_text(header_value(req, "User-Agent"), 256)}};
   if (!out.credential_id.empty()) rec["credential"] = "api_key:" + out.credential_id;
-  audit_->append(std::move(rec), [](std::optional<std::int64_t>) {});
+  audit_->append_best_effort(std::move(rec));
   if (locks) {
     ++lockouts_;
-    audit_->append({{"kind", "lockout"}, {"tenant", ""}, {"client_addr", client},
-                    {"seconds", config_.lockout_window.count()}},
-                   [](std::optional<std::int64_t>) {});
+    audit_->append_best_effort({{"kind", "lockout"}, {"tenant", ""}, {"client_addr", client},
+                    {"seconds", config_.lockout_window.count()}});
   }
   HttpResponse r = json_response(401, rpc::error(nullptr, -32001, "Unauthorized"), req.version());
   r.set(http::field::www_authenticate, "Bearer realm=\"sluice-mcpd\", error=\"invalid_token\"");
@@ -146,7 +117,7 @@ bool App::origin_allowed(const std::string& origin) const {
 
 asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string client) {
   ++requests_;
-  const std::string path = path_of(req);
+  const std::string path = request_path(req);
   const unsigned version = req.version();
   if (path == "/healthz" && req.method() == http::verb::get) {
     co_return HttpReply{json_response(200, {{"status", "ok"}}, version), nullptr};
@@ -161,7 +132,7 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string client) {
 
   // Browsers carry an Origin; a page on another site must not drive a
   // local MCP server (DNS rebinding).
-  if (const std::string origin = header(req, "Origin"); !origin.empty() && !origin_allowed(origin)) {
+  if (const std::string origin = header_value(req, "Origin"); !origin.empty() && !origin_allowed(origin)) {
     co_return HttpReply{problem(403, "origin not allowed", version), nullptr};
   }
   auto admitted = admit(req, client);
@@ -185,11 +156,11 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string client) {
 asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& client, Principal who) {
   McpRequest m;
   m.method = std::string(req.method_string());
-  m.accept = header(req, "Accept");
-  m.content_type = header(req, "Content-Type");
-  m.session_id = header(req, "Mcp-Session-Id");
-  m.protocol_version = header(req, "MCP-Protocol-Version");
-  m.user_agent = header(req, "User-Agent");
+  m.accept = header_value(req, "Accept");
+  m.content_type = header_value(req, "Content-Type");
+  m.session_id = header_value(req, "Mcp-Session-Id");
+  m.protocol_version = header_value(req, "MCP-Protocol-Version");
+  m.user_agent = header_value(req, "User-Agent");
   m.client_addr = client;
   m.body = std::move(req.body());
   m.charge = [this, tenant = who.tenant] {
@@ -202,6 +173,13 @@ asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& c
                                    req.version());
   for (auto& [k, v] : out.headers) res.set(k, v);
   co_return HttpReply{std::move(res), std::move(out.stream)};
+}
+
+bool App::audited(nlohmann::json record) {
+  auto done = std::make_shared<std::promise<bool>>();
+  auto durable = done->get_future();
+  audit_->append(std::move(record), [done](std::optional<std::int64_t> seq) { done->set_value(seq.has_value()); });
+  return durable.get();
 }
 
 HttpResponse App::metrics() const {
@@ -218,6 +196,7 @@ HttpResponse App::metrics() const {
   line("sluice_mcpd_rate_limited_total", "requests refused by a rate limit", "counter", static_cast<double>(rate_limited_.load()));
   line("sluice_mcpd_audit_records_total", "audit records committed", "counter", static_cast<double>(audit_->committed()));
   line("sluice_mcpd_audit_failures_total", "audit records that could not be written", "counter", static_cast<double>(audit_->failed()));
+  line("sluice_mcpd_audit_dropped_total", "failed-authentication records dropped under a flood", "counter", static_cast<double>(audit_->dropped()));
   line("sluice_mcpd_sessions", "live MCP sessions", "gauge", static_cast<double>(sessions_->size()));
   line("sluice_mcpd_connections", "open HTTPS connections", "gauge", http_ ? static_cast<double>(http_->connections()) : 0.0);
   return make_response(200, m.str(), "text/plain; version=0.0.4");

@@ -44,6 +44,10 @@ class App {
   HttpResponse handle_api(const HttpRequest& req, const Principal& who);
   HttpResponse metrics() const;
   [[nodiscard]] bool origin_allowed(const std::string& origin) const;
+  // Appends an admin record and waits until it is durable: an admin
+  // change is acknowledged only once audited. (A short block of the
+  // calling thread on the audit writer, which never waits on it.)
+  bool audited(nlohmann::json record);
   // Authenticates, honouring the lockout; a response when refused.
   std::variant<Principal, HttpResponse> admit(const HttpRequest& req, const std::string& client);
 

@@ -23,6 +23,10 @@ constexpr char kRead[] =
 
 struct AuditLog::Impl {
   Db db;
+  // Reads (/api/audit, /api/traffic) on a connection of their own: WAL
+  // lets them run beside the writer, without opening a file per request.
+  std::mutex reader_mu;
+  Db reader;
   Stmt insert;
   std::int64_t last_seq = 0;
   KeyHash last_hash{};
@@ -33,7 +37,6 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, AuditO
   if (!db) return tl::unexpected(db.error());
   std::unique_ptr<AuditLog> log(new AuditLog());
   log->options_ = options;
-  log->path_ = path;
   log->impl_ = std::make_unique<Impl>();
   log->impl_->db = std::move(*db);
   auto last = log->impl_->db.prepare(kLastRecord);
@@ -46,6 +49,9 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, AuditO
     if (h.size() != 32) return fail("audit: the last record's hash is malformed");
     std::copy(h.begin(), h.end(), log->impl_->last_hash.begin());
   }
+  auto reader = Db::open(path, /*create=*/false);
+  if (!reader) return tl::unexpected(reader.error());
+  log->impl_->reader = std::move(*reader);
   auto insert = log->impl_->db.prepare(kInsert);
   if (!insert) return tl::unexpected(insert.error());
   log->impl_->insert = std::move(*insert);
@@ -74,6 +80,17 @@ void AuditLog::append(nlohmann::json record, std::function<void(std::optional<st
     ++failed_;
   }
   done(std::nullopt);  // full or stopping: the caller fails closed
+}
+
+void AuditLog::append_best_effort(nlohmann::json record) {
+  record["ts_ms"] = now_ms();
+  std::lock_guard lock(mu_);
+  if (stopping_ || queue_.size() >= options_.max_pending / 2) {
+    ++dropped_;
+    return;
+  }
+  queue_.push_back({std::move(record), [](std::optional<std::int64_t>) {}});
+  cv_.notify_one();
 }
 
 void AuditLog::run() {
@@ -162,8 +179,8 @@ bool AuditLog::commit(std::vector<Pending>& batch) {
 Result<std::vector<nlohmann::json>> AuditLog::read(const std::string& tenant, std::size_t limit,
                                                    std::int64_t before_seq, const std::string& kind) {
   // A connection of its own: readers never wait for the writer (WAL).
-  auto db = Db::open(path_, /*create=*/false);
-  if (!db) return tl::unexpected(db.error());
+  std::lock_guard lock(impl_->reader_mu);
+  Db* db = &impl_->reader;
   auto st = db->prepare(kRead);
   if (!st) return tl::unexpected(st.error());
   st->bind(1, tenant).bind(2, before_seq).bind(3, kind).bind(4, static_cast<std::int64_t>(limit));
@@ -198,8 +215,8 @@ constexpr char kTrafficRecent[] =
 
 Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t since_ms,
                                         const std::vector<std::string>& key_ids) {
-  auto db = Db::open(path_, /*create=*/false);
-  if (!db) return tl::unexpected(db.error());
+  std::lock_guard lock(impl_->reader_mu);
+  Db* db = &impl_->reader;
   nlohmann::json keys = nlohmann::json::object(), users = nlohmann::json::object();
   const auto bump = [](nlohmann::json& slot, const std::string& status, std::int64_t n) {
     if (!slot.is_object()) slot = {{"calls", 0}, {"errors", 0}, {"denied", 0}, {"failed_auth", 0}};
@@ -261,6 +278,11 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
 std::uint64_t AuditLog::committed() const {
   std::lock_guard lock(mu_);
   return committed_;
+}
+
+std::uint64_t AuditLog::dropped() const {
+  std::lock_guard lock(mu_);
+  return dropped_;
 }
 
 std::uint64_t AuditLog::failed() const {

@@ -54,6 +54,12 @@ class AuditLog {
   // not be written.
   void append(nlohmann::json record, std::function<void(std::optional<std::int64_t>)> done);
 
+  // For records nobody waits on (failed authentications, lockouts): kept
+  // only while the queue is under half full, so a flood of them from
+  // unauthenticated clients can never crowd out the records that calls
+  // wait on. Dropped ones are counted.
+  void append_best_effort(nlohmann::json record);
+
   // append() for coroutines: completes on the caller's executor.
   template <class Token>
   auto async_append(nlohmann::json record, Token&& token) {
@@ -80,6 +86,7 @@ class AuditLog {
 
   [[nodiscard]] std::uint64_t committed() const;
   [[nodiscard]] std::uint64_t failed() const;
+  [[nodiscard]] std::uint64_t dropped() const;
 
  private:
   struct Pending {
@@ -91,14 +98,13 @@ class AuditLog {
   bool commit(std::vector<Pending>& batch);
 
   AuditOptions options_;
-  std::string path_;
   struct Impl;
   std::unique_ptr<Impl> impl_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
   bool stopping_ = false;
-  std::uint64_t committed_ = 0, failed_ = 0;
+  std::uint64_t committed_ = 0, failed_ = 0, dropped_ = 0;
   std::thread writer_;
 };
 

@@ -1,5 +1,7 @@
 #include "http_server.h"
 
+#include "text.h"
+
 #include <array>
 #include <charconv>
 
@@ -44,6 +46,40 @@ HttpResponse make_response(unsigned status, std::string body, std::string conten
   res.body() = std::move(body);
   res.prepare_payload();
   return res;
+}
+
+HttpResponse json_response(unsigned status, const nlohmann::json& body, unsigned version) {
+  return make_response(status, to_text(body) + "\n", "application/json", version);
+}
+
+HttpResponse problem(unsigned status, const std::string& message, unsigned version) {
+  return json_response(status, nlohmann::json{{"error", message}}, version);
+}
+
+std::string request_path(const HttpRequest& req) {
+  std::string t(req.target());
+  if (auto q = t.find('?'); q != std::string::npos) t.resize(q);
+  return t;
+}
+
+std::string query_value(const HttpRequest& req, std::string_view key) {
+  const std::string_view t = req.target();
+  const auto q = t.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view rest = t.substr(q + 1);
+  while (true) {
+    const auto amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key) return eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+    if (amp == std::string_view::npos) return {};
+    rest.remove_prefix(amp + 1);
+  }
+}
+
+std::string header_value(const HttpRequest& req, std::string_view name) {
+  auto it = req.find(name);
+  return it == req.end() ? std::string() : std::string(it->value());
 }
 
 HttpServer::HttpServer(asio::io_context& io, asio::ssl::context& tls, HttpLimits limits,

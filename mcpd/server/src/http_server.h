@@ -19,6 +19,8 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include "event_stream.h"
 #include "status.h"
 
@@ -74,5 +76,14 @@ class HttpServer {
 // A response with a body and the usual headers (no caching, nosniff).
 HttpResponse make_response(unsigned status, std::string body, std::string content_type,
                            unsigned version = 11);
+// The same with a JSON body; `problem` answers {"error": message}.
+HttpResponse json_response(unsigned status, const nlohmann::json& body, unsigned version = 11);
+HttpResponse problem(unsigned status, const std::string& message, unsigned version = 11);
+
+// The request's path without its query, one query parameter's raw value
+// ("" when absent), one header's value ("" when absent).
+std::string request_path(const HttpRequest& req);
+std::string query_value(const HttpRequest& req, std::string_view key);
+std::string header_value(const HttpRequest& req, std::string_view name);
 
 }  // namespace sluice::mcpd

@@ -29,14 +29,11 @@ constexpr std::size_t kPageSize = 50;
 constexpr const char* kLogLevels[] = {"debug", "info", "notice", "warning",
                                       "error", "critical", "alert", "emergency"};
 
-// Text of a reply: never throws on invalid UTF-8 from a data source.
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
 McpResponse json_reply(int status, const json& body) {
   McpResponse r;
   r.status = status;
   r.content_type = "application/json";
-  r.body = dump(body);
+  r.body = to_text(body);
   return r;
 }
 
@@ -104,7 +101,7 @@ bool McpServer::deliver(const std::string& session, const json& message) {
   std::shared_ptr<PendingReply> p;
   {
     std::lock_guard lock(pending_mu_);
-    auto it = pending_.find(session + "|" + id->dump());
+    auto it = pending_.find(session + "|" + to_text(*id));
     if (it == pending_.end()) return false;
     p = it->second;
     pending_.erase(it);
@@ -117,7 +114,7 @@ asio::awaitable<std::optional<json>> McpServer::ask_client(std::shared_ptr<Event
   auto ex = co_await asio::this_coro::executor;
   auto pending = std::make_shared<PendingReply>(ex);
   const json rid = "sluice-" + std::to_string(next_request_++);
-  const std::string key = session + "|" + rid.dump();
+  const std::string key = session + "|" + to_text(rid);
   {
     std::lock_guard lock(pending_mu_);
     pending_[key] = pending;
@@ -190,7 +187,7 @@ bool supported_protocol(const std::string& v) {
 }
 
 std::string digest_arguments(const json& args) {
-  const std::string text = dump(args);  // nlohmann objects keep keys sorted
+  const std::string text = to_text(args);  // nlohmann objects keep keys sorted
   std::uint8_t h[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), h);
   return to_hex(h, sizeof h);

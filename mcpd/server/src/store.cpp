@@ -1,5 +1,7 @@
 #include "store.h"
 
+#include "text.h"
+
 #include <chrono>
 
 namespace sluice::mcpd {
@@ -312,7 +314,7 @@ Status Store::put_saved_query(const SavedQuery& q, std::int64_t user_id) {
   auto st = db_.prepare(kUpsertSaved);
   if (!st) return tl::unexpected(st.error());
   st->bind(1, q.tenant_id).bind(2, q.name).bind(3, q.description).bind(4, q.sql);
-  st->bind(5, params.dump()).bind(6, user_id).bind(7, now_ms());
+  st->bind(5, to_text(params)).bind(6, user_id).bind(7, now_ms());
   return st->run();
 }
 

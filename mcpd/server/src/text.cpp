@@ -43,4 +43,8 @@ std::string clean_text(std::string_view s, std::size_t max_bytes) {
   return out;
 }
 
+std::string to_text(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace sluice::mcpd

@@ -6,10 +6,16 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 namespace sluice::mcpd {
 
 // `s` with every invalid UTF-8 sequence replaced by U+FFFD, then cut to at
 // most `max_bytes` without splitting a character.
 std::string clean_text(std::string_view s, std::size_t max_bytes);
+
+// Compact JSON text that never throws: invalid UTF-8 in a string (from a
+// client or a data source) becomes U+FFFD.
+std::string to_text(const nlohmann::json& j);
 
 }  // namespace sluice::mcpd

@@ -3,6 +3,7 @@
 #include <openssl/sha.h>
 
 #include "keys.h"
+#include "text.h"
 
 namespace sluice::mcpd {
 namespace {
@@ -26,6 +27,14 @@ ToolOutcome failure(const DataError& e) {
     default: o.status = "error"; break;
   }
   o.detail = e.detail.empty() ? e.message : e.detail;
+  return o;
+}
+
+// A successful result: the body as text and as structured content.
+ToolOutcome answer(const nlohmann::json& body, std::int64_t rows) {
+  ToolOutcome o;
+  o.result = text_result(to_text(body), false, body);
+  o.rows = rows;
   return o;
 }
 
@@ -62,6 +71,16 @@ nlohmann::json stats_json(const EntityStats& s) {
 nlohmann::json query_json(const QueryResult& r) {
   return {{"columns", r.columns}, {"rows", r.rows}, {"row_count", r.rows.size()},
           {"truncated", r.truncated}};
+}
+
+// One statement on the caller's data source, parameters bound.
+ToolOutcome run_sql(Sources& sources, const Principal& p, const std::string& sql,
+                    const std::vector<nlohmann::json>& params) {
+  auto src = sources.of(p.tenant_id);
+  if (!src) return failure(src.error());
+  auto r = (*src)->query(sql, params);
+  if (!r) return failure(r.error());
+  return answer(query_json(*r), static_cast<std::int64_t>(r->rows.size()));
 }
 
 // A saved query's parameters, from the caller's object, in declared order
@@ -147,10 +166,7 @@ void Toolbox::add_data_tools() {
          nlohmann::json entities = nlohmann::json::array();
          for (const EntityInfo& e : *list) entities.push_back(entity_json(e));
          nlohmann::json body = {{"entities", entities}};
-         ToolOutcome o;
-         o.result = text_result(body.dump(), false, body);
-         o.rows = static_cast<std::int64_t>(list->size());
-         return o;
+         return answer(body, static_cast<std::int64_t>(list->size()));
        }});
   tools_.push_back(
       {"describe_entity", "Describe an entity",
@@ -167,9 +183,7 @@ void Toolbox::add_data_tools() {
          auto stats = (*src)->describe(name->get<std::string>());
          if (!stats) return failure(stats.error());
          const nlohmann::json body = stats_json(*stats);
-         ToolOutcome o;
-         o.result = text_result(body.dump(), false, body);
-         return o;
+         return answer(body, 0);
        }});
   tools_.push_back(
       {"run_query", "Run a read-only SQL query",
@@ -188,15 +202,7 @@ void Toolbox::add_data_tools() {
            if (!it->is_array()) return bad_arguments("\"params\" must be an array");
            params.assign(it->begin(), it->end());
          }
-         auto src = sources_.of(p.tenant_id);
-         if (!src) return failure(src.error());
-         auto r = (*src)->query(sql->get<std::string>(), params);
-         if (!r) return failure(r.error());
-         const nlohmann::json body = query_json(*r);
-         ToolOutcome o;
-         o.result = text_result(body.dump(), false, body);
-         o.rows = static_cast<std::int64_t>(r->rows.size());
-         return o;
+         return run_sql(sources_, p, sql->get<std::string>(), params);
        }});
   tools_.push_back(
       {"list_saved_queries", "List saved queries",
@@ -208,10 +214,7 @@ void Toolbox::add_data_tools() {
          nlohmann::json items = nlohmann::json::array();
          for (const SavedQuery& q : *list) items.push_back(to_json(q));
          nlohmann::json body = {{"saved_queries", items}};
-         ToolOutcome o;
-         o.result = text_result(body.dump(), false, body);
-         o.rows = static_cast<std::int64_t>(list->size());
-         return o;
+         return answer(body, static_cast<std::int64_t>(list->size()));
        }});
   tools_.push_back(
       {"run_saved_query", "Run a saved query",
@@ -226,15 +229,7 @@ void Toolbox::add_data_tools() {
          if (!*q) return failure({DataError::Kind::not_found, "no such saved query", ""});
          auto bound = bind_saved(**q, args.value("params", nlohmann::json::object()));
          if (auto* why = std::get_if<std::string>(&bound)) return bad_arguments(*why);
-         auto src = sources_.of(p.tenant_id);
-         if (!src) return failure(src.error());
-         auto r = (*src)->query((*q)->sql, std::get<std::vector<nlohmann::json>>(bound));
-         if (!r) return failure(r.error());
-         const nlohmann::json body = query_json(*r);
-         ToolOutcome o;
-         o.result = text_result(body.dump(), false, body);
-         o.rows = static_cast<std::int64_t>(r->rows.size());
-         return o;
+         return run_sql(sources_, p, (*q)->sql, std::get<std::vector<nlohmann::json>>(bound));
        }});
 }
 
@@ -272,7 +267,7 @@ nlohmann::json Toolbox::resource_templates() const {
 
 std::optional<nlohmann::json> Toolbox::read_resource(const Principal& p, const std::string& uri) {
   const auto contents = [&](const nlohmann::json& body) {
-    return nlohmann::json{{"contents", {{{"uri", uri}, {"mimeType", "application/json"}, {"text", body.dump()}}}}};
+    return nlohmann::json{{"contents", {{{"uri", uri}, {"mimeType", "application/json"}, {"text", to_text(body)}}}}};
   };
   if (uri.starts_with(kEntityScheme)) {
     auto src = sources_.of(p.tenant_id);

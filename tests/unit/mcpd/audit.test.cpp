@@ -162,3 +162,27 @@ TEST_CASE("mcpd::AuditLog survives hostile text in a record", "[mcpd][audit]") {
   log->reset();
   CHECK(verify_audit(db)->ok);
 }
+
+TEST_CASE("mcpd::AuditLog keeps best-effort records out of a crowded queue", "[mcpd][audit]") {
+  TempDir dir;
+  const std::string db = dir.file("mcpd.db");
+  REQUIRE(Store::open(db));
+  SECTION("with room they are written like any other") {
+    auto log = AuditLog::open(db, {64, 65536, false});
+    REQUIRE(log);
+    (*log)->append_best_effort({{"kind", "auth_failure"}, {"tenant", ""}});
+    write(**log, 1);  // the writer is FIFO: once this is durable, so is the one before
+    CHECK((*log)->dropped() == 0);
+    auto records = (*log)->read("", 10, 0, "auth_failure");
+    REQUIRE(records);
+    CHECK(records->size() == 1);
+  }
+  SECTION("past half the queue they are dropped and counted, never blocking a call's record") {
+    auto log = AuditLog::open(db, {64, 1, false});  // half of 1 is 0: no room for best effort
+    REQUIRE(log);
+    (*log)->append_best_effort({{"kind", "auth_failure"}, {"tenant", ""}});
+    CHECK((*log)->dropped() == 1);
+    write(**log, 1);
+    CHECK((*log)->read("", 10, 0, "auth_failure")->empty());
+  }
+}
