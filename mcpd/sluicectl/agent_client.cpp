@@ -52,23 +52,29 @@ bool read_exact(int fd, char* out, std::size_t n, int timeout_ms, int& passed_fd
 }  // namespace
 
 std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohmann::json& request,
-                                     int timeout_ms) {
+                                     int timeout_ms, std::string* why) {
+  const auto fail = [why](const std::string& message) {
+    if (why) {
+      *why = message;
+    } else {
+      std::cerr << "sluicectl: " << message << "\n";
+    }
+  };
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    std::cerr << "sluicectl: socket: " << std::strerror(errno) << "\n";
+    fail(std::string("socket: ") + std::strerror(errno));
     return std::nullopt;
   }
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) {
-    std::cerr << "sluicectl: socket path too long\n";
+    fail("socket path too long");
     ::close(fd);
     return std::nullopt;
   }
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    std::cerr << "sluicectl: cannot reach the agent at " << socket_path << ": "
-              << std::strerror(errno) << "\n";
+    fail("cannot reach the agent at " + socket_path + ": " + std::strerror(errno));
     ::close(fd);
     return std::nullopt;
   }
@@ -94,14 +100,13 @@ std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohm
   }
   ::close(fd);
   if (!ok) {
-    std::cerr << (sent ? "sluicectl: no valid reply from the agent\n"
-                       : "sluicectl: send to the agent failed\n");
+    fail(sent ? "no valid reply from the agent" : "send to the agent failed");
     if (reply.fd >= 0) ::close(reply.fd);
     return std::nullopt;
   }
   reply.body = nlohmann::json::parse(text, nullptr, false);
   if (reply.body.is_discarded()) {
-    std::cerr << "sluicectl: the agent's reply is not JSON\n";
+    fail("the agent's reply is not JSON");
     if (reply.fd >= 0) ::close(reply.fd);
     return std::nullopt;
   }

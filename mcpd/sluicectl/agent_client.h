@@ -15,9 +15,9 @@ struct AgentReply {
   int fd = -1;  // passed with SCM_RIGHTS, if any
 };
 
-// Sends one request and waits (bounded) for the reply. On failure prints
-// why to stderr and returns nullopt.
+// Sends one request and waits (bounded) for the reply. On failure returns
+// nullopt and puts why in `*why`, or prints it to stderr when `why` is null.
 std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohmann::json& request,
-                                     int timeout_ms = 30000);
+                                     int timeout_ms = 30000, std::string* why = nullptr);
 
 }  // namespace sluice::ctl

@@ -21,10 +21,12 @@ struct McpdOptions {
   std::string tenant, user = "admin", data_source, scopes = "read,query", name = "key", key_id, role = "viewer";
   std::int64_t user_id = 0, tenant_id = 0;
   std::string db = "/var/lib/sluice/mcpd.db";
+  std::string policy_file;
   bool json_out = false;
 };
 
-// One request line, one reply line, within 10 s.
+// One request line, one reply line, within 30 s (a policy push waits for
+// sluice-agent to apply both kernel layers).
 std::optional<nlohmann::json> admin_call(const std::string& path, const nlohmann::json& request) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};
@@ -35,7 +37,7 @@ std::optional<nlohmann::json> admin_call(const std::string& path, const nlohmann
     return std::nullopt;
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  const timeval tv{10, 0};
+  const timeval tv{30, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
@@ -116,6 +118,28 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
   ucreate->callback([o, &exit_code] {
     exit_code = print(admin_call(o->socket, {{"op", "create_user"}, {"tenant_id", o->tenant_id}, {"user", o->user},
                                              {"role", o->role}}));
+  });
+
+  auto* tp = app.add_subcommand("tenant-policy", "a tenant's egress policy in sluice-mcpd (over the admin socket)");
+  tp->require_subcommand(1);
+  auto* tpset = tp->add_subcommand(
+      "set", "store a new version and push it to sluice-agent; exit 0 only once the kernel enforces it");
+  tpset->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
+  tpset->add_option("--tenant", o->tenant, "tenant name")->required();
+  tpset->add_option("FILE", o->policy_file, "policy JSON, - for stdin")->required();
+  tpset->callback([o, &exit_code] {
+    auto text = read_input(o->policy_file, 2 * 1024 * 1024);
+    if (!text) {
+      exit_code = kExitInvalid;
+      return;
+    }
+    exit_code = print(admin_call(o->socket, {{"op", "put_policy"}, {"tenant", o->tenant}, {"policy", *text}}));
+  });
+  auto* tpshow = tp->add_subcommand("show", "the stored version and what each layer enforces");
+  tpshow->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
+  tpshow->add_option("--tenant", o->tenant, "tenant name")->required();
+  tpshow->callback([o, &exit_code] {
+    exit_code = print(admin_call(o->socket, {{"op", "get_policy"}, {"tenant", o->tenant}}));
   });
 
   auto* audit = app.add_subcommand("audit", "the audit log");

@@ -87,7 +87,8 @@ test('the admin API: a super-admin creates a viewer and a key for them', async (
   assert.equal(meta.status, 200);
   const m = await meta.json();
   assert.equal(m.role, 'super_admin');
-  assert.equal(m.enforcement.kernel, 'absent');  // never claimed while mcpd has no agent
+  assert.equal(m.enforcement.kernel, 'absent');  // never claimed: this mcpd has no agent configured
+  assert.equal(m.egress, 'unknown');
 
   const user = await api('/api/users', SUPER, { method: 'POST', body: JSON.stringify({ name: 'vic', role: 'viewer' }) });
   assert.equal(user.status, 201);
@@ -162,10 +163,15 @@ test('policy versions are stored with who and when, and never reported as kernel
   assert.ok(errors.includes('allow_llm_egress'), JSON.stringify(errors));
   const policy = { allow_llm_egress: false, allow_prospecting: false, discovery_samples: false, egress_allowlist: ['api.anthropic.com'] };
   const first = await api('/api/meta/security', SUPER, { method: 'PUT', body: JSON.stringify(policy) });
-  assert.equal(first.status, 200);
+  assert.equal(first.status, 202);  // stored, not enforced: never a silent 200
   const f = await first.json();
   assert.equal(f.version, 1);
+  assert.equal(f.stored, true);
   assert.equal(f.enforcement.kernel, 'absent');
+  assert.equal(f.enforcement.applied_version, null);
+  // Nothing ever reached a kernel: mcpd itself allows nothing meanwhile.
+  assert.equal(f.application_policy.allow_llm_egress, false);
+  assert.deepEqual(f.application_policy.egress_allowlist, []);
   const second = await (await api('/api/meta/security', SUPER, { method: 'PUT', body: JSON.stringify({ ...policy, allow_llm_egress: true }) })).json();
   assert.equal(second.version, 2);
   const history = await (await api('/api/meta/security?history=1', SUPER)).json();

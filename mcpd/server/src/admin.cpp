@@ -45,6 +45,61 @@ std::variant<json, std::string> body_object(const HttpRequest& req) {
 
 }  // namespace
 
+Result<json> App::security_state(const Tenant& tenant, const KernelEnforcement* known) {
+  auto newest = store_->policies(tenant.id, 1);
+  if (!newest) return tl::unexpected(newest.error());
+  const std::optional<std::int64_t> desired =
+      newest->empty() ? std::nullopt : std::optional<std::int64_t>(newest->front().version);
+  const KernelEnforcement kernel = known ? *known : enforcer_->state(tenant, desired);
+  auto effective = enforcer_->effective(tenant);
+  if (!effective) return tl::unexpected(effective.error());
+  json enforcement = to_json(kernel);
+  enforcement["desired_version"] = desired ? json(*desired) : json(nullptr);
+  enforcement["application"] = "active";
+  const auto egress = enforcer_->egresses(*effective);
+  json out = {{"tenant", tenant.name},
+              {"enforcement", enforcement},
+              // What mcpd itself holds the tenant to meanwhile: the stricter
+              // of the desired and the applied version.
+              {"application_policy", policy::to_json(*effective)},
+              {"egress", egress ? json(*egress ? "external" : "none") : json("unknown")}};
+  out["current"] = newest->empty() ? json(nullptr)
+                                   : json{{"version", newest->front().version},
+                                          {"policy", json::parse(newest->front().policy, nullptr, false)},
+                                          {"by", newest->front().user},
+                                          {"created_ms", newest->front().created_ms}};
+  return out;
+}
+
+std::pair<unsigned, json> App::change_policy(const Tenant& tenant, std::optional<std::int64_t> user_id,
+                                             const std::string& user, std::string_view text) {
+  auto parsed = policy::parse_policy(text, enforcer_->deny());
+  if (!parsed) {
+    json errors = json::array();
+    for (const policy::Error& e : parsed.error()) errors.push_back({{"path", e.path}, {"message", e.message}});
+    return {400, {{"error", "invalid policy"}, {"errors", errors}}};
+  }
+  // Stored as desired first: from here on the application layer holds the
+  // tenant to the stricter of this and what the kernel has.
+  const json normalised = policy::to_json(*parsed);
+  auto version = store_->put_policy(tenant.id, to_text(normalised), user_id);
+  if (!version) return {500, {{"error", "the policy could not be stored"}}};
+  const KernelEnforcement k = enforcer_->push(tenant, *version, *parsed);
+  if (!audited({{"kind", "admin"}, {"tenant", tenant.name}, {"user", user}, {"action", "put_policy"},
+                {"version", *version}, {"policy_sha256", digest_arguments(normalised)},
+                {"kernel", to_json(k)["kernel"]}})) {
+    return {503, {{"error", "the change was made but could not be audited"}}};
+  }
+  auto out = security_state(tenant, &k);
+  if (!out) return {500, {{"error", "policy state unavailable"}}};
+  (*out)["version"] = *version;
+  (*out)["policy"] = normalised;
+  (*out)["stored"] = true;
+  // 200 only when both kernel layers enforce this very version; 202 says it
+  // is stored and the kernel is not there yet (pending, or no agent).
+  return {k.state == KernelEnforcement::State::enforced ? 200u : 202u, *out};
+}
+
 HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
   const unsigned v = req.version();
   const std::string path = request_path(req);
@@ -52,14 +107,16 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
   const bool super = who.role == Role::super_admin;
 
   if (path == "/api/meta" && verb == http::verb::get) {
-    return json_response(200,
-                 {{"server", "sluice-mcpd"}, {"version", "0.1.0"}, {"tenant", who.tenant},
-                  {"user", who.user}, {"role", std::string(to_string(who.role))},
-                  {"scopes", scopes_to_string(who.scopes)}, {"backend", "sqlite"},
-                  // mcpd does not talk to sluice-agent yet: nothing here may
-                  // claim the kernel enforces this tenant's policy.
-                  {"enforcement", {{"kernel", "absent"}, {"application", "active"}}}},
-                 v);
+    json out = {{"server", "sluice-mcpd"}, {"version", "0.1.0"}, {"tenant", who.tenant},
+                {"user", who.user}, {"role", std::string(to_string(who.role))},
+                {"scopes", scopes_to_string(who.scopes)}, {"backend", "sqlite"}};
+    auto tenant = store_->tenant(who.tenant_id);
+    if (!tenant || !*tenant) return problem(500, "tenant unavailable", v);
+    auto security = security_state(**tenant);
+    if (!security) return problem(500, "policy state unavailable", v);
+    out["egress"] = (*security)["egress"];
+    out["enforcement"] = (*security)["enforcement"];
+    return json_response(200, out, v);
   }
 
   if (path == "/api/keys" && verb == http::verb::get) {
@@ -235,42 +292,27 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
   }
 
   if (path == "/api/meta/security") {
-    // mcpd does not drive sluice-agent yet: a stored policy is enforced by
-    // nothing in the kernel on mcpd's account, and the answer says so.
-    const json enforcement = {{"kernel", "absent"},
-                              {"detail", "sluice-mcpd does not push policies to sluice-agent yet; "
-                                         "the stored version is not enforced in the kernel"}};
+    auto tenant = store_->tenant(who.tenant_id);
+    if (!tenant || !*tenant) return problem(500, "tenant unavailable", v);
     if (verb == http::verb::get) {
-      auto versions = store_->policies(who.tenant_id, query_value(req, "history") == "1" ? 50 : 1);
-      if (!versions) return problem(500, "policies unavailable", v);
-      json history = json::array();
-      for (const PolicyVersion& p : *versions) {
-        history.push_back({{"version", p.version}, {"policy", json::parse(p.policy, nullptr, false)},
-                           {"by", p.user}, {"created_ms", p.created_ms}});
+      auto out = security_state(**tenant);
+      if (!out) return problem(500, "policy state unavailable", v);
+      if (query_value(req, "history") == "1") {
+        auto versions = store_->policies(who.tenant_id, 50);
+        if (!versions) return problem(500, "policies unavailable", v);
+        json history = json::array();
+        for (const PolicyVersion& p : *versions) {
+          history.push_back({{"version", p.version}, {"policy", json::parse(p.policy, nullptr, false)},
+                             {"by", p.user}, {"created_ms", p.created_ms}});
+        }
+        (*out)["history"] = history;
       }
-      json out = {{"tenant", who.tenant}, {"enforcement", enforcement}};
-      out["current"] = history.empty() ? json(nullptr) : history[0];
-      if (query_value(req, "history") == "1") out["history"] = history;
-      return json_response(200, out, v);
+      return json_response(200, *out, v);
     }
     if (verb != http::verb::put) return problem(405, "method not allowed", v);
     if (!allowed(who.role, Action::write_policy)) return problem(403, "admins change the policy", v);
-    auto parsed = policy::parse_policy(req.body());
-    if (!parsed) {
-      json errors = json::array();
-      for (const policy::Error& e : parsed.error()) errors.push_back({{"path", e.path}, {"message", e.message}});
-      return json_response(400, {{"error", "invalid policy"}, {"errors", errors}}, v);
-    }
-    const json normalised = policy::to_json(*parsed);
-    auto version = store_->put_policy(who.tenant_id, to_text(normalised), who.user_id);
-    if (!version) return problem(500, "the policy could not be stored", v);
-    if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "put_policy"},
-                    {"version", *version}, {"policy_sha256", digest_arguments(normalised)}})) {
-      return problem(503, "the change was made but could not be audited", v);
-    }
-    return json_response(200, {{"version", *version}, {"policy", normalised}, {"stored", true},
-                       {"enforcement", enforcement}},
-                 v);
+    auto [status, body] = change_policy(**tenant, who.user_id, who.user, req.body());
+    return json_response(status, body, v);
   }
 
   if (path == "/api/traffic" && verb == http::verb::get) {
@@ -316,7 +358,8 @@ json App::local_admin(const json& r) {
     if (!tenants) return err("store unavailable");
     if (!tenants->empty()) return err("already bootstrapped: tenants exist");
     const std::string tenant = str("tenant"), user = str("user"), source = str("data_source");
-    if (!valid_name(tenant) || !valid_name(user)) return err("tenant and user: 1-64 characters of [A-Za-z0-9_.-]");
+    if (!valid_tenant_name(tenant)) return err("tenant: 1-63 characters of [a-z0-9_-], not starting with - or _");
+    if (!valid_name(user)) return err("user: 1-64 characters of [A-Za-z0-9_.-]");
     if (source.empty() || source.front() != '/') return err("data_source must be an absolute path");
     auto tid = store_->create_tenant(tenant, source);
     if (!tid) return err(tid.error().what);
@@ -334,7 +377,8 @@ json App::local_admin(const json& r) {
   }
   if (op == "create_tenant") {
     const std::string tenant = str("tenant"), source = str("data_source");
-    if (!valid_name(tenant) || source.empty() || source.front() != '/') return err("tenant name and absolute data_source required");
+    if (!valid_tenant_name(tenant)) return err("tenant: 1-63 characters of [a-z0-9_-], not starting with - or _");
+    if (source.empty() || source.front() != '/') return err("data_source must be an absolute path");
     auto tid = store_->create_tenant(tenant, source);
     if (!tid) return err("the tenant could not be created");
     if (!audited({{"kind", "admin"}, {"tenant", tenant}, {"user", "local"}, {"action", "create_tenant"}})) {
@@ -375,6 +419,28 @@ json App::local_admin(const json& r) {
       return err("the change was made but could not be audited");
     }
     return {{"ok", *done}};
+  }
+  if (op == "put_policy" || op == "get_policy") {
+    auto tenants = store_->tenants();
+    if (!tenants) return err("store unavailable");
+    const std::string name = str("tenant");
+    auto t = std::find_if(tenants->begin(), tenants->end(), [&](const Tenant& x) { return x.name == name; });
+    if (t == tenants->end()) return err("no such tenant");
+    if (op == "get_policy") {
+      auto out = security_state(*t);
+      if (!out) return err("policy state unavailable");
+      (*out)["ok"] = true;
+      return *out;
+    }
+    if (!r.value("policy", json()).is_string()) return err("policy (the policy's JSON text) required");
+    auto [status, body] = change_policy(*t, std::nullopt, "local", r["policy"].get<std::string>());
+    if (status >= 400) {
+      body["ok"] = false;
+      return body;
+    }
+    // Stored either way; "ok" says whether the kernel enforces it.
+    body["ok"] = status == 200;
+    return body;
   }
   if (op == "list_keys") {
     auto keys = store_->keys();

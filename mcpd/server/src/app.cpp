@@ -1,3 +1,8 @@
+// GCC 12 reports -Wmismatched-new-delete for coroutine frames awaited from
+// another coroutine (run_on below); Asio allocates and frees them with its
+// own matching operators. A known false positive; see mcp.cpp.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 #include "app.h"
 
 #include <algorithm>
@@ -17,6 +22,15 @@ namespace http = boost::beast::http;
 using nlohmann::json;
 
 App::App(const McpdConfig& c) : config_(c) {}
+
+App::~App() {
+  // A push in progress finishes (bounded by the agent timeout); nothing
+  // new starts. Before the members it uses go.
+  if (admin_pool_) {
+    admin_pool_->stop();
+    admin_pool_->join();
+  }
+}
 
 Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   std::unique_ptr<App> app(new App(c));
@@ -44,6 +58,19 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   app->workers_ = std::make_unique<boost::asio::thread_pool>(limits.pool);
   app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_,
                                           app->workers_->get_executor());
+  auto enforcer = Enforcer::open(c, *app->store_);
+  if (!enforcer) return tl::unexpected(enforcer.error());
+  app->enforcer_ = std::move(*enforcer);
+  app->admin_pool_ = std::make_unique<boost::asio::thread_pool>(1);
+  if (app->enforcer_->configured()) {
+    app->reconcile_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
+    // Versions left pending by an earlier run (or an agent that lost its
+    // state) are pushed at once, then on every tick.
+    boost::asio::post(*app->admin_pool_, [a = app.get()] {
+      a->enforcer_->reconcile();
+      a->schedule_reconcile();
+    });
+  }
   return app;
 }
 
@@ -150,7 +177,17 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string client) {
     }
   }
   if (mcp) co_return co_await handle_mcp(std::move(req), client, std::move(who));
-  co_return HttpReply{handle_api(req, who), nullptr};
+  // The admin API blocks (durable audit records, the agent's apply): on
+  // its own thread, never an I/O thread.
+  std::function<HttpResponse()> work = [this, &req, &who] {
+    try {
+      return handle_api(req, who);
+    } catch (const std::exception&) {
+      return problem(500, "internal error", req.version());
+    }
+  };
+  HttpResponse res = co_await run_on<HttpResponse>(admin_pool_->get_executor(), std::move(work));
+  co_return HttpReply{std::move(res), nullptr};
 }
 
 asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& client, Principal who) {
@@ -173,6 +210,15 @@ asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& c
                                    req.version());
   for (auto& [k, v] : out.headers) res.set(k, v);
   co_return HttpReply{std::move(res), std::move(out.stream)};
+}
+
+void App::schedule_reconcile() {
+  reconcile_timer_->expires_after(config_.agent_retry);
+  reconcile_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    enforcer_->reconcile();
+    schedule_reconcile();
+  });
 }
 
 bool App::audited(nlohmann::json record) {

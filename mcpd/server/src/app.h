@@ -7,12 +7,14 @@
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
 #include "audit.h"
 #include "auth.h"
 #include "config.h"
+#include "enforcement.h"
 #include "http_server.h"
 #include "mcp.h"
 #include "store.h"
@@ -26,6 +28,7 @@ bool loopback_origin(std::string_view origin);
 class App {
  public:
   static Result<std::unique_ptr<App>> open(const McpdConfig& config);
+  ~App();
 
   boost::asio::awaitable<HttpReply> handle(HttpRequest req, std::string client_addr);
 
@@ -37,11 +40,22 @@ class App {
   AuditLog& audit() { return *audit_; }
   ApiKeyAuthenticator& keys() { return *keys_; }
   void set_connections(const HttpServer* http) { http_ = http; }
+  // Where blocking administration runs (the admin API, the local socket).
+  boost::asio::any_io_executor admin_executor() { return admin_pool_->get_executor(); }
 
  private:
   explicit App(const McpdConfig& c);
   boost::asio::awaitable<HttpReply> handle_mcp(HttpRequest req, const std::string& client, Principal who);
   HttpResponse handle_api(const HttpRequest& req, const Principal& who);
+  // The tenant's policy state: what the kernel enforces (asked of the
+  // agent unless `known`), what the application layer enforces, egress.
+  Result<nlohmann::json> security_state(const Tenant& tenant, const KernelEnforcement* known = nullptr);
+  // A new policy version (PUT /api/meta/security, `sluicectl tenant-policy
+  // set`): validated, stored as desired, pushed, audited. Status and body.
+  std::pair<unsigned, nlohmann::json> change_policy(const Tenant& tenant, std::optional<std::int64_t> user_id,
+                                                    const std::string& user, std::string_view text);
+  // Re-pushes pending policy versions every agent.retry_ms.
+  void schedule_reconcile();
   HttpResponse metrics() const;
   [[nodiscard]] bool origin_allowed(const std::string& origin) const;
   // Appends an admin record and waits until it is durable: an admin
@@ -62,6 +76,12 @@ class App {
   std::unique_ptr<Toolbox> toolbox_;
   McpCounters counters_;
   std::unique_ptr<boost::asio::thread_pool> workers_;
+  std::unique_ptr<Enforcer> enforcer_;
+  // One thread for the admin API and policy pushes: they block (durable
+  // audit, the agent's apply) and must not hold an I/O thread; one, so
+  // policy versions reach the agent in order.
+  std::unique_ptr<boost::asio::thread_pool> admin_pool_;
+  std::unique_ptr<boost::asio::steady_timer> reconcile_timer_;
   std::unique_ptr<McpServer> mcp_;
   const HttpServer* http_ = nullptr;
   std::atomic<std::uint64_t> auth_failures_{0}, lockouts_{0}, rate_limited_{0}, requests_{0};

@@ -124,6 +124,12 @@ const std::map<std::string, std::map<std::string, Reader>>& schema() {
       {"query",
        {{"max_rows", integer(1, 1000000, [](C& c, std::int64_t v) { c.max_rows = static_cast<std::size_t>(v); })},
         {"timeout_ms", integer(1, 600000, [](C& c, std::int64_t v) { c.query_timeout = std::chrono::milliseconds(v); })}}},
+      {"agent",
+       {{"socket", text([](C& c, std::string v) { c.agent_socket = std::move(v); }, true)},
+        {"endpoints_file", text([](C& c, std::string v) { c.endpoints_file = std::move(v); }, true)},
+        {"timeout_ms", integer(100, 60000, [](C& c, std::int64_t v) { c.agent_timeout = std::chrono::milliseconds(v); })},
+        {"retry_ms", integer(100, 3600000, [](C& c, std::int64_t v) { c.agent_retry = std::chrono::milliseconds(v); })},
+        {"allow_loopback", boolean([](C& c, bool v) { c.allow_loopback = v; })}}},
       {"testing", {{"fixtures", boolean([](C& c, bool v) { c.fixtures = v; })}}},
   };
   return s;
@@ -154,6 +160,11 @@ Result<McpdConfig> parse_config(const std::string& text) {
     }
   }
   if (c.tenant_burst < 1 || c.admin_burst < 1) return fail("config: limits bursts must be at least 1");
+  // Policies compile against the endpoints: one without the other would
+  // push rules nobody configured.
+  if (c.agent_socket.empty() != c.endpoints_file.empty()) {
+    return fail("config: agent.socket and agent.endpoints_file go together");
+  }
   return c;
 }
 

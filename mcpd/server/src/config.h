@@ -40,6 +40,13 @@ struct McpdConfig {
   // [query]
   std::size_t max_rows = 1000;
   std::chrono::milliseconds query_timeout{2000};
+  // [agent]: where tenant policies are pushed. Empty socket: no agent, and
+  // kernel enforcement is reported absent.
+  std::string agent_socket;
+  std::string endpoints_file;  // the endpoints policies compile against (JSON)
+  std::chrono::milliseconds agent_timeout{10000};  // one apply, both layers
+  std::chrono::milliseconds agent_retry{15000};    // re-push of pending versions
+  bool allow_loopback = false;                     // loopback endpoints (test set-ups only)
   // [testing]
   bool fixtures = false;  // the conformance suite's fixture tools
 

@@ -1,3 +1,7 @@
+// GCC 12's false -Wmismatched-new-delete on nested Asio coroutine frames
+// (run_on below); see mcp.cpp.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 #include "local_admin.h"
 
 #include <sys/socket.h>
@@ -15,6 +19,8 @@
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+
+#include "offload.h"
 
 namespace sluice::mcpd {
 namespace asio = boost::asio;
@@ -104,7 +110,15 @@ asio::awaitable<void> LocalAdmin::serve(local::socket s) {
     co_await send_line(s, std::move(refusal));
     co_return;
   }
-  co_await send_line(s, handler_(req));
+  std::function<nlohmann::json()> work = [this, &req] {
+    try {
+      return handler_(req);
+    } catch (const std::exception&) {
+      return nlohmann::json{{"ok", false}, {"error", "internal error"}};
+    }
+  };
+  nlohmann::json reply = co_await run_on<nlohmann::json>(worker_, std::move(work));
+  co_await send_line(s, std::move(reply));
 }
 
 }  // namespace sluice::mcpd

@@ -21,8 +21,11 @@ namespace sluice::mcpd {
 class LocalAdmin {
  public:
   using Handler = std::function<nlohmann::json(const nlohmann::json&)>;
-  LocalAdmin(boost::asio::io_context& io, std::vector<std::uint32_t> uids, Handler handler)
-      : io_(io), uids_(std::move(uids)), handler_(std::move(handler)) {}
+  // `handler` blocks (durable audit records, policy pushes): it runs on
+  // `worker`, never on an I/O thread.
+  LocalAdmin(boost::asio::io_context& io, std::vector<std::uint32_t> uids, Handler handler,
+             boost::asio::any_io_executor worker)
+      : io_(io), uids_(std::move(uids)), handler_(std::move(handler)), worker_(std::move(worker)) {}
   Status listen(const std::string& path);
   void stop();
 
@@ -33,6 +36,7 @@ class LocalAdmin {
   boost::asio::io_context& io_;
   std::vector<std::uint32_t> uids_;
   Handler handler_;
+  boost::asio::any_io_executor worker_;
   std::string path_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
 };

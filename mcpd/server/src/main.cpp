@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
     }
     port = *bound;
   }
-  LocalAdmin admin(io, config->admin_uids, [a](const nlohmann::json& r) { return a->local_admin(r); });
+  LocalAdmin admin(io, config->admin_uids, [a](const nlohmann::json& r) { return a->local_admin(r); },
+                   a->admin_executor());
   if (auto s = admin.listen(config->admin_socket()); !s) {
     std::fprintf(stderr, "sluice-mcpd: %s\n", s.error().what.c_str());
     return 1;

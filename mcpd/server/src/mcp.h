@@ -26,6 +26,7 @@
 #include "audit.h"
 #include "event_stream.h"
 #include "identity.h"
+#include "offload.h"
 #include "tools.h"
 
 namespace sluice::mcpd {
@@ -149,14 +150,7 @@ class McpServer {
 
 template <class T>
 boost::asio::awaitable<T> McpServer::on_worker(std::function<T()> work) {
-  auto done = std::make_shared<boost::asio::experimental::concurrent_channel<void(boost::system::error_code, T)>>(
-      co_await boost::asio::this_coro::executor, 1);
-  boost::asio::post(workers_, [done, work = std::move(work)] {
-    // Capacity 1, one send: never blocks, never fails.
-    done->try_send(boost::system::error_code{}, work());
-  });
-  auto [ec, result] = co_await done->async_receive(boost::asio::as_tuple(boost::asio::use_awaitable));
-  co_return std::move(result);
+  return run_on<T>(workers_, std::move(work));
 }
 
 // The SHA-256 of a tool's arguments as canonical JSON (sorted keys), hex:

@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS policies(
   user_id INTEGER REFERENCES users(id),
   created_ms INTEGER NOT NULL,
   PRIMARY KEY (tenant_id, version));
+CREATE TABLE IF NOT EXISTS policy_applied(
+  tenant_id INTEGER PRIMARY KEY REFERENCES tenants(id),
+  version INTEGER NOT NULL,
+  generation INTEGER NOT NULL,
+  applied_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit(
   seq INTEGER PRIMARY KEY,
   ts_ms INTEGER NOT NULL,
@@ -91,8 +96,17 @@ constexpr char kInsertPolicy[] =
     "SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, ?3, ?4 FROM policies WHERE tenant_id = ?1 "
     "RETURNING version";
 constexpr char kSelectPolicies[] =
-    "SELECT p.version, p.policy, COALESCE(u.name, ''), p.created_ms FROM policies p "
+    "SELECT p.version, p.policy, COALESCE(u.name, 'local admin'), p.created_ms FROM policies p "
     "LEFT JOIN users u ON u.id = p.user_id WHERE p.tenant_id = ? ORDER BY p.version DESC LIMIT ?";
+constexpr char kSelectPolicy[] =
+    "SELECT p.version, p.policy, COALESCE(u.name, 'local admin'), p.created_ms FROM policies p "
+    "LEFT JOIN users u ON u.id = p.user_id WHERE p.tenant_id = ? AND p.version = ?";
+// Never moves backwards: a late report of an older apply changes nothing.
+constexpr char kUpsertApplied[] =
+    "INSERT INTO policy_applied(tenant_id, version, generation, applied_ms) VALUES (?1, ?2, ?3, ?4) "
+    "ON CONFLICT(tenant_id) DO UPDATE SET version = excluded.version, generation = excluded.generation, "
+    "applied_ms = excluded.applied_ms WHERE excluded.version >= policy_applied.version";
+constexpr char kSelectApplied[] = "SELECT version FROM policy_applied WHERE tenant_id = ?";
 
 User user_from(const Stmt& s, int at) {
   User u;
@@ -139,6 +153,14 @@ bool valid_name(std::string_view s) {
   return true;
 }
 
+bool valid_tenant_name(std::string_view s) {
+  if (s.empty() || s.size() > 63 || s.front() == '-' || s.front() == '_') return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
+  }
+  return true;
+}
+
 nlohmann::json to_json(const SavedQuery& q) {
   nlohmann::json params = nlohmann::json::array();
   for (const SavedParam& p : q.params) {
@@ -162,7 +184,7 @@ Status Store::migrate() {
 }
 
 Result<std::int64_t> Store::create_tenant(const std::string& name, const std::string& data_source) {
-  if (!valid_name(name)) return fail("invalid tenant name");
+  if (!valid_tenant_name(name)) return fail("invalid tenant name");
   std::lock_guard lock(mu_);
   auto st = db_.prepare(kInsertTenant);
   if (!st) return tl::unexpected(st.error());
@@ -318,7 +340,8 @@ Status Store::put_saved_query(const SavedQuery& q, std::int64_t user_id) {
   return st->run();
 }
 
-Result<std::int64_t> Store::put_policy(std::int64_t tenant_id, const std::string& policy, std::int64_t user_id) {
+Result<std::int64_t> Store::put_policy(std::int64_t tenant_id, const std::string& policy,
+                                       std::optional<std::int64_t> user_id) {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(kInsertPolicy);
   if (!st) return tl::unexpected(st.error());
@@ -344,6 +367,36 @@ Result<std::vector<PolicyVersion>> Store::policies(std::int64_t tenant_id, std::
     out.push_back({st->int64(0), st->text(1), st->text(2), st->int64(3)});
   }
   return out;
+}
+
+Result<std::optional<PolicyVersion>> Store::policy(std::int64_t tenant_id, std::int64_t version) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kSelectPolicy);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, tenant_id).bind(2, version);
+  auto row = st->step();
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return std::optional<PolicyVersion>();
+  return PolicyVersion{st->int64(0), st->text(1), st->text(2), st->int64(3)};
+}
+
+Status Store::set_policy_applied(std::int64_t tenant_id, std::int64_t version, std::uint64_t generation) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kUpsertApplied);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, tenant_id).bind(2, version).bind(3, static_cast<std::int64_t>(generation)).bind(4, now_ms());
+  return st->run();
+}
+
+Result<std::optional<std::int64_t>> Store::policy_applied(std::int64_t tenant_id) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kSelectApplied);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, tenant_id);
+  auto row = st->step();
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return std::optional<std::int64_t>();
+  return std::optional<std::int64_t>(st->int64(0));
 }
 
 Result<bool> Store::delete_saved_query(std::int64_t tenant_id, const std::string& name) {

@@ -75,6 +75,9 @@ std::int64_t now_ms();
 // Names of tenants, users, keys and saved queries: 1-64 of [A-Za-z0-9_.-],
 // not starting with '.' or '-'.
 bool valid_name(std::string_view s);
+// Tenant names are also cgroup and nftables names in sluice-agent: 1-63 of
+// [a-z0-9_-], not starting with '-' or '_' (the agent's own rule).
+bool valid_tenant_name(std::string_view s);
 
 class Store {
  public:
@@ -99,9 +102,14 @@ class Store {
   Result<bool> delete_saved_query(std::int64_t tenant_id, const std::string& name);
 
   // Stores the next version of the tenant's policy; returns its number.
-  Result<std::int64_t> put_policy(std::int64_t tenant_id, const std::string& policy, std::int64_t user_id);
+  // `user_id` nullopt: changed over the local admin socket.
+  Result<std::int64_t> put_policy(std::int64_t tenant_id, const std::string& policy, std::optional<std::int64_t> user_id);
   // Newest first.
   Result<std::vector<PolicyVersion>> policies(std::int64_t tenant_id, std::size_t limit);
+  Result<std::optional<PolicyVersion>> policy(std::int64_t tenant_id, std::int64_t version);
+  // The newest version sluice-agent acknowledged as enforced in both layers.
+  Status set_policy_applied(std::int64_t tenant_id, std::int64_t version, std::uint64_t generation);
+  Result<std::optional<std::int64_t>> policy_applied(std::int64_t tenant_id);
 
  private:
   explicit Store(Db db) : db_(std::move(db)) {}

@@ -1,0 +1,90 @@
+// Tenant policies in the kernel. mcpd stores each policy version as
+// desired, pushes it to sluice-agent (control socket, `apply`), and reports
+// per tenant what both kernel layers enforce. A version counts as enforced
+// only when the agent acknowledged it and reports both layers enforcing it;
+// anything else is pending (agent configured) or absent (no agent).
+//
+// While the kernel lags, the application layer enforces the stricter of
+// the desired and the last applied version (DESIGN.md "Tenant policy"):
+// `Enforcer::effective`. A tenant whose policy never reached the kernel is
+// allowed nothing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "config.h"
+#include "sluice/policy/endpoints.h"
+#include "sluice/policy/policy.h"
+#include "status.h"
+#include "store.h"
+
+namespace sluice::mcpd {
+
+struct KernelEnforcement {
+  enum class State { absent, pending, enforced };
+  State state = State::absent;
+  std::string detail;                   // why it is not enforced; empty when it is
+  std::optional<std::int64_t> version;  // the version the agent enforces, when known
+  nlohmann::json layers;                // the agent's {"bpf": ..., "nftables": ...}; null if unknown
+};
+nlohmann::json to_json(const KernelEnforcement& k);
+
+// The stricter of two policies: each switch only if both allow it; the
+// allowlist entries both contain (an absent allowlist imposes nothing).
+policy::TenantPolicy stricter(const policy::TenantPolicy& a, const policy::TenantPolicy& b);
+// Nothing allowed: an empty allowlist and every switch off.
+policy::TenantPolicy deny_all();
+
+class Enforcer {
+ public:
+  // Reads the endpoints file when an agent is configured; a bad file
+  // refuses start-up (it names the file).
+  static Result<std::unique_ptr<Enforcer>> open(const McpdConfig& config, Store& store);
+
+  [[nodiscard]] bool configured() const { return !socket_.empty(); }
+  [[nodiscard]] const policy::DenyOptions& deny() const { return deny_; }
+
+  // Pushes `version` (already stored) of the tenant's policy and records it
+  // as applied once the agent enforces it in both layers. Blocks for at
+  // most about twice the agent timeout.
+  KernelEnforcement push(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& policy);
+
+  // What the agent enforces for the tenant now, against the newest stored
+  // version (`desired`; nullopt when the tenant has none).
+  KernelEnforcement state(const Tenant& tenant, std::optional<std::int64_t> desired);
+
+  // Pushes every tenant whose newest version the agent does not enforce
+  // (a push that failed earlier, an agent that lost its state). Returns
+  // how many were brought up to date.
+  std::size_t reconcile();
+
+  // The policy the application layer enforces for the tenant now.
+  Result<policy::TenantPolicy> effective(const Tenant& tenant);
+
+  // Whether `p` lets anything leave the internal networks; nullopt when no
+  // endpoints are configured (no agent) and the question has no answer.
+  [[nodiscard]] std::optional<bool> egresses(const policy::TenantPolicy& p) const;
+
+ private:
+  Enforcer(const McpdConfig& config, Store& store);
+  // The agent's status reply, or why there is none.
+  Result<nlohmann::json> agent_status();
+  KernelEnforcement judge(const nlohmann::json& status, const Tenant& tenant,
+                          std::optional<std::int64_t> desired) const;
+  Result<policy::TenantPolicy> stored(const Tenant& tenant, std::int64_t version);
+
+  std::string socket_;
+  int timeout_ms_;
+  policy::DenyOptions deny_;
+  policy::EndpointsConfig endpoints_;
+  Store& store_;
+  std::mutex mu_;  // one push at a time: versions reach the agent in order
+};
+
+}  // namespace sluice::mcpd

@@ -1,0 +1,31 @@
+// Running blocking work off the I/O threads.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace sluice::mcpd {
+
+// Runs `work` on `pool`; the awaiting coroutine resumes on its own
+// executor with the result. `work` must not throw.
+template <class T>
+boost::asio::awaitable<T> run_on(boost::asio::any_io_executor pool, std::function<T()> work) {
+  auto done = std::make_shared<boost::asio::experimental::concurrent_channel<void(boost::system::error_code, T)>>(
+      co_await boost::asio::this_coro::executor, 1);
+  boost::asio::post(pool, [done, work = std::move(work)] {
+    // Capacity 1, one send: never blocks, never fails.
+    done->try_send(boost::system::error_code{}, work());
+  });
+  auto [ec, result] = co_await done->async_receive(boost::asio::as_tuple(boost::asio::use_awaitable));
+  co_return std::move(result);
+}
+
+}  // namespace sluice::mcpd
