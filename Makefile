@@ -31,7 +31,13 @@ DEB_PACKAGES := \
   catch2 \
   iproute2 dnsmasq-base
 
-.PHONY: deps deps-deb deps-npm configure build test unit fuzz-build fuzz-smoke fuzz demo bench install clean
+# Only `make bench` needs these: the load generator, and the peers it
+# measures sluice-mcpd against (bench/mcpd/package-lock.json; nginx is
+# unpacked from Debian's package into the build tree, never installed as a
+# service).
+BENCH_DEB_PACKAGES := wrk sqlite3 curl
+
+.PHONY: deps deps-deb deps-npm deps-bench configure build test unit fuzz-build fuzz-smoke fuzz demo bench install clean
 
 deps: deps-deb deps-npm
 
@@ -87,8 +93,34 @@ demo: deps
 	@$(MAKE) --no-print-directory build
 	@tests/demo/demo.sh $(BUILD_DIR)
 
+deps-bench:
+	@missing=(); \
+	for p in $(BENCH_DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$$p"); \
+	done; \
+	SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	  echo "deps: installing $${missing[*]}"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends "$${missing[@]}"; \
+	fi
+	@if cmp -s bench/mcpd/package-lock.json bench/mcpd/node_modules/.sluice-lock-stamp 2>/dev/null; then \
+	  echo "deps: bench npm packages present"; \
+	else \
+	  echo "deps: npm ci in bench/mcpd/"; \
+	  (cd bench/mcpd && npm ci --no-audit --no-fund --loglevel=error) && \
+	  cp bench/mcpd/package-lock.json bench/mcpd/node_modules/.sluice-lock-stamp; \
+	fi
+	@if [ ! -x $(BUILD_DIR)/bench/nginx/usr/sbin/nginx ]; then \
+	  echo "deps: unpacking Debian's nginx into $(BUILD_DIR)/bench/nginx"; \
+	  mkdir -p $(BUILD_DIR)/bench/nginx-deb && cd $(BUILD_DIR)/bench/nginx-deb && \
+	  { apt-get download nginx 2>/dev/null || { apt-get update -qq && apt-get download nginx; }; } && \
+	  dpkg-deb -x nginx_*.deb ../nginx; \
+	fi
+
 bench: deps
 	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory deps-bench
 	@bench/run.sh $(BUILD_DIR)
 
 install: build
