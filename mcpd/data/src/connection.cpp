@@ -2,9 +2,11 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include <sqlite3.h>
@@ -144,8 +146,9 @@ DataResult<void> Connection::harden() {
   sqlite3_limit(db_, SQLITE_LIMIT_EXPR_DEPTH, kMaxExprDepth);
   sqlite3_limit(db_, SQLITE_LIMIT_COMPOUND_SELECT, kMaxCompoundSelect);
   sqlite3_limit(db_, SQLITE_LIMIT_LIKE_PATTERN_LENGTH, kMaxLikePattern);
-  // A writer of the file (outside sluice) may hold a lock for a moment.
-  sqlite3_busy_timeout(db_, clamp(static_cast<std::size_t>(limits_.timeout.count())));
+  // A writer of the file (outside sluice) may hold a lock for a moment:
+  // wait for it, but never past the statement's deadline.
+  sqlite3_busy_handler(db_, &Connection::on_busy, this);
   sqlite3_set_authorizer(db_, &Authorizer::callback, &auth_);
   sqlite3_progress_handler(db_, kProgressOps, &Connection::on_progress, this);
   return {};
@@ -153,6 +156,13 @@ DataResult<void> Connection::harden() {
 
 int Connection::on_progress(void* self) {
   return Clock::now() >= static_cast<Connection*>(self)->deadline_ ? 1 : 0;
+}
+
+int Connection::on_busy(void* self, int /*count*/) {
+  const auto left = static_cast<Connection*>(self)->deadline_ - Clock::now();
+  if (left <= Clock::duration::zero()) return 0;
+  std::this_thread::sleep_for(std::min<Clock::duration>(left, std::chrono::milliseconds(1)));
+  return 1;
 }
 
 RunOptions Connection::user_options() const {
@@ -175,6 +185,7 @@ DataResult<QueryResult> Connection::run(std::string_view sql,
                       "more than " + std::to_string(limits_.max_params) + " parameters");
   }
   const ModeScope scope(auth_, o.mode);
+  deadline_ = Clock::now() + o.timeout;  // locks, compilation and steps alike
   auto active = prepare(sql, o.cache && o.mode == Authorizer::Mode::user);
   if (!active) return tl::unexpected(std::move(active.error()));
   if (auto b = bind_params(active->get(), params); !b) return tl::unexpected(std::move(b.error()));
@@ -183,6 +194,7 @@ DataResult<QueryResult> Connection::run(std::string_view sql,
 
 DataResult<void> Connection::check(std::string_view sql, std::size_t params) {
   const ModeScope scope(auth_, Authorizer::Mode::user);
+  deadline_ = Clock::now() + limits_.timeout;
   auto active = prepare(sql, false);
   if (!active) return tl::unexpected(std::move(active.error()));
   const int declared = sqlite3_bind_parameter_count(active->get());
@@ -234,7 +246,6 @@ DataResult<QueryResult> Connection::collect(sqlite3_stmt* stmt, const RunOptions
   }
   std::size_t bytes = 0;
   auth_.clear_denial();  // a step may recompile after a schema change
-  deadline_ = Clock::now() + o.timeout;
   while (true) {
     const int rc = sqlite3_step(stmt);
     if (rc == SQLITE_DONE) break;

@@ -33,7 +33,7 @@ namespace sluice::mcpd {
 
 struct RunOptions {
   Authorizer::Mode mode = Authorizer::Mode::user;
-  std::chrono::milliseconds timeout{2000};
+  std::chrono::microseconds timeout{2000000};
   std::size_t max_rows = 1000;
   std::size_t max_bytes = 4 << 20;
   // Only user-mode statements are ever cached (statement_cache.h).
@@ -80,6 +80,7 @@ class Connection {
   [[nodiscard]] DataError failure(int rc) const;
   [[nodiscard]] std::string client_message(const char* sqlite_message) const;
   static int on_progress(void* self);
+  static int on_busy(void* self, int count);
 
   sqlite3* db_;
   const QueryLimits limits_;

@@ -51,11 +51,13 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   QueryLimits limits;
   limits.max_rows = c.max_rows;
   limits.timeout = c.query_timeout;
-  limits.pool = std::max<std::size_t>(2, c.threads);
+  // Data tools are tried on the I/O threads first and otherwise run on
+  // the workers: one connection for each of them.
+  const std::size_t workers = std::max<std::size_t>(2, c.threads);
+  limits.pool = std::min<std::size_t>(64, workers + c.threads);  // the data layer's cap
   app->sources_ = std::make_unique<Sources>(*app->store_, limits);
   app->toolbox_ = std::make_unique<Toolbox>(*app->store_, *app->sources_, c.fixtures);
-  // As many workers as data-source connections: more would only queue.
-  app->workers_ = std::make_unique<boost::asio::thread_pool>(limits.pool);
+  app->workers_ = std::make_unique<boost::asio::thread_pool>(workers);
   app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_,
                                           app->workers_->get_executor());
   auto enforcer = Enforcer::open(c, *app->store_);
@@ -241,6 +243,7 @@ HttpResponse App::metrics() const {
   line("sluice_mcpd_lockouts_total", "client addresses locked out", "counter", static_cast<double>(lockouts_.load()));
   line("sluice_mcpd_rate_limited_total", "requests refused by a rate limit", "counter", static_cast<double>(rate_limited_.load()));
   line("sluice_mcpd_audit_records_total", "audit records committed", "counter", static_cast<double>(audit_->committed()));
+  line("sluice_mcpd_audit_commits_total", "audit transactions committed (records per commit: the group size)", "counter", static_cast<double>(audit_->commits()));
   line("sluice_mcpd_audit_failures_total", "audit records that could not be written", "counter", static_cast<double>(audit_->failed()));
   line("sluice_mcpd_audit_dropped_total", "failed-authentication records dropped under a flood", "counter", static_cast<double>(audit_->dropped()));
   line("sluice_mcpd_sessions", "live MCP sessions", "gauge", static_cast<double>(sessions_->size()));

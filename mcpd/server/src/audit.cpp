@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include <openssl/sha.h>
 #include <systemd/sd-journal.h>
 
 #include "audit_chain.h"
@@ -68,10 +67,15 @@ AuditLog::~AuditLog() {
   if (writer_.joinable()) writer_.join();
 }
 
-void AuditLog::append(nlohmann::json record, std::function<void(std::optional<std::int64_t>)> done) {
+void AuditLog::append(nlohmann::json record, std::function<void(std::optional<std::int64_t>)> done,
+                      Expected* expected) {
   record["ts_ms"] = now_ms();
   {
     std::lock_guard lock(mu_);
+    if (expected && expected->log_ == this) {
+      --expected_;
+      expected->log_ = nullptr;
+    }
     if (!stopping_ && queue_.size() < options_.max_pending) {
       queue_.push_back({std::move(record), std::move(done)});
       cv_.notify_one();
@@ -93,12 +97,29 @@ void AuditLog::append_best_effort(nlohmann::json record) {
   cv_.notify_one();
 }
 
+void AuditLog::expect(int delta) {
+  bool none_left = false;
+  {
+    std::lock_guard lock(mu_);
+    expected_ += delta;
+    none_left = expected_ == 0;
+  }
+  // The writer may be holding a commit back for this call.
+  if (none_left) cv_.notify_one();
+}
+
 void AuditLog::run() {
   std::vector<Pending> batch;
   while (true) {
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      // Calls still running will append within moments: one commit (one
+      // fsync) for them all rather than one each. Bounded: coalesce at most.
+      const auto until = std::chrono::steady_clock::now() + options_.coalesce;
+      while (!stopping_ && expected_ > 0 && queue_.size() < options_.max_batch &&
+             cv_.wait_until(lock, until) == std::cv_status::no_timeout) {
+      }
       // Drain before stopping: everything accepted gets an answer.
       if (queue_.empty()) return;
       while (!queue_.empty() && batch.size() < options_.max_batch) {
@@ -122,6 +143,7 @@ void AuditLog::run() {
     {
       std::lock_guard lock(mu_);
       (ok ? committed_ : failed_) += batch.size();
+      if (ok) ++commits_;
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
       batch[i].done(ok ? std::optional<std::int64_t>(first + static_cast<std::int64_t>(i))
@@ -278,6 +300,11 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
 std::uint64_t AuditLog::committed() const {
   std::lock_guard lock(mu_);
   return committed_;
+}
+
+std::uint64_t AuditLog::commits() const {
+  std::lock_guard lock(mu_);
+  return commits_;
 }
 
 std::uint64_t AuditLog::dropped() const {

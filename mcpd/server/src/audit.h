@@ -13,6 +13,7 @@
 // commit was in flight (group commit), so one fsync covers many calls.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -39,10 +40,32 @@ struct AuditOptions {
   std::size_t max_batch = 1024;
   std::size_t max_pending = 65536;  // beyond: refused (the call fails closed)
   bool journal = true;
+  // Group commit: while calls announced with expect() are still running,
+  // the writer waits up to this long for their records before committing,
+  // so one fsync covers them all. Zero: commit whatever is queued at once.
+  std::chrono::microseconds coalesce{250};
 };
 
 class AuditLog {
  public:
+  // A call that will append a record shortly (a tools/call being run).
+  // While any is outstanding the writer holds a commit back a little for
+  // it (AuditOptions::coalesce). Ends when passed to append() (atomically
+  // with the record's queuing) or when destroyed.
+  class Expected {
+   public:
+    explicit Expected(AuditLog& log) : log_(&log) { log_->expect(+1); }
+    ~Expected() {
+      if (log_) log_->expect(-1);
+    }
+    Expected(const Expected&) = delete;
+    Expected& operator=(const Expected&) = delete;
+
+   private:
+    friend class AuditLog;
+    AuditLog* log_;
+  };
+
   static Result<std::unique_ptr<AuditLog>> open(const std::string& path, AuditOptions options);
   ~AuditLog();
   AuditLog(const AuditLog&) = delete;
@@ -52,7 +75,10 @@ class AuditLog {
   // tenant's name, "" for none); "ts_ms" is added. `done(seq)` runs on the
   // writer thread once the record is durable, `done(nullopt)` if it could
   // not be written.
-  void append(nlohmann::json record, std::function<void(std::optional<std::int64_t>)> done);
+  // `expected`, if given, is the record's announcement: it ends as the
+  // record is queued.
+  void append(nlohmann::json record, std::function<void(std::optional<std::int64_t>)> done,
+              Expected* expected = nullptr);
 
   // For records nobody waits on (failed authentications, lockouts): kept
   // only while the queue is under half full, so a flood of them from
@@ -62,14 +88,17 @@ class AuditLog {
 
   // append() for coroutines: completes on the caller's executor.
   template <class Token>
-  auto async_append(nlohmann::json record, Token&& token) {
+  auto async_append(nlohmann::json record, Token&& token, Expected* expected = nullptr) {
     return boost::asio::async_initiate<Token, void(std::optional<std::int64_t>)>(
-        [this](auto handler, nlohmann::json rec) {
+        [this, expected](auto handler, nlohmann::json rec) {
           auto h = std::make_shared<decltype(handler)>(std::move(handler));
           auto ex = boost::asio::get_associated_executor(*h);
-          append(std::move(rec), [h, ex](std::optional<std::int64_t> seq) {
-            boost::asio::post(ex, [h, seq]() mutable { (*h)(seq); });
-          });
+          append(
+              std::move(rec),
+              [h, ex](std::optional<std::int64_t> seq) {
+                boost::asio::post(ex, [h, seq]() mutable { (*h)(seq); });
+              },
+              expected);
         },
         token, std::move(record));
   }
@@ -85,6 +114,7 @@ class AuditLog {
                                  const std::vector<std::string>& key_ids);
 
   [[nodiscard]] std::uint64_t committed() const;
+  [[nodiscard]] std::uint64_t commits() const;  // transactions: committed() / commits() = group size
   [[nodiscard]] std::uint64_t failed() const;
   [[nodiscard]] std::uint64_t dropped() const;
 
@@ -96,6 +126,7 @@ class AuditLog {
   AuditLog() = default;
   void run();
   bool commit(std::vector<Pending>& batch);
+  void expect(int delta);
 
   AuditOptions options_;
   struct Impl;
@@ -104,7 +135,8 @@ class AuditLog {
   std::condition_variable cv_;
   std::deque<Pending> queue_;
   bool stopping_ = false;
-  std::uint64_t committed_ = 0, failed_ = 0, dropped_ = 0;
+  int expected_ = 0;  // outstanding Expected, under mu_
+  std::uint64_t committed_ = 0, commits_ = 0, failed_ = 0, dropped_ = 0;
   std::thread writer_;
 };
 

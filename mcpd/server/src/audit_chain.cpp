@@ -1,12 +1,12 @@
 #include "audit_chain.h"
 
-#include <openssl/sha.h>
 #include <sqlite3.h>
 
 #include <algorithm>
 
 #include <nlohmann/json.hpp>
 
+#include "keys.h"
 #include "sql.h"
 
 namespace sluice::mcpd {
@@ -20,9 +20,7 @@ KeyHash chain_hash(const KeyHash& prev, std::int64_t seq, const std::string& rec
     buf += static_cast<char>(static_cast<std::uint64_t>(seq) >> (56 - 8 * i));
   }
   buf += record;
-  KeyHash out{};
-  SHA256(reinterpret_cast<const unsigned char*>(buf.data()), buf.size(), out.data());
-  return out;
+  return sha256(buf);
 }
 
 Result<AuditVerdict> verify_audit(const std::string& path) {

@@ -35,6 +35,10 @@ std::optional<ParsedKey> parse_key(std::string_view token);
 
 KeyHash hash_secret(std::string_view secret);
 
+// SHA-256 of `data` with the digest fetched from OpenSSL once (the one-shot
+// SHA256() fetches it on every call, a lock and a lookup each time).
+KeyHash sha256(std::string_view data);
+
 // Constant-time equality of two hashes (CRYPTO_memcmp).
 bool same_hash(const KeyHash& a, const KeyHash& b);
 

@@ -6,7 +6,6 @@
 // the warning is a known false positive of that GCC's inliner.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
-#include <openssl/sha.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -188,9 +187,8 @@ bool supported_protocol(const std::string& v) {
 
 std::string digest_arguments(const json& args) {
   const std::string text = to_text(args);  // nlohmann objects keep keys sorted
-  std::uint8_t h[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), h);
-  return to_hex(h, sizeof h);
+  const KeyHash h = sha256(text);
+  return to_hex(h.data(), h.size());
 }
 
 Session Sessions::create(const std::string& credential_id, const std::string& protocol,
@@ -531,6 +529,24 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
   co_return rpc::error(id, rpc::kMethodNotFound, "Method not found");
 }
 
+namespace {
+
+// How long a data tool may run on an I/O thread before it is handed to a
+// worker instead: a point lookup takes tens of microseconds, and the hop to
+// a worker and back costs more than that.
+constexpr std::chrono::microseconds kInlineBudget{1000};
+
+// Runs `work` here under an InlineAttempt; nullopt when it gave up (no idle
+// connection, over budget, statistics not cached), its answer discarded.
+std::optional<ToolOutcome> run_inline(const std::function<ToolOutcome()>& work) {
+  const InlineAttempt attempt(kInlineBudget);
+  ToolOutcome out = work();
+  if (attempt.gave_up()) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
 asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, const Session& s,
                                            const Principal& who, const McpRequest& req) {
   const auto started = std::chrono::steady_clock::now();
@@ -543,6 +559,8 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
 
   const ToolDef* tool = tools_.find(tool_name);
   const bool permitted = tool && (who.scopes & tool->scope) == tool->scope;
+  // From here a record is coming: the audit writer may wait for it.
+  AuditLog::Expected expected(audit_);
   ToolOutcome outcome;
   if (!permitted) {
     // Unknown and forbidden look the same to the caller: the key's
@@ -552,7 +570,8 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
   } else {
     // Named, not a temporary: GCC 12 destroys a closure temporary inside a
     // co_await expression twice.
-    std::function<ToolOutcome()> work = [tool, who, args]() -> ToolOutcome {
+    // By reference: this frame waits for the work wherever it runs.
+    std::function<ToolOutcome()> work = [tool, &who, &args]() -> ToolOutcome {
       try {
         return tool->run(who, args);
       } catch (const std::exception& e) {
@@ -560,14 +579,20 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
         return ToolOutcome{text_result("internal error", true), "error", 0, clean_text(e.what(), 256)};
       }
     };
-    outcome = co_await on_worker<ToolOutcome>(std::move(work));
+    std::optional<ToolOutcome> quick;
+    if (tool->inline_ok) quick = run_inline(work);
+    if (quick) {
+      outcome = std::move(*quick);
+    } else {
+      outcome = co_await on_worker<ToolOutcome>(std::move(work));
+    }
   }
   ++counters_.tool_calls;
   if (outcome.status == "denied") ++counters_.tool_denied;
   else if (outcome.status != "ok") ++counters_.tool_errors;
 
   json record = audit_record(who, s, req, tool_name, args, outcome, started);
-  const auto seq = co_await audit_.async_append(std::move(record), asio::use_awaitable);
+  const auto seq = co_await audit_.async_append(std::move(record), asio::use_awaitable, &expected);
   if (!seq) {
     // Not audited, not answered: the rows stay here.
     ++counters_.audit_failures;

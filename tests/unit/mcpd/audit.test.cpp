@@ -5,6 +5,7 @@
 #include <future>
 #include <thread>
 
+#include <memory>
 #include <catch2/catch.hpp>
 
 #include "store.h"
@@ -138,6 +139,46 @@ TEST_CASE("mcpd::AuditLog commits concurrent appends in groups, each acknowledge
   auto v = verify_audit(db);
   REQUIRE(v->ok);
   CHECK(v->records == 1000);
+}
+
+TEST_CASE("mcpd::AuditLog holds a commit back for announced calls, never for others",
+          "[mcpd][audit]") {
+  TempDir dir;
+  const std::string db = dir.file("mcpd.db");
+  REQUIRE(Store::open(db));
+  AuditOptions options;
+  options.journal = false;
+  options.coalesce = std::chrono::seconds(30);  // only the announcements end the wait
+  auto log = AuditLog::open(db, options);
+  REQUIRE(log);
+  const auto record = [](int i) {
+    return nlohmann::json{{"kind", "tool_call"}, {"tenant", "t"}, {"i", i}};
+  };
+  std::vector<std::future<std::optional<std::int64_t>>> acks;
+  const auto append = [&](int i, AuditLog::Expected* e) {
+    auto p = std::make_shared<std::promise<std::optional<std::int64_t>>>();
+    acks.push_back(p->get_future());
+    (*log)->append(record(i), [p](std::optional<std::int64_t> seq) { p->set_value(seq); }, e);
+  };
+  {
+    AuditLog::Expected a(**log), b(**log), c(**log);
+    append(0, &a);
+    append(1, &b);
+    append(2, &c);  // the last announced record: the group goes out
+  }
+  for (auto& f : acks) REQUIRE(f.get());
+  CHECK((*log)->committed() == 3);
+  CHECK((*log)->commits() == 1);
+
+  // An announced call that ends without a record releases the writer too.
+  acks.clear();
+  {
+    AuditLog::Expected gone(**log);
+    append(3, nullptr);
+  }
+  REQUIRE(acks[0].wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  CHECK(acks[0].get());
+  CHECK((*log)->commits() == 2);
 }
 
 TEST_CASE("mcpd::verify_audit refuses what is not an audit database", "[mcpd][audit]") {
