@@ -23,7 +23,8 @@ ctl="$build/mcpd/sluicectl/sluicectl"
 
 . "$here/lib.sh"
 
-start_mcpd sdk "" ""
+start_mcpd sdk "" "[query]
+timeout_ms = 20000"
 key_read=$("$ctl" key create --socket "$sock" --user-id 1 --name reader --scopes read |
   sed -n 's/.*"token": "\(slk_[^"]*\)".*/\1/p')
 [ -n "$key_read" ] || { echo "mcpd_interop: could not issue keys" >&2; exit 1; }

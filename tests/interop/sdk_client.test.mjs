@@ -101,3 +101,34 @@ test('a session is bound to the key that created it', async () => {
     await client.close();
   }
 });
+
+test('cancellation: an aborted call stops its query at once, and the audit log says so', async () => {
+  const { client } = await connect(process.env.KEY_ALL);
+  try {
+    // A cross join that runs until the query timeout (20 s here) unless stopped.
+    const slow = 'SELECT count(*) FROM transactions a, transactions b, transactions c';
+    const controller = new AbortController();
+    const started = Date.now();
+    const call = client.callTool({ name: 'run_query', arguments: { sql: slow } }, undefined, { signal: controller.signal });
+    setTimeout(() => controller.abort('enough'), 300);
+    await assert.rejects(call);  // the SDK sends notifications/cancelled and gives up waiting
+    // The server stopped the query: the record appears long before the timeout.
+    let record;
+    for (let i = 0; i < 100 && !record; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const res = await fetch(new URL('/api/audit?kind=tool_call&limit=5', url), {
+        headers: { Authorization: `Bearer ${process.env.KEY_ALL}` },
+      });
+      record = (await res.json()).records.find((r) => r.status === 'cancelled');
+    }
+    assert.ok(record, 'a cancelled tool_call record');
+    assert.equal(record.tool, 'run_query');
+    assert.ok(record.latency_us < 10_000_000, `latency ${record.latency_us} us`);
+    assert.ok(Date.now() - started < 10_000);
+    // The session goes on.
+    const q = await client.callTool({ name: 'run_query', arguments: { sql: 'SELECT 1 AS one' } });
+    assert.equal(q.isError, false);
+  } finally {
+    await client.close();
+  }
+});

@@ -155,7 +155,9 @@ DataResult<void> Connection::harden() {
 }
 
 int Connection::on_progress(void* self) {
-  return Clock::now() >= static_cast<Connection*>(self)->deadline_ ? 1 : 0;
+  const auto* c = static_cast<Connection*>(self);
+  if (c->cancel_ && c->cancel_->load(std::memory_order_relaxed)) return 1;
+  return Clock::now() >= c->deadline_ ? 1 : 0;
 }
 
 int Connection::on_busy(void* self, int /*count*/) {
@@ -186,6 +188,11 @@ DataResult<QueryResult> Connection::run(std::string_view sql,
   }
   const ModeScope scope(auth_, o.mode);
   deadline_ = Clock::now() + o.timeout;  // locks, compilation and steps alike
+  cancel_ = CancelScope::current();
+  struct Forget {
+    const std::atomic<bool>*& flag;
+    ~Forget() { flag = nullptr; }
+  } forget{cancel_};
   auto active = prepare(sql, o.cache && o.mode == Authorizer::Mode::user);
   if (!active) return tl::unexpected(std::move(active.error()));
   if (auto b = bind_params(active->get(), params); !b) return tl::unexpected(std::move(b.error()));
@@ -279,6 +286,9 @@ DataError Connection::failure(int rc) const {
   }
   switch (primary) {
     case SQLITE_INTERRUPT:
+      if (cancel_ && cancel_->load(std::memory_order_relaxed)) {
+        return DataError{Kind::cancelled, "the request was cancelled", "cancelled by the client"};
+      }
       return DataError{Kind::timeout, "query exceeded the time limit",
                        "interrupted at the deadline"};
     case SQLITE_BUSY:

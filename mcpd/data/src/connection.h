@@ -12,6 +12,7 @@
 // json_each, or one the tenant's schema declares) runs for any of them.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -88,6 +89,7 @@ class Connection {
   Authorizer auth_;
   StatementCache cache_;
   std::chrono::steady_clock::time_point deadline_;
+  const std::atomic<bool>* cancel_ = nullptr;  // the caller's, during run()
 };
 
 }  // namespace sluice::mcpd

@@ -13,7 +13,7 @@
 namespace sluice::mcpd {
 
 struct DataError {
-  enum class Kind { invalid_sql, denied, timeout, too_large, not_found, internal };
+  enum class Kind { invalid_sql, denied, timeout, too_large, not_found, internal, cancelled };
 
   Kind kind = Kind::internal;
   std::string message;  // safe to show a client
@@ -37,6 +37,7 @@ constexpr std::string_view to_string(DataError::Kind kind) {
     case DataError::Kind::too_large: return "too_large";
     case DataError::Kind::not_found: return "not_found";
     case DataError::Kind::internal: return "internal";
+    case DataError::Kind::cancelled: return "cancelled";
   }
   return "internal";
 }

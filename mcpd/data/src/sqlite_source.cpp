@@ -95,7 +95,12 @@ SqliteSource::~SqliteSource() = default;
 
 namespace {
 thread_local InlineAttempt* t_inline = nullptr;
+thread_local const std::atomic<bool>* t_cancel = nullptr;
 }  // namespace
+
+CancelScope::CancelScope(const std::atomic<bool>* flag) : outer_(t_cancel) { t_cancel = flag; }
+CancelScope::~CancelScope() { t_cancel = outer_; }
+const std::atomic<bool>* CancelScope::current() { return t_cancel; }
 
 InlineAttempt::InlineAttempt(std::chrono::microseconds budget) : budget_(budget), outer_(t_inline) {
   t_inline = this;

@@ -18,6 +18,7 @@
 // then (fail closed).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -112,6 +113,22 @@ class InlineAttempt {
   std::chrono::microseconds budget_;
   bool gave_up_ = false;
   InlineAttempt* outer_;
+};
+
+// The caller's cancellation, for the length of its scope on this thread:
+// a query running meanwhile stops at its next progress check once `flag`
+// turns true (kind cancelled).
+class CancelScope {
+ public:
+  explicit CancelScope(const std::atomic<bool>* flag);
+  ~CancelScope();
+  CancelScope(const CancelScope&) = delete;
+  CancelScope& operator=(const CancelScope&) = delete;
+  // The flag in scope on this thread, if any.
+  static const std::atomic<bool>* current();
+
+ private:
+  const std::atomic<bool>* outer_;
 };
 
 class SqliteSource {

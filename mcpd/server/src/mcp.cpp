@@ -427,7 +427,12 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       deliver(session->id, msg);
       continue;
     }
-    if (m.kind != rpc::Kind::request) continue;  // notifications: accepted
+    if (m.kind == rpc::Kind::notification) {
+      if (m.method == "notifications/cancelled" && m.params.is_object()) {
+        cancel(session->id, m.params.value("requestId", json()));
+      }
+      continue;  // every notification is accepted; others change nothing
+    }
     if (m.method == "initialize") {
       replies.push_back(rpc::error(m.id, rpc::kInvalidRequest, "initialize may not be batched"));
       continue;
@@ -529,6 +534,26 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
   co_return rpc::error(id, rpc::kMethodNotFound, "Method not found");
 }
 
+McpServer::InFlight::InFlight(McpServer& server, std::string key)
+    : server_(server), key_(std::move(key)), flag_(std::make_shared<std::atomic<bool>>(false)) {
+  std::lock_guard lock(server_.running_mu_);
+  // A client reusing an id of a call still running: the newer one is the
+  // one cancellation reaches.
+  server_.running_[key_] = flag_;
+}
+
+McpServer::InFlight::~InFlight() {
+  std::lock_guard lock(server_.running_mu_);
+  auto it = server_.running_.find(key_);
+  if (it != server_.running_.end() && it->second == flag_) server_.running_.erase(it);
+}
+
+void McpServer::cancel(const std::string& session, const json& request_id) {
+  if (!request_id.is_string() && !request_id.is_number_integer()) return;
+  std::lock_guard lock(running_mu_);
+  if (auto it = running_.find(session + "|" + request_id.dump()); it != running_.end()) it->second->store(true);
+}
+
 namespace {
 
 // How long a data tool may run on an I/O thread before it is handed to a
@@ -561,6 +586,7 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
   const bool permitted = tool && (who.scopes & tool->scope) == tool->scope;
   // From here a record is coming: the audit writer may wait for it.
   AuditLog::Expected expected(audit_);
+  const InFlight running(*this, s.id + "|" + id.dump());
   ToolOutcome outcome;
   if (!permitted) {
     // Unknown and forbidden look the same to the caller: the key's
@@ -571,8 +597,9 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
     // Named, not a temporary: GCC 12 destroys a closure temporary inside a
     // co_await expression twice.
     // By reference: this frame waits for the work wherever it runs.
-    std::function<ToolOutcome()> work = [tool, &who, &args]() -> ToolOutcome {
+    std::function<ToolOutcome()> work = [tool, &who, &args, &running]() -> ToolOutcome {
       try {
+        const CancelScope cancellable(running.flag());
         return tool->run(who, args);
       } catch (const std::exception& e) {
         // A bug, not the caller's doing: still audited, never detailed to them.

@@ -129,6 +129,25 @@ class McpServer {
                                                                    nlohmann::json params);
   // A client's answer to one of our requests; false when none is awaited.
   bool deliver(const std::string& session, const nlohmann::json& message);
+  // notifications/cancelled: flags the session's request `request_id` if
+  // it is still running (a query stops at its next progress check).
+  void cancel(const std::string& session, const nlohmann::json& request_id);
+  // A running tools/call that notifications/cancelled can reach; removed
+  // from the registry when destroyed.
+  class InFlight {
+   public:
+    InFlight(McpServer& server, std::string key);
+    ~InFlight();
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+    [[nodiscard]] const std::atomic<bool>* flag() const { return flag_.get(); }
+    [[nodiscard]] bool cancelled() const { return flag_->load(); }
+
+   private:
+    McpServer& server_;
+    std::string key_;
+    std::shared_ptr<std::atomic<bool>> flag_;
+  };
   nlohmann::json audit_record(const Principal& who, const Session& s, const McpRequest& req,
                               const std::string& tool, const nlohmann::json& args, const ToolOutcome& outcome,
                               std::chrono::steady_clock::time_point started) const;
@@ -145,6 +164,9 @@ class McpServer {
   boost::asio::any_io_executor workers_;
   std::mutex pending_mu_;
   std::unordered_map<std::string, std::shared_ptr<PendingReply>> pending_;  // "<session>|<id>"
+  std::mutex running_mu_;
+  // "<session>|<id as JSON>": running tools/calls, each with its cancel flag.
+  std::unordered_map<std::string, std::shared_ptr<std::atomic<bool>>> running_;
   std::atomic<std::uint64_t> next_request_{1};
 };
 

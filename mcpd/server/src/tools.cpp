@@ -23,6 +23,7 @@ ToolOutcome failure(const DataError& e) {
   switch (e.kind) {
     case DataError::Kind::denied: o.status = "denied"; break;
     case DataError::Kind::timeout: o.status = "timeout"; break;
+    case DataError::Kind::cancelled: o.status = "cancelled"; break;
     default: o.status = "error"; break;
   }
   o.detail = e.detail.empty() ? e.message : e.detail;

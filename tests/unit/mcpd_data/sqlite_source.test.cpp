@@ -316,3 +316,27 @@ TEST_CASE("mcpd::InlineAttempt never waits: busy pool, over budget, uncached sta
     CHECK_FALSE(attempt.gave_up());
   }
 }
+
+TEST_CASE("mcpd::CancelScope stops a running query with kind cancelled", "[mcpd][sqlite][cancel]") {
+  const DemoBank bank;
+  QueryLimits limits;
+  limits.timeout = 60s;  // only the cancellation can end it
+  limits.pool = 1;
+  const auto src = bank.open(limits);
+  std::atomic<bool> cancel{false};
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(100ms);
+    cancel = true;
+  });
+  DataResult<QueryResult> r;
+  {
+    const CancelScope scope(&cancel);
+    r = src->query("SELECT count(*) FROM transactions a, transactions b, transactions c", {});
+  }
+  canceller.join();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == Kind::cancelled);
+  CHECK(CancelScope::current() == nullptr);
+  // Outside the scope the flag no longer matters.
+  CHECK(must_query(*src, "SELECT 1").rows.size() == 1);
+}
