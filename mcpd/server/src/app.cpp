@@ -39,6 +39,7 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   app->store_ = std::move(*store);
   AuditOptions ao;
   ao.journal = c.journal;
+  ao.coalesce = c.audit_group_wait;
   auto audit = AuditLog::open(c.database(), ao);
   if (!audit) return tl::unexpected(audit.error());
   app->audit_ = std::move(*audit);
@@ -59,7 +60,7 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   app->toolbox_ = std::make_unique<Toolbox>(*app->store_, *app->sources_, c.fixtures);
   app->workers_ = std::make_unique<boost::asio::thread_pool>(workers);
   app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_,
-                                          app->workers_->get_executor());
+                                          app->workers_->get_executor(), c.inline_budget);
   auto enforcer = Enforcer::open(c, *app->store_);
   if (!enforcer) return tl::unexpected(enforcer.error());
   app->enforcer_ = std::move(*enforcer);

@@ -100,6 +100,7 @@ const std::map<std::string, std::map<std::string, Reader>>& schema() {
        {{"data_dir", text([](C& c, std::string v) { c.data_dir = std::move(v); }, true)},
         {"runtime_dir", text([](C& c, std::string v) { c.runtime_dir = std::move(v); }, true)},
         {"journal", boolean([](C& c, bool v) { c.journal = v; })},
+        {"audit_group_wait_us", integer(0, 10000, [](C& c, std::int64_t v) { c.audit_group_wait = std::chrono::microseconds(v); })},
         {"admin_uids", [](const toml::node& n, const std::string& name, C& c) -> Status {
            const toml::array* arr = n.as_array();
            if (!arr || arr->empty()) return fail("config: " + name + " must be a non-empty array of uids");
@@ -123,7 +124,8 @@ const std::map<std::string, std::map<std::string, Reader>>& schema() {
         {"session_idle_seconds", integer(1, 86400 * 7, [](C& c, std::int64_t v) { c.session_idle = std::chrono::seconds(v); })}}},
       {"query",
        {{"max_rows", integer(1, 1000000, [](C& c, std::int64_t v) { c.max_rows = static_cast<std::size_t>(v); })},
-        {"timeout_ms", integer(1, 600000, [](C& c, std::int64_t v) { c.query_timeout = std::chrono::milliseconds(v); })}}},
+        {"timeout_ms", integer(1, 600000, [](C& c, std::int64_t v) { c.query_timeout = std::chrono::milliseconds(v); })},
+        {"inline_budget_us", integer(0, 100000, [](C& c, std::int64_t v) { c.inline_budget = std::chrono::microseconds(v); })}}},
       {"agent",
        {{"socket", text([](C& c, std::string v) { c.agent_socket = std::move(v); }, true)},
         {"endpoints_file", text([](C& c, std::string v) { c.endpoints_file = std::move(v); }, true)},

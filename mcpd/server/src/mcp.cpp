@@ -556,15 +556,13 @@ void McpServer::cancel(const std::string& session, const json& request_id) {
 
 namespace {
 
-// How long a data tool may run on an I/O thread before it is handed to a
-// worker instead: a point lookup takes tens of microseconds, and the hop to
-// a worker and back costs more than that.
-constexpr std::chrono::microseconds kInlineBudget{1000};
-
 // Runs `work` here under an InlineAttempt; nullopt when it gave up (no idle
 // connection, over budget, statistics not cached), its answer discarded.
-std::optional<ToolOutcome> run_inline(const std::function<ToolOutcome()>& work) {
-  const InlineAttempt attempt(kInlineBudget);
+// A point lookup takes tens of microseconds; the hop to a worker and back
+// costs more than that.
+std::optional<ToolOutcome> run_inline(const std::function<ToolOutcome()>& work,
+                                      std::chrono::microseconds budget) {
+  const InlineAttempt attempt(budget);
   ToolOutcome out = work();
   if (attempt.gave_up()) return std::nullopt;
   return out;
@@ -607,7 +605,7 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
       }
     };
     std::optional<ToolOutcome> quick;
-    if (tool->inline_ok) quick = run_inline(work);
+    if (tool->inline_ok && inline_budget_.count() > 0) quick = run_inline(work, inline_budget_);
     if (quick) {
       outcome = std::move(*quick);
     } else {
