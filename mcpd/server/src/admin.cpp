@@ -354,26 +354,23 @@ json App::local_admin(const json& r) {
   const std::string op = r.value("op", json()).is_string() ? r["op"].get<std::string>() : "";
   const auto str = [&](const char* k) { return r.value(k, json()).is_string() ? r[k].get<std::string>() : std::string(); };
   if (op == "bootstrap") {
-    auto tenants = store_->tenants();
-    if (!tenants) return err("store unavailable");
-    if (!tenants->empty()) return err("already bootstrapped: tenants exist");
     const std::string tenant = str("tenant"), user = str("user"), source = str("data_source");
     if (!valid_tenant_name(tenant)) return err("tenant: 1-63 characters of [a-z0-9_-], not starting with - or _");
     if (!valid_name(user)) return err("user: 1-64 characters of [A-Za-z0-9_.-]");
     if (source.empty() || source.front() != '/') return err("data_source must be an absolute path");
-    auto tid = store_->create_tenant(tenant, source);
-    if (!tid) return err(tid.error().what);
-    auto uid = store_->create_user(*tid, user, Role::super_admin);
-    if (!uid) return err(uid.error().what);
-    auto key = store_->create_key(*uid, "bootstrap", kAllScopes, std::nullopt);
-    if (!key) return err(key.error().what);
+    // One transaction: a failure leaves nothing behind, and a retry works.
+    auto done = store_->bootstrap(tenant, source, user);
+    if (!done) return err(done.error().what);
     if (!keys_->reload()) return err("bootstrapped, but the key is not active yet; restart sluice-mcpd");
-    if (!audited({{"kind", "admin"}, {"tenant", tenant}, {"user", user}, {"action", "bootstrap"}, {"key", key->id}})) {
-      (void)store_->revoke_key(key->id);
-      keys_->drop(key->id);
-      return err("the key was not issued: the audit log is unavailable");
+    if (!audited({{"kind", "admin"}, {"tenant", tenant}, {"user", user}, {"action", "bootstrap"}, {"key", done->key.id}})) {
+      // Unrecorded, so undone: the key first (it must never work), then the rest.
+      (void)store_->revoke_key(done->key.id);
+      keys_->drop(done->key.id);
+      (void)store_->undo_bootstrap(*done);
+      return err("not bootstrapped: the audit log is unavailable");
     }
-    return {{"ok", true}, {"tenant_id", *tid}, {"user_id", *uid}, {"key_id", key->id}, {"token", key->token}};
+    return {{"ok", true}, {"tenant_id", done->tenant_id}, {"user_id", done->user_id}, {"key_id", done->key.id},
+            {"token", done->key.token}};
   }
   if (op == "create_tenant") {
     const std::string tenant = str("tenant"), source = str("data_source");

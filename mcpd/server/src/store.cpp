@@ -184,8 +184,12 @@ Status Store::migrate() {
 }
 
 Result<std::int64_t> Store::create_tenant(const std::string& name, const std::string& data_source) {
-  if (!valid_tenant_name(name)) return fail("invalid tenant name");
   std::lock_guard lock(mu_);
+  return insert_tenant(name, data_source);
+}
+
+Result<std::int64_t> Store::insert_tenant(const std::string& name, const std::string& data_source) {
+  if (!valid_tenant_name(name)) return fail("invalid tenant name");
   auto st = db_.prepare(kInsertTenant);
   if (!st) return tl::unexpected(st.error());
   st->bind(1, name).bind(2, data_source).bind(3, now_ms());
@@ -219,8 +223,12 @@ Result<std::optional<Tenant>> Store::tenant(std::int64_t id) {
 }
 
 Result<std::int64_t> Store::create_user(std::int64_t tenant_id, const std::string& name, Role role) {
-  if (!valid_name(name)) return fail("invalid user name");
   std::lock_guard lock(mu_);
+  return insert_user(tenant_id, name, role);
+}
+
+Result<std::int64_t> Store::insert_user(std::int64_t tenant_id, const std::string& name, Role role) {
+  if (!valid_name(name)) return fail("invalid user name");
   auto st = db_.prepare(kInsertUser);
   if (!st) return tl::unexpected(st.error());
   st->bind(1, tenant_id).bind(2, name).bind(3, std::string(to_string(role))).bind(4, now_ms());
@@ -256,10 +264,55 @@ Result<std::optional<User>> Store::user(std::int64_t id) {
 
 Result<NewKey> Store::create_key(std::int64_t user_id, const std::string& name, unsigned scopes,
                                  std::optional<std::int64_t> expires_ms) {
+  std::lock_guard lock(mu_);
+  return insert_key(user_id, name, scopes, expires_ms);
+}
+
+Result<Bootstrapped> Store::bootstrap(const std::string& tenant, const std::string& data_source,
+                                      const std::string& user) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.began()) return fail("store: cannot begin a transaction");
+  // Checked inside the transaction: two bootstraps cannot both pass.
+  auto any = db_.prepare("SELECT 1 FROM tenants LIMIT 1");
+  if (!any) return tl::unexpected(any.error());
+  auto row = any->step();
+  if (!row) return tl::unexpected(row.error());
+  if (*row) return fail("already bootstrapped: tenants exist");
+  any->reset();
+  Bootstrapped b;
+  auto tid = insert_tenant(tenant, data_source);
+  if (!tid) return tl::unexpected(tid.error());
+  auto uid = insert_user(*tid, user, Role::super_admin);
+  if (!uid) return tl::unexpected(uid.error());
+  auto key = insert_key(*uid, "bootstrap", kAllScopes, std::nullopt);
+  if (!key) return tl::unexpected(key.error());
+  if (auto s = tx.commit(); !s) return tl::unexpected(s.error());
+  return Bootstrapped{*tid, *uid, std::move(*key)};
+}
+
+Status Store::undo_bootstrap(const Bootstrapped& b) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.began()) return fail("store: cannot begin a transaction");
+  for (const char* sql : {"DELETE FROM api_keys WHERE user_id = ?", "DELETE FROM users WHERE id = ?"}) {
+    auto st = db_.prepare(sql);
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, b.user_id);
+    if (auto r = st->run(); !r) return tl::unexpected(r.error());
+  }
+  auto st = db_.prepare("DELETE FROM tenants WHERE id = ?");
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, b.tenant_id);
+  if (auto r = st->run(); !r) return tl::unexpected(r.error());
+  return tx.commit();
+}
+
+Result<NewKey> Store::insert_key(std::int64_t user_id, const std::string& name, unsigned scopes,
+                                 std::optional<std::int64_t> expires_ms) {
   if (!valid_name(name)) return fail("invalid key name");
   if (scopes == 0 || (scopes & ~kAllScopes)) return fail("invalid scopes");
   NewKey k = generate_key();
-  std::lock_guard lock(mu_);
   auto st = db_.prepare(kInsertKey);
   if (!st) return tl::unexpected(st.error());
   st->bind(1, k.id).bind(2, user_id).bind(3, name).bind_blob(4, k.hash.data(), k.hash.size());

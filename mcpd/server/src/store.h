@@ -79,6 +79,12 @@ bool valid_name(std::string_view s);
 // [a-z0-9_-], not starting with '-' or '_' (the agent's own rule).
 bool valid_tenant_name(std::string_view s);
 
+struct Bootstrapped {
+  std::int64_t tenant_id = 0;
+  std::int64_t user_id = 0;
+  NewKey key;
+};
+
 class Store {
  public:
   static Result<std::unique_ptr<Store>> open(const std::string& path);
@@ -88,6 +94,12 @@ class Store {
   Result<std::optional<Tenant>> tenant(std::int64_t id);
 
   Result<std::int64_t> create_user(std::int64_t tenant_id, const std::string& name, Role role);
+  // The first tenant, its super-admin and that user's key: all or nothing,
+  // refused once any tenant exists.
+  Result<Bootstrapped> bootstrap(const std::string& tenant, const std::string& data_source,
+                                 const std::string& user);
+  // Takes a bootstrap back (it could not be audited): as if it never was.
+  Status undo_bootstrap(const Bootstrapped& b);
   Result<std::vector<User>> users(std::optional<std::int64_t> tenant_id);
   Result<std::optional<User>> user(std::int64_t id);
 
@@ -114,6 +126,11 @@ class Store {
  private:
   explicit Store(Db db) : db_(std::move(db)) {}
   Status migrate();
+  // The inserts alone, under mu_ held by the caller.
+  Result<std::int64_t> insert_tenant(const std::string& name, const std::string& data_source);
+  Result<std::int64_t> insert_user(std::int64_t tenant_id, const std::string& name, Role role);
+  Result<NewKey> insert_key(std::int64_t user_id, const std::string& name, unsigned scopes,
+                            std::optional<std::int64_t> expires_ms);
 
   std::mutex mu_;
   Db db_;
