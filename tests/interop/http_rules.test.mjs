@@ -6,6 +6,7 @@
 // Tests run in order; rate limit and lockout come last.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import tls from 'node:tls';
 
 const mcp = new URL(process.env.MCPD_URL);
 const base = new URL('/', mcp);
@@ -215,4 +216,35 @@ test('too many failures lock the address out, even for a valid key, until the wi
     const audit = await (await api('/api/audit?kind=lockout', SUPER)).json();
     return audit.records.length >= 1;
   }));
+});
+
+// Opens a TLS connection and holds it; resolves to the socket once the
+// handshake is done, or to null when the server closes it first.
+function hold() {
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host: mcp.hostname, port: Number(mcp.port), rejectUnauthorized: false });
+    const refused = () => resolve(null);
+    socket.once('secureConnect', () => {
+      socket.off('error', refused).off('close', refused);
+      socket.on('error', () => {});
+      resolve(socket);
+    });
+    socket.once('error', refused);
+    socket.once('close', refused);
+  });
+}
+
+test('one client address holds at most max_connections_per_client connections', async () => {
+  // The cap here is 8; this process's own keep-alive connections count too.
+  const held = [];
+  let refusedAt = -1;
+  for (let i = 0; i < 12 && refusedAt < 0; i++) {
+    const s = await hold();
+    if (s) held.push(s);
+    else refusedAt = i;
+  }
+  assert.ok(refusedAt >= 1 && refusedAt <= 8, `refused at attempt ${refusedAt}`);
+  for (const s of held) s.destroy();
+  // Given back: the address is served again.
+  assert.ok(await eventually(async () => (await fetch(new URL('/healthz', base))).status === 200));
 });

@@ -80,13 +80,9 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
 std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const std::string& peer) {
   const auto now = Clock::now();
   // One IPv6 host usually holds a whole /64: lock out the /64.
-  std::string client = peer;
   boost::system::error_code ec;
-  if (auto a = boost::asio::ip::make_address(peer, ec); !ec && a.is_v6()) {
-    auto bytes = a.to_v6().to_bytes();
-    std::fill(bytes.begin() + 8, bytes.end(), 0);
-    client = boost::asio::ip::address_v6(bytes).to_string() + "/64";
-  }
+  const auto address = boost::asio::ip::make_address(peer, ec);
+  const std::string client = ec ? peer : client_block(address);
   // A locked-out address is refused before its credential is looked at,
   // valid or not.
   if (const auto wait = lockout_->locked_for(client, now); wait > 0) {

@@ -76,6 +76,7 @@ const std::map<std::string, std::map<std::string, Reader>>& schema() {
         {"listen_port", integer(0, 65535, [](C& c, std::int64_t v) { c.listen_port = static_cast<std::uint16_t>(v); })},
         {"threads", integer(1, 64, [](C& c, std::int64_t v) { c.threads = static_cast<unsigned>(v); })},
         {"max_connections", integer(1, 100000, [](C& c, std::int64_t v) { c.max_connections = static_cast<std::size_t>(v); })},
+        {"max_connections_per_client", integer(1, 100000, [](C& c, std::int64_t v) { c.max_connections_per_client = static_cast<std::size_t>(v); })},
         {"header_limit_bytes", integer(1024, 65536, [](C& c, std::int64_t v) { c.header_limit = static_cast<std::size_t>(v); })},
         {"body_limit_bytes", integer(1024, 16 << 20, [](C& c, std::int64_t v) { c.body_limit = static_cast<std::size_t>(v); })},
         {"request_timeout_ms", integer(100, 600000, [](C& c, std::int64_t v) { c.request_timeout = std::chrono::milliseconds(v); })},

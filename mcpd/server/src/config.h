@@ -17,6 +17,7 @@ struct McpdConfig {
   std::uint16_t listen_port = 8443;
   unsigned threads = 2;
   std::size_t max_connections = 1024;
+  std::size_t max_connections_per_client = 64;  // per address (an IPv6 client's /64)
   std::size_t header_limit = 16 * 1024;
   std::size_t body_limit = 1024 * 1024;
   std::chrono::milliseconds request_timeout{30000};  // reading one request

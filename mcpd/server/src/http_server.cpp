@@ -28,13 +28,38 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint64_t kMaxDrain = 8 << 20;
 
 // Counts a connection for as long as it lives.
-struct Slot {
-  explicit Slot(std::shared_ptr<std::atomic<std::size_t>> c) : count(std::move(c)) { ++*count; }
-  ~Slot() { --*count; }
-  std::shared_ptr<std::atomic<std::size_t>> count;
+}  // namespace
+
+class HttpServer::Ticket {
+ public:
+  Ticket(std::shared_ptr<std::atomic<std::size_t>> total, std::shared_ptr<PerClient> per_client, std::string client)
+      : total_(std::move(total)), per_client_(std::move(per_client)), client_(std::move(client)) {}
+  ~Ticket() {
+    --*total_;
+    std::lock_guard lock(per_client_->mu);
+    auto it = per_client_->open.find(client_);
+    if (it != per_client_->open.end() && --it->second == 0) per_client_->open.erase(it);
+  }
+  Ticket(const Ticket&) = delete;
+  Ticket& operator=(const Ticket&) = delete;
+
+ private:
+  std::shared_ptr<std::atomic<std::size_t>> total_;
+  std::shared_ptr<PerClient> per_client_;
+  std::string client_;
 };
 
-}  // namespace
+std::string client_block(const asio::ip::address& address) {
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+  }
+  if (address.is_v6()) {
+    auto bytes = address.to_v6().to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    return asio::ip::address_v6(bytes).to_string() + "/64";
+  }
+  return address.to_string();
+}
 
 HttpResponse make_response(unsigned status, std::string body, std::string content_type,
                            unsigned version) {
@@ -133,14 +158,30 @@ asio::awaitable<void> HttpServer::accept_loop() {
       co_await t.async_wait(kTuple);
       continue;
     }
-    if (open_->load() >= limits_.max_connections) {
+    // Counted here, before the session starts: the caps hold exactly.
+    const auto peer = socket.remote_endpoint(ec);
+    const std::string client = ec ? "unknown" : client_block(peer.address());
+    bool admitted = false;
+    if (open_->load() < limits_.max_connections) {
+      std::lock_guard lock(per_client_->mu);
+      std::size_t& n = per_client_->open[client];
+      admitted = n < limits_.max_connections_per_client;
+      if (admitted) {
+        ++n;
+        ++*open_;
+      } else if (n == 0) {
+        per_client_->open.erase(client);
+      }
+    }
+    if (!admitted) {
       ++*refused_;
       boost::system::error_code ignored;
       socket.close(ignored);
       continue;
     }
+    auto ticket = std::make_shared<Ticket>(open_, per_client_, client);
     socket.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(socket.get_executor(), session(std::move(socket)), asio::detached);
+    asio::co_spawn(socket.get_executor(), session(std::move(socket), std::move(ticket)), asio::detached);
   }
 }
 
@@ -176,8 +217,8 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
   co_return !ec;
 }
 
-asio::awaitable<void> HttpServer::session(tcp::socket socket) {
-  Slot slot(open_);
+// `ticket` is held for the connection's lifetime: the caps count it until then.
+asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] std::shared_ptr<Ticket> ticket) {
   boost::system::error_code ec;
   const auto peer = socket.remote_endpoint(ec);
   std::string client = ec ? "unknown" : peer.address().to_string();

@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -39,6 +41,9 @@ using HttpHandler =
 
 struct HttpLimits {
   std::size_t max_connections = 1024;
+  // Per client address (an IPv6 client's /64): one host cannot take all
+  // connections. Behind a reverse proxy every client is the proxy's address.
+  std::size_t max_connections_per_client = 64;
   std::size_t header_limit = 16 * 1024;
   std::size_t body_limit = 1024 * 1024;
   std::chrono::milliseconds handshake_timeout{10000};
@@ -61,7 +66,10 @@ class HttpServer {
  private:
   boost::asio::awaitable<void> accept_loop();
   using TlsStream = boost::asio::ssl::stream<boost::beast::tcp_stream>;
-  boost::asio::awaitable<void> session(boost::asio::ip::tcp::socket socket);
+  // A connection's place in the counts, all and its client's; given back
+  // when destroyed.
+  class Ticket;
+  boost::asio::awaitable<void> session(boost::asio::ip::tcp::socket socket, std::shared_ptr<Ticket> ticket);
   boost::asio::awaitable<bool> write_events(TlsStream& stream, const HttpResponse& head, EventStream& events);
 
   boost::asio::io_context& io_;
@@ -70,8 +78,18 @@ class HttpServer {
   HttpHandler handler_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::shared_ptr<std::atomic<std::size_t>> open_ = std::make_shared<std::atomic<std::size_t>>(0);
+  struct PerClient {
+    std::mutex mu;
+    std::unordered_map<std::string, std::size_t> open;
+  };
+  std::shared_ptr<PerClient> per_client_ = std::make_shared<PerClient>();
   std::shared_ptr<std::atomic<std::uint64_t>> refused_ = std::make_shared<std::atomic<std::uint64_t>>(0);
 };
+
+// The unit a client address counts as, for connection caps and lockout:
+// an IPv4 address, an IPv6 client's /64 ("2001:db8::/64"); v4-mapped IPv6
+// counts as its IPv4 address.
+std::string client_block(const boost::asio::ip::address& address);
 
 // A response with a body and the usual headers (no caching, nosniff).
 HttpResponse make_response(unsigned status, std::string body, std::string content_type,

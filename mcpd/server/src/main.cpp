@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   boost::asio::io_context io(static_cast<int>(config->threads));
   HttpLimits limits;
   limits.max_connections = config->max_connections;
+  limits.max_connections_per_client = config->max_connections_per_client;
   limits.header_limit = config->header_limit;
   limits.body_limit = config->body_limit;
   limits.request_timeout = config->request_timeout;
