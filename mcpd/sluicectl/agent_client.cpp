@@ -6,6 +6,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
 #include <cstring>
 #include <iostream>
 
@@ -14,16 +18,42 @@ namespace {
 
 constexpr std::size_t kMaxReply = 16 * 1024 * 1024;
 
-bool wait_readable(int fd, int timeout_ms) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, timeout_ms) == 1;
+using Clock = std::chrono::steady_clock;
+
+// Waits for `events` until the call's deadline: the whole call is bounded,
+// not each step of it.
+bool wait_for(int fd, short events, Clock::time_point deadline) {
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, INT_MAX)));
+    if (r == 1) return true;
+    if (r < 0 && errno == EINTR) continue;
+    return false;
+  }
+}
+
+bool write_all(int fd, const std::string& data, Clock::time_point deadline) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+    } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (!wait_for(fd, POLLOUT, deadline)) return false;
+    } else {
+      return false;
+    }
+  }
+  return true;
 }
 
 // Reads exactly n bytes; collects at most one passed fd along the way.
-bool read_exact(int fd, char* out, std::size_t n, int timeout_ms, int& passed_fd) {
+bool read_exact(int fd, char* out, std::size_t n, Clock::time_point deadline, int& passed_fd) {
   std::size_t done = 0;
   while (done < n) {
-    if (!wait_readable(fd, timeout_ms)) return false;
+    if (!wait_for(fd, POLLIN, deadline)) return false;
     iovec iov{out + done, n - done};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
     msghdr msg{};
@@ -32,6 +62,7 @@ bool read_exact(int fd, char* out, std::size_t n, int timeout_ms, int& passed_fd
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
     const ssize_t got = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (got <= 0) return false;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -60,7 +91,9 @@ std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohm
       std::cerr << "sluicectl: " << message << "\n";
     }
   };
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  // Non-blocking throughout: a wedged agent costs at most timeout_ms.
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
     fail(std::string("socket: ") + std::strerror(errno));
     return std::nullopt;
@@ -74,6 +107,7 @@ std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohm
   }
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    // EAGAIN: the agent's accept queue is full.
     fail("cannot reach the agent at " + socket_path + ": " + std::strerror(errno));
     ::close(fd);
     return std::nullopt;
@@ -84,19 +118,18 @@ std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohm
   frame += body;
   // A failed send is not yet a failure: a peer the agent refuses is
   // answered at once, and that answer is worth reading.
-  const bool sent =
-      ::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(frame.size());
+  const bool sent = write_all(fd, frame, deadline);
   AgentReply reply;
   std::uint32_t reply_len = 0;
   std::string text;
-  bool ok = read_exact(fd, reinterpret_cast<char*>(&reply_len), 4, timeout_ms, reply.fd);
+  bool ok = read_exact(fd, reinterpret_cast<char*>(&reply_len), 4, deadline, reply.fd);
   if (ok) {
     reply_len = ntohl(reply_len);
     ok = reply_len > 0 && reply_len <= kMaxReply;
   }
   if (ok) {
     text.resize(reply_len);
-    ok = read_exact(fd, text.data(), reply_len, timeout_ms, reply.fd);
+    ok = read_exact(fd, text.data(), reply_len, deadline, reply.fd);
   }
   ::close(fd);
   if (!ok) {

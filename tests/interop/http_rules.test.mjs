@@ -120,7 +120,12 @@ test('a key never mints a stronger or longer-lived key', async () => {
 });
 
 test('the admin API refuses a viewer what the matrix refuses', async () => {
-  assert.equal((await api('/api/meta', viewerKey)).status, 200);
+  const meta = await api('/api/meta', viewerKey);
+  assert.equal(meta.status, 200);
+  const m = await meta.json();
+  assert.equal(m.enforcement.kernel, 'absent');
+  assert.equal(m.enforcement.detail, undefined);  // why the kernel lags is for admins
+  assert.equal((await (await api('/api/meta', SUPER)).json()).enforcement.detail.length > 0, true);
   assert.equal((await api('/api/audit', viewerKey)).status, 403);
   assert.equal((await api('/api/users', viewerKey)).status, 403);
   assert.equal((await api('/api/users', viewerKey, { method: 'POST', body: JSON.stringify({ name: 'x', role: 'viewer' }) })).status, 403);

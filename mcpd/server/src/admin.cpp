@@ -79,15 +79,21 @@ std::pair<unsigned, json> App::change_policy(const Tenant& tenant, std::optional
     for (const policy::Error& e : parsed.error()) errors.push_back({{"path", e.path}, {"message", e.message}});
     return {400, {{"error", "invalid policy"}, {"errors", errors}}};
   }
+  const json normalised = policy::to_json(*parsed);
+  const std::string digest = digest_arguments(normalised);
+  // On record before anything changes: the kernel may change next, and a
+  // crash after that must not leave it unexplained.
+  if (!audited({{"kind", "admin"}, {"tenant", tenant.name}, {"user", user}, {"action", "put_policy_requested"},
+                {"policy_sha256", digest}})) {
+    return {503, {{"error", "nothing was changed: the audit log is unavailable"}}};
+  }
   // Stored as desired first: from here on the application layer holds the
   // tenant to the stricter of this and what the kernel has.
-  const json normalised = policy::to_json(*parsed);
   auto version = store_->put_policy(tenant.id, to_text(normalised), user_id);
   if (!version) return {500, {{"error", "the policy could not be stored"}}};
   const KernelEnforcement k = enforcer_->push(tenant, *version, *parsed);
   if (!audited({{"kind", "admin"}, {"tenant", tenant.name}, {"user", user}, {"action", "put_policy"},
-                {"version", *version}, {"policy_sha256", digest_arguments(normalised)},
-                {"kernel", to_json(k)["kernel"]}})) {
+                {"version", *version}, {"policy_sha256", digest}, {"kernel", to_json(k)["kernel"]}})) {
     return {503, {{"error", "the change was made but could not be audited"}}};
   }
   auto out = security_state(tenant, &k);
@@ -116,6 +122,8 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (!security) return problem(500, "policy state unavailable", v);
     out["egress"] = (*security)["egress"];
     out["enforcement"] = (*security)["enforcement"];
+    // Why the kernel lags (socket paths, the agent's words) is for admins.
+    if (!allowed(who.role, Action::write_policy)) out["enforcement"].erase("detail");
     return json_response(200, out, v);
   }
 
@@ -297,6 +305,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (verb == http::verb::get) {
       auto out = security_state(**tenant);
       if (!out) return problem(500, "policy state unavailable", v);
+      if (!allowed(who.role, Action::write_policy)) (*out)["enforcement"].erase("detail");
       if (query_value(req, "history") == "1") {
         auto versions = store_->policies(who.tenant_id, 50);
         if (!versions) return problem(500, "policies unavailable", v);

@@ -23,13 +23,20 @@ using nlohmann::json;
 
 App::App(const McpdConfig& c) : config_(c) {}
 
-App::~App() {
-  // A push in progress finishes (bounded by the agent timeout); nothing
-  // new starts. Before the members it uses go.
+App::~App() { shutdown(); }
+
+void App::shutdown() {
+  // A push in progress finishes (bounded by the agent timeout), a query
+  // in progress too (bounded by its timeout); nothing new starts.
   if (admin_pool_) {
     admin_pool_->stop();
     admin_pool_->join();
   }
+  if (workers_) {
+    workers_->stop();
+    workers_->join();
+  }
+  if (audit_) audit_->stop();
 }
 
 Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
@@ -70,7 +77,7 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
     // Versions left pending by an earlier run (or an agent that lost its
     // state) are pushed at once, then on every tick.
     boost::asio::post(*app->admin_pool_, [a = app.get()] {
-      a->enforcer_->reconcile();
+      a->reconcile_now();
       a->schedule_reconcile();
     });
   }
@@ -211,11 +218,20 @@ asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& c
   co_return HttpReply{std::move(res), std::move(out.stream)};
 }
 
+void App::reconcile_now() noexcept {
+  // On the admin pool: an exception escaping would end the process.
+  try {
+    enforcer_->reconcile();
+  } catch (const std::exception&) {
+    // The next tick tries again; GET /api/meta/security reports the state.
+  }
+}
+
 void App::schedule_reconcile() {
   reconcile_timer_->expires_after(config_.agent_retry);
   reconcile_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
-    enforcer_->reconcile();
+    reconcile_now();
     schedule_reconcile();
   });
 }

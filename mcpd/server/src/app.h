@@ -29,6 +29,11 @@ class App {
  public:
   static Result<std::unique_ptr<App>> open(const McpdConfig& config);
   ~App();
+  // Before the io_context goes: no thread of ours runs or posts into it
+  // afterwards (admin thread, workers, audit writer stopped and joined).
+  // The App itself must outlive the io_context: coroutine frames it
+  // destroys still refer to the App's parts.
+  void shutdown();
 
   boost::asio::awaitable<HttpReply> handle(HttpRequest req, std::string client_addr);
 
@@ -56,6 +61,7 @@ class App {
                                                     const std::string& user, std::string_view text);
   // Re-pushes pending policy versions every agent.retry_ms.
   void schedule_reconcile();
+  void reconcile_now() noexcept;
   HttpResponse metrics() const;
   [[nodiscard]] bool origin_allowed(const std::string& origin) const;
   // Appends an admin record and waits until it is durable: an admin

@@ -58,7 +58,9 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, AuditO
   return log;
 }
 
-AuditLog::~AuditLog() {
+AuditLog::~AuditLog() { stop(); }
+
+void AuditLog::stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;

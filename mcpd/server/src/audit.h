@@ -68,6 +68,9 @@ class AuditLog {
 
   static Result<std::unique_ptr<AuditLog>> open(const std::string& path, AuditOptions options);
   ~AuditLog();
+  // Commits what is queued, answers every waiter, refuses anything new;
+  // the object stays usable for counters and announcements. Idempotent.
+  void stop();
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 

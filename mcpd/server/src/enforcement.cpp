@@ -3,10 +3,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <fstream>
 #include <sstream>
 
 #include "agent_client.h"
+#include "keys.h"
+#include "text.h"
 #include "sluice/policy/rules.h"
 
 namespace sluice::mcpd {
@@ -15,10 +18,17 @@ namespace {
 using nlohmann::json;
 
 constexpr std::size_t kMaxDetail = 300;
+// GET /api/meta from any user asks the agent: not more than once a second.
+constexpr std::chrono::seconds kStatusCacheFor{1};
 
 std::string bounded(std::string text) {
   if (text.size() > kMaxDetail) text = text.substr(0, kMaxDetail) + "...";
   return text;
+}
+
+bool is_true(const json& object, const char* key) {
+  const auto it = object.find(key);
+  return it != object.end() && it->is_boolean() && it->get<bool>();
 }
 
 std::string agent_error(const json& reply) {
@@ -89,82 +99,136 @@ Result<std::unique_ptr<Enforcer>> Enforcer::open(const McpdConfig& config, Store
   return e;
 }
 
-Result<json> Enforcer::agent_status() {
+Result<Enforcer::AgentView> Enforcer::agent_status() {
+  const auto now = std::chrono::steady_clock::now();
+  if (cached_ && now - cached_at_ < kStatusCacheFor) return *cached_;
   std::string why;
   auto reply = ctl::agent_call(socket_, {{"op", "status"}}, timeout_ms_, &why);
   if (!reply) return fail(bounded(why));
   if (reply->fd >= 0) ::close(reply->fd);
-  if (!reply->body.value("ok", false)) return fail(agent_error(reply->body));
-  return reply->body;
+  const json& body = reply->body;
+  // Nothing of the reply is used unchecked: a malformed one is "pending".
+  if (!body.is_object()) return fail("sluice-agent's status reply is malformed");
+  if (!is_true(body, "ok")) return fail(agent_error(body));
+  AgentView view;
+  const auto layer = [&](const char* name) -> std::string {
+    const auto layers = body.find("layers");
+    if (layers == body.end() || !layers->is_object()) return "unknown";
+    const auto it = layers->find(name);
+    if (it == layers->end() || !it->is_string()) return "unknown";
+    const std::string v = it->get<std::string>();
+    return v == "enforcing" || v == "degraded" ? v : "unknown";
+  };
+  view.bpf = layer("bpf");
+  view.nftables = layer("nftables");
+  if (const auto tenants = body.find("tenants"); tenants != body.end() && tenants->is_object()) {
+    for (const auto& [name, t] : tenants->items()) {
+      if (!t.is_object()) continue;
+      const auto v = t.find("version");
+      if (v != t.end() && v->is_number_unsigned()) view.versions[name] = v->get<std::uint64_t>();
+    }
+  }
+  cached_ = view;
+  cached_at_ = now;
+  return view;
 }
 
-KernelEnforcement Enforcer::judge(const json& status, const Tenant& tenant,
-                                  std::optional<std::int64_t> desired) const {
+KernelEnforcement Enforcer::judge(const AgentView& view, const Tenant& tenant,
+                                  const std::optional<Desired>& desired) const {
   KernelEnforcement k;
   k.state = KernelEnforcement::State::pending;
-  k.layers = status.value("layers", json());
-  const json tenants = status.value("tenants", json::object());
-  if (tenants.is_object() && tenants.contains(tenant.name) && tenants[tenant.name].value("version", json()).is_number_unsigned()) {
-    k.version = static_cast<std::int64_t>(tenants[tenant.name]["version"].get<std::uint64_t>());
+  k.layers = {{"bpf", view.bpf}, {"nftables", view.nftables}};
+  if (auto it = view.versions.find(tenant.name); it != view.versions.end()) {
+    k.version = static_cast<std::int64_t>(std::min<std::uint64_t>(it->second, INT64_MAX));
   }
-  const bool layers_ok = k.layers.is_object() && k.layers.value("bpf", "") == "enforcing" &&
-                         k.layers.value("nftables", "") == "enforcing";
+  auto applied = store_.policy_applied(tenant.id);
   if (!desired) {
     k.detail = "no policy stored for this tenant; nothing is allowed";
-  } else if (!layers_ok) {
-    k.detail = "sluice-agent reports a kernel layer degraded (it repairs and re-applies on its own)";
+  } else if (!desired->digest) {
+    k.detail = desired->digest.error().what;
+  } else if (view.bpf != "enforcing" || view.nftables != "enforcing") {
+    k.detail = "sluice-agent reports a kernel layer not enforcing (it repairs and re-applies on its own)";
   } else if (!k.version) {
     k.detail = "sluice-agent does not enforce any version of this tenant's policy yet";
-  } else if (*k.version < *desired) {
-    k.detail = "sluice-agent enforces version " + std::to_string(*k.version) + ", not yet " + std::to_string(*desired);
-  } else if (*k.version > *desired) {
+  } else if (*k.version < desired->version) {
+    k.detail = "sluice-agent enforces version " + std::to_string(*k.version) + ", not yet " +
+               std::to_string(desired->version);
+  } else if (*k.version > desired->version) {
     k.detail = "sluice-agent enforces version " + std::to_string(*k.version) +
                ", newer than any stored here (was mcpd's database restored?)";
+  } else if (!applied || !*applied || (*applied)->version != desired->version ||
+             (*applied)->rules_sha256 != *desired->digest) {
+    // The version number alone proves nothing: an apply that failed after
+    // the agent took it, or endpoints edited since, leave the same number
+    // over different rules. Only rules acknowledged by this mcpd count.
+    k.detail = "version " + std::to_string(desired->version) +
+               " was not acknowledged by sluice-agent with these rules yet; it is pushed again";
   } else {
     k.state = KernelEnforcement::State::enforced;
   }
   return k;
 }
 
-KernelEnforcement Enforcer::state(const Tenant& tenant, std::optional<std::int64_t> desired) {
+Result<std::string> Enforcer::rules_digest(const policy::TenantPolicy& p) const {
+  const KeyHash h = sha256(to_text(policy::to_json(policy::compile(p, endpoints_))));
+  return to_hex(h.data(), h.size());
+}
+
+std::optional<Enforcer::Desired> Enforcer::desired(const Tenant& tenant, std::optional<std::int64_t> version) {
+  if (!version) return std::nullopt;
+  Desired d{*version, fail("")};
+  auto p = stored(tenant, *version);
+  d.digest = p ? rules_digest(*p) : Result<std::string>(tl::unexpected(p.error()));
+  return d;
+}
+
+KernelEnforcement Enforcer::state(const Tenant& tenant, std::optional<std::int64_t> version) {
   if (!configured()) {
-    return {KernelEnforcement::State::absent, "no sluice-agent is configured ([agent] socket): the kernel enforces nothing for this tenant", std::nullopt, nullptr};
+    return {KernelEnforcement::State::absent,
+            "no sluice-agent is configured ([agent] socket): the kernel enforces nothing for this tenant",
+            std::nullopt, nullptr};
   }
-  auto status = agent_status();
-  if (!status) return {KernelEnforcement::State::pending, status.error().what, std::nullopt, nullptr};
-  return judge(*status, tenant, desired);
+  std::lock_guard lock(mu_);
+  auto view = agent_status();
+  if (!view) return {KernelEnforcement::State::pending, view.error().what, std::nullopt, nullptr};
+  return judge(*view, tenant, desired(tenant, version));
 }
 
 KernelEnforcement Enforcer::push(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& p) {
   if (!configured()) return state(tenant, version);
   std::lock_guard lock(mu_);
+  return push_locked(tenant, version, p);
+}
+
+KernelEnforcement Enforcer::push_locked(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& p) {
   const policy::EffectiveRules rules = policy::compile(p, endpoints_);
+  const KeyHash h = sha256(to_text(policy::to_json(rules)));
+  const std::string digest = to_hex(h.data(), h.size());
   std::string why;
+  cached_.reset();  // whatever happens next, the agent's state is news
   auto reply = ctl::agent_call(
       socket_,
       {{"op", "apply"}, {"tenant", tenant.name}, {"version", version}, {"rules", policy::to_json(rules)}},
       timeout_ms_, &why);
   if (!reply) return {KernelEnforcement::State::pending, bounded(why), std::nullopt, nullptr};
   if (reply->fd >= 0) ::close(reply->fd);
-  if (!reply->body.value("ok", false)) {
-    return {KernelEnforcement::State::pending, agent_error(reply->body), std::nullopt, nullptr};
+  const json& body = reply->body;
+  if (!body.is_object() || !is_true(body, "ok")) {
+    return {KernelEnforcement::State::pending,
+            body.is_object() ? agent_error(body) : "sluice-agent's reply is malformed", std::nullopt, nullptr};
   }
-  // Acknowledged; believe it once the agent also reports both layers
-  // enforcing this version (a detached link would make it a half-truth).
-  auto status = agent_status();
-  if (!status) return {KernelEnforcement::State::pending, status.error().what, std::nullopt, nullptr};
-  KernelEnforcement k = judge(*status, tenant, version);
-  if (k.state == KernelEnforcement::State::enforced) {
-    const std::uint64_t generation = reply->body.value("generation", json()).is_number_unsigned()
-                                         ? reply->body["generation"].get<std::uint64_t>()
-                                         : 0;
-    if (auto s = store_.set_policy_applied(tenant.id, version, generation); !s) {
-      // The kernel has it; only our record of it is missing. The next
-      // reconcile writes it; meanwhile the application layer stays strict.
-      k.detail = "enforced, but not recorded as applied: " + s.error().what;
-    }
+  // Acknowledged in both layers: these rules are the agent's now.
+  const auto gen = body.find("generation");
+  const std::uint64_t generation = gen != body.end() && gen->is_number_unsigned() ? gen->get<std::uint64_t>() : 0;
+  if (auto s = store_.set_policy_applied(tenant.id, version, generation, digest); !s) {
+    return {KernelEnforcement::State::pending, "applied, but not recorded here: " + s.error().what, std::nullopt,
+            nullptr};
   }
-  return k;
+  // Believe it once the agent also reports both layers enforcing this
+  // version (a detached link would make it a half-truth).
+  auto view = agent_status();
+  if (!view) return {KernelEnforcement::State::pending, view.error().what, std::nullopt, nullptr};
+  return judge(*view, tenant, Desired{version, digest});
 }
 
 Result<policy::TenantPolicy> Enforcer::stored(const Tenant& tenant, std::int64_t version) {
@@ -172,31 +236,39 @@ Result<policy::TenantPolicy> Enforcer::stored(const Tenant& tenant, std::int64_t
   if (!v) return tl::unexpected(v.error());
   if (!*v) return fail("policy version " + std::to_string(version) + " is not stored");
   auto parsed = policy::parse_policy((*v)->policy, deny_);
-  if (!parsed) return fail("stored policy version " + std::to_string(version) + " no longer parses");
+  if (!parsed) {
+    return fail("stored policy version " + std::to_string(version) +
+                " no longer passes validation (was [agent] allow_loopback turned off?)");
+  }
   return std::move(*parsed);
 }
 
 std::size_t Enforcer::reconcile() {
   if (!configured()) return 0;
+  std::lock_guard lock(mu_);
   auto tenants = store_.tenants();
   if (!tenants) return 0;
-  auto status = agent_status();
-  if (!status) return 0;
+  cached_.reset();
+  auto view = agent_status();
+  if (!view) return 0;
   std::size_t brought = 0;
   for (const Tenant& t : *tenants) {
     auto newest = store_.policies(t.id, 1);
     if (!newest || newest->empty()) continue;
-    const std::int64_t desired = newest->front().version;
-    KernelEnforcement k = judge(*status, t, desired);
-    if (k.state == KernelEnforcement::State::enforced) {
-      // Enforced but perhaps never recorded (a crash between the two).
-      (void)store_.set_policy_applied(t.id, desired, 0);
-      continue;
-    }
-    if (k.version && *k.version > desired) continue;  // the agent refuses older versions
-    auto p = stored(t, desired);
+    const auto d = desired(t, newest->front().version);
+    if (!d->digest) continue;  // reported by GET; pushing it would fail the same way
+    const KernelEnforcement k = judge(*view, t, d);
+    if (k.state == KernelEnforcement::State::enforced) continue;
+    if (k.version && *k.version > d->version) continue;  // the agent refuses older versions
+    // A degraded layer is the agent's to repair; re-pushing the same rules
+    // to it every tick would only add work.
+    auto applied = store_.policy_applied(t.id);
+    const bool acknowledged = applied && *applied && (*applied)->version == d->version &&
+                              (*applied)->rules_sha256 == *d->digest && k.version == d->version;
+    if (acknowledged) continue;
+    auto p = stored(t, d->version);
     if (!p) continue;
-    if (push(t, desired, *p).state == KernelEnforcement::State::enforced) ++brought;
+    if (push_locked(t, d->version, *p).state == KernelEnforcement::State::enforced) ++brought;
   }
   return brought;
 }
@@ -205,15 +277,16 @@ Result<policy::TenantPolicy> Enforcer::effective(const Tenant& tenant) {
   auto newest = store_.policies(tenant.id, 1);
   if (!newest) return tl::unexpected(newest.error());
   if (newest->empty()) return deny_all();
-  auto desired = stored(tenant, newest->front().version);
-  if (!desired) return tl::unexpected(desired.error());
-  auto applied_version = store_.policy_applied(tenant.id);
-  if (!applied_version) return tl::unexpected(applied_version.error());
-  if (!*applied_version) return deny_all();
-  if (**applied_version == newest->front().version) return desired;
-  auto applied = stored(tenant, **applied_version);
+  auto applied = store_.policy_applied(tenant.id);
   if (!applied) return tl::unexpected(applied.error());
-  return stricter(*desired, *applied);
+  if (!*applied) return deny_all();
+  // A stored version that no longer validates allows nothing.
+  auto desired = stored(tenant, newest->front().version);
+  if (!desired) return deny_all();
+  if ((*applied)->version == newest->front().version) return desired;
+  auto old = stored(tenant, (*applied)->version);
+  if (!old) return deny_all();
+  return stricter(*desired, *old);
 }
 
 std::optional<bool> Enforcer::egresses(const policy::TenantPolicy& p) const {

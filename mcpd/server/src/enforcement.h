@@ -10,7 +10,9 @@
 // allowed nothing.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -72,11 +74,28 @@ class Enforcer {
   [[nodiscard]] std::optional<bool> egresses(const policy::TenantPolicy& p) const;
 
  private:
+  // What mcpd uses of the agent's status reply, every field checked.
+  struct AgentView {
+    std::string bpf = "unknown", nftables = "unknown";  // "enforcing" | "degraded" | "unknown"
+    std::map<std::string, std::uint64_t> versions;        // tenant -> version it enforces
+  };
+  // A tenant's newest stored version and the digest of the rules it
+  // compiles to now (an error when it no longer compiles).
+  struct Desired {
+    std::int64_t version = 0;
+    Result<std::string> digest;
+  };
+
   Enforcer(const McpdConfig& config, Store& store);
-  // The agent's status reply, or why there is none.
-  Result<nlohmann::json> agent_status();
-  KernelEnforcement judge(const nlohmann::json& status, const Tenant& tenant,
-                          std::optional<std::int64_t> desired) const;
+  // The agent's status, or why there is none; cached for a second.
+  Result<AgentView> agent_status();
+  // Enforced only when the agent reports both layers enforcing and this
+  // version, and this mcpd recorded the agent acknowledging these very
+  // rules (store policy_applied: version and rules digest).
+  KernelEnforcement judge(const AgentView& view, const Tenant& tenant, const std::optional<Desired>& desired) const;
+  std::optional<Desired> desired(const Tenant& tenant, std::optional<std::int64_t> version);
+  Result<std::string> rules_digest(const policy::TenantPolicy& p) const;
+  KernelEnforcement push_locked(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& p);
   Result<policy::TenantPolicy> stored(const Tenant& tenant, std::int64_t version);
 
   std::string socket_;
@@ -84,7 +103,11 @@ class Enforcer {
   policy::DenyOptions deny_;
   policy::EndpointsConfig endpoints_;
   Store& store_;
-  std::mutex mu_;  // one push at a time: versions reach the agent in order
+  // One push or status question at a time: versions reach the agent in
+  // order, and the cache below is consistent.
+  std::mutex mu_;
+  std::optional<AgentView> cached_;
+  std::chrono::steady_clock::time_point cached_at_;
 };
 
 }  // namespace sluice::mcpd

@@ -26,7 +26,8 @@ namespace sluice::mcpd {
 namespace asio = boost::asio;
 using local = asio::local::stream_protocol;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t kMaxRequest = 64 * 1024;
+// A tenant policy (at most 2 MiB) escaped into a JSON string fits.
+constexpr std::size_t kMaxRequest = 5 * 1024 * 1024;
 
 Status LocalAdmin::listen(const std::string& path) {
   ::unlink(path.c_str());

@@ -110,8 +110,9 @@ int main(int argc, char** argv) {
   for (unsigned i = 1; i < config->threads; ++i) threads.emplace_back([&io] { io.run(); });
   io.run();
   for (auto& t : threads) t.join();
-  // The audit writer drains and answers into io's queue: stop it while io
-  // still exists.
-  app->reset();
+  // Our threads drain and answer into io's queue: stop them while io still
+  // exists. io goes next (declared after the App), destroying suspended
+  // calls whose frames still refer to the App; the App goes last.
+  (*app)->shutdown();
   return 0;
 }

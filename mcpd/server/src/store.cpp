@@ -3,6 +3,7 @@
 #include "text.h"
 
 #include <chrono>
+#include <climits>
 
 namespace sluice::mcpd {
 namespace {
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS policy_applied(
   tenant_id INTEGER PRIMARY KEY REFERENCES tenants(id),
   version INTEGER NOT NULL,
   generation INTEGER NOT NULL,
+  rules_sha256 TEXT NOT NULL,
   applied_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit(
   seq INTEGER PRIMARY KEY,
@@ -103,10 +105,12 @@ constexpr char kSelectPolicy[] =
     "LEFT JOIN users u ON u.id = p.user_id WHERE p.tenant_id = ? AND p.version = ?";
 // Never moves backwards: a late report of an older apply changes nothing.
 constexpr char kUpsertApplied[] =
-    "INSERT INTO policy_applied(tenant_id, version, generation, applied_ms) VALUES (?1, ?2, ?3, ?4) "
+    "INSERT INTO policy_applied(tenant_id, version, generation, rules_sha256, applied_ms) "
+    "VALUES (?1, ?2, ?3, ?4, ?5) "
     "ON CONFLICT(tenant_id) DO UPDATE SET version = excluded.version, generation = excluded.generation, "
-    "applied_ms = excluded.applied_ms WHERE excluded.version >= policy_applied.version";
-constexpr char kSelectApplied[] = "SELECT version FROM policy_applied WHERE tenant_id = ?";
+    "rules_sha256 = excluded.rules_sha256, applied_ms = excluded.applied_ms "
+    "WHERE excluded.version >= policy_applied.version";
+constexpr char kSelectApplied[] = "SELECT version, rules_sha256 FROM policy_applied WHERE tenant_id = ?";
 
 User user_from(const Stmt& s, int at) {
   User u;
@@ -433,23 +437,25 @@ Result<std::optional<PolicyVersion>> Store::policy(std::int64_t tenant_id, std::
   return PolicyVersion{st->int64(0), st->text(1), st->text(2), st->int64(3)};
 }
 
-Status Store::set_policy_applied(std::int64_t tenant_id, std::int64_t version, std::uint64_t generation) {
+Status Store::set_policy_applied(std::int64_t tenant_id, std::int64_t version, std::uint64_t generation,
+                                 const std::string& rules_sha256) {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(kUpsertApplied);
   if (!st) return tl::unexpected(st.error());
-  st->bind(1, tenant_id).bind(2, version).bind(3, static_cast<std::int64_t>(generation)).bind(4, now_ms());
+  st->bind(1, tenant_id).bind(2, version).bind(3, static_cast<std::int64_t>(generation & INT64_MAX));
+  st->bind(4, rules_sha256).bind(5, now_ms());
   return st->run();
 }
 
-Result<std::optional<std::int64_t>> Store::policy_applied(std::int64_t tenant_id) {
+Result<std::optional<AppliedPolicy>> Store::policy_applied(std::int64_t tenant_id) {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(kSelectApplied);
   if (!st) return tl::unexpected(st.error());
   st->bind(1, tenant_id);
   auto row = st->step();
   if (!row) return tl::unexpected(row.error());
-  if (!*row) return std::optional<std::int64_t>();
-  return std::optional<std::int64_t>(st->int64(0));
+  if (!*row) return std::optional<AppliedPolicy>();
+  return std::optional<AppliedPolicy>(AppliedPolicy{st->int64(0), st->text(1)});
 }
 
 Result<bool> Store::delete_saved_query(std::int64_t tenant_id, const std::string& name) {

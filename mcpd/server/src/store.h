@@ -70,6 +70,11 @@ struct PolicyVersion {
   std::int64_t created_ms = 0;
 };
 
+struct AppliedPolicy {
+  std::int64_t version = 0;
+  std::string rules_sha256;  // hex
+};
+
 std::int64_t now_ms();
 
 // Names of tenants, users, keys and saved queries: 1-64 of [A-Za-z0-9_.-],
@@ -119,9 +124,11 @@ class Store {
   // Newest first.
   Result<std::vector<PolicyVersion>> policies(std::int64_t tenant_id, std::size_t limit);
   Result<std::optional<PolicyVersion>> policy(std::int64_t tenant_id, std::int64_t version);
-  // The newest version sluice-agent acknowledged as enforced in both layers.
-  Status set_policy_applied(std::int64_t tenant_id, std::int64_t version, std::uint64_t generation);
-  Result<std::optional<std::int64_t>> policy_applied(std::int64_t tenant_id);
+  // The newest version sluice-agent acknowledged as applied in both
+  // layers, with the SHA-256 of the rules it was sent.
+  Status set_policy_applied(std::int64_t tenant_id, std::int64_t version, std::uint64_t generation,
+                            const std::string& rules_sha256);
+  Result<std::optional<AppliedPolicy>> policy_applied(std::int64_t tenant_id);
 
  private:
   explicit Store(Db db) : db_(std::move(db)) {}

@@ -2,7 +2,14 @@
 // policies, what a tenant gets before the kernel has anything, and the
 // configuration that ties mcpd to sluice-agent. The push itself runs
 // against a real agent in tests/interop/policy_push.sh.
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <fstream>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
@@ -25,7 +32,106 @@ sp::TenantPolicy parse(const char* text) {
   return *p;
 }
 
+// A stand-in for sluice-agent's control socket that answers every request
+// with the same bytes: how mcpd copes with an agent it cannot trust.
+class FakeAgent {
+ public:
+  FakeAgent(std::string path, std::string reply) : path_(std::move(path)), reply_(std::move(reply)) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd_, 8) == 0);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeAgent() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(fd_);
+    ::unlink(path_.c_str());
+  }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      const int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[65536];
+      (void)::recv(c, buf, sizeof buf, 0);  // the request; its content does not matter here
+      const std::uint32_t len = htonl(static_cast<std::uint32_t>(reply_.size()));
+      std::string frame(reinterpret_cast<const char*>(&len), 4);
+      frame += reply_;
+      (void)::send(c, frame.data(), frame.size(), MSG_NOSIGNAL);
+      ::close(c);
+    }
+  }
+
+  std::string path_, reply_;
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 }  // namespace
+
+TEST_CASE("mcpd::Enforcer never reports enforced on an agent's word alone, and survives any reply",
+          "[mcpd][enforcement]") {
+  TempDir dir;
+  auto store = Store::open(dir.file("mcpd.db"));
+  REQUIRE(store);
+  auto tid = (*store)->create_tenant("acme", "/nonexistent.db");
+  REQUIRE(tid);
+  const sluice::mcpd::Tenant tenant{*tid, "acme", "/nonexistent.db"};
+  std::ofstream(dir.file("endpoints.json")) << R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})";
+  McpdConfig c;
+  c.agent_socket = dir.file("agent.sock");
+  c.endpoints_file = dir.file("endpoints.json");
+  c.agent_timeout = std::chrono::milliseconds(500);
+  auto enforcer = Enforcer::open(c, **store);
+  REQUIRE(enforcer);
+  const std::string text = R"({"allow_llm_egress":true,"allow_prospecting":false,"discovery_samples":false})";
+  auto v1 = (*store)->put_policy(*tid, text, std::nullopt);
+  REQUIRE(v1);
+  using State = sluice::mcpd::KernelEnforcement::State;
+
+  const std::string truthful =
+      R"({"ok":true,"generation":3,"layers":{"bpf":"enforcing","nftables":"enforcing"},"tenants":{"acme":{"version":1}}})";
+  // The truthful-looking reply first: nothing was acknowledged yet. (The
+  // reconcile after it records the fake's "acknowledgement"; every reply
+  // after that is wrong in another way: layers or fields.)
+  for (const std::string& reply :
+       {truthful, std::string("[]"), std::string("\"x\""), std::string("null"), std::string("{\"ok\":1}"), std::string("not json"),
+        std::string(R"({"ok":true,"layers":[],"tenants":{"acme":5}})"),
+        std::string(R"({"ok":true,"layers":{"bpf":7,"nftables":"enforcing"},"tenants":{"acme":{"version":"1"}}})"),
+        std::string(R"({"ok":false,"code":["x"],"error":{"deep":true}})")}) {
+    CAPTURE(reply);
+    FakeAgent agent(c.agent_socket, reply);
+    auto fresh = Enforcer::open(c, **store);  // no status cached from the previous reply
+    REQUIRE(fresh);
+    const auto k = (*fresh)->state(tenant, *v1);
+    CHECK(k.state == State::pending);
+    // Reconcile pushes (the fake "acknowledges" only the truthful reply's
+    // way) and must never throw whatever comes back.
+    CHECK_NOTHROW((*fresh)->reconcile());
+  }
+
+  // An apply the agent acknowledges, then a status that agrees: enforced.
+  {
+    FakeAgent agent(c.agent_socket, truthful);
+    const auto k = (*enforcer)->push(tenant, *v1, parse(text.c_str()));
+    CHECK(k.state == State::enforced);
+    CHECK(k.version == std::optional<std::int64_t>(1));
+  }
+  // The endpoints change under the same version: no longer the rules the
+  // agent acknowledged, so pending again (and reconcile would re-push).
+  std::ofstream(dir.file("endpoints.json")) << R"({"endpoints": {"llm": ["https://api.openai.com"]}})";
+  auto reopened = Enforcer::open(c, **store);
+  REQUIRE(reopened);
+  FakeAgent agent(c.agent_socket, truthful);
+  CHECK((*reopened)->state(tenant, *v1).state == State::pending);
+}
 
 TEST_CASE("mcpd::stricter keeps only what both policies allow", "[mcpd][enforcement]") {
   const auto open = parse(R"({"allow_llm_egress": true, "allow_prospecting": true, "discovery_samples": true})");
@@ -97,7 +203,7 @@ TEST_CASE("mcpd::Enforcer: the application layer holds the stricter of desired a
   CHECK(*e == sluice::mcpd::deny_all());
 
   // v1 applied, v2 (open) desired: v1 rules.
-  REQUIRE((*store)->set_policy_applied(*tid, *v1, 7));
+  REQUIRE((*store)->set_policy_applied(*tid, *v1, 7, "d1"));
   auto v2 = (*store)->put_policy(*tid, open, std::nullopt);
   REQUIRE(v2);
   e = (*enforcer)->effective(tenant);
@@ -106,11 +212,13 @@ TEST_CASE("mcpd::Enforcer: the application layer holds the stricter of desired a
   CHECK((*enforcer)->egresses(*e) == false);
 
   // v2 applied: v2 rules; the applied record never moves backwards.
-  REQUIRE((*store)->set_policy_applied(*tid, *v2, 8));
-  REQUIRE((*store)->set_policy_applied(*tid, *v1, 9));
+  REQUIRE((*store)->set_policy_applied(*tid, *v2, 8, "d2"));
+  REQUIRE((*store)->set_policy_applied(*tid, *v1, 9, "d1"));
   auto applied = (*store)->policy_applied(*tid);
   REQUIRE(applied);
-  CHECK(*applied == std::optional<std::int64_t>(*v2));
+  REQUIRE(*applied);
+  CHECK((*applied)->version == *v2);
+  CHECK((*applied)->rules_sha256 == "d2");
   e = (*enforcer)->effective(tenant);
   REQUIRE(e);
   CHECK(e->allow_llm_egress);
