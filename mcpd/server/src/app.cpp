@@ -33,6 +33,7 @@ void App::shutdown() {
     admin_pool_->join();
   }
   if (workers_) {
+    if (mcp_) mcp_->cancel_all();  // running queries stop now, not at their timeout
     workers_->stop();
     workers_->join();
   }

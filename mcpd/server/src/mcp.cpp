@@ -554,6 +554,11 @@ void McpServer::cancel(const std::string& session, const json& request_id) {
   if (auto it = running_.find(session + "|" + request_id.dump()); it != running_.end()) it->second->store(true);
 }
 
+void McpServer::cancel_all() {
+  std::lock_guard lock(running_mu_);
+  for (auto& [key, flag] : running_) flag->store(true);
+}
+
 namespace {
 
 // Runs `work` here under an InlineAttempt; nullopt when it gave up (no idle

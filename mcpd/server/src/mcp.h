@@ -139,6 +139,11 @@ class McpServer {
   // notifications/cancelled: flags the session's request `request_id` if
   // it is still running (a query stops at its next progress check).
   void cancel(const std::string& session, const nlohmann::json& request_id);
+ public:
+  // Shutting down: every running call's query stops at its next check.
+  void cancel_all();
+
+ private:
   // A running tools/call that notifications/cancelled can reach; removed
   // from the registry when destroyed.
   class InFlight {
