@@ -74,25 +74,37 @@ class FakeAgent {
   std::thread thread_;
 };
 
+// mcpd's database with one tenant, "acme", and an endpoints file.
+struct AcmeStore {
+  explicit AcmeStore(const char* endpoints) {
+    auto opened = Store::open(dir.file("mcpd.db"));
+    REQUIRE(opened);
+    store = std::move(*opened);
+    auto id = store->create_tenant("acme", "/nonexistent.db");
+    REQUIRE(id);
+    tenant = {*id, "acme", "/nonexistent.db"};
+    std::ofstream(dir.file("endpoints.json")) << endpoints;
+  }
+  TempDir dir;
+  std::unique_ptr<Store> store;
+  sluice::mcpd::Tenant tenant;
+};
+
 }  // namespace
 
 TEST_CASE("mcpd::Enforcer never reports enforced on an agent's word alone, and survives any reply",
           "[mcpd][enforcement]") {
-  TempDir dir;
-  auto store = Store::open(dir.file("mcpd.db"));
-  REQUIRE(store);
-  auto tid = (*store)->create_tenant("acme", "/nonexistent.db");
-  REQUIRE(tid);
-  const sluice::mcpd::Tenant tenant{*tid, "acme", "/nonexistent.db"};
-  std::ofstream(dir.file("endpoints.json")) << R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})";
+  AcmeStore acme(R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})");
+  Store& store = *acme.store;
+  const sluice::mcpd::Tenant& tenant = acme.tenant;
   McpdConfig c;
-  c.agent_socket = dir.file("agent.sock");
-  c.endpoints_file = dir.file("endpoints.json");
+  c.agent_socket = acme.dir.file("agent.sock");
+  c.endpoints_file = acme.dir.file("endpoints.json");
   c.agent_timeout = std::chrono::milliseconds(500);
-  auto enforcer = Enforcer::open(c, **store);
+  auto enforcer = Enforcer::open(c, store);
   REQUIRE(enforcer);
   const std::string text = R"({"allow_llm_egress":true,"allow_prospecting":false,"discovery_samples":false})";
-  auto v1 = (*store)->put_policy(*tid, text, std::nullopt);
+  auto v1 = store.put_policy(tenant.id, text, std::nullopt);
   REQUIRE(v1);
   using State = sluice::mcpd::KernelEnforcement::State;
 
@@ -108,7 +120,7 @@ TEST_CASE("mcpd::Enforcer never reports enforced on an agent's word alone, and s
         std::string(R"({"ok":false,"code":["x"],"error":{"deep":true}})")}) {
     CAPTURE(reply);
     FakeAgent agent(c.agent_socket, reply);
-    auto fresh = Enforcer::open(c, **store);  // no status cached from the previous reply
+    auto fresh = Enforcer::open(c, store);  // no status cached from the previous reply
     REQUIRE(fresh);
     const auto k = (*fresh)->state(tenant, *v1);
     CHECK(k.state == State::pending);
@@ -126,8 +138,8 @@ TEST_CASE("mcpd::Enforcer never reports enforced on an agent's word alone, and s
   }
   // The endpoints change under the same version: no longer the rules the
   // agent acknowledged, so pending again (and reconcile would re-push).
-  std::ofstream(dir.file("endpoints.json")) << R"({"endpoints": {"llm": ["https://api.openai.com"]}})";
-  auto reopened = Enforcer::open(c, **store);
+  std::ofstream(acme.dir.file("endpoints.json")) << R"({"endpoints": {"llm": ["https://api.openai.com"]}})";
+  auto reopened = Enforcer::open(c, store);
   REQUIRE(reopened);
   FakeAgent agent(c.agent_socket, truthful);
   CHECK((*reopened)->state(tenant, *v1).state == State::pending);
@@ -168,20 +180,14 @@ TEST_CASE("mcpd::stricter keeps only what both policies allow", "[mcpd][enforcem
 
 TEST_CASE("mcpd::Enforcer: the application layer holds the stricter of desired and applied",
           "[mcpd][enforcement]") {
-  TempDir dir;
-  auto store = Store::open(dir.file("mcpd.db"));
-  REQUIRE(store);
-  auto tid = (*store)->create_tenant("acme", "/nonexistent.db");
-  REQUIRE(tid);
-  const sluice::mcpd::Tenant tenant{*tid, "acme", "/nonexistent.db"};
-
-  std::ofstream(dir.file("endpoints.json"))
-      << R"({"internal_networks": ["10.0.0.0/8"], "endpoints": {"llm": ["https://api.anthropic.com"]}})";
+  AcmeStore acme(R"({"internal_networks": ["10.0.0.0/8"], "endpoints": {"llm": ["https://api.anthropic.com"]}})");
+  Store& store = *acme.store;
+  const sluice::mcpd::Tenant& tenant = acme.tenant;
   McpdConfig c;
-  c.agent_socket = dir.file("no-agent.sock");  // nothing listens: every push stays pending
-  c.endpoints_file = dir.file("endpoints.json");
+  c.agent_socket = acme.dir.file("no-agent.sock");  // nothing listens: every push stays pending
+  c.endpoints_file = acme.dir.file("endpoints.json");
   c.agent_timeout = std::chrono::milliseconds(200);
-  auto enforcer = Enforcer::open(c, **store);
+  auto enforcer = Enforcer::open(c, store);
   REQUIRE(enforcer);
 
   // No policy at all: nothing allowed, nothing egresses.
@@ -193,7 +199,7 @@ TEST_CASE("mcpd::Enforcer: the application layer holds the stricter of desired a
   // Stored, never applied: still nothing.
   const std::string open = R"({"allow_llm_egress":true,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
   const std::string closed = R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
-  auto v1 = (*store)->put_policy(*tid, closed, std::nullopt);
+  auto v1 = store.put_policy(tenant.id, closed, std::nullopt);
   REQUIRE(v1);
   const auto k = (*enforcer)->push(tenant, *v1, parse(closed.c_str()));
   CHECK(k.state == sluice::mcpd::KernelEnforcement::State::pending);
@@ -203,8 +209,8 @@ TEST_CASE("mcpd::Enforcer: the application layer holds the stricter of desired a
   CHECK(*e == sluice::mcpd::deny_all());
 
   // v1 applied, v2 (open) desired: v1 rules.
-  REQUIRE((*store)->set_policy_applied(*tid, *v1, 7, "d1"));
-  auto v2 = (*store)->put_policy(*tid, open, std::nullopt);
+  REQUIRE(store.set_policy_applied(tenant.id, *v1, 7, "d1"));
+  auto v2 = store.put_policy(tenant.id, open, std::nullopt);
   REQUIRE(v2);
   e = (*enforcer)->effective(tenant);
   REQUIRE(e);
@@ -212,9 +218,9 @@ TEST_CASE("mcpd::Enforcer: the application layer holds the stricter of desired a
   CHECK((*enforcer)->egresses(*e) == false);
 
   // v2 applied: v2 rules; the applied record never moves backwards.
-  REQUIRE((*store)->set_policy_applied(*tid, *v2, 8, "d2"));
-  REQUIRE((*store)->set_policy_applied(*tid, *v1, 9, "d1"));
-  auto applied = (*store)->policy_applied(*tid);
+  REQUIRE(store.set_policy_applied(tenant.id, *v2, 8, "d2"));
+  REQUIRE(store.set_policy_applied(tenant.id, *v1, 9, "d1"));
+  auto applied = store.policy_applied(tenant.id);
   REQUIRE(applied);
   REQUIRE(*applied);
   CHECK((*applied)->version == *v2);
