@@ -253,3 +253,13 @@ test('one client address holds at most max_connections_per_client connections', 
   // Given back: the address is served again.
   assert.ok(await eventually(async () => (await fetch(new URL('/healthz', base))).status === 200));
 });
+
+test('admin writes share the tenant\'s admin rate limit: 429 with Retry-After', async () => {
+  // admin_burst is 20 here; invalid bodies still cost a token (and change nothing).
+  const statuses = [];
+  for (let i = 0; i < 30; i++) {
+    statuses.push((await api('/api/users', SUPER, { method: 'POST', body: '{}' })).status);
+  }
+  assert.ok(statuses.slice(0, 10).every((s) => s === 400), statuses.join(','));
+  assert.ok(statuses.includes(429), statuses.join(','));
+});

@@ -173,8 +173,10 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string client) {
   if (auto* refused = std::get_if<HttpResponse>(&admitted)) co_return HttpReply{std::move(*refused), nullptr};
   Principal who = std::get<Principal>(std::move(admitted));
   RateLimiter& limiter = mcp ? *mcp_rate_ : *admin_rate_;
-  // Every /mcp call counts; of the admin API only the heavy reads do.
-  const bool heavy = mcp || path.starts_with("/api/audit") || path.starts_with("/api/traffic");
+  // Every /mcp call counts; of the admin API the heavy reads and every
+  // write (key minting, users, policy pushes) do.
+  const bool heavy = mcp || path.starts_with("/api/audit") || path.starts_with("/api/traffic") ||
+                     req.method() != http::verb::get;
   if (heavy) {
     if (const auto wait = limiter.take(who.tenant, Clock::now()); wait > 0) {
       ++rate_limited_;
