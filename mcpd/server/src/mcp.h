@@ -111,6 +111,8 @@ class McpServer {
         inline_budget_(inline_budget) {}
 
   boost::asio::awaitable<McpResponse> handle(McpRequest req, Principal who);
+  // Shutting down: every running call's query stops at its next check.
+  void cancel_all();
 
  private:
   boost::asio::awaitable<McpResponse> post(const McpRequest& req, const Principal& who);
@@ -139,11 +141,7 @@ class McpServer {
   // notifications/cancelled: flags the session's request `request_id` if
   // it is still running (a query stops at its next progress check).
   void cancel(const std::string& session, const nlohmann::json& request_id);
- public:
-  // Shutting down: every running call's query stops at its next check.
-  void cancel_all();
 
- private:
   // A running tools/call that notifications/cancelled can reach; removed
   // from the registry when destroyed.
   class InFlight {
