@@ -223,6 +223,18 @@ test('too many failures lock the address out, even for a valid key, until the wi
   }));
 });
 
+test('behind a trusted proxy, lockout and /metrics see the forwarded client, not the proxy', async () => {
+  const from = (ip, key) => ({ 'X-Forwarded-For': `198.51.100.1, ${ip}`, ...(key ? { Authorization: `Bearer ${key}` } : {}) });
+  for (let i = 0; i < 3; i++) assert.equal((await post(init, from('203.0.113.7', 'slk_nope'))).status, 401);
+  assert.equal((await post(init, from('203.0.113.7', SUPER))).status, 429);  // that client is locked out
+  assert.equal((await post(init, from('203.0.113.8', SUPER))).status, 200);  // another one is not
+  assert.equal((await post(init, { Authorization: `Bearer ${SUPER}` })).status, 200);  // nor the proxy itself
+  // /metrics is for loopback clients: one outside, come through the proxy, is refused.
+  assert.equal((await fetch(new URL('/metrics', base), { headers: from('203.0.113.9') })).status, 403);
+  assert.equal((await fetch(new URL('/metrics', base))).status, 200);
+  await sleep(2100);  // the lockout window passes
+});
+
 // Opens a TLS connection and holds it; resolves to the socket once the
 // handshake is done, or to null when the server closes it first.
 function hold() {

@@ -37,6 +37,7 @@ sdk_key_all=$key_all
 # A second instance with small limits for the HTTP rules.
 start_mcpd strict 'body_limit_bytes = 4096
 max_connections_per_client = 8
+trusted_proxies = ["127.0.0.1"]
 header_limit_bytes = 2048
 allowed_origins = ["https://claude.ai"]' '[auth]
 lockout_failures = 3

@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 
+#include <boost/asio/ip/address.hpp>
 #include <toml++/toml.h>
 
 namespace sluice::mcpd {
@@ -81,6 +82,19 @@ const std::map<std::string, std::map<std::string, Reader>>& schema() {
         {"body_limit_bytes", integer(1024, 16 << 20, [](C& c, std::int64_t v) { c.body_limit = static_cast<std::size_t>(v); })},
         {"request_timeout_ms", integer(100, 600000, [](C& c, std::int64_t v) { c.request_timeout = std::chrono::milliseconds(v); })},
         {"idle_timeout_ms", integer(100, 3600000, [](C& c, std::int64_t v) { c.idle_timeout = std::chrono::milliseconds(v); })},
+        {"trusted_proxies", [](const toml::node& n, const std::string& name, C& c) -> Status {
+           const toml::array* arr = n.as_array();
+           if (!arr || arr->size() > 64) return fail("config: " + name + " must be an array of at most 64 addresses");
+           c.trusted_proxies.clear();
+           for (std::size_t i = 0; i < arr->size(); ++i) {
+             const auto v = (*arr)[i].value<std::string>();
+             boost::system::error_code ec;
+             const auto a = v ? boost::asio::ip::make_address(*v, ec) : boost::asio::ip::address();
+             if (!v || ec) return fail("config: " + name + "[" + std::to_string(i) + "] must be an IPv4 or IPv6 address");
+             c.trusted_proxies.push_back(a.to_string());
+           }
+           return {};
+         }},
         {"allowed_origins", [](const toml::node& n, const std::string& name, C& c) -> Status {
            const toml::array* arr = n.as_array();
            if (!arr) return fail("config: " + name + " must be an array of origins");

@@ -23,6 +23,10 @@ struct McpdConfig {
   std::chrono::milliseconds request_timeout{30000};  // reading one request
   std::chrono::milliseconds idle_timeout{60000};     // keep-alive between requests
   std::vector<std::string> allowed_origins;          // exact "scheme://host[:port]"
+  // Reverse proxies whose X-Forwarded-For names the client (normalised
+  // addresses). Lockout, audit and /metrics then see the client, not the
+  // proxy; the per-client connection cap still counts the proxy.
+  std::vector<std::string> trusted_proxies;
   // [tls]
   std::string cert_file, key_file;
   // [storage]

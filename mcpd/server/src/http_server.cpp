@@ -2,6 +2,7 @@
 
 #include "text.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 
@@ -48,6 +49,27 @@ class HttpServer::Ticket {
   std::shared_ptr<PerClient> per_client_;
   std::string client_;
 };
+
+std::string forwarded_client(const std::string& peer, std::string_view forwarded_for,
+                             const std::vector<std::string>& trusted_proxies) {
+  if (forwarded_for.empty() ||
+      std::find(trusted_proxies.begin(), trusted_proxies.end(), peer) == trusted_proxies.end()) {
+    return peer;
+  }
+  // Entries before the last were written by whoever sent the request to
+  // the proxy, and prove nothing.
+  const auto comma = forwarded_for.rfind(',');
+  std::string_view last = comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1);
+  while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
+  while (!last.empty() && (last.back() == ' ' || last.back() == '\t')) last.remove_suffix(1);
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(std::string(last.substr(0, 64)), ec);
+  if (ec || last.size() > 64) return peer;
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  }
+  return address.to_string();
+}
 
 std::string client_block(const asio::ip::address& address) {
   if (address.is_v6() && address.to_v6().is_v4_mapped()) {

@@ -11,7 +11,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -90,6 +92,13 @@ class HttpServer {
 // an IPv4 address, an IPv6 client's /64 ("2001:db8::/64"); v4-mapped IPv6
 // counts as its IPv4 address.
 std::string client_block(const boost::asio::ip::address& address);
+
+// The client a request is from: the TCP peer, unless the peer is one of
+// `trusted_proxies` (normalised addresses) and sent X-Forwarded-For; then
+// the rightmost entry of that header (the address the proxy itself saw),
+// normalised. Anything unparsable leaves the peer: the proxy answers for it.
+std::string forwarded_client(const std::string& peer, std::string_view forwarded_for,
+                             const std::vector<std::string>& trusted_proxies);
 
 // A response with a body and the usual headers (no caching, nosniff).
 HttpResponse make_response(unsigned status, std::string body, std::string content_type,
