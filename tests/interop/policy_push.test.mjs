@@ -104,6 +104,7 @@ test('agent down: the change is stored, 202 pending, the stricter version holds'
   const meta = await (await api('/api/meta')).json();
   assert.equal(meta.enforcement.kernel, 'pending');
   assert.equal(meta.enforcement.desired_version, 3);
+  assert.equal(meta.enforcement.application, 'no_egress_path');  // never a claim of enforcement it cannot make
   // The kernel keeps enforcing v2 with no agent running.
   assert.match(connectLlm(), /^errno \d+ EPERM$/);
 });

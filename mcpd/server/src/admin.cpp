@@ -55,7 +55,10 @@ Result<json> App::security_state(const Tenant& tenant, const KernelEnforcement* 
   if (!effective) return tl::unexpected(effective.error());
   json enforcement = to_json(kernel);
   enforcement["desired_version"] = desired ? json(*desired) : json(nullptr);
-  enforcement["application"] = "active";
+  // Honest about the application layer: mcpd opens no outbound connection
+  // yet (no planner, no brokered sockets), so there is nothing for
+  // application_policy to gate today; it is what that code must consult.
+  enforcement["application"] = "no_egress_path";
   const auto egress = enforcer_->egresses(*effective);
   json out = {{"tenant", tenant.name},
               {"enforcement", enforcement},
