@@ -112,7 +112,8 @@ std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohm
     ::close(fd);
     return std::nullopt;
   }
-  const std::string body = request.dump();
+  // Replace, never throw, on a string that is not UTF-8.
+  const std::string body = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   const std::uint32_t len = htonl(static_cast<std::uint32_t>(body.size()));
   std::string frame(reinterpret_cast<const char*>(&len), 4);
   frame += body;
