@@ -23,10 +23,7 @@ ctl="$build/mcpd/sluicectl/sluicectl"
 
 . "$here/lib.sh"
 
-# Data tools tried inline first (off by default): the SDK's calls take that
-# path, the cancelled slow query the fallback to a worker.
 start_mcpd sdk "" "[query]
-inline_budget_us = 1000
 timeout_ms = 20000"
 key_read=$("$ctl" key create --socket "$sock" --user-id 1 --name reader --scopes read |
   sed -n 's/.*"token": "\(slk_[^"]*\)".*/\1/p')

@@ -94,7 +94,6 @@ SqliteSource::SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Conne
 SqliteSource::~SqliteSource() = default;
 
 namespace {
-thread_local InlineAttempt* t_inline = nullptr;
 thread_local const std::atomic<bool>* t_cancel = nullptr;
 }  // namespace
 
@@ -102,23 +101,9 @@ CancelScope::CancelScope(const std::atomic<bool>* flag) : outer_(t_cancel) { t_c
 CancelScope::~CancelScope() { t_cancel = outer_; }
 const std::atomic<bool>* CancelScope::current() { return t_cancel; }
 
-InlineAttempt::InlineAttempt(std::chrono::microseconds budget) : budget_(budget), outer_(t_inline) {
-  t_inline = this;
-}
-InlineAttempt::~InlineAttempt() { t_inline = outer_; }
-InlineAttempt* InlineAttempt::current() { return t_inline; }
 
 DataResult<SqliteSource::Lease> SqliteSource::acquire() const {
   std::unique_lock lock(pool_mu_);
-  if (InlineAttempt* inline_attempt = InlineAttempt::current()) {
-    if (idle_.empty()) {
-      inline_attempt->give_up();
-      return data_error(Kind::timeout, "data source busy", "inline: no idle connection");
-    }
-    Connection* c = idle_.back();
-    idle_.pop_back();
-    return Lease(this, c);
-  }
   // Waiting is bounded like the query itself: a pool busy for longer than
   // a query may run is overloaded, and the caller should hear so.
   if (!pool_cv_.wait_for(lock, limits_.timeout, [&] { return !idle_.empty(); })) {
@@ -135,12 +120,7 @@ DataResult<QueryResult> SqliteSource::query(std::string_view sql,
   return guarded([&]() -> DataResult<QueryResult> {
     auto lease = acquire();
     if (!lease) return tl::unexpected(std::move(lease.error()));
-    RunOptions o = (*lease)->user_options();
-    InlineAttempt* inline_attempt = InlineAttempt::current();
-    if (inline_attempt) o.timeout = std::min(o.timeout, inline_attempt->budget());
-    auto r = (*lease)->run(sql, params, o);
-    if (inline_attempt && !r && r.error().kind == Kind::timeout) inline_attempt->give_up();
-    return r;
+    return (*lease)->run(sql, params, (*lease)->user_options());
   });
 }
 
@@ -167,12 +147,6 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
     {
       const std::lock_guard lock(stats_mu_);
       if (auto it = stats_.find(info->name); it != stats_.end()) return it->second;
-    }
-    // Computing takes a full scan (and may wait for another thread's):
-    // never on an I/O thread.
-    if (InlineAttempt* inline_attempt = InlineAttempt::current()) {
-      inline_attempt->give_up();
-      return data_error(Kind::timeout, "statistics not computed yet", "inline: not cached");
     }
     const std::lock_guard compute(stats_compute_mu_);
     {

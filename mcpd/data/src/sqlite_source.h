@@ -89,32 +89,6 @@ struct EntityStats {
 // Rows read, at most, to compute per-column statistics.
 inline constexpr std::int64_t kStatsSampleRows = 200'000;
 
-// Runs queries opportunistically on the calling thread (an I/O thread),
-// for the length of its scope on that thread: a query then takes a
-// connection only if one is idle and runs for at most `budget`. When
-// either fails, gave_up() turns true and the query's answer must be
-// discarded; the caller runs the call again where it may wait (reads have
-// no side effects, so a second run is safe). Cached statistics are served;
-// computing them never happens inline.
-class InlineAttempt {
- public:
-  explicit InlineAttempt(std::chrono::microseconds budget);
-  ~InlineAttempt();
-  InlineAttempt(const InlineAttempt&) = delete;
-  InlineAttempt& operator=(const InlineAttempt&) = delete;
-
-  [[nodiscard]] bool gave_up() const { return gave_up_; }
-  [[nodiscard]] std::chrono::microseconds budget() const { return budget_; }
-  void give_up() { gave_up_ = true; }
-  // The attempt in scope on this thread, if any.
-  static InlineAttempt* current();
-
- private:
-  std::chrono::microseconds budget_;
-  bool gave_up_ = false;
-  InlineAttempt* outer_;
-};
-
 // The caller's cancellation, for the length of its scope on this thread:
 // a query running meanwhile stops at its next progress check once `flag`
 // turns true (kind cancelled).
@@ -167,8 +141,6 @@ class SqliteSource {
 
   SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Connection>> pool,
                std::vector<EntityInfo> entities);
-  // Waits (bounded) for an idle connection; inside an InlineAttempt, only
-  // takes one that is idle now.
   [[nodiscard]] DataResult<Lease> acquire() const;
   [[nodiscard]] DataResult<EntityStats> describe_uncached(const EntityInfo& info) const;
 

@@ -60,15 +60,14 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   QueryLimits limits;
   limits.max_rows = c.max_rows;
   limits.timeout = c.query_timeout;
-  // Data tools are tried on the I/O threads first and otherwise run on
-  // the workers: one connection for each of them.
+  // As many workers as data-source connections: more would only queue.
   const std::size_t workers = std::max<std::size_t>(2, c.threads);
-  limits.pool = std::min<std::size_t>(64, workers + c.threads);  // the data layer's cap
+  limits.pool = workers;
   app->sources_ = std::make_unique<Sources>(*app->store_, limits);
   app->toolbox_ = std::make_unique<Toolbox>(*app->store_, *app->sources_, c.fixtures);
   app->workers_ = std::make_unique<boost::asio::thread_pool>(workers);
   app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_,
-                                          app->workers_->get_executor(), c.inline_budget);
+                                          app->workers_->get_executor());
   auto enforcer = Enforcer::open(c, *app->store_);
   if (!enforcer) return tl::unexpected(enforcer.error());
   app->enforcer_ = std::move(*enforcer);

@@ -48,11 +48,6 @@ struct McpdConfig {
   // [query]
   std::size_t max_rows = 1000;
   std::chrono::milliseconds query_timeout{2000};
-  // How long a data tool may run on an I/O thread before it is handed to a
-  // worker (0: always on a worker, the default: on 2 cores trying inline
-  // made p99 worse and throughput no better, bench/RESULTS.md). See
-  // docs/mcpd.md "Where calls run".
-  std::chrono::microseconds inline_budget{0};
   // [agent]: where tenant policies are pushed. Empty socket: no agent, and
   // kernel enforcement is reported absent.
   std::string agent_socket;

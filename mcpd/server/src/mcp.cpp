@@ -559,22 +559,6 @@ void McpServer::cancel_all() {
   for (auto& [key, flag] : running_) flag->store(true);
 }
 
-namespace {
-
-// Runs `work` here under an InlineAttempt; nullopt when it gave up (no idle
-// connection, over budget, statistics not cached), its answer discarded.
-// A point lookup takes tens of microseconds; the hop to a worker and back
-// costs more than that.
-std::optional<ToolOutcome> run_inline(const std::function<ToolOutcome()>& work,
-                                      std::chrono::microseconds budget) {
-  const InlineAttempt attempt(budget);
-  ToolOutcome out = work();
-  if (attempt.gave_up()) return std::nullopt;
-  return out;
-}
-
-}  // namespace
-
 asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, const Session& s,
                                            const Principal& who, const McpRequest& req) {
   const auto started = std::chrono::steady_clock::now();
@@ -609,13 +593,7 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
         return ToolOutcome{text_result("internal error", true), "error", 0, clean_text(e.what(), 256)};
       }
     };
-    std::optional<ToolOutcome> quick;
-    if (tool->inline_ok && inline_budget_.count() > 0) quick = run_inline(work, inline_budget_);
-    if (quick) {
-      outcome = std::move(*quick);
-    } else {
-      outcome = co_await on_worker<ToolOutcome>(std::move(work));
-    }
+    outcome = co_await on_worker<ToolOutcome>(std::move(work));
   }
   ++counters_.tool_calls;
   if (outcome.status == "denied") ++counters_.tool_denied;

@@ -99,16 +99,9 @@ class McpServer {
  public:
   // `workers` run the data tools: a query may take up to its timeout, and
   // must not hold an I/O thread that long.
-  // A data tool is first tried on the I/O thread for up to `inline_budget`
-  // (0: never), see InlineAttempt.
   McpServer(Toolbox& tools, Sessions& sessions, AuditLog& audit, McpCounters& counters,
-            boost::asio::any_io_executor workers, std::chrono::microseconds inline_budget = {})
-      : tools_(tools),
-        sessions_(sessions),
-        audit_(audit),
-        counters_(counters),
-        workers_(std::move(workers)),
-        inline_budget_(inline_budget) {}
+            boost::asio::any_io_executor workers)
+      : tools_(tools), sessions_(sessions), audit_(audit), counters_(counters), workers_(std::move(workers)) {}
 
   boost::asio::awaitable<McpResponse> handle(McpRequest req, Principal who);
   // Shutting down: every running call's query stops at its next check.
@@ -172,7 +165,6 @@ class McpServer {
   AuditLog& audit_;
   McpCounters& counters_;
   boost::asio::any_io_executor workers_;
-  std::chrono::microseconds inline_budget_;
   std::mutex pending_mu_;
   std::unordered_map<std::string, std::shared_ptr<PendingReply>> pending_;  // "<session>|<id>"
   std::mutex running_mu_;

@@ -116,21 +116,8 @@ nlohmann::json text_result(const std::string& text, bool is_error, const nlohman
 }
 
 DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
-  // Opening reads the schema, and another thread may be doing just that:
-  // an inline attempt neither waits nor opens.
-  InlineAttempt* inline_attempt = InlineAttempt::current();
-  std::unique_lock lock(mu_, std::defer_lock);
-  if (!inline_attempt) {
-    lock.lock();
-  } else if (!lock.try_lock()) {
-    inline_attempt->give_up();
-    return tl::unexpected(DataError{DataError::Kind::timeout, "data source busy", "inline: opening"});
-  }
+  std::lock_guard lock(mu_);
   if (auto it = open_.find(tenant_id); it != open_.end()) return it->second;
-  if (inline_attempt) {
-    inline_attempt->give_up();
-    return tl::unexpected(DataError{DataError::Kind::timeout, "data source busy", "inline: not open yet"});
-  }
   auto tenant = store_.tenant(tenant_id);
   if (!tenant || !*tenant) {
     return tl::unexpected(DataError{DataError::Kind::not_found, "no data source for this tenant",
@@ -244,9 +231,6 @@ void Toolbox::add_data_tools() {
          if (auto* why = std::get_if<std::string>(&bound)) return bad_arguments(*why);
          return run_sql(sources_, p, (*q)->sql, std::get<std::vector<nlohmann::json>>(bound));
        }});
-  // Each of these waits only on the data source (and the store's brief
-  // mutex): they may be tried inline.
-  for (ToolDef& t : tools_) t.inline_ok = true;
 }
 
 nlohmann::json Toolbox::list_resources(const Principal& p) {

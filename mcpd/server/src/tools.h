@@ -58,9 +58,6 @@ struct ToolDef {
   std::function<ToolOutcome(const Principal&, const nlohmann::json& args)> run;
   // Set instead of `run` for tools that talk to the client during a call.
   std::function<boost::asio::awaitable<ToolOutcome>(ToolContext&, nlohmann::json args)> run_async = {};
-  // May be tried on the I/O thread first (InlineAttempt): only tools whose
-  // every wait goes through the data source, which then never waits.
-  bool inline_ok = false;
 };
 
 // Each tenant's data source, opened read-only on first use.

@@ -240,13 +240,12 @@ TEST_CASE("mcpd: the [agent] configuration is all or nothing", "[mcpd][enforceme
       "[agent]\nsocket = \"/run/sluice/agent.sock\"\nendpoints_file = \"/etc/sluice/endpoints.json\"\nretry_ms = 1000\n");
   REQUIRE(ok);
   CHECK(ok->agent_retry == std::chrono::milliseconds(1000));
-  // The two throughput knobs next to it: bounded, 0 allowed (off).
-  auto knobs = sluice::mcpd::parse_config("[storage]\naudit_group_wait_us = 0\n[query]\ninline_budget_us = 500\n");
+  // The group-commit knob: bounded, 0 allowed (off).
+  auto knobs = sluice::mcpd::parse_config("[storage]\naudit_group_wait_us = 0\n");
   REQUIRE(knobs);
   CHECK(knobs->audit_group_wait == std::chrono::microseconds(0));
-  CHECK(knobs->inline_budget == std::chrono::microseconds(500));
   CHECK_FALSE(sluice::mcpd::parse_config("[storage]\naudit_group_wait_us = 20000\n"));
-  CHECK_FALSE(sluice::mcpd::parse_config("[query]\ninline_budget_us = -1\n"));
+  CHECK_FALSE(sluice::mcpd::parse_config("[storage]\naudit_group_wait_us = -1\n"));
 
   // A bad endpoints file refuses start-up, naming the file.
   TempDir dir;

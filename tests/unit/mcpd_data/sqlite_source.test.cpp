@@ -262,61 +262,6 @@ TEST_CASE("mcpd::SqliteSource answers queries from 4 threads at once", "[mcpd][s
   CHECK(answered == 1000);
 }
 
-TEST_CASE("mcpd::InlineAttempt never waits: busy pool, over budget, uncached statistics",
-          "[mcpd][sqlite][inline]") {
-  const DemoBank bank;
-  QueryLimits limits;
-  limits.pool = 1;
-  const auto src = bank.open(limits);
-
-  SECTION("a quick query is answered inline") {
-    const InlineAttempt attempt(std::chrono::milliseconds(50));
-    auto r = src->query("SELECT id FROM transactions WHERE id = ?", {Json(7)});
-    REQUIRE(r);
-    CHECK(r->rows.size() == 1);
-    CHECK_FALSE(attempt.gave_up());
-  }
-  SECTION("a query over the budget gives up, and runs fully outside the attempt") {
-    const char* slow = "SELECT count(*) FROM transactions a, transactions b";
-    {
-      const InlineAttempt attempt(std::chrono::microseconds(200));
-      auto r = src->query(slow, {});
-      CHECK_FALSE(r);
-      CHECK(attempt.gave_up());
-    }
-    CHECK(InlineAttempt::current() == nullptr);
-    CHECK(must_query(*src, "SELECT 1").rows.size() == 1);
-  }
-  SECTION("no idle connection: gives up instead of waiting") {
-    std::thread holder([&] {
-      // Holds the only connection until the source's own 2 s deadline.
-      (void)src->query("SELECT count(*) FROM transactions a, transactions b", {});
-    });
-    // Until the holder has the connection, inline attempts get it and succeed.
-    bool gave_up = false;
-    for (int i = 0; i < 1000 && !gave_up; ++i) {
-      const InlineAttempt attempt(std::chrono::seconds(5));
-      auto r = src->query("SELECT 1", {});
-      gave_up = attempt.gave_up();
-      if (gave_up) CHECK_FALSE(r);
-      if (!gave_up) std::this_thread::sleep_for(1ms);
-    }
-    CHECK(gave_up);
-    holder.join();
-  }
-  SECTION("statistics are served when cached and never computed inline") {
-    {
-      const InlineAttempt attempt(std::chrono::seconds(5));
-      CHECK_FALSE(src->describe("transactions"));
-      CHECK(attempt.gave_up());
-    }
-    REQUIRE(src->describe("transactions"));
-    const InlineAttempt attempt(std::chrono::microseconds(1));
-    CHECK(src->describe("transactions"));
-    CHECK_FALSE(attempt.gave_up());
-  }
-}
-
 TEST_CASE("mcpd::CancelScope stops a running query with kind cancelled", "[mcpd][sqlite][cancel]") {
   const DemoBank bank;
   QueryLimits limits;
