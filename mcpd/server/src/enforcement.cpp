@@ -169,8 +169,8 @@ KernelEnforcement Enforcer::judge(const AgentView& view, const Tenant& tenant,
   return k;
 }
 
-Result<std::string> Enforcer::rules_digest(const policy::TenantPolicy& p) const {
-  const KeyHash h = sha256(to_text(policy::to_json(policy::compile(p, endpoints_))));
+std::string Enforcer::rules_digest(const policy::EffectiveRules& rules) {
+  const KeyHash h = sha256(to_text(policy::to_json(rules)));
   return to_hex(h.data(), h.size());
 }
 
@@ -178,7 +178,8 @@ std::optional<Enforcer::Desired> Enforcer::desired(const Tenant& tenant, std::op
   if (!version) return std::nullopt;
   Desired d{*version, fail("")};
   auto p = stored(tenant, *version);
-  d.digest = p ? rules_digest(*p) : Result<std::string>(tl::unexpected(p.error()));
+  d.digest = p ? Result<std::string>(rules_digest(policy::compile(*p, endpoints_)))
+                : Result<std::string>(tl::unexpected(p.error()));
   return d;
 }
 
@@ -202,8 +203,7 @@ KernelEnforcement Enforcer::push(const Tenant& tenant, std::int64_t version, con
 
 KernelEnforcement Enforcer::push_locked(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& p) {
   const policy::EffectiveRules rules = policy::compile(p, endpoints_);
-  const KeyHash h = sha256(to_text(policy::to_json(rules)));
-  const std::string digest = to_hex(h.data(), h.size());
+  const std::string digest = rules_digest(rules);
   std::string why;
   cached_.reset();  // whatever happens next, the agent's state is news
   auto reply = ctl::agent_call(

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "sluice/policy/endpoints.h"
 #include "sluice/policy/policy.h"
+#include "sluice/policy/rules.h"
 #include "status.h"
 #include "store.h"
 
@@ -94,7 +95,8 @@ class Enforcer {
   // rules (store policy_applied: version and rules digest).
   KernelEnforcement judge(const AgentView& view, const Tenant& tenant, const std::optional<Desired>& desired) const;
   std::optional<Desired> desired(const Tenant& tenant, std::optional<std::int64_t> version);
-  Result<std::string> rules_digest(const policy::TenantPolicy& p) const;
+  // What "the same rules" means: SHA-256 (hex) of their canonical JSON.
+  static std::string rules_digest(const policy::EffectiveRules& rules);
   KernelEnforcement push_locked(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& p);
   Result<policy::TenantPolicy> stored(const Tenant& tenant, std::int64_t version);
 
