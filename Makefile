@@ -26,7 +26,7 @@ DEB_PACKAGES := \
   libnftables-dev nftables libnftnl-dev libmnl-dev \
   nlohmann-json3-dev libexpected-dev libcli11-dev libtomlplusplus-dev \
   libssl-dev openssl \
-  libsqlite3-dev sqlite3 \
+  libsqlite3-dev sqlite3 libmimalloc-dev \
   libc-ares-dev libsystemd-dev libre2-dev liburing-dev \
   catch2 \
   iproute2 dnsmasq-base

@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
@@ -12,6 +13,10 @@
 #include <boost/asio/ssl/context.hpp>
 #include <systemd/sd-daemon.h>
 
+#if SLUICE_MIMALLOC
+#include <mimalloc.h>
+#endif
+
 #include "app.h"
 #include "config.h"
 #include "http_server.h"
@@ -19,6 +24,21 @@
 #include "tls.h"
 
 using namespace sluice::mcpd;
+
+namespace {
+// Which allocator serves malloc: mimalloc when it is linked and really
+// interposed (a preloaded allocator would come first).
+const char* allocator_in_use() {
+#if SLUICE_MIMALLOC
+  void* p = std::malloc(64);
+  const bool ours = mi_is_in_heap_region(p);
+  std::free(p);
+  return ours ? "mimalloc" : "not mimalloc (interposed by another allocator)";
+#else
+  return "libc";
+#endif
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App cli{"sluice-mcpd: MCP over HTTPS for AI clients, over local data"};
@@ -97,6 +117,7 @@ int main(int argc, char** argv) {
   std::printf("sluice-mcpd: certificate %s%s\n", tls_files->cert.c_str(), tls_files->generated ? " (generated, self-signed)" : "");
   std::printf("sluice-mcpd: certificate SHA-256 fingerprint %s\n", tls_files->fingerprint.c_str());
   std::printf("sluice-mcpd: admin socket %s\n", config->admin_socket().c_str());
+  std::printf("sluice-mcpd: allocator %s\n", allocator_in_use());
   std::fflush(stdout);
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
