@@ -80,7 +80,7 @@ void AuditLog::append(nlohmann::json record, std::function<void(std::optional<st
     }
     if (!stopping_ && queue_.size() < options_.max_pending) {
       queue_.push_back({std::move(record), std::move(done)});
-      cv_.notify_one();
+      if (should_wake_locked()) cv_.notify_one();
       return;
     }
     ++failed_;
@@ -96,18 +96,31 @@ void AuditLog::append_best_effort(nlohmann::json record) {
     return;
   }
   queue_.push_back({std::move(record), [](std::optional<std::int64_t>) {}});
-  cv_.notify_one();
+  if (should_wake_locked()) cv_.notify_one();
+}
+
+bool AuditLog::should_wake_locked() const {
+  // A writer that is committing looks at the queue when it is done; one
+  // gathering a group only needs to hear that nothing more is coming or
+  // that the group is full. Waking it for every record would cost a
+  // context switch per record.
+  switch (writer_state_) {
+    case WriterState::idle: return true;
+    case WriterState::gathering: return expected_ == 0 || queue_.size() >= options_.max_batch;
+    case WriterState::committing: return false;
+  }
+  return true;
 }
 
 void AuditLog::expect(int delta) {
-  bool none_left = false;
+  bool wake = false;
   {
     std::lock_guard lock(mu_);
     expected_ += delta;
-    none_left = expected_ == 0;
+    // The writer may be holding a commit back for this call.
+    wake = expected_ == 0 && writer_state_ == WriterState::gathering;
   }
-  // The writer may be holding a commit back for this call.
-  if (none_left) cv_.notify_one();
+  if (wake) cv_.notify_one();
 }
 
 void AuditLog::run() {
@@ -115,13 +128,16 @@ void AuditLog::run() {
   while (true) {
     {
       std::unique_lock lock(mu_);
+      writer_state_ = WriterState::idle;
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       // Calls still running will append within moments: one commit (one
       // fsync) for them all rather than one each. Bounded: coalesce at most.
+      writer_state_ = WriterState::gathering;
       const auto until = std::chrono::steady_clock::now() + options_.coalesce;
       while (!stopping_ && expected_ > 0 && queue_.size() < options_.max_batch &&
              cv_.wait_until(lock, until) == std::cv_status::no_timeout) {
       }
+      writer_state_ = WriterState::committing;
       // Drain before stopping: everything accepted gets an answer.
       if (queue_.empty()) return;
       while (!queue_.empty() && batch.size() < options_.max_batch) {

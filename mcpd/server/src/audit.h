@@ -137,8 +137,15 @@ class AuditLog {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
+  // Whether a new record or a finished announcement must wake the writer.
+  [[nodiscard]] bool should_wake_locked() const;
+
   bool stopping_ = false;
   int expected_ = 0;  // outstanding Expected, under mu_
+  // What the writer is doing, under mu_: waiting for a first record,
+  // waiting for announced ones (group commit), or committing.
+  enum class WriterState { idle, gathering, committing };
+  WriterState writer_state_ = WriterState::committing;
   std::uint64_t committed_ = 0, commits_ = 0, failed_ = 0, dropped_ = 0;
   std::thread writer_;
 };
