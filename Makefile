@@ -37,7 +37,7 @@ DEB_PACKAGES := \
 # service).
 BENCH_DEB_PACKAGES := wrk sqlite3 curl
 
-.PHONY: deps deps-deb deps-npm deps-bench configure build test unit fuzz-build fuzz-smoke fuzz demo bench install clean
+.PHONY: deps deps-deb deps-npm deps-bench bpffs configure build test unit fuzz-build fuzz-smoke fuzz demo bench install clean
 
 deps: deps-deb deps-npm
 
@@ -63,6 +63,15 @@ deps-npm:
 	  cp tests/package-lock.json tests/node_modules/.sluice-lock-stamp; \
 	fi
 
+# sluice-agent pins its programs and maps in bpffs. systemd mounts it at
+# boot; other inits (PID 1 on these machines is not systemd) may not, and a
+# fresh machine then has a bare /sys/fs/bpf. Root only: as another user the
+# kernel tests skip (or fail under SLUICE_REQUIRE_KERNEL=1) by themselves.
+bpffs:
+	@if [ "$$(id -u)" -eq 0 ] && [ -d /sys/fs/bpf ] && ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then \
+	  echo "setup: mounting bpffs at /sys/fs/bpf"; mount -t bpf bpf /sys/fs/bpf; \
+	fi
+
 configure:
 	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
 
@@ -72,7 +81,7 @@ build: configure
 unit: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure --timeout 1200
 
-test: deps
+test: deps bpffs
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz-smoke
 
@@ -89,7 +98,7 @@ fuzz-smoke: fuzz-build
 fuzz: deps fuzz-build
 	@tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
 
-demo: deps
+demo: deps bpffs
 	@$(MAKE) --no-print-directory build
 	@tests/demo/demo.sh $(BUILD_DIR)
 
@@ -118,7 +127,7 @@ deps-bench:
 	  dpkg-deb -x nginx_*.deb ../nginx; \
 	fi
 
-bench: deps
+bench: deps bpffs
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory deps-bench
 	@bench/run.sh $(BUILD_DIR)

@@ -2,9 +2,12 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <time.h>
+
+#include <linux/magic.h>
 
 #include <algorithm>
 #include <cstring>
@@ -85,6 +88,13 @@ std::vector<policy::Cidr> Agent::deny_ranges() const {
 Result<std::unique_ptr<Agent>> Agent::start(AgentConfig config) {
   std::unique_ptr<Agent> a(new Agent());
   a->config_ = std::move(config);
+  // Pins outside a bpffs would not outlive this process, and the kernel
+  // would stop enforcing with it: refuse to start, before creating anything.
+  if (struct statfs fs{}; ::statfs(a->config_.bpffs.c_str(), &fs) != 0 ||
+                          static_cast<unsigned long>(fs.f_type) != BPF_FS_MAGIC) {
+    return error("bpffs: " + a->config_.bpffs + " is not a mounted BPF filesystem (mount -t bpf bpf " +
+                a->config_.bpffs + ")");
+  }
   auto mount = find_cgroup2_mount();
   if (!mount) return tl::unexpected(mount.error());
   a->mount_ = *mount;

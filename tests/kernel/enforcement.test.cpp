@@ -475,3 +475,26 @@ TEST_CASE("kernel: ruleset ids are not reused when the saved state is lost", "[n
   CHECK(connect_fd(fd, "127.0.0.1", allowed.port()) == EPERM);
   ::close(fd);
 }
+
+TEST_CASE("kernel: the agent refuses to start without a mounted bpffs", "[netns]") {
+  // A plain directory where bpffs should be: pins there would die with the
+  // agent, and enforcement with them.
+  char dir[] = "/tmp/sluice-nobpffs-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string instance = "slnobpf" + std::to_string(::getpid());
+  const std::string config = std::string(dir) + "/agent.toml";
+  {
+    std::ofstream cfg(config);
+    cfg << "instance = \"" << instance << "\"\nruntime_dir = \"" << dir << "/run\"\nbpffs = \"" << dir
+        << "\"\n";
+  }
+  const RunResult r = run({"/bin/sh", "-c", "exec \"$0\" --config \"$1\" 2>&1", agent_binary(), config});
+  CHECK(r.status != 0);
+  CHECK(r.out.find("is not a mounted BPF filesystem") != std::string::npos);
+  // Nothing was created on the way out.
+  struct stat st{};
+  CHECK(::stat((cgroup2_mount() + "/" + instance).c_str(), &st) != 0);
+  CHECK(::stat((std::string(dir) + "/run").c_str(), &st) != 0);
+  ::unlink(config.c_str());
+  ::rmdir(dir);
+}
