@@ -69,9 +69,21 @@ void AuditLog::stop() {
   if (writer_.joinable()) writer_.join();
 }
 
-void AuditLog::append(nlohmann::json record, std::function<void(std::optional<std::int64_t>)> done,
+AuditEntry audit_entry(nlohmann::json record) {
+  AuditEntry e;
+  if (!record.is_object()) record = nlohmann::json::object();
+  record.erase("ts_ms");  // the log's own, added on append
+  e.kind = record.value("kind", std::string());
+  e.tenant = record.value("tenant", std::string());
+  record["kind"] = e.kind;
+  record["tenant"] = e.tenant;
+  e.text = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return e;
+}
+
+void AuditLog::append(AuditEntry entry, std::function<void(std::optional<std::int64_t>)> done,
                       Expected* expected) {
-  record["ts_ms"] = now_ms();
+  const std::int64_t ts = now_ms();
   {
     std::lock_guard lock(mu_);
     if (expected && expected->log_ == this) {
@@ -79,7 +91,7 @@ void AuditLog::append(nlohmann::json record, std::function<void(std::optional<st
       expected->log_ = nullptr;
     }
     if (!stopping_ && queue_.size() < options_.max_pending) {
-      queue_.push_back({std::move(record), std::move(done)});
+      queue_.push_back({std::move(entry), ts, std::move(done)});
       if (should_wake_locked()) cv_.notify_one();
       return;
     }
@@ -88,14 +100,14 @@ void AuditLog::append(nlohmann::json record, std::function<void(std::optional<st
   done(std::nullopt);  // full or stopping: the caller fails closed
 }
 
-void AuditLog::append_best_effort(nlohmann::json record) {
-  record["ts_ms"] = now_ms();
+void AuditLog::append_best_effort(AuditEntry entry) {
+  const std::int64_t ts = now_ms();
   std::lock_guard lock(mu_);
   if (stopping_ || queue_.size() >= options_.max_pending / 2) {
     ++dropped_;
     return;
   }
-  queue_.push_back({std::move(record), [](std::optional<std::int64_t>) {}});
+  queue_.push_back({std::move(entry), ts, [](std::optional<std::int64_t>) {}});
   if (should_wake_locked()) cv_.notify_one();
 }
 
@@ -181,12 +193,17 @@ bool AuditLog::commit(std::vector<Pending>& batch) {
     Transaction tx(m.db);
     if (!tx.began()) return false;
     for (Pending& p : batch) {
-      const std::string text = p.record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      // {"ts_ms":N, then the entry's own members.
+      std::string text = "{\"ts_ms\":" + std::to_string(p.ts_ms);
+      const std::string_view given = p.entry.text;
+      const std::string_view members = given.size() >= 2 && given.front() == '{' ? given.substr(1) : "}";
+      if (members.size() > 1) text += ',';
+      text += members;
       const std::int64_t seq = m.last_seq + 1;
       const KeyHash h = chain_hash(m.last_hash, seq, text);
       m.insert.reset();
-      m.insert.bind(1, seq).bind(2, p.record.value("ts_ms", std::int64_t{0}));
-      m.insert.bind(3, p.record.value("kind", std::string())).bind(4, p.record.value("tenant", std::string()));
+      m.insert.bind(1, seq).bind(2, p.ts_ms);
+      m.insert.bind(3, p.entry.kind).bind(4, p.entry.tenant);
       m.insert.bind(5, text).bind_blob(6, m.last_hash.data(), 32).bind_blob(7, h.data(), 32);
       if (!m.insert.run()) {
         m.last_seq = seq0;

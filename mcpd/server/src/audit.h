@@ -36,6 +36,22 @@
 
 namespace sluice::mcpd {
 
+// One record on its way into the log: its JSON text (an object holding
+// at least "kind" and "tenant", equal to the two fields here; "ts_ms" is
+// added on append) and the two indexed fields.
+struct AuditEntry {
+  // Not an aggregate: a braced JSON object literal passed to append()
+  // must always mean the JSON overload.
+  AuditEntry() = default;
+  std::string kind;
+  std::string tenant;
+  std::string text;
+};
+
+// The entry of a record built as a JSON object (admin changes and other
+// rare records; the per-call records are written as text directly).
+AuditEntry audit_entry(nlohmann::json record);
+
 struct AuditOptions {
   std::size_t max_batch = 1024;
   std::size_t max_pending = 65536;  // beyond: refused (the call fails closed)
@@ -75,25 +91,34 @@ class AuditLog {
   AuditLog& operator=(const AuditLog&) = delete;
 
   // `record` must be an object with string "kind" and "tenant" (the
-  // tenant's name, "" for none); "ts_ms" is added. `done(seq)` runs on the
+  // tenant's name, "" for none); "ts_ms" is added, first. `done(seq)` runs on the
   // writer thread once the record is durable, `done(nullopt)` if it could
   // not be written.
   // `expected`, if given, is the record's announcement: it ends as the
   // record is queued.
-  void append(nlohmann::json record, std::function<void(std::optional<std::int64_t>)> done,
+  void append(AuditEntry entry, std::function<void(std::optional<std::int64_t>)> done,
               Expected* expected = nullptr);
+  void append(nlohmann::json record, std::function<void(std::optional<std::int64_t>)> done,
+              Expected* expected = nullptr) {
+    append(audit_entry(std::move(record)), std::move(done), expected);
+  }
 
   // For records nobody waits on (failed authentications, lockouts): kept
   // only while the queue is under half full, so a flood of them from
   // unauthenticated clients can never crowd out the records that calls
   // wait on. Dropped ones are counted.
-  void append_best_effort(nlohmann::json record);
+  void append_best_effort(AuditEntry entry);
+  void append_best_effort(nlohmann::json record) { append_best_effort(audit_entry(std::move(record))); }
 
   // append() for coroutines: completes on the caller's executor.
   template <class Token>
   auto async_append(nlohmann::json record, Token&& token, Expected* expected = nullptr) {
+    return async_append(audit_entry(std::move(record)), std::forward<Token>(token), expected);
+  }
+  template <class Token>
+  auto async_append(AuditEntry record, Token&& token, Expected* expected = nullptr) {
     return boost::asio::async_initiate<Token, void(std::optional<std::int64_t>)>(
-        [this, expected](auto handler, nlohmann::json rec) {
+        [this, expected](auto handler, AuditEntry rec) {
           auto h = std::make_shared<decltype(handler)>(std::move(handler));
           auto ex = boost::asio::get_associated_executor(*h);
           append(
@@ -123,7 +148,8 @@ class AuditLog {
 
  private:
   struct Pending {
-    nlohmann::json record;
+    AuditEntry entry;
+    std::int64_t ts_ms;
     std::function<void(std::optional<std::int64_t>)> done;
   };
   AuditLog() = default;

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
@@ -20,10 +21,16 @@ struct EventStream {
   boost::asio::experimental::concurrent_channel<void(boost::system::error_code, std::string)> events;
 };
 
-// One SSE "message" event carrying a JSON-RPC message.
+// One SSE "message" event carrying a JSON-RPC message, or its compact
+// JSON text (which never holds a newline).
+inline std::string sse_text(std::string_view message_json) {
+  std::string out = "event: message\ndata: ";
+  out += message_json;
+  out += "\n\n";
+  return out;
+}
 inline std::string sse_message(const nlohmann::json& message) {
-  return "event: message\ndata: " +
-         message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n";
+  return sse_text(message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 }  // namespace sluice::mcpd

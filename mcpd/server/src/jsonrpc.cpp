@@ -26,9 +26,7 @@ Message classify(const nlohmann::json& v) {
     auto params = v.find("params");
     if (params != v.end()) {
       if (!params->is_object()) return invalid("\"params\" must be an object");
-      m.params = *params;
-    } else {
-      m.params = nlohmann::json::object();
+      m.params = &*params;
     }
     if (v.contains("result") || v.contains("error")) return invalid("a request has no result");
     m.kind = id == v.end() ? Kind::notification : Kind::request;
@@ -49,6 +47,22 @@ nlohmann::json error(const nlohmann::json& id, int code, const std::string& mess
 
 nlohmann::json result(const nlohmann::json& id, nlohmann::json r) {
   return {{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(r)}};
+}
+
+std::string result_text(const nlohmann::json& id, std::string_view result_json) {
+  std::string out;
+  out.reserve(result_json.size() + 48);
+  out += R"({"id":)";
+  out += id.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  out += R"(,"jsonrpc":"2.0","result":)";
+  out += result_json;
+  out += '}';
+  return out;
+}
+
+const nlohmann::json& Message::empty_params() {
+  static const nlohmann::json empty = nlohmann::json::object();
+  return empty;
 }
 
 }  // namespace sluice::mcpd::rpc

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -23,8 +24,12 @@ struct Message {
   Kind kind = Kind::invalid;
   nlohmann::json id;  // string or integer for requests; null otherwise
   std::string method;
-  nlohmann::json params;  // object or null
-  std::string problem;    // why it is invalid
+  // The request's params object (an empty one when absent); points into
+  // the classified value, which must outlive the message.
+  const nlohmann::json* params = &empty_params();
+  std::string problem;  // why it is invalid
+
+  static const nlohmann::json& empty_params();
 };
 
 // Classifies one decoded JSON value. Strict: "jsonrpc" must be "2.0", an
@@ -35,5 +40,7 @@ Message classify(const nlohmann::json& v);
 nlohmann::json error(const nlohmann::json& id, int code, const std::string& message,
                      const nlohmann::json& data = nullptr);
 nlohmann::json result(const nlohmann::json& id, nlohmann::json result);
+// A response's text around an already serialised result.
+std::string result_text(const nlohmann::json& id, std::string_view result_json);
 
 }  // namespace sluice::mcpd::rpc

@@ -28,12 +28,19 @@ constexpr std::size_t kPageSize = 50;
 constexpr const char* kLogLevels[] = {"debug", "info", "notice", "warning",
                                       "error", "critical", "alert", "emergency"};
 
-McpResponse json_reply(int status, const json& body) {
+McpResponse text_reply(int status, std::string body) {
   McpResponse r;
   r.status = status;
   r.content_type = "application/json";
-  r.body = to_text(body);
+  r.body = std::move(body);
   return r;
+}
+
+McpResponse json_reply(int status, const json& body) { return text_reply(status, to_text(body)); }
+
+const json& empty_object() {
+  static const json empty = json::object();
+  return empty;
 }
 
 McpResponse empty_reply(int status) {
@@ -73,25 +80,31 @@ asio::awaitable<bool> send_event(std::shared_ptr<EventStream> stream, std::strin
   co_return !ec;
 }
 
-json McpServer::audit_record(const Principal& who, const Session& s, const McpRequest& req,
-                             const std::string& tool, const json& args, const ToolOutcome& outcome,
-                             std::chrono::steady_clock::time_point started) const {
-  json record = {
-      {"kind", "tool_call"},
-      {"tenant", who.tenant},
-      {"user", who.user},
-      {"credential", who.credential_type + ":" + who.credential_id},
-      {"tool", clean_text(tool, 128)},
-      {"args_sha256", digest_arguments(args)},
-      {"rows", outcome.rows},
-      {"status", outcome.status},
-      {"latency_us", std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count()},
-      {"client", s.client_info},
-      {"user_agent", clean_text(req.user_agent, 256)},
-      {"client_addr", req.client_addr},
-      {"session", s.id.substr(0, 8)}};
-  if (!outcome.detail.empty()) record["detail"] = clean_text(outcome.detail, 512);
-  return record;
+AuditEntry McpServer::audit_record(const Principal& who, const Session& s, const McpRequest& req,
+                                   const std::string& tool, const json& args, const ToolOutcome& outcome,
+                                   std::chrono::steady_clock::time_point started) const {
+  AuditEntry e;
+  e.kind = "tool_call";
+  e.tenant = who.tenant;
+  e.text.reserve(512);
+  const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+  JsonObject record(e.text);
+  record.str("kind", e.kind)
+      .str("tenant", who.tenant)
+      .str("user", who.user)
+      .str("credential", who.credential_type + ":" + who.credential_id)
+      .str("tool", clean_text(tool, 128))
+      .str("args_sha256", digest_arguments(args))
+      .num("rows", outcome.rows)
+      .str("status", outcome.status)
+      .num("latency_us", latency.count())
+      .raw("client", s.client_info_text)
+      .str("user_agent", clean_text(req.user_agent, 256))
+      .str("client_addr", req.client_addr)
+      .str("session", std::string_view(s.id).substr(0, 8));
+  if (!outcome.detail.empty()) record.str("detail", clean_text(outcome.detail, 512));
+  record.close();
+  return e;
 }
 
 bool McpServer::deliver(const std::string& session, const json& message) {
@@ -160,21 +173,20 @@ asio::awaitable<void> McpServer::run_streamed(std::shared_ptr<EventStream> strea
   try {
     outcome = co_await tool->run_async(ctx, args);
   } catch (const std::exception& e) {
-    outcome = ToolOutcome{text_result("internal error", true), "error", 0, clean_text(e.what(), 256)};
+    outcome = internal_error(e.what());
   }
   ++counters_.tool_calls;
   if (outcome.status != "ok") ++counters_.tool_errors;
   const auto seq = co_await audit_.async_append(audit_record(who, s, req, tool->name, args, outcome, started),
                                                 asio::use_awaitable);
-  json reply;
+  std::string reply;
   if (seq) {
-    if (s.protocol == "2025-03-26") outcome.result.erase("structuredContent");
-    reply = rpc::result(id, std::move(outcome.result));
+    reply = rpc::result_text(id, result_text(outcome, s.protocol != "2025-03-26"));
   } else {
     ++counters_.audit_failures;
-    reply = rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned");
+    reply = to_text(rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned"));
   }
-  co_await stream->events.async_send(boost::system::error_code{}, sse_message(reply), asio::as_tuple(asio::use_awaitable));
+  co_await stream->events.async_send(boost::system::error_code{}, sse_text(reply), asio::as_tuple(asio::use_awaitable));
   stream->events.close();
 }
 
@@ -191,15 +203,16 @@ std::string digest_arguments(const json& args) {
   return to_hex(h.data(), h.size());
 }
 
-Session Sessions::create(const std::string& credential_id, const std::string& protocol,
-                         json client_info, json client_capabilities) {
-  Session s;
+std::shared_ptr<const Session> Sessions::create(const std::string& credential_id, const std::string& protocol,
+                                                json client_info, json client_capabilities) {
+  auto session = std::make_shared<Session>();
+  Session& s = *session;
   s.id = random_hex(32);
   s.credential_id = credential_id;
   s.protocol = protocol;
   s.client_info = std::move(client_info);
+  s.client_info_text = to_text(s.client_info);
   s.client_capabilities = std::move(client_capabilities);
-  s.last_used = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
   // One credential holds at most kPerCredential sessions: past that its
   // own least recently used one goes, so no key can push out others'.
@@ -207,7 +220,7 @@ Session Sessions::create(const std::string& credential_id, const std::string& pr
     for (auto it = lru_.end(); it != lru_.begin();) {
       --it;
       auto found = map_.find(*it);
-      if (found->second.first.credential_id == credential_id) {
+      if (found->second.session->credential_id == credential_id) {
         erase_locked(found);
         break;
       }
@@ -217,49 +230,52 @@ Session Sessions::create(const std::string& credential_id, const std::string& pr
   // after a 404, as the transport specifies).
   while (map_.size() >= max_ && !lru_.empty()) erase_locked(map_.find(lru_.back()));
   lru_.push_front(s.id);
-  map_.emplace(s.id, std::make_pair(s, lru_.begin()));
+  map_.emplace(s.id, Entry{session, std::chrono::steady_clock::now(), lru_.begin()});
   ++per_credential_[credential_id];
-  return s;
+  return session;
 }
 
-std::optional<Session> Sessions::use(const std::string& id, const std::string& credential_id) {
+std::shared_ptr<const Session> Sessions::use(const std::string& id, const std::string& credential_id) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
   auto it = map_.find(id);
-  if (it == map_.end()) return std::nullopt;
-  Session& s = it->second.first;
-  if (now - s.last_used > idle_) {
+  if (it == map_.end()) return nullptr;
+  Entry& e = it->second;
+  if (now - e.last_used > idle_) {
     erase_locked(it);
-    return std::nullopt;
+    return nullptr;
   }
   // Another credential presenting this id learns nothing: the same 404 as
   // for an id that never existed.
-  if (s.credential_id != credential_id) return std::nullopt;
-  s.last_used = now;
-  lru_.splice(lru_.begin(), lru_, it->second.second);
-  return s;
+  if (e.session->credential_id != credential_id) return nullptr;
+  e.last_used = now;
+  lru_.splice(lru_.begin(), lru_, e.lru);
+  return e.session;
 }
 
 bool Sessions::set_log_level(const std::string& id, const std::string& level) {
   std::lock_guard lock(mu_);
   auto it = map_.find(id);
   if (it == map_.end()) return false;
-  it->second.first.log_level = level;
+  // Calls in progress keep the session they started with.
+  auto changed = std::make_shared<Session>(*it->second.session);
+  changed->log_level = level;
+  it->second.session = std::move(changed);
   return true;
 }
 
 bool Sessions::remove(const std::string& id, const std::string& credential_id) {
   std::lock_guard lock(mu_);
   auto it = map_.find(id);
-  if (it == map_.end() || it->second.first.credential_id != credential_id) return false;
+  if (it == map_.end() || it->second.session->credential_id != credential_id) return false;
   erase_locked(it);
   return true;
 }
 
 void Sessions::erase_locked(Map::iterator it) {
-  auto count = per_credential_.find(it->second.first.credential_id);
+  auto count = per_credential_.find(it->second.session->credential_id);
   if (count != per_credential_.end() && --count->second == 0) per_credential_.erase(count);
-  lru_.erase(it->second.second);
+  lru_.erase(it->second.lru);
   map_.erase(it);
 }
 
@@ -321,8 +337,8 @@ json McpServer::initialize(const json& id, const json& params, const Principal& 
   if (auto c = params.find("capabilities"); c != params.end() && c->is_object()) {
     for (const char* k : {"sampling", "elicitation", "roots"}) caps[k] = c->contains(k);
   }
-  const Session s = sessions_.create(who.credential_id, chosen, client, caps);
-  out.headers.emplace_back("Mcp-Session-Id", s.id);
+  const auto s = sessions_.create(who.credential_id, chosen, client, caps);
+  out.headers.emplace_back("Mcp-Session-Id", s->id);
   return rpc::result(
       id, {{"protocolVersion", chosen},
            {"capabilities",
@@ -363,7 +379,7 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       co_return json_reply(400, rpc::error(m.id, rpc::kInvalidRequest, "already initialized: a session exists"));
     }
     McpResponse out;
-    json reply = initialize(m.id, m.params, who, out);
+    json reply = initialize(m.id, *m.params, who, out);
     McpResponse r = json_reply(200, reply);
     r.headers = std::move(out.headers);
     co_return r;
@@ -372,7 +388,7 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
   if (req.session_id.empty()) {
     co_return json_reply(400, rpc::error(nullptr, rpc::kServerError, "Mcp-Session-Id header is required"));
   }
-  const std::optional<Session> session = sessions_.use(req.session_id, who.credential_id);
+  const std::shared_ptr<const Session> session = sessions_.use(req.session_id, who.credential_id);
   if (!session) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
 
   // A single call of a tool that talks to the client: answered as a
@@ -380,12 +396,12 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
   if (doc.is_object()) {
     const rpc::Message m = rpc::classify(doc);
     if (m.kind == rpc::Kind::request && m.method == "tools/call") {
-      auto name = m.params.find("name");
-      const ToolDef* tool = name != m.params.end() && name->is_string() ? tools_.find(name->get<std::string>()) : nullptr;
+      auto name = m.params->find("name");
+      const ToolDef* tool = name != m.params->end() && name->is_string() ? tools_.find(name->get<std::string>()) : nullptr;
       if (tool && tool->run_async && (who.scopes & tool->scope) == tool->scope) {
         auto ex = co_await asio::this_coro::executor;
         auto stream = std::make_shared<EventStream>(ex);
-        asio::co_spawn(ex, run_streamed(stream, tool, m.id, m.params, *session, who, req), asio::detached);
+        asio::co_spawn(ex, run_streamed(stream, tool, m.id, *m.params, *session, who, req), asio::detached);
         McpResponse r;
         r.status = 200;
         r.content_type = "text/event-stream";
@@ -395,7 +411,7 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
     }
   }
 
-  std::vector<json> messages;
+  std::vector<const json*> messages;
   const bool batch = doc.is_array();
   if (batch) {
     // JSON-RPC batches exist only in 2025-03-26.
@@ -405,47 +421,57 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
     if (doc.empty() || doc.size() > 64) {
       co_return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "a batch holds 1 to 64 messages"));
     }
-    messages.assign(doc.begin(), doc.end());
+    for (const json& msg : doc) messages.push_back(&msg);
   } else {
-    messages.push_back(doc);
+    messages.push_back(&doc);
   }
 
-  json replies = json::array();
+  // Each reply as JSON text; whether one is an invalid-request error.
+  std::vector<std::string> replies;
+  bool invalid_request = false;
   bool first = true;
-  for (const json& msg : messages) {
-    const rpc::Message m = rpc::classify(msg);
+  for (const json* msg : messages) {
+    const rpc::Message m = rpc::classify(*msg);
     if (!first && req.charge && !req.charge()) {
-      if (m.kind == rpc::Kind::request) replies.push_back(rpc::error(m.id, rpc::kServerError, "rate limit exceeded"));
+      if (m.kind == rpc::Kind::request) replies.push_back(to_text(rpc::error(m.id, rpc::kServerError, "rate limit exceeded")));
       continue;
     }
     first = false;
     if (m.kind == rpc::Kind::invalid) {
-      replies.push_back(rpc::error(m.id, rpc::kInvalidRequest, m.problem));
+      replies.push_back(to_text(rpc::error(m.id, rpc::kInvalidRequest, m.problem)));
+      invalid_request = true;
       continue;
     }
     if (m.kind == rpc::Kind::response) {
-      deliver(session->id, msg);
+      deliver(session->id, *msg);
       continue;
     }
     if (m.kind == rpc::Kind::notification) {
-      if (m.method == "notifications/cancelled" && m.params.is_object()) {
-        cancel(session->id, m.params.value("requestId", json()));
-      }
+      if (m.method == "notifications/cancelled") cancel(session->id, m.params->value("requestId", json()));
       continue;  // every notification is accepted; others change nothing
     }
     if (m.method == "initialize") {
-      replies.push_back(rpc::error(m.id, rpc::kInvalidRequest, "initialize may not be batched"));
+      replies.push_back(to_text(rpc::error(m.id, rpc::kInvalidRequest, "initialize may not be batched")));
+      invalid_request = true;
       continue;
     }
-    replies.push_back(co_await dispatch(m.id, m.method, m.params, *session, who, req));
+    if (m.method == "tools/call") {
+      replies.push_back(co_await call_tool(m.id, *m.params, *session, who, req));
+    } else {
+      const json reply = co_await dispatch(m.id, m.method, *m.params, *session, who, req);
+      replies.push_back(to_text(reply));
+    }
   }
   if (replies.empty()) co_return empty_reply(202);
-  if (!batch) {
-    // A lone invalid message is a 400; any other answer is a 200.
-    const bool invalid = replies[0].contains("error") && replies[0]["error"]["code"] == rpc::kInvalidRequest;
-    co_return json_reply(invalid ? 400 : 200, replies[0]);
+  // A lone invalid message is a 400; any other answer is a 200.
+  if (!batch) co_return text_reply(invalid_request ? 400 : 200, std::move(replies[0]));
+  std::string all = "[";
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    if (i) all += ',';
+    all += replies[i];
   }
-  co_return json_reply(200, replies);
+  all += ']';
+  co_return text_reply(200, std::move(all));
 }
 
 asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& method, const json& params,
@@ -463,7 +489,6 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     if (!out) co_return rpc::error(id, rpc::kInvalidParams, "invalid cursor");
     co_return rpc::result(id, *out);
   }
-  if (method == "tools/call") co_return co_await call_tool(id, params, s, who, req);
   const bool can_read = (who.scopes & kScopeRead) != 0;
   if (method == "resources/list" || method == "resources/templates/list" || method == "resources/read") {
     if (!can_read) co_return rpc::error(id, rpc::kInvalidParams, "this key may not read resources");
@@ -559,14 +584,19 @@ void McpServer::cancel_all() {
   for (auto& [key, flag] : running_) flag->store(true);
 }
 
-asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, const Session& s,
-                                           const Principal& who, const McpRequest& req) {
+asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& params, const Session& s,
+                                                  const Principal& who, const McpRequest& req) {
   const auto started = std::chrono::steady_clock::now();
   auto name = params.find("name");
-  if (name == params.end() || !name->is_string()) co_return rpc::error(id, rpc::kInvalidParams, "name must be a string");
-  json args = params.value("arguments", json::object());
-  if (args.is_null()) args = json::object();
-  if (!args.is_object()) co_return rpc::error(id, rpc::kInvalidParams, "arguments must be an object");
+  if (name == params.end() || !name->is_string()) {
+    co_return to_text(rpc::error(id, rpc::kInvalidParams, "name must be a string"));
+  }
+  // Absent or null: no arguments. Read in place, never copied.
+  const json* args = &empty_object();
+  if (auto given = params.find("arguments"); given != params.end() && !given->is_null()) {
+    if (!given->is_object()) co_return to_text(rpc::error(id, rpc::kInvalidParams, "arguments must be an object"));
+    args = &*given;
+  }
   const std::string tool_name = name->get<std::string>();
 
   const ToolDef* tool = tools_.find(tool_name);
@@ -584,13 +614,13 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
     // Named, not a temporary: GCC 12 destroys a closure temporary inside a
     // co_await expression twice.
     // By reference: this frame waits for the work wherever it runs.
-    std::function<ToolOutcome()> work = [tool, &who, &args, &running]() -> ToolOutcome {
+    std::function<ToolOutcome()> work = [tool, &who, args, &running]() -> ToolOutcome {
       try {
         const CancelScope cancellable(running.flag());
-        return tool->run(who, args);
+        return tool->run(who, *args);
       } catch (const std::exception& e) {
         // A bug, not the caller's doing: still audited, never detailed to them.
-        return ToolOutcome{text_result("internal error", true), "error", 0, clean_text(e.what(), 256)};
+        return internal_error(e.what());
       }
     };
     outcome = co_await on_worker<ToolOutcome>(std::move(work));
@@ -599,17 +629,16 @@ asio::awaitable<json> McpServer::call_tool(const json& id, const json& params, c
   if (outcome.status == "denied") ++counters_.tool_denied;
   else if (outcome.status != "ok") ++counters_.tool_errors;
 
-  json record = audit_record(who, s, req, tool_name, args, outcome, started);
+  AuditEntry record = audit_record(who, s, req, tool_name, *args, outcome, started);
   const auto seq = co_await audit_.async_append(std::move(record), asio::use_awaitable, &expected);
   if (!seq) {
     // Not audited, not answered: the rows stay here.
     ++counters_.audit_failures;
-    co_return rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned");
+    co_return to_text(rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned"));
   }
-  if (!permitted) co_return rpc::error(id, rpc::kInvalidParams, "Unknown tool: " + clean_text(tool_name, 128));
+  if (!permitted) co_return to_text(rpc::error(id, rpc::kInvalidParams, "Unknown tool: " + clean_text(tool_name, 128)));
   // structuredContent exists from 2025-06-18 on.
-  if (s.protocol == "2025-03-26") outcome.result.erase("structuredContent");
-  co_return rpc::result(id, std::move(outcome.result));
+  co_return rpc::result_text(id, result_text(outcome, s.protocol != "2025-03-26"));
 }
 
 }  // namespace sluice::mcpd

@@ -57,30 +57,38 @@ struct McpResponse {
   std::shared_ptr<EventStream> stream;  // set: the body is these SSE events
 };
 
+// What a session is, fixed at initialize (the log level aside, which
+// Sessions replaces with a new copy): shared by its calls, never copied
+// per call.
 struct Session {
   std::string id;
   std::string credential_id;
   std::string protocol;
   nlohmann::json client_info;
+  std::string client_info_text;  // client_info as JSON text, for audit records
   nlohmann::json client_capabilities;  // {"sampling": bool, "elicitation": bool, "roots": bool}
   std::string log_level = "info";
-  std::chrono::steady_clock::time_point last_used;
 };
 
 class Sessions {
  public:
   Sessions(std::size_t max, std::chrono::seconds idle) : max_(max), idle_(idle) {}
-  Session create(const std::string& credential_id, const std::string& protocol,
-                 nlohmann::json client_info, nlohmann::json client_capabilities);
-  // nullopt: unknown, expired, or bound to another credential (all 404).
-  std::optional<Session> use(const std::string& id, const std::string& credential_id);
+  std::shared_ptr<const Session> create(const std::string& credential_id, const std::string& protocol,
+                                       nlohmann::json client_info, nlohmann::json client_capabilities);
+  // Null: unknown, expired, or bound to another credential (all 404).
+  std::shared_ptr<const Session> use(const std::string& id, const std::string& credential_id);
   bool set_log_level(const std::string& id, const std::string& level);
   bool remove(const std::string& id, const std::string& credential_id);
   [[nodiscard]] std::size_t size() const;
 
  private:
   static constexpr std::size_t kPerCredential = 32;
-  using Map = std::unordered_map<std::string, std::pair<Session, std::list<std::string>::iterator>>;
+  struct Entry {
+    std::shared_ptr<const Session> session;
+    std::chrono::steady_clock::time_point last_used;
+    std::list<std::string>::iterator lru;
+  };
+  using Map = std::unordered_map<std::string, Entry>;
   void erase_locked(Map::iterator it);
 
   std::size_t max_;
@@ -113,9 +121,11 @@ class McpServer {
   boost::asio::awaitable<nlohmann::json> dispatch(const nlohmann::json& id, const std::string& method,
                                                   const nlohmann::json& params, const Session& s,
                                                   const Principal& who, const McpRequest& req);
-  boost::asio::awaitable<nlohmann::json> call_tool(const nlohmann::json& id, const nlohmann::json& params,
-                                                   const Session& s, const Principal& who,
-                                                   const McpRequest& req);
+  // tools/call: the response's JSON text (a data answer is written as
+  // text from the start, never as a tree).
+  boost::asio::awaitable<std::string> call_tool(const nlohmann::json& id, const nlohmann::json& params,
+                                                const Session& s, const Principal& who,
+                                                const McpRequest& req);
   nlohmann::json initialize(const nlohmann::json& id, const nlohmann::json& params,
                             const Principal& who, McpResponse& out);
   std::vector<const ToolDef*> visible_tools(const Principal& who) const;
@@ -151,9 +161,9 @@ class McpServer {
     std::string key_;
     std::shared_ptr<std::atomic<bool>> flag_;
   };
-  nlohmann::json audit_record(const Principal& who, const Session& s, const McpRequest& req,
-                              const std::string& tool, const nlohmann::json& args, const ToolOutcome& outcome,
-                              std::chrono::steady_clock::time_point started) const;
+  AuditEntry audit_record(const Principal& who, const Session& s, const McpRequest& req,
+                          const std::string& tool, const nlohmann::json& args, const ToolOutcome& outcome,
+                          std::chrono::steady_clock::time_point started) const;
 
   struct PendingReply {
     explicit PendingReply(const boost::asio::any_io_executor& ex) : answer(ex, 1) {}

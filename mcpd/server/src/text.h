@@ -3,6 +3,7 @@
 // invalid UTF-8; a header byte 0xFF must never be able to stop the audit.)
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -17,5 +18,58 @@ std::string clean_text(std::string_view s, std::size_t max_bytes);
 // Compact JSON text that never throws: invalid UTF-8 in a string (from a
 // client or a data source) becomes U+FFFD.
 std::string to_text(const nlohmann::json& j);
+
+// `s` as a JSON string literal appended to `out`: quoted, escaped like
+// to_text() does, invalid UTF-8 replaced by U+FFFD.
+void append_json_string(std::string& out, std::string_view s);
+
+// Compact JSON written straight into a string, for the per-call hot path
+// (answers, audit records) where a tree built only to be dumped would
+// cost more than the work it describes. Keys are the caller's literals
+// (never escaped); values are escaped as to_text() would.
+//   JsonObject(out).str("kind", "tool_call").num("rows", 3).close();
+class JsonObject {
+ public:
+  explicit JsonObject(std::string& out) : out_(out) { out_ += '{'; }
+  JsonObject& str(std::string_view key, std::string_view value) {
+    field(key);
+    append_json_string(out_, value);
+    return *this;
+  }
+  JsonObject& num(std::string_view key, std::int64_t value) {
+    field(key);
+    out_ += std::to_string(value);
+    return *this;
+  }
+  JsonObject& boolean(std::string_view key, bool value) {
+    field(key);
+    out_ += value ? "true" : "false";
+    return *this;
+  }
+  // `json` must be one complete JSON value (to_text() of something, or
+  // text another JsonObject wrote).
+  JsonObject& raw(std::string_view key, std::string_view json) {
+    field(key);
+    out_ += json;
+    return *this;
+  }
+  // Starts a value the caller writes itself; then close() as usual.
+  std::string& value(std::string_view key) {
+    field(key);
+    return out_;
+  }
+  void close() { out_ += '}'; }
+
+ private:
+  void field(std::string_view key) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    out_ += '"';
+    out_ += key;
+    out_ += "\":";
+  }
+  std::string& out_;
+  bool first_ = true;
+};
 
 }  // namespace sluice::mcpd

@@ -33,9 +33,35 @@ ToolOutcome failure(const DataError& e) {
 // A successful result: the body as text and as structured content.
 ToolOutcome answer(const nlohmann::json& body, std::int64_t rows) {
   ToolOutcome o;
-  o.result = text_result(to_text(body), false, body);
+  o.body = to_text(body);
   o.rows = rows;
   return o;
+}
+
+// A query's answer as JSON text (columns, row_count, rows, truncated),
+// written directly: it is the one per-call payload whose size the caller
+// controls, and it is sent twice (as text and as structured content).
+std::string query_text(const QueryResult& r) {
+  std::string out;
+  JsonObject o(out);
+  std::string& columns = o.value("columns");
+  columns += '[';
+  for (std::size_t i = 0; i < r.columns.size(); ++i) {
+    if (i) columns += ',';
+    append_json_string(columns, r.columns[i]);
+  }
+  columns += ']';
+  o.num("row_count", static_cast<std::int64_t>(r.rows.size()));
+  std::string& rows = o.value("rows");
+  rows += '[';
+  for (std::size_t i = 0; i < r.rows.size(); ++i) {
+    if (i) rows += ',';
+    rows += to_text(r.rows[i]);
+  }
+  rows += ']';
+  o.boolean("truncated", r.truncated);
+  o.close();
+  return out;
 }
 
 ToolOutcome bad_arguments(const std::string& why) {
@@ -68,11 +94,6 @@ nlohmann::json stats_json(const EntityStats& s) {
   return out;
 }
 
-nlohmann::json query_json(const QueryResult& r) {
-  return {{"columns", r.columns}, {"rows", r.rows}, {"row_count", r.rows.size()},
-          {"truncated", r.truncated}};
-}
-
 // One statement on the caller's data source, parameters bound.
 ToolOutcome run_sql(Sources& sources, const Principal& p, const std::string& sql,
                     const std::vector<nlohmann::json>& params) {
@@ -80,7 +101,10 @@ ToolOutcome run_sql(Sources& sources, const Principal& p, const std::string& sql
   if (!src) return failure(src.error());
   auto r = (*src)->query(sql, params);
   if (!r) return failure(r.error());
-  return answer(query_json(*r), static_cast<std::int64_t>(r->rows.size()));
+  ToolOutcome o;
+  o.body = query_text(*r);
+  o.rows = static_cast<std::int64_t>(r->rows.size());
+  return o;
 }
 
 // A saved query's parameters, from the caller's object, in declared order
@@ -109,10 +133,39 @@ std::variant<std::string, std::vector<nlohmann::json>> bind_saved(const SavedQue
 
 }  // namespace
 
+std::string result_text(const ToolOutcome& outcome, bool structured) {
+  if (outcome.body.empty()) {
+    if (structured || !outcome.result.contains("structuredContent")) return to_text(outcome.result);
+    nlohmann::json plain = outcome.result;
+    plain.erase("structuredContent");
+    return to_text(plain);
+  }
+  // text_result(body, false, body), without parsing the body back.
+  std::string out;
+  out.reserve(2 * outcome.body.size() + 96);
+  out += R"({"content":[{"type":"text","text":)";
+  append_json_string(out, outcome.body);
+  out += R"(}],"isError":false)";
+  if (structured) {
+    out += R"(,"structuredContent":)";
+    out += outcome.body;
+  }
+  out += '}';
+  return out;
+}
+
 nlohmann::json text_result(const std::string& text, bool is_error, const nlohmann::json& structured) {
   nlohmann::json r = {{"content", {{{"type", "text"}, {"text", text}}}}, {"isError", is_error}};
   if (!structured.is_null()) r["structuredContent"] = structured;
   return r;
+}
+
+ToolOutcome internal_error(const std::string& detail) {
+  ToolOutcome o;
+  o.result = text_result("internal error", true);
+  o.status = "error";
+  o.detail = clean_text(detail, 256);
+  return o;
 }
 
 DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {

@@ -30,7 +30,15 @@ struct ToolOutcome {
   std::string status = "ok";
   std::int64_t rows = 0;
   std::string detail;
+  // Set instead of `result` by a successful data tool: its answer as JSON
+  // text, sent both as the text block and as structuredContent (written
+  // once, never parsed back into a tree).
+  std::string body;
 };
+
+// The outcome's CallToolResult as JSON text; without structuredContent
+// when `structured` is false (protocol 2025-03-26 has none).
+std::string result_text(const ToolOutcome& outcome, bool structured);
 
 // What a tool that talks to the client during a call may do: its
 // answer then travels as an SSE stream with notifications (and requests
@@ -116,5 +124,9 @@ class Toolbox {
 // A CallToolResult with one text block (and structured content).
 nlohmann::json text_result(const std::string& text, bool is_error,
                            const nlohmann::json& structured = nullptr);
+
+// A tool that failed by a bug, not by the caller's doing: audited with
+// `detail`, answered with nothing but "internal error".
+ToolOutcome internal_error(const std::string& detail);
 
 }  // namespace sluice::mcpd

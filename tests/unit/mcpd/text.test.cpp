@@ -23,3 +23,40 @@ TEST_CASE("mcpd::clean_text makes untrusted text valid UTF-8 within a byte budge
     CHECK(clean_text("abc", 0).empty());
   }
 }
+
+TEST_CASE("mcpd::append_json_string writes what a JSON parser reads back", "[mcpd][text]") {
+  using sluice::mcpd::append_json_string;
+  const auto round_trip = [](const std::string& s) {
+    std::string out;
+    append_json_string(out, s);
+    return nlohmann::json::parse(out).get<std::string>();
+  };
+  SECTION("plain, escaped and control characters survive exactly") {
+    for (const std::string& s : {std::string(""), std::string("plain"), std::string("q\"b\\s/"),
+                                 std::string("\b\f\n\r\t"), std::string("\x01\x1f\x7f", 3),
+                                 std::string("nul\0in", 6), std::string("é ✓ 😀")}) {
+      CHECK(round_trip(s) == s);
+    }
+  }
+  SECTION("the same text as nlohmann's own serialiser for valid input") {
+    const std::string s = "a\"b\\c\n\x02 é";
+    std::string out;
+    append_json_string(out, s);
+    CHECK(out == nlohmann::json(s).dump());
+  }
+  SECTION("invalid UTF-8 becomes U+FFFD and the text still parses") {
+    for (const std::string& bad : {std::string("\xff"), std::string("a\xc3"), std::string("\xed\xa0\x80"),
+                                   std::string("\xc0\xaf"), std::string("\xf4\x90\x80\x80")}) {
+      const std::string back = round_trip(bad);
+      CHECK(back.find("\xEF\xBF\xBD") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("mcpd::JsonObject writes compact objects", "[mcpd][text]") {
+  std::string out;
+  sluice::mcpd::JsonObject(out).str("a", "x\"y").num("n", -42).boolean("b", true).raw("r", "[1,{}]").close();
+  CHECK(out == R"({"a":"x\"y","n":-42,"b":true,"r":[1,{}]})");
+  const auto j = nlohmann::json::parse(out);
+  CHECK(j["a"] == "x\"y");
+}
