@@ -21,6 +21,7 @@ struct McpdOptions {
   std::string tenant, user = "admin", data_source, scopes = "read,query", name = "key", key_id, role = "viewer";
   std::int64_t user_id = 0, tenant_id = 0;
   std::string db = "/var/lib/sluice/mcpd.db";
+  std::string anchors;
   std::string policy_file;
   bool json_out = false;
 };
@@ -146,21 +147,33 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
   audit->require_subcommand(1);
   auto* verify = audit->add_subcommand("verify", "check the hash chain of every record (read-only)");
   verify->add_option("--db", o->db, "sluice-mcpd's database");
+  verify->add_option("--anchors", o->anchors,
+                     "the anchor file of chain heads (default: audit.anchors beside the database, if present)");
   verify->add_flag("--json", o->json_out, "print the verdict as JSON");
   verify->callback([o, &exit_code] {
-    auto v = sluice::mcpd::verify_audit(o->db);
+    std::string anchors = o->anchors;
+    if (anchors.empty()) {
+      const auto slash = o->db.rfind('/');
+      const std::string beside = (slash == std::string::npos ? std::string() : o->db.substr(0, slash + 1)) + "audit.anchors";
+      if (::access(beside.c_str(), F_OK) == 0) anchors = beside;
+    }
+    auto v = sluice::mcpd::verify_audit(o->db, anchors);
     if (!v) {
       std::cerr << "sluicectl: " << v.error().what << "\n";
       exit_code = kExitInvalid;
       return;
     }
     if (o->json_out) {
-      std::cout << nlohmann::json{{"ok", v->ok}, {"records", v->records}, {"bad_seq", v->bad_seq},
-                                  {"problem", v->problem}, {"head_hash", v->head_hash}}
+      std::cout << nlohmann::json{{"ok", v->ok},           {"records", v->records},
+                                  {"bad_seq", v->bad_seq}, {"problem", v->problem},
+                                  {"head_hash", v->head_hash}, {"anchors", v->anchors},
+                                  {"anchors_file", anchors}}
                        .dump(2)
                 << "\n";
     } else if (v->ok) {
-      std::cout << "audit chain intact: " << v->records << " records, head " << v->head_hash << "\n";
+      std::cout << "audit chain intact: " << v->records << " records, head " << v->head_hash;
+      if (!anchors.empty()) std::cout << "; " << v->anchors << " anchors in " << anchors << " match";
+      std::cout << "\n";
     } else {
       std::cout << "audit chain BROKEN at seq " << v->bad_seq << ": " << v->problem << " (" << v->records
                 << " records verified before it)\n";

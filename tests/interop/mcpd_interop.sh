@@ -15,7 +15,9 @@ work=$(mktemp -d /tmp/sluice-interop-XXXXXX)
 "$build/mcpd/data/sluice-demo-data" --out "$work/bank.db" --customers 300 --transactions 3000 >/dev/null
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  # An append-only anchor file cannot be removed until its attribute is.
+  chattr -a "$work"/*/data/audit.anchors 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -55,3 +57,32 @@ MCPD_URL="$strict_url" KEY_SUPER="$strict_key" NODE_EXTRA_CA_CERTS="$work/strict
 # Every call above was audited, and both chains hold.
 "$ctl" audit verify --db "$work/sdk/data/mcpd.db"
 "$ctl" audit verify --db "$strict_db"
+
+# The anchor file exposes a log cut short, and resists being cut itself.
+# The SDK's mcpd stops (anchoring its head), the file is made append-only
+# as an install makes it, then the log's last records are deleted.
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+sdk_db="$work/sdk/data/mcpd.db"
+anchors="$work/sdk/data/audit.anchors"
+"$ctl" audit verify --db "$sdk_db" | grep -q "anchors in $anchors match" ||
+  { echo "mcpd_interop: audit verify did not check the anchors" >&2; exit 1; }
+if [ "$(id -u)" -eq 0 ]; then
+  chattr +a "$anchors"
+  if (: >"$anchors") 2>/dev/null; then echo "mcpd_interop: an append-only anchor file was truncated" >&2; exit 1; fi
+fi
+sqlite3 "$sdk_db" "DELETE FROM audit WHERE seq > (SELECT max(seq) - 3 FROM audit)"
+set +e
+verdict=$("$ctl" audit verify --db "$sdk_db")
+rc=$?
+set -e
+echo "$verdict"
+[ "$rc" -eq 1 ] && grep -q "cut short" <<<"$verdict" ||
+  { echo "mcpd_interop: a log cut short passed audit verify (rc $rc)" >&2; exit 1; }
+# Nor does sluice-mcpd start on it.
+set +e
+timeout 20 "$build/mcpd/server/sluice-mcpd" --config "$work/sdk/mcpd.toml" >"$work/sdk/restart.out" 2>&1
+rc=$?
+set -e
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "records were cut off" "$work/sdk/restart.out" ||
+  { echo "mcpd_interop: sluice-mcpd started on a log cut short (rc $rc)" >&2; cat "$work/sdk/restart.out" >&2; exit 1; }
+echo "mcpd_interop: a log cut short is refused by audit verify and by sluice-mcpd"

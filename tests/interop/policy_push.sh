@@ -23,7 +23,7 @@ work=$(mktemp -d /tmp/sluice-push-XXXXXX)
 mkdir -p "$run"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   pkill -9 -f "$run/agent.toml" 2>/dev/null || true   # an agent the test restarted
   "$agent_bin" --config "$run/agent.toml" --uninstall >/dev/null 2>&1 || true
   rm -rf "$work" "$run"

@@ -48,6 +48,8 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   AuditOptions ao;
   ao.journal = c.journal;
   ao.coalesce = c.audit_group_wait;
+  if (c.audit_anchors) ao.anchors = c.anchors();
+  ao.anchor_interval = c.audit_anchor_interval;
   auto audit = AuditLog::open(c.database(), ao);
   if (!audit) return tl::unexpected(audit.error());
   app->audit_ = std::move(*audit);
@@ -263,6 +265,8 @@ HttpResponse App::metrics() const {
   line("sluice_mcpd_audit_records_total", "audit records committed", "counter", static_cast<double>(audit_->committed()));
   line("sluice_mcpd_audit_commits_total", "audit transactions committed (records per commit: the group size)", "counter", static_cast<double>(audit_->commits()));
   line("sluice_mcpd_audit_failures_total", "audit records that could not be written", "counter", static_cast<double>(audit_->failed()));
+  line("sluice_mcpd_audit_anchor_failures_total", "audit chain heads that could not be written to the anchor file", "counter", static_cast<double>(audit_->anchor_failures()));
+  line("sluice_mcpd_audit_anchors_append_only", "1 when the anchor file has the append-only attribute", "gauge", audit_->anchors_append_only() ? 1.0 : 0.0);
   line("sluice_mcpd_audit_dropped_total", "failed-authentication records dropped under a flood", "counter", static_cast<double>(audit_->dropped()));
   line("sluice_mcpd_sessions", "live MCP sessions", "gauge", static_cast<double>(sessions_->size()));
   line("sluice_mcpd_connections", "open HTTPS connections", "gauge", http_ ? static_cast<double>(http_->connections()) : 0.0);

@@ -1,6 +1,13 @@
 #include "audit.h"
 
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstring>
 
 #include <systemd/sd-journal.h>
 
@@ -12,11 +19,36 @@ namespace sluice::mcpd {
 namespace {
 
 constexpr char kLastRecord[] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+constexpr char kRecordHash[] = "SELECT hash FROM audit WHERE seq = ?";
+// An anchor line is at most 20 digits, a space, 64 hex digits, a newline.
+constexpr std::size_t kAnchorTail = 256;
 constexpr char kInsert[] =
     "INSERT INTO audit(seq, ts_ms, kind, tenant, record, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)";
 constexpr char kRead[] =
     "SELECT seq, record, hash FROM audit WHERE (?1 = '' OR tenant = ?1) AND (?2 = 0 OR seq < ?2) "
     "AND (?3 = '' OR kind = ?3) ORDER BY seq DESC LIMIT ?4";
+
+// The last anchor of the file behind `fd`, if any. Only the file's tail is
+// read: the file grows for as long as the log lives.
+Result<std::optional<AuditAnchor>> last_anchor(int fd, const std::string& path) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return fail("audit anchors: stat " + path);
+  if (st.st_size == 0) return std::optional<AuditAnchor>{};
+  const off_t from = st.st_size > static_cast<off_t>(kAnchorTail) ? st.st_size - static_cast<off_t>(kAnchorTail) : 0;
+  std::string tail(static_cast<std::size_t>(st.st_size - from), '\0');
+  if (::pread(fd, tail.data(), tail.size(), from) != static_cast<ssize_t>(tail.size())) {
+    return fail("audit anchors: read " + path);
+  }
+  // The whole last line: after the newline that ends the one before it.
+  std::string_view text = tail;
+  if (text.back() != '\n') return fail("audit anchors: " + path + " ends in a torn line");
+  const auto start = text.substr(0, text.size() - 1).rfind('\n');
+  if (start == std::string_view::npos && from > 0) return fail("audit anchors: " + path + " ends in an overlong line");
+  text.remove_prefix(start == std::string_view::npos ? 0 : start + 1);
+  auto parsed = parse_anchors(text);
+  if (!parsed) return fail("audit anchors: " + path + ": last " + parsed.error().what);
+  return std::optional<AuditAnchor>(parsed->back());
+}
 
 }  // namespace
 
@@ -48,6 +80,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, AuditO
     if (h.size() != 32) return fail("audit: the last record's hash is malformed");
     std::copy(h.begin(), h.end(), log->impl_->last_hash.begin());
   }
+  if (auto s = log->open_anchors(); !s) return tl::unexpected(s.error());
   auto reader = Db::open(path, /*create=*/false);
   if (!reader) return tl::unexpected(reader.error());
   log->impl_->reader = std::move(*reader);
@@ -58,7 +91,58 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, AuditO
   return log;
 }
 
-AuditLog::~AuditLog() { stop(); }
+Status AuditLog::open_anchors() {
+  if (options_.anchors.empty()) return {};
+  const std::string& path = options_.anchors;
+  anchors_fd_ = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (anchors_fd_ < 0) return fail("audit anchors: cannot open " + path + ": " + std::strerror(errno));
+  int flags = 0;
+  anchors_append_only_ = ::ioctl(anchors_fd_, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_APPEND_FL) != 0;
+  auto last = last_anchor(anchors_fd_, path);
+  if (!last) return tl::unexpected(last.error());
+  if (!*last) return {};
+  // The log must still hold the anchored head: started on a log that was
+  // cut short or rewritten, new records would only bury the evidence.
+  const AuditAnchor& a = **last;
+  if (a.seq > impl_->last_seq) {
+    return fail("audit: the log ends at seq " + std::to_string(impl_->last_seq) + " but seq " + std::to_string(a.seq) +
+                " was anchored in " + path + ": records were cut off; investigate before starting");
+  }
+  auto st = impl_->db.prepare(kRecordHash);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, a.seq);
+  auto row = st->step();
+  if (!row) return tl::unexpected(row.error());
+  const auto h = *row ? st->blob(0) : std::vector<std::uint8_t>{};
+  if (h.size() != 32 || !std::equal(h.begin(), h.end(), a.hash.begin())) {
+    return fail("audit: record " + std::to_string(a.seq) + " differs from its anchor in " + path +
+                ": the log was rewritten; investigate before starting");
+  }
+  anchored_seq_ = a.seq;
+  return {};
+}
+
+void AuditLog::anchor(bool force) {
+  const std::int64_t seq = impl_->last_seq;
+  if (anchors_fd_ < 0 || seq == anchored_seq_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && now - anchored_at_ < options_.anchor_interval) return;
+  anchored_at_ = now;  // a failing file is retried once per interval, not in a loop
+  const std::string line = anchor_line(seq, impl_->last_hash);
+  // One write of one line to an O_APPEND file: never interleaved. Synced,
+  // so a crash leaves no torn line behind a durable record.
+  if (::write(anchors_fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
+      ::fdatasync(anchors_fd_) != 0) {
+    ++anchor_failures_;
+    return;
+  }
+  anchored_seq_ = seq;
+}
+
+AuditLog::~AuditLog() {
+  stop();
+  if (anchors_fd_ >= 0) ::close(anchors_fd_);
+}
 
 void AuditLog::stop() {
   {
@@ -141,7 +225,19 @@ void AuditLog::run() {
     {
       std::unique_lock lock(mu_);
       writer_state_ = WriterState::idle;
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      const auto has_work = [&] { return stopping_ || !queue_.empty(); };
+      while (!has_work()) {
+        // A head committed but not yet anchored is anchored when its
+        // interval ends, even if no record follows it.
+        if (anchors_fd_ >= 0 && anchored_seq_ != impl_->last_seq) {
+          if (cv_.wait_until(lock, anchored_at_ + options_.anchor_interval, has_work)) break;
+          lock.unlock();
+          anchor(false);
+          lock.lock();
+        } else {
+          cv_.wait(lock, has_work);
+        }
+      }
       // Calls still running will append within moments: one commit (one
       // fsync) for them all rather than one each. Bounded: coalesce at most.
       writer_state_ = WriterState::gathering;
@@ -151,7 +247,11 @@ void AuditLog::run() {
       }
       writer_state_ = WriterState::committing;
       // Drain before stopping: everything accepted gets an answer.
-      if (queue_.empty()) return;
+      if (queue_.empty()) {
+        lock.unlock();
+        anchor(/*force=*/true);
+        return;
+      }
       while (!queue_.empty() && batch.size() < options_.max_batch) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -180,6 +280,8 @@ void AuditLog::run() {
                        : std::nullopt);
     }
     batch.clear();
+    // After the answers: the anchor's own sync never delays a call.
+    if (ok) anchor(false);
   }
 }
 
@@ -346,6 +448,8 @@ std::uint64_t AuditLog::dropped() const {
   std::lock_guard lock(mu_);
   return dropped_;
 }
+
+std::uint64_t AuditLog::anchor_failures() const { return anchor_failures_.load(); }
 
 std::uint64_t AuditLog::failed() const {
   std::lock_guard lock(mu_);

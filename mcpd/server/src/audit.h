@@ -3,9 +3,11 @@
 //   hash_n = SHA-256(hash_{n-1} || seq_n as 8 bytes big-endian || record_n)
 // with hash_0 = 32 zero bytes, so editing, deleting, inserting or
 // reordering any record breaks the chain at that point (verify_audit).
-// Cutting records off the end leaves a valid shorter chain: every record
-// also goes to the systemd journal with its seq and hash, which is the
-// independent copy to compare the head against.
+// Cutting records off the end leaves a valid shorter chain. Two copies of
+// the head live outside the database: the anchor file (AuditOptions::
+// anchors, meant to be append-only, chattr +a), which gets the head after
+// a commit at most once per anchor_interval and at stop; and the systemd
+// journal, which gets every record with its seq and hash.
 //
 // Durable before acknowledged: append() completes only after the
 // transaction holding the record has committed (WAL, synchronous=FULL).
@@ -13,6 +15,7 @@
 // commit was in flight (group commit), so one fsync covers many calls.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -60,6 +63,12 @@ struct AuditOptions {
   // the writer waits up to this long for their records before committing,
   // so one fsync covers them all. Zero: commit whatever is queued at once.
   std::chrono::microseconds coalesce{250};
+  // Anchor file (empty: none). On open, its last anchor must name a record
+  // of the log with that hash, or the log refuses to open (cut short or
+  // rewritten since). Records committed after the last anchor, at most
+  // anchor_interval's worth, could be cut off undetected by the anchors.
+  std::string anchors;
+  std::chrono::milliseconds anchor_interval{1000};
 };
 
 class AuditLog {
@@ -145,6 +154,9 @@ class AuditLog {
   [[nodiscard]] std::uint64_t commits() const;  // transactions: committed() / commits() = group size
   [[nodiscard]] std::uint64_t failed() const;
   [[nodiscard]] std::uint64_t dropped() const;
+  [[nodiscard]] std::uint64_t anchor_failures() const;
+  // Whether the anchor file has the append-only attribute (read on open).
+  [[nodiscard]] bool anchors_append_only() const { return anchors_append_only_; }
 
  private:
   struct Pending {
@@ -156,6 +168,10 @@ class AuditLog {
   void run();
   bool commit(std::vector<Pending>& batch);
   void expect(int delta);
+  // Writer thread only: appends the head if it moved and `force` or the
+  // interval has passed since the last anchor.
+  void anchor(bool force);
+  Status open_anchors();
 
   AuditOptions options_;
   struct Impl;
@@ -173,6 +189,11 @@ class AuditLog {
   enum class WriterState { idle, gathering, committing };
   WriterState writer_state_ = WriterState::committing;
   std::uint64_t committed_ = 0, commits_ = 0, failed_ = 0, dropped_ = 0;
+  std::atomic<std::uint64_t> anchor_failures_{0};
+  int anchors_fd_ = -1;
+  bool anchors_append_only_ = false;
+  std::int64_t anchored_seq_ = 0;  // writer thread only
+  std::chrono::steady_clock::time_point anchored_at_{};
   std::thread writer_;
 };
 

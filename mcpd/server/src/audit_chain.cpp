@@ -3,6 +3,9 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -23,7 +26,60 @@ KeyHash chain_hash(const KeyHash& prev, std::int64_t seq, const std::string& rec
   return sha256(buf);
 }
 
-Result<AuditVerdict> verify_audit(const std::string& path) {
+std::string anchor_line(std::int64_t seq, const KeyHash& hash) {
+  return std::to_string(seq) + " " + to_hex(hash.data(), hash.size()) + "\n";
+}
+
+Result<std::vector<AuditAnchor>> parse_anchors(std::string_view text) {
+  std::vector<AuditAnchor> out;
+  std::size_t line_no = 0;
+  while (!text.empty()) {
+    ++line_no;
+    const auto nl = text.find('\n');
+    const auto where = [&] { return "anchor line " + std::to_string(line_no) + ": "; };
+    // A last line without its newline is a write cut short by a crash, or
+    // something else: either way not an anchor to trust.
+    if (nl == std::string_view::npos) return fail(where() + "not terminated by a newline");
+    const std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl + 1);
+    const auto space = line.find(' ');
+    AuditAnchor a;
+    const std::string_view seq = line.substr(0, space);
+    const auto [end, err] = std::from_chars(seq.data(), seq.data() + seq.size(), a.seq);
+    if (space == std::string_view::npos || err != std::errc() || end != seq.data() + seq.size() || a.seq <= 0 ||
+        seq.front() == '0') {
+      return fail(where() + "malformed sequence number");
+    }
+    const std::string_view hex = line.substr(space + 1);
+    if (hex.size() != 64) return fail(where() + "malformed hash");
+    for (std::size_t i = 0; i < 32; ++i) {
+      const auto nibble = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        return -1;
+      };
+      const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+      if (hi < 0 || lo < 0) return fail(where() + "malformed hash");
+      a.hash[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+    }
+    if (!out.empty() && a.seq <= out.back().seq) return fail(where() + "sequence numbers do not increase");
+    out.push_back(a);
+  }
+  return out;
+}
+
+Result<AuditVerdict> verify_audit(const std::string& path, const std::string& anchors_path) {
+  std::vector<AuditAnchor> anchors;
+  if (!anchors_path.empty()) {
+    std::ifstream in(anchors_path, std::ios::binary);
+    if (!in) return fail("cannot open " + anchors_path);
+    std::ostringstream text;
+    text << in.rdbuf();
+    auto parsed = parse_anchors(text.str());
+    if (!parsed) return fail(anchors_path + ": " + parsed.error().what);
+    anchors = std::move(*parsed);
+  }
+  std::size_t next_anchor = 0;
   sqlite3* raw = nullptr;
   if (sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
     sqlite3_close_v2(raw);
@@ -87,7 +143,14 @@ Result<AuditVerdict> verify_audit(const std::string& path) {
             !ts->is_number_integer() || kind->get<std::string>() != walk.text(2) ||
             tenant->get<std::string>() != walk.text(3) || ts->get<std::int64_t>() != walk.int64(1)) {
           out = bad(seq, "indexed columns differ from the record");
+        } else if (next_anchor < anchors.size() && anchors[next_anchor].seq == seq &&
+                   !std::equal(h.begin(), h.end(), anchors[next_anchor].hash.begin())) {
+          out = bad(seq, "record differs from its anchor (the log was rewritten from here)");
         } else {
+          if (next_anchor < anchors.size() && anchors[next_anchor].seq == seq) {
+            ++next_anchor;
+            ++v.anchors;
+          }
           prev = h;
           ++expect;
           ++v.records;
@@ -101,8 +164,17 @@ Result<AuditVerdict> verify_audit(const std::string& path) {
     return out;
   }
   sqlite3_close_v2(raw);
-  v.ok = true;
   v.head_hash = to_hex(prev.data(), prev.size());
+  if (next_anchor < anchors.size()) {
+    // Anchors are checked in order as the walk passes them, so the first
+    // one left names a record the chain ends before.
+    const AuditAnchor& missing = anchors[next_anchor];
+    v.bad_seq = missing.seq;
+    v.problem = "records missing: seq " + std::to_string(missing.seq) + " was anchored but the log ends at seq " +
+                std::to_string(expect - 1) + " (cut short)";
+    return v;
+  }
+  v.ok = true;
   return v;
 }
 

@@ -116,6 +116,8 @@ const std::map<std::string, std::map<std::string, Reader>>& schema() {
         {"runtime_dir", text([](C& c, std::string v) { c.runtime_dir = std::move(v); }, true)},
         {"journal", boolean([](C& c, bool v) { c.journal = v; })},
         {"audit_group_wait_us", integer(0, 10000, [](C& c, std::int64_t v) { c.audit_group_wait = std::chrono::microseconds(v); })},
+        {"audit_anchors", boolean([](C& c, bool v) { c.audit_anchors = v; })},
+        {"audit_anchor_interval_ms", integer(10, 60000, [](C& c, std::int64_t v) { c.audit_anchor_interval = std::chrono::milliseconds(v); })},
         {"admin_uids", [](const toml::node& n, const std::string& name, C& c) -> Status {
            const toml::array* arr = n.as_array();
            if (!arr || arr->empty()) return fail("config: " + name + " must be a non-empty array of uids");

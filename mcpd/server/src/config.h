@@ -37,6 +37,10 @@ struct McpdConfig {
   // Group commit: how long the audit writer may hold a commit back for
   // records of calls still running (0: never).
   std::chrono::microseconds audit_group_wait{250};
+  // The audit chain's head is also appended to audit_anchors() (make it
+  // append-only: chattr +a), at most once per interval and at stop.
+  bool audit_anchors = true;
+  std::chrono::milliseconds audit_anchor_interval{1000};
   // [auth]
   unsigned lockout_failures = 10;
   std::chrono::seconds lockout_window{300};
@@ -59,6 +63,7 @@ struct McpdConfig {
   bool fixtures = false;  // the conformance suite's fixture tools
 
   [[nodiscard]] std::string database() const { return data_dir + "/mcpd.db"; }
+  [[nodiscard]] std::string anchors() const { return data_dir + "/audit.anchors"; }
   [[nodiscard]] std::string admin_socket() const { return runtime_dir + "/mcpd-admin.sock"; }
 };
 

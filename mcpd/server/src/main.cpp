@@ -117,6 +117,12 @@ int main(int argc, char** argv) {
   std::printf("sluice-mcpd: certificate %s%s\n", tls_files->cert.c_str(), tls_files->generated ? " (generated, self-signed)" : "");
   std::printf("sluice-mcpd: certificate SHA-256 fingerprint %s\n", tls_files->fingerprint.c_str());
   std::printf("sluice-mcpd: admin socket %s\n", config->admin_socket().c_str());
+  if (config->audit_anchors) {
+    std::printf("sluice-mcpd: audit anchors %s%s\n", config->anchors().c_str(),
+                a->audit().anchors_append_only() ? " (append-only)"
+                                                 : " (NOT append-only: as root, chattr +a it so the mcpd user "
+                                                   "cannot remove anchors)");
+  }
   std::printf("sluice-mcpd: allocator %s\n", allocator_in_use());
   std::fflush(stdout);
 

@@ -2,7 +2,10 @@
 
 #include <sqlite3.h>
 
+#include <cstring>
+#include <fstream>
 #include <future>
+#include <sstream>
 #include <thread>
 
 #include <memory>
@@ -27,6 +30,14 @@ void exec(const std::string& db, const std::string& sql) {
   REQUIRE(rc == SQLITE_OK);
 }
 
+AuditOptions opts(std::size_t max_batch, std::size_t max_pending) {
+  AuditOptions o;
+  o.max_batch = max_batch;
+  o.max_pending = max_pending;
+  o.journal = false;
+  return o;
+}
+
 // Writes n records and waits until all are durable.
 void write(AuditLog& log, int n, const std::string& tenant = "acme") {
   std::vector<std::future<std::optional<std::int64_t>>> done;
@@ -46,7 +57,7 @@ TEST_CASE("mcpd::AuditLog chains records and verify_audit finds any tampering", 
   const std::string db = dir.file("mcpd.db");
   REQUIRE(Store::open(db));
   {
-    auto log = AuditLog::open(db, {64, 65536, false});
+    auto log = AuditLog::open(db, opts(64, 65536));
     REQUIRE(log);
     write(**log, 20);
   }
@@ -110,7 +121,7 @@ TEST_CASE("mcpd::AuditLog chains records and verify_audit finds any tampering", 
     CHECK(v->bad_seq == 4);
   }
   SECTION("a reopened log continues the same chain") {
-    auto log = AuditLog::open(db, {64, 65536, false});
+    auto log = AuditLog::open(db, opts(64, 65536));
     REQUIRE(log);
     write(**log, 5);
     log->reset();
@@ -125,7 +136,7 @@ TEST_CASE("mcpd::AuditLog commits concurrent appends in groups, each acknowledge
   TempDir dir;
   const std::string db = dir.file("mcpd.db");
   REQUIRE(Store::open(db));
-  auto log = AuditLog::open(db, {256, 65536, false});
+  auto log = AuditLog::open(db, opts(256, 65536));
   REQUIRE(log);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) threads.emplace_back([&, t] { write(**log, 250, "t" + std::to_string(t)); });
@@ -192,7 +203,7 @@ TEST_CASE("mcpd::AuditLog survives hostile text in a record", "[mcpd][audit]") {
   TempDir dir;
   const std::string db = dir.file("mcpd.db");
   REQUIRE(Store::open(db));
-  auto log = AuditLog::open(db, {64, 65536, false});
+  auto log = AuditLog::open(db, opts(64, 65536));
   REQUIRE(log);
   auto p = std::make_shared<std::promise<std::optional<std::int64_t>>>();
   auto done = p->get_future();
@@ -209,7 +220,7 @@ TEST_CASE("mcpd::AuditLog keeps best-effort records out of a crowded queue", "[m
   const std::string db = dir.file("mcpd.db");
   REQUIRE(Store::open(db));
   SECTION("with room they are written like any other") {
-    auto log = AuditLog::open(db, {64, 65536, false});
+    auto log = AuditLog::open(db, opts(64, 65536));
     REQUIRE(log);
     (*log)->append_best_effort({{"kind", "auth_failure"}, {"tenant", ""}});
     write(**log, 1);  // the writer is FIFO: once this is durable, so is the one before
@@ -219,11 +230,178 @@ TEST_CASE("mcpd::AuditLog keeps best-effort records out of a crowded queue", "[m
     CHECK(records->size() == 1);
   }
   SECTION("past half the queue they are dropped and counted, never blocking a call's record") {
-    auto log = AuditLog::open(db, {64, 1, false});  // half of 1 is 0: no room for best effort
+    auto log = AuditLog::open(db, opts(64, 1));  // half of 1 is 0: no room for best effort
     REQUIRE(log);
     (*log)->append_best_effort({{"kind", "auth_failure"}, {"tenant", ""}});
     CHECK((*log)->dropped() == 1);
     write(**log, 1);
     CHECK((*log)->read("", 10, 0, "auth_failure")->empty());
   }
+}
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+AuditOptions anchored(const std::string& anchors, std::chrono::milliseconds interval = std::chrono::seconds(60)) {
+  AuditOptions o = opts(64, 65536);
+  o.anchors = anchors;
+  o.anchor_interval = interval;
+  return o;
+}
+
+// What an attacker with the database file does to hide a record: edit it
+// and recompute every hash from there on, leaving a valid chain.
+void rewrite_and_rechain(const std::string& db, std::int64_t seq) {
+  exec(db, "UPDATE audit SET record = replace(record, 'run_query', 'list_entities') WHERE seq = " +
+               std::to_string(seq));
+  sqlite3* h = nullptr;
+  REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+  sqlite3_stmt* rows = nullptr;
+  REQUIRE(sqlite3_prepare_v2(h, "SELECT seq, record, prev_hash FROM audit WHERE seq >= ? ORDER BY seq", -1, &rows,
+                             nullptr) == SQLITE_OK);
+  sqlite3_bind_int64(rows, 1, seq);
+  std::vector<std::pair<std::int64_t, std::string>> tail;
+  KeyHash prev{};
+  while (sqlite3_step(rows) == SQLITE_ROW) {
+    if (tail.empty()) std::memcpy(prev.data(), sqlite3_column_blob(rows, 2), 32);
+    tail.emplace_back(sqlite3_column_int64(rows, 0), reinterpret_cast<const char*>(sqlite3_column_text(rows, 1)));
+  }
+  sqlite3_finalize(rows);
+  for (const auto& [s, record] : tail) {
+    const KeyHash hash = chain_hash(prev, s, record);
+    sqlite3_stmt* up = nullptr;
+    REQUIRE(sqlite3_prepare_v2(h, "UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", -1, &up, nullptr) ==
+            SQLITE_OK);
+    sqlite3_bind_blob(up, 1, prev.data(), 32, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(up, 2, hash.data(), 32, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(up, 3, s);
+    REQUIRE(sqlite3_step(up) == SQLITE_DONE);
+    sqlite3_finalize(up);
+    prev = hash;
+  }
+  sqlite3_close(h);
+}
+
+}  // namespace
+
+TEST_CASE("mcpd::parse_anchors reads only well-formed, increasing anchor lines", "[mcpd][audit]") {
+  const std::string h(64, 'a');
+  SECTION("good lines parse") {
+    auto a = parse_anchors("1 " + h + "\n17 " + std::string(64, '0') + "\n");
+    REQUIRE(a);
+    REQUIRE(a->size() == 2);
+    CHECK((*a)[1].seq == 17);
+    CHECK((*a)[0].hash[0] == 0xaa);
+    CHECK(parse_anchors("")->empty());
+  }
+  SECTION("anything else is refused, with its line number") {
+    for (const std::string& bad :
+         {"1 " + h, "0 " + h + "\n", "01 " + h + "\n", "-1 " + h + "\n", "x " + h + "\n", "1  " + h + "\n",
+          "1 " + std::string(64, 'A') + "\n", "1 " + h.substr(1) + "\n", "1 " + h + "0\n",
+          "2 " + h + "\n2 " + h + "\n", "3 " + h + "\n2 " + h + "\n", "99999999999999999999 " + h + "\n"}) {
+      INFO(bad);
+      CHECK_FALSE(parse_anchors(bad));
+    }
+    auto e = parse_anchors("1 " + h + "\n2 zz\n");
+    REQUIRE_FALSE(e);
+    CHECK(e.error().what.find("line 2") != std::string::npos);
+  }
+  SECTION("a line is what anchor_line writes") {
+    KeyHash k{};
+    k[31] = 0x0f;
+    auto a = parse_anchors(anchor_line(42, k));
+    REQUIRE(a);
+    CHECK((*a)[0].seq == 42);
+    CHECK((*a)[0].hash == k);
+  }
+}
+
+TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut short is caught",
+          "[mcpd][audit]") {
+  TempDir dir;
+  const std::string db = dir.file("mcpd.db");
+  const std::string anchors = dir.file("audit.anchors");
+  REQUIRE(Store::open(db));
+  {
+    auto log = AuditLog::open(db, anchored(anchors));
+    REQUIRE(log);
+    write(**log, 20);
+  }  // stopping anchors the head, whatever the interval
+  auto lines = parse_anchors(read_file(anchors));
+  REQUIRE(lines);
+  REQUIRE_FALSE(lines->empty());
+  CHECK(lines->back().seq == 20);
+  auto clean = verify_audit(db, anchors);
+  REQUIRE(clean);
+  CHECK(clean->ok);
+  CHECK(clean->anchors == static_cast<std::int64_t>(lines->size()));
+
+  SECTION("records cut off the end: the chain alone looks intact, the anchors do not") {
+    exec(db, "DELETE FROM audit WHERE seq > 15");
+    CHECK(verify_audit(db)->ok);
+    auto v = verify_audit(db, anchors);
+    REQUIRE(v);
+    CHECK_FALSE(v->ok);
+    CHECK(v->bad_seq == 20);
+    CHECK(v->problem.find("cut short") != std::string::npos);
+    // Nor will the log open on it: new records would bury the evidence.
+    auto reopened = AuditLog::open(db, anchored(anchors));
+    REQUIRE_FALSE(reopened);
+    CHECK(reopened.error().what.find("cut off") != std::string::npos);
+  }
+  SECTION("a record rewritten and the chain recomputed behind an anchor") {
+    rewrite_and_rechain(db, 12);
+    CHECK(verify_audit(db)->ok);
+    auto v = verify_audit(db, anchors);
+    REQUIRE(v);
+    CHECK_FALSE(v->ok);
+    CHECK(v->bad_seq == 20);
+    CHECK(v->problem.find("differs from its anchor") != std::string::npos);
+    auto reopened = AuditLog::open(db, anchored(anchors));
+    REQUIRE_FALSE(reopened);
+    CHECK(reopened.error().what.find("rewritten") != std::string::npos);
+  }
+  SECTION("a reopened log goes on anchoring the same chain") {
+    {
+      auto log = AuditLog::open(db, anchored(anchors));
+      REQUIRE(log);
+      write(**log, 5);
+    }
+    auto v = verify_audit(db, anchors);
+    REQUIRE(v);
+    CHECK(v->ok);
+    CHECK(parse_anchors(read_file(anchors))->back().seq == 25);
+  }
+  SECTION("a torn or forged last line keeps the log closed") {
+    std::ofstream(anchors, std::ios::app) << "21 " << std::string(10, 'a');
+    CHECK_FALSE(AuditLog::open(db, anchored(anchors)));
+    CHECK_FALSE(verify_audit(db, anchors));
+  }
+}
+
+TEST_CASE("mcpd::AuditLog anchors a quiet head once its interval ends", "[mcpd][audit]") {
+  TempDir dir;
+  const std::string db = dir.file("mcpd.db");
+  const std::string anchors = dir.file("audit.anchors");
+  REQUIRE(Store::open(db));
+  auto log = AuditLog::open(db, anchored(anchors, std::chrono::milliseconds(50)));
+  REQUIRE(log);
+  write(**log, 3);
+  write(**log, 4);  // likely inside the first interval: anchored by the timer, not by a commit
+  // Bounded wait for the writer's timer, no fixed sleep.
+  std::int64_t last = 0;
+  for (int i = 0; i < 200 && last != 7; ++i) {
+    auto a = parse_anchors(read_file(anchors));
+    REQUIRE(a);
+    last = a->empty() ? 0 : a->back().seq;
+    if (last != 7) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(last == 7);
+  CHECK((*log)->anchor_failures() == 0);
 }

@@ -30,7 +30,12 @@ struct World {
   boost::asio::io_context io;
   boost::asio::thread_pool workers{2};
 
-  explicit World(AuditOptions audit_options = {64, 65536, false}) {
+  // No journal; `max_pending` records at most in the audit queue.
+  explicit World(std::size_t max_pending = 65536) {
+    AuditOptions audit_options;
+    audit_options.max_batch = 64;
+    audit_options.max_pending = max_pending;
+    audit_options.journal = false;
     DemoOptions demo;
     demo.customers = 50;
     demo.transactions = 500;
@@ -295,7 +300,7 @@ TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and 
 }
 
 TEST_CASE("mcpd::McpServer answers nothing it could not audit", "[mcpd][mcp]") {
-  World w({64, 0, false});  // the audit queue accepts nothing
+  World w(0);  // the audit queue accepts nothing
   const Principal querier = principal("qqqq", kScopeRead | kScopeQuery);
   const std::string sid = w.open_session(querier);
   auto r = body(w.post(call("run_query", {{"sql", "SELECT full_name FROM customers"}}), querier, sid));
