@@ -172,7 +172,12 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
                 << "\n";
     } else if (v->ok) {
       std::cout << "audit chain intact: " << v->records << " records, head " << v->head_hash;
-      if (!anchors.empty()) std::cout << "; " << v->anchors << " anchors in " << anchors << " match";
+      if (anchors.empty()) {
+        std::cout << "; anchors NOT checked (no audit.anchors beside the database; --anchors FILE): "
+                     "records cut off the end would not show";
+      } else {
+        std::cout << "; " << v->anchors << " anchors in " << anchors << " match";
+      }
       std::cout << "\n";
     } else {
       std::cout << "audit chain BROKEN at seq " << v->bad_seq << ": " << v->problem << " (" << v->records

@@ -66,9 +66,10 @@ sdk_db="$work/sdk/data/mcpd.db"
 anchors="$work/sdk/data/audit.anchors"
 "$ctl" audit verify --db "$sdk_db" | grep -q "anchors in $anchors match" ||
   { echo "mcpd_interop: audit verify did not check the anchors" >&2; exit 1; }
-if [ "$(id -u)" -eq 0 ]; then
-  chattr +a "$anchors"
+if [ "$(id -u)" -eq 0 ] && chattr +a "$anchors" 2>/dev/null; then
   if (: >"$anchors") 2>/dev/null; then echo "mcpd_interop: an append-only anchor file was truncated" >&2; exit 1; fi
+else
+  echo "mcpd_interop: no append-only attribute here (not root, or the file system lacks it); that part skipped"
 fi
 sqlite3 "$sdk_db" "DELETE FROM audit WHERE seq > (SELECT max(seq) - 3 FROM audit)"
 set +e

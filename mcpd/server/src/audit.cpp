@@ -20,35 +20,11 @@ namespace {
 
 constexpr char kLastRecord[] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 constexpr char kRecordHash[] = "SELECT hash FROM audit WHERE seq = ?";
-// An anchor line is at most 20 digits, a space, 64 hex digits, a newline.
-constexpr std::size_t kAnchorTail = 256;
 constexpr char kInsert[] =
     "INSERT INTO audit(seq, ts_ms, kind, tenant, record, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)";
 constexpr char kRead[] =
     "SELECT seq, record, hash FROM audit WHERE (?1 = '' OR tenant = ?1) AND (?2 = 0 OR seq < ?2) "
     "AND (?3 = '' OR kind = ?3) ORDER BY seq DESC LIMIT ?4";
-
-// The last anchor of the file behind `fd`, if any. Only the file's tail is
-// read: the file grows for as long as the log lives.
-Result<std::optional<AuditAnchor>> last_anchor(int fd, const std::string& path) {
-  struct stat st{};
-  if (::fstat(fd, &st) != 0) return fail("audit anchors: stat " + path);
-  if (st.st_size == 0) return std::optional<AuditAnchor>{};
-  const off_t from = st.st_size > static_cast<off_t>(kAnchorTail) ? st.st_size - static_cast<off_t>(kAnchorTail) : 0;
-  std::string tail(static_cast<std::size_t>(st.st_size - from), '\0');
-  if (::pread(fd, tail.data(), tail.size(), from) != static_cast<ssize_t>(tail.size())) {
-    return fail("audit anchors: read " + path);
-  }
-  // The whole last line: after the newline that ends the one before it.
-  std::string_view text = tail;
-  if (text.back() != '\n') return fail("audit anchors: " + path + " ends in a torn line");
-  const auto start = text.substr(0, text.size() - 1).rfind('\n');
-  if (start == std::string_view::npos && from > 0) return fail("audit anchors: " + path + " ends in an overlong line");
-  text.remove_prefix(start == std::string_view::npos ? 0 : start + 1);
-  auto parsed = parse_anchors(text);
-  if (!parsed) return fail("audit anchors: " + path + ": last " + parsed.error().what);
-  return std::optional<AuditAnchor>(parsed->back());
-}
 
 }  // namespace
 
@@ -94,16 +70,28 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, AuditO
 Status AuditLog::open_anchors() {
   if (options_.anchors.empty()) return {};
   const std::string& path = options_.anchors;
-  anchors_fd_ = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  // Never through a link planted in data_dir, never a FIFO (a full pipe
+  // would block the writer, and every audited call with it).
+  anchors_fd_ = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0640);
   if (anchors_fd_ < 0) return fail("audit anchors: cannot open " + path + ": " + std::strerror(errno));
   int flags = 0;
   anchors_append_only_ = ::ioctl(anchors_fd_, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_APPEND_FL) != 0;
-  auto last = last_anchor(anchors_fd_, path);
-  if (!last) return tl::unexpected(last.error());
-  if (!*last) return {};
+  // Every line, not just the last: a line appended by someone else (an
+  // older head, after the log was cut back to it) must not pass for the
+  // last anchor. Streams the file once, at start-up.
+  auto reader = AnchorReader::over(anchors_fd_);
+  if (!reader) return fail("audit anchors: " + path + ": " + reader.error().what);
+  std::optional<AuditAnchor> last;
+  while (true) {
+    auto a = reader->next();
+    if (!a) return fail("audit anchors: " + path + ": " + a.error().what + "; investigate before starting");
+    if (!*a) break;
+    last = *a;
+  }
+  if (!last) return {};
   // The log must still hold the anchored head: started on a log that was
   // cut short or rewritten, new records would only bury the evidence.
-  const AuditAnchor& a = **last;
+  const AuditAnchor& a = *last;
   if (a.seq > impl_->last_seq) {
     return fail("audit: the log ends at seq " + std::to_string(impl_->last_seq) + " but seq " + std::to_string(a.seq) +
                 " was anchored in " + path + ": records were cut off; investigate before starting");
@@ -131,12 +119,22 @@ void AuditLog::anchor(bool force) {
   const std::string line = anchor_line(seq, impl_->last_hash);
   // One write of one line to an O_APPEND file: never interleaved. Synced,
   // so a crash leaves no torn line behind a durable record.
-  if (::write(anchors_fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
-      ::fdatasync(anchors_fd_) != 0) {
-    ++anchor_failures_;
+  const ssize_t n = ::write(anchors_fd_, line.data(), line.size());
+  if (n == static_cast<ssize_t>(line.size())) {
+    // Written: never written again (a repeat would only be skipped by
+    // readers). A failed sync is counted; the next anchor's sync covers it.
+    anchored_seq_ = seq;
+    if (::fdatasync(anchors_fd_) != 0) ++anchor_failures_;
     return;
   }
-  anchored_seq_ = seq;
+  ++anchor_failures_;
+  if (n > 0) {
+    // Part of a line is in the file, and an append-only file cannot lose
+    // it: anything appended now would fuse with it. Stop anchoring; the
+    // torn line is what verify reports.
+    ::close(anchors_fd_);
+    anchors_fd_ = -1;
+  }
 }
 
 AuditLog::~AuditLog() {
@@ -157,12 +155,23 @@ AuditEntry audit_entry(nlohmann::json record) {
   AuditEntry e;
   if (!record.is_object()) record = nlohmann::json::object();
   record.erase("ts_ms");  // the log's own, added on append
-  e.kind = record.value("kind", std::string());
-  e.tenant = record.value("tenant", std::string());
+  const auto text_of = [&](const char* k) {
+    auto it = record.find(k);
+    return it != record.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  e.kind = text_of("kind");
+  e.tenant = text_of("tenant");
   record["kind"] = e.kind;
   record["tenant"] = e.tenant;
   e.text = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return e;
+}
+
+bool AuditLog::well_formed(const AuditEntry& e) {
+  // Compact object text, as audit_entry() and JsonObject write it: the
+  // writer splices "ts_ms" in after the brace.
+  const std::string_view t = e.text;
+  return t == "{}" || (t.size() > 2 && t.starts_with("{\"") && t.back() == '}');
 }
 
 void AuditLog::append(AuditEntry entry, std::function<void(std::optional<std::int64_t>)> done,
@@ -174,20 +183,20 @@ void AuditLog::append(AuditEntry entry, std::function<void(std::optional<std::in
       --expected_;
       expected->log_ = nullptr;
     }
-    if (!stopping_ && queue_.size() < options_.max_pending) {
+    if (!stopping_ && queue_.size() < options_.max_pending && well_formed(entry)) {
       queue_.push_back({std::move(entry), ts, std::move(done)});
       if (should_wake_locked()) cv_.notify_one();
       return;
     }
     ++failed_;
   }
-  done(std::nullopt);  // full or stopping: the caller fails closed
+  done(std::nullopt);  // full, stopping or malformed: the caller fails closed
 }
 
 void AuditLog::append_best_effort(AuditEntry entry) {
   const std::int64_t ts = now_ms();
   std::lock_guard lock(mu_);
-  if (stopping_ || queue_.size() >= options_.max_pending / 2) {
+  if (stopping_ || queue_.size() >= options_.max_pending / 2 || !well_formed(entry)) {
     ++dropped_;
     return;
   }
@@ -297,9 +306,8 @@ bool AuditLog::commit(std::vector<Pending>& batch) {
     for (Pending& p : batch) {
       // {"ts_ms":N, then the entry's own members.
       std::string text = "{\"ts_ms\":" + std::to_string(p.ts_ms);
-      const std::string_view given = p.entry.text;
-      const std::string_view members = given.size() >= 2 && given.front() == '{' ? given.substr(1) : "}";
-      if (members.size() > 1) text += ',';
+      const std::string_view members = std::string_view(p.entry.text).substr(1);  // well_formed()
+      if (members != "}") text += ',';
       text += members;
       const std::int64_t seq = m.last_seq + 1;
       const KeyHash h = chain_hash(m.last_hash, seq, text);

@@ -172,6 +172,7 @@ class AuditLog {
   // interval has passed since the last anchor.
   void anchor(bool force);
   Status open_anchors();
+  static bool well_formed(const AuditEntry& e);
 
   AuditOptions options_;
   struct Impl;

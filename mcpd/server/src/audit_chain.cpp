@@ -2,10 +2,16 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
-#include <fstream>
-#include <sstream>
+#include <cstring>
+#include <optional>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -30,56 +36,138 @@ std::string anchor_line(std::int64_t seq, const KeyHash& hash) {
   return std::to_string(seq) + " " + to_hex(hash.data(), hash.size()) + "\n";
 }
 
+Result<AuditAnchor> parse_anchor_line(std::string_view line) {
+  const auto space = line.find(' ');
+  AuditAnchor a;
+  const std::string_view seq = line.substr(0, space);
+  const auto [end, err] = std::from_chars(seq.data(), seq.data() + seq.size(), a.seq);
+  if (space == std::string_view::npos || seq.empty() || err != std::errc() || end != seq.data() + seq.size() ||
+      a.seq <= 0 || seq.front() == '0') {
+    return fail("malformed sequence number");
+  }
+  const std::string_view hex = line.substr(space + 1);
+  if (hex.size() != 64) return fail("malformed hash");
+  const auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < 32; ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return fail("malformed hash");
+    a.hash[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+  }
+  return a;
+}
+
+namespace {
+constexpr std::size_t kMaxAnchorLine = 128;  // 20 digits, a space, 64 hex digits
+constexpr std::size_t kAnchorChunk = 1 << 16;
+}  // namespace
+
+Result<AnchorReader> AnchorReader::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail("cannot open " + path + ": " + std::strerror(errno));
+  AnchorReader r(fd, true);  // closes fd on every path out
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return fail(path + " is not a regular file");
+  return r;
+}
+
+Result<AnchorReader> AnchorReader::over(int fd) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return fail("the anchor file is not a regular file");
+  return AnchorReader(fd, false);
+}
+
+AnchorReader::AnchorReader(AnchorReader&& o) noexcept
+    : fd_(std::exchange(o.fd_, -1)), owned_(o.owned_), offset_(o.offset_), eof_(o.eof_),
+      buf_(std::move(o.buf_)), pos_(o.pos_), line_(o.line_), prev_(o.prev_) {}
+
+AnchorReader::~AnchorReader() {
+  if (owned_ && fd_ >= 0) ::close(fd_);
+}
+
+Result<std::optional<AuditAnchor>> AnchorReader::next() {
+  while (true) {
+    const auto nl = buf_.find('\n', pos_);
+    if (nl == std::string::npos) {
+      const auto where = "anchor line " + std::to_string(line_ + 1) + ": ";
+      if (buf_.size() - pos_ > kMaxAnchorLine) return fail(where + "overlong");
+      if (eof_) {
+        if (pos_ == buf_.size()) return std::optional<AuditAnchor>{};
+        // A write cut short, or something else: no anchor to trust.
+        return fail(where + "torn (no newline at the end of the file)");
+      }
+      buf_.erase(0, pos_);
+      pos_ = 0;
+      const std::size_t have = buf_.size();
+      buf_.resize(have + kAnchorChunk);
+      const ssize_t n = ::pread(fd_, buf_.data() + have, kAnchorChunk, offset_);
+      if (n < 0) return fail("reading the anchor file: " + std::string(std::strerror(errno)));
+      buf_.resize(have + static_cast<std::size_t>(n));
+      offset_ += n;
+      eof_ = n == 0;
+      continue;
+    }
+    ++line_;
+    const std::string_view text(buf_.data() + pos_, nl - pos_);
+    pos_ = nl + 1;
+    const auto where = "anchor line " + std::to_string(line_) + ": ";
+    if (text.size() > kMaxAnchorLine) return fail(where + "overlong");
+    auto a = parse_anchor_line(text);
+    if (!a) return fail(where + a.error().what);
+    if (prev_ && a->seq == prev_->seq && a->hash == prev_->hash) continue;  // a retried write
+    if (prev_ && a->seq <= prev_->seq) {
+      return fail(where + "seq " + std::to_string(a->seq) + " after seq " + std::to_string(prev_->seq) +
+                  " (anchors must increase)");
+    }
+    prev_ = *a;
+    return std::optional<AuditAnchor>(*a);
+  }
+}
+
 Result<std::vector<AuditAnchor>> parse_anchors(std::string_view text) {
+  // Through a pipe-free path: an in-memory copy read by the same rules.
   std::vector<AuditAnchor> out;
   std::size_t line_no = 0;
+  std::optional<AuditAnchor> prev;
   while (!text.empty()) {
     ++line_no;
+    const auto where = "anchor line " + std::to_string(line_no) + ": ";
     const auto nl = text.find('\n');
-    const auto where = [&] { return "anchor line " + std::to_string(line_no) + ": "; };
-    // A last line without its newline is a write cut short by a crash, or
-    // something else: either way not an anchor to trust.
-    if (nl == std::string_view::npos) return fail(where() + "not terminated by a newline");
-    const std::string_view line = text.substr(0, nl);
+    if (nl == std::string_view::npos) return fail(where + "torn (no newline at the end of the file)");
+    auto a = parse_anchor_line(text.substr(0, nl));
     text.remove_prefix(nl + 1);
-    const auto space = line.find(' ');
-    AuditAnchor a;
-    const std::string_view seq = line.substr(0, space);
-    const auto [end, err] = std::from_chars(seq.data(), seq.data() + seq.size(), a.seq);
-    if (space == std::string_view::npos || err != std::errc() || end != seq.data() + seq.size() || a.seq <= 0 ||
-        seq.front() == '0') {
-      return fail(where() + "malformed sequence number");
-    }
-    const std::string_view hex = line.substr(space + 1);
-    if (hex.size() != 64) return fail(where() + "malformed hash");
-    for (std::size_t i = 0; i < 32; ++i) {
-      const auto nibble = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        return -1;
-      };
-      const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-      if (hi < 0 || lo < 0) return fail(where() + "malformed hash");
-      a.hash[i] = static_cast<std::uint8_t>(hi * 16 + lo);
-    }
-    if (!out.empty() && a.seq <= out.back().seq) return fail(where() + "sequence numbers do not increase");
-    out.push_back(a);
+    if (!a) return fail(where + a.error().what);
+    if (prev && a->seq == prev->seq && a->hash == prev->hash) continue;
+    if (prev && a->seq <= prev->seq) return fail(where + "anchors must increase");
+    prev = *a;
+    out.push_back(*a);
   }
   return out;
 }
 
 Result<AuditVerdict> verify_audit(const std::string& path, const std::string& anchors_path) {
-  std::vector<AuditAnchor> anchors;
+  std::optional<AnchorReader> anchors;
   if (!anchors_path.empty()) {
-    std::ifstream in(anchors_path, std::ios::binary);
-    if (!in) return fail("cannot open " + anchors_path);
-    std::ostringstream text;
-    text << in.rdbuf();
-    auto parsed = parse_anchors(text.str());
-    if (!parsed) return fail(anchors_path + ": " + parsed.error().what);
-    anchors = std::move(*parsed);
+    auto r = AnchorReader::open(anchors_path);
+    if (!r) return tl::unexpected(r.error());
+    anchors.emplace(std::move(*r));
   }
-  std::size_t next_anchor = 0;
+  // The next anchor not yet matched (anchors are read as the walk reaches them).
+  std::optional<AuditAnchor> pending;
+  std::string anchor_problem;
+  const auto advance = [&] {
+    auto n = anchors->next();
+    if (!n) {
+      anchor_problem = n.error().what;
+      pending.reset();
+    } else {
+      pending = *n;
+    }
+  };
+  if (anchors) advance();
   sqlite3* raw = nullptr;
   if (sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
     sqlite3_close_v2(raw);
@@ -143,13 +231,14 @@ Result<AuditVerdict> verify_audit(const std::string& path, const std::string& an
             !ts->is_number_integer() || kind->get<std::string>() != walk.text(2) ||
             tenant->get<std::string>() != walk.text(3) || ts->get<std::int64_t>() != walk.int64(1)) {
           out = bad(seq, "indexed columns differ from the record");
-        } else if (next_anchor < anchors.size() && anchors[next_anchor].seq == seq &&
-                   !std::equal(h.begin(), h.end(), anchors[next_anchor].hash.begin())) {
+        } else if (!anchor_problem.empty()) {
+          out = bad(seq, anchor_problem);
+        } else if (pending && pending->seq == seq && pending->hash != h) {
           out = bad(seq, "record differs from its anchor (the log was rewritten from here)");
         } else {
-          if (next_anchor < anchors.size() && anchors[next_anchor].seq == seq) {
-            ++next_anchor;
+          if (pending && pending->seq == seq) {
             ++v.anchors;
+            advance();
           }
           prev = h;
           ++expect;
@@ -165,12 +254,16 @@ Result<AuditVerdict> verify_audit(const std::string& path, const std::string& an
   }
   sqlite3_close_v2(raw);
   v.head_hash = to_hex(prev.data(), prev.size());
-  if (next_anchor < anchors.size()) {
-    // Anchors are checked in order as the walk passes them, so the first
-    // one left names a record the chain ends before.
-    const AuditAnchor& missing = anchors[next_anchor];
-    v.bad_seq = missing.seq;
-    v.problem = "records missing: seq " + std::to_string(missing.seq) + " was anchored but the log ends at seq " +
+  if (!anchor_problem.empty()) {
+    v.bad_seq = expect;
+    v.problem = anchor_problem;
+    return v;
+  }
+  if (pending) {
+    // Anchors are checked in order as the walk passes them, so one left
+    // names a record the chain ends before.
+    v.bad_seq = pending->seq;
+    v.problem = "records missing: seq " + std::to_string(pending->seq) + " was anchored but the log ends at seq " +
                 std::to_string(expect - 1) + " (cut short)";
     return v;
   }

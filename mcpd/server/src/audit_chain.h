@@ -27,10 +27,43 @@ struct AuditAnchor {
   KeyHash hash{};
 };
 
-// Every line must parse and seqs must increase: a malformed or
-// out-of-order line is itself evidence of tampering.
-Result<std::vector<AuditAnchor>> parse_anchors(std::string_view text);
+// One line's anchor ("<seq> <64 lowercase hex>", no newline).
+Result<AuditAnchor> parse_anchor_line(std::string_view line);
 std::string anchor_line(std::int64_t seq, const KeyHash& hash);
+
+// Reads an anchor file in order, one line at a time (the file grows for as
+// long as the log lives). Every line must parse and seqs must increase: a
+// malformed, torn or backward line is itself evidence of tampering. A line
+// identical to the one before it (a write retried after its sync failed)
+// is skipped.
+class AnchorReader {
+ public:
+  // `path` must name a regular file.
+  static Result<AnchorReader> open(const std::string& path);
+  // Reads the regular file behind `fd` from its start, leaving `fd` open.
+  static Result<AnchorReader> over(int fd);
+  AnchorReader(AnchorReader&& o) noexcept;
+  AnchorReader& operator=(AnchorReader&&) = delete;
+  AnchorReader(const AnchorReader&) = delete;
+  ~AnchorReader();
+
+  // The next anchor; nullopt at the end of the file. Errors name the line.
+  Result<std::optional<AuditAnchor>> next();
+
+ private:
+  AnchorReader(int fd, bool owned) : fd_(fd), owned_(owned) {}
+  int fd_ = -1;
+  bool owned_ = false;
+  std::int64_t offset_ = 0;  // of the file, read so far
+  bool eof_ = false;
+  std::string buf_;
+  std::size_t pos_ = 0;
+  std::int64_t line_ = 0;
+  std::optional<AuditAnchor> prev_;
+};
+
+// The whole text of an anchor file, by the same rules (for tests and tools).
+Result<std::vector<AuditAnchor>> parse_anchors(std::string_view text);
 
 struct AuditVerdict {
   bool ok = false;
@@ -43,7 +76,9 @@ struct AuditVerdict {
 
 // Walks the whole chain of the database at `path` (opened read-only).
 // With `anchors_path`, every anchor must name a record of the chain with
-// that exact hash: a log cut short or rewritten behind an anchor fails.
+// that exact hash: a log cut short or rewritten behind an anchor fails, and
+// so does an anchor file with a bad line (a verdict, not an error; only a
+// file that cannot be opened is an error).
 Result<AuditVerdict> verify_audit(const std::string& path, const std::string& anchors_path = {});
 
 }  // namespace sluice::mcpd

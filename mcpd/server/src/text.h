@@ -19,8 +19,9 @@ std::string clean_text(std::string_view s, std::size_t max_bytes);
 // client or a data source) becomes U+FFFD.
 std::string to_text(const nlohmann::json& j);
 
-// `s` as a JSON string literal appended to `out`: quoted, escaped like
-// to_text() does, invalid UTF-8 replaced by U+FFFD.
+// `s` as a JSON string literal appended to `out`: quoted and escaped as
+// to_text() does; each byte that starts no valid UTF-8 sequence becomes
+// one U+FFFD (nlohmann may fold a truncated sequence into one).
 void append_json_string(std::string& out, std::string_view s);
 
 // Compact JSON written straight into a string, for the per-call hot path
@@ -47,10 +48,10 @@ class JsonObject {
     return *this;
   }
   // `json` must be one complete JSON value (to_text() of something, or
-  // text another JsonObject wrote).
+  // text another JsonObject wrote); empty text is written as null.
   JsonObject& raw(std::string_view key, std::string_view json) {
     field(key);
-    out_ += json;
+    out_ += json.empty() ? std::string_view("null") : json;
     return *this;
   }
   // Starts a value the caller writes itself; then close() as usual.

@@ -299,12 +299,17 @@ TEST_CASE("mcpd::parse_anchors reads only well-formed, increasing anchor lines",
     CHECK((*a)[1].seq == 17);
     CHECK((*a)[0].hash[0] == 0xaa);
     CHECK(parse_anchors("")->empty());
+    // A line repeated exactly is a write retried after its sync failed.
+    auto repeated = parse_anchors("2 " + h + "\n2 " + h + "\n3 " + h + "\n");
+    REQUIRE(repeated);
+    CHECK(repeated->size() == 2);
   }
   SECTION("anything else is refused, with its line number") {
     for (const std::string& bad :
          {"1 " + h, "0 " + h + "\n", "01 " + h + "\n", "-1 " + h + "\n", "x " + h + "\n", "1  " + h + "\n",
-          "1 " + std::string(64, 'A') + "\n", "1 " + h.substr(1) + "\n", "1 " + h + "0\n",
-          "2 " + h + "\n2 " + h + "\n", "3 " + h + "\n2 " + h + "\n", "99999999999999999999 " + h + "\n"}) {
+          "1 " + std::string(64, 'A') + "\n", "1 " + h.substr(1) + "\n", "1 " + h + "0\n", "1 " + h + "\r\n",
+          "2 " + h + "\n2 " + std::string(64, 'b') + "\n", "3 " + h + "\n2 " + h + "\n",
+          "99999999999999999999 " + h + "\n", "+1 " + h + "\n"}) {
       INFO(bad);
       CHECK_FALSE(parse_anchors(bad));
     }
@@ -378,10 +383,34 @@ TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut s
     CHECK(v->ok);
     CHECK(parse_anchors(read_file(anchors))->back().seq == 25);
   }
-  SECTION("a torn or forged last line keeps the log closed") {
+  SECTION("a torn last line keeps the log closed and fails verify") {
     std::ofstream(anchors, std::ios::app) << "21 " << std::string(10, 'a');
     CHECK_FALSE(AuditLog::open(db, anchored(anchors)));
-    CHECK_FALSE(verify_audit(db, anchors));
+    auto v = verify_audit(db, anchors);
+    REQUIRE(v);  // a verdict, not an unreadable file
+    CHECK_FALSE(v->ok);
+    CHECK(v->problem.find("torn") != std::string::npos);
+  }
+  SECTION("an older head appended after cutting the log back to it is caught") {
+    // The attacker may append: cut the log to 15, then append 15's own
+    // anchor so that the last line names a record that exists.
+    exec(db, "DELETE FROM audit WHERE seq > 15");
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(h, "SELECT hash FROM audit WHERE seq = 15", -1, &st, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    KeyHash k{};
+    std::memcpy(k.data(), sqlite3_column_blob(st, 0), 32);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    std::ofstream(anchors, std::ios::app) << anchor_line(15, k);
+    auto reopened = AuditLog::open(db, anchored(anchors));
+    REQUIRE_FALSE(reopened);
+    CHECK(reopened.error().what.find("anchors must increase") != std::string::npos);
+    auto v = verify_audit(db, anchors);
+    REQUIRE(v);
+    CHECK_FALSE(v->ok);
   }
 }
 
@@ -404,4 +433,52 @@ TEST_CASE("mcpd::AuditLog anchors a quiet head once its interval ends", "[mcpd][
   }
   CHECK(last == 7);
   CHECK((*log)->anchor_failures() == 0);
+}
+
+TEST_CASE("mcpd::AnchorReader streams a long file and refuses what is not one", "[mcpd][audit]") {
+  TempDir dir;
+  const std::string path = dir.file("audit.anchors");
+  {
+    std::ofstream out(path);
+    KeyHash k{};
+    for (int i = 1; i <= 3000; ++i) {  // ~260 KB: several read chunks, lines across their edges
+      k[0] = static_cast<std::uint8_t>(i);
+      out << anchor_line(i, k);
+    }
+  }
+  auto r = AnchorReader::open(path);
+  REQUIRE(r);
+  std::int64_t n = 0, last = 0;
+  while (true) {
+    auto a = r->next();
+    REQUIRE(a);
+    if (!*a) break;
+    ++n;
+    last = (*a)->seq;
+    CHECK((*a)->hash[0] == static_cast<std::uint8_t>(last));
+  }
+  CHECK(n == 3000);
+  CHECK(last == 3000);
+  CHECK_FALSE(AnchorReader::open(dir.path()));  // a directory
+  CHECK_FALSE(AnchorReader::open(dir.file("missing")));
+}
+
+TEST_CASE("mcpd::AuditLog refuses a record that is not a JSON object's text", "[mcpd][audit]") {
+  TempDir dir;
+  const std::string db = dir.file("mcpd.db");
+  REQUIRE(Store::open(db));
+  auto log = AuditLog::open(db, opts(64, 65536));
+  REQUIRE(log);
+  for (const std::string& text : {std::string(), std::string("x"), std::string("{ }"), std::string("[1]")}) {
+    AuditEntry e;
+    e.kind = "tool_call";
+    e.text = text;
+    auto p = std::make_shared<std::promise<std::optional<std::int64_t>>>();
+    auto done = p->get_future();
+    (*log)->append(std::move(e), [p](std::optional<std::int64_t> seq) { p->set_value(seq); });
+    CHECK_FALSE(done.get());
+  }
+  write(**log, 1);
+  log->reset();
+  CHECK(verify_audit(db)->ok);
 }
