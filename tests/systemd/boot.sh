@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# boot.sh BUILD_DIR: sluice-mcpd's shipped units under a real systemd, run
+# as PID 1 of private namespaces (these machines have none as PID 1):
+# socket activation, Type=notify, the unprivileged user and no
+# capabilities, the append-only audit anchors from the tmpfiles snippet,
+# and IPAddressDeny=any + IPAddressAllow=localhost enforced by the kernel:
+# a process in the service's cgroup cannot reach a non-loopback address
+# that a process outside it can, while clients from that address are still
+# served through the socket unit's listener. Root; skipped (77) without it,
+# failed instead under SLUICE_REQUIRE_KERNEL=1. Removes its cgroups, pass
+# or fail.
+set -euo pipefail
+build=$(cd "$1" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/../.." && pwd)
+skip() {
+  echo "systemd_boot: $*"
+  [ "${SLUICE_REQUIRE_KERNEL:-0}" = "1" ] && exit 1
+  exit 77
+}
+[ "$(id -u)" -eq 0 ] || skip "needs root"
+[ -x /lib/systemd/systemd ] || skip "no /lib/systemd/systemd"
+cg2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' /proc/self/mountinfo)
+[ -n "$cg2" ] || skip "no cgroup2 mount"
+
+cg="$cg2/sluice-sd-$$"
+stage=$(mktemp -d /tmp/sluice-sd-XXXXXX)
+holder=
+status=0
+cleanup() {
+  # unshare --kill-child: its death takes systemd, PID 1 there, and with
+  # it every process of the namespace.
+  # (unshare ignores SIGTERM while it waits for its child: SIGKILL.)
+  if [ -n "$holder" ]; then kill -KILL "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true; fi
+  # systemd's unit tree outlives it: remove it, deepest first, once empty.
+  for _ in $(seq 100); do
+    [ -d "$cg" ] || break
+    find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    [ -d "$cg" ] && sleep 0.05
+  done
+  if [ -d "$cg" ]; then echo "systemd_boot: could not remove $cg" >&2; status=1; fi
+  rm -rf "$stage"
+  exit $status
+}
+trap 'status=$?; cleanup' EXIT
+fail() { echo "systemd_boot: $*" >&2; exit 1; }
+
+# The user database the namespace sees: the host's, plus what the shipped
+# sysusers snippet adds (never written to the host's /etc).
+mkdir -p "$stage/root/etc" "$stage/root/usr/lib/sysusers.d"
+for f in passwd group shadow gshadow; do cp "/etc/$f" "$stage/root/etc/$f" 2>/dev/null || : >"$stage/root/etc/$f"; done
+cp "$src/systemd/sluice.sysusers.conf" "$stage/root/usr/lib/sysusers.d/sluice.conf"
+systemd-sysusers --root="$stage/root" >/dev/null 2>&1 || fail "systemd-sysusers failed"
+
+mkdir "$cg"
+( echo "$BASHPID" >"$cg/cgroup.procs"
+  exec env SLUICE_BUILD="$build" SLUICE_SRC="$src" SLUICE_STAGE="$stage" \
+    unshare --pid --fork --kill-child=SIGKILL --mount --mount-proc --cgroup --net "$here/boot-inside.sh"
+) >"$stage/systemd.log" 2>&1 &
+holder=$!
+sd=
+for _ in $(seq 100); do
+  sd=$(pgrep -P "$holder" || true)
+  [ -n "$sd" ] && break
+  sleep 0.05
+done
+[ -n "$sd" ] || { cat "$stage/systemd.log" >&2; fail "systemd did not start"; }
+ns() { nsenter -t "$sd" -m -p -n -- "$@"; }
+state=
+for _ in $(seq 200); do
+  state=$(ns systemctl is-system-running 2>/dev/null || true)
+  case "$state" in running|degraded) break ;; esac
+  sleep 0.05
+done
+[ "$state" = running ] || { ns systemctl --failed --no-pager || true; cat "$stage/systemd.log" >&2; fail "systemd is $state"; }
+echo "systemd_boot: systemd $(ns systemctl --version | head -1 | cut -d' ' -f2) is PID 1 of the namespace, state $state"
+[ "$(ns systemctl is-active sluice-mcpd.socket)" = active ] || fail "sluice-mcpd.socket is not active"
+[ "$(ns systemctl is-active sluice-mcpd.service || true)" != active ] || fail "the service ran before any client"
+
+# The first client starts the service through the socket (Type=notify).
+health=$(ns curl -sk --max-time 20 https://127.0.0.1:8443/healthz || true)
+[ "$health" = '{"status":"ok"}' ] || { ns systemctl status sluice-mcpd.service --no-pager || true; fail "no answer through the socket unit: '$health'"; }
+[ "$(ns systemctl is-active sluice-mcpd.service)" = active ] || fail "sluice-mcpd.service is not active"
+pid=$(ns systemctl show -p MainPID --value sluice-mcpd.service)
+[ "$(ns ps -o user= -p "$pid" | tr -d ' ')" = sluice-mcpd ] || fail "sluice-mcpd does not run as sluice-mcpd"
+caps=$(ns awk '/^Cap(Prm|Eff|Bnd):/ { print $2 }' "/proc/$pid/status" | sort -u)
+[ "$caps" = 0000000000000000 ] || fail "sluice-mcpd holds capabilities: $caps"
+echo "systemd_boot: socket-activated sluice-mcpd answers as user sluice-mcpd with no capabilities"
+
+ns curl -sk --max-time 10 https://127.0.0.1:8443/metrics | grep -qx 'sluice_mcpd_audit_anchors_append_only 1' ||
+  fail "the audit anchor file is not append-only under the unit"
+echo "systemd_boot: audit.anchors from the tmpfiles snippet is append-only"
+
+# Egress from the service's cgroup: loopback yes, anything else no. The
+# same destination from outside the unit is reachable (a datagram leaves,
+# a connect is refused by the stack: nothing listens), so it is the unit's
+# rules that deny. systemd's filter drops packets at cgroup egress: a
+# datagram fails with EPERM, a TCP SYN is dropped (the connect never
+# completes; given 3 s here).
+probe=/run/sluice-test/build/tests/netprobe
+unit_cg=/sys/fs/cgroup/system.slice/sluice-mcpd.service
+out_udp=$(ns timeout 10 "$probe" udp 192.0.2.1 9 || true)
+out_tcp=$(ns timeout 10 "$probe" tcp 192.0.2.1 9 || true)
+in_udp=$(ns timeout 10 "$probe" --cgroup "$unit_cg" udp 192.0.2.1 9 || true)
+in_tcp=$(ns timeout 3 "$probe" --cgroup "$unit_cg" tcp 192.0.2.1 9 || true)
+in_loop=$(ns timeout 10 "$probe" --cgroup "$unit_cg" tcp 127.0.0.1 8443 || true)
+echo "systemd_boot: to 192.0.2.1 from outside the unit: udp '$out_udp', tcp '$out_tcp'"
+echo "systemd_boot: from sluice-mcpd's cgroup: udp '$in_udp', tcp '${in_tcp:-no answer in 3 s}'; to 127.0.0.1:8443 '$in_loop'"
+[ "$out_udp" = ok ] && [ "$out_tcp" = "errno 111 ECONNREFUSED" ] || fail "the control probes should reach 192.0.2.1"
+[ "$in_udp" = "errno 1 EPERM" ] || fail "a datagram left sluice-mcpd's cgroup for a non-loopback address: '$in_udp'"
+[ "$in_tcp" != ok ] && [ "$in_tcp" != "errno 111 ECONNREFUSED" ] || fail "a TCP connect from sluice-mcpd's cgroup reached 192.0.2.1: '$in_tcp'"
+[ "$in_loop" = ok ] || fail "sluice-mcpd's cgroup could not reach loopback: '$in_loop'"
+
+# Clients from a non-loopback address come in through the socket unit's
+# listener, which the service's IPAddressDeny does not cover.
+remote=$(ns curl -sk --max-time 10 --interface 192.0.2.1 https://192.0.2.1:8443/healthz || true)
+[ "$remote" = '{"status":"ok"}' ] || fail "a client from 192.0.2.1 was not served: '$remote'"
+echo "systemd_boot: a client from 192.0.2.1 is served; sluice-mcpd's own sockets reach loopback only"
