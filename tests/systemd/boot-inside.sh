@@ -5,7 +5,7 @@
 # database bound in; loopback only, plus 192.0.2.1 on lo as a "remote"
 # address that never leaves this namespace), installs the shipped units
 # with a drop-in that points them at the build, and execs systemd on a
-# target that starts nothing but sluice-mcpd.socket.
+# target that starts nothing but sluice-agent.service and sluice-mcpd.socket.
 set -euo pipefail
 mount --make-rprivate /
 ip link set lo up
@@ -19,23 +19,59 @@ for f in passwd group shadow gshadow; do mount --bind "$SLUICE_STAGE/root/etc/$f
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /var/tmp
 mount -t tmpfs -o mode=0755 tmpfs /var/lib
-# Rooted at this cgroup namespace: systemd builds its unit tree here.
+# Only cgroup2, rooted at this cgroup namespace: systemd builds its unit
+# tree here, and nothing else in the mount table (a hybrid host's v1
+# hierarchies and its own cgroup2 mount) is left for a daemon to find.
+umount -R /sys/fs/cgroup
 mount -t cgroup2 none /sys/fs/cgroup
 
 src=/run/sluice-test/src
 mkdir -p /run/tmpfiles.d /run/systemd/system/sluice-mcpd.service.d /run/systemd/system/sluice-mcpd.socket.d
 cp "$src/systemd/sluice.tmpfiles.conf" /run/tmpfiles.d/sluice.conf
 systemd-tmpfiles --create /run/tmpfiles.d/sluice.conf
-cp "$src/systemd/sluice-mcpd.service" "$src/systemd/sluice-mcpd.socket" /run/systemd/system/
+cp "$src/systemd/sluice-mcpd.service" "$src/systemd/sluice-mcpd.socket" "$src/systemd/sluice-agent.service" \
+  /run/systemd/system/
+mkdir -p /run/systemd/system/sluice-agent.service.d
+uid=$(id -u sluice-mcpd)
+# The agent: its own instance (bpffs pins are the host's), the broker from
+# the build, the tenant's "LLM" on loopback, sluice-mcpd's uid as a peer.
+cat >/run/sluice-test/agent.toml <<CFG
+instance = "$SLUICE_INSTANCE"
+runtime_dir = "/run/sluice"
+broker_path = "/run/sluice-test/build/daemon/sluice-broker"
+allow_loopback = true
+allowed_peer_uids = [$uid]
+[network]
+internal_networks = ["10.0.0.0/8"]
+CFG
+cat >/run/sluice-test/endpoints.json <<'JSON'
+{"internal_networks": ["10.0.0.0/8"], "endpoints": {"llm": ["http://127.0.0.1:11434"]}}
+JSON
+# sluice-mcpd: the shipped configuration with its [agent] section filled in.
+cat "$src/systemd/mcpd.toml" - >/run/sluice-test/mcpd.toml <<'CFG'
+[agent]
+socket = "/run/sluice/agent.sock"
+endpoints_file = "/run/sluice-test/endpoints.json"
+timeout_ms = 5000
+allow_loopback = true
+CFG
+"/run/sluice-test/build/mcpd/data/sluice-demo-data" --out /run/sluice-test/bank.db --customers 50 --transactions 200 >/dev/null
+# The test's only changes to the units: binaries from the build, those
+# configurations, and no default dependencies (this namespace boots
+# nothing else).
 cat >/run/systemd/system/sluice-mcpd.service.d/test.conf <<'UNIT'
-# The test's only changes: the binary from the build, the shipped
-# configuration from the sources, and no default dependencies (this
-# namespace boots nothing else).
 [Unit]
 DefaultDependencies=no
 [Service]
 ExecStart=
-ExecStart=/run/sluice-test/build/mcpd/server/sluice-mcpd --config /run/sluice-test/src/systemd/mcpd.toml
+ExecStart=/run/sluice-test/build/mcpd/server/sluice-mcpd --config /run/sluice-test/mcpd.toml
+UNIT
+cat >/run/systemd/system/sluice-agent.service.d/test.conf <<'UNIT'
+[Unit]
+DefaultDependencies=no
+[Service]
+ExecStart=
+ExecStart=/run/sluice-test/build/daemon/sluice-agent --config /run/sluice-test/agent.toml
 UNIT
 cat >/run/systemd/system/sluice-mcpd.socket.d/test.conf <<'UNIT'
 [Unit]
@@ -45,6 +81,6 @@ cat >/run/systemd/system/sluice-test.target <<'UNIT'
 [Unit]
 Description=Sluice systemd test
 DefaultDependencies=no
-Wants=sluice-mcpd.socket
+Wants=sluice-mcpd.socket sluice-agent.service
 UNIT
 exec env container=sluice-test /lib/systemd/systemd --system --unit=sluice-test.target

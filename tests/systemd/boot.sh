@@ -24,14 +24,29 @@ cg2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2
 [ -n "$cg2" ] || skip "no cgroup2 mount"
 
 cg="$cg2/sluice-sd-$$"
+instance="slsd$$"   # the agent's: bpffs pins live in the host's bpffs
 stage=$(mktemp -d /tmp/sluice-sd-XXXXXX)
 holder=
+sd=
 status=0
 cleanup() {
   # unshare --kill-child: its death takes systemd, PID 1 there, and with
   # it every process of the namespace.
   # (unshare ignores SIGTERM while it waits for its child: SIGKILL.)
-  if [ -n "$holder" ]; then kill -KILL "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true; fi
+  if [ -n "$holder" ]; then
+    # The agent's pins outlive it by design: uninstall them while the
+    # namespace (its netns, its cgroups) still exists.
+    [ -n "$sd" ] && nsenter -t "$sd" -m -p -n -- /run/sluice-test/build/daemon/sluice-agent \
+      --config /run/sluice-test/agent.toml --uninstall >/dev/null 2>&1 || true
+    kill -KILL "$holder" 2>/dev/null || true
+    wait "$holder" 2>/dev/null || true
+  fi
+  if [ -d "/sys/fs/bpf/$instance" ]; then
+    for link in "/sys/fs/bpf/$instance"/*/link_*; do [ -e "$link" ] && bpftool link detach pinned "$link" 2>/dev/null; done
+    rm -rf "/sys/fs/bpf/$instance"
+    echo "systemd_boot: removed leftover pins of $instance" >&2
+    status=1
+  fi
   # systemd's unit tree outlives it: remove it, deepest first, once empty.
   for _ in $(seq 100); do
     [ -d "$cg" ] || break
@@ -55,6 +70,7 @@ systemd-sysusers --root="$stage/root" >/dev/null 2>&1 || fail "systemd-sysusers 
 mkdir "$cg"
 ( echo "$BASHPID" >"$cg/cgroup.procs"
   exec env SLUICE_BUILD="$build" SLUICE_SRC="$src" SLUICE_STAGE="$stage" \
+    SLUICE_INSTANCE="$instance" \
     unshare --pid --fork --kill-child=SIGKILL --mount --mount-proc --cgroup --net "$here/boot-inside.sh"
 ) >"$stage/systemd.log" 2>&1 &
 holder=$!
@@ -116,3 +132,30 @@ echo "systemd_boot: from sluice-mcpd's cgroup: udp '$in_udp', tcp '${in_tcp:-no 
 remote=$(ns curl -sk --max-time 10 --interface 192.0.2.1 https://192.0.2.1:8443/healthz || true)
 [ "$remote" = '{"status":"ok"}' ] || fail "a client from 192.0.2.1 was not served: '$remote'"
 echo "systemd_boot: a client from 192.0.2.1 is served; sluice-mcpd's own sockets reach loopback only"
+
+# sluice-agent under its shipped unit (Type=notify: active means both
+# layers enforce), and the product path through both units: a policy set
+# through sluice-mcpd's admin socket is pushed to the agent by mcpd (as
+# user sluice-mcpd) and enforced in the kernel before sluicectl returns.
+[ "$(ns systemctl is-active sluice-agent.service)" = active ] || {
+  ns systemctl status sluice-agent.service --no-pager || true; fail "sluice-agent.service is not active"; }
+ctl=/run/sluice-test/build/mcpd/sluicectl/sluicectl
+ns "$ctl" agent --socket /run/sluice/agent.sock status >/dev/null || fail "the agent does not answer"
+ns "$ctl" bootstrap --socket /run/sluice-mcpd/mcpd-admin.sock --tenant acme --user alice \
+  --data-source /run/sluice-test/bank.db >/dev/null || fail "bootstrap through the admin socket failed"
+ns "$probe" listen 11434 120 >/dev/null 2>&1 &   # the tenant's on-prem "LLM"; dies with the namespace
+disown
+for _ in $(seq 100); do ns "$probe" tcp 127.0.0.1 11434 | grep -qx ok && break; sleep 0.05; done
+set +e
+pushed=$(printf '%s' '{"allow_llm_egress": true, "allow_prospecting": false, "discovery_samples": false}' |
+  ns "$ctl" tenant-policy set --socket /run/sluice-mcpd/mcpd-admin.sock --tenant acme -)
+rc=$?
+set -e
+grep -q '"kernel": "enforced"' <<<"$pushed" && [ "$rc" -eq 0 ] || { echo "$pushed" >&2; fail "the policy was not enforced (rc $rc)"; }
+tenant_cg="/sys/fs/cgroup/$instance/tenants/acme/llm"
+llm=$(ns timeout 10 "$probe" --cgroup "$tenant_cg" tcp 127.0.0.1 11434 || true)
+other=$(ns timeout 10 "$probe" --cgroup "$tenant_cg" tcp 127.0.0.1 8443 || true)
+echo "systemd_boot: tenant acme's llm cgroup: to its endpoint '$llm', elsewhere '$other'"
+[ "$llm" = ok ] || fail "the tenant could not reach its allowed endpoint: '$llm'"
+[[ "$other" =~ ^errno\ [0-9]+\ EPERM$ ]] || fail "the tenant reached a destination its policy does not allow: '$other'"
+echo "systemd_boot: sluice-agent under its unit enforces what sluice-mcpd, as user sluice-mcpd, pushed"
