@@ -39,30 +39,52 @@ bool cgroup_empty(const std::string& path) {
 }  // namespace
 
 Result<Cgroup2Mount> parse_cgroup2_mount(std::string_view mountinfo) {
+  // Every mount in order: id parent major:minor root mountpoint options
+  // [optional...] - fstype source super. A later mount at or above a
+  // mount point hides it (a container that mounted its own cgroup2 over
+  // the host's hybrid tree): the hierarchy is the last cgroup2 mount that
+  // nothing later covers.
+  struct Entry {
+    std::string mountpoint;
+    bool cgroup2 = false;
+  };
+  std::vector<Entry> mounts;
   std::istringstream in{std::string(mountinfo)};
   std::string line;
   while (std::getline(in, line)) {
-    // id parent major:minor root mountpoint options [optional...] - fstype source super
     std::istringstream fields(line);
     std::vector<std::string> f;
     for (std::string w; fields >> w;) f.push_back(w);
     std::size_t dash = 6;
     while (dash < f.size() && f[dash] != "-") ++dash;
-    if (f.size() < 5 || dash + 1 >= f.size() || f[dash + 1] != "cgroup2") continue;
-    Cgroup2Mount m;
-    m.mountpoint = f[4];
-    constexpr std::string_view kBase = "/sys/fs/cgroup";
-    if (m.mountpoint == kBase) {
-      m.nft_prefix = "";
-    } else if (m.mountpoint.starts_with(std::string(kBase) + "/")) {
-      m.nft_prefix = m.mountpoint.substr(kBase.size() + 1);
-    } else {
-      return error("cgroup2 is mounted at " + m.mountpoint +
-                   ", outside /sys/fs/cgroup, where nftables cannot resolve cgroup paths");
-    }
-    return m;
+    if (f.size() < 5 || dash + 1 >= f.size()) continue;
+    mounts.push_back({f[4], f[dash + 1] == "cgroup2"});
   }
-  return error("no cgroup2 mount in /proc/self/mountinfo");
+  const auto covers = [](const std::string& upper, const std::string& lower) {
+    return upper == lower || upper == "/" || (lower.starts_with(upper) && lower[upper.size()] == '/');
+  };
+  const Entry* found = nullptr;
+  for (std::size_t i = 0; i < mounts.size(); ++i) {
+    if (!mounts[i].cgroup2) continue;
+    bool hidden = false;
+    for (std::size_t j = i + 1; j < mounts.size() && !hidden; ++j) {
+      hidden = covers(mounts[j].mountpoint, mounts[i].mountpoint);
+    }
+    if (!hidden) found = &mounts[i];
+  }
+  if (!found) return error("no cgroup2 mount in /proc/self/mountinfo");
+  Cgroup2Mount m;
+  m.mountpoint = found->mountpoint;
+  constexpr std::string_view kBase = "/sys/fs/cgroup";
+  if (m.mountpoint == kBase) {
+    m.nft_prefix = "";
+  } else if (m.mountpoint.starts_with(std::string(kBase) + "/")) {
+    m.nft_prefix = m.mountpoint.substr(kBase.size() + 1);
+  } else {
+    return error("cgroup2 is mounted at " + m.mountpoint +
+                 ", outside /sys/fs/cgroup, where nftables cannot resolve cgroup paths");
+  }
+  return m;
 }
 
 Result<Cgroup2Mount> find_cgroup2_mount() {

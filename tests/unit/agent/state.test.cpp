@@ -289,6 +289,20 @@ TEST_CASE("agent::parse_cgroup2_mount finds the cgroup2 hierarchy in mountinfo",
     REQUIRE(m);
     CHECK(m->mountpoint == "/sys/fs/cgroup/unified");
   }
+  SECTION("a cgroup2 mounted later over the hybrid tree is the one, the hidden one is not") {
+    // A container (or the systemd test) mounting its own cgroup2 at
+    // /sys/fs/cgroup over the host's tmpfs with unified/ beneath it.
+    auto m = parse_cgroup2_mount(std::string(kHybrid) + "78 50 0:37 /sluice-sd-1 /sys/fs/cgroup rw - cgroup2 none rw\n");
+    REQUIRE(m);
+    CHECK(m->mountpoint == "/sys/fs/cgroup");
+    CHECK(m->nft_prefix == "");
+  }
+  SECTION("a cgroup2 covered by a later mount of anything else is not taken") {
+    auto m = parse_cgroup2_mount(
+        "35 24 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+        "80 24 0:40 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n");
+    REQUIRE_FALSE(m);
+  }
   SECTION("cgroup2 mounted outside /sys/fs/cgroup is an error nftables could not live with") {
     auto m =
         parse_cgroup2_mount("40 24 0:35 / /mnt/cg2 rw,relatime shared:20 - cgroup2 cgroup2 rw\n");
