@@ -40,8 +40,10 @@ fi
 step "sluice-mcpd: MCP over HTTPS over a synthetic bank (>= 1M rows)"
 work=$(mktemp -d /tmp/sluice-demo-XXXXXX)
 mcpd_pid=
+confined=
 cleanup() {
   if [ -n "$mcpd_pid" ]; then kill "$mcpd_pid" 2>/dev/null; wait "$mcpd_pid" 2>/dev/null || true; fi
+  [ -n "$confined" ] && "$top/tests/demo/loopback-only.sh" down "$confined"
   chattr -a "$work/data/audit.anchors" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -63,7 +65,19 @@ TOML
 mkdir -p -m 0700 "$work/data"
 : >"$work/data/audit.anchors"
 [ "$(id -u)" -eq 0 ] && chattr +a "$work/data/audit.anchors"
-"$build/mcpd/server/sluice-mcpd" --config "$work/mcpd.toml" >"$work/mcpd.out" 2>&1 &
+if [ "$(id -u)" -eq 0 ]; then
+  # As its systemd unit does (IPAddressDeny=any, IPAddressAllow=localhost):
+  # sluice-mcpd's own sockets reach loopback and nothing else, by the kernel.
+  confined="sluice-demo-mcpd-$$"
+  mcpd_cg=$("$top/tests/demo/loopback-only.sh" up "$confined")
+  echo "sluice-mcpd runs in $mcpd_cg; nftables rejects whatever its sockets send beyond loopback:"
+  nft list table inet "$confined" | sed 's/^/  /'
+  ( echo "$BASHPID" >"$mcpd_cg/cgroup.procs"
+    exec "$build/mcpd/server/sluice-mcpd" --config "$work/mcpd.toml" ) >"$work/mcpd.out" 2>&1 &
+else
+  echo "(not root: sluice-mcpd runs without the loopback-only egress confinement)"
+  "$build/mcpd/server/sluice-mcpd" --config "$work/mcpd.toml" >"$work/mcpd.out" 2>&1 &
+fi
 mcpd_pid=$!
 for _ in $(seq 100); do grep -q "admin socket" "$work/mcpd.out" 2>/dev/null && break; sleep 0.1; done
 cat "$work/mcpd.out"
