@@ -17,7 +17,7 @@ namespace sluice::ctl {
 namespace {
 
 struct McpdOptions {
-  std::string socket = "/run/sluice/mcpd-admin.sock";
+  std::string socket = "/run/sluice-mcpd/mcpd-admin.sock";
   std::string tenant, user = "admin", data_source, scopes = "read,query", name = "key", key_id, role = "viewer";
   std::int64_t user_id = 0, tenant_id = 0;
   std::string db = "/var/lib/sluice/mcpd.db";

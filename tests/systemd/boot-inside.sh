@@ -14,7 +14,15 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/sluice-test/build /run/sluice-test/src
 mount --bind "$SLUICE_BUILD" /run/sluice-test/build
 mount --bind "$SLUICE_SRC" /run/sluice-test/src
+# The host's /etc and kernel tunables, read-only from here: systemd as PID
+# 1 would otherwise set up a machine id and presets in /etc on a host that
+# looks freshly installed, and raise fs.file-max host-wide. (The hostname
+# is this namespace's own: --uts.)
+mount --bind /etc /etc
+mount -o remount,bind,ro /etc
 for f in passwd group shadow gshadow; do mount --bind "$SLUICE_STAGE/root/etc/$f" "/etc/$f"; done
+mount --bind /proc/sys /proc/sys
+mount -o remount,bind,ro /proc/sys
 # systemd's boot-time tmpfiles pass would otherwise empty the real /tmp.
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /var/tmp

@@ -26,6 +26,7 @@ done
 need() { grep -qx -- "$2" "$units/$1" || fail "$1 lacks '$2'"; }
 need sluice-mcpd.service 'IPAddressDeny=any'
 need sluice-mcpd.service 'IPAddressAllow=localhost'
+need sluice-mcpd.service 'RestrictAddressFamilies=AF_UNIX'
 need sluice-mcpd.service 'CapabilityBoundingSet='
 need sluice-mcpd.service 'User=sluice-mcpd'
 need sluice-mcpd.service 'Requires=sluice-mcpd.socket'
@@ -38,7 +39,12 @@ need sluice.tmpfiles.conf 'h /var/lib/sluice/audit.anchors - - - - +a'
 "$build/daemon/sluice-agent" --config "$units/agent.toml" --check >/dev/null || fail "systemd/agent.toml refused"
 
 # --- 3. the install layout, for real ------------------------------------------
-if [ "$(id -u)" -ne 0 ]; then echo "systemd_units: the install layout needs root; skipped"; exit 0; fi
+skip() {
+  echo "systemd_units: $*; the install layout part skipped"
+  [ "${SLUICE_REQUIRE_KERNEL:-0}" = "1" ] && exit 1
+  exit 77
+}
+[ "$(id -u)" -eq 0 ] || skip "needs root"
 root=$(mktemp -d /tmp/sluice-units-XXXXXX)
 chmod 0755 "$root"  # the mcpd uid walks through it
 mcpd=
@@ -49,6 +55,9 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$root/etc" "$root/usr/lib/sysusers.d" "$root/usr/lib/tmpfiles.d" "$root/run"
+# The host's users and groups first, so the uid sysusers picks is one no
+# service of this machine already runs as.
+for f in passwd group shadow gshadow; do cp "/etc/$f" "$root/etc/$f" 2>/dev/null || : >"$root/etc/$f"; done
 cp "$units/sluice.sysusers.conf" "$root/usr/lib/sysusers.d/sluice.conf"
 cp "$units/sluice.tmpfiles.conf" "$root/usr/lib/tmpfiles.d/sluice.conf"
 systemd-sysusers --root="$root" >/dev/null 2>&1 || fail "systemd-sysusers failed"
@@ -58,10 +67,7 @@ gid=$(awk -F: '$1 == "sluice-mcpd" { print $4 }' "$root/etc/passwd")
 systemd-tmpfiles --root="$root" --create >/dev/null 2>&1 || fail "systemd-tmpfiles failed"
 anchors="$root/var/lib/sluice/audit.anchors"
 [ "$(stat -c %u:%a "$anchors")" = "$uid:640" ] || fail "audit.anchors is $(stat -c %u:%a "$anchors"), not $uid:640"
-if ! lsattr "$anchors" 2>/dev/null | cut -d' ' -f1 | grep -q a; then
-  echo "systemd_units: this file system keeps no append-only attribute; the rest skipped"
-  exit 0
-fi
+lsattr "$anchors" 2>/dev/null | cut -d' ' -f1 | grep -q a || skip "this file system keeps no append-only attribute"
 as_mcpd() { setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --bounding-set=-all -- "$@"; }
 install -d -o "$uid" -g "$gid" -m 0750 "$root/run/sluice-mcpd"
 sed -e "s|/var/lib/sluice|$root/var/lib/sluice|; s|/run/sluice-mcpd|$root/run/sluice-mcpd|; s|^listen_port = .*|listen_port = 0|; s|^journal = true|journal = false|" \

@@ -31,7 +31,7 @@ struct McpdConfig {
   std::string cert_file, key_file;
   // [storage]
   std::string data_dir = "/var/lib/sluice";
-  std::string runtime_dir = "/run/sluice";  // the local admin socket lives here
+  std::string runtime_dir = "/run/sluice-mcpd";  // the local admin socket; the agent owns /run/sluice
   std::vector<std::uint32_t> admin_uids = {0};
   bool journal = true;
   // Group commit: how long the audit writer may hold a commit back for
