@@ -81,7 +81,8 @@ policy_set() {
 
 step "sluice-mcpd stores the tenant's policy (allow_llm_egress=true) and pushes it to sluice-agent"
 policy_set "$run/open.json"
-cg=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' /proc/self/mountinfo)/sluicedemo/tenants/demo/llm
+. "$(dirname "$0")/../lib/cgroup2.sh"
+cg=$(cgroup2_mount)/sluicedemo/tenants/demo/llm
 
 step "A process in the tenant's llm cgroup"
 echo "connect 127.0.0.1:11434 (the configured LLM)  -> $("$probe" --cgroup "$cg" tcp 127.0.0.1 11434)"

@@ -11,7 +11,8 @@
 set -euo pipefail
 action=$1 name=$2
 case "$name" in *[!a-z0-9_-]*|"") echo "loopback-only: bad name '$name'" >&2; exit 2 ;; esac
-cg2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' /proc/self/mountinfo)
+. "$(dirname "$0")/../lib/cgroup2.sh"
+cg2=$(cgroup2_mount)
 [ -n "$cg2" ] || { echo "loopback-only: no cgroup2 mount" >&2; exit 1; }
 case "$cg2" in
   /sys/fs/cgroup) rel="$name" ;;

@@ -54,7 +54,8 @@ timeout_ms = 5000
 retry_ms = 300
 allow_loopback = true"
 
-cg2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' /proc/self/mountinfo)
+. "$here/../lib/cgroup2.sh"
+cg2=$(cgroup2_mount)
 cd "$tests"
 MCPD_URL="$url" KEY_SUPER="$key_all" MCPD_ADMIN_SOCKET="$sock" NODE_EXTRA_CA_CERTS="$work/push/data/tls/cert.pem" \
   AGENT_BIN="$agent_bin" AGENT_CONFIG="$run/agent.toml" AGENT_LOG="$run/agent.log" \

@@ -7,7 +7,8 @@ set -u
 missing=()
 [ "$(id -u)" -eq 0 ] || missing+=("root")
 # mountinfo has a variable number of optional fields before " - fstype".
-cg2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' /proc/self/mountinfo)
+. "$(dirname "$0")/../lib/cgroup2.sh"
+cg2=$(cgroup2_mount)
 [ -n "$cg2" ] || missing+=("a cgroup v2 mount in /proc/self/mountinfo")
 [ -d /sys/fs/bpf ] || missing+=("/sys/fs/bpf")
 grep -q ' /sys/fs/bpf bpf ' /proc/mounts || missing+=("bpffs mounted at /sys/fs/bpf")

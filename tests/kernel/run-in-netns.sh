@@ -21,7 +21,8 @@ unshare -n -- bash -c '
   exec "$@"' bash "$@"
 status=$?
 
-cg2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' /proc/self/mountinfo)
+. "$(dirname "$0")/../lib/cgroup2.sh"
+cg2=$(cgroup2_mount)
 for dir in /sys/fs/bpf/${SLUICE_TEST_PREFIX}n*; do
   [ -e "$dir" ] || continue
   echo "cleanup: leftover $dir"

@@ -20,7 +20,8 @@ skip() {
 }
 [ "$(id -u)" -eq 0 ] || skip "needs root"
 [ -x /lib/systemd/systemd ] || skip "no /lib/systemd/systemd"
-cg2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' /proc/self/mountinfo)
+. "$here/../lib/cgroup2.sh"
+cg2=$(cgroup2_mount)
 [ -n "$cg2" ] || skip "no cgroup2 mount"
 
 cg="$cg2/sluice-sd-$$"
