@@ -37,8 +37,8 @@ src=/run/sluice-test/src
 mkdir -p /run/tmpfiles.d /run/systemd/system/sluice-mcpd.service.d /run/systemd/system/sluice-mcpd.socket.d
 cp "$src/systemd/sluice.tmpfiles.conf" /run/tmpfiles.d/sluice.conf
 systemd-tmpfiles --create /run/tmpfiles.d/sluice.conf
-cp "$src/systemd/sluice-mcpd.service" "$src/systemd/sluice-mcpd.socket" "$src/systemd/sluice-agent.service" \
-  /run/systemd/system/
+cp /run/sluice-test/build/systemd/sluice-mcpd.service /run/sluice-test/build/systemd/sluice-mcpd.socket \
+  /run/sluice-test/build/systemd/sluice-agent.service /run/systemd/system/
 mkdir -p /run/systemd/system/sluice-agent.service.d
 uid=$(id -u sluice-mcpd)
 # The agent: its own instance (bpffs pins are the host's), the broker from

@@ -11,19 +11,24 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
-units="$here/../../systemd"
+units="$here/../../systemd"   # snippets and configurations
+generated="$build/systemd"     # the units, configured with the install paths
 fail() { echo "systemd_units: $*" >&2; exit 1; }
 
 # --- 1. exposure scores and required directives -------------------------------
 for unit in sluice-agent.service:4.0 sluice-mcpd.service:2.0; do
   name=${unit%%:*} ceiling=${unit##*:}
-  score=$(systemd-analyze security --offline=true "$units/$name" 2>&1 | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+  score=$(systemd-analyze security --offline=true "$generated/$name" 2>&1 | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
   [ -n "$score" ] || fail "no exposure score for $name"
   echo "systemd_units: $name exposure $score (ceiling $ceiling)"
   systemd-analyze security --offline=true --threshold="$(awk -v c="$ceiling" 'BEGIN { print c * 10 }')" \
-    "$units/$name" >/dev/null 2>&1 || fail "$name scores $score, over $ceiling"
+    "$generated/$name" >/dev/null 2>&1 || fail "$name scores $score, over $ceiling"
 done
-need() { grep -qx -- "$2" "$units/$1" || fail "$1 lacks '$2'"; }
+need() {
+  local file="$generated/$1"
+  [ -e "$file" ] || file="$units/$1"
+  grep -qx -- "$2" "$file" || fail "$1 lacks '$2'"
+}
 need sluice-mcpd.service 'IPAddressDeny=any'
 need sluice-mcpd.service 'IPAddressAllow=localhost'
 need sluice-mcpd.service 'RestrictAddressFamilies=AF_UNIX'
