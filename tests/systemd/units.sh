@@ -55,6 +55,7 @@ chmod 0755 "$root"  # the mcpd uid walks through it
 mcpd=
 cleanup() {
   [ -n "$mcpd" ] && { kill "$mcpd" 2>/dev/null || true; wait "$mcpd" 2>/dev/null || true; }
+  pkill -f "$root/etc/mcpd.toml" 2>/dev/null || true
   chattr -a "$root/var/lib/sluice/audit.anchors" 2>/dev/null || true
   rm -rf "$root"
 }
@@ -77,7 +78,10 @@ as_mcpd() { setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all
 install -d -o "$uid" -g "$gid" -m 0750 "$root/run/sluice-mcpd"
 sed -e "s|/var/lib/sluice|$root/var/lib/sluice|; s|/run/sluice-mcpd|$root/run/sluice-mcpd|; s|^listen_port = .*|listen_port = 0|; s|^journal = true|journal = false|" \
   "$units/mcpd.toml" >"$root/etc/mcpd.toml"
-as_mcpd "$build/mcpd/server/sluice-mcpd" --config "$root/etc/mcpd.toml" >"$root/mcpd.out" 2>&1 &
+# Not through as_mcpd: a function in the background is a subshell, and
+# its pid is not mcpd's.
+setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --bounding-set=-all -- \
+  "$build/mcpd/server/sluice-mcpd" --config "$root/etc/mcpd.toml" >"$root/mcpd.out" 2>&1 &
 mcpd=$!
 for _ in $(seq 100); do
   grep -q "admin socket" "$root/mcpd.out" 2>/dev/null && break
@@ -89,6 +93,7 @@ grep -q "audit anchors .*(append-only)" "$root/mcpd.out" || { cat "$root/mcpd.ou
 "$build/mcpd/sluicectl/sluicectl" bootstrap --socket "$root/run/sluice-mcpd/mcpd-admin.sock" --tenant acme \
   --user alice --data-source /nonexistent.db >/dev/null 2>&1 || true
 kill "$mcpd"; wait "$mcpd" 2>/dev/null || true; mcpd=
+pgrep -f "$root/etc/mcpd.toml" >/dev/null && fail "sluice-mcpd did not stop on SIGTERM"
 [ -s "$anchors" ] || fail "sluice-mcpd wrote no anchor"
 "$build/mcpd/sluicectl/sluicectl" audit verify --db "$root/var/lib/sluice/mcpd.db" | grep -q "anchors in $anchors match" ||
   fail "audit verify did not match the anchors"
