@@ -63,9 +63,9 @@ struct AuditOptions {
   // the writer waits up to this long for their records before committing,
   // so one fsync covers them all. Zero: commit whatever is queued at once.
   std::chrono::microseconds coalesce{250};
-  // Anchor file (empty: none). On open, its last anchor must name a record
-  // of the log with that hash, or the log refuses to open (cut short or
-  // rewritten since). Records committed after the last anchor, at most
+  // Anchor file (empty: none). On open, every line must be well formed and
+  // increasing, and the last anchor must name a record of the log with
+  // that hash, or the log refuses to open (cut short or rewritten since). Records committed after the last anchor, at most
   // anchor_interval's worth, could be cut off undetected by the anchors.
   std::string anchors;
   std::chrono::milliseconds anchor_interval{1000};

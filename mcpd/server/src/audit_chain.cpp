@@ -63,6 +63,28 @@ Result<AuditAnchor> parse_anchor_line(std::string_view line) {
 namespace {
 constexpr std::size_t kMaxAnchorLine = 128;  // 20 digits, a space, 64 hex digits
 constexpr std::size_t kAnchorChunk = 1 << 16;
+
+// Line `line_no` of an anchor file, read after `prev`: the anchor it adds,
+// nullopt for an exact repeat of `prev` (a write retried after its sync
+// failed), or why the line is refused. One rule for every reader.
+Result<std::optional<AuditAnchor>> accept_anchor_line(std::string_view text, std::int64_t line_no,
+                                                      std::optional<AuditAnchor>& prev) {
+  const auto where = "anchor line " + std::to_string(line_no) + ": ";
+  if (text.size() > kMaxAnchorLine) return fail(where + "overlong");
+  auto a = parse_anchor_line(text);
+  if (!a) return fail(where + a.error().what);
+  if (prev && a->seq == prev->seq && a->hash == prev->hash) return std::optional<AuditAnchor>{};
+  if (prev && a->seq <= prev->seq) {
+    return fail(where + "seq " + std::to_string(a->seq) + " after seq " + std::to_string(prev->seq) +
+                " (anchors must increase)");
+  }
+  prev = *a;
+  return std::optional<AuditAnchor>(*a);
+}
+
+std::string torn(std::int64_t line_no) {
+  return "anchor line " + std::to_string(line_no) + ": torn (no newline at the end of the file)";
+}
 }  // namespace
 
 Result<AnchorReader> AnchorReader::open(const std::string& path) {
@@ -92,12 +114,11 @@ Result<std::optional<AuditAnchor>> AnchorReader::next() {
   while (true) {
     const auto nl = buf_.find('\n', pos_);
     if (nl == std::string::npos) {
-      const auto where = "anchor line " + std::to_string(line_ + 1) + ": ";
-      if (buf_.size() - pos_ > kMaxAnchorLine) return fail(where + "overlong");
+      if (buf_.size() - pos_ > kMaxAnchorLine) return fail("anchor line " + std::to_string(line_ + 1) + ": overlong");
       if (eof_) {
         if (pos_ == buf_.size()) return std::optional<AuditAnchor>{};
         // A write cut short, or something else: no anchor to trust.
-        return fail(where + "torn (no newline at the end of the file)");
+        return fail(torn(line_ + 1));
       }
       buf_.erase(0, pos_);
       pos_ = 0;
@@ -110,40 +131,24 @@ Result<std::optional<AuditAnchor>> AnchorReader::next() {
       eof_ = n == 0;
       continue;
     }
-    ++line_;
     const std::string_view text(buf_.data() + pos_, nl - pos_);
     pos_ = nl + 1;
-    const auto where = "anchor line " + std::to_string(line_) + ": ";
-    if (text.size() > kMaxAnchorLine) return fail(where + "overlong");
-    auto a = parse_anchor_line(text);
-    if (!a) return fail(where + a.error().what);
-    if (prev_ && a->seq == prev_->seq && a->hash == prev_->hash) continue;  // a retried write
-    if (prev_ && a->seq <= prev_->seq) {
-      return fail(where + "seq " + std::to_string(a->seq) + " after seq " + std::to_string(prev_->seq) +
-                  " (anchors must increase)");
-    }
-    prev_ = *a;
-    return std::optional<AuditAnchor>(*a);
+    auto a = accept_anchor_line(text, ++line_, prev_);
+    if (!a || *a) return a;  // refused, or an anchor; a repeat is skipped
   }
 }
 
 Result<std::vector<AuditAnchor>> parse_anchors(std::string_view text) {
-  // Through a pipe-free path: an in-memory copy read by the same rules.
   std::vector<AuditAnchor> out;
-  std::size_t line_no = 0;
+  std::int64_t line_no = 0;
   std::optional<AuditAnchor> prev;
   while (!text.empty()) {
-    ++line_no;
-    const auto where = "anchor line " + std::to_string(line_no) + ": ";
     const auto nl = text.find('\n');
-    if (nl == std::string_view::npos) return fail(where + "torn (no newline at the end of the file)");
-    auto a = parse_anchor_line(text.substr(0, nl));
+    if (nl == std::string_view::npos) return fail(torn(line_no + 1));
+    auto a = accept_anchor_line(text.substr(0, nl), ++line_no, prev);
     text.remove_prefix(nl + 1);
-    if (!a) return fail(where + a.error().what);
-    if (prev && a->seq == prev->seq && a->hash == prev->hash) continue;
-    if (prev && a->seq <= prev->seq) return fail(where + "anchors must increase");
-    prev = *a;
-    out.push_back(*a);
+    if (!a) return tl::unexpected(a.error());
+    if (*a) out.push_back(**a);
   }
   return out;
 }

@@ -30,13 +30,15 @@ ToolOutcome failure(const DataError& e) {
   return o;
 }
 
-// A successful result: the body as text and as structured content.
-ToolOutcome answer(const nlohmann::json& body, std::int64_t rows) {
+// A successful result: the body (JSON text) as text and as structured content.
+ToolOutcome answer_text(std::string body, std::int64_t rows) {
   ToolOutcome o;
-  o.body = to_text(body);
+  o.body = std::move(body);
   o.rows = rows;
   return o;
 }
+
+ToolOutcome answer(const nlohmann::json& body, std::int64_t rows) { return answer_text(to_text(body), rows); }
 
 // A query's answer as JSON text (columns, row_count, rows, truncated),
 // written directly: it is the one per-call payload whose size the caller
@@ -101,10 +103,7 @@ ToolOutcome run_sql(Sources& sources, const Principal& p, const std::string& sql
   if (!src) return failure(src.error());
   auto r = (*src)->query(sql, params);
   if (!r) return failure(r.error());
-  ToolOutcome o;
-  o.body = query_text(*r);
-  o.rows = static_cast<std::int64_t>(r->rows.size());
-  return o;
+  return answer_text(query_text(*r), static_cast<std::int64_t>(r->rows.size()));
 }
 
 // A saved query's parameters, from the caller's object, in declared order
