@@ -43,7 +43,7 @@ mcpd_pid=
 confined=
 cleanup() {
   if [ -n "$mcpd_pid" ]; then kill "$mcpd_pid" 2>/dev/null; wait "$mcpd_pid" 2>/dev/null || true; fi
-  [ -n "$confined" ] && "$top/tests/demo/loopback-only.sh" down "$confined"
+  [ -n "$confined" ] && { "$top/tests/demo/loopback-only.sh" down "$confined" || true; }
   chattr -a "$work/data/audit.anchors" 2>/dev/null || true
   rm -rf "$work"
 }
