@@ -26,7 +26,10 @@ ctl="$build/mcpd/sluicectl/sluicectl"
 . "$here/lib.sh"
 
 start_mcpd sdk "" "[query]
-timeout_ms = 20000"
+timeout_ms = 20000
+[limits]
+stream_hold_seconds = 2
+stream_retry_ms = 200"
 key_read=$("$ctl" key create --socket "$sock" --user-id 1 --name reader --scopes read |
   sed -n 's/.*"token": "\(slk_[^"]*\)".*/\1/p')
 [ -n "$key_read" ] || { echo "mcpd_interop: could not issue keys" >&2; exit 1; }

@@ -4,10 +4,13 @@
 //   KEY_ALL       a key with scopes read,query
 //   KEY_READ      a key with scope read only
 //   NODE_EXTRA_CA_CERTS  mcpd's self-signed certificate
+// mcpd runs with stream_hold_seconds = 2 and stream_retry_ms = 200: every
+// GET stream is ended after 2 s and resumed by the client.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ResourceListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const url = new URL(process.env.MCPD_URL);
 
@@ -131,4 +134,125 @@ test('cancellation: an aborted call stops its query at once, and the audit log s
   } finally {
     await client.close();
   }
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Stores (or replaces) a saved query through the admin API: the tenant's
+// resources change.
+async function putSavedQuery(name) {
+  const res = await fetch(new URL(`/api/saved-queries/${name}`, url), {
+    method: 'PUT',
+    headers: { Authorization: `Bearer ${process.env.KEY_ALL}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ sql: 'SELECT count(*) AS n FROM customers', description: `changed ${Date.now()}` }),
+  });
+  assert.equal(res.status, 200, await res.text());
+}
+
+test('the GET stream tells the SDK client of resource changes, across the server ending it', async () => {
+  const { client } = await connect(process.env.KEY_ALL);
+  const changes = [];
+  client.setNotificationHandler(ResourceListChangedNotificationSchema, () => changes.push(Date.now()));
+  try {
+    assert.equal(client.getServerCapabilities().resources.listChanged, true);
+    // The SDK opens its GET stream on its own after initialize; until it
+    // is there, a change has nobody to tell.
+    for (let i = 0; i < 40 && changes.length === 0; i++) {
+      await putSavedQuery('interop_changes');
+      await sleep(150);
+    }
+    assert.ok(changes.length >= 1, 'a notifications/resources/list_changed');
+    // Past the 2 s hold the response ended; the SDK came back with
+    // Last-Event-ID after the 200 ms retry, and the next change reaches it.
+    await sleep(2600);
+    const before = changes.length;
+    await putSavedQuery('interop_changes');
+    for (let i = 0; i < 50 && changes.length === before; i++) await sleep(100);
+    assert.equal(changes.length, before + 1);
+    const resources = await client.listResources();
+    assert.ok(resources.resources.some((r) => r.uri.endsWith('interop_changes')));
+  } finally {
+    await client.close();
+  }
+});
+
+// The events of an SSE response as they arrive: {id, data, retry}.
+function sseEvents(res) {
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  return {
+    async next(ms = 5000) {
+      const deadline = Date.now() + ms;
+      while (true) {
+        const end = buffer.indexOf('\n\n');
+        if (end >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          if (block.startsWith(':')) continue;  // keep-alive comment
+          const event = {};
+          for (const line of block.split('\n')) {
+            const colon = line.indexOf(':');
+            event[line.slice(0, colon)] = line.slice(colon + 1).replace(/^ /, '');
+          }
+          return event;
+        }
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error('no event in time');
+        const { value, done } = await Promise.race([
+          reader.read(),
+          sleep(left).then(() => ({ timeout: true })),
+        ]);
+        if (done) return null;
+        if (value) buffer += value;
+      }
+    },
+    cancel: () => reader.cancel(),
+  };
+}
+
+test('a GET stream resumes at Last-Event-ID with what it missed, for its own session and key only', async () => {
+  const headers = (key, extra = {}) => ({
+    Authorization: `Bearer ${key}`, 'MCP-Protocol-Version': '2025-11-25', ...extra,
+  });
+  const init = await fetch(url, {
+    method: 'POST',
+    headers: headers(process.env.KEY_ALL, { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' }),
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+  });
+  assert.equal(init.status, 200);
+  const sid = init.headers.get('mcp-session-id');
+  await init.text();
+  const get = (key, extra = {}) =>
+    fetch(url, { headers: headers(key, { Accept: 'text/event-stream', 'Mcp-Session-Id': sid, ...extra }) });
+
+  // Fresh: a priming event (an id, the retry field, no data).
+  const first = await get(process.env.KEY_ALL);
+  assert.equal(first.status, 200);
+  assert.match(first.headers.get('content-type'), /^text\/event-stream/);
+  const events = sseEvents(first);
+  const priming = await events.next();
+  assert.match(priming.id, /^[0-9a-f]{16}-[0-9]+$/);
+  assert.equal(priming.retry, '200');
+  assert.equal(priming.data, '');
+  // The connection is gone; a change happens while nobody listens.
+  await events.cancel();
+  await putSavedQuery('interop_resume');
+
+  // Nobody else resumes it: another key, a malformed or foreign id.
+  assert.equal((await get(process.env.KEY_READ, { 'Last-Event-ID': priming.id })).status, 404);
+  assert.equal((await get(process.env.KEY_ALL, { 'Last-Event-ID': 'x'.repeat(20) })).status, 400);
+  assert.equal((await get(process.env.KEY_ALL, { 'Last-Event-ID': '0123456789abcdef-1' })).status, 404);
+  assert.equal((await get(process.env.KEY_ALL, { Accept: 'application/json' })).status, 406);
+
+  const resumed = await get(process.env.KEY_ALL, { 'Last-Event-ID': priming.id });
+  assert.equal(resumed.status, 200);
+  const more = sseEvents(resumed);
+  const missed = await more.next();
+  assert.equal(JSON.parse(missed.data).method, 'notifications/resources/list_changed');
+  assert.ok(missed.id > priming.id || missed.id.length > priming.id.length);
+
+  // Ending the session ends its stream.
+  const del = await fetch(url, { method: 'DELETE', headers: headers(process.env.KEY_ALL, { 'Mcp-Session-Id': sid }) });
+  assert.equal(del.status, 200);
+  assert.equal(await more.next(), null);
 });

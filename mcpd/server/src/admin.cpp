@@ -258,6 +258,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       auto gone = store_->delete_saved_query(who.tenant_id, name);
       if (!gone) return problem(500, "saved queries unavailable", v);
       if (!*gone) return problem(404, "no such saved query", v);
+      mcp_->resources_changed(who.tenant_id);  // the change is made, audited or not
       if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "delete_saved_query"},
                       {"name", name}})) {
       return problem(503, "the change was made but could not be audited", v);
@@ -295,6 +296,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       }
     }
     if (auto s = store_->put_saved_query(q, who.user_id); !s) return problem(500, "the saved query could not be stored", v);
+    mcp_->resources_changed(who.tenant_id);
     if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "put_saved_query"},
                     {"name", name}})) {
       return problem(503, "the change was made but could not be audited", v);

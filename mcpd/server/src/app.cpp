@@ -68,12 +68,18 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   app->sources_ = std::make_unique<Sources>(*app->store_, limits);
   app->toolbox_ = std::make_unique<Toolbox>(*app->store_, *app->sources_, c.fixtures);
   app->workers_ = std::make_unique<boost::asio::thread_pool>(workers);
+  StreamLimits streams;
+  streams.hold = c.stream_hold;
+  streams.retry = c.stream_retry;
   app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_,
-                                          app->workers_->get_executor());
+                                          app->workers_->get_executor(), streams);
+  app->sessions_->on_end([m = app->mcp_.get()](const std::string& id) { m->session_ended(id); });
   auto enforcer = Enforcer::open(c, *app->store_);
   if (!enforcer) return tl::unexpected(enforcer.error());
   app->enforcer_ = std::move(*enforcer);
   app->admin_pool_ = std::make_unique<boost::asio::thread_pool>(1);
+  app->sweep_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
+  app->schedule_sweep();
   if (app->enforcer_->configured()) {
     app->reconcile_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
     // Versions left pending by an earlier run (or an agent that lost its
@@ -211,6 +217,7 @@ asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& c
   m.session_id = header_value(req, "Mcp-Session-Id");
   m.protocol_version = header_value(req, "MCP-Protocol-Version");
   m.user_agent = header_value(req, "User-Agent");
+  m.last_event_id = header_value(req, "Last-Event-ID");
   m.client_addr = client;
   m.body = std::move(req.body());
   m.charge = [this, tenant = who.tenant] {
@@ -243,6 +250,16 @@ void App::schedule_reconcile() {
   });
 }
 
+void App::schedule_sweep() {
+  sweep_timer_->expires_after(std::chrono::seconds(10));
+  sweep_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    sessions_->sweep();  // idle sessions end, and their streams with them
+    mcp_->streams().sweep();
+    schedule_sweep();
+  });
+}
+
 bool App::audited(nlohmann::json record) {
   auto done = std::make_shared<std::promise<bool>>();
   auto durable = done->get_future();
@@ -269,6 +286,7 @@ HttpResponse App::metrics() const {
   line("sluice_mcpd_audit_anchors_append_only", "1 when the anchor file has the append-only attribute", "gauge", audit_->anchors_append_only() ? 1.0 : 0.0);
   line("sluice_mcpd_audit_dropped_total", "failed-authentication records dropped under a flood", "counter", static_cast<double>(audit_->dropped()));
   line("sluice_mcpd_sessions", "live MCP sessions", "gauge", static_cast<double>(sessions_->size()));
+  line("sluice_mcpd_event_streams", "SSE streams held for resumption", "gauge", static_cast<double>(mcp_->streams().size()));
   line("sluice_mcpd_connections", "open HTTPS connections", "gauge", http_ ? static_cast<double>(http_->connections()) : 0.0);
   return make_response(200, m.str(), "text/plain; version=0.0.4");
 }

@@ -61,6 +61,8 @@ class App {
                                                     const std::string& user, std::string_view text);
   // Re-pushes pending policy versions every agent.retry_ms.
   void schedule_reconcile();
+  // Every 10 s: idle sessions and finished streams past retention go.
+  void schedule_sweep();
   void reconcile_now() noexcept;
   HttpResponse metrics() const;
   [[nodiscard]] bool origin_allowed(const std::string& origin) const;
@@ -88,6 +90,7 @@ class App {
   // policy versions reach the agent in order.
   std::unique_ptr<boost::asio::thread_pool> admin_pool_;
   std::unique_ptr<boost::asio::steady_timer> reconcile_timer_;
+  std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
   std::unique_ptr<McpServer> mcp_;
   const HttpServer* http_ = nullptr;
   std::atomic<std::uint64_t> auth_failures_{0}, lockouts_{0}, rate_limited_{0}, requests_{0};

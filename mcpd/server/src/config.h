@@ -49,6 +49,11 @@ struct McpdConfig {
   double admin_rate = 5, admin_burst = 20;       // heavy admin endpoints, per tenant
   std::size_t max_sessions = 10000;
   std::chrono::seconds session_idle{3600};
+  // An SSE response of a 2025-11-25 client ends after stream_hold; the
+  // client reconnects after stream_retry (the retry field) with
+  // Last-Event-ID and misses nothing.
+  std::chrono::seconds stream_hold{300};
+  std::chrono::milliseconds stream_retry{2000};
   // [query]
   std::size_t max_rows = 1000;
   std::chrono::milliseconds query_timeout{2000};

@@ -189,8 +189,11 @@ asio::awaitable<ToolOutcome> elicitation_enums(ToolContext& ctx, json) {
   co_return co_await elicit(ctx, "Please select options from the enum fields", enums_schema(), "Elicitation completed: ");
 }
 
-// Answers after a pause long enough for a client that polls (SEP-1699).
-asio::awaitable<ToolOutcome> reconnection(ToolContext&, json) {
+// Ends the call's response before answering (SEP-1699 polling): a
+// 2025-11-25 client reconnects with GET and Last-Event-ID and gets the
+// answer there.
+asio::awaitable<ToolOutcome> reconnection(ToolContext& ctx, json) {
+  if (ctx.disconnect) ctx.disconnect();
   co_await pause(std::chrono::milliseconds(100));
   co_return text_outcome("Reconnection test completed successfully");
 }

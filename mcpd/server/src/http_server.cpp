@@ -207,10 +207,13 @@ asio::awaitable<void> HttpServer::accept_loop() {
   }
 }
 
-// Writes `head` with a chunked body of the stream's events, until the
-// producer closes the stream. False when the connection is gone.
+// Writes `head` with a chunked body of the stream's events until the
+// stream is done, the reader is detached (another response took over, or
+// the producer asked the client to poll) or the reader's hold passes; an
+// idle response gets a keep-alive comment now and then (which also finds
+// a client that is gone). False when the connection is gone.
 asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResponse& head,
-                                               EventStream& events) {
+                                               StreamReader& events) {
   http::response<http::empty_body> h{head.result(), head.version()};
   for (const auto& field : head.base()) h.set(field.name_string(), field.value());
   h.set(http::field::content_type, "text/event-stream");
@@ -219,20 +222,36 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
   h.chunked(true);
   http::response_serializer<http::empty_body> sr{h};
   stream.next_layer().expires_after(limits_.request_timeout);
-  if (auto [ec, n] = co_await http::async_write_header(stream, sr, kTuple); ec) {
-    events.events.close();
-    co_return false;
-  }
+  if (auto [ec, n] = co_await http::async_write_header(stream, sr, kTuple); ec) co_return false;
+  using Clock = std::chrono::steady_clock;
+  const auto started = Clock::now();
+  const auto end = events.hold().count() > 0 ? started + events.hold() : Clock::time_point::max();
+  auto last_write = started;
   while (true) {
+    StreamReader::Chunk chunk = events.take();
+    if (!chunk.text.empty()) {
+      stream.next_layer().expires_after(limits_.request_timeout);
+      if (auto [ec, n] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(chunk.text)), kTuple); ec) {
+        co_return false;
+      }
+      last_write = Clock::now();
+    }
+    if (chunk.state != StreamReader::State::more) break;
+    const auto now = Clock::now();
+    if (now >= end) break;  // the client resumes with GET and Last-Event-ID
     // No deadline while the producer works (a tool may wait on the
     // client); each write has one.
-    auto [closed, text] = co_await events.events.async_receive(kTuple);
-    if (closed) break;
-    stream.next_layer().expires_after(limits_.request_timeout);
-    if (auto [ec, n] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(text)), kTuple); ec) {
-      events.events.close();
-      co_return false;
+    const auto ping = last_write + events.keepalive();
+    if (now >= ping) {
+      static constexpr std::string_view kKeepAlive = ":\n\n";
+      stream.next_layer().expires_after(limits_.request_timeout);
+      if (auto [ec, n] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(kKeepAlive)), kTuple); ec) {
+        co_return false;
+      }
+      last_write = Clock::now();
+      continue;
     }
+    co_await events.wait(std::min(end, ping));
   }
   stream.next_layer().expires_after(limits_.request_timeout);
   auto [ec, n] = co_await asio::async_write(stream, http::make_chunk_last(), kTuple);

@@ -33,10 +33,11 @@ namespace sluice::mcpd {
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
 // What a handler answers: a whole response, or (stream set) the head of a
-// response whose body is the stream's events, sent chunked as produced.
+// response whose body is the stream's events, sent chunked as produced,
+// until the stream is done, the reader is detached or its hold passes.
 struct HttpReply {
   HttpResponse response;
-  std::shared_ptr<EventStream> stream;
+  std::shared_ptr<StreamReader> stream;
 };
 using HttpHandler =
     std::function<boost::asio::awaitable<HttpReply>(HttpRequest, std::string client_addr)>;
@@ -72,7 +73,7 @@ class HttpServer {
   // when destroyed.
   class Ticket;
   boost::asio::awaitable<void> session(boost::asio::ip::tcp::socket socket, std::shared_ptr<Ticket> ticket);
-  boost::asio::awaitable<bool> write_events(TlsStream& stream, const HttpResponse& head, EventStream& events);
+  boost::asio::awaitable<bool> write_events(TlsStream& stream, const HttpResponse& head, StreamReader& events);
 
   boost::asio::io_context& io_;
   boost::asio::ssl::context& tls_;

@@ -49,6 +49,10 @@ McpResponse empty_reply(int status) {
   return r;
 }
 
+// Clients of 2025-11-25 and later understand priming events (an id and
+// no data) and resume a response the server ended (SEP-1699).
+bool resumable(const Session& s) { return s.protocol >= std::string_view("2025-11-25"); }
+
 bool accepts(const std::string& accept, std::string_view type) {
   return accept.find(type) != std::string::npos || accept.find("*/*") != std::string::npos;
 }
@@ -75,9 +79,7 @@ std::optional<json> page(const json& items, const json& params, const char* key)
 
 // A plain coroutine, not a lambda: GCC 12 miscompiles coroutine lambdas.
 asio::awaitable<bool> send_event(std::shared_ptr<EventStream> stream, std::string text) {
-  auto [ec] = co_await stream->events.async_send(boost::system::error_code{}, std::move(text),
-                                                 asio::as_tuple(asio::use_awaitable));
-  co_return !ec;
+  co_return stream->push(text);
 }
 
 AuditEntry McpServer::audit_record(const Principal& who, const Session& s, const McpRequest& req,
@@ -132,10 +134,8 @@ asio::awaitable<std::optional<json>> McpServer::ask_client(std::shared_ptr<Event
     pending_[key] = pending;
   }
   json request = {{"jsonrpc", "2.0"}, {"id", rid}, {"method", std::move(method)}, {"params", std::move(params)}};
-  auto [sent] = co_await stream->events.async_send(boost::system::error_code{}, sse_message(request),
-                                                   asio::as_tuple(asio::use_awaitable));
   std::optional<json> answer;
-  if (!sent) {
+  if (stream->push(to_text(request))) {
     // Bounded: a client that never answers costs this call 30 s, no more.
     asio::steady_timer deadline(ex, std::chrono::seconds(30));
     deadline.async_wait([pending](boost::system::error_code ec) {
@@ -165,10 +165,11 @@ asio::awaitable<void> McpServer::run_streamed(std::shared_ptr<EventStream> strea
   }
   ctx.client_capabilities = s.client_capabilities;
   ctx.log_level = s.log_level;
-  ctx.notify = [stream](json note) { return send_event(stream, sse_message(note)); };
+  ctx.notify = [stream](json note) { return send_event(stream, to_text(note)); };
   ctx.request = [this, stream, sid = s.id](std::string method, json p) {
     return ask_client(stream, sid, std::move(method), std::move(p));
   };
+  ctx.disconnect = [stream] { stream->disconnect(); };
   ToolOutcome outcome;
   try {
     outcome = co_await tool->run_async(ctx, args);
@@ -186,8 +187,8 @@ asio::awaitable<void> McpServer::run_streamed(std::shared_ptr<EventStream> strea
     ++counters_.audit_failures;
     reply = to_text(rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned"));
   }
-  co_await stream->events.async_send(boost::system::error_code{}, sse_text(reply), asio::as_tuple(asio::use_awaitable));
-  stream->events.close();
+  stream->push(reply);
+  stream->finish();
 }
 
 bool supported_protocol(const std::string& v) {
@@ -203,12 +204,14 @@ std::string digest_arguments(const json& args) {
   return to_hex(h.data(), h.size());
 }
 
-std::shared_ptr<const Session> Sessions::create(const std::string& credential_id, const std::string& protocol,
+std::shared_ptr<const Session> Sessions::create(const Principal& who, const std::string& protocol,
                                                 json client_info, json client_capabilities) {
+  const std::string& credential_id = who.credential_id;
   auto session = std::make_shared<Session>();
   Session& s = *session;
   s.id = random_hex(32);
   s.credential_id = credential_id;
+  s.tenant_id = who.tenant_id;
   s.protocol = protocol;
   s.client_info = std::move(client_info);
   s.client_info_text = to_text(s.client_info);
@@ -275,8 +278,20 @@ bool Sessions::remove(const std::string& id, const std::string& credential_id) {
 void Sessions::erase_locked(Map::iterator it) {
   auto count = per_credential_.find(it->second.session->credential_id);
   if (count != per_credential_.end() && --count->second == 0) per_credential_.erase(count);
+  if (on_end_) on_end_(it->first);
   lru_.erase(it->second.lru);
   map_.erase(it);
+}
+
+void Sessions::sweep() {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mu_);
+  // The least recently used are at the back: stop at the first live one.
+  while (!lru_.empty()) {
+    auto it = map_.find(lru_.back());
+    if (now - it->second.last_used <= idle_) break;
+    erase_locked(it);
+  }
 }
 
 std::size_t Sessions::size() const {
@@ -299,18 +314,51 @@ asio::awaitable<McpResponse> McpServer::handle(McpRequest req, Principal who) {
         ? empty_reply(200)
         : json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
   }
-  if (req.method == "GET") {
-    // No server-initiated messages are sent outside a request's answer.
-    McpResponse r = empty_reply(405);
-    r.headers.emplace_back("Allow", "POST, DELETE");
-    co_return r;
-  }
+  if (req.method == "GET") co_return get(req, who, co_await asio::this_coro::executor);
   if (req.method != "POST") {
     McpResponse r = empty_reply(405);
-    r.headers.emplace_back("Allow", "POST, DELETE");
+    r.headers.emplace_back("Allow", "GET, POST, DELETE");
     co_return r;
   }
   co_return co_await post(req, who);
+}
+
+McpResponse McpServer::get(const McpRequest& req, const Principal& who, const asio::any_io_executor& ex) {
+  if (!accepts(req.accept, "text/event-stream")) {
+    return json_reply(406, rpc::error(nullptr, rpc::kInvalidRequest, "Accept must list text/event-stream"));
+  }
+  if (!req.protocol_version.empty() && !supported_protocol(req.protocol_version)) {
+    return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "unsupported MCP-Protocol-Version"));
+  }
+  if (req.session_id.empty()) {
+    return json_reply(400, rpc::error(nullptr, rpc::kServerError, "Mcp-Session-Id header is required"));
+  }
+  const std::shared_ptr<const Session> session = sessions_.use(req.session_id, who.credential_id);
+  if (!session) return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
+  const auto hold = resumable(*session) ? streams_.limits().hold : std::chrono::seconds(0);
+  McpResponse r;
+  r.status = 200;
+  r.content_type = "text/event-stream";
+  if (!req.last_event_id.empty()) {
+    // Only this session's streams, only where that event left off.
+    const auto event = parse_event_id(req.last_event_id);
+    if (!event) return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "malformed Last-Event-ID"));
+    const auto stream = streams_.find(session->id, event->stream);
+    if (stream) r.stream = stream->attach(event->seq, ex, hold);
+    if (!r.stream) {
+      return json_reply(404, rpc::error(nullptr, rpc::kServerError, "no event stream to resume at that Last-Event-ID"));
+    }
+    return r;
+  }
+  const auto stream = streams_.standalone(session->id, session->tenant_id, resumable(*session));
+  stream->prime();
+  r.stream = stream->attach(std::nullopt, ex, hold);
+  if (!r.stream) return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
+  return r;
+}
+
+void McpServer::resources_changed(std::int64_t tenant_id) {
+  streams_.broadcast(tenant_id, R"({"jsonrpc":"2.0","method":"notifications/resources/list_changed"})");
 }
 
 json McpServer::initialize(const json& id, const json& params, const Principal& who, McpResponse& out) {
@@ -337,15 +385,16 @@ json McpServer::initialize(const json& id, const json& params, const Principal& 
   if (auto c = params.find("capabilities"); c != params.end() && c->is_object()) {
     for (const char* k : {"sampling", "elicitation", "roots"}) caps[k] = c->contains(k);
   }
-  const auto s = sessions_.create(who.credential_id, chosen, client, caps);
+  const auto s = sessions_.create(who, chosen, client, caps);
   out.headers.emplace_back("Mcp-Session-Id", s->id);
   return rpc::result(
       id, {{"protocolVersion", chosen},
            {"capabilities",
             {{"tools", {{"listChanged", false}}},
              // Subscriptions only with the conformance fixtures: nothing of a
-             // tenant's schema snapshot changes while it is served.
-             {"resources", {{"subscribe", tools_.fixtures()}, {"listChanged", false}}},
+             // tenant's schema snapshot changes while it is served. The list
+             // changes with the saved queries (told on the GET stream).
+             {"resources", {{"subscribe", tools_.fixtures()}, {"listChanged", true}}},
              {"prompts", {{"listChanged", false}}},
              {"completions", json::object()},
              {"logging", json::object()}}},
@@ -400,12 +449,14 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       const ToolDef* tool = name != m.params->end() && name->is_string() ? tools_.find(name->get<std::string>()) : nullptr;
       if (tool && tool->run_async && (who.scopes & tool->scope) == tool->scope) {
         auto ex = co_await asio::this_coro::executor;
-        auto stream = std::make_shared<EventStream>(ex);
-        asio::co_spawn(ex, run_streamed(stream, tool, m.id, *m.params, *session, who, req), asio::detached);
+        auto stream = streams_.open(session->id, session->tenant_id, resumable(*session));
+        stream->prime();
         McpResponse r;
         r.status = 200;
         r.content_type = "text/event-stream";
-        r.stream = std::move(stream);
+        // Attached before the tool starts: nothing it sends is missed.
+        r.stream = stream->attach(0, ex, stream->resumable() ? streams_.limits().hold : std::chrono::seconds(0));
+        asio::co_spawn(ex, run_streamed(stream, tool, m.id, *m.params, *session, who, req), asio::detached);
         co_return r;
       }
     }

@@ -43,6 +43,7 @@ struct McpRequest {
   std::string protocol_version;  // MCP-Protocol-Version, "" when absent
   std::string user_agent;
   std::string client_addr;
+  std::string last_event_id;  // Last-Event-ID, "" when absent
   std::string body;
   // Charges the rate limit for each message of a batch after the first
   // (the HTTP layer charged the request itself); false when over it.
@@ -54,7 +55,7 @@ struct McpResponse {
   std::string content_type;  // "" for no body
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
-  std::shared_ptr<EventStream> stream;  // set: the body is these SSE events
+  std::shared_ptr<StreamReader> stream;  // set: the body is these SSE events
 };
 
 // What a session is, fixed at initialize (the log level aside, which
@@ -63,6 +64,7 @@ struct McpResponse {
 struct Session {
   std::string id;
   std::string credential_id;
+  std::int64_t tenant_id = 0;
   std::string protocol;
   nlohmann::json client_info;
   std::string client_info_text;  // client_info as JSON text, for audit records
@@ -73,12 +75,17 @@ struct Session {
 class Sessions {
  public:
   Sessions(std::size_t max, std::chrono::seconds idle) : max_(max), idle_(idle) {}
-  std::shared_ptr<const Session> create(const std::string& credential_id, const std::string& protocol,
+  std::shared_ptr<const Session> create(const Principal& who, const std::string& protocol,
                                        nlohmann::json client_info, nlohmann::json client_capabilities);
   // Null: unknown, expired, or bound to another credential (all 404).
   std::shared_ptr<const Session> use(const std::string& id, const std::string& credential_id);
   bool set_log_level(const std::string& id, const std::string& level);
   bool remove(const std::string& id, const std::string& credential_id);
+  // Ends the sessions idle past the limit.
+  void sweep();
+  // Called with a session's id when it ends, however (under the sessions'
+  // lock: it must not call back into Sessions).
+  void on_end(std::function<void(const std::string&)> hook) { on_end_ = std::move(hook); }
   [[nodiscard]] std::size_t size() const;
 
  private:
@@ -97,6 +104,7 @@ class Sessions {
   Map map_;
   std::list<std::string> lru_;  // most recent first
   std::unordered_map<std::string, std::size_t> per_credential_;
+  std::function<void(const std::string&)> on_end_;
 };
 
 struct McpCounters {
@@ -108,15 +116,29 @@ class McpServer {
   // `workers` run the data tools: a query may take up to its timeout, and
   // must not hold an I/O thread that long.
   McpServer(Toolbox& tools, Sessions& sessions, AuditLog& audit, McpCounters& counters,
-            boost::asio::any_io_executor workers)
-      : tools_(tools), sessions_(sessions), audit_(audit), counters_(counters), workers_(std::move(workers)) {}
+            boost::asio::any_io_executor workers, StreamLimits stream_limits = {})
+      : tools_(tools),
+        sessions_(sessions),
+        audit_(audit),
+        counters_(counters),
+        workers_(std::move(workers)),
+        streams_(stream_limits) {}
 
   boost::asio::awaitable<McpResponse> handle(McpRequest req, Principal who);
   // Shutting down: every running call's query stops at its next check.
   void cancel_all();
+  // The tenant's resources changed (a saved query was stored or deleted):
+  // its sessions' GET streams get notifications/resources/list_changed.
+  void resources_changed(std::int64_t tenant_id);
+  // A session ended: its streams go.
+  void session_ended(const std::string& id) { streams_.drop_session(id); }
+  StreamRegistry& streams() { return streams_; }
 
  private:
   boost::asio::awaitable<McpResponse> post(const McpRequest& req, const Principal& who);
+  // GET: the session's stream of server-initiated messages, or with
+  // Last-Event-ID the rest of the stream that event belongs to.
+  McpResponse get(const McpRequest& req, const Principal& who, const boost::asio::any_io_executor& ex);
   // One JSON-RPC request of an initialized session; the reply object.
   boost::asio::awaitable<nlohmann::json> dispatch(const nlohmann::json& id, const std::string& method,
                                                   const nlohmann::json& params, const Session& s,
@@ -175,6 +197,7 @@ class McpServer {
   AuditLog& audit_;
   McpCounters& counters_;
   boost::asio::any_io_executor workers_;
+  StreamRegistry streams_;
   std::mutex pending_mu_;
   std::unordered_map<std::string, std::shared_ptr<PendingReply>> pending_;  // "<session>|<id>"
   std::mutex running_mu_;

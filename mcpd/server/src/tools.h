@@ -54,6 +54,10 @@ struct ToolContext {
   // bounded, for its whole JSON-RPC response; nullopt when none came.
   std::function<boost::asio::awaitable<std::optional<nlohmann::json>>(std::string method, nlohmann::json params)>
       request;
+  // Ends the HTTP response carrying the call's stream now; a client that
+  // polls (protocol 2025-11-25) resumes it with GET and Last-Event-ID.
+  // Nothing happens for older clients.
+  std::function<void()> disconnect;
 };
 
 struct ToolDef {

@@ -50,6 +50,17 @@ struct World {
     tools = std::make_unique<Toolbox>(*store, *sources, false);
     sessions = std::make_unique<Sessions>(100, std::chrono::seconds(3600));
     mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters, workers.get_executor());
+    sessions->on_end([m = mcp.get()](const std::string& id) { m->session_ended(id); });
+  }
+
+  McpResponse get(const Principal& who, const std::string& session, const std::string& last_event_id = "",
+                  const std::string& accept = "text/event-stream") {
+    McpRequest r;
+    r.method = "GET";
+    r.accept = accept;
+    r.session_id = session;
+    r.last_event_id = last_event_id;
+    return send(std::move(r), who);
   }
 
   McpResponse send(McpRequest req, const Principal& who) {
@@ -176,6 +187,72 @@ TEST_CASE("mcpd::McpServer negotiates the protocol and binds sessions to credent
     auto r = w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"}, {"params", {{"protocolVersion", "2025-11-25"}}}},
                     alice, sid);
     CHECK(r.status == 400);
+  }
+}
+
+TEST_CASE("mcpd::McpServer serves GET streams to the session's owner, resumable where they left off",
+          "[mcpd][mcp]") {
+  World w;
+  const Principal alice = principal("aaaa", kAllScopes), mallory = principal("bbbb", kAllScopes);
+  const std::string sid = w.open_session(alice);
+
+  SECTION("refusals: no session, unknown session, another credential, wrong Accept, bad Last-Event-ID") {
+    CHECK(w.get(alice, "").status == 400);
+    CHECK(w.get(alice, std::string(64, 'a')).status == 404);
+    CHECK(w.get(mallory, sid).status == 404);
+    CHECK(w.get(alice, sid, "", "application/json").status == 406);
+    CHECK(w.get(alice, sid, "not-an-event-id").status == 400);
+    CHECK(w.get(alice, sid, std::string(300, '1')).status == 400);
+    CHECK(w.get(alice, sid, "0123456789abcdef-1").status == 404);  // no such stream in this session
+    McpRequest put;
+    put.method = "PUT";
+    put.session_id = sid;
+    CHECK(w.send(put, alice).status == 405);
+  }
+  SECTION("a 2025-11-25 session's stream is primed, with the retry field, and hears of resource changes") {
+    auto r = w.get(alice, sid);
+    REQUIRE(r.status == 200);
+    CHECK(r.content_type == "text/event-stream");
+    REQUIRE(r.stream);
+    CHECK(r.stream->hold() == StreamLimits{}.hold);
+    auto first = r.stream->take();
+    CHECK(first.text.find("retry: 2000\ndata: \n\n") != std::string::npos);
+    const std::string priming = first.text.substr(4, first.text.find('\n') - 4);
+    REQUIRE(parse_event_id(priming));
+
+    w.mcp->resources_changed(1);
+    w.mcp->resources_changed(2);  // another tenant's: not ours
+    auto next = r.stream->take();
+    CHECK(next.text.find(R"("method":"notifications/resources/list_changed")") != std::string::npos);
+    CHECK(next.text.find("list_changed", next.text.find("list_changed") + 1) == std::string::npos);
+
+    // The connection broke after the priming event: the change is replayed
+    // on resumption, to the owner only.
+    CHECK(w.get(mallory, sid, priming).status == 404);
+    const std::string other = w.open_session(alice);
+    CHECK(w.get(alice, other, priming).status == 404);  // another session's stream
+    auto resumed = w.get(alice, sid, priming);
+    REQUIRE(resumed.status == 200);
+    CHECK(resumed.stream->take().text.find("list_changed") != std::string::npos);
+    // The first response was taken over.
+    CHECK(r.stream->take().state == StreamReader::State::detached);
+  }
+  SECTION("older sessions get no priming event and no hold") {
+    const std::string old = w.open_session(alice, "2025-06-18");
+    auto r = w.get(alice, old);
+    REQUIRE(r.status == 200);
+    CHECK(r.stream->take().text.empty());
+    CHECK(r.stream->hold().count() == 0);
+  }
+  SECTION("ending the session ends its streams") {
+    auto r = w.get(alice, sid);
+    REQUIRE(r.stream);
+    McpRequest del;
+    del.method = "DELETE";
+    del.session_id = sid;
+    CHECK(w.send(del, alice).status == 200);
+    CHECK(r.stream->take().state == StreamReader::State::detached);
+    CHECK(w.mcp->streams().size() == 0);
   }
 }
 
