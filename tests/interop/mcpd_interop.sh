@@ -25,7 +25,9 @@ ctl="$build/mcpd/sluicectl/sluicectl"
 
 . "$here/lib.sh"
 
-start_mcpd sdk "" "[query]
+# Streams end after 2 s (clients resume); a request must arrive within 1 s,
+# shorter than a stream's idle wait, which no deadline may cut.
+start_mcpd sdk "request_timeout_ms = 1000" "[query]
 timeout_ms = 20000
 [limits]
 stream_hold_seconds = 2
@@ -56,6 +58,21 @@ MCPD_URL="$sdk_url" KEY_ALL="$sdk_key_all" KEY_READ="$key_read" NODE_EXTRA_CA_CE
   "$node" --test --test-reporter=spec "$here/sdk_client.test.mjs"
 MCPD_URL="$strict_url" KEY_SUPER="$strict_key" NODE_EXTRA_CA_CERTS="$work/strict/data/tls/cert.pem" \
   "$node" --test --test-reporter=spec "$here/http_rules.test.mjs"
+
+# An HTTP/1.0 client (curl) gets its GET stream without chunks, ended by
+# closing the connection after the 2 s hold.
+cert="$work/sdk/data/tls/cert.pem"
+sid=$(curl -sS --cacert "$cert" -D - -o /dev/null -H "Authorization: Bearer $sdk_key_all" \
+  -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+  -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}' \
+  "$sdk_url" | tr -d '\r' | sed -n 's/^mcp-session-id: *//Ip')
+[ -n "$sid" ] || { echo "mcpd_interop: no session for the HTTP/1.0 check" >&2; exit 1; }
+body=$(curl -sS -N --http1.0 --max-time 10 -D "$work/http10.head" --cacert "$cert" \
+  -H "Authorization: Bearer $sdk_key_all" -H 'Accept: text/event-stream' -H "Mcp-Session-Id: $sid" "$sdk_url")
+grep -q '^HTTP/1.0 200' "$work/http10.head" && ! grep -qi '^transfer-encoding' "$work/http10.head" &&
+  grep -q '^retry: 200$' <<<"$body" && grep -Eq '^id: [0-9a-f]{16}-[0-9]+$' <<<"$body" ||
+  { echo "mcpd_interop: the HTTP/1.0 GET stream is wrong" >&2; cat "$work/http10.head" >&2; echo "$body" >&2; exit 1; }
+echo "mcpd_interop: an HTTP/1.0 GET stream is sent unchunked and ends with the connection"
 
 # Every call above was audited, and both chains hold.
 "$ctl" audit verify --db "$work/sdk/data/mcpd.db"

@@ -234,15 +234,24 @@ test('a GET stream resumes at Last-Event-ID with what it missed, for its own ses
   assert.match(priming.id, /^[0-9a-f]{16}-[0-9]+$/);
   assert.equal(priming.retry, '200');
   assert.equal(priming.data, '');
-  // The connection is gone; a change happens while nobody listens.
-  await events.cancel();
+  // The response ends cleanly (a last chunk, no reset) after the 2 s hold.
+  const t0 = Date.now();
+  assert.equal(await events.next(4000), null);
+  assert.ok(Date.now() - t0 > 1000);
+  // A change happens while nobody listens.
   await putSavedQuery('interop_resume');
 
   // Nobody else resumes it: another key, a malformed or foreign id.
-  assert.equal((await get(process.env.KEY_READ, { 'Last-Event-ID': priming.id })).status, 404);
-  assert.equal((await get(process.env.KEY_ALL, { 'Last-Event-ID': 'x'.repeat(20) })).status, 400);
-  assert.equal((await get(process.env.KEY_ALL, { 'Last-Event-ID': '0123456789abcdef-1' })).status, 404);
-  assert.equal((await get(process.env.KEY_ALL, { Accept: 'application/json' })).status, 406);
+  const status = async (res) => {
+    await res.text();
+    return res.status;
+  };
+  assert.equal(await status(await get(process.env.KEY_READ, { 'Last-Event-ID': priming.id })), 404);
+  assert.equal(await status(await get(process.env.KEY_ALL, { 'Last-Event-ID': 'x'.repeat(20) })), 400);
+  // The session is fine, the stream is not: 409 (a 404 would tell the
+  // client its session is gone).
+  assert.equal(await status(await get(process.env.KEY_ALL, { 'Last-Event-ID': '0123456789abcdef-1' })), 409);
+  assert.equal(await status(await get(process.env.KEY_ALL, { Accept: 'application/json' })), 406);
 
   const resumed = await get(process.env.KEY_ALL, { 'Last-Event-ID': priming.id });
   assert.equal(resumed.status, 200);

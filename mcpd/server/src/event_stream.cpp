@@ -212,9 +212,10 @@ std::shared_ptr<EventStream> StreamRegistry::open(const std::string& session, st
   s.tenant = tenant;
   expire_locked(s, Clock::now());
   if (s.streams.size() >= limits_.max_streams_per_session) {
+    // A running call's stream is never cut: its answer would be lost.
     auto victim = std::find_if(s.streams.begin(), s.streams.end(),
                                [](const auto& st) { return st->finished_at().has_value(); });
-    if (victim == s.streams.end()) victim = s.streams.begin();
+    if (victim == s.streams.end()) return nullptr;
     (*victim)->drop();
     s.streams.erase(victim);
   }
@@ -223,10 +224,11 @@ std::shared_ptr<EventStream> StreamRegistry::open(const std::string& session, st
 }
 
 std::shared_ptr<EventStream> StreamRegistry::standalone(const std::string& session, std::int64_t tenant,
-                                                        bool resumable) {
+                                                        bool resumable, bool listens) {
   std::lock_guard lock(mu_);
   PerSession& s = sessions_[session];
   s.tenant = tenant;
+  s.listens = listens;
   if (!s.standalone) s.standalone = std::make_shared<EventStream>(random_hex(kStreamIdBytes), limits_, resumable);
   return s.standalone;
 }
@@ -249,7 +251,7 @@ void StreamRegistry::broadcast(std::int64_t tenant, std::string_view message_jso
   {
     std::lock_guard lock(mu_);
     for (auto& [id, s] : sessions_) {
-      if (s.tenant == tenant && s.standalone) targets.push_back(s.standalone);
+      if (s.tenant == tenant && s.listens && s.standalone) targets.push_back(s.standalone);
     }
   }
   for (const auto& st : targets) st->push_coalesced(message_json);

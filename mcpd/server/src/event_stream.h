@@ -152,14 +152,16 @@ class StreamRegistry {
   explicit StreamRegistry(StreamLimits limits) : limits_(limits) {}
   [[nodiscard]] const StreamLimits& limits() const { return limits_; }
 
-  // A new stream for one POST's answer. The session's oldest stream goes
-  // when it holds max_streams_per_session (finished ones first).
+  // A new stream for one POST's answer. At max_streams_per_session the
+  // oldest finished stream goes; null when all of them are still running.
   std::shared_ptr<EventStream> open(const std::string& session, std::int64_t tenant, bool resumable);
   // The session's stream for GET without Last-Event-ID, made on first use.
-  std::shared_ptr<EventStream> standalone(const std::string& session, std::int64_t tenant, bool resumable);
+  // `listens`: it is told of resource changes (the key may read them).
+  std::shared_ptr<EventStream> standalone(const std::string& session, std::int64_t tenant, bool resumable,
+                                          bool listens);
   // The stream `stream_id` of this session; null when unknown here.
   std::shared_ptr<EventStream> find(const std::string& session, std::string_view stream_id);
-  // Every GET stream of the tenant's sessions gets `message_json`.
+  // Every listening GET stream of the tenant's sessions gets `message_json`.
   void broadcast(std::int64_t tenant, std::string_view message_json);
   void drop_session(const std::string& session);
   // Drops finished streams held past their retention.
@@ -169,6 +171,7 @@ class StreamRegistry {
  private:
   struct PerSession {
     std::int64_t tenant = 0;
+    bool listens = false;
     std::vector<std::shared_ptr<EventStream>> streams;  // POST answers, oldest first
     std::shared_ptr<EventStream> standalone;            // GET, never evicted for them
   };

@@ -207,19 +207,37 @@ asio::awaitable<void> HttpServer::accept_loop() {
   }
 }
 
+namespace {
+
+// A piece of a streamed body: one chunk, or (HTTP/1.0) the bytes as they are.
+template <class Stream>
+asio::awaitable<bool> write_body(Stream& stream, std::string_view text, bool chunked) {
+  if (chunked) {
+    auto [ec, n] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(text)), kTuple);
+    co_return !ec;
+  }
+  auto [ec, n] = co_await asio::async_write(stream, asio::buffer(text), kTuple);
+  co_return !ec;
+}
+
+}  // namespace
+
 // Writes `head` with a chunked body of the stream's events until the
 // stream is done, the reader is detached (another response took over, or
 // the producer asked the client to poll) or the reader's hold passes; an
 // idle response gets a keep-alive comment now and then (which also finds
-// a client that is gone). False when the connection is gone.
+// a client that is gone). False when the connection is gone. HTTP/1.0 has
+// no chunks: the body is the events as they are, ended by closing (the
+// caller's `head` says so).
 asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResponse& head,
                                                StreamReader& events) {
+  const bool chunked = head.version() >= 11;
   http::response<http::empty_body> h{head.result(), head.version()};
   for (const auto& field : head.base()) h.set(field.name_string(), field.value());
   h.set(http::field::content_type, "text/event-stream");
   h.set(http::field::cache_control, "no-store");
-  h.keep_alive(head.keep_alive());
-  h.chunked(true);
+  h.keep_alive(chunked && head.keep_alive());
+  h.chunked(chunked);
   http::response_serializer<http::empty_body> sr{h};
   stream.next_layer().expires_after(limits_.request_timeout);
   if (auto [ec, n] = co_await http::async_write_header(stream, sr, kTuple); ec) co_return false;
@@ -231,9 +249,7 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
     StreamReader::Chunk chunk = events.take();
     if (!chunk.text.empty()) {
       stream.next_layer().expires_after(limits_.request_timeout);
-      if (auto [ec, n] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(chunk.text)), kTuple); ec) {
-        co_return false;
-      }
+      if (!co_await write_body(stream, chunk.text, chunked)) co_return false;
       last_write = Clock::now();
     }
     if (chunk.state != StreamReader::State::more) break;
@@ -245,14 +261,15 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
     if (now >= ping) {
       static constexpr std::string_view kKeepAlive = ":\n\n";
       stream.next_layer().expires_after(limits_.request_timeout);
-      if (auto [ec, n] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(kKeepAlive)), kTuple); ec) {
-        co_return false;
-      }
+      if (!co_await write_body(stream, kKeepAlive, chunked)) co_return false;
       last_write = Clock::now();
       continue;
     }
+    // Waiting is ours, not the client's: no deadline runs meanwhile.
+    stream.next_layer().expires_never();
     co_await events.wait(std::min(end, ping));
   }
+  if (!chunked) co_return true;
   stream.next_layer().expires_after(limits_.request_timeout);
   auto [ec, n] = co_await asio::async_write(stream, http::make_chunk_last(), kTuple);
   co_return !ec;
@@ -343,6 +360,7 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
     HttpResponse& res = reply.response;
     res.keep_alive(keep && res.keep_alive());
     if (reply.stream) {
+      if (res.version() < 11) res.keep_alive(false);  // the body ends with the connection
       if (!co_await write_events(stream, res, *reply.stream)) co_return;
       if (!res.keep_alive()) break;
       continue;

@@ -238,7 +238,8 @@ std::shared_ptr<const Session> Sessions::create(const Principal& who, const std:
   return session;
 }
 
-std::shared_ptr<const Session> Sessions::use(const std::string& id, const std::string& credential_id) {
+std::shared_ptr<const Session> Sessions::use(const std::string& id, const std::string& credential_id,
+                                             const std::function<void(const Session&)>& then) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
   auto it = map_.find(id);
@@ -253,6 +254,7 @@ std::shared_ptr<const Session> Sessions::use(const std::string& id, const std::s
   if (e.session->credential_id != credential_id) return nullptr;
   e.last_used = now;
   lru_.splice(lru_.begin(), lru_, e.lru);
+  if (then) then(*e.session);
   return e.session;
 }
 
@@ -314,7 +316,10 @@ asio::awaitable<McpResponse> McpServer::handle(McpRequest req, Principal who) {
         ? empty_reply(200)
         : json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
   }
-  if (req.method == "GET") co_return get(req, who, co_await asio::this_coro::executor);
+  if (req.method == "GET") {
+    const auto ex = co_await asio::this_coro::executor;
+    co_return get(req, who, ex);
+  }
   if (req.method != "POST") {
     McpResponse r = empty_reply(405);
     r.headers.emplace_back("Allow", "GET, POST, DELETE");
@@ -333,26 +338,38 @@ McpResponse McpServer::get(const McpRequest& req, const Principal& who, const as
   if (req.session_id.empty()) {
     return json_reply(400, rpc::error(nullptr, rpc::kServerError, "Mcp-Session-Id header is required"));
   }
-  const std::shared_ptr<const Session> session = sessions_.use(req.session_id, who.credential_id);
+  std::optional<EventId> event;
+  if (!req.last_event_id.empty()) {
+    event = parse_event_id(req.last_event_id);
+    if (!event) return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "malformed Last-Event-ID"));
+  }
+  // Found or made while the session cannot end: its end drops it.
+  std::shared_ptr<EventStream> stream;
+  const std::shared_ptr<const Session> session =
+      sessions_.use(req.session_id, who.credential_id, [&](const Session& s) {
+        stream = event ? streams_.find(s.id, event->stream)
+                       : streams_.standalone(s.id, s.tenant_id, resumable(s), (who.scopes & kScopeRead) != 0);
+      });
+  // 404 says "this session is gone" (the client initializes anew): only then.
   if (!session) return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
-  const auto hold = resumable(*session) ? streams_.limits().hold : std::chrono::seconds(0);
   McpResponse r;
   r.status = 200;
   r.content_type = "text/event-stream";
-  if (!req.last_event_id.empty()) {
+  // A GET response always ends after the hold, whatever the revision: the
+  // stream stays, and the client comes back for the rest.
+  const auto hold = streams_.limits().hold;
+  if (event) {
     // Only this session's streams, only where that event left off.
-    const auto event = parse_event_id(req.last_event_id);
-    if (!event) return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "malformed Last-Event-ID"));
-    const auto stream = streams_.find(session->id, event->stream);
     if (stream) r.stream = stream->attach(event->seq, ex, hold);
     if (!r.stream) {
-      return json_reply(404, rpc::error(nullptr, rpc::kServerError, "no event stream to resume at that Last-Event-ID"));
+      return json_reply(409, rpc::error(nullptr, rpc::kInvalidRequest, "the stream cannot be resumed at that Last-Event-ID"));
     }
     return r;
   }
-  const auto stream = streams_.standalone(session->id, session->tenant_id, resumable(*session));
-  stream->prime();
-  r.stream = stream->attach(std::nullopt, ex, hold);
+  if (stream) {
+    stream->prime();
+    r.stream = stream->attach(std::nullopt, ex, hold);
+  }
   if (!r.stream) return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
   return r;
 }
@@ -394,7 +411,7 @@ json McpServer::initialize(const json& id, const json& params, const Principal& 
              // Subscriptions only with the conformance fixtures: nothing of a
              // tenant's schema snapshot changes while it is served. The list
              // changes with the saved queries (told on the GET stream).
-             {"resources", {{"subscribe", tools_.fixtures()}, {"listChanged", true}}},
+             {"resources", {{"subscribe", tools_.fixtures()}, {"listChanged", (who.scopes & kScopeRead) != 0}}},
              {"prompts", {{"listChanged", false}}},
              {"completions", json::object()},
              {"logging", json::object()}}},
@@ -449,13 +466,21 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       const ToolDef* tool = name != m.params->end() && name->is_string() ? tools_.find(name->get<std::string>()) : nullptr;
       if (tool && tool->run_async && (who.scopes & tool->scope) == tool->scope) {
         auto ex = co_await asio::this_coro::executor;
-        auto stream = streams_.open(session->id, session->tenant_id, resumable(*session));
+        std::shared_ptr<EventStream> stream;
+        const bool live = sessions_.use(session->id, who.credential_id, [&](const Session& s) {
+          stream = streams_.open(s.id, s.tenant_id, resumable(s));
+        }) != nullptr;
+        if (!live) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
+        if (!stream) {
+          co_return json_reply(429, rpc::error(m.id, rpc::kServerError, "too many streamed calls in progress in this session"));
+        }
         stream->prime();
         McpResponse r;
         r.status = 200;
         r.content_type = "text/event-stream";
         // Attached before the tool starts: nothing it sends is missed.
         r.stream = stream->attach(0, ex, stream->resumable() ? streams_.limits().hold : std::chrono::seconds(0));
+        if (!r.stream) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
         asio::co_spawn(ex, run_streamed(stream, tool, m.id, *m.params, *session, who, req), asio::detached);
         co_return r;
       }

@@ -78,7 +78,11 @@ class Sessions {
   std::shared_ptr<const Session> create(const Principal& who, const std::string& protocol,
                                        nlohmann::json client_info, nlohmann::json client_capabilities);
   // Null: unknown, expired, or bound to another credential (all 404).
-  std::shared_ptr<const Session> use(const std::string& id, const std::string& credential_id);
+  // `then`, when set, runs with the session while it cannot end (under the
+  // sessions' lock: it must not call back into Sessions): what it makes
+  // for the session is dropped by on_end's hook, never left behind.
+  std::shared_ptr<const Session> use(const std::string& id, const std::string& credential_id,
+                                     const std::function<void(const Session&)>& then = nullptr);
   bool set_log_level(const std::string& id, const std::string& level);
   bool remove(const std::string& id, const std::string& credential_id);
   // Ends the sessions idle past the limit.

@@ -215,8 +215,8 @@ TEST_CASE("the registry finds streams only within their session", "[streams]") {
   CHECK(reg.find("session-a", a->id()) == a);
   CHECK_FALSE(reg.find("session-b", a->id()));
   CHECK_FALSE(reg.find("session-c", a->id()));
-  auto g = reg.standalone("session-a", 1, true);
-  CHECK(reg.standalone("session-a", 1, true) == g);
+  auto g = reg.standalone("session-a", 1, true, true);
+  CHECK(reg.standalone("session-a", 1, true, true) == g);
   CHECK(reg.find("session-a", g->id()) == g);
   CHECK(reg.size() == 3);
   reg.drop_session("session-a");
@@ -227,7 +227,7 @@ TEST_CASE("the registry finds streams only within their session", "[streams]") {
   CHECK(reg.size() == 1);
 }
 
-TEST_CASE("the registry bounds streams per session, finished ones going first", "[streams]") {
+TEST_CASE("the registry bounds streams per session, never cutting a running one", "[streams]") {
   StreamRegistry reg(small());  // 3 per session
   auto s1 = reg.open("s", 1, true);
   auto s2 = reg.open("s", 1, true);
@@ -236,11 +236,15 @@ TEST_CASE("the registry bounds streams per session, finished ones going first", 
   auto s4 = reg.open("s", 1, true);
   CHECK_FALSE(reg.find("s", s2->id()));
   CHECK(reg.find("s", s1->id()) == s1);
-  auto s5 = reg.open("s", 1, true);  // none finished: the oldest goes
-  CHECK_FALSE(reg.find("s", s1->id()));
-  CHECK_FALSE(s1->push("{}"));
-  CHECK(reg.find("s", s3->id()) == s3);
+  CHECK_FALSE(reg.open("s", 1, true));  // none finished: refused, nothing cut
+  CHECK(reg.find("s", s1->id()) == s1);
+  CHECK(s1->push("{}"));
+  s3->finish();
+  auto s5 = reg.open("s", 1, true);
+  REQUIRE(s5);
+  CHECK_FALSE(reg.find("s", s3->id()));
   CHECK(reg.find("s", s5->id()) == s5);
+  CHECK(reg.open("other", 1, true));  // another session's count is its own
 }
 
 TEST_CASE("finished streams stay resumable for their retention, then go", "[streams]") {
@@ -259,14 +263,16 @@ TEST_CASE("finished streams stay resumable for their retention, then go", "[stre
 TEST_CASE("broadcast reaches the GET streams of the tenant's sessions only", "[streams]") {
   boost::asio::io_context io;
   StreamRegistry reg(small());
-  auto mine = reg.standalone("s1", 7, true);
-  auto other = reg.standalone("s2", 8, true);
+  auto mine = reg.standalone("s1", 7, true, true);
+  auto other = reg.standalone("s2", 8, true, true);
+  auto deaf = reg.standalone("s4", 7, true, false);  // a key that may not read resources
   auto post = reg.open("s3", 7, true);
   reg.broadcast(7, R"({"jsonrpc":"2.0","method":"notifications/resources/list_changed"})");
   auto rm = mine->attach(0, io.get_executor(), 0s);
   CHECK(rm->take().text.find("list_changed") != std::string::npos);
   CHECK(other->attach(0, io.get_executor(), 0s)->take().text.empty());
   CHECK(post->attach(0, io.get_executor(), 0s)->take().text.empty());
+  CHECK(deaf->attach(0, io.get_executor(), 0s)->take().text.empty());
   // Told many times while unsent: once. Once sent, told again.
   for (int i = 0; i < 100; ++i) reg.broadcast(7, R"({"jsonrpc":"2.0","method":"notifications/resources/list_changed"})");
   CHECK(ids(rm->take().text).size() == 1);

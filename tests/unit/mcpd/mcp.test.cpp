@@ -1,6 +1,7 @@
 #include "mcp.h"
 
 #include <set>
+#include <thread>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -31,7 +32,7 @@ struct World {
   boost::asio::thread_pool workers{2};
 
   // No journal; `max_pending` records at most in the audit queue.
-  explicit World(std::size_t max_pending = 65536) {
+  explicit World(std::size_t max_pending = 65536, std::chrono::seconds session_idle = std::chrono::seconds(3600)) {
     AuditOptions audit_options;
     audit_options.max_batch = 64;
     audit_options.max_pending = max_pending;
@@ -48,7 +49,7 @@ struct World {
     audit = std::move(*a);
     sources = std::make_unique<Sources>(*store, QueryLimits{});
     tools = std::make_unique<Toolbox>(*store, *sources, false);
-    sessions = std::make_unique<Sessions>(100, std::chrono::seconds(3600));
+    sessions = std::make_unique<Sessions>(100, session_idle);
     mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters, workers.get_executor());
     sessions->on_end([m = mcp.get()](const std::string& id) { m->session_ended(id); });
   }
@@ -203,7 +204,9 @@ TEST_CASE("mcpd::McpServer serves GET streams to the session's owner, resumable 
     CHECK(w.get(alice, sid, "", "application/json").status == 406);
     CHECK(w.get(alice, sid, "not-an-event-id").status == 400);
     CHECK(w.get(alice, sid, std::string(300, '1')).status == 400);
-    CHECK(w.get(alice, sid, "0123456789abcdef-1").status == 404);  // no such stream in this session
+    // The session is fine, the stream is not: 409, not the 404 that tells
+    // a client its session is gone.
+    CHECK(w.get(alice, sid, "0123456789abcdef-1").status == 409);
     McpRequest put;
     put.method = "PUT";
     put.session_id = sid;
@@ -230,19 +233,48 @@ TEST_CASE("mcpd::McpServer serves GET streams to the session's owner, resumable 
     // on resumption, to the owner only.
     CHECK(w.get(mallory, sid, priming).status == 404);
     const std::string other = w.open_session(alice);
-    CHECK(w.get(alice, other, priming).status == 404);  // another session's stream
+    CHECK(w.get(alice, other, priming).status == 409);  // another session's stream
     auto resumed = w.get(alice, sid, priming);
     REQUIRE(resumed.status == 200);
     CHECK(resumed.stream->take().text.find("list_changed") != std::string::npos);
     // The first response was taken over.
     CHECK(r.stream->take().state == StreamReader::State::detached);
   }
-  SECTION("older sessions get no priming event and no hold") {
+  SECTION("older sessions get no priming event; their GET responses end after the hold too") {
     const std::string old = w.open_session(alice, "2025-06-18");
     auto r = w.get(alice, old);
     REQUIRE(r.status == 200);
     CHECK(r.stream->take().text.empty());
-    CHECK(r.stream->hold().count() == 0);
+    CHECK(r.stream->hold() == StreamLimits{}.hold);
+  }
+  SECTION("a key that may not read resources is neither offered nor told of their changes") {
+    const Principal runner = principal("cccc", kScopeQuery);
+    auto init = w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"},
+                        {"params", {{"protocolVersion", "2025-11-25"}, {"capabilities", json::object()}}}},
+                       runner);
+    CHECK(body(init)["result"]["capabilities"]["resources"]["listChanged"] == false);
+    CHECK(w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"},
+                  {"params", {{"protocolVersion", "2025-11-25"}, {"capabilities", json::object()}}}},
+                 alice)
+              .body.find(R"("listChanged":true)") != std::string::npos);
+    auto r = w.get(runner, init.headers[0].second);
+    REQUIRE(r.stream);
+    r.stream->take();  // the priming event
+    w.mcp->resources_changed(1);
+    CHECK(r.stream->take().text.empty());
+  }
+  SECTION("an idle session's sweep ends its streams") {
+    World quick(65536, std::chrono::seconds(1));
+    const std::string s = quick.open_session(alice);
+    auto r = quick.get(alice, s);
+    REQUIRE(r.stream);
+    quick.sessions->sweep();
+    CHECK(quick.mcp->streams().size() == 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    quick.sessions->sweep();
+    CHECK(quick.sessions->size() == 0);
+    CHECK(quick.mcp->streams().size() == 0);
+    CHECK(r.stream->take().state == StreamReader::State::detached);
   }
   SECTION("ending the session ends its streams") {
     auto r = w.get(alice, sid);
