@@ -265,3 +265,29 @@ test('a GET stream resumes at Last-Event-ID with what it missed, for its own ses
   assert.equal(del.status, 200);
   assert.equal(await more.next(), null);
 });
+
+test('revoking a key ends its sessions and their open streams at once', async () => {
+  const admin = { Authorization: `Bearer ${process.env.KEY_ALL}`, 'Content-Type': 'application/json' };
+  const made = await fetch(new URL('/api/keys', url), {
+    method: 'POST', headers: admin, body: JSON.stringify({ name: 'soon-revoked', scopes: 'read' }),
+  });
+  assert.equal(made.status, 201);
+  const { id, token } = await made.json();
+  const init = await fetch(url, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+  });
+  const sid = init.headers.get('mcp-session-id');
+  await init.text();
+  const stream = await fetch(url, { headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream', 'Mcp-Session-Id': sid } });
+  assert.equal(stream.status, 200);
+  const events = sseEvents(stream);
+  assert.ok((await events.next()).id);
+  const t0 = Date.now();
+  const revoked = await fetch(new URL(`/api/keys/${id}`, url), { method: 'DELETE', headers: admin });
+  assert.equal(revoked.status, 200);
+  // Ended well before the 2 s hold would have ended it.
+  assert.equal(await events.next(1500), null);
+  assert.ok(Date.now() - t0 < 1500);
+});

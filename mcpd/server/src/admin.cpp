@@ -201,6 +201,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     auto revoked = store_->revoke_key(id);
     if (!revoked) return problem(500, "the key could not be revoked", v);
     keys_->drop(id);  // refused from now on, whatever a reload does
+    sessions_->end_credential(id);  // and its open streams end now
     if (!keys_->reload()) return problem(500, "the key is revoked; the key cache could not be refreshed", v);
     if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "revoke_key"}, {"key", id}})) {
       return problem(503, "the change was made but could not be audited", v);
@@ -425,6 +426,7 @@ json App::local_admin(const json& r) {
     auto done = store_->revoke_key(str("key_id"));
     if (!done) return err("store unavailable");
     keys_->drop(str("key_id"));
+    sessions_->end_credential(str("key_id"));
     if (!keys_->reload()) return err("the key is revoked; the key cache could not be refreshed");
     if (!audited({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "revoke_key"}, {"key", str("key_id")}})) {
       return err("the change was made but could not be audited");

@@ -285,6 +285,16 @@ void Sessions::erase_locked(Map::iterator it) {
   map_.erase(it);
 }
 
+void Sessions::end_credential(const std::string& credential_id) {
+  std::lock_guard lock(mu_);
+  if (!per_credential_.contains(credential_id)) return;
+  for (auto it = map_.begin(); it != map_.end();) {
+    auto next = std::next(it);
+    if (it->second.session->credential_id == credential_id) erase_locked(it);
+    it = next;
+  }
+}
+
 void Sessions::sweep() {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);

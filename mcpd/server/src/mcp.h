@@ -87,6 +87,8 @@ class Sessions {
   bool remove(const std::string& id, const std::string& credential_id);
   // Ends the sessions idle past the limit.
   void sweep();
+  // Ends every session of a credential (revoked): its open streams end too.
+  void end_credential(const std::string& credential_id);
   // Called with a session's id when it ends, however (under the sessions'
   // lock: it must not call back into Sessions).
   void on_end(std::function<void(const std::string&)> hook) { on_end_ = std::move(hook); }

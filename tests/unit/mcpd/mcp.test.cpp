@@ -263,6 +263,15 @@ TEST_CASE("mcpd::McpServer serves GET streams to the session's owner, resumable 
     w.mcp->resources_changed(1);
     CHECK(r.stream->take().text.empty());
   }
+  SECTION("revoking a credential ends its sessions and their streams, not others'") {
+    auto r = w.get(alice, sid);
+    REQUIRE(r.stream);
+    const std::string theirs = w.open_session(mallory);
+    w.sessions->end_credential("aaaa");
+    CHECK(r.stream->take().state == StreamReader::State::detached);
+    CHECK(w.get(alice, sid).status == 404);
+    CHECK(w.get(mallory, theirs).status == 200);
+  }
   SECTION("an idle session's sweep ends its streams") {
     World quick(65536, std::chrono::seconds(1));
     const std::string s = quick.open_session(alice);
