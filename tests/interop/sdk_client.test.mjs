@@ -229,6 +229,7 @@ test('a GET stream resumes at Last-Event-ID with what it missed, for its own ses
   const first = await get(process.env.KEY_ALL);
   assert.equal(first.status, 200);
   assert.match(first.headers.get('content-type'), /^text\/event-stream/);
+  assert.equal(first.headers.get('x-accel-buffering'), 'no');
   const events = sseEvents(first);
   const priming = await events.next();
   assert.match(priming.id, /^[0-9a-f]{16}-[0-9]+$/);

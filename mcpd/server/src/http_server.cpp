@@ -236,6 +236,7 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
   for (const auto& field : head.base()) h.set(field.name_string(), field.value());
   h.set(http::field::content_type, "text/event-stream");
   h.set(http::field::cache_control, "no-store");
+  h.set("X-Accel-Buffering", "no");  // a reverse proxy (nginx) passes events on as they come
   h.keep_alive(chunked && head.keep_alive());
   h.chunked(chunked);
   http::response_serializer<http::empty_body> sr{h};
