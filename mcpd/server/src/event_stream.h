@@ -36,7 +36,7 @@ struct StreamLimits {
   std::size_t max_streams_per_session = 32;
   std::chrono::seconds retention{60};    // a finished stream stays resumable this long
   std::chrono::milliseconds retry{2000}; // the SSE retry field of priming events
-  std::chrono::seconds hold{300};        // a resumable response ends after this; the client polls
+  std::chrono::seconds hold{300};        // a GET (or resumable POST) response ends after this; the client polls
   std::chrono::seconds keepalive{15};    // an SSE comment on a response idle this long
 };
 
