@@ -85,6 +85,8 @@ void EventStream::ring_locked() {
   if (bell_) bell_->try_send(boost::system::error_code{});
 }
 
+std::string EventStream::id_line_locked() const { return "id: " + id_ + "-" + std::to_string(next_) + "\n"; }
+
 void EventStream::append_locked(std::string text) {
   bytes_ += text.size();
   events_.push_back({next_++, std::move(text)});
@@ -99,7 +101,7 @@ void EventStream::append_locked(std::string text) {
 bool EventStream::push(std::string_view message_json) {
   std::lock_guard lock(mu_);
   if (dropped_ || finished_) return false;
-  std::string text = "id: " + id_ + "-" + std::to_string(next_) + "\nevent: message\ndata: ";
+  std::string text = id_line_locked() + "event: message\ndata: ";
   text += message_json;
   text += "\n\n";
   append_locked(std::move(text));
@@ -110,12 +112,10 @@ bool EventStream::push_coalesced(std::string_view message_json) {
   {
     std::lock_guard lock(mu_);
     if (!dropped_ && !events_.empty() && events_.back().seq > delivered_) {
-      const std::string& last = events_.back().text;
+      const std::string_view last = events_.back().text;
       const auto data = last.find("\ndata: ");
-      if (data != std::string::npos &&
-          std::string_view(last).substr(data + 7) == std::string(message_json) + "\n\n") {
-        return true;
-      }
+      const std::string_view body = data == std::string_view::npos ? std::string_view() : last.substr(data + 7);
+      if (body.size() == message_json.size() + 2 && body.starts_with(message_json)) return true;
     }
   }
   return push(message_json);
@@ -125,8 +125,7 @@ void EventStream::prime() {
   if (!resumable_) return;
   std::lock_guard lock(mu_);
   if (dropped_ || finished_) return;
-  append_locked("id: " + id_ + "-" + std::to_string(next_) + "\nretry: " + std::to_string(limits_.retry.count()) +
-                "\ndata: \n\n");
+  append_locked(id_line_locked() + "retry: " + std::to_string(limits_.retry.count()) + "\ndata: \n\n");
 }
 
 void EventStream::finish() {

@@ -119,6 +119,8 @@ class EventStream : public std::enable_shared_from_this<EventStream> {
     std::uint64_t seq;
     std::string text;
   };
+  // "id: <stream>-<n>\n" of the next event.
+  [[nodiscard]] std::string id_line_locked() const;
   void append_locked(std::string text);
   void ring_locked();
 

@@ -228,7 +228,7 @@ asio::awaitable<bool> write_body(Stream& stream, std::string_view text, bool chu
 // idle response gets a keep-alive comment now and then (which also finds
 // a client that is gone). False when the connection is gone. HTTP/1.0 has
 // no chunks: the body is the events as they are, ended by closing (the
-// caller's `head` says so).
+// caller's `head` is then not keep-alive).
 asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResponse& head,
                                                StreamReader& events) {
   const bool chunked = head.version() >= 11;
@@ -237,7 +237,7 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
   h.set(http::field::content_type, "text/event-stream");
   h.set(http::field::cache_control, "no-store");
   h.set("X-Accel-Buffering", "no");  // a reverse proxy (nginx) passes events on as they come
-  h.keep_alive(chunked && head.keep_alive());
+  h.keep_alive(head.keep_alive());
   h.chunked(chunked);
   http::response_serializer<http::empty_body> sr{h};
   stream.next_layer().expires_after(limits_.request_timeout);
@@ -256,8 +256,6 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
     if (chunk.state != StreamReader::State::more) break;
     const auto now = Clock::now();
     if (now >= end) break;  // the client resumes with GET and Last-Event-ID
-    // No deadline while the producer works (a tool may wait on the
-    // client); each write has one.
     const auto ping = last_write + events.keepalive();
     if (now >= ping) {
       static constexpr std::string_view kKeepAlive = ":\n\n";
@@ -266,7 +264,8 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
       last_write = Clock::now();
       continue;
     }
-    // Waiting is ours, not the client's: no deadline runs meanwhile.
+    // Waiting is ours (a tool may wait on the client), not the client's: no
+    // deadline runs meanwhile; each write has one.
     stream.next_layer().expires_never();
     co_await events.wait(std::min(end, ping));
   }
