@@ -6,17 +6,7 @@
 #include <sqlite3.h>
 
 namespace sluice::mcpd {
-namespace {
 
-using Json = nlohmann::json;
-using Kind = DataError::Kind;
-
-// Per cell, on top of its text or blob bytes: numbers, NULLs and the JSON
-// punctuation are not free, and a million tiny cells must still count.
-constexpr std::size_t kCellOverhead = 8;
-
-// Length of the valid UTF-8 sequence at the start of `s`, or 0. Strict like
-// nlohmann's serialiser: no overlong forms, no surrogates, <= U+10FFFF.
 std::size_t utf8_sequence(std::string_view s) {
   const auto b = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
   const unsigned char c = b(0);
@@ -42,6 +32,16 @@ std::size_t utf8_sequence(std::string_view s) {
   }
   return n;
 }
+
+namespace {
+
+using Json = nlohmann::json;
+using Kind = DataError::Kind;
+
+// Per cell, on top of its text or blob bytes: numbers, NULLs and the JSON
+// punctuation are not free, and a million tiny cells must still count.
+constexpr std::size_t kCellOverhead = 8;
+
 
 DataResult<void> bind_one(sqlite3_stmt* stmt, int i, const Json& p) {
   const std::string where = "parameter " + std::to_string(i);

@@ -26,6 +26,11 @@ namespace sluice::mcpd {
 // (text or blob bytes plus a fixed per-cell overhead) to `bytes`.
 [[nodiscard]] nlohmann::json cell_to_json(sqlite3_stmt* stmt, int col, std::size_t& bytes);
 
+// Length of the valid UTF-8 sequence at the start of `s` (not empty), or 0.
+// Strict like nlohmann's serialiser: no overlong forms, no surrogates,
+// <= U+10FFFF.
+[[nodiscard]] std::size_t utf8_sequence(std::string_view s);
+
 // `s` with every invalid UTF-8 sequence replaced by U+FFFD.
 [[nodiscard]] std::string valid_utf8(std::string_view s);
 
