@@ -22,6 +22,7 @@ struct McpdOptions {
   std::int64_t user_id = 0, tenant_id = 0;
   std::string db = "/var/lib/sluice/mcpd.db";
   std::string anchors;
+  bool no_anchors = false;
   std::string policy_file;
   bool json_out = false;
 };
@@ -147,15 +148,26 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
   audit->require_subcommand(1);
   auto* verify = audit->add_subcommand("verify", "check the hash chain of every record (read-only)");
   verify->add_option("--db", o->db, "sluice-mcpd's database");
-  verify->add_option("--anchors", o->anchors,
-                     "the anchor file of chain heads (default: audit.anchors beside the database, if present)");
+  auto* anchors_opt = verify->add_option(
+      "--anchors", o->anchors, "the anchor file of chain heads (default: audit.anchors beside the database)");
+  verify->add_flag("--no-anchors", o->no_anchors,
+                   "check the chain alone, without an anchor file (records cut off its end would not show)")
+      ->excludes(anchors_opt);
   verify->add_flag("--json", o->json_out, "print the verdict as JSON");
   verify->callback([o, &exit_code] {
+    // Fail closed: without anchors a log cut short verifies, so a missing
+    // anchor file (deleted, or never made) is an error unless the caller
+    // says, with --no-anchors, that the chain alone is what they want.
     std::string anchors = o->anchors;
-    if (anchors.empty()) {
-      const auto slash = o->db.rfind('/');
-      const std::string beside = (slash == std::string::npos ? std::string() : o->db.substr(0, slash + 1)) + "audit.anchors";
-      if (::access(beside.c_str(), F_OK) == 0) anchors = beside;
+    if (anchors.empty() && !o->no_anchors) {
+      anchors = sluice::mcpd::anchors_beside(o->db);
+      if (::access(anchors.c_str(), F_OK) != 0) {
+        std::cerr << "sluicectl: no anchor file at " << anchors
+                  << ": records cut off the end of the log would not show; give --anchors FILE, or "
+                     "--no-anchors to check the chain alone\n";
+        exit_code = kExitInvalid;
+        return;
+      }
     }
     auto v = sluice::mcpd::verify_audit(o->db, anchors);
     if (!v) {
@@ -173,8 +185,7 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
     } else if (v->ok) {
       std::cout << "audit chain intact: " << v->records << " records, head " << v->head_hash;
       if (anchors.empty()) {
-        std::cout << "; anchors NOT checked (no audit.anchors beside the database; --anchors FILE): "
-                     "records cut off the end would not show";
+        std::cout << "; anchors NOT checked (--no-anchors): records cut off the end would not show";
       } else {
         std::cout << "; " << v->anchors << " anchors in " << anchors << " match";
       }

@@ -99,6 +99,20 @@ set -e
 echo "$verdict"
 [ "$rc" -eq 1 ] && grep -q "cut short" <<<"$verdict" ||
   { echo "mcpd_interop: a log cut short passed audit verify (rc $rc)" >&2; exit 1; }
+# Without its anchor file (a copy of the database elsewhere, or the file
+# deleted where it was not append-only) verify fails closed, unless told
+# to check the chain alone.
+mkdir "$work/lone"
+cp "$sdk_db" "$work/lone/mcpd.db"
+set +e
+"$ctl" audit verify --db "$work/lone/mcpd.db" 2>"$work/lone/err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q "no anchor file at $work/lone/audit.anchors" "$work/lone/err" ||
+  { echo "mcpd_interop: audit verify passed without an anchor file (rc $rc)" >&2; exit 1; }
+"$ctl" audit verify --no-anchors --db "$work/lone/mcpd.db" | grep -q "anchors NOT checked (--no-anchors)" ||
+  { echo "mcpd_interop: audit verify --no-anchors did not check the chain alone" >&2; exit 1; }
+echo "mcpd_interop: audit verify refuses a database without its anchor file unless --no-anchors"
 # Nor does sluice-mcpd start on it.
 set +e
 timeout 20 "$build/mcpd/server/sluice-mcpd" --config "$work/sdk/mcpd.toml" >"$work/sdk/restart.out" 2>&1

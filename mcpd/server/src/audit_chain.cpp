@@ -32,6 +32,12 @@ KeyHash chain_hash(const KeyHash& prev, std::int64_t seq, const std::string& rec
   return sha256(buf);
 }
 
+std::string anchors_beside(std::string_view database_path) {
+  const auto slash = database_path.rfind('/');
+  std::string path(slash == std::string_view::npos ? std::string_view() : database_path.substr(0, slash + 1));
+  return path.append(kAnchorsFileName);
+}
+
 std::string anchor_line(std::int64_t seq, const KeyHash& hash) {
   return std::to_string(seq) + " " + to_hex(hash.data(), hash.size()) + "\n";
 }
@@ -81,10 +87,6 @@ Result<std::optional<AuditAnchor>> accept_anchor_line(std::string_view text, std
   prev = *a;
   return std::optional<AuditAnchor>(*a);
 }
-
-std::string torn(std::int64_t line_no) {
-  return "anchor line " + std::to_string(line_no) + ": torn (no newline at the end of the file)";
-}
 }  // namespace
 
 Result<AnchorReader> AnchorReader::open(const std::string& path) {
@@ -118,7 +120,7 @@ Result<std::optional<AuditAnchor>> AnchorReader::next() {
       if (eof_) {
         if (pos_ == buf_.size()) return std::optional<AuditAnchor>{};
         // A write cut short, or something else: no anchor to trust.
-        return fail(torn(line_ + 1));
+        return fail("anchor line " + std::to_string(line_ + 1) + ": torn (no newline at the end of the file)");
       }
       buf_.erase(0, pos_);
       pos_ = 0;
@@ -136,21 +138,6 @@ Result<std::optional<AuditAnchor>> AnchorReader::next() {
     auto a = accept_anchor_line(text, ++line_, prev_);
     if (!a || *a) return a;  // refused, or an anchor; a repeat is skipped
   }
-}
-
-Result<std::vector<AuditAnchor>> parse_anchors(std::string_view text) {
-  std::vector<AuditAnchor> out;
-  std::int64_t line_no = 0;
-  std::optional<AuditAnchor> prev;
-  while (!text.empty()) {
-    const auto nl = text.find('\n');
-    if (nl == std::string_view::npos) return fail(torn(line_no + 1));
-    auto a = accept_anchor_line(text.substr(0, nl), ++line_no, prev);
-    text.remove_prefix(nl + 1);
-    if (!a) return tl::unexpected(a.error());
-    if (*a) out.push_back(**a);
-  }
-  return out;
 }
 
 Result<AuditVerdict> verify_audit(const std::string& path, const std::string& anchors_path) {

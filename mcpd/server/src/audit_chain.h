@@ -27,6 +27,10 @@ struct AuditAnchor {
   KeyHash hash{};
 };
 
+// The anchor file's name, in the directory of the database it anchors.
+inline constexpr std::string_view kAnchorsFileName = "audit.anchors";
+std::string anchors_beside(std::string_view database_path);
+
 // One line's anchor ("<seq> <64 lowercase hex>", no newline).
 Result<AuditAnchor> parse_anchor_line(std::string_view line);
 std::string anchor_line(std::int64_t seq, const KeyHash& hash);
@@ -61,9 +65,6 @@ class AnchorReader {
   std::int64_t line_ = 0;
   std::optional<AuditAnchor> prev_;
 };
-
-// The whole text of an anchor file, by the same rules (for tests and tools).
-Result<std::vector<AuditAnchor>> parse_anchors(std::string_view text);
 
 struct AuditVerdict {
   bool ok = false;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "audit_chain.h"
 #include "status.h"
 
 namespace sluice::mcpd {
@@ -68,7 +69,7 @@ struct McpdConfig {
   bool fixtures = false;  // the conformance suite's fixture tools
 
   [[nodiscard]] std::string database() const { return data_dir + "/mcpd.db"; }
-  [[nodiscard]] std::string anchors() const { return data_dir + "/audit.anchors"; }
+  [[nodiscard]] std::string anchors() const { return anchors_beside(database()); }
   [[nodiscard]] std::string admin_socket() const { return runtime_dir + "/mcpd-admin.sock"; }
 };
 

@@ -2,10 +2,12 @@
 
 #include <sqlite3.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <fstream>
 #include <future>
-#include <sstream>
 #include <thread>
 
 #include <memory>
@@ -241,11 +243,32 @@ TEST_CASE("mcpd::AuditLog keeps best-effort records out of a crowded queue", "[m
 
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+// Every anchor of a file, read as mcpd and verify read it.
+Result<std::vector<AuditAnchor>> read_anchors(AnchorReader reader) {
+  std::vector<AuditAnchor> out;
+  while (true) {
+    auto a = reader.next();
+    if (!a) return tl::unexpected(a.error());
+    if (!*a) return out;
+    out.push_back(**a);
+  }
+}
+
+Result<std::vector<AuditAnchor>> read_anchors(const std::string& path) {
+  auto r = AnchorReader::open(path);
+  if (!r) return tl::unexpected(r.error());
+  return read_anchors(std::move(*r));
+}
+
+// The anchors in `text`, as if it were an anchor file's whole content.
+Result<std::vector<AuditAnchor>> anchors_in(const std::string& text) {
+  const int fd = ::memfd_create("anchors", MFD_CLOEXEC);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  auto r = AnchorReader::over(fd);
+  auto out = r ? read_anchors(std::move(*r)) : tl::unexpected(r.error());
+  ::close(fd);
+  return out;
 }
 
 AuditOptions anchored(const std::string& anchors, std::chrono::milliseconds interval = std::chrono::seconds(60)) {
@@ -253,6 +276,22 @@ AuditOptions anchored(const std::string& anchors, std::chrono::milliseconds inte
   o.anchors = anchors;
   o.anchor_interval = interval;
   return o;
+}
+
+// Tampering behind the last anchor (seq 20) that the chain alone cannot
+// show: verify names it, and the log will not open on it (new records
+// would bury the evidence).
+void expect_caught(const std::string& db, const std::string& anchors, std::string_view verdict,
+                   std::string_view refusal) {
+  CHECK(verify_audit(db)->ok);
+  auto v = verify_audit(db, anchors);
+  REQUIRE(v);
+  CHECK_FALSE(v->ok);
+  CHECK(v->bad_seq == 20);
+  CHECK(v->problem.find(verdict) != std::string::npos);
+  auto reopened = AuditLog::open(db, anchored(anchors));
+  REQUIRE_FALSE(reopened);
+  CHECK(reopened.error().what.find(refusal) != std::string::npos);
 }
 
 // What an attacker with the database file does to hide a record: edit it
@@ -290,17 +329,17 @@ void rewrite_and_rechain(const std::string& db, std::int64_t seq) {
 
 }  // namespace
 
-TEST_CASE("mcpd::parse_anchors reads only well-formed, increasing anchor lines", "[mcpd][audit]") {
+TEST_CASE("mcpd::AnchorReader reads only well-formed, increasing anchor lines", "[mcpd][audit]") {
   const std::string h(64, 'a');
   SECTION("good lines parse") {
-    auto a = parse_anchors("1 " + h + "\n17 " + std::string(64, '0') + "\n");
+    auto a = anchors_in("1 " + h + "\n17 " + std::string(64, '0') + "\n");
     REQUIRE(a);
     REQUIRE(a->size() == 2);
     CHECK((*a)[1].seq == 17);
     CHECK((*a)[0].hash[0] == 0xaa);
-    CHECK(parse_anchors("")->empty());
+    CHECK(anchors_in("")->empty());
     // A line repeated exactly is a write retried after its sync failed.
-    auto repeated = parse_anchors("2 " + h + "\n2 " + h + "\n3 " + h + "\n");
+    auto repeated = anchors_in("2 " + h + "\n2 " + h + "\n3 " + h + "\n");
     REQUIRE(repeated);
     CHECK(repeated->size() == 2);
   }
@@ -311,16 +350,16 @@ TEST_CASE("mcpd::parse_anchors reads only well-formed, increasing anchor lines",
           "2 " + h + "\n2 " + std::string(64, 'b') + "\n", "3 " + h + "\n2 " + h + "\n",
           "99999999999999999999 " + h + "\n", "+1 " + h + "\n"}) {
       INFO(bad);
-      CHECK_FALSE(parse_anchors(bad));
+      CHECK_FALSE(anchors_in(bad));
     }
-    auto e = parse_anchors("1 " + h + "\n2 zz\n");
+    auto e = anchors_in("1 " + h + "\n2 zz\n");
     REQUIRE_FALSE(e);
     CHECK(e.error().what.find("line 2") != std::string::npos);
   }
   SECTION("a line is what anchor_line writes") {
     KeyHash k{};
     k[31] = 0x0f;
-    auto a = parse_anchors(anchor_line(42, k));
+    auto a = anchors_in(anchor_line(42, k));
     REQUIRE(a);
     CHECK((*a)[0].seq == 42);
     CHECK((*a)[0].hash == k);
@@ -338,7 +377,7 @@ TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut s
     REQUIRE(log);
     write(**log, 20);
   }  // stopping anchors the head, whatever the interval
-  auto lines = parse_anchors(read_file(anchors));
+  auto lines = read_anchors(anchors);
   REQUIRE(lines);
   REQUIRE_FALSE(lines->empty());
   CHECK(lines->back().seq == 20);
@@ -349,28 +388,11 @@ TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut s
 
   SECTION("records cut off the end: the chain alone looks intact, the anchors do not") {
     exec(db, "DELETE FROM audit WHERE seq > 15");
-    CHECK(verify_audit(db)->ok);
-    auto v = verify_audit(db, anchors);
-    REQUIRE(v);
-    CHECK_FALSE(v->ok);
-    CHECK(v->bad_seq == 20);
-    CHECK(v->problem.find("cut short") != std::string::npos);
-    // Nor will the log open on it: new records would bury the evidence.
-    auto reopened = AuditLog::open(db, anchored(anchors));
-    REQUIRE_FALSE(reopened);
-    CHECK(reopened.error().what.find("cut off") != std::string::npos);
+    expect_caught(db, anchors, "cut short", "cut off");
   }
   SECTION("a record rewritten and the chain recomputed behind an anchor") {
     rewrite_and_rechain(db, 12);
-    CHECK(verify_audit(db)->ok);
-    auto v = verify_audit(db, anchors);
-    REQUIRE(v);
-    CHECK_FALSE(v->ok);
-    CHECK(v->bad_seq == 20);
-    CHECK(v->problem.find("differs from its anchor") != std::string::npos);
-    auto reopened = AuditLog::open(db, anchored(anchors));
-    REQUIRE_FALSE(reopened);
-    CHECK(reopened.error().what.find("rewritten") != std::string::npos);
+    expect_caught(db, anchors, "differs from its anchor", "rewritten");
   }
   SECTION("a reopened log goes on anchoring the same chain") {
     {
@@ -381,7 +403,7 @@ TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut s
     auto v = verify_audit(db, anchors);
     REQUIRE(v);
     CHECK(v->ok);
-    CHECK(parse_anchors(read_file(anchors))->back().seq == 25);
+    CHECK(read_anchors(anchors)->back().seq == 25);
   }
   SECTION("a torn last line keeps the log closed and fails verify") {
     std::ofstream(anchors, std::ios::app) << "21 " << std::string(10, 'a');
@@ -426,14 +448,14 @@ TEST_CASE("mcpd::AuditLog anchors a quiet head once its interval ends", "[mcpd][
   // Inside the first interval: no commit anchored the head (seq 7), so only
   // the writer's timer can.
   {
-    auto a = parse_anchors(read_file(anchors));
+    auto a = read_anchors(anchors);
     REQUIRE(a);
     REQUIRE((a->empty() || a->back().seq < 7));
   }
   // Bounded wait for the writer's timer, no fixed sleep.
   std::int64_t last = 0;
   for (int i = 0; i < 200 && last != 7; ++i) {
-    auto a = parse_anchors(read_file(anchors));
+    auto a = read_anchors(anchors);
     REQUIRE(a);
     last = a->empty() ? 0 : a->back().seq;
     if (last != 7) std::this_thread::sleep_for(std::chrono::milliseconds(10));
