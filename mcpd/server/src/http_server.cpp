@@ -133,7 +133,7 @@ HttpServer::HttpServer(asio::io_context& io, asio::ssl::context& tls, HttpLimits
                        HttpHandler handler)
     : io_(io), tls_(tls), limits_(limits), handler_(std::move(handler)) {}
 
-Result<std::uint16_t> HttpServer::listen(const std::string& address, std::uint16_t port) {
+Result<tcp::endpoint> HttpServer::listen(const std::string& address, std::uint16_t port) {
   boost::system::error_code ec;
   const auto addr = asio::ip::make_address(address, ec);
   if (ec) return fail("listen: bad address " + address);
@@ -144,23 +144,25 @@ Result<std::uint16_t> HttpServer::listen(const std::string& address, std::uint16
   if (!ec) acc->bind(ep, ec);
   if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return fail("listen on " + address + ":" + std::to_string(port) + ": " + ec.message());
-  const std::uint16_t bound = acc->local_endpoint().port();
+  const tcp::endpoint bound = acc->local_endpoint(ec);
+  if (ec) return fail("listen on " + address + ":" + std::to_string(port) + ": " + ec.message());
   acceptor_ = std::move(acc);
   asio::co_spawn(io_, accept_loop(), asio::detached);
   return bound;
 }
 
-Status HttpServer::adopt(int fd) {
+Result<tcp::endpoint> HttpServer::adopt(int fd) {
   boost::system::error_code ec;
   auto acc = std::make_unique<tcp::acceptor>(io_);
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return fail("adopt: not a socket");
   acc->assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+  const tcp::endpoint bound = ec ? tcp::endpoint() : acc->local_endpoint(ec);
   if (ec) return fail("adopt listening socket: " + ec.message());
   acceptor_ = std::move(acc);
   asio::co_spawn(io_, accept_loop(), asio::detached);
-  return {};
+  return bound;
 }
 
 void HttpServer::stop() {

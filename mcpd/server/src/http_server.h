@@ -58,10 +58,11 @@ class HttpServer {
  public:
   HttpServer(boost::asio::io_context& io, boost::asio::ssl::context& tls, HttpLimits limits,
              HttpHandler handler);
-  // Binds and starts accepting; returns the bound port (port 0: any).
-  Result<std::uint16_t> listen(const std::string& address, std::uint16_t port);
-  // Accepts on an inherited listening socket (systemd socket activation).
-  Status adopt(int fd);
+  // Binds and starts accepting; returns where it listens (port 0: any).
+  Result<boost::asio::ip::tcp::endpoint> listen(const std::string& address, std::uint16_t port);
+  // Accepts on an inherited listening socket (systemd socket activation);
+  // returns where it listens, not what the configuration says.
+  Result<boost::asio::ip::tcp::endpoint> adopt(int fd);
   void stop();
   [[nodiscard]] std::size_t connections() const { return open_->load(); }
   [[nodiscard]] std::uint64_t refused() const { return refused_->load(); }

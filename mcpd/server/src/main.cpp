@@ -5,10 +5,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -92,37 +88,12 @@ int main(int argc, char** argv) {
     return a->handle(std::move(req), std::move(client));
   });
   (*app)->set_connections(&http);
-  std::uint16_t port = 0;
-  std::string listen_host = config->listen_address;
-  if (sd_listen_fds(0) >= 1) {
-    // Socket activation: the listener comes from systemd, no bind needed.
-    if (auto s = http.adopt(SD_LISTEN_FDS_START); !s) {
-      std::fprintf(stderr, "sluice-mcpd: %s\n", s.error().what.c_str());
-      return 1;
-    }
-    // Say where the inherited listener is, not what the config says.
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    char text[INET6_ADDRSTRLEN] = "?";
-    if (::getsockname(SD_LISTEN_FDS_START, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-      if (ss.ss_family == AF_INET6) {
-        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-        ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
-        port = ntohs(in6->sin6_port);
-      } else if (ss.ss_family == AF_INET) {
-        const auto* in4 = reinterpret_cast<const sockaddr_in*>(&ss);
-        ::inet_ntop(AF_INET, &in4->sin_addr, text, sizeof text);
-        port = ntohs(in4->sin_port);
-      }
-    }
-    listen_host = text;
-  } else {
-    auto bound = http.listen(config->listen_address, config->listen_port);
-    if (!bound) {
-      std::fprintf(stderr, "sluice-mcpd: %s\n", bound.error().what.c_str());
-      return 1;
-    }
-    port = *bound;
+  // Socket activation: the listener comes from systemd, no bind needed.
+  auto bound = sd_listen_fds(0) >= 1 ? http.adopt(SD_LISTEN_FDS_START)
+                                     : http.listen(config->listen_address, config->listen_port);
+  if (!bound) {
+    std::fprintf(stderr, "sluice-mcpd: %s\n", bound.error().what.c_str());
+    return 1;
   }
   LocalAdmin admin(io, config->admin_uids, [a](const nlohmann::json& r) { return a->local_admin(r); },
                    a->admin_executor());
@@ -131,8 +102,9 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const std::string host = listen_host.find(':') != std::string::npos ? "[" + listen_host + "]" : listen_host;
-  std::printf("sluice-mcpd: listening on https://%s:%u/mcp\n", host.c_str(), port);
+  const auto address = bound->address();
+  const std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  std::printf("sluice-mcpd: listening on https://%s:%u/mcp\n", host.c_str(), static_cast<unsigned>(bound->port()));
   std::printf("sluice-mcpd: certificate %s%s\n", tls_files->cert.c_str(), tls_files->generated ? " (generated, self-signed)" : "");
   std::printf("sluice-mcpd: certificate SHA-256 fingerprint %s\n", tls_files->fingerprint.c_str());
   std::printf("sluice-mcpd: admin socket %s\n", config->admin_socket().c_str());
