@@ -26,7 +26,7 @@ constexpr std::size_t kStreamIdBytes = 8;  // 16 hex digits
 // --- StreamReader ---
 
 StreamReader::StreamReader(std::shared_ptr<EventStream> stream, std::uint64_t generation, std::uint64_t cursor,
-                           std::shared_ptr<Bell> bell, std::chrono::seconds hold, std::chrono::seconds keepalive)
+                           std::shared_ptr<Bell> bell, std::chrono::milliseconds hold, std::chrono::seconds keepalive)
     : stream_(std::move(stream)),
       generation_(generation),
       cursor_(cursor),
@@ -160,7 +160,7 @@ std::optional<Clock::time_point> EventStream::finished_at() const {
 }
 
 std::shared_ptr<StreamReader> EventStream::attach(std::optional<std::uint64_t> after,
-                                                  const asio::any_io_executor& ex, std::chrono::seconds hold) {
+                                                  const asio::any_io_executor& ex, std::chrono::milliseconds hold) {
   std::lock_guard lock(mu_);
   if (dropped_) return nullptr;
   std::uint64_t from = after.value_or(delivered_);

@@ -63,19 +63,20 @@ class StreamReader {
   boost::asio::awaitable<bool> wait(std::chrono::steady_clock::time_point until);
   // How long this response may last (zero: until the stream is done), and
   // after how long idle a keep-alive comment goes out.
-  [[nodiscard]] std::chrono::seconds hold() const { return hold_; }
+  [[nodiscard]] std::chrono::milliseconds hold() const { return hold_; }
   [[nodiscard]] std::chrono::seconds keepalive() const { return keepalive_; }
 
  private:
   friend class EventStream;
   using Bell = boost::asio::experimental::concurrent_channel<void(boost::system::error_code)>;
   StreamReader(std::shared_ptr<EventStream> stream, std::uint64_t generation, std::uint64_t cursor,
-               std::shared_ptr<Bell> bell, std::chrono::seconds hold, std::chrono::seconds keepalive);
+               std::shared_ptr<Bell> bell, std::chrono::milliseconds hold, std::chrono::seconds keepalive);
   std::shared_ptr<EventStream> stream_;
   std::uint64_t generation_;
   std::uint64_t cursor_;  // the last event sent here
   std::shared_ptr<Bell> bell_;
-  std::chrono::seconds hold_, keepalive_;
+  std::chrono::milliseconds hold_;
+  std::chrono::seconds keepalive_;
 };
 
 class EventStream : public std::enable_shared_from_this<EventStream> {
@@ -110,8 +111,9 @@ class EventStream : public std::enable_shared_from_this<EventStream> {
   // reader was already given); it takes over from any attached reader.
   // Null when the events after `after` are no longer all held, `after`
   // was never issued, or the stream was dropped.
+  // The response ends after `hold` (zero: when the stream finishes).
   std::shared_ptr<StreamReader> attach(std::optional<std::uint64_t> after, const boost::asio::any_io_executor& ex,
-                                       std::chrono::seconds hold);
+                                       std::chrono::milliseconds hold);
 
  private:
   friend class StreamReader;

@@ -1,5 +1,7 @@
 #include "mcp.h"
 
+#include <algorithm>
+
 // GCC 12 reports a mismatched new/delete inside Asio's awaitable frames
 // when a coroutine is spawned from another one here: Asio allocates and
 // frees the frame with its own matching operators (awaitable_frame_base);
@@ -16,6 +18,7 @@
 
 #include "jsonrpc.h"
 #include "keys.h"
+#include "store.h"
 #include "text.h"
 
 namespace sluice::mcpd {
@@ -52,6 +55,15 @@ McpResponse empty_reply(int status) {
 // Clients of 2025-11-25 and later understand priming events (an id and
 // no data) and resume a response the server ended (SEP-1699).
 bool resumable(const Session& s) { return s.protocol >= std::string_view("2025-11-25"); }
+
+// A streamed response never outlives its credential: one whose key
+// expires within the hold ends at the expiry (revocation ends it at once,
+// through Sessions::end_credential). Zero (run to the end) stays zero: the
+// tool's own time bounds that response.
+std::chrono::milliseconds hold_for(const Principal& who, std::chrono::milliseconds hold) {
+  if (hold.count() == 0 || !who.expires_ms) return hold;
+  return std::clamp(std::chrono::milliseconds(*who.expires_ms - now_ms()), std::chrono::milliseconds(1), hold);
+}
 
 bool accepts(const std::string& accept, std::string_view type) {
   return accept.find(type) != std::string::npos || accept.find("*/*") != std::string::npos;
@@ -367,7 +379,7 @@ McpResponse McpServer::get(const McpRequest& req, const Principal& who, const as
   r.content_type = "text/event-stream";
   // A GET response always ends after the hold, whatever the revision: the
   // stream stays, and the client comes back for the rest.
-  const auto hold = streams_.limits().hold;
+  const auto hold = hold_for(who, streams_.limits().hold);
   if (event) {
     // Only this session's streams, only where that event left off.
     if (stream) r.stream = stream->attach(event->seq, ex, hold);
@@ -489,7 +501,8 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
         r.status = 200;
         r.content_type = "text/event-stream";
         // Attached before the tool starts: nothing it sends is missed.
-        r.stream = stream->attach(0, ex, stream->resumable() ? streams_.limits().hold : std::chrono::seconds(0));
+        r.stream = stream->attach(0, ex, stream->resumable() ? hold_for(who, streams_.limits().hold)
+                                                               : std::chrono::milliseconds(0));
         if (!r.stream) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
         asio::co_spawn(ex, run_streamed(stream, tool, m.id, *m.params, *session, who, req), asio::detached);
         co_return r;

@@ -247,6 +247,16 @@ TEST_CASE("mcpd::McpServer serves GET streams to the session's owner, resumable 
     CHECK(r.stream->take().text.empty());
     CHECK(r.stream->hold() == StreamLimits{}.hold);
   }
+  SECTION("a response ends no later than its key expires") {
+    Principal expiring = alice;
+    expiring.expires_ms = now_ms() + 5000;
+    auto r = w.get(expiring, sid);
+    REQUIRE(r.stream);
+    CHECK(r.stream->hold() > std::chrono::milliseconds(4000));
+    CHECK(r.stream->hold() <= std::chrono::milliseconds(5000));
+    expiring.expires_ms = now_ms() + 24 * 3600 * 1000;  // beyond the hold: the hold
+    CHECK(w.get(expiring, sid).stream->hold() == StreamLimits{}.hold);
+  }
   SECTION("a key that may not read resources is neither offered nor told of their changes") {
     const Principal runner = principal("cccc", kScopeQuery);
     auto init = w.post({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"},
