@@ -74,6 +74,31 @@ grep -q '^HTTP/1.0 200' "$work/http10.head" && ! grep -qi '^transfer-encoding' "
   { echo "mcpd_interop: the HTTP/1.0 GET stream is wrong" >&2; cat "$work/http10.head" >&2; echo "$body" >&2; exit 1; }
 echo "mcpd_interop: an HTTP/1.0 GET stream is sent unchunked and ends with the connection"
 
+# A client that vanishes during a GET stream is let go at once, not at the
+# next keep-alive write (15 s) that finds it gone: default limits here.
+start_mcpd watch "" ""
+watch_url=$url
+wcert="$work/watch/data/tls/cert.pem"
+wsid=$(curl -sS --cacert "$wcert" -D - -o /dev/null -H "Authorization: Bearer $key_all" \
+  -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+  -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}' \
+  "$watch_url" | tr -d '\r' | sed -n 's/^mcp-session-id: *//Ip')
+[ -n "$wsid" ] || { echo "mcpd_interop: no session for the vanishing client" >&2; exit 1; }
+connections() {
+  curl -sS --cacert "$wcert" "${watch_url%/mcp}/metrics" | sed -n 's/^sluice_mcpd_connections \([0-9]*\)$/\1/p'
+}
+curl -sS -N --cacert "$wcert" -H "Authorization: Bearer $key_all" -H 'Accept: text/event-stream' \
+  -H "Mcp-Session-Id: $wsid" -o "$work/watch/stream" "$watch_url" &
+streamer=$!
+for _ in $(seq 100); do [ -s "$work/watch/stream" ] && break; sleep 0.05; done
+# This scrape's own connection counts: the stream's makes two.
+[ "$(connections)" = 2 ] || { echo "mcpd_interop: the GET stream did not open" >&2; exit 1; }
+kill -9 "$streamer"; wait "$streamer" 2>/dev/null || true
+open=2
+for _ in $(seq 30); do open=$(connections); [ "$open" = 1 ] && break; sleep 0.1; done
+[ "$open" = 1 ] || { echo "mcpd_interop: a vanished GET client still holds its connection ($open open)" >&2; exit 1; }
+echo "mcpd_interop: a GET client that vanishes is let go at once"
+
 # Every call above was audited, and both chains hold.
 "$ctl" audit verify --db "$work/sdk/data/mcpd.db"
 "$ctl" audit verify --db "$strict_db"

@@ -75,6 +75,10 @@ asio::awaitable<bool> StreamReader::wait(Clock::time_point until) {
   co_return woken.index() == 0;
 }
 
+std::function<void()> StreamReader::waker() const {
+  return [bell = bell_] { bell->try_send(boost::system::error_code{}); };
+}
+
 // --- EventStream ---
 
 EventStream::EventStream(std::string id, const StreamLimits& limits, bool resumable)

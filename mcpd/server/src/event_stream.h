@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -65,6 +66,9 @@ class StreamReader {
   // after how long idle a keep-alive comment goes out.
   [[nodiscard]] std::chrono::milliseconds hold() const { return hold_; }
   [[nodiscard]] std::chrono::seconds keepalive() const { return keepalive_; }
+  // Ends a wait() early, from any thread, even after this reader is gone
+  // (the HTTP layer's way to say its client left).
+  [[nodiscard]] std::function<void()> waker() const;
 
  private:
   friend class EventStream;

@@ -244,6 +244,26 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
   http::response_serializer<http::empty_body> sr{h};
   stream.next_layer().expires_after(limits_.request_timeout);
   if (auto [ec, n] = co_await http::async_write_header(stream, sr, kTuple); ec) co_return false;
+  // A client that goes away mid-stream is noticed at once, not at the next
+  // keep-alive write: its socket turns readable (EOF, a reset, or bytes no
+  // SSE client sends while a response runs). A wait, not a read, so the
+  // TLS layer's state is untouched; the response then ends, and the
+  // connection with it. Every call on the socket stays on this coroutine's
+  // chain; the completion touches only what it holds.
+  auto& socket = beast::get_lowest_layer(stream).socket();
+  auto gone = std::make_shared<std::atomic<bool>>(false);
+  socket.async_wait(tcp::socket::wait_read, [gone, wake = events.waker()](boost::system::error_code ec) {
+    if (ec == asio::error::operation_aborted) return;
+    gone->store(true);
+    wake();
+  });
+  struct StopWatching {
+    tcp::socket& socket;
+    ~StopWatching() {
+      boost::system::error_code ignored;
+      socket.cancel(ignored);  // no write is in flight on any way out
+    }
+  } stop_watching{socket};
   using Clock = std::chrono::steady_clock;
   const auto started = Clock::now();
   const auto end = events.hold().count() > 0 ? started + events.hold() : Clock::time_point::max();
@@ -270,6 +290,7 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
     // deadline runs meanwhile; each write has one.
     stream.next_layer().expires_never();
     co_await events.wait(std::min(end, ping));
+    if (gone->load()) co_return false;
   }
   if (!chunked) co_return true;
   stream.next_layer().expires_after(limits_.request_timeout);
