@@ -292,3 +292,23 @@ test('revoking a key ends its sessions and their open streams at once', async ()
   assert.equal(await events.next(1500), null);
   assert.ok(Date.now() - t0 < 1500);
 });
+
+test('JSON nested 400 000 deep is refused on /mcp and the admin API, and the server lives on', async () => {
+  // nlohmann copies and dumps recursively: unbounded, one such body would
+  // overflow a thread's stack and kill the daemon.
+  const deep = '['.repeat(400000) + ']'.repeat(400000);
+  const auth = { Authorization: `Bearer ${process.env.KEY_ALL}`, 'Content-Type': 'application/json' };
+  const mcp = await fetch(url, {
+    method: 'POST',
+    headers: { ...auth, Accept: 'application/json, text/event-stream' },
+    body: `{"jsonrpc":"2.0","id":1,"method":${deep}}`,
+  });
+  assert.equal(mcp.status, 400);
+  assert.equal((await mcp.json()).error.code, -32700);
+  const keys = await fetch(new URL('/api/keys', url), { method: 'POST', headers: auth, body: `{"name":${deep}}` });
+  assert.equal(keys.status, 400);
+  assert.match(await keys.text(), /nested deeper than 64 levels/);
+  const { client } = await connect(process.env.KEY_ALL);
+  assert.ok((await client.listTools()).tools.length > 0);
+  await client.close();
+});

@@ -37,10 +37,10 @@ json user_json(const User& u) {
 
 // The body as a JSON object, or why not.
 std::variant<json, std::string> body_object(const HttpRequest& req) {
-  json doc = json::parse(req.body(), nullptr, false);
-  if (doc.is_discarded()) return std::string("the body is not JSON");
-  if (!doc.is_object()) return std::string("the body must be a JSON object");
-  return doc;
+  auto doc = parse_json(req.body());
+  if (!doc) return "the body is " + doc.error().what;
+  if (!doc->is_object()) return std::string("the body must be a JSON object");
+  return std::move(*doc);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <boost/asio/write.hpp>
 
 #include "offload.h"
+#include "text.h"
 
 namespace sluice::mcpd {
 namespace asio = boost::asio;
@@ -105,8 +106,9 @@ asio::awaitable<void> LocalAdmin::serve(local::socket s) {
     co_return;
   }
   const std::string line(static_cast<const char*>(buf.data().data()), n);
-  const auto req = nlohmann::json::parse(line, nullptr, false);
-  if (req.is_discarded() || !req.is_object()) {
+  auto parsed = parse_json(line);
+  const nlohmann::json req = parsed ? std::move(*parsed) : nlohmann::json();
+  if (!req.is_object()) {
     nlohmann::json refusal = {{"ok", false}, {"error", "request must be a JSON object"}};
     co_await send_line(s, std::move(refusal));
     co_return;

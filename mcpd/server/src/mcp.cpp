@@ -454,8 +454,9 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
   if (!req.protocol_version.empty() && !supported_protocol(req.protocol_version)) {
     co_return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "unsupported MCP-Protocol-Version"));
   }
-  const json doc = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) co_return json_reply(400, rpc::error(nullptr, rpc::kParseError, "Parse error"));
+  auto parsed = parse_json(req.body);
+  if (!parsed) co_return json_reply(400, rpc::error(nullptr, rpc::kParseError, "Parse error: " + parsed.error().what));
+  const json doc = std::move(*parsed);
 
   // initialize: always alone, never within a session.
   if (doc.is_object() && doc.value("method", json()) == "initialize") {

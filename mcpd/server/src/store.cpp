@@ -128,9 +128,9 @@ SavedQuery saved_from(const Stmt& s) {
   q.name = s.text(1);
   q.description = s.text(2);
   q.sql = s.text(3);
-  const auto params = nlohmann::json::parse(s.text(4), nullptr, false);
-  if (params.is_array()) {
-    for (const auto& p : params) {
+  const auto params = parse_json(s.text(4));
+  if (params && params->is_array()) {
+    for (const auto& p : *params) {
       if (!p.is_object()) continue;
       q.params.push_back({p.value("name", ""), p.value("type", "string"), p.value("description", "")});
     }

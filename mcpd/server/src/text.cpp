@@ -70,6 +70,32 @@ std::string clean_text(std::string_view s, std::size_t max_bytes) {
   return out;
 }
 
+Result<nlohmann::json> parse_json(std::string_view text) {
+  // Brackets outside strings, counted before the parser builds anything.
+  // Exact for valid JSON; invalid JSON the parser refuses anyway.
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return fail("JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  auto doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return fail("not JSON");
+  return doc;
+}
+
 std::string to_text(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

@@ -9,11 +9,23 @@
 
 #include <nlohmann/json.hpp>
 
+#include "status.h"
+
 namespace sluice::mcpd {
 
 // `s` with every invalid UTF-8 sequence replaced by U+FFFD, then cut to at
 // most `max_bytes` without splitting a character.
 std::string clean_text(std::string_view s, std::size_t max_bytes);
+
+// JSON from outside (request bodies, the admin socket, what those stored)
+// nests at most this deep: nlohmann parses iteratively but copies and
+// dumps recursively, so a 1 MiB body of nested arrays would overflow a
+// thread's stack on its first copy.
+inline constexpr int kMaxJsonDepth = 64;
+
+// `text` as JSON, never throwing; refused when it is not JSON ("not JSON")
+// or nests deeper than kMaxJsonDepth (checked before anything is built).
+Result<nlohmann::json> parse_json(std::string_view text);
 
 // Compact JSON text that never throws: invalid UTF-8 in a string (from a
 // client or a data source) becomes U+FFFD.

@@ -323,6 +323,13 @@ TEST_CASE("mcpd::McpServer answers malformed input with the JSON-RPC codes of th
     CHECK(r.status == 400);
     CHECK(body(r)["error"]["code"] == rpc::kParseError);
   }
+  SECTION("JSON nested past the bound is -32700, not a stack overflow in a copy or dump") {
+    raw.body = R"({"jsonrpc":"2.0","id":1,"method":)" + std::string(500000, '[') + std::string(500000, ']') + "}";
+    auto r = w.send(raw, alice);
+    CHECK(r.status == 400);
+    CHECK(body(r)["error"]["code"] == rpc::kParseError);
+    CHECK(body(r)["error"]["message"].get<std::string>().find("nested deeper") != std::string::npos);
+  }
   SECTION("a message that is not JSON-RPC is -32600") {
     for (const char* bad : {R"({"jsonrpc":"1.0","id":1,"method":"ping"})", R"({"id":1,"method":"ping"})",
                             R"({"jsonrpc":"2.0","id":{},"method":"ping"})", R"({"jsonrpc":"2.0","id":1,"method":5})",

@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 
 using sluice::mcpd::clean_text;
+using sluice::mcpd::kMaxJsonDepth;
+using sluice::mcpd::parse_json;
 
 TEST_CASE("mcpd::clean_text makes untrusted text valid UTF-8 within a byte budget", "[mcpd][text]") {
   SECTION("valid text passes unchanged") {
@@ -59,4 +61,26 @@ TEST_CASE("mcpd::JsonObject writes compact objects", "[mcpd][text]") {
   CHECK(out == R"({"a":"x\"y","n":-42,"b":true,"r":[1,{}]})");
   const auto j = nlohmann::json::parse(out);
   CHECK(j["a"] == "x\"y");
+}
+
+TEST_CASE("mcpd::parse_json refuses JSON nested past kMaxJsonDepth before building it", "[mcpd][text]") {
+  const auto nested = [](int depth, const std::string& inside = "") {
+    std::string t;
+    for (int i = 0; i < depth; ++i) t += i % 2 ? "{\"k\":" : "[";
+    t += inside.empty() ? "1" : inside;
+    for (int i = depth - 1; i >= 0; --i) t += i % 2 ? "}" : "]";
+    return t;
+  };
+  REQUIRE(parse_json(nested(kMaxJsonDepth)));
+  auto deep = parse_json(nested(kMaxJsonDepth + 1));
+  REQUIRE_FALSE(deep);
+  CHECK(deep.error().what == "JSON nested deeper than 64 levels");
+  // Brackets inside strings, escaped quotes included, are text.
+  auto text = parse_json(nested(kMaxJsonDepth, "\"[[[{{{\\\"]]]\""));
+  REQUIRE(text);
+  CHECK_FALSE(parse_json("{\"a\":"));
+  CHECK(parse_json("{\"a\":").error().what == "not JSON");
+  CHECK(parse_json(R"({"a":[1,"]"],"b":"\\"})")->at("b") == "\\");
+  // A million levels: refused at once, never built.
+  CHECK_FALSE(parse_json(std::string(1000000, '[') + std::string(1000000, ']')));
 }
