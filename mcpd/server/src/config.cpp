@@ -32,7 +32,8 @@ Reader integer(std::int64_t min, std::int64_t max, std::function<void(McpdConfig
 Reader number(double min, double max, std::function<void(McpdConfig&, double)> set) {
   return [=](const toml::node& n, const std::string& name, McpdConfig& c) -> Status {
     const auto v = n.value<double>();
-    if (!(n.is_floating_point() || n.is_integer()) || !v || *v < min || *v > max) {
+    // Written so that NaN fails too (every comparison with it is false).
+    if (!(n.is_floating_point() || n.is_integer()) || !v || !(*v >= min && *v <= max)) {
       return fail("config: " + name + " must be a number from " + std::to_string(min) + " to " +
                   std::to_string(max));
     }

@@ -246,6 +246,14 @@ TEST_CASE("mcpd: the [agent] configuration is all or nothing", "[mcpd][enforceme
   CHECK(knobs->audit_group_wait == std::chrono::microseconds(0));
   CHECK_FALSE(sluice::mcpd::parse_config("[storage]\naudit_group_wait_us = 20000\n"));
   CHECK_FALSE(sluice::mcpd::parse_config("[storage]\naudit_group_wait_us = -1\n"));
+  // Rates: NaN and infinities are no number in range (NaN once turned the
+  // rate limit off, or every request into 429).
+  CHECK(sluice::mcpd::parse_config("[limits]\ntenant_rate = 2.5\n"));
+  for (const char* bad : {"nan", "-nan", "inf", "-inf", "0.0", "\"5\""}) {
+    INFO(bad);
+    CHECK_FALSE(sluice::mcpd::parse_config(std::string("[limits]\ntenant_rate = ") + bad + "\n"));
+    CHECK_FALSE(sluice::mcpd::parse_config(std::string("[limits]\ntenant_burst = ") + bad + "\n"));
+  }
 
   // A bad endpoints file refuses start-up, naming the file.
   TempDir dir;
