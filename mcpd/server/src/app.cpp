@@ -160,7 +160,7 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string peer) {
   ++requests_;
   // Behind a trusted proxy the client is the one it names, for everything
   // below: /metrics, lockout, audit.
-  const std::string client = forwarded_client(peer, header_value(req, "X-Forwarded-For"), config_.trusted_proxies);
+  const std::string client = forwarded_client(peer, last_header_value(req, "X-Forwarded-For"), config_.trusted_proxies);
   const std::string path = request_path(req);
   const unsigned version = req.version();
   if (path == "/healthz" && req.method() == http::verb::get) {

@@ -129,6 +129,12 @@ std::string header_value(const HttpRequest& req, std::string_view name) {
   return it == req.end() ? std::string() : std::string(it->value());
 }
 
+std::string last_header_value(const HttpRequest& req, std::string_view name) {
+  std::string_view last;
+  for (auto [it, end] = req.equal_range(name); it != end; ++it) last = it->value();
+  return std::string(last);
+}
+
 HttpServer::HttpServer(asio::io_context& io, asio::ssl::context& tls, HttpLimits limits,
                        HttpHandler handler)
     : io_(io), tls_(tls), limits_(limits), handler_(std::move(handler)) {}

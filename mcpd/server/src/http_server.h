@@ -114,5 +114,10 @@ HttpResponse problem(unsigned status, const std::string& message, unsigned versi
 std::string request_path(const HttpRequest& req);
 std::string query_value(const HttpRequest& req, std::string_view key);
 std::string header_value(const HttpRequest& req, std::string_view name);
+// The value of the header's last line: a header repeated over several lines
+// reads as their values joined in order (RFC 9110 5.3), so its rightmost
+// entry is the last line's. (A proxy may add a line of its own rather than
+// extend the client's.)
+std::string last_header_value(const HttpRequest& req, std::string_view name);
 
 }  // namespace sluice::mcpd

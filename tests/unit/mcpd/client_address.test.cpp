@@ -32,3 +32,16 @@ TEST_CASE("mcpd::forwarded_client believes X-Forwarded-For only from a trusted p
   CHECK(forwarded_client("127.0.0.1", std::string(5000, '1'), trusted) == "127.0.0.1");
   CHECK(forwarded_client("127.0.0.1", "1.2.3.4,", trusted) == "127.0.0.1");
 }
+
+TEST_CASE("mcpd::last_header_value reads a repeated header's last line", "[mcpd][client]") {
+  // A proxy that adds its own X-Forwarded-For line after the client's: the
+  // client's line must not pass for the address the proxy saw.
+  sluice::mcpd::HttpRequest req;
+  CHECK(sluice::mcpd::last_header_value(req, "X-Forwarded-For").empty());
+  req.insert("X-Forwarded-For", "192.0.2.66");
+  req.insert("X-Forwarded-For", "198.51.100.9");
+  CHECK(sluice::mcpd::header_value(req, "X-Forwarded-For") == "192.0.2.66");
+  CHECK(sluice::mcpd::last_header_value(req, "x-forwarded-for") == "198.51.100.9");
+  CHECK(forwarded_client("127.0.0.1", sluice::mcpd::last_header_value(req, "X-Forwarded-For"), {"127.0.0.1"}) ==
+        "198.51.100.9");
+}
