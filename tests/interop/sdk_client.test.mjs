@@ -285,12 +285,23 @@ test('revoking a key ends its sessions and their open streams at once', async ()
   assert.equal(stream.status, 200);
   const events = sseEvents(stream);
   assert.ok((await events.next()).id);
+  // Whoever holds the key mints another with it (a thief keeping access).
+  const minted = await fetch(new URL('/api/keys', url), {
+    method: 'POST', headers: { ...admin, Authorization: `Bearer ${token}` }, body: JSON.stringify({ name: 'spare', scopes: 'read' }),
+  });
+  assert.equal(minted.status, 201);
+  const spare = await minted.json();
+  const meta = (key) => fetch(new URL('/api/meta', url), { headers: { Authorization: `Bearer ${key}` } });
+  assert.equal((await meta(spare.token)).status, 200);
   const t0 = Date.now();
   const revoked = await fetch(new URL(`/api/keys/${id}`, url), { method: 'DELETE', headers: admin });
   assert.equal(revoked.status, 200);
+  assert.deepEqual(await revoked.json(), { revoked: true, also_revoked: [spare.id] });
   // Ended well before the 2 s hold would have ended it.
   assert.equal(await events.next(1500), null);
   assert.ok(Date.now() - t0 < 1500);
+  // The key minted with it died with it.
+  assert.equal((await meta(spare.token)).status, 401);
 });
 
 test('JSON nested 400 000 deep is refused on /mcp and the admin API, and the server lives on', async () => {

@@ -27,6 +27,7 @@ json key_json(const KeyRecord& k) {
             {"created_ms", k.created_ms}};
   j["expires_ms"] = k.expires_ms ? json(*k.expires_ms) : json(nullptr);
   j["revoked_ms"] = k.revoked_ms ? json(*k.revoked_ms) : json(nullptr);
+  j["minted_with"] = k.parent_id.empty() ? json(nullptr) : json(k.parent_id);
   return j;
 }
 
@@ -44,6 +45,17 @@ std::variant<json, std::string> body_object(const HttpRequest& req) {
 }
 
 }  // namespace
+
+Result<std::vector<std::string>> App::revoke(const std::string& key_id) {
+  auto revoked = store_->revoke_key(key_id);
+  if (!revoked) return revoked;
+  for (const auto& id : *revoked) {
+    keys_->drop(id);               // refused from now on, whatever a reload does
+    sessions_->end_credential(id);  // and its sessions and open streams end now
+  }
+  if (!keys_->reload()) return fail("the key is revoked; the key cache could not be refreshed");
+  return revoked;
+}
 
 Result<json> App::security_state(const Tenant& tenant, const KernelEnforcement* known) {
   auto newest = store_->policies(tenant.id, 1);
@@ -175,7 +187,8 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
                                 (*target)->role < who.role);
       if (!ok) return problem(403, "not permitted", v);
     }
-    auto key = store_->create_key(for_user, name, *scopes, expires);
+    // Minted from the caller's key: revoking that key revokes this one.
+    auto key = store_->create_key(for_user, name, *scopes, expires, who.credential_id);
     if (!key) return problem(500, "the key could not be created", v);
     if (!keys_->reload()) return problem(500, "the key was stored but is not active yet", v);
     if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "create_key"},
@@ -198,15 +211,14 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
                           (allowed(who.role, Action::manage_users) && it->user.tenant_id == who.tenant_id &&
                            it->user.role <= who.role));
     if (!visible) return problem(404, "no such key", v);
-    auto revoked = store_->revoke_key(id);
+    auto revoked = revoke(id);
     if (!revoked) return problem(500, "the key could not be revoked", v);
-    keys_->drop(id);  // refused from now on, whatever a reload does
-    sessions_->end_credential(id);  // and its open streams end now
-    if (!keys_->reload()) return problem(500, "the key is revoked; the key cache could not be refreshed", v);
-    if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "revoke_key"}, {"key", id}})) {
+    const bool self = std::erase(*revoked, id) > 0;
+    if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "revoke_key"}, {"key", id},
+                  {"minted_from_it", *revoked}})) {
       return problem(503, "the change was made but could not be audited", v);
     }
-    return json_response(200, {{"revoked", *revoked}}, v);
+    return json_response(200, {{"revoked", self}, {"also_revoked", *revoked}}, v);
   }
 
   if (path == "/api/users") {
@@ -423,15 +435,15 @@ json App::local_admin(const json& r) {
     return {{"ok", true}, {"key_id", key->id}, {"token", key->token}};
   }
   if (op == "revoke_key") {
-    auto done = store_->revoke_key(str("key_id"));
-    if (!done) return err("store unavailable");
-    keys_->drop(str("key_id"));
-    sessions_->end_credential(str("key_id"));
-    if (!keys_->reload()) return err("the key is revoked; the key cache could not be refreshed");
-    if (!audited({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "revoke_key"}, {"key", str("key_id")}})) {
+    const std::string id = str("key_id");
+    auto revoked = revoke(id);
+    if (!revoked) return err("the key could not be revoked");
+    const bool self = std::erase(*revoked, id) > 0;
+    if (!audited({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "revoke_key"}, {"key", id},
+                  {"minted_from_it", *revoked}})) {
       return err("the change was made but could not be audited");
     }
-    return {{"ok", *done}};
+    return {{"ok", self}, {"also_revoked", *revoked}};
   }
   if (op == "put_policy" || op == "get_policy") {
     auto tenants = store_->tenants();

@@ -70,6 +70,10 @@ class App {
   // change is acknowledged only once audited. (A short block of the
   // calling thread on the audit writer, which never waits on it.)
   bool audited(nlohmann::json record);
+  // Revokes a key and every key minted from it (Store::revoke_key), then
+  // cuts them off at once: refused from now on, whatever a reload does,
+  // and their sessions and open streams end. The ids revoked now.
+  Result<std::vector<std::string>> revoke(const std::string& key_id);
   // Authenticates, honouring the lockout; a response when refused.
   std::variant<Principal, HttpResponse> admit(const HttpRequest& req, const std::string& client);
 

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS api_keys(
   scopes TEXT NOT NULL,
   created_ms INTEGER NOT NULL,
   expires_ms INTEGER,
-  revoked_ms INTEGER);
+  revoked_ms INTEGER,
+  parent_id TEXT);
 CREATE TABLE IF NOT EXISTS saved_queries(
   tenant_id INTEGER NOT NULL REFERENCES tenants(id),
   name TEXT NOT NULL,
@@ -75,13 +76,16 @@ constexpr char kSelectUsers[] =
     "WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY id";
 constexpr char kSelectUser[] = "SELECT id, tenant_id, name, role, disabled FROM users WHERE id = ?";
 constexpr char kInsertKey[] =
-    "INSERT INTO api_keys(id, user_id, name, hash, scopes, created_ms, expires_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)";
+    "INSERT INTO api_keys(id, user_id, name, hash, scopes, created_ms, expires_ms, parent_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+// The key and every key minted from it, transitively (revoked ones too: a
+// child revoked alone may have children of its own).
 constexpr char kRevokeKey[] =
-    "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL";
+    "WITH RECURSIVE tree(id) AS (SELECT ?2 UNION SELECT k.id FROM api_keys k JOIN tree ON k.parent_id = tree.id) "
+    "UPDATE api_keys SET revoked_ms = ?1 WHERE id IN (SELECT id FROM tree) AND revoked_ms IS NULL RETURNING id";
 constexpr char kSelectKeys[] =
     "SELECT k.id, k.name, k.hash, k.scopes, k.created_ms, k.expires_ms, k.revoked_ms, "
-    "u.id, u.tenant_id, u.name, u.role, u.disabled, t.name "
+    "u.id, u.tenant_id, u.name, u.role, u.disabled, t.name, k.parent_id "
     "FROM api_keys k JOIN users u ON u.id = k.user_id JOIN tenants t ON t.id = u.tenant_id "
     "ORDER BY k.created_ms, k.id";
 constexpr char kSelectSaved[] =
@@ -184,7 +188,15 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
 
 Status Store::migrate() {
   std::lock_guard lock(mu_);
-  return db_.exec(kSchema);
+  if (auto s = db_.exec(kSchema); !s) return s;
+  // Databases from before keys recorded the key that minted them.
+  auto has = db_.prepare("SELECT 1 FROM pragma_table_info('api_keys') WHERE name = 'parent_id'");
+  if (!has) return tl::unexpected(has.error());
+  auto row = has->step();
+  if (!row) return tl::unexpected(row.error());
+  if (*row) return {};
+  has->reset();
+  return db_.exec("ALTER TABLE api_keys ADD COLUMN parent_id TEXT");
 }
 
 Result<std::int64_t> Store::create_tenant(const std::string& name, const std::string& data_source) {
@@ -267,9 +279,9 @@ Result<std::optional<User>> Store::user(std::int64_t id) {
 }
 
 Result<NewKey> Store::create_key(std::int64_t user_id, const std::string& name, unsigned scopes,
-                                 std::optional<std::int64_t> expires_ms) {
+                                 std::optional<std::int64_t> expires_ms, const std::string& parent_id) {
   std::lock_guard lock(mu_);
-  return insert_key(user_id, name, scopes, expires_ms);
+  return insert_key(user_id, name, scopes, expires_ms, parent_id);
 }
 
 Result<Bootstrapped> Store::bootstrap(const std::string& tenant, const std::string& data_source,
@@ -289,7 +301,7 @@ Result<Bootstrapped> Store::bootstrap(const std::string& tenant, const std::stri
   if (!tid) return tl::unexpected(tid.error());
   auto uid = insert_user(*tid, user, Role::super_admin);
   if (!uid) return tl::unexpected(uid.error());
-  auto key = insert_key(*uid, "bootstrap", kAllScopes, std::nullopt);
+  auto key = insert_key(*uid, "bootstrap", kAllScopes, std::nullopt, "");
   if (!key) return tl::unexpected(key.error());
   if (auto s = tx.commit(); !s) return tl::unexpected(s.error());
   return Bootstrapped{*tid, *uid, std::move(*key)};
@@ -313,7 +325,7 @@ Status Store::undo_bootstrap(const Bootstrapped& b) {
 }
 
 Result<NewKey> Store::insert_key(std::int64_t user_id, const std::string& name, unsigned scopes,
-                                 std::optional<std::int64_t> expires_ms) {
+                                 std::optional<std::int64_t> expires_ms, const std::string& parent_id) {
   if (!valid_name(name)) return fail("invalid key name");
   if (scopes == 0 || (scopes & ~kAllScopes)) return fail("invalid scopes");
   NewKey k = generate_key();
@@ -321,17 +333,28 @@ Result<NewKey> Store::insert_key(std::int64_t user_id, const std::string& name, 
   if (!st) return tl::unexpected(st.error());
   st->bind(1, k.id).bind(2, user_id).bind(3, name).bind_blob(4, k.hash.data(), k.hash.size());
   st->bind(5, scopes_to_string(scopes)).bind(6, now_ms()).bind(7, expires_ms);
+  if (parent_id.empty()) {
+    st->bind_null(8);
+  } else {
+    st->bind(8, parent_id);
+  }
   if (auto r = st->run(); !r) return tl::unexpected(r.error());
   return k;
 }
 
-Result<bool> Store::revoke_key(const std::string& id) {
+Result<std::vector<std::string>> Store::revoke_key(const std::string& id) {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(kRevokeKey);
   if (!st) return tl::unexpected(st.error());
   st->bind(1, now_ms()).bind(2, id);
-  if (auto r = st->run(); !r) return tl::unexpected(r.error());
-  return db_.changes() > 0;
+  std::vector<std::string> revoked;
+  while (true) {
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    revoked.push_back(st->text(0));
+  }
+  return revoked;
 }
 
 Result<std::vector<KeyRecord>> Store::keys() {
@@ -355,6 +378,7 @@ Result<std::vector<KeyRecord>> Store::keys() {
     k.revoked_ms = st->opt_int64(6);
     k.user = user_from(*st, 7);
     k.tenant = st->text(12);
+    k.parent_id = st->text(13);
     out.push_back(std::move(k));
   }
   return out;

@@ -45,6 +45,7 @@ struct KeyRecord {
   std::optional<std::int64_t> revoked_ms;
   User user;
   std::string tenant;
+  std::string parent_id;  // the key it was minted with through the API, "" for none
 };
 
 struct SavedParam {
@@ -108,9 +109,14 @@ class Store {
   Result<std::vector<User>> users(std::optional<std::int64_t> tenant_id);
   Result<std::optional<User>> user(std::int64_t id);
 
+  // `parent_id`: the key whose holder minted this one through the API
+  // ("" for the admin socket); revoking it revokes this one too.
   Result<NewKey> create_key(std::int64_t user_id, const std::string& name, unsigned scopes,
-                            std::optional<std::int64_t> expires_ms);
-  Result<bool> revoke_key(const std::string& id);  // false: no such live key
+                            std::optional<std::int64_t> expires_ms, const std::string& parent_id = "");
+  // Revokes the key and every live key minted from it, transitively (a key
+  // a thief minted with a stolen one dies with it). Returns the ids revoked
+  // now; `id` is among them unless it was already revoked or never was.
+  Result<std::vector<std::string>> revoke_key(const std::string& id);
   Result<std::vector<KeyRecord>> keys();            // every key, joined
 
   Result<std::vector<SavedQuery>> saved_queries(std::int64_t tenant_id);
@@ -137,7 +143,7 @@ class Store {
   Result<std::int64_t> insert_tenant(const std::string& name, const std::string& data_source);
   Result<std::int64_t> insert_user(std::int64_t tenant_id, const std::string& name, Role role);
   Result<NewKey> insert_key(std::int64_t user_id, const std::string& name, unsigned scopes,
-                            std::optional<std::int64_t> expires_ms);
+                            std::optional<std::int64_t> expires_ms, const std::string& parent_id);
 
   std::mutex mu_;
   Db db_;

@@ -1,6 +1,10 @@
 // mcpd's own database: the bootstrap is all or nothing.
 #include "store.h"
 
+#include <sqlite3.h>
+
+#include <algorithm>
+
 #include <catch2/catch.hpp>
 
 #include "temp_dir.h"
@@ -44,4 +48,59 @@ TEST_CASE("mcpd::Store::bootstrap is one transaction, once", "[mcpd][store]") {
   REQUIRE(keys);
   CHECK(keys->empty());
   CHECK((*store)->bootstrap("acme", "/srv/acme.db", "alice"));
+}
+
+TEST_CASE("mcpd::Store::revoke_key revokes every key minted from the key, transitively", "[mcpd][store]") {
+  using sluice::mcpd::kScopeRead;
+  TempDir dir;
+  auto store = std::move(*Store::open(dir.file("mcpd.db")));
+  auto boot = store->bootstrap("acme", "/srv/acme.db", "alice");
+  REQUIRE(boot);
+  const auto mint = [&](const std::string& parent) {
+    auto k = store->create_key(boot->user_id, "k", kScopeRead, std::nullopt, parent);
+    REQUIRE(k);
+    return k->id;
+  };
+  const std::string stolen = mint(""), child = mint(stolen), grandchild = mint(child), other = mint("");
+  const std::string sibling = mint(boot->key.id);
+  // A child revoked alone first: its own child still goes with the root.
+  REQUIRE(store->revoke_key(child)->size() == 2);  // child and grandchild
+  const std::string late = mint(stolen);
+  auto revoked = store->revoke_key(stolen);
+  REQUIRE(revoked);
+  std::sort(revoked->begin(), revoked->end());
+  std::vector<std::string> expected = {stolen, late};
+  std::sort(expected.begin(), expected.end());
+  CHECK(*revoked == expected);
+  CHECK(store->revoke_key(stolen)->empty());  // already revoked
+  CHECK(store->revoke_key("no-such-key")->empty());
+  auto keys = store->keys();
+  REQUIRE(keys);
+  for (const auto& k : *keys) {
+    INFO(k.id);
+    CHECK(k.revoked_ms.has_value() == (k.id != other && k.id != sibling && k.id != boot->key.id));
+    if (k.id == late) CHECK(k.parent_id == stolen);
+    if (k.id == other) CHECK(k.parent_id.empty());
+  }
+}
+
+TEST_CASE("mcpd::Store opens a database from before keys recorded their parent", "[mcpd][store]") {
+  TempDir dir;
+  {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(dir.file("mcpd.db").c_str(), &h) == SQLITE_OK);
+    const char* old_schema =
+        "CREATE TABLE api_keys(id TEXT PRIMARY KEY, user_id INTEGER NOT NULL, name TEXT NOT NULL, "
+        "hash BLOB NOT NULL CHECK (length(hash) = 32), scopes TEXT NOT NULL, created_ms INTEGER NOT NULL, "
+        "expires_ms INTEGER, revoked_ms INTEGER)";
+    REQUIRE(sqlite3_exec(h, old_schema, nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(h);
+  }
+  auto store = Store::open(dir.file("mcpd.db"));
+  REQUIRE(store);
+  auto boot = (*store)->bootstrap("acme", "/srv/acme.db", "alice");
+  REQUIRE(boot);
+  REQUIRE((*store)->create_key(boot->user_id, "k", sluice::mcpd::kScopeRead, std::nullopt, boot->key.id));
+  CHECK((*store)->revoke_key(boot->key.id)->size() == 2);
+  REQUIRE(Store::open(dir.file("mcpd.db")));  // and again, with the column there
 }
