@@ -97,7 +97,7 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
   create->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
   create->add_option("--user-id", o->user_id, "user id")->required();
   create->add_option("--name", o->name, "key name");
-  create->add_option("--scopes", o->scopes, "read,query,flows");
+  create->add_option("--scopes", o->scopes, "of read,query,flows,admin (admin: the admin API)");
   create->callback([o, &exit_code] {
     exit_code = print(admin_call(o->socket, {{"op", "create_key"}, {"user_id", o->user_id}, {"name", o->name},
                                              {"scopes", o->scopes}}));

@@ -94,7 +94,7 @@ test('the admin API: a super-admin creates a viewer and a key for them', async (
   const user = await api('/api/users', SUPER, { method: 'POST', body: JSON.stringify({ name: 'vic', role: 'viewer' }) });
   assert.equal(user.status, 201);
   const { id } = await user.json();
-  const key = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'vic-laptop', scopes: 'read', user_id: id }) });
+  const key = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'vic-laptop', scopes: 'read,admin', user_id: id }) });
   assert.equal(key.status, 201);
   const k = await key.json();
   assert.match(k.token, /^slk_[0-9a-f]{16}_/);
@@ -106,10 +106,10 @@ test('the admin API: a super-admin creates a viewer and a key for them', async (
 });
 
 test('a key never mints a stronger or longer-lived key', async () => {
-  const weak = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'weak', scopes: 'read', expires_in_seconds: 3600 }) });
+  const weak = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'weak', scopes: 'read,admin', expires_in_seconds: 3600 }) });
   assert.equal(weak.status, 201);
   const w = await weak.json();
-  const stronger = await api('/api/keys', w.token, { method: 'POST', body: JSON.stringify({ name: 'up', scopes: 'read,query' }) });
+  const stronger = await api('/api/keys', w.token, { method: 'POST', body: JSON.stringify({ name: 'up', scopes: 'read,query,admin' }) });
   assert.equal(stronger.status, 403);
   const longer = await api('/api/keys', w.token, { method: 'POST', body: JSON.stringify({ name: 'long', scopes: 'read' }) });
   assert.equal(longer.status, 201);
@@ -117,6 +117,25 @@ test('a key never mints a stronger or longer-lived key', async () => {
   const weakRec = list.keys.find((k) => k.id === w.id);
   const child = list.keys.find((k) => k.name === 'long');
   assert.ok(child.expires_ms !== null && child.expires_ms <= weakRec.expires_ms);
+});
+
+test('a key without the admin scope is an MCP credential only, whatever its role', async () => {
+  // The super-admin's own key for an AI client: read and query, no admin.
+  const made = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'for-the-ai', scopes: 'read,query' }) });
+  assert.equal(made.status, 201);
+  const ai = (await made.json()).token;
+  assert.equal((await api('/api/meta', ai)).status, 200);
+  for (const [path, init] of [
+    ['/api/keys', {}],
+    ['/api/keys', { method: 'POST', body: JSON.stringify({ name: 'spare', scopes: 'read' }) }],
+    ['/api/users', {}],
+    ['/api/audit', {}],
+    ['/api/meta/security', { method: 'PUT', body: JSON.stringify({ allow_llm_egress: true, allow_prospecting: false, discovery_samples: false, egress_allowlist: [] }) }],
+  ]) {
+    const r = await api(path, ai, init);
+    assert.equal(r.status, 403, `${init.method ?? 'GET'} ${path}`);
+    assert.match(await r.text(), /admin scope/);
+  }
 });
 
 test('the admin API refuses a viewer what the matrix refuses', async () => {
@@ -137,7 +156,7 @@ test('the admin API refuses a viewer what the matrix refuses', async () => {
 
 test('the admin API validates its input', async () => {
   assert.equal((await api('/api/keys', SUPER, { method: 'POST', body: 'not json' })).status, 400);
-  assert.equal((await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'k', scopes: 'admin' }) })).status, 400);
+  assert.equal((await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'k', scopes: 'root' }) })).status, 400);
   assert.equal((await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: '../k', scopes: 'read' }) })).status, 400);
   assert.equal((await api('/api/users', SUPER, { method: 'POST', body: JSON.stringify({ name: 'z', role: 'root' }) })).status, 400);
   assert.equal((await api('/api/audit?limit=5000', SUPER)).status, 400);

@@ -270,7 +270,7 @@ test('a GET stream resumes at Last-Event-ID with what it missed, for its own ses
 test('revoking a key ends its sessions and their open streams at once', async () => {
   const admin = { Authorization: `Bearer ${process.env.KEY_ALL}`, 'Content-Type': 'application/json' };
   const made = await fetch(new URL('/api/keys', url), {
-    method: 'POST', headers: admin, body: JSON.stringify({ name: 'soon-revoked', scopes: 'read' }),
+    method: 'POST', headers: admin, body: JSON.stringify({ name: 'soon-revoked', scopes: 'read,admin' }),
   });
   assert.equal(made.status, 201);
   const { id, token } = await made.json();

@@ -160,7 +160,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     const std::string name = b.value("name", json()).is_string() ? b["name"].get<std::string>() : "";
     if (!valid_name(name)) return problem(400, "\"name\": 1-64 characters of [A-Za-z0-9_.-]", v);
     const auto scopes = b.contains("scopes") && b["scopes"].is_string() ? parse_scopes(b["scopes"].get<std::string>()) : std::nullopt;
-    if (!scopes) return problem(400, "\"scopes\": a comma-separated list of read, query, flows", v);
+    if (!scopes) return problem(400, "\"scopes\": a comma-separated list of read, query, flows, admin", v);
     std::optional<std::int64_t> expires;
     if (b.contains("expires_in_seconds")) {
       if (!b["expires_in_seconds"].is_number_unsigned() || b["expires_in_seconds"].get<std::uint64_t>() == 0 ||

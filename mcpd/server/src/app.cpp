@@ -182,6 +182,11 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string peer) {
   auto admitted = admit(req, client);
   if (auto* refused = std::get_if<HttpResponse>(&admitted)) co_return HttpReply{std::move(*refused), nullptr};
   Principal who = std::get<Principal>(std::move(admitted));
+  // The admin API wants the admin scope besides the role, except the
+  // caller's own view of the appliance.
+  if (!mcp && (who.scopes & kScopeAdmin) == 0 && !(path == "/api/meta" && req.method() == http::verb::get)) {
+    co_return HttpReply{problem(403, "this key lacks the admin scope", version), nullptr};
+  }
   RateLimiter& limiter = mcp ? *mcp_rate_ : *admin_rate_;
   // Every /mcp call counts; of the admin API the heavy reads and every
   // write (key minting, users, policy pushes) do.

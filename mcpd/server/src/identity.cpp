@@ -11,10 +11,11 @@ constexpr std::array<std::pair<Role, std::string_view>, 4> kRoles = {{
     {Role::admin, "admin"},
     {Role::super_admin, "super_admin"},
 }};
-constexpr std::array<std::pair<unsigned, std::string_view>, 3> kScopes = {{
+constexpr std::array<std::pair<unsigned, std::string_view>, 4> kScopes = {{
     {kScopeRead, "read"},
     {kScopeQuery, "query"},
     {kScopeFlows, "flows"},
+    {kScopeAdmin, "admin"},
 }};
 }  // namespace
 

@@ -17,8 +17,11 @@ std::string_view to_string(Role r);
 std::optional<Role> parse_role(std::string_view s);
 
 // Key scopes (a bit set).
-enum Scope : unsigned { kScopeRead = 1, kScopeQuery = 2, kScopeFlows = 4 };
-constexpr unsigned kAllScopes = kScopeRead | kScopeQuery | kScopeFlows;
+// `admin`: the admin API (/api/*) beyond GET /api/meta, within what the
+// key's role allows. A key without it (one handed to an AI client) is an
+// MCP credential only, whatever its user's role.
+enum Scope : unsigned { kScopeRead = 1, kScopeQuery = 2, kScopeFlows = 4, kScopeAdmin = 8 };
+constexpr unsigned kAllScopes = kScopeRead | kScopeQuery | kScopeFlows | kScopeAdmin;
 // "read,query" -> bits; nullopt for an unknown or empty scope.
 std::optional<unsigned> parse_scopes(std::string_view list);
 std::string scopes_to_string(unsigned scopes);

@@ -48,12 +48,13 @@ TEST_CASE("mcpd::keys are random, shaped, and stored only as a hash", "[mcpd][ke
 }
 
 TEST_CASE("mcpd::identity parses scopes and roles strictly", "[mcpd][identity]") {
-  SECTION("scopes are a comma-separated subset of read, query, flows") {
+  SECTION("scopes are a comma-separated subset of read, query, flows, admin") {
     CHECK(parse_scopes("read") == kScopeRead);
     CHECK(parse_scopes("read,query") == (kScopeRead | kScopeQuery));
-    CHECK(parse_scopes("flows,read,query") == kAllScopes);
+    CHECK(parse_scopes("flows,read,admin,query") == kAllScopes);
     CHECK(scopes_to_string(kScopeQuery | kScopeRead) == "read,query");
-    for (const char* bad : {"", "admin", "read,", ",read", "read,,query", "READ", "read query"}) {
+    CHECK(scopes_to_string(kAllScopes) == "read,query,flows,admin");
+    for (const char* bad : {"", "root", "read,", ",read", "read,,query", "READ", "read query", "Admin"}) {
       CHECK_FALSE(parse_scopes(bad));
     }
   }
