@@ -20,6 +20,7 @@ using nlohmann::json;
 constexpr std::size_t kMaxDetail = 300;
 // GET /api/meta from any user asks the agent: not more than once a second.
 constexpr std::chrono::seconds kStatusCacheFor{1};
+constexpr std::chrono::seconds kFailureCacheFor{5};
 
 std::string bounded(std::string text) {
   if (text.size() > kMaxDetail) text = text.substr(0, kMaxDetail) + "...";
@@ -100,8 +101,15 @@ Result<std::unique_ptr<Enforcer>> Enforcer::open(const McpdConfig& config, Store
 }
 
 Result<Enforcer::AgentView> Enforcer::agent_status() {
-  const auto now = std::chrono::steady_clock::now();
-  if (cached_ && now - cached_at_ < kStatusCacheFor) return *cached_;
+  if (cached_ && std::chrono::steady_clock::now() - cached_at_ < (*cached_ ? kStatusCacheFor : kFailureCacheFor)) {
+    return *cached_;
+  }
+  cached_ = ask_agent_status();
+  cached_at_ = std::chrono::steady_clock::now();  // after the answer: a timeout is not counted in
+  return *cached_;
+}
+
+Result<Enforcer::AgentView> Enforcer::ask_agent_status() {
   std::string why;
   auto reply = ctl::agent_call(socket_, {{"op", "status"}}, timeout_ms_, &why);
   if (!reply) return fail(bounded(why));
@@ -128,8 +136,6 @@ Result<Enforcer::AgentView> Enforcer::agent_status() {
       if (v != t.end() && v->is_number_unsigned()) view.versions[name] = v->get<std::uint64_t>();
     }
   }
-  cached_ = view;
-  cached_at_ = now;
   return view;
 }
 

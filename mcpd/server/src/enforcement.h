@@ -88,8 +88,11 @@ class Enforcer {
   };
 
   Enforcer(const McpdConfig& config, Store& store);
-  // The agent's status, or why there is none; cached for a second.
+  // The agent's status, or why there is none; cached for a second, a
+  // failure for five (an agent that hangs costs one timeout per five
+  // seconds, not one per caller queued behind it).
   Result<AgentView> agent_status();
+  Result<AgentView> ask_agent_status();
   // Enforced only when the agent reports both layers enforcing and this
   // version, and this mcpd recorded the agent acknowledging these very
   // rules (store policy_applied: version and rules digest).
@@ -108,7 +111,7 @@ class Enforcer {
   // One push or status question at a time: versions reach the agent in
   // order, and the cache below is consistent.
   std::mutex mu_;
-  std::optional<AgentView> cached_;
+  std::optional<Result<AgentView>> cached_;
   std::chrono::steady_clock::time_point cached_at_;
 };
 

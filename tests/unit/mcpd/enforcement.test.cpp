@@ -145,6 +145,32 @@ TEST_CASE("mcpd::Enforcer never reports enforced on an agent's word alone, and s
   CHECK((*reopened)->state(tenant, *v1).state == State::pending);
 }
 
+TEST_CASE("mcpd::Enforcer asks a hung agent once per five seconds, not once per caller", "[mcpd][enforcement]") {
+  AcmeStore acme(R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})");
+  McpdConfig c;
+  c.agent_socket = acme.dir.file("agent.sock");
+  c.endpoints_file = acme.dir.file("endpoints.json");
+  c.agent_timeout = std::chrono::milliseconds(300);
+  // Listening, never accepting: connect and send succeed, the answer never comes.
+  const int hung = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", c.agent_socket.c_str());
+  REQUIRE(::bind(hung, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(hung, 8) == 0);
+  auto enforcer = Enforcer::open(c, *acme.store);
+  REQUIRE(enforcer);
+  using State = sluice::mcpd::KernelEnforcement::State;
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
+  CHECK((*enforcer)->state(acme.tenant, std::nullopt).state == State::pending);
+  CHECK(Clock::now() - t0 >= std::chrono::milliseconds(250));  // it waited for the agent
+  t0 = Clock::now();
+  for (int i = 0; i < 5; ++i) CHECK((*enforcer)->state(acme.tenant, std::nullopt).state == State::pending);
+  CHECK(Clock::now() - t0 < std::chrono::milliseconds(300));  // not one more wait: the failure was remembered
+  ::close(hung);
+}
+
 TEST_CASE("mcpd::stricter keeps only what both policies allow", "[mcpd][enforcement]") {
   const auto open = parse(R"({"allow_llm_egress": true, "allow_prospecting": true, "discovery_samples": true})");
   const auto closed = parse(R"({"allow_llm_egress": false, "allow_prospecting": true, "discovery_samples": false})");
