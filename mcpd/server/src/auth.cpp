@@ -119,16 +119,17 @@ bool Lockout::failure(const std::string& addr, Clock::time_point now) {
       lru_.pop_back();
     }
     lru_.push_front(addr);
-    it = entries_.emplace(addr, Entry{{}, {}, lru_.begin()}).first;
+    it = entries_.emplace(addr, Entry{0, now, {}, lru_.begin()}).first;
   } else {
     lru_.splice(lru_.begin(), lru_, it->second.lru);
   }
   Entry& e = it->second;
-  std::erase_if(e.failures, [&](Clock::time_point t) { return t <= now - o_.window; });
-  // Bounded memory: only the last max_failures timestamps matter.
-  if (e.failures.size() >= o_.max_failures) e.failures.erase(e.failures.begin());
-  e.failures.push_back(now);
-  if (e.failures.size() >= o_.max_failures) {
+  if (e.failures == 0 || now - e.window_start >= o_.window) {
+    e.failures = 0;
+    e.window_start = now;
+  }
+  if (e.failures < o_.max_failures) ++e.failures;
+  if (e.failures >= o_.max_failures) {
     const bool newly = e.locked_until <= now;
     e.locked_until = now + o_.window;
     return newly;

@@ -92,8 +92,12 @@ class Lockout {
   [[nodiscard]] std::size_t tracked() const;
 
  private:
+  // A window opens at a failure and counts the failures within it: a few
+  // bytes per address whatever max_failures is (a list of timestamps
+  // would cost max_failures x 8 bytes for each of max_tracked addresses).
   struct Entry {
-    std::vector<Clock::time_point> failures;  // within the window, oldest first
+    unsigned failures = 0;
+    Clock::time_point window_start{};
     Clock::time_point locked_until{};
     std::list<std::string>::iterator lru;
   };
