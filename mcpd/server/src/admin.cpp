@@ -148,7 +148,9 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     json out = json::array();
     for (const KeyRecord& k : *keys) {
       const bool mine = k.user.id == who.user_id;
-      const bool tenant_admin = allowed(who.role, Action::manage_users) && k.user.tenant_id == who.tenant_id;
+      // An admin sees the keys it may revoke: its tenant's, up to its own role.
+      const bool tenant_admin = allowed(who.role, Action::manage_users) && k.user.tenant_id == who.tenant_id &&
+                                k.user.role <= who.role;
       if (mine || tenant_admin || super) out.push_back(key_json(k));
     }
     return json_response(200, {{"keys", out}}, v);
