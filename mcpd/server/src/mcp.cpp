@@ -705,32 +705,40 @@ asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& pa
   AuditLog::Expected expected(audit_);
   const InFlight running(*this, s.id + "|" + id.dump());
   ToolOutcome outcome;
+  // The worker runs the tool and hands its record to the audit writer
+  // itself; this frame resumes once, when the record is durable (one
+  // thread hop fewer than coming back here in between).
+  using Durable = asio::experimental::concurrent_channel<void(boost::system::error_code, std::optional<std::int64_t>)>;
+  auto durable = std::make_shared<Durable>(co_await asio::this_coro::executor, 1);
+  // By reference: this frame waits on `durable` until the writer is done.
+  const auto finish = [&, durable] {
+    ++counters_.tool_calls;
+    if (outcome.status == "denied") ++counters_.tool_denied;
+    else if (outcome.status != "ok") ++counters_.tool_errors;
+    audit_.append(
+        audit_record(who, s, req, tool_name, *args, outcome, started),
+        [durable](std::optional<std::int64_t> seq) { durable->try_send(boost::system::error_code{}, seq); },
+        &expected);
+  };
   if (!permitted) {
     // Unknown and forbidden look the same to the caller: the key's
     // tools/list never showed it.
     outcome.status = tool ? "denied" : "unknown_tool";
     outcome.detail = tool ? "key lacks scope " + scopes_to_string(tool->scope) : "";
+    finish();
   } else {
-    // Named, not a temporary: GCC 12 destroys a closure temporary inside a
-    // co_await expression twice.
-    // By reference: this frame waits for the work wherever it runs.
-    std::function<ToolOutcome()> work = [tool, &who, args, &running]() -> ToolOutcome {
+    asio::post(workers_, [&, finish] {
       try {
         const CancelScope cancellable(running.flag());
-        return tool->run(who, *args);
+        outcome = tool->run(who, *args);
       } catch (const std::exception& e) {
         // A bug, not the caller's doing: still audited, never detailed to them.
-        return internal_error(e.what());
+        outcome = internal_error(e.what());
       }
-    };
-    outcome = co_await on_worker<ToolOutcome>(std::move(work));
+      finish();
+    });
   }
-  ++counters_.tool_calls;
-  if (outcome.status == "denied") ++counters_.tool_denied;
-  else if (outcome.status != "ok") ++counters_.tool_errors;
-
-  AuditEntry record = audit_record(who, s, req, tool_name, *args, outcome, started);
-  const auto seq = co_await audit_.async_append(std::move(record), asio::use_awaitable, &expected);
+  auto [ec, seq] = co_await durable->async_receive(asio::as_tuple(asio::use_awaitable));
   if (!seq) {
     // Not audited, not answered: the rows stay here.
     ++counters_.audit_failures;
