@@ -269,8 +269,9 @@ void AuditLog::run() {
     const std::int64_t first = impl_->last_seq + 1;
     const KeyHash head = impl_->last_hash;
     bool ok = false;
+    std::vector<std::pair<std::string, KeyHash>> written;  // record texts and hashes, once durable
     try {
-      ok = commit(batch);
+      ok = commit(batch, written);
     } catch (const std::exception&) {
       // Whatever went wrong, these records are not durable (the
       // transaction rolled back): their calls fail closed, the chain head
@@ -289,16 +290,24 @@ void AuditLog::run() {
                        : std::nullopt);
     }
     batch.clear();
-    // After the answers: the anchor's own sync never delays a call.
+    // After the answers: the journal copy and the anchor's own sync never
+    // delay a call, and neither can undo a commit (the head stays).
+    if (ok && options_.journal) {
+      try {
+        journal(first, written);
+      } catch (const std::exception&) {
+        // A copy only; the records are durable in the log.
+      }
+    }
     if (ok) anchor(false);
   }
 }
 
-bool AuditLog::commit(std::vector<Pending>& batch) {
+bool AuditLog::commit(std::vector<Pending>& batch, std::vector<std::pair<std::string, KeyHash>>& written) {
   Impl& m = *impl_;
   const std::int64_t seq0 = m.last_seq;
   const KeyHash hash0 = m.last_hash;
-  std::vector<std::pair<std::string, KeyHash>> written;
+  written.clear();
   written.reserve(batch.size());
   {
     Transaction tx(m.db);
@@ -330,17 +339,18 @@ bool AuditLog::commit(std::vector<Pending>& batch) {
       return false;
     }
   }
-  if (options_.journal) {
-    std::int64_t seq = seq0;
-    for (const auto& [text, h] : written) {
-      ++seq;
-      sd_journal_send("MESSAGE=audit %lld", static_cast<long long>(seq), "PRIORITY=6",
-                      "SYSLOG_IDENTIFIER=sluice-mcpd", "SLUICE_AUDIT_SEQ=%lld", static_cast<long long>(seq),
-                      "SLUICE_AUDIT_HASH=%s", to_hex(h.data(), h.size()).c_str(),
-                      "SLUICE_AUDIT_RECORD=%s", text.c_str(), nullptr);
-    }
-  }
   return true;
+}
+
+void AuditLog::journal(std::int64_t first, const std::vector<std::pair<std::string, KeyHash>>& written) {
+  std::int64_t seq = first - 1;
+  for (const auto& [text, h] : written) {
+    ++seq;
+    sd_journal_send("MESSAGE=audit %lld", static_cast<long long>(seq), "PRIORITY=6",
+                    "SYSLOG_IDENTIFIER=sluice-mcpd", "SLUICE_AUDIT_SEQ=%lld", static_cast<long long>(seq),
+                    "SLUICE_AUDIT_HASH=%s", to_hex(h.data(), h.size()).c_str(),
+                    "SLUICE_AUDIT_RECORD=%s", text.c_str(), nullptr);
+  }
 }
 
 Result<std::vector<nlohmann::json>> AuditLog::read(const std::string& tenant, std::size_t limit,

@@ -166,7 +166,11 @@ class AuditLog {
   };
   AuditLog() = default;
   void run();
-  bool commit(std::vector<Pending>& batch);
+  // One transaction for the batch; on success `written` holds each
+  // record's text and hash (for the journal), and the head has moved.
+  bool commit(std::vector<Pending>& batch, std::vector<std::pair<std::string, KeyHash>>& written);
+  // The journal's copy of durable records, seqs from `first` on.
+  void journal(std::int64_t first, const std::vector<std::pair<std::string, KeyHash>>& written);
   void expect(int delta);
   // Writer thread only: appends the head if it moved and `force` or the
   // interval has passed since the last anchor.
