@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 
+#include "functions.h"
 #include "values.h"
 
 namespace sluice::mcpd {
@@ -109,7 +110,10 @@ DataResult<std::unique_ptr<Connection>> Connection::open(const std::string& path
 }
 
 Connection::Connection(sqlite3* db, const QueryLimits& limits, std::string path)
-    : db_(db), limits_(limits), path_(std::move(path)), cache_(kStatementCacheSize) {}
+    : db_(db), limits_(limits), path_(std::move(path)), cache_(kStatementCacheSize), stop_([this] {
+        if (cancel_ && cancel_->load(std::memory_order_relaxed)) return true;
+        return Clock::now() >= deadline_;
+      }) {}
 
 Connection::~Connection() {
   cache_.clear();  // statements first: sqlite3_close refuses while any live
@@ -146,6 +150,10 @@ DataResult<void> Connection::harden() {
   sqlite3_limit(db_, SQLITE_LIMIT_EXPR_DEPTH, kMaxExprDepth);
   sqlite3_limit(db_, SQLITE_LIMIT_COMPOUND_SELECT, kMaxCompoundSelect);
   sqlite3_limit(db_, SQLITE_LIMIT_LIKE_PATTERN_LENGTH, kMaxLikePattern);
+  // instr, replace, trim, like and glob that stop at the deadline too.
+  if (!install_bounded_functions(db_, &stop_)) {
+    return data_error(Kind::internal, "data source could not be opened", "bounded SQL functions not registered");
+  }
   // A writer of the file (outside sluice) may hold a lock for a moment:
   // wait for it, but never past the statement's deadline.
   sqlite3_busy_handler(db_, &Connection::on_busy, this);
@@ -154,11 +162,7 @@ DataResult<void> Connection::harden() {
   return {};
 }
 
-int Connection::on_progress(void* self) {
-  const auto* c = static_cast<Connection*>(self);
-  if (c->cancel_ && c->cancel_->load(std::memory_order_relaxed)) return 1;
-  return Clock::now() >= c->deadline_ ? 1 : 0;
-}
+int Connection::on_progress(void* self) { return static_cast<Connection*>(self)->stop_() ? 1 : 0; }
 
 int Connection::on_busy(void* self, int /*count*/) {
   const auto left = static_cast<Connection*>(self)->deadline_ - Clock::now();
@@ -265,8 +269,14 @@ DataResult<QueryResult> Connection::collect(sqlite3_stmt* stmt, const RunOptions
     nlohmann::json row = nlohmann::json::array();
     row.get_ref<nlohmann::json::array_t&>().reserve(static_cast<std::size_t>(n));
     std::size_t row_bytes = 0;
-    for (int i = 0; i < n; ++i) row.push_back(cell_to_json(stmt, i, row_bytes));
-    if (bytes + row_bytes > o.max_bytes) {
+    bool fits = true;
+    for (int i = 0; i < n && fits; ++i) {
+      // Known too big before a byte of it is copied: SQLite may hold a
+      // row of 2000 one-MiB values; this side never copies past the cap.
+      fits = bytes + row_bytes + cell_floor(stmt, i) <= o.max_bytes;
+      if (fits) row.push_back(cell_to_json(stmt, i, row_bytes));
+    }
+    if (!fits || bytes + row_bytes > o.max_bytes) {
       r.truncated = true;
       break;
     }

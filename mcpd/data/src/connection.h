@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -90,6 +91,9 @@ class Connection {
   StatementCache cache_;
   std::chrono::steady_clock::time_point deadline_;
   const std::atomic<bool>* cancel_ = nullptr;  // the caller's, during run()
+  // Whether the running statement must end now (cancelled, or past its
+  // deadline): the progress handler and the bounded functions ask it.
+  std::function<bool()> stop_;
 };
 
 }  // namespace sluice::mcpd

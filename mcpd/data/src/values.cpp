@@ -100,6 +100,14 @@ DataResult<void> bind_params(sqlite3_stmt* stmt, const std::vector<Json>& params
   return {};
 }
 
+std::size_t cell_floor(sqlite3_stmt* stmt, int col) {
+  switch (sqlite3_column_type(stmt, col)) {
+    case SQLITE_TEXT: return kCellOverhead + static_cast<std::size_t>(sqlite3_column_bytes(stmt, col));
+    case SQLITE_BLOB: return kCellOverhead + (static_cast<std::size_t>(sqlite3_column_bytes(stmt, col)) + 2) / 3 * 4;
+    default: return kCellOverhead;
+  }
+}
+
 Json cell_to_json(sqlite3_stmt* stmt, int col, std::size_t& bytes) {
   bytes += kCellOverhead;
   switch (sqlite3_column_type(stmt, col)) {
@@ -108,8 +116,15 @@ Json cell_to_json(sqlite3_stmt* stmt, int col, std::size_t& bytes) {
     case SQLITE_TEXT: {
       const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt, col));
       const auto n = static_cast<std::size_t>(sqlite3_column_bytes(stmt, col));
-      bytes += n;
-      return p ? valid_utf8(std::string_view(p, n)) : std::string();
+      std::string text = p ? valid_utf8(std::string_view(p, n)) : std::string();
+      // Escaped twice on its way out: "\\\"" for a quote, "\\u0001" for a control.
+      std::size_t written = text.size();
+      for (const char c : text) {
+        if (c == '"' || c == '\\') written += 3;
+        else if (static_cast<unsigned char>(c) < 0x20) written += 6;
+      }
+      bytes += written;
+      return text;
     }
     case SQLITE_BLOB: {
       const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(stmt, col));

@@ -22,9 +22,15 @@ namespace sluice::mcpd {
 [[nodiscard]] DataResult<void> bind_params(sqlite3_stmt* stmt,
                                            const std::vector<nlohmann::json>& params);
 
-// The cell in column `col` of the current row. Adds its approximate size
-// (text or blob bytes plus a fixed per-cell overhead) to `bytes`.
+// The cell in column `col` of the current row. Adds its size to `bytes`:
+// a fixed per-cell overhead plus its text (or base64) as written into an
+// answer, where a tool's result is JSON inside a JSON string, escaped
+// twice: a quote or backslash counts 4 bytes, a control character 7.
 [[nodiscard]] nlohmann::json cell_to_json(sqlite3_stmt* stmt, int col, std::size_t& bytes);
+
+// At least what cell_to_json() would add for that cell, known before any
+// of it is copied (SQLite's byte count; escaping only adds).
+[[nodiscard]] std::size_t cell_floor(sqlite3_stmt* stmt, int col);
 
 // Length of the valid UTF-8 sequence at the start of `s` (not empty), or 0.
 // Strict like nlohmann's serialiser: no overlong forms, no surrogates,

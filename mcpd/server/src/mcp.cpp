@@ -65,6 +65,11 @@ std::chrono::milliseconds hold_for(const Principal& who, std::chrono::millisecon
   return std::clamp(std::chrono::milliseconds(*who.expires_ms - now_ms()), std::chrono::milliseconds(1), hold);
 }
 
+// A 2025-03-26 batch answers in one body: once its tool answers hold this
+// much, its remaining tool calls are refused unrun (each answer may add
+// about twice max_result_bytes).
+constexpr std::size_t kMaxBatchReplyBytes = 16 << 20;
+
 bool accepts(const std::string& accept, std::string_view type) {
   return accept.find(type) != std::string::npos || accept.find("*/*") != std::string::npos;
 }
@@ -528,6 +533,7 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
 
   // Each reply as JSON text; whether one is an invalid-request error.
   std::vector<std::string> replies;
+  std::size_t reply_bytes = 0;  // of the tool answers so far
   bool invalid_request = false;
   bool first = true;
   for (const json* msg : messages) {
@@ -556,7 +562,12 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       continue;
     }
     if (m.method == "tools/call") {
-      replies.push_back(co_await call_tool(m.id, *m.params, *session, who, req));
+      if (reply_bytes >= kMaxBatchReplyBytes) {
+        replies.push_back(to_text(rpc::error(m.id, rpc::kServerError, "the batch's answer is full: send this call on its own")));
+      } else {
+        replies.push_back(co_await call_tool(m.id, *m.params, *session, who, req));
+        reply_bytes += replies.back().size();
+      }
     } else {
       const json reply = co_await dispatch(m.id, m.method, *m.params, *session, who, req);
       replies.push_back(to_text(reply));

@@ -374,6 +374,24 @@ TEST_CASE("mcpd::McpServer answers malformed input with the JSON-RPC codes of th
     REQUIRE(body(r).is_array());
     CHECK(body(r).size() == 2);
   }
+  SECTION("a batch's answer is bounded: past 16 MiB of tool answers, its calls are refused unrun") {
+    raw.session_id = w.open_session(alice, "2025-03-26");
+    json batch = json::array();
+    for (int i = 0; i < 12; ++i) {
+      batch.push_back({{"jsonrpc", "2.0"}, {"id", i}, {"method", "tools/call"},
+                       {"params", {{"name", "run_query"},
+                                   {"arguments", {{"sql", "SELECT printf('%.*c', 950000, 'x') AS a, "
+                                                          "printf('%.*c', 950000, 'y') AS b"}}}}}});
+    }
+    raw.body = batch.dump();
+    auto r = w.send(raw, alice);
+    REQUIRE(r.status == 200);
+    CHECK(r.body.size() < (20u << 20));
+    const json answers = body(r);
+    REQUIRE(answers.size() == 12);
+    CHECK(answers[0].contains("result"));
+    CHECK(answers[11]["error"]["message"] == "the batch's answer is full: send this call on its own");
+  }
 }
 
 TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and audits every call",

@@ -140,7 +140,15 @@ TEST_CASE("mcpd::SqliteSource stops a runaway query at the deadline", "[mcpd][sq
 
   for (const char* sql :
        {"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
-        "SELECT count(*) FROM transactions a, transactions b, transactions c"}) {
+        "SELECT count(*) FROM transactions a, transactions b, transactions c",
+        // One function call, one VM step, minutes of work: the progress
+        // handler alone would not stop these until they ended.
+        "WITH a(s, n) AS (SELECT printf('%.*c', 1000000, 'a'), printf('%.*c', 500000, 'a') || 'b') "
+        "SELECT instr(s, n), instr(s, n) FROM a",
+        "WITH a(s, p) AS (SELECT printf('%.*c', 1000000, 'a'), printf('%.*c', 500000, 'a') || 'b') "
+        "SELECT length(replace(s, p, 'x')) FROM a",
+        "WITH a(s, c) AS (SELECT printf('%.*c', 1000000, 'a'), printf('%.*c', 999999, 'b') || 'a') "
+        "SELECT length(trim(s, c)) FROM a"}) {
     SECTION(std::string("it is interrupted with kind timeout: ") + sql) {
       const auto start = std::chrono::steady_clock::now();
       auto r = src->query(sql, {});
@@ -155,6 +163,23 @@ TEST_CASE("mcpd::SqliteSource stops a runaway query at the deadline", "[mcpd][sq
       }
     }
   }
+}
+
+TEST_CASE("mcpd::SqliteSource refuses a LIKE or GLOB whose match could outlast the deadline",
+          "[mcpd][sqlite]") {
+  const DemoBank bank;
+  const auto src = bank.open();
+  for (const char* op : {"LIKE", "GLOB"}) {
+    INFO(op);
+    const std::string sql = std::string("WITH a(s) AS (SELECT printf('%.*c', 1000000, 'a')) SELECT s ") + op +
+                            " ('*%' || printf('%.*c', 996, 'a') || 'b') FROM a";
+    auto r = src->query(sql, {});
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == Kind::invalid_sql);
+    CHECK(r.error().message == "LIKE or GLOB pattern too costly for a value this long");
+  }
+  // Ordinary patterns on ordinary values match as SQLite's do.
+  CHECK(must_query(*src, "SELECT count(*) FROM customers WHERE full_name LIKE 'a%'").rows.size() == 1);
 }
 
 TEST_CASE("mcpd::SqliteSource truncates at the row and size caps", "[mcpd][sqlite]") {
@@ -184,6 +209,23 @@ TEST_CASE("mcpd::SqliteSource truncates at the row and size caps", "[mcpd][sqlit
     CHECK(r.truncated);
     CHECK(r.rows.size() > 10);
     CHECK(r.rows.size() < static_cast<std::size_t>(bank.stats.customers));
+  }
+  SECTION("a row too big for the cap is never copied, and escaping counts") {
+    const auto src = bank.open();  // 4 MiB
+    // 48 one-MiB values in one row: SQLite holds them, mcpd copies none.
+    std::string wide = "WITH a(s) AS (SELECT printf('%.*c', 1000000, 'x')) SELECT 1";
+    for (int i = 0; i < 48; ++i) wide += ", s";
+    wide += " FROM a";
+    QueryResult r = must_query(*src, wide);
+    CHECK(r.truncated);
+    CHECK(r.rows.empty());
+    // 700 kB of control characters: 4.9 MB once escaped twice into an answer.
+    r = must_query(*src, "SELECT printf('%.*c', 700000, char(1))");
+    CHECK(r.truncated);
+    CHECK(r.rows.empty());
+    r = must_query(*src, "SELECT printf('%.*c', 700000, 'x')");  // the same length of letters fits
+    CHECK_FALSE(r.truncated);
+    CHECK(r.rows.size() == 1);
   }
   SECTION("a value longer than the length limit is too large") {
     const auto src = bank.open();
