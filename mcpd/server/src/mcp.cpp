@@ -604,7 +604,16 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
   if (method == "resources/list" || method == "resources/templates/list" || method == "resources/read") {
     if (!can_read) co_return rpc::error(id, rpc::kInvalidParams, "this key may not read resources");
     if (method == "resources/list") {
-      auto out = page(tools_.list_resources(who), params, "resources");
+      // Opening the tenant's source may wait on its file: a worker's.
+      std::function<json()> work = [this, &who] {
+        try {
+          return tools_.list_resources(who);
+        } catch (const std::exception&) {
+          return json::array();  // a bug, not the caller's doing: nothing listed
+        }
+      };
+      const json resources = co_await on_worker<json>(std::move(work));
+      auto out = page(resources, params, "resources");
       if (!out) co_return rpc::error(id, rpc::kInvalidParams, "invalid cursor");
       co_return rpc::result(id, *out);
     }
@@ -648,7 +657,14 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     co_return rpc::result(id, std::get<json>(got));
   }
   if (method == "completion/complete") {
-    auto out = tools_.complete(who, params);
+    std::function<std::optional<json>()> work = [this, &who, &params]() -> std::optional<json> {
+      try {
+        return tools_.complete(who, params);
+      } catch (const std::exception&) {
+        return std::nullopt;
+      }
+    };
+    auto out = co_await on_worker<std::optional<json>>(std::move(work));
     if (!out) co_return rpc::error(id, rpc::kInvalidParams, "unknown reference or argument");
     co_return rpc::result(id, *out);
   }

@@ -168,8 +168,18 @@ ToolOutcome internal_error(const std::string& detail) {
 }
 
 DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
-  std::lock_guard lock(mu_);
-  if (auto it = open_.find(tenant_id); it != open_.end()) return it->second;
+  std::shared_ptr<Slot> slot;
+  {
+    std::lock_guard lock(mu_);
+    auto& s = slots_[tenant_id];
+    if (!s) s = std::make_shared<Slot>();
+    slot = s;
+  }
+  std::lock_guard lock(slot->mu);
+  if (slot->source) return slot->source;
+  constexpr auto kRememberFailure = std::chrono::seconds(5);
+  const auto now = std::chrono::steady_clock::now();
+  if (slot->failed && now - slot->failed_at < kRememberFailure) return tl::unexpected(*slot->failed);
   auto tenant = store_.tenant(tenant_id);
   if (!tenant || !*tenant) {
     return tl::unexpected(DataError{DataError::Kind::not_found, "no data source for this tenant",
@@ -178,17 +188,18 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   auto src = SqliteSource::open((*tenant)->data_source, limits_);
   if (!src) {
     // The path is the operator's, not the caller's business.
-    return tl::unexpected(DataError{DataError::Kind::internal, "the data source is unavailable",
-                                    src.error().detail});
+    slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable", src.error().detail};
+    slot->failed_at = std::chrono::steady_clock::now();
+    return tl::unexpected(*slot->failed);
   }
-  std::shared_ptr<SqliteSource> shared = std::move(*src);
-  open_[tenant_id] = shared;
-  return shared;
+  slot->failed.reset();
+  slot->source = std::move(*src);
+  return slot->source;
 }
 
 void Sources::forget(std::int64_t tenant_id) {
   std::lock_guard lock(mu_);
-  open_.erase(tenant_id);
+  slots_.erase(tenant_id);
 }
 
 Toolbox::Toolbox(Store& store, Sources& sources, bool fixtures)

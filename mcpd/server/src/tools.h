@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <variant>
@@ -76,14 +77,24 @@ struct ToolDef {
 class Sources {
  public:
   Sources(Store& store, QueryLimits limits) : store_(store), limits_(limits) {}
+  // The tenant's source, opened on first use. Opening (the schema read may
+  // wait for a writer's lock up to the query timeout) holds up only that
+  // tenant's callers; a failure is remembered for 5 s, not retried by
+  // every call meanwhile.
   DataResult<std::shared_ptr<SqliteSource>> of(std::int64_t tenant_id);
   void forget(std::int64_t tenant_id);
 
  private:
+  struct Slot {
+    std::mutex mu;  // held while opening
+    std::shared_ptr<SqliteSource> source;
+    std::optional<DataError> failed;
+    std::chrono::steady_clock::time_point failed_at;
+  };
   Store& store_;
   QueryLimits limits_;
-  std::mutex mu_;
-  std::map<std::int64_t, std::shared_ptr<SqliteSource>> open_;
+  std::mutex mu_;  // the map only, never while opening
+  std::map<std::int64_t, std::shared_ptr<Slot>> slots_;
 };
 
 class Toolbox {

@@ -520,3 +520,21 @@ TEST_CASE("mcpd::McpServer completes entity names, and ignores answers nobody aw
   auto stray = w.post({{"jsonrpc", "2.0"}, {"id", "sluice-999"}, {"result", json::object()}}, reader, sid);
   CHECK(stray.status == 202);
 }
+
+TEST_CASE("mcpd::Sources remembers a failed open for a while, per tenant", "[mcpd][mcp]") {
+  World w;
+  const auto beta = w.store->create_tenant("beta", w.dir.file("late.db"));
+  REQUIRE(beta);
+  Sources sources(*w.store, QueryLimits{});
+  auto first = sources.of(*beta);
+  REQUIRE_FALSE(first);
+  CHECK(first.error().message == "the data source is unavailable");
+  DemoOptions demo;
+  demo.customers = 10;
+  demo.transactions = 10;
+  REQUIRE(generate_demo_bank(w.dir.file("late.db"), demo));
+  CHECK_FALSE(sources.of(*beta));  // not retried by every call meanwhile
+  CHECK(sources.of(1));            // another tenant's source opens all the same
+  sources.forget(*beta);           // a tenant changed: tried again at once
+  CHECK(sources.of(*beta));
+}
