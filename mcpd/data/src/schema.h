@@ -40,6 +40,8 @@ struct Schema {
                                                     std::size_t max_sql_bytes);
 
 inline constexpr std::chrono::milliseconds kStatsTimeout{10'000};
+// A failed computation is answered from memory this long before it is tried again.
+inline constexpr std::chrono::seconds kStatsRetryAfter{60};
 
 // The entity called `name`: exact match first, then ASCII case-insensitive
 // (as SQLite resolves names). nullptr if none.

@@ -144,18 +144,28 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
       return data_error(Kind::not_found, "no such entity",
                         "describe: unknown entity " + valid_utf8(entity.substr(0, 64)));
     }
-    {
+    // Known, or known to fail lately.
+    const auto cached = [&]() -> std::optional<DataResult<EntityStats>> {
       const std::lock_guard lock(stats_mu_);
       if (auto it = stats_.find(info->name); it != stats_.end()) return it->second;
-    }
+      if (auto it = stats_failed_.find(info->name);
+          it != stats_failed_.end() && std::chrono::steady_clock::now() - it->second.second < kStatsRetryAfter) {
+        return tl::unexpected(it->second.first);
+      }
+      return std::nullopt;
+    };
+    if (auto known = cached()) return *known;
     const std::lock_guard compute(stats_compute_mu_);
-    {
-      const std::lock_guard lock(stats_mu_);  // computed while we waited?
-      if (auto it = stats_.find(info->name); it != stats_.end()) return it->second;
-    }
+    if (auto known = cached()) return *known;  // computed while we waited?
     auto stats = describe_uncached(*info);
-    if (!stats) return stats;
     const std::lock_guard lock(stats_mu_);
+    if (!stats) {
+      if (stats.error().kind != Kind::cancelled) {
+        stats_failed_.insert_or_assign(info->name, std::pair(stats.error(), std::chrono::steady_clock::now()));
+      }
+      return stats;
+    }
+    stats_failed_.erase(info->name);
     stats_.emplace(info->name, *stats);
     return stats;
   });

@@ -158,6 +158,10 @@ class SqliteSource {
   mutable std::mutex stats_compute_mu_;
   mutable std::mutex stats_mu_;
   mutable std::map<std::string, EntityStats, std::less<>> stats_;
+  // Statistics that could not be computed (too slow, say), and when: asked
+  // again within kStatsRetryAfter, the same answer, not another 10 s of a
+  // worker.
+  mutable std::map<std::string, std::pair<DataError, std::chrono::steady_clock::time_point>, std::less<>> stats_failed_;
 };
 
 // The wire form of the public types.

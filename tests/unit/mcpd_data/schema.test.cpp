@@ -141,6 +141,24 @@ TEST_CASE("mcpd::SqliteSource::describe gives statistics and never values", "[mc
   }
 }
 
+TEST_CASE("mcpd::SqliteSource::describe remembers a failure for a while", "[mcpd][schema]") {
+  const DemoBank bank;
+  // A view whose statistics fail at run time (an integer overflow), until
+  // the offending row goes.
+  write_sql(bank.path, "CREATE TABLE big(x INTEGER); INSERT INTO big VALUES (-9223372036854775807 - 1), (1);"
+                       "CREATE VIEW overflowing AS SELECT abs(x) AS y FROM big");
+  const auto src = bank.open();
+  auto first = src->describe("overflowing");
+  REQUIRE_FALSE(first);
+  write_sql(bank.path, "DELETE FROM big WHERE x < 0");
+  // Computing again would succeed now; within kStatsRetryAfter it is not
+  // computed again (a slow entity would cost every caller its 10 s).
+  auto again = src->describe("overflowing");
+  REQUIRE_FALSE(again);
+  CHECK(again.error().message == first.error().message);
+  CHECK(src->describe("customers"));  // other entities are unaffected
+}
+
 TEST_CASE("mcpd::SqliteSource::describe refuses names that are not entities", "[mcpd][schema]") {
   const DemoBank bank;
   const auto src = bank.open();
