@@ -714,19 +714,22 @@ void McpServer::cancel_all() {
 asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& params, const Session& s,
                                                   const Principal& who, const McpRequest& req) {
   const auto started = std::chrono::steady_clock::now();
+  // A call that is malformed is refused, and audited like any other.
+  const char* malformed = nullptr;
   auto name = params.find("name");
-  if (name == params.end() || !name->is_string()) {
-    co_return to_text(rpc::error(id, rpc::kInvalidParams, "name must be a string"));
-  }
+  if (name == params.end() || !name->is_string()) malformed = "name must be a string";
   // Absent or null: no arguments. Read in place, never copied.
   const json* args = &empty_object();
-  if (auto given = params.find("arguments"); given != params.end() && !given->is_null()) {
-    if (!given->is_object()) co_return to_text(rpc::error(id, rpc::kInvalidParams, "arguments must be an object"));
-    args = &*given;
+  if (auto given = params.find("arguments"); !malformed && given != params.end() && !given->is_null()) {
+    if (given->is_object()) {
+      args = &*given;
+    } else {
+      malformed = "arguments must be an object";
+    }
   }
-  const std::string tool_name = name->get<std::string>();
+  const std::string tool_name = malformed ? std::string() : name->get<std::string>();
 
-  const ToolDef* tool = tools_.find(tool_name);
+  const ToolDef* tool = malformed ? nullptr : tools_.find(tool_name);
   const bool permitted = tool && (who.scopes & tool->scope) == tool->scope;
   // From here a record is coming: the audit writer may wait for it.
   AuditLog::Expected expected(audit_);
@@ -747,7 +750,11 @@ asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& pa
         [durable](std::optional<std::int64_t> seq) { durable->try_send(boost::system::error_code{}, seq); },
         &expected);
   };
-  if (!permitted) {
+  if (malformed) {
+    outcome.status = "invalid";
+    outcome.detail = malformed;
+    finish();
+  } else if (!permitted) {
     // Unknown and forbidden look the same to the caller: the key's
     // tools/list never showed it.
     outcome.status = tool ? "denied" : "unknown_tool";
@@ -771,6 +778,7 @@ asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& pa
     ++counters_.audit_failures;
     co_return to_text(rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned"));
   }
+  if (malformed) co_return to_text(rpc::error(id, rpc::kInvalidParams, malformed));
   if (!permitted) co_return to_text(rpc::error(id, rpc::kInvalidParams, "Unknown tool: " + clean_text(tool_name, 128)));
   // structuredContent exists from 2025-06-18 on.
   co_return rpc::result_text(id, result_text(outcome, s.protocol != "2025-03-26"));

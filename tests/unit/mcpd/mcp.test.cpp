@@ -419,6 +419,17 @@ TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and 
     CHECK((*records)[0]["status"] == "denied");
     CHECK((*records)[0]["tool"] == "run_query");
   }
+  SECTION("a malformed call is refused with -32602 and audited as invalid") {
+    const std::string sid = w.open_session(querier);
+    for (const json& params : {json{{"name", 5}}, json{{"name", "run_query"}, {"arguments", json::array({1})}}}) {
+      auto r = body(w.post({{"jsonrpc", "2.0"}, {"id", 9}, {"method", "tools/call"}, {"params", params}}, querier, sid));
+      CHECK(r["error"]["code"] == rpc::kInvalidParams);
+    }
+    auto records = w.audit->read("acme", 10, 0, "tool_call");
+    REQUIRE(records);
+    REQUIRE(records->size() == 2);
+    for (const auto& rec : *records) CHECK(rec["status"] == "invalid");
+  }
   SECTION("run_query returns rows, and the audit record names the call without its arguments") {
     const std::string sid = w.open_session(querier);
     auto r = body(w.post(call("run_query", {{"sql", "SELECT id FROM customers WHERE id = ?"}, {"params", {3}}}), querier, sid));
