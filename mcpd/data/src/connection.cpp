@@ -208,6 +208,7 @@ DataResult<void> Connection::check(std::string_view sql, std::size_t params) {
   deadline_ = Clock::now() + limits_.timeout;
   auto active = prepare(sql, false);
   if (!active) return tl::unexpected(std::move(active.error()));
+  if (auto p = positional_only(active->get()); !p) return p;  // as run() will require
   const int declared = sqlite3_bind_parameter_count(active->get());
   if (declared < 0 || static_cast<std::size_t>(declared) != params) {
     return data_error(Kind::invalid_sql, "the statement takes " + std::to_string(declared) +

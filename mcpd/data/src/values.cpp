@@ -81,7 +81,7 @@ DataResult<void> bind_one(sqlite3_stmt* stmt, int i, const Json& p) {
 
 }  // namespace
 
-DataResult<void> bind_params(sqlite3_stmt* stmt, const std::vector<Json>& params) {
+DataResult<void> positional_only(sqlite3_stmt* stmt) {
   const int count = sqlite3_bind_parameter_count(stmt);
   for (int i = 1; i <= count; ++i) {
     const char* name = sqlite3_bind_parameter_name(stmt, i);
@@ -89,6 +89,12 @@ DataResult<void> bind_params(sqlite3_stmt* stmt, const std::vector<Json>& params
       return data_error(Kind::invalid_sql, "only positional ? parameters are supported");
     }
   }
+  return {};
+}
+
+DataResult<void> bind_params(sqlite3_stmt* stmt, const std::vector<Json>& params) {
+  if (auto p = positional_only(stmt); !p) return p;
+  const int count = sqlite3_bind_parameter_count(stmt);
   if (params.size() != static_cast<std::size_t>(count)) {
     return data_error(Kind::invalid_sql, "the statement takes " + std::to_string(count) +
                                              " parameter(s) but " +

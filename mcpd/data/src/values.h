@@ -21,6 +21,8 @@ namespace sluice::mcpd {
 // the caller keeps `params` alive until the bindings are cleared.
 [[nodiscard]] DataResult<void> bind_params(sqlite3_stmt* stmt,
                                            const std::vector<nlohmann::json>& params);
+// Whether every parameter of the statement is positional (? or ?NNN).
+[[nodiscard]] DataResult<void> positional_only(sqlite3_stmt* stmt);
 
 // The cell in column `col` of the current row. Adds its size to `bytes`:
 // a fixed per-cell overhead plus its text (or base64) as written into an

@@ -305,10 +305,10 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     }
     // The statement must be one the data source would run: check it now,
     // not when an assistant first calls it.
-    if (auto src = sources_->of(who.tenant_id)) {
-      if (auto check = (*src)->check(q.sql, q.params.size()); !check) {
-        return problem(400, "\"sql\": " + check.error().message, v);
-      }
+    auto src = sources_->of(who.tenant_id);
+    if (!src) return problem(503, "the data source is unavailable: the statement cannot be checked now", v);
+    if (auto check = (*src)->check(q.sql, q.params.size()); !check) {
+      return problem(400, "\"sql\": " + check.error().message, v);
     }
     if (auto s = store_->put_saved_query(q, who.user_id); !s) return problem(500, "the saved query could not be stored", v);
     mcp_->resources_changed(who.tenant_id);

@@ -327,3 +327,22 @@ TEST_CASE("mcpd::CancelScope stops a running query with kind cancelled", "[mcpd]
   // Outside the scope the flag no longer matters.
   CHECK(must_query(*src, "SELECT 1").rows.size() == 1);
 }
+
+TEST_CASE("mcpd::SqliteSource::check holds a statement to what running it requires", "[mcpd][sqlite]") {
+  const DemoBank bank;
+  const auto src = bank.open();
+  CHECK(src->check("SELECT id FROM customers WHERE id = ?", 1));
+  CHECK(src->check("SELECT id FROM customers WHERE id = ?1 OR id = ?2", 2));
+  auto wrong_count = src->check("SELECT id FROM customers WHERE id = ?", 0);
+  REQUIRE_FALSE(wrong_count);
+  CHECK(wrong_count.error().kind == Kind::invalid_sql);
+  // Named parameters never bind at run time: refused when stored, too.
+  for (const char* sql : {"SELECT id FROM customers WHERE id = :id", "SELECT id FROM customers WHERE id = @id",
+                          "SELECT id FROM customers WHERE id = $id"}) {
+    INFO(sql);
+    auto r = src->check(sql, 1);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message == "only positional ? parameters are supported");
+  }
+  CHECK_FALSE(src->check("DELETE FROM customers", 0));
+}
