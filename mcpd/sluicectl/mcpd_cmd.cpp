@@ -196,6 +196,23 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
     }
     exit_code = v->ok ? kExitOk : kExitFailure;
   });
+
+  auto* anchor = audit->add_subcommand(
+      "anchor", "seed an anchor file that holds no anchor with the head of an intact log (sluice-mcpd stopped)");
+  anchor->add_option("--db", o->db, "sluice-mcpd's database");
+  anchor->add_option("--anchors", o->anchors, "the anchor file (default: audit.anchors beside the database)");
+  anchor->callback([o, &exit_code] {
+    const std::string anchors = o->anchors.empty() ? sluice::mcpd::anchors_beside(o->db) : o->anchors;
+    auto seeded = sluice::mcpd::seed_anchors(o->db, anchors);
+    if (!seeded) {
+      std::cerr << "sluicectl: " << seeded.error().what << "\n";
+      exit_code = kExitFailure;
+      return;
+    }
+    std::cout << "anchored seq " << seeded->seq << " in " << anchors
+              << " (the whole chain verified first); make the file append-only: chattr +a " << anchors << "\n";
+    exit_code = kExitOk;
+  });
 }
 
 }  // namespace sluice::ctl

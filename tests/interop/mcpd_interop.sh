@@ -137,7 +137,14 @@ set -e
   { echo "mcpd_interop: audit verify passed without an anchor file (rc $rc)" >&2; exit 1; }
 "$ctl" audit verify --no-anchors --db "$work/lone/mcpd.db" | grep -q "anchors NOT checked (--no-anchors)" ||
   { echo "mcpd_interop: audit verify --no-anchors did not check the chain alone" >&2; exit 1; }
-echo "mcpd_interop: audit verify refuses a database without its anchor file unless --no-anchors"
+"$ctl" audit anchor --db "$work/lone/mcpd.db" | grep -q "^anchored seq [0-9]* in $work/lone/audit.anchors" ||
+  { echo "mcpd_interop: audit anchor did not seed the anchor file" >&2; exit 1; }
+"$ctl" audit verify --db "$work/lone/mcpd.db" | grep -q "1 anchors in $work/lone/audit.anchors match" ||
+  { echo "mcpd_interop: the seeded anchor file does not verify" >&2; exit 1; }
+if "$ctl" audit anchor --db "$work/lone/mcpd.db" 2>/dev/null; then
+  echo "mcpd_interop: audit anchor seeded a file that holds anchors" >&2; exit 1
+fi
+echo "mcpd_interop: audit verify refuses a database without its anchor file unless --no-anchors; audit anchor seeds one"
 # Nor does sluice-mcpd start on it.
 set +e
 timeout 20 "$build/mcpd/server/sluice-mcpd" --config "$work/sdk/mcpd.toml" >"$work/sdk/restart.out" 2>&1

@@ -88,7 +88,19 @@ Status AuditLog::open_anchors() {
     if (!*a) break;
     last = *a;
   }
-  if (!last) return {};
+  if (!last) {
+    // A log with records and a file with no anchor: the file was deleted,
+    // emptied or replaced (or anchoring was only now turned on). Started
+    // on it, a log cut short would never show; an operator who knows the
+    // log is intact seeds the file (sluicectl audit anchor).
+    if (impl_->last_seq > 0) {
+      return fail("audit anchors: " + path + " holds no anchor but the log holds records up to seq " +
+                  std::to_string(impl_->last_seq) +
+                  ": the file was deleted, emptied or replaced; investigate, then seed it from an intact log "
+                  "with sluicectl audit anchor before starting");
+    }
+    return {};
+  }
   // The log must still hold the anchored head: started on a log that was
   // cut short or rewritten, new records would only bury the evidence.
   const AuditAnchor& a = *last;

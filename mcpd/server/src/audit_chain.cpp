@@ -140,6 +140,35 @@ Result<std::optional<AuditAnchor>> AnchorReader::next() {
   }
 }
 
+Result<AuditAnchor> seed_anchors(const std::string& db_path, const std::string& anchors_path) {
+  const int fd = ::open(anchors_path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+  if (fd < 0) return fail("cannot open " + anchors_path + ": " + std::strerror(errno));
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } close_it{fd};
+  auto reader = AnchorReader::over(fd);
+  if (!reader) return tl::unexpected(reader.error());
+  auto first = reader->next();
+  if (!first) return fail(anchors_path + ": " + first.error().what);
+  if (*first) return fail(anchors_path + " holds anchors already: only a file with none is seeded");
+  auto v = verify_audit(db_path);
+  if (!v) return tl::unexpected(v.error());
+  if (!v->ok) {
+    return fail("the chain is broken at seq " + std::to_string(v->bad_seq) + " (" + v->problem +
+                "): a broken log is not anchored");
+  }
+  if (v->records == 0) return fail("the log holds no record: nothing to anchor");
+  // The chain has no gaps from seq 1: its last seq is its record count.
+  auto head = parse_anchor_line(std::to_string(v->records) + " " + v->head_hash);
+  if (!head) return tl::unexpected(head.error());
+  const std::string line = anchor_line(head->seq, head->hash);
+  if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) || ::fdatasync(fd) != 0) {
+    return fail("cannot write " + anchors_path + ": " + std::strerror(errno));
+  }
+  return *head;
+}
+
 Result<AuditVerdict> verify_audit(const std::string& path, const std::string& anchors_path) {
   std::optional<AnchorReader> anchors;
   if (!anchors_path.empty()) {

@@ -75,6 +75,12 @@ struct AuditVerdict {
   std::int64_t anchors = 0;  // anchors checked and matched
 };
 
+// Seeds an anchor file that holds no anchor (deleted, replaced, or
+// anchoring turned on for a log that has records) with the head of the
+// log at `db_path`, once its whole chain verifies. Refused when the file
+// holds anchors already, or the chain is broken. The anchor written.
+Result<AuditAnchor> seed_anchors(const std::string& db_path, const std::string& anchors_path);
+
 // Walks the whole chain of the database at `path` (opened read-only).
 // With `anchors_path`, every anchor must name a record of the chain with
 // that exact hash: a log cut short or rewritten behind an anchor fails, and

@@ -436,6 +436,46 @@ TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut s
   }
 }
 
+TEST_CASE("mcpd::AuditLog refuses a log with records whose anchor file holds none, until it is seeded",
+          "[mcpd][audit]") {
+  TempDir dir;
+  const std::string db = dir.file("mcpd.db");
+  const std::string anchors = dir.file("audit.anchors");
+  REQUIRE(Store::open(db));
+  {
+    auto log = AuditLog::open(db, anchored(anchors));
+    REQUIRE(log);
+    CHECK_FALSE(seed_anchors(db, anchors));  // an empty log: nothing to anchor
+    write(**log, 10);
+  }
+  CHECK_FALSE(seed_anchors(db, anchors));  // holds anchors already
+  // The file deleted (where it was not append-only), the log cut short:
+  // mcpd would make a new empty file and start; it refuses instead.
+  REQUIRE(std::remove(anchors.c_str()) == 0);
+  exec(db, "DELETE FROM audit WHERE seq > 7");
+  auto reopened = AuditLog::open(db, anchored(anchors));
+  REQUIRE_FALSE(reopened);
+  CHECK(reopened.error().what.find("holds no anchor") != std::string::npos);
+  // An operator who knows the log (now 7 records) is intact seeds the file.
+  auto seeded = seed_anchors(db, anchors);
+  REQUIRE(seeded);
+  CHECK(seeded->seq == 7);
+  auto log = AuditLog::open(db, anchored(anchors));
+  REQUIRE(log);
+  write(**log, 1);
+  log->reset();
+  auto v = verify_audit(db, anchors);
+  REQUIRE(v);
+  CHECK(v->ok);
+  CHECK(v->records == 8);
+  // A broken chain is never anchored.
+  REQUIRE(std::remove(anchors.c_str()) == 0);
+  exec(db, "UPDATE audit SET record = replace(record, 'acme', 'evil') WHERE seq = 3");
+  auto broken = seed_anchors(db, anchors);
+  REQUIRE_FALSE(broken);
+  CHECK(broken.error().what.find("broken at seq 3") != std::string::npos);
+}
+
 TEST_CASE("mcpd::AuditLog anchors a quiet head once its interval ends", "[mcpd][audit]") {
   TempDir dir;
   const std::string db = dir.file("mcpd.db");
