@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <sqlite3.h>
 #include <systemd/sd-daemon.h>
 
 #if SLUICE_MIMALLOC
@@ -58,6 +59,13 @@ int main(int argc, char** argv) {
   ::umask(077);
   ::mkdir(config->data_dir.c_str(), 0700);
   ::mkdir(config->runtime_dir.c_str(), 0700);
+  // Every SQLite allocation of the process together. The byte cap bounds
+  // what mcpd copies out of a row, not what SQLite holds while computing
+  // it: a crafted SELECT of 2000 one-MiB values is 2 GB. Past this limit
+  // SQLite's allocations fail: that query (or an audit commit meanwhile)
+  // fails closed, and the host keeps its memory.
+  constexpr sqlite3_int64 kSqliteHeapLimit = sqlite3_int64{1} << 30;
+  sqlite3_hard_heap_limit64(kSqliteHeapLimit);
 
   auto app = App::open(*config);
   if (!app) {
