@@ -137,6 +137,14 @@ set -e
   { echo "mcpd_interop: audit verify passed without an anchor file (rc $rc)" >&2; exit 1; }
 "$ctl" audit verify --no-anchors --db "$work/lone/mcpd.db" | grep -q "anchors NOT checked (--no-anchors)" ||
   { echo "mcpd_interop: audit verify --no-anchors did not check the chain alone" >&2; exit 1; }
+# An empty anchor file (deleted, then made anew by tmpfiles) proves nothing either.
+: >"$work/lone/audit.anchors"
+set +e
+verdict=$("$ctl" audit verify --db "$work/lone/mcpd.db")
+rc=$?
+set -e
+[ "$rc" -eq 1 ] && grep -q "the anchor file holds no anchor" <<<"$verdict" ||
+  { echo "mcpd_interop: audit verify passed with an empty anchor file (rc $rc): $verdict" >&2; exit 1; }
 "$ctl" audit anchor --db "$work/lone/mcpd.db" | grep -q "^anchored seq [0-9]* in $work/lone/audit.anchors" ||
   { echo "mcpd_interop: audit anchor did not seed the anchor file" >&2; exit 1; }
 "$ctl" audit verify --db "$work/lone/mcpd.db" | grep -q "1 anchors in $work/lone/audit.anchors match" ||

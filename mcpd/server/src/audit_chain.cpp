@@ -152,6 +152,12 @@ Result<AuditAnchor> seed_anchors(const std::string& db_path, const std::string& 
   auto first = reader->next();
   if (!first) return fail(anchors_path + ": " + first.error().what);
   if (*first) return fail(anchors_path + " holds anchors already: only a file with none is seeded");
+  // Made by root for sluice-mcpd: the file must be the database owner's,
+  // or mcpd cannot append to it.
+  struct stat db_stat {};
+  if (::geteuid() == 0 && ::stat(db_path.c_str(), &db_stat) == 0 && ::fchown(fd, db_stat.st_uid, db_stat.st_gid) != 0) {
+    return fail("cannot give " + anchors_path + " to the database's owner: " + std::strerror(errno));
+  }
   auto v = verify_audit(db_path);
   if (!v) return tl::unexpected(v.error());
   if (!v->ok) {
@@ -286,6 +292,16 @@ Result<AuditVerdict> verify_audit(const std::string& path, const std::string& an
     v.bad_seq = pending->seq;
     v.problem = "records missing: seq " + std::to_string(pending->seq) + " was anchored but the log ends at seq " +
                 std::to_string(expect - 1) + " (cut short)";
+    return v;
+  }
+  if (anchors && v.anchors == 0 && v.records > 0) {
+    // mcpd anchors its first commit at once: a log with records and a
+    // file with no anchor is a file deleted, emptied or replaced (as
+    // mcpd's start-up judges it too).
+    v.bad_seq = v.records;
+    v.problem = "the anchor file holds no anchor but the log holds " + std::to_string(v.records) +
+                " records (the file was deleted, emptied or replaced; sluicectl audit anchor seeds it once the "
+                "log is known intact)";
     return v;
   }
   v.ok = true;
