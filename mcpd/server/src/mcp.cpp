@@ -605,13 +605,7 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     if (!can_read) co_return rpc::error(id, rpc::kInvalidParams, "this key may not read resources");
     if (method == "resources/list") {
       // Opening the tenant's source may wait on its file: a worker's.
-      std::function<json()> work = [this, &who] {
-        try {
-          return tools_.list_resources(who);
-        } catch (const std::exception&) {
-          return json::array();  // a bug, not the caller's doing: nothing listed
-        }
-      };
+      std::function<json()> work = [this, &who] { return tools_.list_resources(who); };
       const json resources = co_await on_worker<json>(std::move(work));
       auto out = page(resources, params, "resources");
       if (!out) co_return rpc::error(id, rpc::kInvalidParams, "invalid cursor");
@@ -657,13 +651,7 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     co_return rpc::result(id, std::get<json>(got));
   }
   if (method == "completion/complete") {
-    std::function<std::optional<json>()> work = [this, &who, &params]() -> std::optional<json> {
-      try {
-        return tools_.complete(who, params);
-      } catch (const std::exception&) {
-        return std::nullopt;
-      }
-    };
+    std::function<std::optional<json>()> work = [this, &who, &params] { return tools_.complete(who, params); };
     auto out = co_await on_worker<std::optional<json>>(std::move(work));
     if (!out) co_return rpc::error(id, rpc::kInvalidParams, "unknown reference or argument");
     co_return rpc::result(id, *out);
@@ -727,9 +715,9 @@ asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& pa
       malformed = "arguments must be an object";
     }
   }
-  const std::string tool_name = malformed ? std::string() : name->get<std::string>();
+  const std::string tool_name = name != params.end() && name->is_string() ? name->get<std::string>() : std::string();
 
-  const ToolDef* tool = malformed ? nullptr : tools_.find(tool_name);
+  const ToolDef* tool = malformed ? nullptr : tools_.find(tool_name);  // a malformed call runs nothing
   const bool permitted = tool && (who.scopes & tool->scope) == tool->scope;
   // From here a record is coming: the audit writer may wait for it.
   AuditLog::Expected expected(audit_);
@@ -769,7 +757,13 @@ asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& pa
         // A bug, not the caller's doing: still audited, never detailed to them.
         outcome = internal_error(e.what());
       }
-      finish();
+      try {
+        finish();
+      } catch (...) {
+        // Not even queued (out of memory): not audited, so not answered;
+        // the frame must still wake, and nothing may leave a pool thread.
+        durable->try_send(boost::system::error_code{}, std::nullopt);
+      }
     });
   }
   auto [ec, seq] = co_await durable->async_receive(asio::as_tuple(asio::use_awaitable));

@@ -1,6 +1,7 @@
 // Running blocking work off the I/O threads.
 #pragma once
 
+#include <exception>
 #include <functional>
 #include <memory>
 
@@ -15,16 +16,24 @@
 namespace sluice::mcpd {
 
 // Runs `work` on `pool`; the awaiting coroutine resumes on its own
-// executor with the result. `work` must not throw.
+// executor with the result, or with what `work` threw, rethrown there (an
+// exception must never leave a pool thread: that terminates the process).
 template <class T>
 boost::asio::awaitable<T> run_on(boost::asio::any_io_executor pool, std::function<T()> work) {
   auto done = std::make_shared<boost::asio::experimental::concurrent_channel<void(boost::system::error_code, T)>>(
       co_await boost::asio::this_coro::executor, 1);
-  boost::asio::post(pool, [done, work = std::move(work)] {
+  auto thrown = std::make_shared<std::exception_ptr>();
+  boost::asio::post(pool, [done, thrown, work = std::move(work)] {
     // Capacity 1, one send: never blocks, never fails.
-    done->try_send(boost::system::error_code{}, work());
+    try {
+      done->try_send(boost::system::error_code{}, work());
+    } catch (...) {
+      *thrown = std::current_exception();  // read after the receive, which orders it
+      done->try_send(boost::system::error_code{}, T{});
+    }
   });
   auto [ec, result] = co_await done->async_receive(boost::asio::as_tuple(boost::asio::use_awaitable));
+  if (*thrown) std::rethrow_exception(*thrown);
   co_return std::move(result);
 }
 
