@@ -46,15 +46,16 @@ std::variant<json, std::string> body_object(const HttpRequest& req) {
 
 }  // namespace
 
-Result<std::vector<std::string>> App::revoke(const std::string& key_id) {
-  auto revoked = store_->revoke_key(key_id);
-  if (!revoked) return revoked;
-  for (const auto& id : *revoked) {
+Result<App::Revoked> App::revoke(const std::string& key_id) {
+  auto ids = store_->revoke_key(key_id);  // one statement: all of them or none
+  if (!ids) return tl::unexpected(ids.error());
+  Revoked out{std::move(*ids), true};
+  for (const auto& id : out.ids) {
     keys_->drop(id);               // refused from now on, whatever a reload does
     sessions_->end_credential(id);  // and its sessions and open streams end now
   }
-  if (!keys_->reload()) return fail("the key is revoked; the key cache could not be refreshed");
-  return revoked;
+  out.cache_refreshed = static_cast<bool>(keys_->reload());
+  return out;
 }
 
 Result<json> App::security_state(const Tenant& tenant, const KernelEnforcement* known) {
@@ -215,12 +216,15 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (!visible) return problem(404, "no such key", v);
     auto revoked = revoke(id);
     if (!revoked) return problem(500, "the key could not be revoked", v);
-    const bool self = std::erase(*revoked, id) > 0;
+    const bool self = std::erase(revoked->ids, id) > 0;
     if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "revoke_key"}, {"key", id},
-                  {"minted_from_it", *revoked}})) {
+                  {"minted_from_it", revoked->ids}})) {
       return problem(503, "the change was made but could not be audited", v);
     }
-    return json_response(200, {{"revoked", self}, {"also_revoked", *revoked}}, v);
+    if (!revoked->cache_refreshed) {
+      return problem(500, "the key is revoked and refused; the key cache could not be refreshed", v);
+    }
+    return json_response(200, {{"revoked", self}, {"also_revoked", revoked->ids}}, v);
   }
 
   if (path == "/api/users") {
@@ -440,12 +444,13 @@ json App::local_admin(const json& r) {
     const std::string id = str("key_id");
     auto revoked = revoke(id);
     if (!revoked) return err("the key could not be revoked");
-    const bool self = std::erase(*revoked, id) > 0;
+    const bool self = std::erase(revoked->ids, id) > 0;
     if (!audited({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "revoke_key"}, {"key", id},
-                  {"minted_from_it", *revoked}})) {
+                  {"minted_from_it", revoked->ids}})) {
       return err("the change was made but could not be audited");
     }
-    return {{"ok", self}, {"also_revoked", *revoked}};
+    if (!revoked->cache_refreshed) return err("the key is revoked and refused; the key cache could not be refreshed");
+    return {{"ok", self}, {"also_revoked", revoked->ids}};
   }
   if (op == "put_policy" || op == "get_policy") {
     auto tenants = store_->tenants();

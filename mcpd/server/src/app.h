@@ -72,8 +72,13 @@ class App {
   bool audited(nlohmann::json record);
   // Revokes a key and every key minted from it (Store::revoke_key), then
   // cuts them off at once: refused from now on, whatever a reload does,
-  // and their sessions and open streams end. The ids revoked now.
-  Result<std::vector<std::string>> revoke(const std::string& key_id);
+  // and their sessions and open streams end. An error only when nothing
+  // was revoked.
+  struct Revoked {
+    std::vector<std::string> ids;  // revoked now
+    bool cache_refreshed = true;   // the reload after it (the ids are refused either way)
+  };
+  Result<Revoked> revoke(const std::string& key_id);
   // Authenticates, honouring the lockout; a response when refused.
   std::variant<Principal, HttpResponse> admit(const HttpRequest& req, const std::string& client);
 
