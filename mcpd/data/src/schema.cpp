@@ -123,9 +123,9 @@ DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout)
 }
 
 DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
-                                      std::size_t max_sql_bytes) {
+                                      std::size_t max_sql_bytes, std::chrono::milliseconds timeout) {
   const std::string from = quote_identifier(e.name);
-  const RunOptions o = metadata_options(kStatsTimeout);
+  const RunOptions o = metadata_options(timeout);
   auto counted = c.run("SELECT count(*) FROM " + from, {}, o);
   if (!counted) return tl::unexpected(std::move(counted.error()));
   EntityStats s{e, counted->rows.empty() ? 0 : int_at(counted->rows[0], 0), {}, false};

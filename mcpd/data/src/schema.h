@@ -34,13 +34,12 @@ struct Schema {
 // Row count (exact) and, per column, null fraction and distinct count over
 // at most kStatsSampleRows rows: the first ones in table order (NOT INDEXED
 // scan, so rowid or primary key order), which is deterministic for a given
-// file. Each statement runs under kStatsTimeout; columns are batched so that
+// file. Each statement runs under `timeout`; columns are batched so that
 // no statement exceeds half of `max_sql_bytes`.
 [[nodiscard]] DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
-                                                    std::size_t max_sql_bytes);
+                                                    std::size_t max_sql_bytes, std::chrono::milliseconds timeout);
 
-inline constexpr std::chrono::milliseconds kStatsTimeout{10'000};
-// A failed computation is answered from memory this long before it is tried again.
+// Statistics that timed out are answered from memory this long before they are tried again.
 inline constexpr std::chrono::seconds kStatsRetryAfter{60};
 
 // The entity called `name`: exact match first, then ASCII case-insensitive

@@ -160,7 +160,8 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
     auto stats = describe_uncached(*info);
     const std::lock_guard lock(stats_mu_);
     if (!stats) {
-      if (stats.error().kind != Kind::cancelled) {
+      // Only the slow case: a lack of memory or a busy file is a moment's.
+      if (stats.error().kind == Kind::timeout) {
         stats_failed_.insert_or_assign(info->name, std::pair(stats.error(), std::chrono::steady_clock::now()));
       }
       return stats;
@@ -174,7 +175,7 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
 DataResult<EntityStats> SqliteSource::describe_uncached(const EntityInfo& info) const {
   auto lease = acquire();
   if (!lease) return tl::unexpected(std::move(lease.error()));
-  return compute_stats(**lease, info, limits_.max_sql_bytes);
+  return compute_stats(**lease, info, limits_.max_sql_bytes, limits_.stats_timeout);
 }
 
 void to_json(Json& j, const Column& c) {

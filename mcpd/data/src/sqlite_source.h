@@ -41,7 +41,10 @@ class Connection;
 struct QueryLimits {
   std::size_t max_rows = 1000;
   std::chrono::milliseconds timeout{2000};
-  // Approximate: text and blob bytes plus a small overhead per cell.
+  // An entity's statistics, per statement (the first describe of a big
+  // table reads it whole).
+  std::chrono::milliseconds stats_timeout{10000};
+  // The rows as written into an answer (values.h, cell_to_json).
   std::size_t max_result_bytes = 4 << 20;
   std::size_t max_sql_bytes = 64 << 10;
   std::size_t max_params = 32;
@@ -158,7 +161,7 @@ class SqliteSource {
   mutable std::mutex stats_compute_mu_;
   mutable std::mutex stats_mu_;
   mutable std::map<std::string, EntityStats, std::less<>> stats_;
-  // Statistics that could not be computed (too slow, say), and when: asked
+  // Statistics that could not be computed in time, and when: asked
   // again within kStatsRetryAfter, the same answer, not another 10 s of a
   // worker.
   mutable std::map<std::string, std::pair<DataError, std::chrono::steady_clock::time_point>, std::less<>> stats_failed_;
