@@ -175,11 +175,13 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     if (!s) s = std::make_shared<Slot>();
     slot = s;
   }
-  std::lock_guard lock(slot->mu);
+  std::unique_lock lock(slot->mu, std::defer_lock);
+  if (!lock.try_lock_for(limits_.timeout)) {
+    return tl::unexpected(DataError{DataError::Kind::timeout, "data source busy", "still being opened for another call"});
+  }
   if (slot->source) return slot->source;
-  constexpr auto kRememberFailure = std::chrono::seconds(5);
   const auto now = std::chrono::steady_clock::now();
-  if (slot->failed && now - slot->failed_at < kRememberFailure) return tl::unexpected(*slot->failed);
+  if (slot->failed && now - slot->failed_at < remember_failure_) return tl::unexpected(*slot->failed);
   auto tenant = store_.tenant(tenant_id);
   if (!tenant || !*tenant) {
     return tl::unexpected(DataError{DataError::Kind::not_found, "no data source for this tenant",
@@ -197,10 +199,6 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   return slot->source;
 }
 
-void Sources::forget(std::int64_t tenant_id) {
-  std::lock_guard lock(mu_);
-  slots_.erase(tenant_id);
-}
 
 Toolbox::Toolbox(Store& store, Sources& sources, bool fixtures)
     : store_(store), sources_(sources), fixtures_(fixtures) {

@@ -76,23 +76,25 @@ struct ToolDef {
 // Each tenant's data source, opened read-only on first use.
 class Sources {
  public:
-  Sources(Store& store, QueryLimits limits) : store_(store), limits_(limits) {}
+  Sources(Store& store, QueryLimits limits, std::chrono::milliseconds remember_failure = std::chrono::seconds(5))
+      : store_(store), limits_(limits), remember_failure_(remember_failure) {}
   // The tenant's source, opened on first use. Opening (the schema read may
   // wait for a writer's lock up to the query timeout) holds up only that
-  // tenant's callers; a failure is remembered for 5 s, not retried by
-  // every call meanwhile.
+  // tenant's callers, each at most the query timeout ("busy" after it); a
+  // failure is remembered for `remember_failure`, not retried by every
+  // call meanwhile.
   DataResult<std::shared_ptr<SqliteSource>> of(std::int64_t tenant_id);
-  void forget(std::int64_t tenant_id);
 
  private:
   struct Slot {
-    std::mutex mu;  // held while opening
+    std::timed_mutex mu;  // held while opening
     std::shared_ptr<SqliteSource> source;
     std::optional<DataError> failed;
     std::chrono::steady_clock::time_point failed_at;
   };
   Store& store_;
   QueryLimits limits_;
+  std::chrono::milliseconds remember_failure_;
   std::mutex mu_;  // the map only, never while opening
   std::map<std::int64_t, std::shared_ptr<Slot>> slots_;
 };
