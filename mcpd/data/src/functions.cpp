@@ -255,6 +255,17 @@ void like(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   sqlite3_result_int(ctx, (glob ? sqlite3_strglob(p, s) : sqlite3_strlike(p, s, escape)) == 0);
 }
 
+// Nothing thrown may cross SQLite's C frames: an allocation that fails is
+// the statement's "out of memory".
+template <void (*F)(sqlite3_context*, int, sqlite3_value**)>
+void guarded(sqlite3_context* ctx, int argc, sqlite3_value** argv) noexcept {
+  try {
+    F(ctx, argc, argv);
+  } catch (...) {
+    sqlite3_result_error_nomem(ctx);
+  }
+}
+
 bool add(sqlite3* db, const char* name, int args, const Stop* stop, int flags,
          void (*fn)(sqlite3_context*, int, sqlite3_value**)) {
   auto* data = new Fn{stop, flags};
@@ -268,10 +279,10 @@ bool add(sqlite3* db, const char* name, int args, const Stop* stop, int flags,
 
 bool install_bounded_functions(sqlite3* db, const std::function<bool()>* stop) {
   const int blobs = sqlite3_compileoption_used("LIKE_DOESNT_MATCH_BLOBS") ? 2 : 0;
-  return add(db, "instr", 2, stop, 0, instr) && add(db, "replace", 3, stop, 0, replace) &&
-         add(db, "trim", 2, stop, 3, trim) && add(db, "ltrim", 2, stop, 1, trim) && add(db, "rtrim", 2, stop, 2, trim) &&
-         add(db, "like", 2, stop, blobs, like) && add(db, "like", 3, stop, blobs, like) &&
-         add(db, "glob", 2, stop, blobs | 1, like);
+  return add(db, "instr", 2, stop, 0, guarded<instr>) && add(db, "replace", 3, stop, 0, guarded<replace>) &&
+         add(db, "trim", 2, stop, 3, guarded<trim>) && add(db, "ltrim", 2, stop, 1, guarded<trim>) &&
+         add(db, "rtrim", 2, stop, 2, guarded<trim>) && add(db, "like", 2, stop, blobs, guarded<like>) &&
+         add(db, "like", 3, stop, blobs, guarded<like>) && add(db, "glob", 2, stop, blobs | 1, guarded<like>);
 }
 
 }  // namespace sluice::mcpd

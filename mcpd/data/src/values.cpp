@@ -41,6 +41,11 @@ using Kind = DataError::Kind;
 // Per cell, on top of its text or blob bytes: numbers, NULLs and the JSON
 // punctuation are not free, and a million tiny cells must still count.
 constexpr std::size_t kCellOverhead = 8;
+// Numbers at their widest as text: -9223372036854775808, -2.2250738585072014e-308.
+constexpr std::size_t kIntegerText = 20;
+constexpr std::size_t kFloatText = 24;
+// {\"$blob_base64\":\"...\"} around a blob's base64, escaped twice.
+constexpr std::size_t kBlobWrapper = 24;
 
 
 DataResult<void> bind_one(sqlite3_stmt* stmt, int i, const Json& p) {
@@ -108,8 +113,11 @@ DataResult<void> bind_params(sqlite3_stmt* stmt, const std::vector<Json>& params
 
 std::size_t cell_floor(sqlite3_stmt* stmt, int col) {
   switch (sqlite3_column_type(stmt, col)) {
+    case SQLITE_INTEGER: return kCellOverhead + kIntegerText;
+    case SQLITE_FLOAT: return kCellOverhead + kFloatText;
     case SQLITE_TEXT: return kCellOverhead + static_cast<std::size_t>(sqlite3_column_bytes(stmt, col));
-    case SQLITE_BLOB: return kCellOverhead + (static_cast<std::size_t>(sqlite3_column_bytes(stmt, col)) + 2) / 3 * 4;
+    case SQLITE_BLOB:
+      return kCellOverhead + kBlobWrapper + (static_cast<std::size_t>(sqlite3_column_bytes(stmt, col)) + 2) / 3 * 4;
     default: return kCellOverhead;
   }
 }
@@ -117,8 +125,12 @@ std::size_t cell_floor(sqlite3_stmt* stmt, int col) {
 Json cell_to_json(sqlite3_stmt* stmt, int col, std::size_t& bytes) {
   bytes += kCellOverhead;
   switch (sqlite3_column_type(stmt, col)) {
-    case SQLITE_INTEGER: return sqlite3_column_int64(stmt, col);
-    case SQLITE_FLOAT: return sqlite3_column_double(stmt, col);
+    case SQLITE_INTEGER:
+      bytes += kIntegerText;
+      return sqlite3_column_int64(stmt, col);
+    case SQLITE_FLOAT:
+      bytes += kFloatText;
+      return sqlite3_column_double(stmt, col);
     case SQLITE_TEXT: {
       const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt, col));
       const auto n = static_cast<std::size_t>(sqlite3_column_bytes(stmt, col));
@@ -136,7 +148,7 @@ Json cell_to_json(sqlite3_stmt* stmt, int col, std::size_t& bytes) {
       const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(stmt, col));
       const auto n = static_cast<std::size_t>(sqlite3_column_bytes(stmt, col));
       std::string encoded = base64(p, n);
-      bytes += encoded.size();
+      bytes += kBlobWrapper + encoded.size();
       return Json{{kBlobKey, std::move(encoded)}};
     }
     default: return nullptr;

@@ -92,7 +92,6 @@ class Enforcer {
   // failure for five (an agent that hangs costs one timeout per five
   // seconds, not one per caller queued behind it).
   Result<AgentView> agent_status();
-  Result<AgentView> ask_agent_status();
   // Enforced only when the agent reports both layers enforcing and this
   // version, and this mcpd recorded the agent acknowledging these very
   // rules (store policy_applied: version and rules digest).
@@ -111,6 +110,8 @@ class Enforcer {
   // One push or status question at a time: versions reach the agent in
   // order, and the cache below is consistent.
   std::mutex mu_;
+  // The status question itself, uncached (agent_status caches it).
+  Result<AgentView> ask_agent_status();
   std::optional<Result<AgentView>> cached_;
   std::chrono::steady_clock::time_point cached_at_;
 };

@@ -1,6 +1,8 @@
 // The value helpers: UTF-8 repair and base64, as used for result cells.
 #include "values.h"
 
+#include <sqlite3.h>
+
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -48,4 +50,32 @@ TEST_CASE("mcpd::valid_utf8 repairs only what is invalid", "[mcpd][values]") {
     const std::string nasty = "\xC0\xAF\xED\xA0\x80\xFF\xF4\x90\x80\x80 ok";
     CHECK_NOTHROW(nlohmann::json(valid_utf8(nasty)).dump());
   }
+}
+
+TEST_CASE("mcpd::cell_floor knows before copying what cell_to_json will count", "[mcpd][values]") {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(":memory:", &db) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db,
+                             "SELECT printf('%.*c', 1000, 'x'), printf('%.*c', 1000, char(1)), "
+                             "'a\"b\\\\c', x'00ff10', -9223372036854775807 - 1, -2.2250738585072014e-308, NULL",
+                             -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  for (int col = 0; col < sqlite3_column_count(st); ++col) {
+    INFO("column " << col);
+    const std::size_t floor = sluice::mcpd::cell_floor(st, col);
+    std::size_t counted = 0;
+    const nlohmann::json cell = sluice::mcpd::cell_to_json(st, col, counted);
+    CHECK(floor <= counted);  // the floor never overshoots
+    // The count is at least the cell as written into an answer, escaped twice.
+    const std::string once = cell.dump();
+    const std::string twice = nlohmann::json(once).dump();
+    CHECK(counted >= twice.size() - 2);
+  }
+  // Without anything to escape, the floor is the count.
+  std::size_t plain = 0;
+  (void)sluice::mcpd::cell_to_json(st, 0, plain);
+  CHECK(sluice::mcpd::cell_floor(st, 0) == plain);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
 }
