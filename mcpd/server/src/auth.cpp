@@ -119,17 +119,22 @@ bool Lockout::failure(const std::string& addr, Clock::time_point now) {
       lru_.pop_back();
     }
     lru_.push_front(addr);
-    it = entries_.emplace(addr, Entry{0, now, {}, lru_.begin()}).first;
+    it = entries_.emplace(addr, Entry{0, 0, now, {}, lru_.begin()}).first;
   } else {
     lru_.splice(lru_.begin(), lru_, it->second.lru);
   }
   Entry& e = it->second;
-  if (e.failures == 0 || now - e.window_start >= o_.window) {
-    e.failures = 0;
+  if (now - e.window_start >= 2 * o_.window) {
+    e.previous = e.current = 0;  // both windows are over
     e.window_start = now;
+  } else if (now - e.window_start >= o_.window) {
+    e.previous = e.current;
+    e.current = 0;
+    e.window_start += o_.window;
   }
-  if (e.failures < o_.max_failures) ++e.failures;
-  if (e.failures >= o_.max_failures) {
+  if (e.current < o_.max_failures) ++e.current;
+  const double covered = 1.0 - std::chrono::duration<double>(now - e.window_start) / o_.window;
+  if (e.current + e.previous * covered >= o_.max_failures) {
     const bool newly = e.locked_until <= now;
     e.locked_until = now + o_.window;
     return newly;

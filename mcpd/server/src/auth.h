@@ -92,11 +92,15 @@ class Lockout {
   [[nodiscard]] std::size_t tracked() const;
 
  private:
-  // A window opens at a failure and counts the failures within it: a few
-  // bytes per address whatever max_failures is (a list of timestamps
-  // would cost max_failures x 8 bytes for each of max_tracked addresses).
+  // A sliding window, estimated from two fixed ones: the failures of the
+  // current window plus those of the previous one weighted by how much of
+  // it the sliding window still covers. A few bytes per address whatever
+  // max_failures is (a list of timestamps would cost max_failures x 8
+  // bytes for each of max_tracked addresses), and no burst across a
+  // window's edge passes.
   struct Entry {
-    unsigned failures = 0;
+    unsigned current = 0;   // failures since window_start
+    unsigned previous = 0;  // in the window before it
     Clock::time_point window_start{};
     Clock::time_point locked_until{};
     std::list<std::string>::iterator lru;

@@ -95,6 +95,12 @@ TEST_CASE("mcpd::Lockout locks an address after too many failures within the win
     CHECK_FALSE(lock.failure("10.0.0.1", t0 + 70s));
     CHECK(lock.locked_for("10.0.0.1", t0 + 70s) == 0);
   }
+  SECTION("a burst across a window's edge is caught") {
+    lock.failure("10.0.0.1", t0);
+    lock.failure("10.0.0.1", t0 + 59500ms);
+    CHECK_FALSE(lock.failure("10.0.0.1", t0 + 60500ms));  // 2 within the last minute
+    CHECK(lock.failure("10.0.0.1", t0 + 61s));            // 3 within the last minute
+  }
   SECTION("memory is bounded: the least recently seen address is forgotten") {
     for (int i = 0; i < 10; ++i) lock.failure("10.0.1." + std::to_string(i), t0);
     CHECK(lock.tracked() == 4);
