@@ -293,4 +293,30 @@ std::size_t StreamRegistry::size() const {
   return n;
 }
 
+std::shared_ptr<void> StreamRegistry::admit(const std::string& credential) {
+  {
+    std::lock_guard lock(open_->mu);
+    std::size_t& n = open_->count[credential];
+    if (n >= limits_.max_open_per_credential) {
+      if (n == 0) open_->count.erase(credential);
+      return nullptr;
+    }
+    ++n;
+  }
+  // The deleter gives the place back; it holds the counts, not the
+  // registry. (The pointer is only a non-null token.)
+  static int token = 0;
+  return std::shared_ptr<void>(&token, [open = open_, credential](void*) {
+    std::lock_guard lock(open->mu);
+    auto it = open->count.find(credential);
+    if (it != open->count.end() && --it->second == 0) open->count.erase(it);
+  });
+}
+
+std::size_t StreamRegistry::open_responses(const std::string& credential) const {
+  std::lock_guard lock(open_->mu);
+  auto it = open_->count.find(credential);
+  return it == open_->count.end() ? 0 : it->second;
+}
+
 }  // namespace sluice::mcpd

@@ -39,6 +39,9 @@ struct StreamLimits {
   std::chrono::milliseconds retry{2000}; // the SSE retry field of priming events
   std::chrono::seconds hold{300};        // a GET (or resumable POST) response ends after this; the client polls
   std::chrono::seconds keepalive{15};    // an SSE comment on a response idle this long
+  // Streamed responses open at once for one credential (GET streams and
+  // streamed POST answers): one key cannot hold the server's connections.
+  std::size_t max_open_per_credential = 64;
 };
 
 class EventStream;
@@ -69,6 +72,8 @@ class StreamReader {
   // Ends a wait() early, from any thread, even after this reader is gone
   // (the HTTP layer's way to say its client left).
   [[nodiscard]] std::function<void()> waker() const;
+  // Keeps `ticket` (StreamRegistry::admit) for as long as this response lasts.
+  void keep(std::shared_ptr<void> ticket) { ticket_ = std::move(ticket); }
 
  private:
   friend class EventStream;
@@ -81,6 +86,7 @@ class StreamReader {
   std::shared_ptr<Bell> bell_;
   std::chrono::milliseconds hold_;
   std::chrono::seconds keepalive_;
+  std::shared_ptr<void> ticket_;
 };
 
 class EventStream : public std::enable_shared_from_this<EventStream> {
@@ -175,6 +181,11 @@ class StreamRegistry {
   // Drops finished streams held past their retention.
   void sweep();
   [[nodiscard]] std::size_t size() const;
+  // A place among the credential's open streamed responses; null when it
+  // holds max_open_per_credential already. The place is given back when the
+  // last copy of the ticket goes (StreamReader::keep).
+  std::shared_ptr<void> admit(const std::string& credential);
+  [[nodiscard]] std::size_t open_responses(const std::string& credential) const;
 
  private:
   struct PerSession {
@@ -188,6 +199,13 @@ class StreamRegistry {
   const StreamLimits limits_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, PerSession> sessions_;
+  // Open streamed responses per credential; shared with the tickets, which
+  // may outlive the registry.
+  struct Open {
+    std::mutex mu;
+    std::unordered_map<std::string, std::size_t> count;
+  };
+  std::shared_ptr<Open> open_ = std::make_shared<Open>();
 };
 
 }  // namespace sluice::mcpd

@@ -65,6 +65,14 @@ std::chrono::milliseconds hold_for(const Principal& who, std::chrono::millisecon
   return std::clamp(std::chrono::milliseconds(*who.expires_ms - now_ms()), std::chrono::milliseconds(1), hold);
 }
 
+// 429: the credential holds StreamLimits::max_open_per_credential streamed
+// responses already.
+McpResponse too_many_streams() {
+  McpResponse r = json_reply(429, rpc::error(nullptr, rpc::kServerError, "too many open streams for this key"));
+  r.headers.emplace_back("Retry-After", "5");
+  return r;
+}
+
 // A 2025-03-26 batch answers in one body: once its tool answers hold this
 // much, its remaining tool calls are refused unrun (each answer may add
 // about twice max_result_bytes).
@@ -370,6 +378,9 @@ McpResponse McpServer::get(const McpRequest& req, const Principal& who, const as
     event = parse_event_id(req.last_event_id);
     if (!event) return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "malformed Last-Event-ID"));
   }
+  // Before anything is attached: a refused GET takes over no response.
+  auto ticket = streams_.admit(who.credential_id);
+  if (!ticket) return too_many_streams();
   // Found or made while the session cannot end: its end drops it.
   std::shared_ptr<EventStream> stream;
   const std::shared_ptr<const Session> session =
@@ -391,6 +402,7 @@ McpResponse McpServer::get(const McpRequest& req, const Principal& who, const as
     if (!r.stream) {
       return json_reply(409, rpc::error(nullptr, rpc::kInvalidRequest, "the stream cannot be resumed at that Last-Event-ID"));
     }
+    r.stream->keep(std::move(ticket));
     return r;
   }
   if (stream) {
@@ -398,6 +410,7 @@ McpResponse McpServer::get(const McpRequest& req, const Principal& who, const as
     r.stream = stream->attach(std::nullopt, ex, hold);
   }
   if (!r.stream) return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
+  r.stream->keep(std::move(ticket));
   return r;
 }
 
@@ -494,6 +507,8 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       const ToolDef* tool = name != m.params->end() && name->is_string() ? tools_.find(name->get<std::string>()) : nullptr;
       if (tool && tool->run_async && (who.scopes & tool->scope) == tool->scope) {
         auto ex = co_await asio::this_coro::executor;
+        auto ticket = streams_.admit(who.credential_id);
+        if (!ticket) co_return too_many_streams();
         std::shared_ptr<EventStream> stream;
         const bool live = sessions_.use(session->id, who.credential_id, [&](const Session& s) {
           stream = streams_.open(s.id, s.tenant_id, resumable(s));
@@ -510,6 +525,7 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
         r.stream = stream->attach(0, ex, stream->resumable() ? hold_for(who, streams_.limits().hold)
                                                                : std::chrono::milliseconds(0));
         if (!r.stream) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
+        r.stream->keep(std::move(ticket));
         asio::co_spawn(ex, run_streamed(stream, tool, m.id, *m.params, *session, who, req), asio::detached);
         co_return r;
       }

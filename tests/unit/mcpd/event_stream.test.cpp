@@ -280,3 +280,25 @@ TEST_CASE("broadcast reaches the GET streams of the tenant's sessions only", "[s
   reg.broadcast(7, R"({"jsonrpc":"2.0","method":"notifications/resources/list_changed"})");
   CHECK(ids(rm->take().text).size() == 1);
 }
+
+TEST_CASE("mcpd::StreamRegistry admits a bounded number of open responses per credential", "[mcpd][streams]") {
+  StreamLimits limits;
+  limits.max_open_per_credential = 3;
+  auto registry = std::make_unique<StreamRegistry>(limits);
+  std::vector<std::shared_ptr<void>> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(registry->admit("key-a"));
+    REQUIRE(held.back());
+  }
+  CHECK_FALSE(registry->admit("key-a"));
+  CHECK(registry->admit("key-b"));  // another credential's places are its own
+  CHECK(registry->open_responses("key-a") == 3);
+  held.pop_back();  // a response ended
+  CHECK(registry->open_responses("key-a") == 2);
+  auto again = registry->admit("key-a");
+  CHECK(again);
+  // A ticket may outlive its registry (a response still being written).
+  registry.reset();
+  held.clear();
+  again.reset();
+}

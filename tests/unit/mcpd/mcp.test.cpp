@@ -32,7 +32,8 @@ struct World {
   boost::asio::thread_pool workers{2};
 
   // No journal; `max_pending` records at most in the audit queue.
-  explicit World(std::size_t max_pending = 65536, std::chrono::seconds session_idle = std::chrono::seconds(3600)) {
+  explicit World(std::size_t max_pending = 65536, std::chrono::seconds session_idle = std::chrono::seconds(3600),
+                 StreamLimits stream_limits = {}) {
     AuditOptions audit_options;
     audit_options.max_batch = 64;
     audit_options.max_pending = max_pending;
@@ -50,7 +51,7 @@ struct World {
     sources = std::make_unique<Sources>(*store, QueryLimits{});
     tools = std::make_unique<Toolbox>(*store, *sources, false);
     sessions = std::make_unique<Sessions>(100, session_idle);
-    mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters, workers.get_executor());
+    mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters, workers.get_executor(), stream_limits);
     sessions->on_end([m = mcp.get()](const std::string& id) { m->session_ended(id); });
   }
 
@@ -294,6 +295,23 @@ TEST_CASE("mcpd::McpServer serves GET streams to the session's owner, resumable 
     CHECK(quick.sessions->size() == 0);
     CHECK(quick.mcp->streams().size() == 0);
     CHECK(r.stream->take().state == StreamReader::State::detached);
+  }
+  SECTION("one key holds a bounded number of open streams; a refused GET takes over nothing") {
+    StreamLimits limits;
+    limits.max_open_per_credential = 2;
+    World small(65536, std::chrono::seconds(3600), limits);
+    const std::string s1 = small.open_session(alice), s2 = small.open_session(alice);
+    auto first = small.get(alice, s1);
+    auto second = small.get(alice, s2);
+    REQUIRE(first.stream);
+    REQUIRE(second.stream);
+    const std::string priming = first.stream->take().text.substr(4, 18);  // "id: <16hex>-<n>"
+    auto refused = small.get(alice, s1, priming.substr(0, priming.find('\n')));
+    CHECK(refused.status == 429);
+    CHECK(first.stream->take().state == StreamReader::State::more);  // not taken over
+    CHECK(small.get(mallory, small.open_session(mallory)).status == 200);  // another key's own places
+    second.stream.reset();  // a response ended
+    CHECK(small.get(alice, s2).status == 200);
   }
   SECTION("ending the session ends its streams") {
     auto r = w.get(alice, sid);
