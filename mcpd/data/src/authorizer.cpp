@@ -116,8 +116,12 @@ int Authorizer::decide_read(std::string_view table, std::string_view column, con
   const std::string lower = ascii_lower(table);
   if (!is_internal_table(lower)) {
     if (readable_ && readable_->contains(lower)) return SQLITE_OK;
-    // No column read: possibly a CTE (see the header).
-    if (column.empty() && hidden_ && !hidden_->contains(lower)) return SQLITE_OK;
+    // No column read: possibly a CTE (see the header), unless it is a table
+    // made since the snapshot.
+    if (column.empty() && hidden_ && !hidden_->contains(lower) &&
+        !(table_exists_ && table_exists_(std::string(table)))) {
+      return SQLITE_OK;
+    }
   }
   return deny("read of " + std::string(table));
 }

@@ -12,14 +12,17 @@
 // One subtlety: for `SELECT count(*) FROM x`, where no column of x is read,
 // SQLite asks for a read of x with an empty column name, and x may then be
 // a CTE, whose name no schema holds. Such a read is allowed unless x names
-// a schema object that is not readable (or starts with sqlite_): a CTE that
-// shadows one of those is refused too, which is safe.
+// a schema object that is not readable (or starts with sqlite_), or a table
+// the file holds now that the snapshot did not (created since it was taken:
+// its row count would show): a CTE that shadows one of those is refused
+// too, which is safe.
 //
 // The first refusal of a compilation is recorded ("denied: ATTACH",
 // "denied: function load_extension", "denied: write to customers") so the
 // audit log can say why a statement was refused.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -52,6 +55,10 @@ class Authorizer {
     hidden_ = std::move(hidden);
   }
 
+  // Whether the database holds a table of that name now (set by the
+  // connection; unset, nothing is known beyond the snapshot).
+  void set_table_exists(std::function<bool(const std::string&)> exists) { table_exists_ = std::move(exists); }
+
   // Why the last compilation was refused; empty if it was not.
   [[nodiscard]] const std::string& denial() const { return denial_; }
   void clear_denial() { denial_.clear(); }
@@ -63,6 +70,7 @@ class Authorizer {
   Mode mode_ = Mode::user;
   std::shared_ptr<const NameSet> readable_;
   std::shared_ptr<const NameSet> hidden_;
+  std::function<bool(const std::string&)> table_exists_;
   std::string denial_;
 };
 

@@ -157,6 +157,13 @@ DataResult<void> Connection::harden() {
   // A writer of the file (outside sluice) may hold a lock for a moment:
   // wait for it, but never past the statement's deadline.
   sqlite3_busy_handler(db_, &Connection::on_busy, this);
+  // A lookup in the schema SQLite already holds while it compiles: no
+  // statement runs (views are not tables to it, and their reads are
+  // checked one by one anyway).
+  auth_.set_table_exists([db = db_](const std::string& name) {
+    return sqlite3_table_column_metadata(db, "main", name.c_str(), nullptr, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr) == SQLITE_OK;
+  });
   sqlite3_set_authorizer(db_, &Authorizer::callback, &auth_);
   sqlite3_progress_handler(db_, kProgressOps, &Connection::on_progress, this);
   return {};

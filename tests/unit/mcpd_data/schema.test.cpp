@@ -163,6 +163,24 @@ TEST_CASE("mcpd::SqliteSource::describe remembers statistics that timed out", "[
   CHECK(src->describe("customers"));  // other entities are unaffected
 }
 
+TEST_CASE("mcpd::SqliteSource: a table made after the snapshot shows nothing, not even its row count",
+          "[mcpd][schema]") {
+  const DemoBank bank;
+  const auto src = bank.open();
+  write_sql(bank.path, "CREATE TABLE later(secret TEXT); INSERT INTO later VALUES ('a'), ('b');");
+  for (const char* sql : {"SELECT count(*) FROM later", "SELECT secret FROM later", "SELECT 1 FROM later"}) {
+    INFO(sql);
+    auto r = src->query(sql, {});
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == Kind::denied);
+  }
+  // Common table expressions, whose names no schema holds, still count.
+  CHECK(must_query(*src, "WITH c(x) AS (SELECT 1 UNION ALL SELECT 2) SELECT count(*) FROM c").rows.at(0)[0] == 2);
+  CHECK(must_query(*src, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 5) "
+                         "SELECT count(*) FROM c").rows.at(0)[0] == 5);
+  CHECK(must_query(*src, "SELECT count(*) FROM customers").rows.at(0)[0] == bank.stats.customers);
+}
+
 TEST_CASE("mcpd::SqliteSource::describe refuses names that are not entities", "[mcpd][schema]") {
   const DemoBank bank;
   const auto src = bank.open();
