@@ -1,9 +1,10 @@
 #include "http_server.h"
 
-#include "text.h"
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <charconv>
 
 #include <boost/asio/co_spawn.hpp>
@@ -16,6 +17,8 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/empty_body.hpp>
+
+#include "text.h"
 
 namespace sluice::mcpd {
 namespace asio = boost::asio;
@@ -254,15 +257,31 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
   // keep-alive write: its socket turns readable (EOF, a reset, or bytes no
   // SSE client sends while a response runs). A wait, not a read, so the
   // TLS layer's state is untouched; the response then ends, and the
-  // connection with it. Every call on the socket stays on this coroutine's
-  // chain; the completion touches only what it holds.
+  // connection with it. Readiness can be reported with nothing there (seen
+  // under load): a peek tells, and the wait is armed again. Every call on
+  // the socket stays on this coroutine's chain; the completion only flags
+  // and wakes it.
   auto& socket = beast::get_lowest_layer(stream).socket();
-  auto gone = std::make_shared<std::atomic<bool>>(false);
-  socket.async_wait(tcp::socket::wait_read, [gone, wake = events.waker()](boost::system::error_code ec) {
-    if (ec == asio::error::operation_aborted) return;
-    gone->store(true);
-    wake();
-  });
+  auto readable = std::make_shared<std::atomic<bool>>(false);
+  const auto watch = [&socket, readable, wake = events.waker()] {
+    socket.async_wait(tcp::socket::wait_read, [readable, wake](boost::system::error_code ec) {
+      if (ec == asio::error::operation_aborted) return;
+      readable->store(true);
+      wake();
+    });
+  };
+  // Whether the client is gone: EOF, an error, or bytes; not a spurious
+  // readiness, after which the watch goes on.
+  const auto client_gone = [&socket, &watch] {
+    char c = 0;
+    const ssize_t n = ::recv(socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      watch();
+      return false;
+    }
+    return true;
+  };
+  watch();
   struct StopWatching {
     tcp::socket& socket;
     ~StopWatching() {
@@ -296,7 +315,7 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
     // deadline runs meanwhile; each write has one.
     stream.next_layer().expires_never();
     co_await events.wait(std::min(end, ping));
-    if (gone->load()) co_return false;
+    if (readable->exchange(false) && client_gone()) co_return false;
   }
   if (!chunked) co_return true;
   stream.next_layer().expires_after(limits_.request_timeout);
