@@ -46,15 +46,19 @@ std::variant<json, std::string> body_object(const HttpRequest& req) {
 
 }  // namespace
 
-Result<App::Revoked> App::revoke(const std::string& key_id) {
+Result<App::Revoked> App::revoke(const std::string& key_id, const std::string& tenant, const std::string& user) {
   auto ids = store_->revoke_key(key_id);  // one statement: all of them or none
   if (!ids) return tl::unexpected(ids.error());
-  Revoked out{std::move(*ids), true};
-  for (const auto& id : out.ids) {
+  for (const auto& id : *ids) {
     keys_->drop(id);               // refused from now on, whatever a reload does
     sessions_->end_credential(id);  // and its sessions and open streams end now
   }
+  Revoked out;
   out.cache_refreshed = static_cast<bool>(keys_->reload());
+  out.self = std::erase(*ids, key_id) > 0;
+  out.also = std::move(*ids);
+  out.audited = audited({{"kind", "admin"}, {"tenant", tenant}, {"user", user}, {"action", "revoke_key"},
+                         {"key", key_id}, {"minted_from_it", out.also}});
   return out;
 }
 
@@ -214,17 +218,13 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
                           (allowed(who.role, Action::manage_users) && it->user.tenant_id == who.tenant_id &&
                            it->user.role <= who.role));
     if (!visible) return problem(404, "no such key", v);
-    auto revoked = revoke(id);
+    auto revoked = revoke(id, who.tenant, who.user);
     if (!revoked) return problem(500, "the key could not be revoked", v);
-    const bool self = std::erase(revoked->ids, id) > 0;
-    if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "revoke_key"}, {"key", id},
-                  {"minted_from_it", revoked->ids}})) {
-      return problem(503, "the change was made but could not be audited", v);
-    }
+    if (!revoked->audited) return problem(503, "the change was made but could not be audited", v);
     if (!revoked->cache_refreshed) {
       return problem(500, "the key is revoked and refused; the key cache could not be refreshed", v);
     }
-    return json_response(200, {{"revoked", self}, {"also_revoked", revoked->ids}}, v);
+    return json_response(200, {{"revoked", revoked->self}, {"also_revoked", revoked->also}}, v);
   }
 
   if (path == "/api/users") {
@@ -441,16 +441,11 @@ json App::local_admin(const json& r) {
     return {{"ok", true}, {"key_id", key->id}, {"token", key->token}};
   }
   if (op == "revoke_key") {
-    const std::string id = str("key_id");
-    auto revoked = revoke(id);
+    auto revoked = revoke(str("key_id"), "", "local");
     if (!revoked) return err("the key could not be revoked");
-    const bool self = std::erase(revoked->ids, id) > 0;
-    if (!audited({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "revoke_key"}, {"key", id},
-                  {"minted_from_it", revoked->ids}})) {
-      return err("the change was made but could not be audited");
-    }
+    if (!revoked->audited) return err("the change was made but could not be audited");
     if (!revoked->cache_refreshed) return err("the key is revoked and refused; the key cache could not be refreshed");
-    return {{"ok", self}, {"also_revoked", revoked->ids}};
+    return {{"ok", revoked->self}, {"also_revoked", revoked->also}};
   }
   if (op == "put_policy" || op == "get_policy") {
     auto tenants = store_->tenants();

@@ -70,15 +70,17 @@ class App {
   // change is acknowledged only once audited. (A short block of the
   // calling thread on the audit writer, which never waits on it.)
   bool audited(nlohmann::json record);
-  // Revokes a key and every key minted from it (Store::revoke_key), then
-  // cuts them off at once: refused from now on, whatever a reload does,
-  // and their sessions and open streams end. An error only when nothing
-  // was revoked.
+  // Revokes a key and every key minted from it (Store::revoke_key), cuts
+  // them off at once (refused from now on, whatever a reload does; their
+  // sessions and open streams end), and audits it as done by `user` of
+  // `tenant`. An error only when nothing was revoked.
   struct Revoked {
-    std::vector<std::string> ids;  // revoked now
-    bool cache_refreshed = true;   // the reload after it (the ids are refused either way)
+    bool self = false;              // key_id itself was live and is revoked now
+    std::vector<std::string> also;  // keys minted from it, revoked with it
+    bool audited = false;
+    bool cache_refreshed = false;   // the reload after it (the keys are refused either way)
   };
-  Result<Revoked> revoke(const std::string& key_id);
+  Result<Revoked> revoke(const std::string& key_id, const std::string& tenant, const std::string& user);
   // Authenticates, honouring the lockout; a response when refused.
   std::variant<Principal, HttpResponse> admit(const HttpRequest& req, const std::string& client);
 
