@@ -61,11 +61,15 @@ MCPD_URL="$strict_url" KEY_SUPER="$strict_key" NODE_EXTRA_CA_CERTS="$work/strict
 
 # An HTTP/1.0 client (curl) gets its GET stream without chunks, ended by
 # closing the connection after the 2 s hold.
+# curl_session URL CERT KEY: a 2025-11-25 MCP session's id, or nothing.
+curl_session() {
+  curl -sS --cacert "$2" -D - -o /dev/null -H "Authorization: Bearer $3" \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}' \
+    "$1" | tr -d '\r' | sed -n 's/^mcp-session-id: *//Ip'
+}
 cert="$work/sdk/data/tls/cert.pem"
-sid=$(curl -sS --cacert "$cert" -D - -o /dev/null -H "Authorization: Bearer $sdk_key_all" \
-  -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-  -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}' \
-  "$sdk_url" | tr -d '\r' | sed -n 's/^mcp-session-id: *//Ip')
+sid=$(curl_session "$sdk_url" "$cert" "$sdk_key_all")
 [ -n "$sid" ] || { echo "mcpd_interop: no session for the HTTP/1.0 check" >&2; exit 1; }
 body=$(curl -sS -N --http1.0 --max-time 10 -D "$work/http10.head" --cacert "$cert" \
   -H "Authorization: Bearer $sdk_key_all" -H 'Accept: text/event-stream' -H "Mcp-Session-Id: $sid" "$sdk_url")
@@ -79,10 +83,7 @@ echo "mcpd_interop: an HTTP/1.0 GET stream is sent unchunked and ends with the c
 start_mcpd watch "" ""
 watch_url=$url
 wcert="$work/watch/data/tls/cert.pem"
-wsid=$(curl -sS --cacert "$wcert" -D - -o /dev/null -H "Authorization: Bearer $key_all" \
-  -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-  -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}' \
-  "$watch_url" | tr -d '\r' | sed -n 's/^mcp-session-id: *//Ip')
+wsid=$(curl_session "$watch_url" "$wcert" "$key_all")
 [ -n "$wsid" ] || { echo "mcpd_interop: no session for the vanishing client" >&2; exit 1; }
 connections() {
   curl -sS --cacert "$wcert" "${watch_url%/mcp}/metrics" | sed -n 's/^sluice_mcpd_connections \([0-9]*\)$/\1/p'

@@ -278,6 +278,20 @@ AuditOptions anchored(const std::string& anchors, std::chrono::milliseconds inte
   return o;
 }
 
+// A database whose log holds `records` records, written through an
+// anchored AuditLog that has stopped (which anchored its head).
+struct AnchoredLog {
+  TempDir dir;
+  const std::string db = dir.file("mcpd.db");
+  const std::string anchors = dir.file("audit.anchors");
+  explicit AnchoredLog(int records) {
+    REQUIRE(Store::open(db));
+    auto log = AuditLog::open(db, anchored(anchors));
+    REQUIRE(log);
+    write(**log, records);
+  }
+};
+
 // Tampering behind the last anchor (seq 20) that the chain alone cannot
 // show: verify names it, and the log will not open on it (new records
 // would bury the evidence).
@@ -368,15 +382,9 @@ TEST_CASE("mcpd::AnchorReader reads only well-formed, increasing anchor lines", 
 
 TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut short is caught",
           "[mcpd][audit]") {
-  TempDir dir;
-  const std::string db = dir.file("mcpd.db");
-  const std::string anchors = dir.file("audit.anchors");
-  REQUIRE(Store::open(db));
-  {
-    auto log = AuditLog::open(db, anchored(anchors));
-    REQUIRE(log);
-    write(**log, 20);
-  }  // stopping anchors the head, whatever the interval
+  const AnchoredLog logged(20);
+  const std::string& db = logged.db;
+  const std::string& anchors = logged.anchors;
   auto lines = read_anchors(anchors);
   REQUIRE(lines);
   REQUIRE_FALSE(lines->empty());
@@ -438,17 +446,18 @@ TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut s
 
 TEST_CASE("mcpd::AuditLog refuses a log with records whose anchor file holds none, until it is seeded",
           "[mcpd][audit]") {
-  TempDir dir;
-  const std::string db = dir.file("mcpd.db");
-  const std::string anchors = dir.file("audit.anchors");
-  REQUIRE(Store::open(db));
+  const auto refused = [](const Result<AuditAnchor>& r, std::string_view why) {
+    REQUIRE_FALSE(r);
+    CHECK(r.error().what.find(why) != std::string::npos);
+  };
   {
-    auto log = AuditLog::open(db, anchored(anchors));
-    REQUIRE(log);
-    CHECK_FALSE(seed_anchors(db, anchors));  // an empty log: nothing to anchor
-    write(**log, 10);
+    const AnchoredLog empty(0);
+    refused(seed_anchors(empty.db, empty.anchors), "holds no record");
   }
-  CHECK_FALSE(seed_anchors(db, anchors));  // holds anchors already
+  const AnchoredLog logged(10);
+  const std::string& db = logged.db;
+  const std::string& anchors = logged.anchors;
+  refused(seed_anchors(db, anchors), "holds anchors already");
   // The file deleted (where it was not append-only), the log cut short:
   // mcpd would make a new empty file and start; it refuses instead.
   REQUIRE(std::remove(anchors.c_str()) == 0);
@@ -471,9 +480,7 @@ TEST_CASE("mcpd::AuditLog refuses a log with records whose anchor file holds non
   // A broken chain is never anchored.
   REQUIRE(std::remove(anchors.c_str()) == 0);
   exec(db, "UPDATE audit SET record = replace(record, 'acme', 'evil') WHERE seq = 3");
-  auto broken = seed_anchors(db, anchors);
-  REQUIRE_FALSE(broken);
-  CHECK(broken.error().what.find("broken at seq 3") != std::string::npos);
+  refused(seed_anchors(db, anchors), "broken at seq 3");
 }
 
 TEST_CASE("mcpd::AuditLog anchors a quiet head once its interval ends", "[mcpd][audit]") {
