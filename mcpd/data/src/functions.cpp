@@ -22,12 +22,10 @@ struct Fn {
   int flags = 0;  // trim: 1 left, 2 right; like: 1 = glob, 2 = a blob matches nothing
 };
 
-bool stop_now(sqlite3_context* ctx) { return (*static_cast<const Fn*>(sqlite3_user_data(ctx))->stop)(); }
-
 // Past the deadline, or cancelled: the statement ends here, as the
 // progress handler would have ended it.
 bool interrupted(sqlite3_context* ctx) {
-  if (!stop_now(ctx)) return false;
+  if (!(*static_cast<const Fn*>(sqlite3_user_data(ctx))->stop)()) return false;
   sqlite3_result_error_code(ctx, SQLITE_INTERRUPT);
   return true;
 }

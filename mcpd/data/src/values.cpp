@@ -47,7 +47,6 @@ constexpr std::size_t kFloatText = 24;
 // {\"$blob_base64\":\"...\"} around a blob's base64, escaped twice.
 constexpr std::size_t kBlobWrapper = 24;
 
-
 DataResult<void> bind_one(sqlite3_stmt* stmt, int i, const Json& p) {
   const std::string where = "parameter " + std::to_string(i);
   int rc = SQLITE_OK;

@@ -236,8 +236,8 @@ asio::awaitable<bool> write_body(Stream& stream, std::string_view text, bool chu
 // Writes `head` with a chunked body of the stream's events until the
 // stream is done, the reader is detached (another response took over, or
 // the producer asked the client to poll) or the reader's hold passes; an
-// idle response gets a keep-alive comment now and then (which also finds
-// a client that is gone). False when the connection is gone. HTTP/1.0 has
+// idle response gets a keep-alive comment now and then (for proxies that
+// cut idle connections). False when the connection is gone. HTTP/1.0 has
 // no chunks: the body is the events as they are, ended by closing (the
 // caller's `head` is then not keep-alive).
 asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResponse& head,

@@ -199,7 +199,6 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   return slot->source;
 }
 
-
 Toolbox::Toolbox(Store& store, Sources& sources, bool fixtures)
     : store_(store), sources_(sources), fixtures_(fixtures) {
   add_data_tools();

@@ -3,12 +3,12 @@
 // call what and audits every call.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <chrono>
 #include <optional>
 #include <string>
 #include <variant>
