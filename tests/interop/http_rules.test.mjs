@@ -263,6 +263,20 @@ test('behind a trusted proxy, lockout and /metrics see the forwarded client, not
   // /metrics is for loopback clients: one outside, come through the proxy, is refused.
   assert.equal((await fetch(new URL('/metrics', base), { headers: from('203.0.113.9') })).status, 403);
   assert.equal((await fetch(new URL('/metrics', base))).status, 200);
+  // A proxy that adds its own X-Forwarded-For line after the client's: the
+  // client's line (here claiming loopback) must not pass for the address
+  // the proxy saw. (fetch would fold the lines into one; raw HTTP here.)
+  const status = await new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: mcp.hostname, port: Number(mcp.port), rejectUnauthorized: false }, () => {
+      socket.end(`GET /metrics HTTP/1.1\r\nHost: ${mcp.host}\r\nX-Forwarded-For: 127.0.0.1\r\n` +
+                 'X-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n');
+    });
+    let text = '';
+    socket.on('data', (d) => { text += d; });
+    socket.on('end', () => resolve(Number(text.split(' ')[1])));
+    socket.on('error', reject);
+  });
+  assert.equal(status, 403);
   await sleep(2100);  // the lockout window passes
 });
 
