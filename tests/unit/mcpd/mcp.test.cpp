@@ -567,3 +567,19 @@ TEST_CASE("mcpd::Sources remembers a failed open for a while, per tenant", "[mcp
   std::this_thread::sleep_for(std::chrono::milliseconds(350));
   CHECK(sources.of(*beta));        // tried again once the failure is old
 }
+
+TEST_CASE("mcpd::run_on gives the awaiting coroutine the work's result, or rethrows what it threw",
+          "[mcpd][mcp]") {
+  boost::asio::io_context io;
+  boost::asio::thread_pool pool(1);
+  auto ok = boost::asio::co_spawn(io, run_on<int>(pool.get_executor(), [] { return 42; }), boost::asio::use_future);
+  auto thrown = boost::asio::co_spawn(
+      io, run_on<int>(pool.get_executor(), []() -> int { throw std::runtime_error("boom"); }), boost::asio::use_future);
+  io.run();
+  CHECK(ok.get() == 42);
+  CHECK_THROWS_WITH(thrown.get(), "boom");  // and the pool thread lives on
+  auto again = boost::asio::co_spawn(io, run_on<int>(pool.get_executor(), [] { return 7; }), boost::asio::use_future);
+  io.restart();
+  io.run();
+  CHECK(again.get() == 7);
+}
