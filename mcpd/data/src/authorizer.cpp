@@ -140,10 +140,12 @@ int Authorizer::decide(int action, const char* arg3, const char* arg4, const cha
       return deny("function " + shown(arg4));
     }
     case SQLITE_PRAGMA:
-      // table_info is how the data layer lists columns; a user statement
-      // may not run any pragma, not even one that only reads.
-      if (mode_ == Mode::metadata && ascii_lower(arg3 ? arg3 : "") == "table_info") {
-        return SQLITE_OK;
+      // table_info is how the data layer lists columns, and schema_version
+      // (read, never set: no argument) how it notices a changed schema; a
+      // user statement may not run any pragma, not even one that only reads.
+      if (mode_ == Mode::metadata) {
+        const std::string pragma = ascii_lower(arg3 ? arg3 : "");
+        if (pragma == "table_info" || (pragma == "schema_version" && arg4 == nullptr)) return SQLITE_OK;
       }
       return deny("PRAGMA " + shown(arg3));
     case SQLITE_INSERT:

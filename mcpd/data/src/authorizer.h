@@ -6,8 +6,8 @@
 // of the tenant's tables and views (the schema snapshot: never sqlite_* or
 // virtual tables), call allowlisted pure functions and use recursive CTEs.
 // `metadata` mode is for the data layer's own SQL (listing entities,
-// statistics): it may also read sqlite_schema and run the table_info
-// pragma; no other pragma, and no other function.
+// statistics): it may also read sqlite_schema, run the table_info pragma
+// and read schema_version; no other pragma, and no other function.
 //
 // One subtlety: for `SELECT count(*) FROM x`, where no column of x is read,
 // SQLite asks for a read of x with an empty column name, and x may then be

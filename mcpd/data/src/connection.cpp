@@ -115,6 +115,13 @@ Connection::Connection(sqlite3* db, const QueryLimits& limits, std::string path)
         return Clock::now() >= deadline_;
       }) {}
 
+void Connection::set_names(std::shared_ptr<const Authorizer::NameSet> readable,
+                           std::shared_ptr<const Authorizer::NameSet> hidden, std::uint64_t generation) {
+  cache_.clear();
+  auth_.set_names(std::move(readable), std::move(hidden));
+  names_generation_ = generation;
+}
+
 Connection::~Connection() {
   cache_.clear();  // statements first: sqlite3_close refuses while any live
   sqlite3_close(db_);

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -50,11 +51,12 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // The tables and views user statements may read, and the rest.
+  // The tables and views user statements may read, and the rest, from
+  // the schema snapshot numbered `generation`. Cached statements were
+  // authorized against the names before: they are dropped.
   void set_names(std::shared_ptr<const Authorizer::NameSet> readable,
-                 std::shared_ptr<const Authorizer::NameSet> hidden) {
-    auth_.set_names(std::move(readable), std::move(hidden));
-  }
+                 std::shared_ptr<const Authorizer::NameSet> hidden, std::uint64_t generation = 0);
+  [[nodiscard]] std::uint64_t names_generation() const { return names_generation_; }
 
   // Compiles (or reuses) exactly one read-only statement, binds `params`
   // and reads its rows within the options' deadline and caps.
@@ -88,6 +90,7 @@ class Connection {
   const QueryLimits limits_;
   const std::string path_;  // to keep it out of client messages
   Authorizer auth_;
+  std::uint64_t names_generation_ = 0;
   StatementCache cache_;
   std::chrono::steady_clock::time_point deadline_;
   const std::atomic<bool>* cancel_ = nullptr;  // the caller's, during run()

@@ -18,6 +18,7 @@ static constexpr char kListEntitiesSql[] =
 // the authorizer to UPDATE sqlite_master while connecting anyway. A pragma
 // takes no bound parameter, so the name goes in quoted as an identifier.
 static constexpr char kColumnsPragma[] = "PRAGMA main.table_info(";
+static constexpr char kSchemaVersionPragma[] = "PRAGMA main.schema_version";
 
 // Columns per statistics statement: two result columns each, far below
 // SQLITE_LIMIT_COLUMN, and few enough distinct sets to keep memory modest.
@@ -76,7 +77,18 @@ const EntityInfo* find_entity(const std::vector<EntityInfo>& entities, std::stri
   return nullptr;
 }
 
+DataResult<std::int64_t> read_schema_version(Connection& c, std::chrono::milliseconds timeout) {
+  auto r = c.run(kSchemaVersionPragma, {}, metadata_options(timeout));
+  if (!r) return tl::unexpected(std::move(r.error()));
+  if (r->rows.size() != 1 || !r->rows[0].at(0).is_number_integer()) {
+    return data_error(Kind::internal, "schema unavailable", "schema_version: unexpected answer");
+  }
+  return int_at(r->rows[0], 0);
+}
+
 DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout) {
+  auto version = read_schema_version(c, timeout);
+  if (!version) return tl::unexpected(std::move(version.error()));
   auto listed = c.run(kListEntitiesSql, {}, metadata_options(timeout));
   if (!listed) return tl::unexpected(std::move(listed.error()));
   std::vector<EntityInfo> candidates;
@@ -102,7 +114,7 @@ DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout)
   const auto install = [&](const std::vector<EntityInfo>& readable) {
     auto names = std::make_shared<Authorizer::NameSet>();
     for (const EntityInfo& e : readable) names->insert(ascii_lower(e.name));
-    Schema s{readable, std::move(names), std::make_shared<Authorizer::NameSet>(hidden)};
+    Schema s{readable, std::move(names), std::make_shared<Authorizer::NameSet>(hidden), *version};
     c.set_names(s.readable, s.hidden);
     return s;
   };

@@ -22,6 +22,9 @@ struct Schema {
   // For Authorizer::set_names: the entities, and every other table or view.
   std::shared_ptr<const Authorizer::NameSet> readable;
   std::shared_ptr<const Authorizer::NameSet> hidden;
+  // The file's schema_version, read before the rest: a change made while
+  // this was read shows as a version that moved since.
+  std::int64_t version = 0;
 };
 
 // The tables and views of the main schema that user statements can query,
@@ -30,6 +33,9 @@ struct Schema {
 // chooses), entities whose columns cannot be read, and views that do not
 // compile as a user statement (one calling a refused function, say).
 [[nodiscard]] DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout);
+
+// The file's schema_version: SQLite moves it on every change of the schema.
+[[nodiscard]] DataResult<std::int64_t> read_schema_version(Connection& c, std::chrono::milliseconds timeout);
 
 // Row count (exact) and, per column, null fraction and distinct count over
 // at most kStatsSampleRows rows: the first ones in table order (NOT INDEXED

@@ -39,6 +39,13 @@ DataResult<void> check_limits(const QueryLimits& l) {
 
 }  // namespace
 
+struct SqliteSource::Snapshot {
+  std::uint64_t generation = 1;
+  std::int64_t version = 0;                  // the file's schema_version when read
+  std::vector<EntityInfo> entities;          // sorted by name
+  std::shared_ptr<const Authorizer::NameSet> readable, hidden;
+};
+
 class SqliteSource::Lease {
  public:
   Lease(const SqliteSource* source, Connection* conn) : source_(source), conn_(conn) {}
@@ -79,15 +86,16 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
       e.detail = "reading the schema of " + path + ": " + e.detail;
       return tl::unexpected(std::move(e));
     }
-    for (auto& c : pool) c->set_names(schema->readable, schema->hidden);
-    return std::unique_ptr<SqliteSource>(
-        new SqliteSource(limits, std::move(pool), std::move(schema->entities)));
+    auto snapshot = std::make_shared<Snapshot>(
+        Snapshot{1, schema->version, std::move(schema->entities), schema->readable, schema->hidden});
+    for (auto& c : pool) c->set_names(snapshot->readable, snapshot->hidden, snapshot->generation);
+    return std::unique_ptr<SqliteSource>(new SqliteSource(limits, std::move(pool), std::move(snapshot)));
   });
 }
 
 SqliteSource::SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Connection>> pool,
-                           std::vector<EntityInfo> entities)
-    : limits_(limits), pool_(std::move(pool)), entities_(std::move(entities)) {
+                           std::shared_ptr<const Snapshot> snapshot)
+    : limits_(limits), pool_(std::move(pool)), snapshot_(std::move(snapshot)), checked_at_(Clock::now()) {
   for (const auto& c : pool_) idle_.push_back(c.get());
 }
 
@@ -112,44 +120,109 @@ DataResult<SqliteSource::Lease> SqliteSource::acquire() const {
   // Last in, first out: the warmest statement cache.
   Connection* c = idle_.back();
   idle_.pop_back();
+  lock.unlock();
+  // Handed out, the connection is this thread's alone: it can take up
+  // the names of a newer snapshot.
+  if (const auto snap = current(); c->names_generation() != snap->generation) {
+    c->set_names(snap->readable, snap->hidden, snap->generation);
+  }
   return Lease(this, c);
+}
+
+std::shared_ptr<const SqliteSource::Snapshot> SqliteSource::current() const {
+  const std::lock_guard lock(snapshot_mu_);
+  return snapshot_;
+}
+
+std::shared_ptr<const SqliteSource::Snapshot> SqliteSource::refreshed() const {
+  std::unique_lock looking(refresh_mu_, std::try_to_lock);
+  if (!looking.owns_lock()) return current();  // another thread is looking
+  auto snap = current();
+  const auto now = Clock::now();
+  if (now - checked_at_ < limits_.schema_check_interval) return snap;
+  checked_at_ = now;
+  // Whatever fails here (a busy pool, a locked file) leaves the snapshot
+  // as it is, until the next look.
+  auto lease = acquire();
+  if (!lease) return snap;
+  auto version = read_schema_version(**lease, limits_.timeout);
+  if (!version || *version == snap->version) return snap;
+  auto schema = load_schema(**lease, limits_.timeout);
+  if (!schema) return snap;
+  auto next = std::make_shared<Snapshot>(Snapshot{snap->generation + 1, schema->version,
+                                                  std::move(schema->entities), schema->readable, schema->hidden});
+  (*lease)->set_names(next->readable, next->hidden, next->generation);
+  {
+    const std::lock_guard lock(snapshot_mu_);
+    snapshot_ = next;
+  }
+  {
+    // Statistics of the old snapshot are not answered again (describe
+    // checks the generation), and those that failed may succeed now.
+    const std::lock_guard lock(stats_mu_);
+    stats_.clear();
+    stats_failed_.clear();
+  }
+  return next;
 }
 
 DataResult<QueryResult> SqliteSource::query(std::string_view sql,
                                             const std::vector<nlohmann::json>& params) const {
   return guarded([&]() -> DataResult<QueryResult> {
-    auto lease = acquire();
-    if (!lease) return tl::unexpected(std::move(lease.error()));
-    return (*lease)->run(sql, params, (*lease)->user_options());
+    std::uint64_t seen = 0;  // the snapshot the statement was authorized against
+    const auto run = [&]() -> DataResult<QueryResult> {
+      auto lease = acquire();
+      if (!lease) return tl::unexpected(std::move(lease.error()));
+      seen = (*lease)->names_generation();
+      return (*lease)->run(sql, params, (*lease)->user_options());
+    };
+    auto r = run();
+    // Refused: perhaps for a table the snapshot does not hold yet. Once
+    // more if the schema has changed since (the connection is back in the
+    // pool by now: looking may need it).
+    if (!r && r.error().kind == Kind::denied && refreshed()->generation != seen) return run();
+    return r;
   });
 }
 
 DataResult<void> SqliteSource::check(std::string_view sql, std::size_t params) const {
   return guarded([&]() -> DataResult<void> {
-    auto lease = acquire();
-    if (!lease) return tl::unexpected(std::move(lease.error()));
-    return (*lease)->check(sql, params);
+    std::uint64_t seen = 0;
+    const auto run = [&]() -> DataResult<void> {
+      auto lease = acquire();
+      if (!lease) return tl::unexpected(std::move(lease.error()));
+      seen = (*lease)->names_generation();
+      return (*lease)->check(sql, params);
+    };
+    auto r = run();
+    if (!r && r.error().kind == Kind::denied && refreshed()->generation != seen) return run();
+    return r;
   });
 }
 
 DataResult<std::vector<EntityInfo>> SqliteSource::entities() const {
-  return guarded([&]() -> DataResult<std::vector<EntityInfo>> { return entities_; });
+  return guarded([&]() -> DataResult<std::vector<EntityInfo>> { return refreshed()->entities; });
 }
 
 DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const {
   return guarded([&]() -> DataResult<EntityStats> {
+    const auto snap = refreshed();
     // Only names of the snapshot reach SQL, and then only quoted.
-    const EntityInfo* info = find_entity(entities_, entity);
+    const EntityInfo* info = find_entity(snap->entities, entity);
     if (!info) {
       return data_error(Kind::not_found, "no such entity",
                         "describe: unknown entity " + valid_utf8(entity.substr(0, 64)));
     }
-    // Known, or known to fail lately.
+    // Known (of this snapshot, recently), or known to fail lately.
     const auto cached = [&]() -> std::optional<DataResult<EntityStats>> {
       const std::lock_guard lock(stats_mu_);
-      if (auto it = stats_.find(info->name); it != stats_.end()) return it->second;
+      const auto now = Clock::now();
+      if (auto it = stats_.find(info->name); it != stats_.end() && it->second.generation == snap->generation &&
+                                             now - it->second.at < limits_.stats_max_age) {
+        return it->second.stats;
+      }
       if (auto it = stats_failed_.find(info->name);
-          it != stats_failed_.end() && std::chrono::steady_clock::now() - it->second.second < kStatsRetryAfter) {
+          it != stats_failed_.end() && now - it->second.second < kStatsRetryAfter) {
         return tl::unexpected(it->second.first);
       }
       return std::nullopt;
@@ -162,12 +235,12 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
     if (!stats) {
       // Only the slow case: a lack of memory or a busy file is a moment's.
       if (stats.error().kind == Kind::timeout) {
-        stats_failed_.insert_or_assign(info->name, std::pair(stats.error(), std::chrono::steady_clock::now()));
+        stats_failed_.insert_or_assign(info->name, std::pair(stats.error(), Clock::now()));
       }
       return stats;
     }
     stats_failed_.erase(info->name);
-    stats_.emplace(info->name, *stats);
+    stats_.insert_or_assign(info->name, CachedStats{snap->generation, Clock::now(), *stats});
     return stats;
   });
 }

@@ -12,10 +12,13 @@
 // threads. Queries run on a small pool of connections; each connection is
 // used by one thread at a time and keeps a cache of prepared statements.
 //
-// The schema is read once, at open(): entities(), describe() and the set of
-// tables a query may read all come from that snapshot. A data source whose
-// schema changes must be reopened; tables created later are denied until
-// then (fail closed).
+// entities(), describe() and the set of tables a query may read all come
+// from a snapshot of the schema, read at open() and read again when the
+// file's schema_version has moved: looked at, at most once per
+// `schema_check_interval`, by entities(), describe(), and by a query the
+// authorizer refused (which then runs once more if the schema changed). A
+// table created since the snapshot is denied until then (fail closed), and
+// each connection takes up a new snapshot when next handed out.
 #pragma once
 
 #include <atomic>
@@ -49,6 +52,10 @@ struct QueryLimits {
   std::size_t max_sql_bytes = 64 << 10;
   std::size_t max_params = 32;
   std::size_t pool = 4;  // connections
+  // How often, at most, the file's schema is looked at for changes.
+  std::chrono::milliseconds schema_check_interval{1000};
+  // Statistics older than this are computed again (rows change).
+  std::chrono::milliseconds stats_max_age{std::chrono::minutes(10)};
 };
 
 // Cells are JSON: null, integer, float, string (invalid UTF-8 replaced by
@@ -142,29 +149,48 @@ class SqliteSource {
   // Hands out one idle connection and takes it back when destroyed.
   class Lease;
 
+  // One reading of the schema; never changed once made.
+  struct Snapshot;
+  using Clock = std::chrono::steady_clock;
+
   SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Connection>> pool,
-               std::vector<EntityInfo> entities);
+               std::shared_ptr<const Snapshot> snapshot);
+  // An idle connection, holding the current snapshot's names.
   [[nodiscard]] DataResult<Lease> acquire() const;
+  [[nodiscard]] std::shared_ptr<const Snapshot> current() const;
+  // The current snapshot, read again first if the schema changed (looked
+  // at no more often than schema_check_interval; never waits for another
+  // thread looking).
+  [[nodiscard]] std::shared_ptr<const Snapshot> refreshed() const;
   [[nodiscard]] DataResult<EntityStats> describe_uncached(const EntityInfo& info) const;
 
   const QueryLimits limits_;
   const std::vector<std::unique_ptr<Connection>> pool_;
-  const std::vector<EntityInfo> entities_;  // sorted by name
 
   mutable std::mutex pool_mu_;
   mutable std::condition_variable pool_cv_;
   mutable std::vector<Connection*> idle_;
 
+  mutable std::mutex snapshot_mu_;
+  mutable std::shared_ptr<const Snapshot> snapshot_;
+  mutable std::mutex refresh_mu_;
+  mutable Clock::time_point checked_at_;  // under refresh_mu_
+
   // Statistics are computed one entity at a time (they are expensive, and a
-  // burst of describe() calls must not occupy the whole pool) and cached
-  // forever: the schema snapshot does not change.
+  // burst of describe() calls must not occupy the whole pool) and kept for
+  // stats_max_age, or until the schema changes.
+  struct CachedStats {
+    std::uint64_t generation;
+    Clock::time_point at;
+    EntityStats stats;
+  };
   mutable std::mutex stats_compute_mu_;
   mutable std::mutex stats_mu_;
-  mutable std::map<std::string, EntityStats, std::less<>> stats_;
+  mutable std::map<std::string, CachedStats, std::less<>> stats_;
   // Statistics that could not be computed in time, and when: asked
   // again within kStatsRetryAfter, the same answer, not another 10 s of a
   // worker.
-  mutable std::map<std::string, std::pair<DataError, std::chrono::steady_clock::time_point>, std::less<>> stats_failed_;
+  mutable std::map<std::string, std::pair<DataError, Clock::time_point>, std::less<>> stats_failed_;
 };
 
 // The wire form of the public types.

@@ -8,6 +8,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
+#include <sqlite3.h>
 
 #include "demo_data.h"
 #include "jsonrpc.h"
@@ -479,6 +480,30 @@ TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and 
     auto r = body(w.post(call("list_entities", json::object()), querier, sid));
     CHECK_FALSE(r["result"].contains("structuredContent"));
   }
+}
+
+TEST_CASE("mcpd::McpServer lists and queries a table made in the tenant's file while it runs", "[mcpd][mcp]") {
+  World w;
+  const Principal querier = principal("qqqq", kScopeRead | kScopeQuery);
+  const std::string sid = w.open_session(querier);
+  const auto entity_names = [&] {
+    std::set<std::string> names;
+    auto r = body(w.post(call("list_entities", json::object()), querier, sid));
+    for (const auto& e : r["result"]["structuredContent"]["entities"]) names.insert(e["name"]);
+    return names;
+  };
+  REQUIRE_FALSE(entity_names().contains("branches"));
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(w.dir.file("bank.db").c_str(), &db) == SQLITE_OK);
+  const int rc = sqlite3_exec(db, "CREATE TABLE branches(city TEXT); INSERT INTO branches VALUES ('Lyon')", nullptr,
+                              nullptr, nullptr);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+  // The schema is looked at once a second at most (QueryLimits).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  CHECK(entity_names().contains("branches"));
+  auto r = body(w.post(call("run_query", {{"sql", "SELECT city FROM branches"}}), querier, sid));
+  CHECK(r["result"]["structuredContent"]["rows"] == json::array({json::array({"Lyon"})}));
 }
 
 TEST_CASE("mcpd::McpServer answers nothing it could not audit", "[mcpd][mcp]") {

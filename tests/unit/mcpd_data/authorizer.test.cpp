@@ -77,10 +77,14 @@ TEST_CASE("mcpd::Authorizer allows only its allowlist", "[mcpd][authorizer]") {
       CHECK_FALSE(Authorizer::function_allowed(f));
     }
   }
-  SECTION("metadata mode adds sqlite_schema reads and the table_info pragma, nothing else") {
+  SECTION("metadata mode adds sqlite_schema reads, table_info and reading schema_version, nothing else") {
     const ModeScope scope(a, Authorizer::Mode::metadata);
     CHECK(a.decide(SQLITE_READ, "sqlite_schema", "name", "main") == SQLITE_OK);
     CHECK(a.decide(SQLITE_PRAGMA, "table_info", "customers", nullptr) == SQLITE_OK);
+    CHECK(a.decide(SQLITE_PRAGMA, "schema_version", nullptr, "main") == SQLITE_OK);
+    CHECK(a.decide(SQLITE_PRAGMA, "SCHEMA_VERSION", nullptr, nullptr) == SQLITE_OK);
+    CHECK(a.decide(SQLITE_PRAGMA, "schema_version", "7", "main") == SQLITE_DENY);  // setting it
+    CHECK(a.decide(SQLITE_PRAGMA, "user_version", nullptr, "main") == SQLITE_DENY);
     CHECK(a.decide(SQLITE_PRAGMA, "writable_schema", "1", nullptr) == SQLITE_DENY);
     CHECK(a.decide(SQLITE_FUNCTION, nullptr, "load_extension", nullptr) == SQLITE_DENY);
   }
@@ -88,6 +92,7 @@ TEST_CASE("mcpd::Authorizer allows only its allowlist", "[mcpd][authorizer]") {
     { const ModeScope scope(a, Authorizer::Mode::metadata); }
     CHECK(a.mode() == Authorizer::Mode::user);
     CHECK(a.decide(SQLITE_PRAGMA, "table_info", "customers", nullptr) == SQLITE_DENY);
+    CHECK(a.decide(SQLITE_PRAGMA, "schema_version", nullptr, "main") == SQLITE_DENY);
   }
 }
 
@@ -136,7 +141,7 @@ TEST_CASE("mcpd::SqliteSource denies every PRAGMA", "[mcpd][sqlite][authorizer]"
     }
   }
   SECTION("pragmas that only read are denied as well") {
-    for (const char* sql : {"PRAGMA user_version", "PRAGMA table_info(customers)",
+    for (const char* sql : {"PRAGMA user_version", "PRAGMA schema_version", "PRAGMA table_info(customers)",
                             "PRAGMA compile_options", "PRAGMA database_list",
                             "PRAGMA integrity_check"}) {
       require_denied(*src, sql, "denied: PRAGMA");

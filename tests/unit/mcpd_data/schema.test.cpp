@@ -3,7 +3,10 @@
 #include "schema.h"
 
 #include <algorithm>
+#include <atomic>
+#include <latch>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -163,22 +166,101 @@ TEST_CASE("mcpd::SqliteSource::describe remembers statistics that timed out", "[
   CHECK(src->describe("customers"));  // other entities are unaffected
 }
 
-TEST_CASE("mcpd::SqliteSource: a table made after the snapshot shows nothing, not even its row count",
+TEST_CASE("mcpd::SqliteSource: until the schema is looked at again, a newer table shows nothing, not even its row count",
           "[mcpd][schema]") {
   const DemoBank bank;
-  const auto src = bank.open();
+  QueryLimits limits;
+  limits.schema_check_interval = std::chrono::hours(1);
+  const auto src = bank.open(limits);
   write_sql(bank.path, "CREATE TABLE later(secret TEXT); INSERT INTO later VALUES ('a'), ('b');");
   for (const char* sql : {"SELECT count(*) FROM later", "SELECT secret FROM later", "SELECT 1 FROM later"}) {
     INFO(sql);
     auto r = src->query(sql, {});
     REQUIRE_FALSE(r);
     CHECK(r.error().kind == Kind::denied);
+    CHECK_FALSE(src->check(sql, 0));
   }
+  CHECK(src->entities().value().size() == 4);
+  CHECK(src->describe("later").error().kind == Kind::not_found);
   // Common table expressions, whose names no schema holds, still count.
   CHECK(must_query(*src, "WITH c(x) AS (SELECT 1 UNION ALL SELECT 2) SELECT count(*) FROM c").rows.at(0)[0] == 2);
   CHECK(must_query(*src, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 5) "
                          "SELECT count(*) FROM c").rows.at(0)[0] == 5);
   CHECK(must_query(*src, "SELECT count(*) FROM customers").rows.at(0)[0] == bank.stats.customers);
+}
+
+TEST_CASE("mcpd::SqliteSource reads a changed schema again", "[mcpd][schema]") {
+  const DemoBank bank;
+  QueryLimits limits;
+  limits.schema_check_interval = std::chrono::milliseconds(0);
+  const auto src = bank.open(limits);
+  REQUIRE(src->describe("cards"));  // cached statistics of the old snapshot
+
+  SECTION("a new table: the query that was refused runs, and the table is listed and described") {
+    write_sql(bank.path, "CREATE TABLE later(secret TEXT); INSERT INTO later VALUES ('a'), ('b');");
+    CHECK(must_query(*src, "SELECT count(*) FROM later").rows.at(0)[0] == 2);
+    CHECK(src->check("SELECT secret FROM later WHERE secret = ?", 1));
+    const auto entities = src->entities().value();
+    REQUIRE(entities.size() == 5);
+    CHECK(entities[3].name == "later");
+    auto stats = src->describe("later");
+    REQUIRE(stats);
+    CHECK(stats->row_count == 2);
+  }
+  SECTION("a dropped table goes, with its statistics; a new column shows") {
+    write_sql(bank.path, "DROP TABLE cards; ALTER TABLE customers ADD COLUMN nickname TEXT;");
+    const auto entities = src->entities().value();
+    std::vector<std::string> names;
+    for (const EntityInfo& e : entities) names.push_back(e.name);
+    CHECK(names == std::vector<std::string>{"accounts", "customers", "transactions"});
+    CHECK(src->describe("cards").error().kind == Kind::not_found);
+    CHECK(find_column(entities[1], "nickname"));
+    CHECK(must_query(*src, "SELECT count(nickname) FROM customers").rows.at(0)[0] == 0);
+  }
+  SECTION("a new view that cannot run as a user statement stays hidden") {
+    write_sql(bank.path, "CREATE VIEW bad AS SELECT sqlite_version() AS v;");
+    CHECK(src->entities().value().size() == 4);
+    auto r = src->query("SELECT v FROM bad", {});
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == Kind::denied);
+  }
+  SECTION("every pooled connection takes up the new snapshot") {
+    write_sql(bank.path, "CREATE TABLE later(n INTEGER); INSERT INTO later VALUES (1);");
+    REQUIRE(src->entities().value().size() == 5);
+    // As many slow queries at once as the pool has connections: each
+    // holds its own while the others run.
+    const char* slow = "SELECT n, (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                       "WHERE x < 300000) SELECT count(*) FROM c) FROM later";
+    std::atomic<int> failed{0};
+    std::latch start(static_cast<std::ptrdiff_t>(limits.pool));
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < limits.pool; ++t) {
+      threads.emplace_back([&] {
+        start.arrive_and_wait();
+        for (int i = 0; i < 3; ++i) {
+          if (!src->query(slow, {})) ++failed;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(failed == 0);
+  }
+}
+
+TEST_CASE("mcpd::SqliteSource computes statistics again once they are stats_max_age old", "[mcpd][schema]") {
+  const DemoBank bank;
+  for (const bool stale : {false, true}) {
+    INFO("stale: " << stale);
+    QueryLimits limits;
+    limits.stats_max_age = stale ? std::chrono::milliseconds(0) : std::chrono::minutes(10);
+    const auto src = bank.open(limits);
+    REQUIRE(src->describe("cards")->row_count == bank.stats.cards);
+    write_sql(bank.path, "INSERT INTO cards SELECT id + 1000000, account_id, pan_last4, network, status, expires "
+                         "FROM cards WHERE id = (SELECT min(id) FROM cards)");
+    const std::int64_t now = src->describe("cards")->row_count;
+    CHECK(now == (stale ? bank.stats.cards + 1 : bank.stats.cards));
+    write_sql(bank.path, "DELETE FROM cards WHERE id > 1000000");
+  }
 }
 
 TEST_CASE("mcpd::SqliteSource::describe refuses names that are not entities", "[mcpd][schema]") {
