@@ -104,6 +104,20 @@ echo "mcpd_interop: a GET client that vanishes is let go at once"
 "$ctl" audit verify --db "$work/sdk/data/mcpd.db"
 "$ctl" audit verify --db "$strict_db"
 
+# One mcpd per database: a second one on the same data refuses to start,
+# and seeding anchors beside a running mcpd is refused.
+set +e
+timeout 20 "$build/mcpd/server/sluice-mcpd" --config "$work/sdk/mcpd.toml" >"$work/sdk/second.out" 2>&1
+rc=$?
+"$ctl" audit anchor --db "$work/sdk/data/mcpd.db" 2>"$work/sdk/anchor.err"
+arc=$?
+set -e
+[ "$rc" -eq 1 ] && grep -q "mcpd.lock is held" "$work/sdk/second.out" ||
+  { cat "$work/sdk/second.out" >&2; echo "mcpd_interop: a second mcpd started on the same database (rc $rc)" >&2; exit 1; }
+[ "$arc" -eq 1 ] && grep -q "not seeded: .*mcpd.lock is held" "$work/sdk/anchor.err" ||
+  { cat "$work/sdk/anchor.err" >&2; echo "mcpd_interop: audit anchor ran beside a running mcpd (rc $arc)" >&2; exit 1; }
+echo "mcpd_interop: a second mcpd, and audit anchor, are refused while mcpd runs on the database"
+
 # The anchor file exposes a log cut short, and resists being cut itself.
 # The SDK's mcpd stops (anchoring its head), the file is made append-only
 # as an install makes it, then the log's last records are deleted.

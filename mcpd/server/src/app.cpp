@@ -42,6 +42,11 @@ void App::shutdown() {
 
 Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   std::unique_ptr<App> app(new App(c));
+  // First: one mcpd per database (two would each think they hold the
+  // audit chain's head).
+  auto locked = DatabaseLock::take(c.database());
+  if (!locked) return tl::unexpected(locked.error());
+  app->lock_.emplace(std::move(*locked));
   auto store = Store::open(c.database());
   if (!store) return tl::unexpected(store.error());
   app->store_ = std::move(*store);

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "audit.h"
+#include "audit_chain.h"
 #include "auth.h"
 #include "config.h"
 #include "enforcement.h"
@@ -85,6 +87,7 @@ class App {
   std::variant<Principal, HttpResponse> admit(const HttpRequest& req, const std::string& client);
 
   McpdConfig config_;
+  std::optional<DatabaseLock> lock_;  // declared first: released last
   std::unique_ptr<Store> store_;
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<ApiKeyAuthenticator> keys_;

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,10 +33,34 @@ KeyHash chain_hash(const KeyHash& prev, std::int64_t seq, const std::string& rec
   return sha256(buf);
 }
 
-std::string anchors_beside(std::string_view database_path) {
+namespace {
+std::string beside(std::string_view database_path, std::string_view name) {
   const auto slash = database_path.rfind('/');
   std::string path(slash == std::string_view::npos ? std::string_view() : database_path.substr(0, slash + 1));
-  return path.append(kAnchorsFileName);
+  return path.append(name);
+}
+}  // namespace
+
+std::string anchors_beside(std::string_view database_path) { return beside(database_path, kAnchorsFileName); }
+
+Result<DatabaseLock> DatabaseLock::take(std::string_view database_path) {
+  const std::string path = beside(database_path, kLockFileName);
+  // Never through a link planted beside the database.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return fail("cannot open the lock " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return fail(path + " is held: a sluice-mcpd (or sluicectl audit anchor) is using this database now");
+    }
+    return fail("cannot lock " + path + ": " + std::strerror(err));
+  }
+  return DatabaseLock(fd);
+}
+
+DatabaseLock::~DatabaseLock() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 std::string anchor_line(std::int64_t seq, const KeyHash& hash) {
@@ -141,6 +166,11 @@ Result<std::optional<AuditAnchor>> AnchorReader::next() {
 }
 
 Result<AuditAnchor> seed_anchors(const std::string& db_path, const std::string& anchors_path) {
+  // A running mcpd appends anchors of its own (to the file it opened,
+  // which may be a deleted one): seed only while none runs, and keep one
+  // from starting meanwhile.
+  auto locked = DatabaseLock::take(db_path);
+  if (!locked) return fail("not seeded: " + locked.error().what + "; stop it first");
   const int fd = ::open(anchors_path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
   if (fd < 0) return fail("cannot open " + anchors_path + ": " + std::strerror(errno));
   struct Close {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "keys.h"
@@ -30,6 +31,25 @@ struct AuditAnchor {
 // The anchor file's name, in the directory of the database it anchors.
 inline constexpr std::string_view kAnchorsFileName = "audit.anchors";
 std::string anchors_beside(std::string_view database_path);
+
+// The one process that writes the database at a path holds this lock (an
+// flock of "mcpd.lock" beside the database) for as long as it does:
+// sluice-mcpd while it runs, `sluicectl audit anchor` while it seeds. A
+// second mcpd on the same data, or a seeding beside a running mcpd, is
+// refused. Released when destroyed (and by the kernel when the holder dies).
+inline constexpr std::string_view kLockFileName = "mcpd.lock";
+class DatabaseLock {
+ public:
+  // Refused when another process holds the lock, or the file cannot be made.
+  static Result<DatabaseLock> take(std::string_view database_path);
+  DatabaseLock(DatabaseLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  DatabaseLock& operator=(DatabaseLock&&) = delete;
+  ~DatabaseLock();
+
+ private:
+  explicit DatabaseLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
 
 // One line's anchor ("<seq> <64 lowercase hex>", no newline).
 Result<AuditAnchor> parse_anchor_line(std::string_view line);
@@ -78,7 +98,8 @@ struct AuditVerdict {
 // Seeds an anchor file that holds no anchor (deleted, replaced, or
 // anchoring turned on for a log that has records) with the head of the
 // log at `db_path`, once its whole chain verifies. Refused when the file
-// holds anchors already, or the chain is broken. The anchor written.
+// holds anchors already, the chain is broken, or a sluice-mcpd holds the
+// database's lock. The anchor written.
 Result<AuditAnchor> seed_anchors(const std::string& db_path, const std::string& anchors_path);
 
 // Walks the whole chain of the database at `path` (opened read-only).

@@ -483,6 +483,29 @@ TEST_CASE("mcpd::AuditLog refuses a log with records whose anchor file holds non
   refused(seed_anchors(db, anchors), "broken at seq 3");
 }
 
+TEST_CASE("mcpd::DatabaseLock: one holder per database; seeding anchors waits for none", "[mcpd][audit]") {
+  const AnchoredLog logged(3);
+  REQUIRE(std::remove(logged.anchors.c_str()) == 0);
+  {
+    auto held = DatabaseLock::take(logged.db);
+    REQUIRE(held);
+    auto second = DatabaseLock::take(logged.db);
+    REQUIRE_FALSE(second);
+    CHECK(second.error().what.find("mcpd.lock is held") != std::string::npos);
+    auto seeded = seed_anchors(logged.db, logged.anchors);
+    REQUIRE_FALSE(seeded);
+    CHECK(seeded.error().what.find("not seeded") != std::string::npos);
+    // The lock is the database's, not the process's: another database is free.
+    const AnchoredLog other(1);
+    CHECK(DatabaseLock::take(other.db));
+  }
+  // Released with its holder.
+  CHECK(DatabaseLock::take(logged.db));
+  auto seeded = seed_anchors(logged.db, logged.anchors);
+  REQUIRE(seeded);
+  CHECK(seeded->seq == 3);
+}
+
 TEST_CASE("mcpd::AuditLog anchors a quiet head once its interval ends", "[mcpd][audit]") {
   TempDir dir;
   const std::string db = dir.file("mcpd.db");
