@@ -122,8 +122,10 @@ DataResult<SqliteSource::Lease> SqliteSource::acquire() const {
   idle_.pop_back();
   lock.unlock();
   // Handed out, the connection is this thread's alone: it can take up
-  // the names of a newer snapshot.
-  if (const auto snap = current(); c->names_generation() != snap->generation) {
+  // the names of a newer snapshot (the counter spares each query a copy
+  // of the snapshot's pointer).
+  if (c->names_generation() != generation_.load(std::memory_order_acquire)) {
+    const auto snap = current();
     c->set_names(snap->readable, snap->hidden, snap->generation);
   }
   return Lease(this, c);
@@ -155,6 +157,7 @@ std::shared_ptr<const SqliteSource::Snapshot> SqliteSource::refreshed() const {
   {
     const std::lock_guard lock(snapshot_mu_);
     snapshot_ = next;
+    generation_.store(next->generation, std::memory_order_release);
   }
   {
     // Statistics of the old snapshot are not answered again (describe

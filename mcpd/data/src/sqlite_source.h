@@ -173,6 +173,7 @@ class SqliteSource {
 
   mutable std::mutex snapshot_mu_;
   mutable std::shared_ptr<const Snapshot> snapshot_;
+  mutable std::atomic<std::uint64_t> generation_{1};  // snapshot_'s, read without the lock
   mutable std::mutex refresh_mu_;
   mutable Clock::time_point checked_at_;  // under refresh_mu_
 
