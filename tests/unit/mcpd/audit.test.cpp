@@ -511,7 +511,8 @@ TEST_CASE("mcpd::AuditLog anchors a quiet head once its interval ends", "[mcpd][
   const std::string db = dir.file("mcpd.db");
   const std::string anchors = dir.file("audit.anchors");
   REQUIRE(Store::open(db));
-  auto log = AuditLog::open(db, anchored(anchors, std::chrono::milliseconds(500)));
+  // An interval far longer than seven commits take, even on a busy machine.
+  auto log = AuditLog::open(db, anchored(anchors, std::chrono::milliseconds(1500)));
   REQUIRE(log);
   write(**log, 3);
   write(**log, 4);
@@ -524,7 +525,7 @@ TEST_CASE("mcpd::AuditLog anchors a quiet head once its interval ends", "[mcpd][
   }
   // Bounded wait for the writer's timer, no fixed sleep.
   std::int64_t last = 0;
-  for (int i = 0; i < 200 && last != 7; ++i) {
+  for (int i = 0; i < 500 && last != 7; ++i) {
     auto a = read_anchors(anchors);
     REQUIRE(a);
     last = a->empty() ? 0 : a->back().seq;

@@ -579,7 +579,8 @@ TEST_CASE("mcpd::Sources remembers a failed open for a while, per tenant", "[mcp
   World w;
   const auto beta = w.store->create_tenant("beta", w.dir.file("late.db"));
   REQUIRE(beta);
-  Sources sources(*w.store, QueryLimits{}, std::chrono::milliseconds(300));
+  // A window far longer than making the file takes, even on a busy machine.
+  Sources sources(*w.store, QueryLimits{}, std::chrono::milliseconds(1000));
   auto first = sources.of(*beta);
   REQUIRE_FALSE(first);
   CHECK(first.error().message == "the data source is unavailable");
@@ -589,7 +590,7 @@ TEST_CASE("mcpd::Sources remembers a failed open for a while, per tenant", "[mcp
   REQUIRE(generate_demo_bank(w.dir.file("late.db"), demo));
   CHECK_FALSE(sources.of(*beta));  // not retried by every call meanwhile
   CHECK(sources.of(1));            // another tenant's source opens all the same
-  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1050));
   CHECK(sources.of(*beta));        // tried again once the failure is old
 }
 
