@@ -112,12 +112,6 @@ DataResult<std::unique_ptr<Connection>> Connection::open(const std::string& path
 Connection::Connection(sqlite3* db, const QueryLimits& limits, std::string path)
     : db_(db), limits_(limits), path_(std::move(path)), cache_(kStatementCacheSize), stop_([this] {
         if (cancel_ && cancel_->load(std::memory_order_relaxed)) return true;
-        // The process's, not this statement's: the statement that grows it
-        // past the budget is the one most likely running when it is seen.
-        if (static_cast<std::uint64_t>(sqlite3_memory_used()) > limits_.memory_budget) {
-          over_memory_ = true;
-          return true;
-        }
         return Clock::now() >= deadline_;
       }) {}
 
@@ -135,17 +129,11 @@ Connection::~Connection() {
 
 DataResult<void> Connection::harden() {
   sqlite3_extended_result_codes(db_, 1);
-  // Before the authorizer, which refuses every pragma. temp_store: what a
-  // sort, DISTINCT, GROUP BY or recursive CTE holds beyond the page cache
-  // stays in memory (bounded by the memory budget and the deadline)
-  // instead of going to temporary files: rows of the tenant never reach a
-  // disk through mcpd.
-  for (const char* pragma : {"PRAGMA query_only=1", "PRAGMA temp_store=MEMORY"}) {
-    if (char* err = nullptr; sqlite3_exec(db_, pragma, nullptr, nullptr, &err)) {
-      std::string detail = std::string(pragma) + ": " + (err ? err : "");
-      sqlite3_free(err);
-      return data_error(Kind::internal, "data source could not be opened", std::move(detail));
-    }
+  // Before the authorizer, which refuses every pragma.
+  if (char* err = nullptr; sqlite3_exec(db_, "PRAGMA query_only=1", nullptr, nullptr, &err)) {
+    std::string detail = "query_only: " + std::string(err ? err : "");
+    sqlite3_free(err);
+    return data_error(Kind::internal, "data source could not be opened", std::move(detail));
   }
   const std::pair<int, int> configs[] = {
       {SQLITE_DBCONFIG_DEFENSIVE, 1},       {SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0},
@@ -218,7 +206,6 @@ DataResult<QueryResult> Connection::run(std::string_view sql,
   }
   const ModeScope scope(auth_, o.mode);
   deadline_ = Clock::now() + o.timeout;  // locks, compilation and steps alike
-  over_memory_ = false;
   cancel_ = CancelScope::current();
   struct Forget {
     const std::atomic<bool>*& flag;
@@ -233,7 +220,6 @@ DataResult<QueryResult> Connection::run(std::string_view sql,
 DataResult<void> Connection::check(std::string_view sql, std::size_t params) {
   const ModeScope scope(auth_, Authorizer::Mode::user);
   deadline_ = Clock::now() + limits_.timeout;
-  over_memory_ = false;
   auto active = prepare(sql, false);
   if (!active) return tl::unexpected(std::move(active.error()));
   if (auto p = positional_only(active->get()); !p) return p;  // as run() will require
@@ -327,11 +313,6 @@ DataError Connection::failure(int rc) const {
     case SQLITE_INTERRUPT:
       if (cancel_ && cancel_->load(std::memory_order_relaxed)) {
         return DataError{Kind::cancelled, "the request was cancelled", "cancelled by the client"};
-      }
-      if (over_memory_) {
-        return DataError{Kind::too_large, "query needs too much memory",
-                         "stopped: SQLite memory past the budget of " +
-                             std::to_string(limits_.memory_budget >> 20) + " MiB"};
       }
       return DataError{Kind::timeout, "query exceeded the time limit",
                        "interrupted at the deadline"};

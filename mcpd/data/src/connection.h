@@ -93,7 +93,6 @@ class Connection {
   std::uint64_t names_generation_ = 0;
   StatementCache cache_;
   std::chrono::steady_clock::time_point deadline_;
-  bool over_memory_ = false;  // the last interruption was the memory budget's
   const std::atomic<bool>* cancel_ = nullptr;  // the caller's, during run()
   // Whether the running statement must end now (cancelled, or past its
   // deadline): the progress handler and the bounded functions ask it.

@@ -52,11 +52,6 @@ struct QueryLimits {
   std::size_t max_sql_bytes = 64 << 10;
   std::size_t max_params = 32;
   std::size_t pool = 4;  // connections
-  // All of the process's SQLite memory past which a running query stops
-  // (too_large). Sorts, DISTINCT and temporary tables live in memory
-  // (connection.h), so this is what bounds them, below the process's hard
-  // limit that the audit log's commits also need.
-  std::size_t memory_budget = std::size_t{256} << 20;
   // How often, at most, the file's schema is looked at for changes.
   std::chrono::milliseconds schema_check_interval{1000};
   // Statistics older than this are computed again (rows change).

@@ -67,7 +67,6 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   QueryLimits limits;
   limits.max_rows = c.max_rows;
   limits.timeout = c.query_timeout;
-  limits.memory_budget = c.query_memory_budget;
   // As many workers as data-source connections: more would only queue.
   const std::size_t workers = std::max<std::size_t>(2, c.threads);
   limits.pool = workers;

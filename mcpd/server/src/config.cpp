@@ -144,9 +144,7 @@ const std::map<std::string, std::map<std::string, Reader>>& schema() {
         {"stream_retry_ms", integer(10, 60000, [](C& c, std::int64_t v) { c.stream_retry = std::chrono::milliseconds(v); })}}},
       {"query",
        {{"max_rows", integer(1, 1000000, [](C& c, std::int64_t v) { c.max_rows = static_cast<std::size_t>(v); })},
-        {"timeout_ms", integer(1, 600000, [](C& c, std::int64_t v) { c.query_timeout = std::chrono::milliseconds(v); })},
-        // Below the process's hard SQLite limit (1 GiB, main.cpp), which audit commits need too.
-        {"memory_budget_mb", integer(16, 768, [](C& c, std::int64_t v) { c.query_memory_budget = static_cast<std::size_t>(v) << 20; })}}},
+        {"timeout_ms", integer(1, 600000, [](C& c, std::int64_t v) { c.query_timeout = std::chrono::milliseconds(v); })}}},
       {"agent",
        {{"socket", text([](C& c, std::string v) { c.agent_socket = std::move(v); }, true)},
         {"endpoints_file", text([](C& c, std::string v) { c.endpoints_file = std::move(v); }, true)},

@@ -58,7 +58,6 @@ struct McpdConfig {
   // [query]
   std::size_t max_rows = 1000;
   std::chrono::milliseconds query_timeout{2000};
-  std::size_t query_memory_budget = std::size_t{256} << 20;  // all SQLite memory, past which a query stops
   // [agent]: where tenant policies are pushed. Empty socket: no agent, and
   // kernel enforcement is reported absent.
   std::string agent_socket;

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
-#include <sqlite3.h>
 
 #include "test_support.h"
 
@@ -158,108 +157,4 @@ TEST_CASE("mcpd::Connection keeps the path out of client messages", "[mcpd][sqli
     REQUIRE_FALSE(missing);
     CHECK_THAT(missing.error().message, !Contains(bank.dir.path()) && !Contains("gone.db"));
   }
-}
-
-namespace {
-
-// The default VFS, wrapped to count the temporary files SQLite opens
-// (sort runs, temporary tables, statement journals), for as long as it
-// is in scope. Connections opened meanwhile use it.
-class TempFileCounter {
- public:
-  TempFileCounter() {
-    base_ = sqlite3_vfs_find(nullptr);
-    REQUIRE(base_);
-    vfs_ = *base_;
-    vfs_.zName = "sluice-temp-counter";
-    vfs_.pAppData = this;
-    vfs_.xOpen = [](sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* file, int flags, int* out) {
-      auto* self = static_cast<TempFileCounter*>(vfs->pAppData);
-      constexpr int kTemp = SQLITE_OPEN_TEMP_DB | SQLITE_OPEN_TEMP_JOURNAL | SQLITE_OPEN_TRANSIENT_DB |
-                            SQLITE_OPEN_SUBJOURNAL;
-      if (flags & kTemp) ++self->opened;
-      return self->base_->xOpen(self->base_, name, file, flags, out);
-    };
-    REQUIRE(sqlite3_vfs_register(&vfs_, /*makeDflt=*/1) == SQLITE_OK);
-  }
-  ~TempFileCounter() {
-    sqlite3_vfs_unregister(&vfs_);
-    sqlite3_vfs_register(base_, 1);
-  }
-  TempFileCounter(const TempFileCounter&) = delete;
-  TempFileCounter& operator=(const TempFileCounter&) = delete;
-
-  int opened = 0;
-
- private:
-  sqlite3_vfs* base_ = nullptr;
-  sqlite3_vfs vfs_{};
-};
-
-}  // namespace
-
-TEST_CASE("mcpd::Connection sorts and builds temporary tables in memory, never in files", "[mcpd][sqlite]") {
-  const DemoBank bank;
-  // 60 000 rows of 200 bytes: 12 MB to sort, well past the 2 MB that
-  // SQLite sorts in memory before it spills runs to temporary files.
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(bank.path.c_str(), &db) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(db,
-                       "CREATE TABLE wide(id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);"
-                       "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 60000) "
-                       "INSERT INTO wide SELECT x, (x * 7919) % 60000, printf('%.200c', 'x') FROM n;",
-                       nullptr, nullptr, nullptr) == SQLITE_OK);
-  sqlite3_close(db);
-  TempFileCounter counter;
-  QueryLimits limits;
-  limits.max_result_bytes = 64 << 20;
-  limits.max_rows = 100000;
-  auto src = SqliteSource::open(bank.path, limits);
-  REQUIRE(src);
-  for (const char* sql : {"SELECT k, pad FROM wide ORDER BY k",                     // sorter
-                          "SELECT count(*) FROM (SELECT DISTINCT pad || k FROM wide)",  // ephemeral table
-                          "SELECT k, count(*) FROM wide GROUP BY k || pad ORDER BY 2 DESC LIMIT 1",
-                          "WITH RECURSIVE r(x, p) AS (SELECT 1, printf('%.200c', 'y') UNION ALL "
-                          "SELECT x + 1, p FROM r WHERE x < 60000) SELECT max(x) FROM (SELECT x, p FROM r ORDER BY p, x)"}) {
-    INFO(sql);
-    auto r = (*src)->query(sql, {});
-    INFO((r ? "" : r.error().detail));
-    REQUIRE(r);
-  }
-  CHECK(counter.opened == 0);
-}
-
-TEST_CASE("mcpd::Connection stops a query once SQLite's memory passes the budget", "[mcpd][sqlite]") {
-  const DemoBank bank;
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(bank.path.c_str(), &db) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(db,
-                       "CREATE TABLE wide(id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);"
-                       "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 60000) "
-                       "INSERT INTO wide SELECT x, (x * 7919) % 60000, printf('%.200c', 'x') || x FROM n;",
-                       nullptr, nullptr, nullptr) == SQLITE_OK);
-  sqlite3_close(db);
-  QueryLimits limits;
-  limits.memory_budget = static_cast<std::size_t>(sqlite3_memory_used()) + (4 << 20);  // 4 MiB to spare
-  auto src = SqliteSource::open(bank.path, limits);
-  REQUIRE(src);
-  for (const char* sql : {"SELECT k, pad FROM wide ORDER BY pad",  // 12 MB to sort before the first row
-                          "SELECT count(DISTINCT pad) FROM wide"}) {
-    INFO(sql);
-    auto r = (*src)->query(sql, {});
-    REQUIRE_FALSE(r);
-    CHECK(r.error().kind == Kind::too_large);
-    CHECK(r.error().message == "query needs too much memory");
-  }
-  // Statistics too: they count distinct values.
-  auto stats = (*src)->describe("wide");
-  REQUIRE_FALSE(stats);
-  CHECK(stats.error().kind == Kind::too_large);
-  // What stops is the query; the memory is given back, and the next one runs.
-  CHECK(must_query(**src, "SELECT count(*) FROM wide").rows.at(0)[0] == 60000);
-  // With the default budget both run.
-  auto roomy = SqliteSource::open(bank.path, QueryLimits{});
-  REQUIRE(roomy);
-  CHECK(must_query(**roomy, "SELECT count(DISTINCT pad) FROM wide").rows.at(0)[0] == 60000);
-  CHECK((*roomy)->describe("wide"));
 }
