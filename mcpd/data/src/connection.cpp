@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "functions.h"
+#include "temp_files.h"
 #include "values.h"
 
 namespace sluice::mcpd {
@@ -97,8 +98,11 @@ DataResult<std::unique_ptr<Connection>> Connection::open(const std::string& path
   // "file:x?mode=rwc" would be read as a URI. "./" makes it a plain name.
   const std::string name = path.starts_with('/') ? path : "./" + path;
   sqlite3* db = nullptr;
-  const int rc =
-      sqlite3_open_v2(name.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  // Temporary files (sorts, temporary tables) in memory, within the
+  // budget: a tenant's rows never reach a disk through mcpd.
+  const char* vfs = memory_temp_vfs();
+  if (!vfs) return data_error(Kind::internal, "data source could not be opened", "temporary-file VFS not registered");
+  const int rc = sqlite3_open_v2(name.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, vfs);
   if (rc != SQLITE_OK) {
     std::string detail = "sqlite3_open_v2 " + path + ": " + sqlite3_errstr(rc);
     sqlite3_close(db);
@@ -110,7 +114,7 @@ DataResult<std::unique_ptr<Connection>> Connection::open(const std::string& path
 }
 
 Connection::Connection(sqlite3* db, const QueryLimits& limits, std::string path)
-    : db_(db), limits_(limits), path_(std::move(path)), cache_(kStatementCacheSize), stop_([this] {
+    : db_(db), limits_(limits), path_(std::move(path)), temp_{limits.temp_budget}, cache_(kStatementCacheSize), stop_([this] {
         if (cancel_ && cancel_->load(std::memory_order_relaxed)) return true;
         return Clock::now() >= deadline_;
       }) {}
@@ -206,6 +210,8 @@ DataResult<QueryResult> Connection::run(std::string_view sql,
   }
   const ModeScope scope(auth_, o.mode);
   deadline_ = Clock::now() + o.timeout;  // locks, compilation and steps alike
+  temp_.exceeded = false;
+  const TempScope temp(&temp_);
   cancel_ = CancelScope::current();
   struct Forget {
     const std::atomic<bool>*& flag;
@@ -319,6 +325,13 @@ DataError Connection::failure(int rc) const {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
       return DataError{Kind::timeout, "data source busy", std::move(detail)};
+    case SQLITE_FULL:
+      // A temporary file past the budget (temp_files.h); nothing else is written.
+      if (temp_.exceeded) {
+        return DataError{Kind::too_large, "query needs too much memory",
+                         "temporary files past the budget of " + std::to_string(limits_.temp_budget >> 20) + " MiB"};
+      }
+      return DataError{Kind::internal, "data source error", std::move(detail)};
     case SQLITE_TOOBIG:
       return DataError{Kind::too_large, "a value or the statement exceeds the size limit",
                        std::move(detail)};

@@ -28,6 +28,7 @@
 #include "result.h"
 #include "sqlite_source.h"
 #include "statement_cache.h"
+#include "temp_files.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -90,6 +91,7 @@ class Connection {
   const QueryLimits limits_;
   const std::string path_;  // to keep it out of client messages
   Authorizer auth_;
+  TempBudget temp_;  // the temporary files of the statement running (outlives sqlite3_close in the destructor)
   std::uint64_t names_generation_ = 0;
   StatementCache cache_;
   std::chrono::steady_clock::time_point deadline_;

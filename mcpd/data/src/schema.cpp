@@ -20,9 +20,6 @@ static constexpr char kListEntitiesSql[] =
 static constexpr char kColumnsPragma[] = "PRAGMA main.table_info(";
 static constexpr char kSchemaVersionPragma[] = "PRAGMA main.schema_version";
 
-// Columns per statistics statement: two result columns each, far below
-// SQLITE_LIMIT_COLUMN, and few enough distinct sets to keep memory modest.
-constexpr std::size_t kStatsBatch = 64;
 constexpr std::size_t kUnbounded = std::size_t{1} << 40;
 
 RunOptions metadata_options(std::chrono::milliseconds timeout) {
@@ -135,7 +132,9 @@ DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout)
 }
 
 DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
-                                      std::size_t max_sql_bytes, std::chrono::milliseconds timeout) {
+                                      std::size_t max_sql_bytes, std::chrono::milliseconds timeout,
+                                      std::size_t batch) {
+  batch = std::max<std::size_t>(batch, 1);
   const std::string from = quote_identifier(e.name);
   const RunOptions o = metadata_options(timeout);
   auto counted = c.run("SELECT count(*) FROM " + from, {}, o);
@@ -152,7 +151,7 @@ DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
     std::string outer = "SELECT count(*)";
     std::string inner;
     std::size_t last = first;
-    while (last < e.columns.size() && last - first < kStatsBatch &&
+    while (last < e.columns.size() && last - first < batch &&
            (last == first || outer.size() + inner.size() < max_sql_bytes / 2)) {
       const std::string q = quote_identifier(e.columns[last].name);
       outer += ", count(" + q + "), count(DISTINCT " + q + ")";

@@ -41,11 +41,16 @@ struct Schema {
 // at most kStatsSampleRows rows: the first ones in table order (NOT INDEXED
 // scan, so rowid or primary key order), which is deterministic for a given
 // file. Each statement runs under `timeout`; columns are batched so that
-// no statement exceeds half of `max_sql_bytes`.
+// no statement exceeds half of `max_sql_bytes`, at most `batch` in one
+// (each distinct count builds a temporary index: fewer at once need less
+// temporary storage).
+inline constexpr std::size_t kStatsBatch = 64;
 [[nodiscard]] DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
-                                                    std::size_t max_sql_bytes, std::chrono::milliseconds timeout);
+                                                    std::size_t max_sql_bytes, std::chrono::milliseconds timeout,
+                                                    std::size_t batch = kStatsBatch);
 
-// Statistics that timed out are answered from memory this long before they are tried again.
+// Statistics that timed out (or outgrew the temporary-storage budget) are
+// answered from memory this long before they are tried again.
 inline constexpr std::chrono::seconds kStatsRetryAfter{60};
 
 // The entity called `name`: exact match first, then ASCII case-insensitive

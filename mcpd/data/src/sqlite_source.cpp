@@ -236,8 +236,9 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
     auto stats = describe_uncached(*info);
     const std::lock_guard lock(stats_mu_);
     if (!stats) {
-      // Only the slow case: a lack of memory or a busy file is a moment's.
-      if (stats.error().kind == Kind::timeout) {
+      // Only what computing again would meet again: too slow, or too big
+      // even a column at a time (a busy file or the heap's limit is a moment's).
+      if (stats.error().kind == Kind::timeout || stats.error().kind == Kind::too_large) {
         stats_failed_.insert_or_assign(info->name, std::pair(stats.error(), Clock::now()));
       }
       return stats;
@@ -251,7 +252,13 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
 DataResult<EntityStats> SqliteSource::describe_uncached(const EntityInfo& info) const {
   auto lease = acquire();
   if (!lease) return tl::unexpected(std::move(lease.error()));
-  return compute_stats(**lease, info, limits_.max_sql_bytes, limits_.stats_timeout);
+  auto stats = compute_stats(**lease, info, limits_.max_sql_bytes, limits_.stats_timeout);
+  // Too many distinct counts at once for the temporary-storage budget:
+  // one column at a time needs a sixty-fourth of it.
+  if (!stats && stats.error().kind == Kind::too_large) {
+    stats = compute_stats(**lease, info, limits_.max_sql_bytes, limits_.stats_timeout, 1);
+  }
+  return stats;
 }
 
 void to_json(Json& j, const Column& c) {

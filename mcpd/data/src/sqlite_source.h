@@ -52,6 +52,10 @@ struct QueryLimits {
   std::size_t max_sql_bytes = 64 << 10;
   std::size_t max_params = 32;
   std::size_t pool = 4;  // connections
+  // The bytes of temporary files (in memory: temp_files.h) one statement
+  // may hold: sort runs and temporary tables. Past it the query fails
+  // (too_large).
+  std::size_t temp_budget = std::size_t{256} << 20;
   // How often, at most, the file's schema is looked at for changes.
   std::chrono::milliseconds schema_check_interval{1000};
   // Statistics older than this are computed again (rows change).
@@ -188,9 +192,9 @@ class SqliteSource {
   mutable std::mutex stats_compute_mu_;
   mutable std::mutex stats_mu_;
   mutable std::map<std::string, CachedStats, std::less<>> stats_;
-  // Statistics that could not be computed in time, and when: asked
-  // again within kStatsRetryAfter, the same answer, not another 10 s of a
-  // worker.
+  // Statistics that could not be computed in time or within the
+  // temporary-storage budget, and when: asked again within
+  // kStatsRetryAfter, the same answer, not another 10 s of a worker.
   mutable std::map<std::string, std::pair<DataError, Clock::time_point>, std::less<>> stats_failed_;
 };
 

@@ -58,6 +58,8 @@ struct McpdConfig {
   // [query]
   std::size_t max_rows = 1000;
   std::chrono::milliseconds query_timeout{2000};
+  // The in-memory temporary files (sorts, temporary tables) one query may hold.
+  std::size_t query_temp_memory = std::size_t{256} << 20;
   // [agent]: where tenant policies are pushed. Empty socket: no agent, and
   // kernel enforcement is reported absent.
   std::string agent_socket;

@@ -8,6 +8,9 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <sqlite3.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 
 #include "test_support.h"
 
@@ -156,5 +159,164 @@ TEST_CASE("mcpd::Connection keeps the path out of client messages", "[mcpd][sqli
     auto missing = SqliteSource::open(bank.dir.file("gone.db"), {});
     REQUIRE_FALSE(missing);
     CHECK_THAT(missing.error().message, !Contains(bank.dir.path()) && !Contains("gone.db"));
+  }
+}
+
+namespace {
+
+// A table of 60 000 rows of ~200 bytes: 12 MB to sort, far past the 2 MB
+// that SQLite sorts at once before it writes runs to temporary files.
+void add_wide_table(const std::string& path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  const int rc = sqlite3_exec(db,
+                              "CREATE TABLE wide(id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);"
+                              "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 60000) "
+                              "INSERT INTO wide SELECT x, (x * 7919) % 60000, printf('%.200c', 'x') || x FROM n;",
+                              nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+// Statements that need temporary storage: a sort, DISTINCT and GROUP BY
+// (temporary tables), a recursive CTE sorted.
+const std::vector<std::string> kTempHungry = {
+    "SELECT k, pad FROM wide ORDER BY pad",
+    "SELECT count(*) FROM (SELECT DISTINCT pad FROM wide)",
+    "SELECT k, count(*) FROM wide GROUP BY pad ORDER BY 2 DESC LIMIT 1",
+    "WITH RECURSIVE r(x, p) AS (SELECT 1, printf('%.200c', 'y') UNION ALL SELECT x + 1, p FROM r WHERE x < 60000) "
+    "SELECT max(x) FROM (SELECT x, p || x AS q FROM r ORDER BY q)",
+};
+
+// Files created in SQLite's temporary directory (sqlite3_temp_directory,
+// which the unix VFS looks at first), for as long as this is in scope.
+class TempDirWatch {
+ public:
+  TempDirWatch() {
+    fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    REQUIRE(fd_ >= 0);
+    REQUIRE(inotify_add_watch(fd_, dir_.path().c_str(), IN_CREATE) >= 0);
+    saved_ = sqlite3_temp_directory;
+    sqlite3_temp_directory = sqlite3_mprintf("%s", dir_.path().c_str());
+  }
+  ~TempDirWatch() {
+    sqlite3_free(sqlite3_temp_directory);
+    sqlite3_temp_directory = saved_;
+    ::close(fd_);
+  }
+  TempDirWatch(const TempDirWatch&) = delete;
+  TempDirWatch& operator=(const TempDirWatch&) = delete;
+
+  int created() const {
+    int n = 0;
+    alignas(inotify_event) char buf[4096];
+    ssize_t got = 0;
+    while ((got = ::read(fd_, buf, sizeof buf)) > 0) {
+      for (char* p = buf; p < buf + got; p += sizeof(inotify_event) + reinterpret_cast<inotify_event*>(p)->len) ++n;
+    }
+    return n;
+  }
+
+ private:
+  TempDir dir_;
+  int fd_ = -1;
+  char* saved_ = nullptr;
+};
+
+}  // namespace
+
+TEST_CASE("mcpd::Connection keeps temporary files (sorts, temporary tables) in memory", "[mcpd][sqlite]") {
+  const DemoBank bank;
+  add_wide_table(bank.path);
+  const TempDirWatch watch;
+  SECTION("the watch sees the files of a connection of SQLite's own") {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(bank.path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    for (const std::string& sql : kTempHungry) REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+    CHECK(watch.created() >= 3);
+  }
+  SECTION("a data source's make none, and answer the same") {
+    QueryLimits limits;
+    limits.max_rows = 100000;
+    limits.max_result_bytes = 64 << 20;
+    auto src = SqliteSource::open(bank.path, limits);
+    REQUIRE(src);
+    for (const std::string& sql : kTempHungry) {
+      INFO(sql);
+      const QueryResult r = must_query(**src, sql);
+      REQUIRE_FALSE(r.rows.empty());
+    }
+    CHECK(must_query(**src, kTempHungry[0]).rows.size() == 60000);
+    CHECK(must_query(**src, kTempHungry[1]).rows.at(0)[0] == 60000);
+    CHECK(must_query(**src, kTempHungry[3]).rows.at(0)[0] == 60000);
+    CHECK(watch.created() == 0);
+  }
+}
+
+TEST_CASE("mcpd::Connection refuses a query whose temporary files pass the budget", "[mcpd][sqlite]") {
+  const DemoBank bank;
+  add_wide_table(bank.path);
+  QueryLimits limits;
+  limits.temp_budget = 4 << 20;
+  auto src = SqliteSource::open(bank.path, limits);
+  REQUIRE(src);
+  for (const std::string& sql : kTempHungry) {
+    INFO(sql);
+    auto r = (*src)->query(sql, {});
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == Kind::too_large);
+    CHECK(r.error().message == "query needs too much memory");
+    CHECK(r.error().detail.find("budget of 4 MiB") != std::string::npos);
+  }
+  // The statement's files went with it: the next query has the whole budget.
+  CHECK(must_query(**src, "SELECT sum(k) FROM wide").rows.at(0)[0] == 1799970000);
+  CHECK(must_query(**src, "SELECT k FROM wide ORDER BY k DESC LIMIT 1").rows.at(0)[0] == 59999);
+}
+
+TEST_CASE("mcpd::SqliteSource::describe counts distinct values a column at a time when all at once is too big",
+          "[mcpd][sqlite]") {
+  const DemoBank bank;
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(bank.path.c_str(), &db) == SQLITE_OK);
+  // Eight columns of 60 000 distinct ~100-byte values each.
+  REQUIRE(sqlite3_exec(db,
+                       "CREATE TABLE many(a TEXT, b TEXT, c TEXT, d TEXT, e TEXT, f TEXT, g TEXT, h TEXT);"
+                       "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 60000), "
+                       "v(x, s) AS (SELECT x, printf('%.100c', 'v') || x FROM n) "
+                       "INSERT INTO many SELECT s, s, s, s, s, s, s, s FROM v;",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  for (const std::size_t budget_mib : {6, 1}) {
+    INFO("budget " << budget_mib << " MiB");
+    QueryLimits limits;
+    limits.temp_budget = budget_mib << 20;
+    auto src = SqliteSource::open(bank.path, limits);
+    REQUIRE(src);
+    // All eight distinct sets at once do not fit the budget.
+    auto at_once = (*src)->query("SELECT count(DISTINCT a), count(DISTINCT b), count(DISTINCT c), "
+                                 "count(DISTINCT d), count(DISTINCT e), count(DISTINCT f), count(DISTINCT g), "
+                                 "count(DISTINCT h) FROM many", {});
+    REQUIRE_FALSE(at_once);
+    CHECK(at_once.error().kind == Kind::too_large);
+    auto stats = (*src)->describe("many");
+    if (budget_mib == 6) {
+      // One at a time does.
+      REQUIRE(stats);
+      REQUIRE(stats->columns.size() == 8);
+      for (const ColumnStats& c : stats->columns) CHECK(c.distinct_count == 60000);
+    } else {
+      // Not even one: refused, and answered from memory for a while (not
+      // computed again, though it would now succeed).
+      REQUIRE_FALSE(stats);
+      CHECK(stats.error().kind == Kind::too_large);
+      REQUIRE(sqlite3_open(bank.path.c_str(), &db) == SQLITE_OK);
+      REQUIRE(sqlite3_exec(db, "DELETE FROM many WHERE rowid > 10", nullptr, nullptr, nullptr) == SQLITE_OK);
+      sqlite3_close(db);
+      CHECK(must_query(**src, "SELECT count(DISTINCT a), count(DISTINCT b) FROM many").rows.at(0)[0] == 10);
+      const auto again = (*src)->describe("many");
+      REQUIRE_FALSE(again);
+      CHECK(again.error().kind == Kind::too_large);
+    }
   }
 }

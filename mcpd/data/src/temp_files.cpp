@@ -1,0 +1,176 @@
+#include "temp_files.h"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include <sqlite3.h>
+
+namespace sluice::mcpd {
+namespace {
+
+constexpr char kVfsName[] = "sluice-memtemp";
+constexpr std::size_t kChunk = 64 * 1024;
+constexpr int kTempFlags = SQLITE_OPEN_TEMP_DB | SQLITE_OPEN_TEMP_JOURNAL | SQLITE_OPEN_TRANSIENT_DB |
+                           SQLITE_OPEN_SUBJOURNAL;
+
+thread_local TempBudget* t_budget = nullptr;
+
+// A temporary file's bytes: zeroed chunks, charged to a budget.
+class Chunks {
+ public:
+  explicit Chunks(TempBudget* budget) : budget_(budget) {}
+  ~Chunks() { shrink(0); }
+  Chunks(const Chunks&) = delete;
+  Chunks& operator=(const Chunks&) = delete;
+
+  [[nodiscard]] sqlite3_int64 size() const { return size_; }
+
+  int write(const void* buf, int amount, sqlite3_int64 offset) {
+    if (amount < 0 || offset < 0) return SQLITE_IOERR_WRITE;
+    const auto end = static_cast<std::size_t>(offset) + static_cast<std::size_t>(amount);
+    const std::size_t needed = (end + kChunk - 1) / kChunk;
+    while (chunks_.size() < needed) {
+      if (!budget_ || budget_->used + kChunk > budget_->limit) {
+        if (budget_) budget_->exceeded = true;
+        return SQLITE_FULL;
+      }
+      auto* chunk = static_cast<unsigned char*>(sqlite3_malloc64(kChunk));
+      if (!chunk) return SQLITE_IOERR_NOMEM;
+      std::memset(chunk, 0, kChunk);  // a hole reads as zeros
+      try {
+        chunks_.push_back(chunk);
+      } catch (const std::bad_alloc&) {
+        sqlite3_free(chunk);
+        return SQLITE_IOERR_NOMEM;
+      }
+      budget_->used += kChunk;
+    }
+    copy(static_cast<std::size_t>(offset), static_cast<std::size_t>(amount),
+         [&](unsigned char* at, std::size_t done, std::size_t n) {
+           std::memcpy(at, static_cast<const unsigned char*>(buf) + done, n);
+         });
+    size_ = std::max<sqlite3_int64>(size_, static_cast<sqlite3_int64>(end));
+    return SQLITE_OK;
+  }
+
+  int read(void* buf, int amount, sqlite3_int64 offset) const {
+    if (amount < 0 || offset < 0) return SQLITE_IOERR_READ;
+    auto* out = static_cast<unsigned char*>(buf);
+    const sqlite3_int64 have = std::clamp<sqlite3_int64>(size_ - offset, 0, amount);
+    copy(static_cast<std::size_t>(offset), static_cast<std::size_t>(have),
+         [&](unsigned char* at, std::size_t done, std::size_t n) { std::memcpy(out + done, at, n); });
+    if (have == amount) return SQLITE_OK;
+    // Past the end: zeros, and SQLite must be told.
+    std::memset(out + have, 0, static_cast<std::size_t>(amount - have));
+    return SQLITE_IOERR_SHORT_READ;
+  }
+
+  // Never grows the file (SQLite truncates temporary files only to shrink them).
+  void shrink(sqlite3_int64 to) {
+    if (to < 0 || to >= size_) return;
+    size_ = to;
+    const std::size_t keep = (static_cast<std::size_t>(to) + kChunk - 1) / kChunk;
+    while (chunks_.size() > keep) {
+      sqlite3_free(chunks_.back());
+      chunks_.pop_back();
+      if (budget_) budget_->used -= kChunk;
+    }
+  }
+
+ private:
+  // Calls f(chunk bytes at the position, bytes done so far, bytes here)
+  // over [offset, offset + n), which the chunks hold.
+  template <class F>
+  void copy(std::size_t offset, std::size_t n, F&& f) const {
+    std::size_t done = 0;
+    while (done < n) {
+      const std::size_t at = offset + done;
+      const std::size_t here = std::min(n - done, kChunk - at % kChunk);
+      f(chunks_[at / kChunk] + at % kChunk, done, here);
+      done += here;
+    }
+  }
+
+  TempBudget* budget_;
+  std::vector<unsigned char*> chunks_;
+  sqlite3_int64 size_ = 0;
+};
+
+struct MemFile {
+  sqlite3_file base;  // first: SQLite sees only this
+  Chunks* data;
+};
+
+Chunks& data_of(sqlite3_file* f) { return *reinterpret_cast<MemFile*>(f)->data; }
+
+const sqlite3_io_methods kMemMethods = {
+    1,  // iVersion: no shared memory, no memory mapping
+    [](sqlite3_file* f) {
+      delete reinterpret_cast<MemFile*>(f)->data;
+      return SQLITE_OK;
+    },
+    [](sqlite3_file* f, void* buf, int amount, sqlite3_int64 offset) { return data_of(f).read(buf, amount, offset); },
+    [](sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offset) {
+      return data_of(f).write(buf, amount, offset);
+    },
+    [](sqlite3_file* f, sqlite3_int64 size) {
+      data_of(f).shrink(size);
+      return SQLITE_OK;
+    },
+    [](sqlite3_file*, int) { return SQLITE_OK; },  // xSync: nothing to make durable
+    [](sqlite3_file* f, sqlite3_int64* size) {
+      *size = data_of(f).size();
+      return SQLITE_OK;
+    },
+    [](sqlite3_file*, int) { return SQLITE_OK; },  // xLock: one connection's alone
+    [](sqlite3_file*, int) { return SQLITE_OK; },  // xUnlock
+    [](sqlite3_file*, int* reserved) {
+      *reserved = 0;
+      return SQLITE_OK;
+    },
+    [](sqlite3_file*, int, void*) { return SQLITE_NOTFOUND; },  // xFileControl
+    [](sqlite3_file*) { return 4096; },                           // xSectorSize
+    [](sqlite3_file*) { return 0; },                              // xDeviceCharacteristics
+    nullptr, nullptr, nullptr, nullptr,                           // shared memory (version 2)
+    nullptr, nullptr,                                             // memory mapping (version 3)
+};
+
+sqlite3_vfs* g_base = nullptr;
+sqlite3_vfs g_vfs{};
+
+int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
+  if (name != nullptr && (flags & kTempFlags) == 0) return g_base->xOpen(g_base, name, file, flags, out_flags);
+  auto* mem = reinterpret_cast<MemFile*>(file);
+  mem->data = new (std::nothrow) Chunks(t_budget);
+  if (!mem->data) {
+    file->pMethods = nullptr;  // not opened: SQLite will not close it
+    return SQLITE_NOMEM;
+  }
+  file->pMethods = &kMemMethods;
+  if (out_flags) *out_flags = flags;
+  return SQLITE_OK;
+}
+
+}  // namespace
+
+TempScope::TempScope(TempBudget* budget) : outer_(t_budget) { t_budget = budget; }
+TempScope::~TempScope() { t_budget = outer_; }
+TempBudget* TempScope::current() { return t_budget; }
+
+const char* memory_temp_vfs() {
+  static const bool registered = [] {
+    g_base = sqlite3_vfs_find(nullptr);
+    if (!g_base) return false;
+    g_vfs = *g_base;  // everything but opening is the default VFS's
+    g_vfs.zName = kVfsName;
+    g_vfs.pNext = nullptr;
+    g_vfs.szOsFile = std::max<int>(g_base->szOsFile, static_cast<int>(sizeof(MemFile)));
+    g_vfs.xOpen = open_file;
+    return sqlite3_vfs_register(&g_vfs, /*makeDflt=*/0) == SQLITE_OK;
+  }();
+  return registered ? kVfsName : nullptr;
+}
+
+}  // namespace sluice::mcpd

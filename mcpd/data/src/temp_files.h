@@ -1,0 +1,50 @@
+// Temporary files in memory, within a budget.
+//
+// What a sort, DISTINCT, GROUP BY, materialised subquery or recursive CTE
+// holds beyond SQLite's page cache goes to temporary files: sort runs of
+// about the cache's size (each sorted on its own, then merged a row per VM
+// step, so the deadline is looked at throughout) and the pages of
+// temporary tables. Those hold a tenant's rows. Data-source connections
+// open through the VFS registered here: the database file itself goes to
+// the default (unix) VFS, unchanged; every temporary file is a run of heap
+// chunks (sqlite3_malloc, under the process's SQLite limit) that never
+// touches a disk, and a write that would take the connection's temporary
+// files past its budget fails (SQLITE_FULL), which the connection reports
+// as a query needing too much memory.
+//
+// (temp_store=MEMORY would keep them in memory too, but SQLite then sorts
+// the whole input in one VM step, past any deadline, and nothing bounds it
+// but the process's heap limit.)
+#pragma once
+
+#include <cstddef>
+
+namespace sluice::mcpd {
+
+// The bytes of temporary files one connection may hold at once.
+struct TempBudget {
+  std::size_t limit = 0;
+  std::size_t used = 0;
+  bool exceeded = false;  // a write was refused since the last reset
+};
+
+// The budget temporary files opened on this thread, while in scope, are
+// charged to (the connection running a statement). A file opened with no
+// budget in scope may hold nothing.
+class TempScope {
+ public:
+  explicit TempScope(TempBudget* budget);
+  ~TempScope();
+  TempScope(const TempScope&) = delete;
+  TempScope& operator=(const TempScope&) = delete;
+  static TempBudget* current();
+
+ private:
+  TempBudget* outer_;
+};
+
+// The name of the VFS to open data sources with (registered on first
+// use, not as the default); nullptr if it could not be registered.
+[[nodiscard]] const char* memory_temp_vfs();
+
+}  // namespace sluice::mcpd
