@@ -34,6 +34,11 @@ std::int64_t int_at(const Json& row, std::size_t i) {
   return row.at(i).is_number_integer() ? row.at(i).get<std::int64_t>() : 0;
 }
 
+// Whether reading an entity failed because of the entity (a view that
+// calls a refused function or names a table that is gone), not because of
+// the moment (time, cancellation, memory, a busy file).
+bool entity_fault(const DataError& e) { return e.kind == Kind::denied || e.kind == Kind::invalid_sql; }
+
 bool iequals_prefix(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && ascii_lower(s.substr(0, prefix.size())) == prefix;
 }
@@ -97,8 +102,10 @@ DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout)
       continue;
     }
     auto columns = load_columns(c, e.name, timeout);
-    // A timeout says nothing about the entity: fail rather than hide it.
-    if (!columns && columns.error().kind == Kind::timeout) return tl::unexpected(columns.error());
+    // Only the entity's own fault hides it; a timeout, a cancellation, a
+    // lack of memory or a busy file says nothing about it: fail rather than
+    // hide it (a snapshot read again keeps the one it had).
+    if (!columns && !entity_fault(columns.error())) return tl::unexpected(columns.error());
     // No columns: the name was not valid UTF-8 and was repaired, so it
     // names nothing; queries could not read it either (fail closed).
     if (!columns || columns->empty()) {
@@ -120,11 +127,15 @@ DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout)
   // user would is what tells whether it can be queried.
   std::vector<EntityInfo> entities;
   for (EntityInfo& e : candidates) {
-    if (e.kind == "view" && !c.check("SELECT * FROM " + quote_identifier(e.name), 0)) {
-      hidden.insert(ascii_lower(e.name));
-    } else {
-      entities.push_back(std::move(e));
+    if (e.kind == "view") {
+      auto compiled = c.check("SELECT * FROM " + quote_identifier(e.name), 0);
+      if (!compiled && !entity_fault(compiled.error())) return tl::unexpected(compiled.error());
+      if (!compiled) {
+        hidden.insert(ascii_lower(e.name));
+        continue;
+      }
     }
+    entities.push_back(std::move(e));
   }
   std::sort(entities.begin(), entities.end(),
             [](const EntityInfo& a, const EntityInfo& b) { return a.name < b.name; });

@@ -110,25 +110,26 @@ CancelScope::~CancelScope() { t_cancel = outer_; }
 const std::atomic<bool>* CancelScope::current() { return t_cancel; }
 
 
-DataResult<SqliteSource::Lease> SqliteSource::acquire() const {
+DataResult<SqliteSource::Lease> SqliteSource::acquire(bool wait) const {
   std::unique_lock lock(pool_mu_);
   // Waiting is bounded like the query itself: a pool busy for longer than
   // a query may run is overloaded, and the caller should hear so.
-  if (!pool_cv_.wait_for(lock, limits_.timeout, [&] { return !idle_.empty(); })) {
+  if (!pool_cv_.wait_for(lock, wait ? limits_.timeout : std::chrono::milliseconds(0),
+                         [&] { return !idle_.empty(); })) {
     return data_error(Kind::timeout, "data source busy", "no idle connection in time");
   }
   // Last in, first out: the warmest statement cache.
-  Connection* c = idle_.back();
+  Lease lease(this, idle_.back());  // from here on, back in the pool on every path
   idle_.pop_back();
   lock.unlock();
   // Handed out, the connection is this thread's alone: it can take up
   // the names of a newer snapshot (the counter spares each query a copy
   // of the snapshot's pointer).
-  if (c->names_generation() != generation_.load(std::memory_order_acquire)) {
+  if (lease->names_generation() != generation_.load(std::memory_order_acquire)) {
     const auto snap = current();
-    c->set_names(snap->readable, snap->hidden, snap->generation);
+    lease->set_names(snap->readable, snap->hidden, snap->generation);
   }
-  return Lease(this, c);
+  return lease;
 }
 
 std::shared_ptr<const SqliteSource::Snapshot> SqliteSource::current() const {
@@ -142,11 +143,15 @@ std::shared_ptr<const SqliteSource::Snapshot> SqliteSource::refreshed() const {
   auto snap = current();
   const auto now = Clock::now();
   if (now - checked_at_ < limits_.schema_check_interval) return snap;
-  checked_at_ = now;
-  // Whatever fails here (a busy pool, a locked file) leaves the snapshot
-  // as it is, until the next look.
-  auto lease = acquire();
+  // Never waits for a connection: with none idle, the next caller looks.
+  auto lease = acquire(/*wait=*/false);
   if (!lease) return snap;
+  checked_at_ = now;
+  // The caller's cancellation is not this look's: cancelled half-way, a
+  // reading would fail, and the snapshot stay as it was anyway.
+  const CancelScope uncancellable(nullptr);
+  // Whatever fails here (a locked file, memory) leaves the snapshot as it
+  // is, until the next look.
   auto version = read_schema_version(**lease, limits_.timeout);
   if (!version || *version == snap->version) return snap;
   auto schema = load_schema(**lease, limits_.timeout);
@@ -160,11 +165,12 @@ std::shared_ptr<const SqliteSource::Snapshot> SqliteSource::refreshed() const {
     generation_.store(next->generation, std::memory_order_release);
   }
   {
-    // Statistics of the old snapshot are not answered again (describe
-    // checks the generation), and those that failed may succeed now.
+    // Statistics of entities that are gone go with them; those of an
+    // entity that changed are not answered again (describe compares it).
     const std::lock_guard lock(stats_mu_);
-    stats_.clear();
-    stats_failed_.clear();
+    const auto gone = [&](const std::string& name) { return !find_entity(next->entities, name); };
+    std::erase_if(stats_, [&](const auto& kv) { return gone(kv.first); });
+    std::erase_if(stats_failed_, [&](const auto& kv) { return gone(kv.first); });
   }
   return next;
 }
@@ -220,7 +226,7 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
     const auto cached = [&]() -> std::optional<DataResult<EntityStats>> {
       const std::lock_guard lock(stats_mu_);
       const auto now = Clock::now();
-      if (auto it = stats_.find(info->name); it != stats_.end() && it->second.generation == snap->generation &&
+      if (auto it = stats_.find(info->name); it != stats_.end() && it->second.stats.info == *info &&
                                              now - it->second.at < limits_.stats_max_age) {
         return it->second.stats;
       }
@@ -231,7 +237,10 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
       return std::nullopt;
     };
     if (auto known = cached()) return *known;
-    const std::lock_guard compute(stats_compute_mu_);
+    const std::unique_lock compute(stats_compute_mu_, limits_.timeout);
+    if (!compute.owns_lock()) {
+      return data_error(Kind::timeout, "data source busy", "statistics of another entity being computed");
+    }
     if (auto known = cached()) return *known;  // computed while we waited?
     auto stats = describe_uncached(*info);
     const std::lock_guard lock(stats_mu_);
@@ -244,7 +253,7 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
       return stats;
     }
     stats_failed_.erase(info->name);
-    stats_.insert_or_assign(info->name, CachedStats{snap->generation, Clock::now(), *stats});
+    stats_.insert_or_assign(info->name, CachedStats{Clock::now(), *stats});
     return stats;
   });
 }

@@ -75,12 +75,14 @@ struct Column {
   std::string type;  // declared type, as written ("" when none)
   bool not_null = false;
   bool primary_key = false;
+  bool operator==(const Column&) const = default;
 };
 
 struct EntityInfo {
   std::string name;
   std::string kind;  // "table" | "view"
   std::vector<Column> columns;
+  bool operator==(const EntityInfo&) const = default;
 };
 
 // Statistics never carry a cell value, a minimum or a maximum.
@@ -159,8 +161,9 @@ class SqliteSource {
 
   SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Connection>> pool,
                std::shared_ptr<const Snapshot> snapshot);
-  // An idle connection, holding the current snapshot's names.
-  [[nodiscard]] DataResult<Lease> acquire() const;
+  // An idle connection, holding the current snapshot's names; without
+  // `wait`, only if one is idle now.
+  [[nodiscard]] DataResult<Lease> acquire(bool wait = true) const;
   [[nodiscard]] std::shared_ptr<const Snapshot> current() const;
   // The current snapshot, read again first if the schema changed (looked
   // at no more often than schema_check_interval; never waits for another
@@ -182,14 +185,15 @@ class SqliteSource {
   mutable Clock::time_point checked_at_;  // under refresh_mu_
 
   // Statistics are computed one entity at a time (they are expensive, and a
-  // burst of describe() calls must not occupy the whole pool) and kept for
-  // stats_max_age, or until the schema changes.
+  // burst of describe() calls must not occupy the whole pool; a caller
+  // waits for its turn no longer than a query may run) and kept for
+  // stats_max_age, while the entity stays as it was (its statistics say
+  // which it was: stats.info).
   struct CachedStats {
-    std::uint64_t generation;
     Clock::time_point at;
     EntityStats stats;
   };
-  mutable std::mutex stats_compute_mu_;
+  mutable std::timed_mutex stats_compute_mu_;
   mutable std::mutex stats_mu_;
   mutable std::map<std::string, CachedStats, std::less<>> stats_;
   // Statistics that could not be computed in time or within the

@@ -217,12 +217,42 @@ TEST_CASE("mcpd::SqliteSource reads a changed schema again", "[mcpd][schema]") {
     CHECK(find_column(entities[1], "nickname"));
     CHECK(must_query(*src, "SELECT count(nickname) FROM customers").rows.at(0)[0] == 0);
   }
-  SECTION("a new view that cannot run as a user statement stays hidden") {
-    write_sql(bank.path, "CREATE VIEW bad AS SELECT sqlite_version() AS v;");
-    CHECK(src->entities().value().size() == 4);
+  SECTION("a new view is listed, unless it cannot run as a user statement") {
+    write_sql(bank.path, "CREATE VIEW bad AS SELECT sqlite_version() AS v;"
+                         "CREATE VIEW good AS SELECT id FROM cards;");
+    const auto entities = src->entities().value();
+    std::vector<std::string> names;
+    for (const EntityInfo& e : entities) names.push_back(e.name);
+    CHECK(names == std::vector<std::string>{"accounts", "cards", "customers", "good", "transactions"});
+    CHECK(must_query(*src, "SELECT count(*) FROM good").rows.at(0)[0] == bank.stats.cards);
     auto r = src->query("SELECT v FROM bad", {});
     REQUIRE_FALSE(r);
     CHECK(r.error().kind == Kind::denied);
+  }
+  SECTION("a saved query's check is looked at again too, before anything else is") {
+    write_sql(bank.path, "CREATE TABLE later(secret TEXT);");
+    CHECK(src->check("SELECT secret FROM later WHERE secret = ?", 1));
+  }
+  SECTION("a caller's cancellation does not cut the look short") {
+    // Enough tables that reading the schema takes thousands of VM steps,
+    // past where a cancellation is first looked at.
+    std::string sql;
+    for (int i = 0; i < 400; ++i) sql += "CREATE TABLE later" + std::to_string(i) + "(secret TEXT);";
+    write_sql(bank.path, sql.c_str());
+    const std::atomic<bool> cancelled{true};
+    const CancelScope scope(&cancelled);
+    CHECK(src->entities().value().size() == 404);
+  }
+  SECTION("statistics of an entity that did not change are kept; of one that did, computed again") {
+    const std::int64_t before = src->describe("cards")->row_count;
+    write_sql(bank.path, "INSERT INTO cards(account_id) VALUES (1); CREATE TABLE later(x);");
+    REQUIRE(src->entities().value().size() == 5);  // the snapshot moved
+    CHECK(src->describe("cards")->row_count == before);
+    write_sql(bank.path, "ALTER TABLE cards ADD COLUMN nickname TEXT;");
+    auto after = src->describe("cards");
+    REQUIRE(after);
+    CHECK(after->row_count == before + 1);
+    CHECK(after->columns.back().column.name == "nickname");
   }
   SECTION("every pooled connection takes up the new snapshot") {
     write_sql(bank.path, "CREATE TABLE later(n INTEGER); INSERT INTO later VALUES (1);");
