@@ -45,14 +45,24 @@ std::string anchors_beside(std::string_view database_path) { return beside(datab
 
 Result<DatabaseLock> DatabaseLock::take(std::string_view database_path) {
   const std::string path = beside(database_path, kLockFileName);
-  // Never through a link planted beside the database.
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  // Never through a link planted beside the database. Read-only: flock
+  // needs no more, and the file holds nothing (made readable by all, so
+  // that whoever made it, mcpd's user can open it).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) return fail("cannot open the lock " + path + ": " + std::strerror(errno));
+  // Made by root (sluicectl) beside mcpd's database: the database owner's.
+  struct stat db_stat {};
+  if (::geteuid() == 0 && ::stat(std::string(database_path).c_str(), &db_stat) == 0 &&
+      ::fchown(fd, db_stat.st_uid, db_stat.st_gid) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return fail("cannot give the lock " + path + " to the database's owner: " + std::strerror(err));
+  }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     ::close(fd);
     if (err == EWOULDBLOCK) {
-      return fail(path + " is held: a sluice-mcpd (or sluicectl audit anchor) is using this database now");
+      return fail(path + " is held: a sluice-mcpd (or sluicectl audit anchor) is using this database now; stop it first");
     }
     return fail("cannot lock " + path + ": " + std::strerror(err));
   }
@@ -170,7 +180,7 @@ Result<AuditAnchor> seed_anchors(const std::string& db_path, const std::string& 
   // which may be a deleted one): seed only while none runs, and keep one
   // from starting meanwhile.
   auto locked = DatabaseLock::take(db_path);
-  if (!locked) return fail("not seeded: " + locked.error().what + "; stop it first");
+  if (!locked) return fail("not seeded: " + locked.error().what);
   const int fd = ::open(anchors_path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
   if (fd < 0) return fail("cannot open " + anchors_path + ": " + std::strerror(errno));
   struct Close {

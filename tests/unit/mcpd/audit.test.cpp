@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -501,6 +502,18 @@ TEST_CASE("mcpd::DatabaseLock: one holder per database; seeding anchors waits fo
   }
   // Released with its holder.
   CHECK(DatabaseLock::take(logged.db));
+  // Made by root (sluicectl) for a database of another user, the lock is
+  // that user's: mcpd must be able to open it.
+  if (::geteuid() == 0) {
+    const AnchoredLog theirs(1);
+    const std::string lock = theirs.dir.file("mcpd.lock");
+    REQUIRE(::chown(theirs.db.c_str(), 65534, 65534) == 0);
+    REQUIRE(DatabaseLock::take(theirs.db));
+    struct stat st {};
+    REQUIRE(::stat(lock.c_str(), &st) == 0);
+    CHECK(st.st_uid == 65534);
+    CHECK((st.st_mode & 0777) == 0644);
+  }
   auto seeded = seed_anchors(logged.db, logged.anchors);
   REQUIRE(seeded);
   CHECK(seeded->seq == 3);
