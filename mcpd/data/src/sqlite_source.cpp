@@ -1,5 +1,7 @@
 #include "sqlite_source.h"
 
+#include <sys/stat.h>
+
 #include <exception>
 #include <utility>
 
@@ -72,6 +74,10 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
                                                              const QueryLimits& limits) {
   return guarded([&]() -> DataResult<std::unique_ptr<SqliteSource>> {
     if (auto ok = check_limits(limits); !ok) return tl::unexpected(ok.error());
+    // Which file the connections are about to open (a rename in between
+    // only makes replaced() say so once, and the source open again).
+    struct stat st {};
+    const FileId file = ::stat(path.c_str(), &st) == 0 ? FileId{st.st_dev, st.st_ino} : FileId{};
     std::vector<std::unique_ptr<Connection>> pool;
     for (std::size_t i = 0; i < limits.pool; ++i) {
       auto c = Connection::open(path, limits);
@@ -89,14 +95,36 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
     auto snapshot = std::make_shared<Snapshot>(
         Snapshot{1, schema->version, std::move(schema->entities), schema->readable, schema->hidden});
     for (auto& c : pool) c->set_names(snapshot->readable, snapshot->hidden, snapshot->generation);
-    return std::unique_ptr<SqliteSource>(new SqliteSource(limits, std::move(pool), std::move(snapshot)));
+    return std::unique_ptr<SqliteSource>(
+        new SqliteSource(limits, std::move(pool), std::move(snapshot), path, file));
   });
 }
 
 SqliteSource::SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Connection>> pool,
-                           std::shared_ptr<const Snapshot> snapshot)
-    : limits_(limits), pool_(std::move(pool)), snapshot_(std::move(snapshot)), checked_at_(Clock::now()) {
+                           std::shared_ptr<const Snapshot> snapshot, std::string path, FileId file)
+    : limits_(limits),
+      pool_(std::move(pool)),
+      path_(std::move(path)),
+      file_(file),
+      identity_checked_(Clock::now().time_since_epoch().count()),
+      snapshot_(std::move(snapshot)),
+      checked_at_(Clock::now()) {
   for (const auto& c : pool_) idle_.push_back(c.get());
+}
+
+bool SqliteSource::replaced() const {
+  if (replaced_.load(std::memory_order_relaxed)) return true;
+  const auto now = Clock::now().time_since_epoch().count();
+  auto last = identity_checked_.load(std::memory_order_relaxed);
+  const auto interval = std::chrono::duration_cast<Clock::duration>(limits_.schema_check_interval).count();
+  // One caller looks; the others go on with the answer as it was.
+  if (now - last < interval || !identity_checked_.compare_exchange_strong(last, now)) return false;
+  struct stat st {};
+  // Gone (being replaced, or deleted): the open file still reads; not "replaced" until another is there.
+  if (::stat(path_.c_str(), &st) != 0) return false;
+  if (FileId{st.st_dev, st.st_ino} == file_) return false;
+  replaced_.store(true, std::memory_order_relaxed);
+  return true;
 }
 
 SqliteSource::~SqliteSource() = default;

@@ -151,6 +151,12 @@ class SqliteSource {
 
   [[nodiscard]] const QueryLimits& limits() const { return limits_; }
 
+  // Whether the path the source was opened from now names another file (a
+  // new export renamed over it): the connections still read the one they
+  // opened, and only a new SqliteSource reads the new one. Looked at (a
+  // stat) at most once per schema_check_interval; cheap otherwise.
+  [[nodiscard]] bool replaced() const;
+
  private:
   // Hands out one idle connection and takes it back when destroyed.
   class Lease;
@@ -159,8 +165,14 @@ class SqliteSource {
   struct Snapshot;
   using Clock = std::chrono::steady_clock;
 
+  // The file a path names, by device and inode.
+  struct FileId {
+    std::uint64_t dev = 0, ino = 0;
+    bool operator==(const FileId&) const = default;
+  };
+
   SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Connection>> pool,
-               std::shared_ptr<const Snapshot> snapshot);
+               std::shared_ptr<const Snapshot> snapshot, std::string path, FileId file);
   // An idle connection, holding the current snapshot's names; without
   // `wait`, only if one is idle now.
   [[nodiscard]] DataResult<Lease> acquire(bool wait = true) const;
@@ -173,6 +185,10 @@ class SqliteSource {
 
   const QueryLimits limits_;
   const std::vector<std::unique_ptr<Connection>> pool_;
+  const std::string path_;
+  const FileId file_;  // as it was just before the connections opened it
+  mutable std::atomic<Clock::rep> identity_checked_;  // when replaced() last looked
+  mutable std::atomic<bool> replaced_{false};
 
   mutable std::mutex pool_mu_;
   mutable std::condition_variable pool_cv_;

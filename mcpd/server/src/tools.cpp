@@ -179,9 +179,15 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   if (!lock.try_lock_for(limits_.timeout)) {
     return tl::unexpected(DataError{DataError::Kind::timeout, "data source busy", "still being opened for another call"});
   }
-  if (slot->source) return slot->source;
   const auto now = std::chrono::steady_clock::now();
-  if (slot->failed && now - slot->failed_at < remember_failure_) return tl::unexpected(*slot->failed);
+  const bool remembered = slot->failed && now - slot->failed_at < remember_failure_;
+  if (slot->source) {
+    // A new export renamed over the file: open it; until that succeeds,
+    // the old one (a consistent file still) keeps answering.
+    if (!slot->source->replaced() || remembered) return slot->source;
+  } else if (remembered) {
+    return tl::unexpected(*slot->failed);
+  }
   auto tenant = store_.tenant(tenant_id);
   if (!tenant || !*tenant) {
     return tl::unexpected(DataError{DataError::Kind::not_found, "no data source for this tenant",
@@ -192,6 +198,7 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     // The path is the operator's, not the caller's business.
     slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable", src.error().detail};
     slot->failed_at = std::chrono::steady_clock::now();
+    if (slot->source) return slot->source;
     return tl::unexpected(*slot->failed);
   }
   slot->failed.reset();

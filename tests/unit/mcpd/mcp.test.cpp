@@ -1,5 +1,7 @@
 #include "mcp.h"
 
+#include <cstdio>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -592,6 +594,39 @@ TEST_CASE("mcpd::Sources remembers a failed open for a while, per tenant", "[mcp
   CHECK(sources.of(1));            // another tenant's source opens all the same
   std::this_thread::sleep_for(std::chrono::milliseconds(1050));
   CHECK(sources.of(*beta));        // tried again once the failure is old
+}
+
+TEST_CASE("mcpd::Sources opens a tenant's file again once a new one is renamed over it", "[mcpd][mcp]") {
+  World w;
+  QueryLimits limits;
+  limits.schema_check_interval = std::chrono::milliseconds(0);
+  Sources sources(*w.store, limits, std::chrono::milliseconds(0));
+  const auto customers = [](const std::shared_ptr<SqliteSource>& s) {
+    auto r = s->query("SELECT count(*) FROM customers", {});
+    REQUIRE(r);
+    return r->rows.at(0)[0].get<int>();
+  };
+  auto before = sources.of(1);
+  REQUIRE(before);
+  CHECK(customers(*before) == 50);
+  CHECK(*sources.of(1) == *before);  // the same file: the same source
+  DemoOptions demo;
+  demo.customers = 20;
+  demo.transactions = 100;
+  REQUIRE(generate_demo_bank(w.dir.file("next.db"), demo));
+  REQUIRE(std::rename(w.dir.file("next.db").c_str(), w.dir.file("bank.db").c_str()) == 0);
+  auto after = sources.of(1);
+  REQUIRE(after);
+  CHECK(*after != *before);
+  CHECK(customers(*after) == 20);
+  CHECK(customers(*before) == 50);  // a call holding the old one still reads the old file
+  // A replacement that does not open: the last good one goes on answering.
+  std::ofstream(w.dir.file("junk.db")) << std::string(8192, 'x');
+  REQUIRE(std::rename(w.dir.file("junk.db").c_str(), w.dir.file("bank.db").c_str()) == 0);
+  auto kept = sources.of(1);
+  REQUIRE(kept);
+  CHECK(*kept == *after);
+  CHECK(customers(*kept) == 20);
 }
 
 TEST_CASE("mcpd::run_on gives the awaiting coroutine the work's result, or rethrows what it threw",
