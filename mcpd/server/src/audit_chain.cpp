@@ -39,24 +39,44 @@ std::string beside(std::string_view database_path, std::string_view name) {
   std::string path(slash == std::string_view::npos ? std::string_view() : database_path.substr(0, slash + 1));
   return path.append(name);
 }
+
+// Hands a file that root made (or found) beside mcpd's database to the
+// database's owner, so that mcpd's user can open it. Only a regular file
+// with a single link: the directory is that user's, and a hard link it
+// planted there to a file of root's (/etc/sudoers) must never change hands.
+Status give_to_database_owner(int fd, const std::string& path, const std::string& database_path) {
+  if (::geteuid() != 0) return {};
+  struct stat db {}, st {};
+  if (::stat(database_path.c_str(), &db) != 0) return {};  // no database: no owner to give it to
+  if (::fstat(fd, &st) != 0) return fail("cannot look at " + path + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    return fail(path + " is not a plain file with a single link: refused (a link planted there?)");
+  }
+  if (st.st_uid == db.st_uid && st.st_gid == db.st_gid) return {};
+  if (::fchown(fd, db.st_uid, db.st_gid) != 0) {
+    return fail("cannot give " + path + " to the database's owner: " + std::strerror(errno));
+  }
+  return {};
+}
 }  // namespace
 
 std::string anchors_beside(std::string_view database_path) { return beside(database_path, kAnchorsFileName); }
 
 Result<DatabaseLock> DatabaseLock::take(std::string_view database_path) {
   const std::string path = beside(database_path, kLockFileName);
-  // Never through a link planted beside the database. Read-only: flock
-  // needs no more, and the file holds nothing (made readable by all, so
-  // that whoever made it, mcpd's user can open it).
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+  // Never through a symbolic link planted beside the database, never
+  // blocked by a FIFO. Read-only: flock needs no more.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
   if (fd < 0) return fail("cannot open the lock " + path + ": " + std::strerror(errno));
-  // Made by root (sluicectl) beside mcpd's database: the database owner's.
-  struct stat db_stat {};
-  if (::geteuid() == 0 && ::stat(std::string(database_path).c_str(), &db_stat) == 0 &&
-      ::fchown(fd, db_stat.st_uid, db_stat.st_gid) != 0) {
-    const int err = errno;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    return fail("cannot give the lock " + path + " to the database's owner: " + std::strerror(err));
+    return fail("the lock " + path + " is not a regular file");
+  }
+  // Made by root (sluicectl) beside mcpd's database: the database owner's.
+  if (auto given = give_to_database_owner(fd, path, std::string(database_path)); !given) {
+    ::close(fd);
+    return tl::unexpected(given.error());
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -194,10 +214,7 @@ Result<AuditAnchor> seed_anchors(const std::string& db_path, const std::string& 
   if (*first) return fail(anchors_path + " holds anchors already: only a file with none is seeded");
   // Made by root for sluice-mcpd: the file must be the database owner's,
   // or mcpd cannot append to it.
-  struct stat db_stat {};
-  if (::geteuid() == 0 && ::stat(db_path.c_str(), &db_stat) == 0 && ::fchown(fd, db_stat.st_uid, db_stat.st_gid) != 0) {
-    return fail("cannot give " + anchors_path + " to the database's owner: " + std::strerror(errno));
-  }
+  if (auto given = give_to_database_owner(fd, anchors_path, db_path); !given) return tl::unexpected(given.error());
   auto v = verify_audit(db_path);
   if (!v) return tl::unexpected(v.error());
   if (!v->ok) {

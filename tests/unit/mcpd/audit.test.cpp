@@ -502,6 +502,14 @@ TEST_CASE("mcpd::DatabaseLock: one holder per database; seeding anchors waits fo
   }
   // Released with its holder.
   CHECK(DatabaseLock::take(logged.db));
+  {
+    // A FIFO planted at the lock's name neither blocks nor passes.
+    const AnchoredLog fifo(1);
+    REQUIRE(::mkfifo(fifo.dir.file("mcpd.lock").c_str(), 0600) == 0);
+    auto refused = DatabaseLock::take(fifo.db);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().what.find("not a regular file") != std::string::npos);
+  }
   // Made by root (sluicectl) for a database of another user, the lock is
   // that user's: mcpd must be able to open it.
   if (::geteuid() == 0) {
@@ -512,7 +520,19 @@ TEST_CASE("mcpd::DatabaseLock: one holder per database; seeding anchors waits fo
     struct stat st {};
     REQUIRE(::stat(lock.c_str(), &st) == 0);
     CHECK(st.st_uid == 65534);
-    CHECK((st.st_mode & 0777) == 0644);
+    CHECK((st.st_mode & 0777) == 0600);
+    // A hard link the directory's owner planted there, to a file of
+    // root's, never changes hands.
+    const AnchoredLog planted(1);
+    const std::string victim = planted.dir.file("roots-file");
+    std::ofstream(victim) << "root's\n";
+    REQUIRE(::chown(planted.db.c_str(), 65534, 65534) == 0);
+    REQUIRE(::link(victim.c_str(), planted.dir.file("mcpd.lock").c_str()) == 0);
+    auto refused = DatabaseLock::take(planted.db);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().what.find("single link") != std::string::npos);
+    REQUIRE(::stat(victim.c_str(), &st) == 0);
+    CHECK(st.st_uid == 0);
   }
   auto seeded = seed_anchors(logged.db, logged.anchors);
   REQUIRE(seeded);
