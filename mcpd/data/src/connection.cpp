@@ -155,6 +155,9 @@ DataResult<void> Connection::harden() {
   }
   const auto clamp = [](std::size_t v) { return static_cast<int>(v < INT_MAX ? v : INT_MAX); };
   sqlite3_limit(db_, SQLITE_LIMIT_ATTACHED, 0);
+  // No helper threads: a sort's files are opened on the statement's thread,
+  // where its temporary-file budget is in scope (temp_files.h).
+  sqlite3_limit(db_, SQLITE_LIMIT_WORKER_THREADS, 0);
   sqlite3_limit(db_, SQLITE_LIMIT_SQL_LENGTH, clamp(limits_.max_sql_bytes));
   sqlite3_limit(db_, SQLITE_LIMIT_VARIABLE_NUMBER, clamp(limits_.max_params));
   sqlite3_limit(db_, SQLITE_LIMIT_LENGTH, kMaxValueBytes);
@@ -328,7 +331,7 @@ DataError Connection::failure(int rc) const {
     case SQLITE_FULL:
       // A temporary file past the budget (temp_files.h); nothing else is written.
       if (temp_.exceeded) {
-        return DataError{Kind::too_large, "query needs too much memory",
+        return DataError{Kind::too_large, kTooMuchMemory,
                          "temporary files past the budget of " + std::to_string(limits_.temp_budget >> 20) + " MiB"};
       }
       return DataError{Kind::internal, "data source error", std::move(detail)};

@@ -44,6 +44,9 @@ struct RunOptions {
   bool cache = true;
 };
 
+// The message of a statement refused for its temporary files (temp_files.h).
+inline constexpr char kTooMuchMemory[] = "query needs too much memory";
+
 class Connection {
  public:
   [[nodiscard]] static DataResult<std::unique_ptr<Connection>> open(const std::string& path,

@@ -147,8 +147,13 @@ DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
                                       std::size_t batch) {
   batch = std::max<std::size_t>(batch, 1);
   const std::string from = quote_identifier(e.name);
-  const RunOptions o = metadata_options(timeout);
-  auto counted = c.run("SELECT count(*) FROM " + from, {}, o);
+  // One deadline for all of it, however many statements it takes.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto options = [&] {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    return metadata_options(std::max(left, std::chrono::milliseconds(1)));
+  };
+  auto counted = c.run("SELECT count(*) FROM " + from, {}, options());
   if (!counted) return tl::unexpected(std::move(counted.error()));
   EntityStats s{e, counted->rows.empty() ? 0 : int_at(counted->rows[0], 0), {}, false};
   s.approximate = s.row_count > kStatsSampleRows;
@@ -157,12 +162,14 @@ DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
   const std::string sample_from = from + (e.kind == "table" ? " NOT INDEXED" : "");
 
   std::size_t first = 0;
+  std::size_t retry_until = 0;  // columns before this one go singly: their batch outgrew the budget
   while (first < e.columns.size()) {
     // A batch of columns, bounded in count and in SQL text.
     std::string outer = "SELECT count(*)";
     std::string inner;
     std::size_t last = first;
-    while (last < e.columns.size() && last - first < batch &&
+    const std::size_t most = first < retry_until ? 1 : batch;
+    while (last < e.columns.size() && last - first < most &&
            (last == first || outer.size() + inner.size() < max_sql_bytes / 2)) {
       const std::string q = quote_identifier(e.columns[last].name);
       outer += ", count(" + q + "), count(DISTINCT " + q + ")";
@@ -171,7 +178,13 @@ DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
     }
     const std::string sql =
         outer + " FROM (SELECT " + inner + " FROM " + sample_from + " LIMIT ?)";
-    auto r = c.run(sql, {Json(kStatsSampleRows)}, o);
+    auto r = c.run(sql, {Json(kStatsSampleRows)}, options());
+    // Too many distinct counts at once for the temporary-storage budget:
+    // this batch again, a column at a time (the ones done are kept).
+    if (!r && r.error().message == kTooMuchMemory && last - first > 1) {
+      retry_until = last;
+      continue;
+    }
     if (!r) return tl::unexpected(std::move(r.error()));
     if (r->rows.empty()) return data_error(Kind::internal, "statistics unavailable");
     const Json& row = r->rows[0];

@@ -31,9 +31,9 @@ auto guarded(F&& f) -> decltype(f()) {
 
 DataResult<void> check_limits(const QueryLimits& l) {
   if (l.pool == 0 || l.pool > kMaxPool || l.max_rows == 0 || l.timeout.count() <= 0 ||
-      l.max_result_bytes == 0 || l.max_sql_bytes < kMinSqlBytes || l.max_params == 0) {
+      l.max_result_bytes == 0 || l.max_sql_bytes < kMinSqlBytes || l.max_params == 0 || l.temp_budget == 0) {
     return data_error(Kind::internal, "invalid query limits",
-                      "pool 1-64, max_rows/max_result_bytes/max_params >= 1, timeout > 0, "
+                      "pool 1-64, max_rows/max_result_bytes/max_params/temp_budget >= 1, timeout > 0, "
                       "max_sql_bytes >= 1024");
   }
   return {};
@@ -289,13 +289,7 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
 DataResult<EntityStats> SqliteSource::describe_uncached(const EntityInfo& info) const {
   auto lease = acquire();
   if (!lease) return tl::unexpected(std::move(lease.error()));
-  auto stats = compute_stats(**lease, info, limits_.max_sql_bytes, limits_.stats_timeout);
-  // Too many distinct counts at once for the temporary-storage budget:
-  // one column at a time needs a sixty-fourth of it.
-  if (!stats && stats.error().kind == Kind::too_large) {
-    stats = compute_stats(**lease, info, limits_.max_sql_bytes, limits_.stats_timeout, 1);
-  }
-  return stats;
+  return compute_stats(**lease, info, limits_.max_sql_bytes, limits_.stats_timeout);
 }
 
 void to_json(Json& j, const Column& c) {

@@ -1,6 +1,8 @@
 #include "temp_files.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -16,6 +18,35 @@ constexpr int kTempFlags = SQLITE_OPEN_TEMP_DB | SQLITE_OPEN_TEMP_JOURNAL | SQLI
                            SQLITE_OPEN_SUBJOURNAL;
 
 thread_local TempBudget* t_budget = nullptr;
+std::atomic<std::size_t> g_cap{kTempMemoryCap};
+std::atomic<std::size_t> g_used{0};
+
+// A zeroed chunk charged to `budget` and to the process's cap, or nullptr
+// (`full` says whether for lack of budget rather than of memory).
+unsigned char* take_chunk(TempBudget* budget, bool& full) {
+  full = !budget || budget->used + kChunk > budget->limit;
+  if (!full && g_used.fetch_add(kChunk) + kChunk > g_cap.load()) {
+    g_used.fetch_sub(kChunk);
+    full = true;
+  }
+  if (full) {
+    if (budget) budget->exceeded = true;
+    return nullptr;
+  }
+  auto* chunk = static_cast<unsigned char*>(std::calloc(1, kChunk));  // a hole reads as zeros
+  if (!chunk) {
+    g_used.fetch_sub(kChunk);
+    return nullptr;
+  }
+  budget->used += kChunk;
+  return chunk;
+}
+
+void give_back(TempBudget* budget, unsigned char* chunk) {
+  std::free(chunk);
+  g_used.fetch_sub(kChunk);
+  if (budget) budget->used -= kChunk;
+}
 
 // A temporary file's bytes: zeroed chunks, charged to a budget.
 class Chunks {
@@ -32,20 +63,15 @@ class Chunks {
     const auto end = static_cast<std::size_t>(offset) + static_cast<std::size_t>(amount);
     const std::size_t needed = (end + kChunk - 1) / kChunk;
     while (chunks_.size() < needed) {
-      if (!budget_ || budget_->used + kChunk > budget_->limit) {
-        if (budget_) budget_->exceeded = true;
-        return SQLITE_FULL;
-      }
-      auto* chunk = static_cast<unsigned char*>(sqlite3_malloc64(kChunk));
-      if (!chunk) return SQLITE_IOERR_NOMEM;
-      std::memset(chunk, 0, kChunk);  // a hole reads as zeros
+      bool full = false;
+      unsigned char* chunk = take_chunk(budget_, full);
+      if (!chunk) return full ? SQLITE_FULL : SQLITE_IOERR_NOMEM;
       try {
         chunks_.push_back(chunk);
       } catch (const std::bad_alloc&) {
-        sqlite3_free(chunk);
+        give_back(budget_, chunk);
         return SQLITE_IOERR_NOMEM;
       }
-      budget_->used += kChunk;
     }
     copy(static_cast<std::size_t>(offset), static_cast<std::size_t>(amount),
          [&](unsigned char* at, std::size_t done, std::size_t n) {
@@ -67,16 +93,18 @@ class Chunks {
     return SQLITE_IOERR_SHORT_READ;
   }
 
-  // Never grows the file (SQLite truncates temporary files only to shrink them).
+  // Never grows the file (SQLite truncates temporary files only to shrink
+  // them). What is cut off reads as zeros if the file grows again.
   void shrink(sqlite3_int64 to) {
     if (to < 0 || to >= size_) return;
     size_ = to;
-    const std::size_t keep = (static_cast<std::size_t>(to) + kChunk - 1) / kChunk;
+    const auto at = static_cast<std::size_t>(to);
+    const std::size_t keep = (at + kChunk - 1) / kChunk;
     while (chunks_.size() > keep) {
-      sqlite3_free(chunks_.back());
+      give_back(budget_, chunks_.back());
       chunks_.pop_back();
-      if (budget_) budget_->used -= kChunk;
     }
+    if (at % kChunk != 0) std::memset(chunks_.back() + at % kChunk, 0, kChunk - at % kChunk);
   }
 
  private:
@@ -154,6 +182,9 @@ int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags
 }
 
 }  // namespace
+
+void set_temp_memory_cap(std::size_t bytes) { g_cap.store(bytes); }
+std::size_t temp_memory_used() { return g_used.load(); }
 
 TempScope::TempScope(TempBudget* budget) : outer_(t_budget) { t_budget = budget; }
 TempScope::~TempScope() { t_budget = outer_; }

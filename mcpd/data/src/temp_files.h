@@ -7,10 +7,12 @@
 // temporary tables. Those hold a tenant's rows. Data-source connections
 // open through the VFS registered here: the database file itself goes to
 // the default (unix) VFS, unchanged; every temporary file is a run of heap
-// chunks (sqlite3_malloc, under the process's SQLite limit) that never
-// touches a disk, and a write that would take the connection's temporary
-// files past its budget fails (SQLITE_FULL), which the connection reports
-// as a query needing too much memory.
+// chunks that never touches a disk, and a write that would take the
+// connection's temporary files past its budget, or all temporary files of
+// the process past their cap, fails (SQLITE_FULL), which the connection
+// reports as a query needing too much memory. The chunks come from malloc,
+// not from SQLite's heap: its hard limit (main.cpp) stays for SQLite's own
+// memory and the audit log's commits.
 //
 // (temp_store=MEMORY would keep them in memory too, but SQLite then sorts
 // the whole input in one VM step, past any deadline, and nothing bounds it
@@ -46,5 +48,12 @@ class TempScope {
 // The name of the VFS to open data sources with (registered on first
 // use, not as the default); nullptr if it could not be registered.
 [[nodiscard]] const char* memory_temp_vfs();
+
+// All temporary files of the process together hold at most `bytes`
+// (default kTempMemoryCap). Set before serving.
+inline constexpr std::size_t kTempMemoryCap = std::size_t{768} << 20;
+void set_temp_memory_cap(std::size_t bytes);
+// Bytes the process's temporary files hold now.
+[[nodiscard]] std::size_t temp_memory_used();
 
 }  // namespace sluice::mcpd

@@ -70,10 +70,9 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   // As many workers as data-source connections: more would only queue.
   const std::size_t workers = std::max<std::size_t>(2, c.threads);
   limits.pool = workers;
-  // Every worker at its temporary-file budget at once stays well inside the
-  // process's 1 GiB of SQLite memory (main.cpp), which audit commits need too.
-  constexpr std::size_t kAllTempMemory = std::size_t{768} << 20;
-  limits.temp_budget = std::min(c.query_temp_memory, kAllTempMemory / workers);
+  // Per statement; all of them together stay under kTempMemoryCap
+  // (temp_files.h), outside SQLite's heap.
+  limits.temp_budget = c.query_temp_memory;
   app->sources_ = std::make_unique<Sources>(*app->store_, limits);
   app->toolbox_ = std::make_unique<Toolbox>(*app->store_, *app->sources_, c.fixtures);
   app->workers_ = std::make_unique<boost::asio::thread_pool>(workers);
