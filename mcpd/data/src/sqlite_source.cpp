@@ -74,15 +74,22 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
                                                              const QueryLimits& limits) {
   return guarded([&]() -> DataResult<std::unique_ptr<SqliteSource>> {
     if (auto ok = check_limits(limits); !ok) return tl::unexpected(ok.error());
-    // Which file the connections are about to open (a rename in between
-    // only makes replaced() say so once, and the source open again).
-    struct stat st {};
-    const FileId file = ::stat(path.c_str(), &st) == 0 ? FileId{st.st_dev, st.st_ino} : FileId{};
+    // Every connection on the same file: the path names the same one before
+    // and after they are opened (else a rename came in between: again).
+    FileId file;
     std::vector<std::unique_ptr<Connection>> pool;
-    for (std::size_t i = 0; i < limits.pool; ++i) {
-      auto c = Connection::open(path, limits);
-      if (!c) return tl::unexpected(std::move(c.error()));
-      pool.push_back(std::move(*c));
+    for (int attempt = 0;; ++attempt) {
+      file = file_at(path);
+      pool.clear();
+      for (std::size_t i = 0; i < limits.pool; ++i) {
+        auto c = Connection::open(path, limits);
+        if (!c) return tl::unexpected(std::move(c.error()));
+        pool.push_back(std::move(*c));
+      }
+      if (file_at(path) == file) break;
+      if (attempt == 2) {
+        return data_error(Kind::timeout, "data source busy", "the file at " + path + " kept changing while opened");
+      }
     }
     // The first read of the file: a file that is not a database fails here.
     auto schema = load_schema(*pool.front(), limits.timeout);
@@ -112,6 +119,11 @@ SqliteSource::SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Conne
   for (const auto& c : pool_) idle_.push_back(c.get());
 }
 
+SqliteSource::FileId SqliteSource::file_at(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? FileId{st.st_dev, st.st_ino} : FileId{};
+}
+
 bool SqliteSource::replaced() const {
   if (replaced_.load(std::memory_order_relaxed)) return true;
   const auto now = Clock::now().time_since_epoch().count();
@@ -119,10 +131,9 @@ bool SqliteSource::replaced() const {
   const auto interval = std::chrono::duration_cast<Clock::duration>(limits_.schema_check_interval).count();
   // One caller looks; the others go on with the answer as it was.
   if (now - last < interval || !identity_checked_.compare_exchange_strong(last, now)) return false;
-  struct stat st {};
   // Gone (being replaced, or deleted): the open file still reads; not "replaced" until another is there.
-  if (::stat(path_.c_str(), &st) != 0) return false;
-  if (FileId{st.st_dev, st.st_ino} == file_) return false;
+  const FileId now_there = file_at(path_);
+  if (now_there == FileId{} || now_there == file_) return false;
   replaced_.store(true, std::memory_order_relaxed);
   return true;
 }

@@ -151,6 +151,16 @@ class SqliteSource {
 
   [[nodiscard]] const QueryLimits& limits() const { return limits_; }
 
+  // The file a path names, by device and inode.
+  struct FileId {
+    std::uint64_t dev = 0, ino = 0;
+    bool operator==(const FileId&) const = default;
+  };
+  // The file at `path` now (followed through links); {} if none.
+  [[nodiscard]] static FileId file_at(const std::string& path);
+  // The file the connections read.
+  [[nodiscard]] FileId file() const { return file_; }
+
   // Whether the path the source was opened from now names another file (a
   // new export renamed over it): the connections still read the one they
   // opened, and only a new SqliteSource reads the new one. Looked at (a
@@ -164,12 +174,6 @@ class SqliteSource {
   // One reading of the schema; never changed once made.
   struct Snapshot;
   using Clock = std::chrono::steady_clock;
-
-  // The file a path names, by device and inode.
-  struct FileId {
-    std::uint64_t dev = 0, ino = 0;
-    bool operator==(const FileId&) const = default;
-  };
 
   SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Connection>> pool,
                std::shared_ptr<const Snapshot> snapshot, std::string path, FileId file);

@@ -193,7 +193,14 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     return tl::unexpected(DataError{DataError::Kind::not_found, "no data source for this tenant",
                                     tenant ? "tenant gone" : tenant.error().what});
   }
+  // Opening is for every caller of the tenant, not cut short by this one's cancellation.
+  const CancelScope uncancellable(nullptr);
   auto src = SqliteSource::open((*tenant)->data_source, limits_);
+  if (const auto own = own_database_.empty() ? SqliteSource::FileId{} : SqliteSource::file_at(own_database_);
+      src && own != SqliteSource::FileId{} && (*src)->file() == own) {
+    src = tl::unexpected(DataError{DataError::Kind::denied, "the data source is unavailable",
+                                   "the tenant's path leads to mcpd's own database"});
+  }
   if (!src) {
     // The path is the operator's, not the caller's business.
     slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable", src.error().detail};

@@ -76,8 +76,11 @@ struct ToolDef {
 // Each tenant's data source, opened read-only on first use.
 class Sources {
  public:
-  Sources(Store& store, QueryLimits limits, std::chrono::milliseconds remember_failure = std::chrono::seconds(5))
-      : store_(store), limits_(limits), remember_failure_(remember_failure) {}
+  // `own_database`: mcpd's database, which no tenant's path may lead to
+  // (a link planted where a tenant's file goes would otherwise serve it).
+  Sources(Store& store, QueryLimits limits, std::chrono::milliseconds remember_failure = std::chrono::seconds(5),
+          std::string own_database = {})
+      : store_(store), limits_(limits), remember_failure_(remember_failure), own_database_(std::move(own_database)) {}
   // The tenant's source, opened on first use, and again once another file
   // was renamed over its path (SqliteSource::replaced; until the new one
   // opens, the old one answers). Opening (the schema read may wait for a
@@ -96,6 +99,7 @@ class Sources {
   Store& store_;
   QueryLimits limits_;
   std::chrono::milliseconds remember_failure_;
+  std::string own_database_;
   std::mutex mu_;  // the map only, never while opening
   std::map<std::int64_t, std::shared_ptr<Slot>> slots_;
 };

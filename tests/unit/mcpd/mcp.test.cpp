@@ -1,5 +1,7 @@
 #include "mcp.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -627,6 +629,31 @@ TEST_CASE("mcpd::Sources opens a tenant's file again once a new one is renamed o
   REQUIRE(kept);
   CHECK(*kept == *after);
   CHECK(customers(*kept) == 20);
+}
+
+TEST_CASE("mcpd::Sources never serves mcpd's own database, however a tenant's path leads to it", "[mcpd][mcp]") {
+  World w;
+  QueryLimits limits;
+  limits.schema_check_interval = std::chrono::milliseconds(0);
+  Sources sources(*w.store, limits, std::chrono::milliseconds(0), w.dir.file("mcpd.db"));
+  const auto beta = w.store->create_tenant("beta", w.dir.file("beta.db"));
+  REQUIRE(beta);
+  REQUIRE(::symlink(w.dir.file("mcpd.db").c_str(), w.dir.file("beta.db").c_str()) == 0);
+  auto refused = sources.of(*beta);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message == "the data source is unavailable");
+  CHECK(refused.error().detail.find("mcpd's own database") != std::string::npos);
+  // Nor once a link to it is renamed over a tenant's file: the old file answers on.
+  auto before = sources.of(1);
+  REQUIRE(before);
+  REQUIRE(::symlink(w.dir.file("mcpd.db").c_str(), w.dir.file("link.db").c_str()) == 0);
+  REQUIRE(std::rename(w.dir.file("link.db").c_str(), w.dir.file("bank.db").c_str()) == 0);
+  auto kept = sources.of(1);
+  REQUIRE(kept);
+  CHECK(*kept == *before);
+  auto listed = (*kept)->entities();
+  REQUIRE(listed);
+  for (const EntityInfo& e : *listed) CHECK(e.name != "audit");
 }
 
 TEST_CASE("mcpd::run_on gives the awaiting coroutine the work's result, or rethrows what it threw",
