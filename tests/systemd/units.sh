@@ -30,6 +30,7 @@ need() {
   grep -qx -- "$2" "$file" || fail "$1 lacks '$2'"
 }
 need sluice-mcpd.service 'IPAddressDeny=any'
+need sluice-mcpd.service 'LimitCORE=0'
 need sluice-mcpd.service 'IPAddressAllow=localhost'
 need sluice-mcpd.service 'RestrictAddressFamilies=AF_UNIX'
 need sluice-mcpd.service 'CapabilityBoundingSet='
