@@ -52,7 +52,9 @@ void give_back(TempBudget* budget, unsigned char* chunk) {
 class Chunks {
  public:
   explicit Chunks(TempBudget* budget) : budget_(budget) {}
-  ~Chunks() { shrink(0); }
+  ~Chunks() {
+    for (unsigned char* chunk : chunks_) give_back(budget_, chunk);
+  }
   Chunks(const Chunks&) = delete;
   Chunks& operator=(const Chunks&) = delete;
 
@@ -65,11 +67,15 @@ class Chunks {
     while (chunks_.size() < needed) {
       bool full = false;
       unsigned char* chunk = take_chunk(budget_, full);
-      if (!chunk) return full ? SQLITE_FULL : SQLITE_IOERR_NOMEM;
+      if (!chunk) {
+        shrink(size_);  // the chunks this write took before it failed
+        return full ? SQLITE_FULL : SQLITE_IOERR_NOMEM;
+      }
       try {
         chunks_.push_back(chunk);
       } catch (const std::bad_alloc&) {
         give_back(budget_, chunk);
+        shrink(size_);
         return SQLITE_IOERR_NOMEM;
       }
     }
@@ -94,11 +100,12 @@ class Chunks {
   }
 
   // Never grows the file (SQLite truncates temporary files only to shrink
-  // them). What is cut off reads as zeros if the file grows again.
+  // them); gives back every chunk past the end, and what is cut off reads
+  // as zeros if the file grows again.
   void shrink(sqlite3_int64 to) {
-    if (to < 0 || to >= size_) return;
-    size_ = to;
-    const auto at = static_cast<std::size_t>(to);
+    if (to < 0) return;
+    size_ = std::min(size_, to);
+    const auto at = static_cast<std::size_t>(size_);
     const std::size_t keep = (at + kChunk - 1) / kChunk;
     while (chunks_.size() > keep) {
       give_back(budget_, chunks_.back());

@@ -277,6 +277,8 @@ TEST_CASE("mcpd::Connection refuses a query whose temporary files pass the budge
           20000);
   }
   CHECK(temp_memory_used() == 0);
+  src->reset();  // and a connection closed gives back all it held
+  CHECK(temp_memory_used() == 0);
 }
 
 TEST_CASE("mcpd::Connection refuses a query once all temporary files of the process reach their cap",
@@ -291,9 +293,13 @@ TEST_CASE("mcpd::Connection refuses a query once all temporary files of the proc
   struct Restore {
     ~Restore() { set_temp_memory_cap(kTempMemoryCap); }
   } restore;
-  auto r = (*src)->query(sql, {});
-  REQUIRE_FALSE(r);
-  CHECK(r.error().kind == Kind::too_large);
+  for (int i = 0; i < 3; ++i) {
+    auto r = (*src)->query(sql, {});
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == Kind::too_large);
+    CHECK(temp_memory_used() == 0);
+  }
+  src->reset();
   CHECK(temp_memory_used() == 0);
 }
 
