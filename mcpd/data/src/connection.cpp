@@ -109,7 +109,11 @@ DataResult<std::unique_ptr<Connection>> Connection::open(const std::string& path
     return data_error(Kind::internal, "data source could not be opened", std::move(detail));
   }
   std::unique_ptr<Connection> c(new Connection(db, limits, path));
-  if (auto h = c->harden(); !h) return tl::unexpected(h.error());
+  if (auto h = c->harden(); !h) {
+    DataError e = std::move(h.error());
+    e.detail = path + ": " + e.detail;  // for the audit log and the operator only
+    return tl::unexpected(std::move(e));
+  }
   return c;
 }
 
@@ -171,6 +175,23 @@ DataResult<void> Connection::harden() {
   // A writer of the file (outside sluice) may hold a lock for a moment:
   // wait for it, but never past the statement's deadline.
   sqlite3_busy_handler(db_, &Connection::on_busy, this);
+  // Never mcpd's own database, read through this connection's own file
+  // descriptor: whatever the path led to when it was opened, this is what
+  // the connection reads. Before the authorizer, which refuses pragmas; a
+  // file that cannot be read fails here (closed).
+  deadline_ = Clock::now() + limits_.timeout;
+  sqlite3_stmt* id = nullptr;
+  const bool read = sqlite3_prepare_v2(db_, "PRAGMA main.application_id", -1, &id, nullptr) == SQLITE_OK &&
+                    sqlite3_step(id) == SQLITE_ROW;
+  const int application_id = read ? sqlite3_column_int(id, 0) : 0;
+  sqlite3_finalize(id);
+  if (!read) {
+    return data_error(Kind::internal, "data source could not be opened",
+                      std::string("application_id: ") + sqlite3_errmsg(db_));
+  }
+  if (application_id == kMcpdApplicationId) {
+    return data_error(Kind::denied, "data source could not be opened", "the file is sluice-mcpd's own database");
+  }
   // A lookup in the schema SQLite already holds while it compiles: no
   // statement runs (views are not tables to it, and their reads are
   // checked one by one anyway).

@@ -62,6 +62,12 @@ struct QueryLimits {
   std::chrono::milliseconds stats_max_age{std::chrono::minutes(10)};
 };
 
+// The application_id that sluice-mcpd's own database carries ("Slmd"):
+// a data source with it is refused, checked through each connection's own
+// file (no rename race can slip mcpd's database, with its audit log and
+// key hashes, under a tenant's path).
+inline constexpr std::int32_t kMcpdApplicationId = 0x536C6D64;
+
 // Cells are JSON: null, integer, float, string (invalid UTF-8 replaced by
 // U+FFFD) or, for a BLOB, {"$blob_base64": "<RFC 4648 base64>"}.
 struct QueryResult {
@@ -151,16 +157,6 @@ class SqliteSource {
 
   [[nodiscard]] const QueryLimits& limits() const { return limits_; }
 
-  // The file a path names, by device and inode.
-  struct FileId {
-    std::uint64_t dev = 0, ino = 0;
-    bool operator==(const FileId&) const = default;
-  };
-  // The file at `path` now (followed through links); {} if none.
-  [[nodiscard]] static FileId file_at(const std::string& path);
-  // The file the connections read.
-  [[nodiscard]] FileId file() const { return file_; }
-
   // Whether the path the source was opened from now names another file (a
   // new export renamed over it): the connections still read the one they
   // opened, and only a new SqliteSource reads the new one. Looked at (a
@@ -174,6 +170,14 @@ class SqliteSource {
   // One reading of the schema; never changed once made.
   struct Snapshot;
   using Clock = std::chrono::steady_clock;
+
+  // The file a path names, by device and inode.
+  struct FileId {
+    std::uint64_t dev = 0, ino = 0;
+    bool operator==(const FileId&) const = default;
+  };
+  // The file at `path` now (followed through links); {} if none.
+  [[nodiscard]] static FileId file_at(const std::string& path);
 
   SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Connection>> pool,
                std::shared_ptr<const Snapshot> snapshot, std::string path, FileId file);

@@ -73,7 +73,7 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   // Per statement; all of them together stay under kTempMemoryCap
   // (temp_files.h), outside SQLite's heap.
   limits.temp_budget = c.query_temp_memory;
-  app->sources_ = std::make_unique<Sources>(*app->store_, limits, std::chrono::seconds(5), c.database());
+  app->sources_ = std::make_unique<Sources>(*app->store_, limits);
   app->toolbox_ = std::make_unique<Toolbox>(*app->store_, *app->sources_, c.fixtures);
   app->workers_ = std::make_unique<boost::asio::thread_pool>(workers);
   StreamLimits streams;

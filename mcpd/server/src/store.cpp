@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include "sqlite_source.h"
 #include "text.h"
 
 #include <chrono>
@@ -183,6 +184,10 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
   if (!db) return tl::unexpected(db.error());
   std::unique_ptr<Store> s(new Store(std::move(*db)));
   if (auto m = s->migrate(); !m) return tl::unexpected(m.error());
+  // Marked as mcpd's: no tenant's data source may be this file.
+  if (auto m = s->db_.exec(("PRAGMA application_id=" + std::to_string(kMcpdApplicationId)).c_str()); !m) {
+    return tl::unexpected(m.error());
+  }
   return s;
 }
 

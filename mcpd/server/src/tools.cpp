@@ -175,16 +175,24 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     if (!s) s = std::make_shared<Slot>();
     slot = s;
   }
+  const auto current = [&] {
+    std::lock_guard lock(slot->source_mu);
+    return slot->source;
+  };
+  if (auto s = current(); s && !s->replaced()) return s;
   std::unique_lock lock(slot->mu, std::defer_lock);
-  if (!lock.try_lock_for(limits_.timeout)) {
+  if (auto s = current()) {
+    // A new export renamed over the file: one caller opens it; the others,
+    // and this one until that succeeds, go on with the old one (a
+    // consistent file still).
+    if (!lock.try_lock()) return s;
+  } else if (!lock.try_lock_for(limits_.timeout)) {
     return tl::unexpected(DataError{DataError::Kind::timeout, "data source busy", "still being opened for another call"});
   }
   const auto now = std::chrono::steady_clock::now();
   const bool remembered = slot->failed && now - slot->failed_at < remember_failure_;
-  if (slot->source) {
-    // A new export renamed over the file: open it; until that succeeds,
-    // the old one (a consistent file still) keeps answering.
-    if (!slot->source->replaced() || remembered) return slot->source;
+  if (auto s = current()) {
+    if (!s->replaced() || remembered) return s;
   } else if (remembered) {
     return tl::unexpected(*slot->failed);
   }
@@ -195,22 +203,20 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   }
   // Opening is for every caller of the tenant, not cut short by this one's cancellation.
   const CancelScope uncancellable(nullptr);
+  // (A path that leads to mcpd's own database fails here: kMcpdApplicationId.)
   auto src = SqliteSource::open((*tenant)->data_source, limits_);
-  if (const auto own = own_database_.empty() ? SqliteSource::FileId{} : SqliteSource::file_at(own_database_);
-      src && own != SqliteSource::FileId{} && (*src)->file() == own) {
-    src = tl::unexpected(DataError{DataError::Kind::denied, "the data source is unavailable",
-                                   "the tenant's path leads to mcpd's own database"});
-  }
   if (!src) {
     // The path is the operator's, not the caller's business.
     slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable", src.error().detail};
     slot->failed_at = std::chrono::steady_clock::now();
-    if (slot->source) return slot->source;
+    if (auto s = current()) return s;
     return tl::unexpected(*slot->failed);
   }
   slot->failed.reset();
-  slot->source = std::move(*src);
-  return slot->source;
+  std::shared_ptr<SqliteSource> opened = std::move(*src);
+  std::lock_guard set(slot->source_mu);
+  slot->source = opened;
+  return opened;
 }
 
 Toolbox::Toolbox(Store& store, Sources& sources, bool fixtures)

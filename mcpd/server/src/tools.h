@@ -76,11 +76,8 @@ struct ToolDef {
 // Each tenant's data source, opened read-only on first use.
 class Sources {
  public:
-  // `own_database`: mcpd's database, which no tenant's path may lead to
-  // (a link planted where a tenant's file goes would otherwise serve it).
-  Sources(Store& store, QueryLimits limits, std::chrono::milliseconds remember_failure = std::chrono::seconds(5),
-          std::string own_database = {})
-      : store_(store), limits_(limits), remember_failure_(remember_failure), own_database_(std::move(own_database)) {}
+  Sources(Store& store, QueryLimits limits, std::chrono::milliseconds remember_failure = std::chrono::seconds(5))
+      : store_(store), limits_(limits), remember_failure_(remember_failure) {}
   // The tenant's source, opened on first use, and again once another file
   // was renamed over its path (SqliteSource::replaced; until the new one
   // opens, the old one answers). Opening (the schema read may wait for a
@@ -91,7 +88,8 @@ class Sources {
 
  private:
   struct Slot {
-    std::timed_mutex mu;  // held while opening
+    std::timed_mutex mu;  // held while opening; guards `failed`
+    std::mutex source_mu;  // `source` only, never while opening
     std::shared_ptr<SqliteSource> source;
     std::optional<DataError> failed;
     std::chrono::steady_clock::time_point failed_at;
@@ -99,7 +97,6 @@ class Sources {
   Store& store_;
   QueryLimits limits_;
   std::chrono::milliseconds remember_failure_;
-  std::string own_database_;
   std::mutex mu_;  // the map only, never while opening
   std::map<std::int64_t, std::shared_ptr<Slot>> slots_;
 };

@@ -631,11 +631,44 @@ TEST_CASE("mcpd::Sources opens a tenant's file again once a new one is renamed o
   CHECK(customers(*kept) == 20);
 }
 
+TEST_CASE("mcpd::Sources answers from the old file while one caller opens its replacement", "[mcpd][mcp]") {
+  World w;
+  QueryLimits limits;
+  limits.schema_check_interval = std::chrono::milliseconds(0);
+  limits.timeout = std::chrono::milliseconds(2000);
+  Sources sources(*w.store, limits, std::chrono::milliseconds(0));
+  auto before = sources.of(1);
+  REQUIRE(before);
+  DemoOptions demo;
+  demo.customers = 20;
+  demo.transactions = 100;
+  REQUIRE(generate_demo_bank(w.dir.file("next.db"), demo));
+  // A writer holds the new file's lock: opening it waits up to the timeout.
+  sqlite3* writer = nullptr;
+  REQUIRE(sqlite3_open(w.dir.file("next.db").c_str(), &writer) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(writer, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  REQUIRE(std::rename(w.dir.file("next.db").c_str(), w.dir.file("bank.db").c_str()) == 0);
+  std::thread opener([&] { CHECK(sources.of(1)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto asked = std::chrono::steady_clock::now();
+  auto meanwhile = sources.of(1);
+  const auto waited = std::chrono::steady_clock::now() - asked;
+  REQUIRE(meanwhile);
+  CHECK(*meanwhile == *before);
+  CHECK(waited < std::chrono::milliseconds(1000));  // not the opener's 2 s
+  opener.join();
+  sqlite3_exec(writer, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(writer);
+  auto after = sources.of(1);
+  REQUIRE(after);
+  CHECK(*after != *before);
+}
+
 TEST_CASE("mcpd::Sources never serves mcpd's own database, however a tenant's path leads to it", "[mcpd][mcp]") {
   World w;
   QueryLimits limits;
   limits.schema_check_interval = std::chrono::milliseconds(0);
-  Sources sources(*w.store, limits, std::chrono::milliseconds(0), w.dir.file("mcpd.db"));
+  Sources sources(*w.store, limits, std::chrono::milliseconds(0));
   const auto beta = w.store->create_tenant("beta", w.dir.file("beta.db"));
   REQUIRE(beta);
   REQUIRE(::symlink(w.dir.file("mcpd.db").c_str(), w.dir.file("beta.db").c_str()) == 0);

@@ -349,3 +349,22 @@ TEST_CASE("mcpd::SqliteSource::describe counts distinct values a column at a tim
     }
   }
 }
+
+TEST_CASE("mcpd::SqliteSource refuses a file that carries sluice-mcpd's application_id", "[mcpd][sqlite]") {
+  const DemoBank bank;
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(bank.path.c_str(), &db) == SQLITE_OK);
+  const std::string mark = "PRAGMA application_id=" + std::to_string(kMcpdApplicationId);
+  REQUIRE(sqlite3_exec(db, mark.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  auto src = SqliteSource::open(bank.path, QueryLimits{});
+  REQUIRE_FALSE(src);
+  CHECK(src.error().kind == Kind::denied);
+  CHECK(src.error().message == "data source could not be opened");
+  CHECK_THAT(src.error().detail, Contains("sluice-mcpd's own database"));
+  // Any other application_id is the file's own business.
+  REQUIRE(sqlite3_open(bank.path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "PRAGMA application_id=7", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  CHECK(SqliteSource::open(bank.path, QueryLimits{}));
+}
