@@ -31,6 +31,7 @@ need() {
 }
 need sluice-mcpd.service 'IPAddressDeny=any'
 need sluice-mcpd.service 'LimitCORE=0'
+need sluice-mcpd.service 'MemorySwapMax=0'
 need sluice-mcpd.service 'IPAddressAllow=localhost'
 need sluice-mcpd.service 'RestrictAddressFamilies=AF_UNIX'
 need sluice-mcpd.service 'CapabilityBoundingSet='

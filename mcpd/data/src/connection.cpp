@@ -235,6 +235,7 @@ DataResult<QueryResult> Connection::run(std::string_view sql,
   const ModeScope scope(auth_, o.mode);
   deadline_ = Clock::now() + o.timeout;  // locks, compilation and steps alike
   temp_.exceeded = false;
+  temp_.process_full = false;
   const TempScope temp(&temp_);
   cancel_ = CancelScope::current();
   struct Forget {
@@ -351,6 +352,10 @@ DataError Connection::failure(int rc) const {
       return DataError{Kind::timeout, "data source busy", std::move(detail)};
     case SQLITE_FULL:
       // A temporary file past the budget (temp_files.h); nothing else is written.
+      if (temp_.process_full && !temp_.exceeded) {
+        // Other statements' files fill the process's cap: a moment's, not this query's size.
+        return DataError{Kind::timeout, kTempStorageBusy, "temporary files of all statements at the process's cap"};
+      }
       if (temp_.exceeded) {
         return DataError{Kind::too_large, kTooMuchMemory,
                          "temporary files past the budget of " + std::to_string(limits_.temp_budget >> 20) + " MiB"};

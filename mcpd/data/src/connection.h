@@ -46,6 +46,8 @@ struct RunOptions {
 
 // The message of a statement refused for its temporary files (temp_files.h).
 inline constexpr char kTooMuchMemory[] = "query needs too much memory";
+// ... and of one refused because other statements' files fill the process's cap.
+inline constexpr char kTempStorageBusy[] = "server busy: temporary storage full, try again";
 
 class Connection {
  public:

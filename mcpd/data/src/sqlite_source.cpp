@@ -286,7 +286,8 @@ DataResult<EntityStats> SqliteSource::describe(const std::string& entity) const 
     if (!stats) {
       // Only what computing again would meet again: too slow, or too big
       // even a column at a time (a busy file or the heap's limit is a moment's).
-      if (stats.error().kind == Kind::timeout || stats.error().kind == Kind::too_large) {
+      if ((stats.error().kind == Kind::timeout || stats.error().kind == Kind::too_large) &&
+          stats.error().message != kTempStorageBusy) {
         stats_failed_.insert_or_assign(info->name, std::pair(stats.error(), Clock::now()));
       }
       return stats;

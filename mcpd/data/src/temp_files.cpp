@@ -12,6 +12,8 @@
 namespace sluice::mcpd {
 namespace {
 
+static_assert(sizeof(std::size_t) >= 8, "offsets and counts assume a 64-bit size_t");
+
 constexpr char kVfsName[] = "sluice-memtemp";
 constexpr std::size_t kChunk = 64 * 1024;
 constexpr int kTempFlags = SQLITE_OPEN_TEMP_DB | SQLITE_OPEN_TEMP_JOURNAL | SQLITE_OPEN_TRANSIENT_DB |
@@ -25,12 +27,14 @@ std::atomic<std::size_t> g_used{0};
 // (`full` says whether for lack of budget rather than of memory).
 unsigned char* take_chunk(TempBudget* budget, bool& full) {
   full = !budget || budget->used + kChunk > budget->limit;
-  if (!full && g_used.fetch_add(kChunk) + kChunk > g_cap.load()) {
-    g_used.fetch_sub(kChunk);
-    full = true;
-  }
   if (full) {
     if (budget) budget->exceeded = true;
+    return nullptr;
+  }
+  if (g_used.fetch_add(kChunk) + kChunk > g_cap.load()) {
+    g_used.fetch_sub(kChunk);
+    full = true;
+    budget->process_full = true;
     return nullptr;
   }
   auto* chunk = static_cast<unsigned char*>(std::calloc(1, kChunk));  // a hole reads as zeros
@@ -43,6 +47,7 @@ unsigned char* take_chunk(TempBudget* budget, bool& full) {
 }
 
 void give_back(TempBudget* budget, unsigned char* chunk) {
+  explicit_bzero(chunk, kChunk);  // tenant rows do not linger in the allocator's free lists
   std::free(chunk);
   g_used.fetch_sub(kChunk);
   if (budget) budget->used -= kChunk;

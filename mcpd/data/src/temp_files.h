@@ -27,7 +27,8 @@ namespace sluice::mcpd {
 struct TempBudget {
   std::size_t limit = 0;
   std::size_t used = 0;
-  bool exceeded = false;  // a write was refused since the last reset
+  bool exceeded = false;    // a write was refused for this budget since the last reset
+  bool process_full = false;  // ... or for the process's cap (other statements' files)
 };
 
 // The budget temporary files opened on this thread, while in scope, are

@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "jsonrpc.h"
+#include "temp_files.h"
 #include "text.h"
 
 namespace sluice::mcpd {
@@ -70,9 +71,10 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   // As many workers as data-source connections: more would only queue.
   const std::size_t workers = std::max<std::size_t>(2, c.threads);
   limits.pool = workers;
-  // Per statement; all of them together stay under kTempMemoryCap
-  // (temp_files.h), outside SQLite's heap.
-  limits.temp_budget = c.query_temp_memory;
+  // Per statement, and every worker's statement at its budget at once
+  // within kTempMemoryCap (temp_files.h; outside SQLite's heap): one
+  // tenant's sorts never fill the cap that the others' need.
+  limits.temp_budget = std::min(c.query_temp_memory, kTempMemoryCap / workers);
   app->sources_ = std::make_unique<Sources>(*app->store_, limits);
   app->toolbox_ = std::make_unique<Toolbox>(*app->store_, *app->sources_, c.fixtures);
   app->workers_ = std::make_unique<boost::asio::thread_pool>(workers);

@@ -41,20 +41,26 @@ std::string beside(std::string_view database_path, std::string_view name) {
 }
 
 // Hands a file that root made (or found) beside mcpd's database to the
-// database's owner, so that mcpd's user can open it. Only a regular file
-// with a single link: the directory is that user's, and a hard link it
-// planted there to a file of root's (/etc/sudoers) must never change hands.
-Status give_to_database_owner(int fd, const std::string& path, const std::string& database_path) {
+// owner of their directory (mcpd's user: StateDirectory), so that mcpd can
+// open it; the directory's owner, not the database's, which that user
+// could point elsewhere with a link. Only a regular file with a single
+// link: a hard link the user planted there to a file of root's
+// (/etc/sudoers) must never change hands.
+Status give_to_directory_owner(int fd, const std::string& path) {
   if (::geteuid() != 0) return {};
-  struct stat db {}, st {};
-  if (::stat(database_path.c_str(), &db) != 0) return {};  // no database: no owner to give it to
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat owner {}, st {};
+  if (::stat(dir.c_str(), &owner) != 0 || !S_ISDIR(owner.st_mode)) {
+    return fail("cannot look at the directory of " + path + ": " + std::strerror(errno));
+  }
   if (::fstat(fd, &st) != 0) return fail("cannot look at " + path + ": " + std::strerror(errno));
   if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
     return fail(path + " is not a plain file with a single link: refused (a link planted there?)");
   }
-  if (st.st_uid == db.st_uid && st.st_gid == db.st_gid) return {};
-  if (::fchown(fd, db.st_uid, db.st_gid) != 0) {
-    return fail("cannot give " + path + " to the database's owner: " + std::strerror(errno));
+  if (st.st_uid == owner.st_uid && st.st_gid == owner.st_gid) return {};
+  if (::fchown(fd, owner.st_uid, owner.st_gid) != 0) {
+    return fail("cannot give " + path + " to its directory's owner: " + std::strerror(errno));
   }
   return {};
 }
@@ -73,8 +79,8 @@ Result<DatabaseLock> DatabaseLock::take(std::string_view database_path) {
     ::close(fd);
     return fail("the lock " + path + " is not a regular file");
   }
-  // Made by root (sluicectl) beside mcpd's database: the database owner's.
-  if (auto given = give_to_database_owner(fd, path, std::string(database_path)); !given) {
+  // Made by root (sluicectl) beside mcpd's database: mcpd's.
+  if (auto given = give_to_directory_owner(fd, path); !given) {
     ::close(fd);
     return tl::unexpected(given.error());
   }
@@ -212,9 +218,9 @@ Result<AuditAnchor> seed_anchors(const std::string& db_path, const std::string& 
   auto first = reader->next();
   if (!first) return fail(anchors_path + ": " + first.error().what);
   if (*first) return fail(anchors_path + " holds anchors already: only a file with none is seeded");
-  // Made by root for sluice-mcpd: the file must be the database owner's,
-  // or mcpd cannot append to it.
-  if (auto given = give_to_database_owner(fd, anchors_path, db_path); !given) return tl::unexpected(given.error());
+  // Made by root for sluice-mcpd: the file must be mcpd's, or mcpd cannot
+  // append to it.
+  if (auto given = give_to_directory_owner(fd, anchors_path); !given) return tl::unexpected(given.error());
   auto v = verify_audit(db_path);
   if (!v) return tl::unexpected(v.error());
   if (!v->ok) {

@@ -1,4 +1,5 @@
 // sluice-mcpd: MCP and the admin API over HTTPS.
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <csignal>
@@ -42,6 +43,9 @@ const char* allocator_in_use() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Tenant rows and key material pass through this process's memory: no
+  // core file of it (whatever handles cores), and no ptrace by its own user.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   CLI::App cli{"sluice-mcpd: MCP over HTTPS for AI clients, over local data"};
   std::string config_path = "/etc/sluice/mcpd.toml";
   bool check = false;

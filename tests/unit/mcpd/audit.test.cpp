@@ -510,23 +510,35 @@ TEST_CASE("mcpd::DatabaseLock: one holder per database; seeding anchors waits fo
     REQUIRE_FALSE(refused);
     CHECK(refused.error().what.find("not a regular file") != std::string::npos);
   }
-  // Made by root (sluicectl) for a database of another user, the lock is
-  // that user's: mcpd must be able to open it.
+  // Made by root (sluicectl) in a directory of mcpd's user, the lock is
+  // that user's (the directory's owner: the database's could be a link's
+  // choosing): mcpd must be able to open it.
   if (::geteuid() == 0) {
     const AnchoredLog theirs(1);
     const std::string lock = theirs.dir.file("mcpd.lock");
-    REQUIRE(::chown(theirs.db.c_str(), 65534, 65534) == 0);
+    REQUIRE(::chown(theirs.dir.path().c_str(), 65534, 65534) == 0);  // the directory is mcpd's user's
     REQUIRE(DatabaseLock::take(theirs.db));
     struct stat st {};
     REQUIRE(::stat(lock.c_str(), &st) == 0);
     CHECK(st.st_uid == 65534);
     CHECK((st.st_mode & 0777) == 0600);
+    // Nor does a database that is a link to a file of someone else's.
+    const AnchoredLog linked(1);
+    REQUIRE(::chown(linked.dir.path().c_str(), 65534, 65534) == 0);
+    const std::string elsewhere = linked.dir.file("elsewhere");
+    std::ofstream(elsewhere) << "x";
+    REQUIRE(::chown(elsewhere.c_str(), 4242, 4242) == 0);
+    REQUIRE(std::remove(linked.db.c_str()) == 0);
+    REQUIRE(::symlink(elsewhere.c_str(), linked.db.c_str()) == 0);
+    REQUIRE(DatabaseLock::take(linked.db));
+    REQUIRE(::stat(linked.dir.file("mcpd.lock").c_str(), &st) == 0);
+    CHECK(st.st_uid == 65534);
     // A hard link the directory's owner planted there, to a file of
     // root's, never changes hands.
     const AnchoredLog planted(1);
     const std::string victim = planted.dir.file("roots-file");
     std::ofstream(victim) << "root's\n";
-    REQUIRE(::chown(planted.db.c_str(), 65534, 65534) == 0);
+    REQUIRE(::chown(planted.dir.path().c_str(), 65534, 65534) == 0);
     REQUIRE(::link(victim.c_str(), planted.dir.file("mcpd.lock").c_str()) == 0);
     auto refused = DatabaseLock::take(planted.db);
     REQUIRE_FALSE(refused);

@@ -296,9 +296,17 @@ TEST_CASE("mcpd::Connection refuses a query once all temporary files of the proc
   for (int i = 0; i < 3; ++i) {
     auto r = (*src)->query(sql, {});
     REQUIRE_FALSE(r);
-    CHECK(r.error().kind == Kind::too_large);
+    // Not this query's size: a moment's, to be tried again.
+    CHECK(r.error().kind == Kind::timeout);
+    CHECK(r.error().message == kTempStorageBusy);
     CHECK(temp_memory_used() == 0);
   }
+  // Statistics refused for the same reason are not remembered as failed.
+  auto busy = (*src)->describe("wide");
+  REQUIRE_FALSE(busy);
+  CHECK(busy.error().message == kTempStorageBusy);
+  set_temp_memory_cap(kTempMemoryCap);
+  CHECK((*src)->describe("wide"));
   src->reset();
   CHECK(temp_memory_used() == 0);
 }
