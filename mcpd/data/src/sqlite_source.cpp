@@ -131,9 +131,8 @@ bool SqliteSource::replaced() const {
   const auto interval = std::chrono::duration_cast<Clock::duration>(limits_.schema_check_interval).count();
   // One caller looks; the others go on with the answer as it was.
   if (now - last < interval || !identity_checked_.compare_exchange_strong(last, now)) return false;
-  // Gone (being replaced, or deleted): the open file still reads; not "replaced" until another is there.
-  const FileId now_there = file_at(path_);
-  if (now_there == FileId{} || now_there == file_) return false;
+  // Another file, or none (deleted: the open one must not go on answering).
+  if (file_at(path_) == file_) return false;
   replaced_.store(true, std::memory_order_relaxed);
   return true;
 }

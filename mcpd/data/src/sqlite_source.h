@@ -158,9 +158,10 @@ class SqliteSource {
   [[nodiscard]] const QueryLimits& limits() const { return limits_; }
 
   // Whether the path the source was opened from now names another file (a
-  // new export renamed over it): the connections still read the one they
-  // opened, and only a new SqliteSource reads the new one. Looked at (a
-  // stat) at most once per schema_check_interval; cheap otherwise.
+  // new export renamed over it), or none (deleted): the connections still
+  // read the one they opened, and only a new SqliteSource reads the new
+  // one. Looked at (a stat) at most once per schema_check_interval; cheap
+  // otherwise.
   [[nodiscard]] bool replaced() const;
 
  private:

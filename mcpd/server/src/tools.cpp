@@ -209,6 +209,12 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     // The path is the operator's, not the caller's business.
     slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable", src.error().detail};
     slot->failed_at = std::chrono::steady_clock::now();
+    // Replaced by something that does not open: the old file, a consistent
+    // one still, answers meanwhile. Deleted: it answers no more.
+    if (src.error().kind == DataError::Kind::not_found) {
+      std::lock_guard drop(slot->source_mu);
+      slot->source.reset();
+    }
     if (auto s = current()) return s;
     return tl::unexpected(*slot->failed);
   }

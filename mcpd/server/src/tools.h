@@ -80,7 +80,7 @@ class Sources {
       : store_(store), limits_(limits), remember_failure_(remember_failure) {}
   // The tenant's source, opened on first use, and again once another file
   // was renamed over its path (SqliteSource::replaced; until the new one
-  // opens, the old one answers). Opening (the schema read may wait for a
+  // opens, the old one answers) or the file was deleted (then no more). Opening (the schema read may wait for a
   // writer's lock up to the query timeout) holds up only that tenant's
   // callers, each at most the query timeout ("busy" after it); a failure is
   // remembered for `remember_failure`, not retried by every call meanwhile.

@@ -629,6 +629,16 @@ TEST_CASE("mcpd::Sources opens a tenant's file again once a new one is renamed o
   REQUIRE(kept);
   CHECK(*kept == *after);
   CHECK(customers(*kept) == 20);
+  // Deleted: the file it had open answers no more (an erasure is one).
+  REQUIRE(std::remove(w.dir.file("bank.db").c_str()) == 0);
+  auto gone = sources.of(1);
+  REQUIRE_FALSE(gone);
+  CHECK(gone.error().message == "the data source is unavailable");
+  // A file put back is opened.
+  REQUIRE(generate_demo_bank(w.dir.file("bank.db"), demo));
+  auto back = sources.of(1);
+  REQUIRE(back);
+  CHECK(customers(*back) == 20);
 }
 
 TEST_CASE("mcpd::Sources answers from the old file while one caller opens its replacement", "[mcpd][mcp]") {
