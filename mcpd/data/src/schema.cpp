@@ -96,7 +96,7 @@ DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout)
   std::vector<EntityInfo> candidates;
   Authorizer::NameSet hidden;
   for (const Json& row : listed->rows) {
-    EntityInfo e{text_at(row, 1), text_at(row, 0), {}};
+    EntityInfo e{text_at(row, 1), text_at(row, 0), {}, text_at(row, 2)};
     if (iequals_prefix(e.name, "sqlite_") || iequals_prefix(text_at(row, 2), "create virtual")) {
       hidden.insert(ascii_lower(e.name));
       continue;

@@ -88,6 +88,9 @@ struct EntityInfo {
   std::string name;
   std::string kind;  // "table" | "view"
   std::vector<Column> columns;
+  // The CREATE statement (never shown to clients: a view's may name what
+  // it hides), telling one entity from another of the same name and columns.
+  std::string definition;
   bool operator==(const EntityInfo&) const = default;
 };
 

@@ -254,6 +254,12 @@ TEST_CASE("mcpd::SqliteSource reads a changed schema again", "[mcpd][schema]") {
     CHECK(after->row_count == before + 1);
     CHECK(after->columns.back().column.name == "nickname");
   }
+  SECTION("a view redefined with the same columns is another entity: its statistics are computed again") {
+    write_sql(bank.path, "CREATE VIEW v AS SELECT id FROM cards;");
+    REQUIRE(src->describe("v")->row_count == bank.stats.cards);
+    write_sql(bank.path, "DROP VIEW v; CREATE VIEW v AS SELECT id FROM cards WHERE id <= 3;");
+    CHECK(src->describe("v")->row_count == 3);
+  }
   SECTION("every pooled connection takes up the new snapshot") {
     write_sql(bank.path, "CREATE TABLE later(n INTEGER); INSERT INTO later VALUES (1);");
     REQUIRE(src->entities().value().size() == 5);
