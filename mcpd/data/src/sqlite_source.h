@@ -166,6 +166,8 @@ class SqliteSource {
   // one. Looked at (a stat) at most once per schema_check_interval; cheap
   // otherwise.
   [[nodiscard]] bool replaced() const;
+  // Whether nothing is at the path now (a stat each call).
+  [[nodiscard]] bool gone() const { return file_at(path_) == FileId{}; }
 
  private:
   // Hands out one idle connection and takes it back when destroyed.

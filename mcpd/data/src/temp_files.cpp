@@ -47,7 +47,7 @@ unsigned char* take_chunk(TempBudget* budget, bool& full) {
 }
 
 void give_back(TempBudget* budget, unsigned char* chunk) {
-  explicit_bzero(chunk, kChunk);  // tenant rows do not linger in the allocator's free lists
+  explicit_bzero(chunk, kChunk);  // these rows do not linger in the allocator's free lists
   std::free(chunk);
   g_used.fetch_sub(kChunk);
   if (budget) budget->used -= kChunk;

@@ -2,9 +2,11 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -45,7 +47,10 @@ const char* allocator_in_use() {
 int main(int argc, char** argv) {
   // Tenant rows and key material pass through this process's memory: no
   // core file of it (whatever handles cores), and no ptrace by its own user.
-  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    std::fprintf(stderr, "sluice-mcpd: cannot make the process non-dumpable: %s\n", std::strerror(errno));
+    return 1;
+  }
   CLI::App cli{"sluice-mcpd: MCP over HTTPS for AI clients, over local data"};
   std::string config_path = "/etc/sluice/mcpd.toml";
   bool check = false;

@@ -188,6 +188,9 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
   if (auto m = s->db_.exec(("PRAGMA application_id=" + std::to_string(kMcpdApplicationId)).c_str()); !m) {
     return tl::unexpected(m.error());
   }
+  // Into the main file now, not only the WAL: a hard link to mcpd.db read
+  // without its WAL must show the mark too.
+  if (auto m = s->db_.exec("PRAGMA wal_checkpoint(TRUNCATE)"); !m) return tl::unexpected(m.error());
   return s;
 }
 

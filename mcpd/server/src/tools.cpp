@@ -192,7 +192,9 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   const auto now = std::chrono::steady_clock::now();
   const bool remembered = slot->failed && now - slot->failed_at < remember_failure_;
   if (auto s = current()) {
-    if (!s->replaced() || remembered) return s;
+    // While a replacement that did not open is remembered, the old file
+    // answers; unless there is no file at all any more.
+    if (!s->replaced() || (remembered && !s->gone())) return s;
   } else if (remembered) {
     return tl::unexpected(*slot->failed);
   }
@@ -207,14 +209,19 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   auto src = SqliteSource::open((*tenant)->data_source, limits_);
   if (!src) {
     // The path is the operator's, not the caller's business.
-    slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable", src.error().detail};
-    slot->failed_at = std::chrono::steady_clock::now();
+    DataError failure{DataError::Kind::internal, "the data source is unavailable", src.error().detail};
     // Replaced by something that does not open: the old file, a consistent
-    // one still, answers meanwhile. Deleted: it answers no more.
+    // one still, answers meanwhile. Deleted: it answers no more, and the
+    // next call looks again at once (a missing file costs one stat; a file
+    // put back, as by rm then cp, is served as soon as it is there).
     if (src.error().kind == DataError::Kind::not_found) {
       std::lock_guard drop(slot->source_mu);
       slot->source.reset();
+      slot->failed.reset();
+      return tl::unexpected(std::move(failure));
     }
+    slot->failed = std::move(failure);
+    slot->failed_at = std::chrono::steady_clock::now();
     if (auto s = current()) return s;
     return tl::unexpected(*slot->failed);
   }

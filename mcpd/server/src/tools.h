@@ -83,7 +83,8 @@ class Sources {
   // opens, the old one answers) or the file was deleted (then no more). Opening (the schema read may wait for a
   // writer's lock up to the query timeout) holds up only that tenant's
   // callers, each at most the query timeout ("busy" after it); a failure is
-  // remembered for `remember_failure`, not retried by every call meanwhile.
+  // remembered for `remember_failure`, not retried by every call meanwhile
+  // (but a missing file, which costs one stat to look for, is not).
   DataResult<std::shared_ptr<SqliteSource>> of(std::int64_t tenant_id);
 
  private:

@@ -585,12 +585,16 @@ TEST_CASE("mcpd::Sources remembers a failed open for a while, per tenant", "[mcp
   REQUIRE(beta);
   // A window far longer than making the file takes, even on a busy machine.
   Sources sources(*w.store, QueryLimits{}, std::chrono::milliseconds(1000));
+  // A missing file costs one look: looked at again by the next call.
+  CHECK_FALSE(sources.of(*beta));
+  std::ofstream(w.dir.file("late.db")) << std::string(8192, 'x');  // not a database
   auto first = sources.of(*beta);
   REQUIRE_FALSE(first);
   CHECK(first.error().message == "the data source is unavailable");
   DemoOptions demo;
   demo.customers = 10;
   demo.transactions = 10;
+  REQUIRE(std::remove(w.dir.file("late.db").c_str()) == 0);
   REQUIRE(generate_demo_bank(w.dir.file("late.db"), demo));
   CHECK_FALSE(sources.of(*beta));  // not retried by every call meanwhile
   CHECK(sources.of(1));            // another tenant's source opens all the same
@@ -602,7 +606,7 @@ TEST_CASE("mcpd::Sources opens a tenant's file again once a new one is renamed o
   World w;
   QueryLimits limits;
   limits.schema_check_interval = std::chrono::milliseconds(0);
-  Sources sources(*w.store, limits, std::chrono::milliseconds(0));
+  Sources sources(*w.store, limits, std::chrono::seconds(5));  // failures remembered as in mcpd
   const auto customers = [](const std::shared_ptr<SqliteSource>& s) {
     auto r = s->query("SELECT count(*) FROM customers", {});
     REQUIRE(r);
@@ -629,12 +633,13 @@ TEST_CASE("mcpd::Sources opens a tenant's file again once a new one is renamed o
   REQUIRE(kept);
   CHECK(*kept == *after);
   CHECK(customers(*kept) == 20);
-  // Deleted: the file it had open answers no more (an erasure is one).
+  // Deleted: the file it had open answers no more (an erasure is one),
+  // though the failed replacement is still remembered.
   REQUIRE(std::remove(w.dir.file("bank.db").c_str()) == 0);
   auto gone = sources.of(1);
   REQUIRE_FALSE(gone);
   CHECK(gone.error().message == "the data source is unavailable");
-  // A file put back is opened.
+  // A file put back is opened at once (rm then cp), not after 5 s.
   REQUIRE(generate_demo_bank(w.dir.file("bank.db"), demo));
   auto back = sources.of(1);
   REQUIRE(back);
