@@ -113,7 +113,7 @@ SqliteSource::SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Conne
       pool_(std::move(pool)),
       path_(std::move(path)),
       file_(file),
-      identity_checked_(Clock::now().time_since_epoch().count()),
+      path_checked_(Clock::now().time_since_epoch().count()),
       snapshot_(std::move(snapshot)),
       checked_at_(Clock::now()) {
   for (const auto& c : pool_) idle_.push_back(c.get());
@@ -124,17 +124,16 @@ SqliteSource::FileId SqliteSource::file_at(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? FileId{st.st_dev, st.st_ino} : FileId{};
 }
 
-bool SqliteSource::replaced() const {
-  if (replaced_.load(std::memory_order_relaxed)) return true;
+SqliteSource::PathState SqliteSource::path_state() const {
   const auto now = Clock::now().time_since_epoch().count();
-  auto last = identity_checked_.load(std::memory_order_relaxed);
+  auto last = path_checked_.load(std::memory_order_relaxed);
   const auto interval = std::chrono::duration_cast<Clock::duration>(limits_.schema_check_interval).count();
-  // One caller looks; the others go on with the answer as it was.
-  if (now - last < interval || !identity_checked_.compare_exchange_strong(last, now)) return false;
-  // Another file, or none (deleted: the open one must not go on answering).
-  if (file_at(path_) == file_) return false;
-  replaced_.store(true, std::memory_order_relaxed);
-  return true;
+  // One caller looks; the others go on with what was seen last.
+  if (now - last >= interval && path_checked_.compare_exchange_strong(last, now)) {
+    const FileId there = file_at(path_);
+    path_state_.store(there == file_ ? PathState::same : there == FileId{} ? PathState::none : PathState::other);
+  }
+  return path_state_.load();
 }
 
 SqliteSource::~SqliteSource() = default;

@@ -160,14 +160,13 @@ class SqliteSource {
 
   [[nodiscard]] const QueryLimits& limits() const { return limits_; }
 
-  // Whether the path the source was opened from now names another file (a
-  // new export renamed over it), or none (deleted): the connections still
-  // read the one they opened, and only a new SqliteSource reads the new
-  // one. Looked at (a stat) at most once per schema_check_interval; cheap
-  // otherwise.
-  [[nodiscard]] bool replaced() const;
-  // Whether nothing is at the path now (a stat each call).
-  [[nodiscard]] bool gone() const { return file_at(path_) == FileId{}; }
+  // What the path the source was opened from names, as last seen: the
+  // file the connections read, another (a new export renamed over it), or
+  // none (deleted). The connections go on reading the one they opened;
+  // only a new SqliteSource reads another. Looked at (a stat) at most once
+  // per schema_check_interval; cheap otherwise.
+  enum class PathState { same, other, none };
+  [[nodiscard]] PathState path_state() const;
 
  private:
   // Hands out one idle connection and takes it back when destroyed.
@@ -201,8 +200,8 @@ class SqliteSource {
   const std::vector<std::unique_ptr<Connection>> pool_;
   const std::string path_;
   const FileId file_;  // as it was just before the connections opened it
-  mutable std::atomic<Clock::rep> identity_checked_;  // when replaced() last looked
-  mutable std::atomic<bool> replaced_{false};
+  mutable std::atomic<Clock::rep> path_checked_;  // when path_state() last looked
+  mutable std::atomic<PathState> path_state_{PathState::same};
 
   mutable std::mutex pool_mu_;
   mutable std::condition_variable pool_cv_;

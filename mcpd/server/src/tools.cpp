@@ -1,5 +1,6 @@
 #include "tools.h"
 
+#include <algorithm>
 
 #include "keys.h"
 #include "text.h"
@@ -179,7 +180,8 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     std::lock_guard lock(slot->source_mu);
     return slot->source;
   };
-  if (auto s = current(); s && !s->replaced()) return s;
+  using Path = SqliteSource::PathState;
+  if (auto s = current(); s && s->path_state() == Path::same) return s;
   std::unique_lock lock(slot->mu, std::defer_lock);
   if (auto s = current()) {
     // A new export renamed over the file: one caller opens it; the others,
@@ -190,11 +192,12 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     return tl::unexpected(DataError{DataError::Kind::timeout, "data source busy", "still being opened for another call"});
   }
   const auto now = std::chrono::steady_clock::now();
-  const bool remembered = slot->failed && now - slot->failed_at < remember_failure_;
+  const bool remembered = slot->failed && now - slot->failed_at < slot->failed_for;
   if (auto s = current()) {
     // While a replacement that did not open is remembered, the old file
     // answers; unless there is no file at all any more.
-    if (!s->replaced() || (remembered && !s->gone())) return s;
+    const Path path = s->path_state();
+    if (path == Path::same || (remembered && path == Path::other)) return s;
   } else if (remembered) {
     return tl::unexpected(*slot->failed);
   }
@@ -209,19 +212,19 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   auto src = SqliteSource::open((*tenant)->data_source, limits_);
   if (!src) {
     // The path is the operator's, not the caller's business.
-    DataError failure{DataError::Kind::internal, "the data source is unavailable", src.error().detail};
-    // Replaced by something that does not open: the old file, a consistent
-    // one still, answers meanwhile. Deleted: it answers no more, and the
-    // next call looks again at once (a missing file costs one stat; a file
-    // put back, as by rm then cp, is served as soon as it is there).
+    slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable", src.error().detail};
+    slot->failed_at = std::chrono::steady_clock::now();
+    slot->failed_for = remember_failure_;
     if (src.error().kind == DataError::Kind::not_found) {
+      // Deleted: the old file answers no more. Looked for again as often
+      // as a path is (a file put back, as by rm then cp, is served within
+      // that), not after the longer wait that other failures get.
+      slot->failed_for = std::min(remember_failure_, limits_.schema_check_interval);
       std::lock_guard drop(slot->source_mu);
       slot->source.reset();
-      slot->failed.reset();
-      return tl::unexpected(std::move(failure));
     }
-    slot->failed = std::move(failure);
-    slot->failed_at = std::chrono::steady_clock::now();
+    // Replaced by something that does not open: the old file, a consistent
+    // one still, answers meanwhile.
     if (auto s = current()) return s;
     return tl::unexpected(*slot->failed);
   }

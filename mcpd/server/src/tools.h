@@ -79,12 +79,12 @@ class Sources {
   Sources(Store& store, QueryLimits limits, std::chrono::milliseconds remember_failure = std::chrono::seconds(5))
       : store_(store), limits_(limits), remember_failure_(remember_failure) {}
   // The tenant's source, opened on first use, and again once another file
-  // was renamed over its path (SqliteSource::replaced; until the new one
+  // was renamed over its path (SqliteSource::path_state; until the new one
   // opens, the old one answers) or the file was deleted (then no more). Opening (the schema read may wait for a
   // writer's lock up to the query timeout) holds up only that tenant's
   // callers, each at most the query timeout ("busy" after it); a failure is
-  // remembered for `remember_failure`, not retried by every call meanwhile
-  // (but a missing file, which costs one stat to look for, is not).
+  // remembered for `remember_failure` (a missing file no longer than the
+  // schema_check_interval), not retried by every call meanwhile.
   DataResult<std::shared_ptr<SqliteSource>> of(std::int64_t tenant_id);
 
  private:
@@ -94,6 +94,7 @@ class Sources {
     std::shared_ptr<SqliteSource> source;
     std::optional<DataError> failed;
     std::chrono::steady_clock::time_point failed_at;
+    std::chrono::milliseconds failed_for{0};  // how long `failed` is answered without trying again
   };
   Store& store_;
   QueryLimits limits_;

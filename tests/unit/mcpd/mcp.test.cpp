@@ -584,8 +584,11 @@ TEST_CASE("mcpd::Sources remembers a failed open for a while, per tenant", "[mcp
   const auto beta = w.store->create_tenant("beta", w.dir.file("late.db"));
   REQUIRE(beta);
   // A window far longer than making the file takes, even on a busy machine.
-  Sources sources(*w.store, QueryLimits{}, std::chrono::milliseconds(1000));
-  // A missing file costs one look: looked at again by the next call.
+  QueryLimits limits;
+  limits.schema_check_interval = std::chrono::milliseconds(0);
+  Sources sources(*w.store, limits, std::chrono::milliseconds(1000));
+  // A missing file is remembered no longer than a path's look is apart
+  // (here: not at all), so the next call looks for it again.
   CHECK_FALSE(sources.of(*beta));
   std::ofstream(w.dir.file("late.db")) << std::string(8192, 'x');  // not a database
   auto first = sources.of(*beta);
