@@ -20,6 +20,9 @@ static constexpr char kListEntitiesSql[] =
 static constexpr char kColumnsPragma[] = "PRAGMA main.table_info(";
 static constexpr char kSchemaVersionPragma[] = "PRAGMA main.schema_version";
 
+// Columns per statistics statement: two result columns each, far below
+// SQLITE_LIMIT_COLUMN.
+constexpr std::size_t kStatsBatch = 64;
 constexpr std::size_t kUnbounded = std::size_t{1} << 40;
 
 RunOptions metadata_options(std::chrono::milliseconds timeout) {
@@ -143,9 +146,7 @@ DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout)
 }
 
 DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
-                                      std::size_t max_sql_bytes, std::chrono::milliseconds timeout,
-                                      std::size_t batch) {
-  batch = std::max<std::size_t>(batch, 1);
+                                      std::size_t max_sql_bytes, std::chrono::milliseconds timeout) {
   const std::string from = quote_identifier(e.name);
   // One deadline for all of it, however many statements it takes.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -168,7 +169,7 @@ DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
     std::string outer = "SELECT count(*)";
     std::string inner;
     std::size_t last = first;
-    const std::size_t most = first < retry_until ? 1 : batch;
+    const std::size_t most = first < retry_until ? 1 : kStatsBatch;
     while (last < e.columns.size() && last - first < most &&
            (last == first || outer.size() + inner.size() < max_sql_bytes / 2)) {
       const std::string q = quote_identifier(e.columns[last].name);

@@ -41,13 +41,11 @@ struct Schema {
 // at most kStatsSampleRows rows: the first ones in table order (NOT INDEXED
 // scan, so rowid or primary key order), which is deterministic for a given
 // file. All of it runs under `timeout`; columns are batched so that no
-// statement exceeds half of `max_sql_bytes`, at most `batch` in one (each
+// statement exceeds half of `max_sql_bytes`, at most 64 in one (each
 // distinct count builds a temporary index); a batch whose temporary
 // storage outgrows the budget is counted again a column at a time.
-inline constexpr std::size_t kStatsBatch = 64;
 [[nodiscard]] DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
-                                                    std::size_t max_sql_bytes, std::chrono::milliseconds timeout,
-                                                    std::size_t batch = kStatsBatch);
+                                                    std::size_t max_sql_bytes, std::chrono::milliseconds timeout);
 
 // Statistics that timed out (or outgrew the temporary-storage budget) are
 // answered from memory this long before they are tried again.

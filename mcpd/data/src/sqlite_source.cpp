@@ -212,15 +212,15 @@ std::shared_ptr<const SqliteSource::Snapshot> SqliteSource::refreshed() const {
   return next;
 }
 
-DataResult<QueryResult> SqliteSource::query(std::string_view sql,
-                                            const std::vector<nlohmann::json>& params) const {
-  return guarded([&]() -> DataResult<QueryResult> {
+template <class T, class F>
+DataResult<T> SqliteSource::authorized(F&& f) const {
+  return guarded([&]() -> DataResult<T> {
     std::uint64_t seen = 0;  // the snapshot the statement was authorized against
-    const auto run = [&]() -> DataResult<QueryResult> {
+    const auto run = [&]() -> DataResult<T> {
       auto lease = acquire();
       if (!lease) return tl::unexpected(std::move(lease.error()));
       seen = (*lease)->names_generation();
-      return (*lease)->run(sql, params, (*lease)->user_options());
+      return f(**lease);
     };
     auto r = run();
     // Refused: perhaps for a table the snapshot does not hold yet. Once
@@ -231,19 +231,13 @@ DataResult<QueryResult> SqliteSource::query(std::string_view sql,
   });
 }
 
+DataResult<QueryResult> SqliteSource::query(std::string_view sql,
+                                            const std::vector<nlohmann::json>& params) const {
+  return authorized<QueryResult>([&](Connection& c) { return c.run(sql, params, c.user_options()); });
+}
+
 DataResult<void> SqliteSource::check(std::string_view sql, std::size_t params) const {
-  return guarded([&]() -> DataResult<void> {
-    std::uint64_t seen = 0;
-    const auto run = [&]() -> DataResult<void> {
-      auto lease = acquire();
-      if (!lease) return tl::unexpected(std::move(lease.error()));
-      seen = (*lease)->names_generation();
-      return (*lease)->check(sql, params);
-    };
-    auto r = run();
-    if (!r && r.error().kind == Kind::denied && refreshed()->generation != seen) return run();
-    return r;
-  });
+  return authorized<void>([&](Connection& c) { return c.check(sql, params); });
 }
 
 DataResult<std::vector<EntityInfo>> SqliteSource::entities() const {

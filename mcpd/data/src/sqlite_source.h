@@ -195,6 +195,10 @@ class SqliteSource {
   // thread looking).
   [[nodiscard]] std::shared_ptr<const Snapshot> refreshed() const;
   [[nodiscard]] DataResult<EntityStats> describe_uncached(const EntityInfo& info) const;
+  // f(connection) on a leased connection; once more if the authorizer
+  // refused it and the schema has changed since.
+  template <class T, class F>
+  [[nodiscard]] DataResult<T> authorized(F&& f) const;
 
   const QueryLimits limits_;
   const std::vector<std::unique_ptr<Connection>> pool_;
