@@ -34,10 +34,14 @@ KeyHash chain_hash(const KeyHash& prev, std::int64_t seq, const std::string& rec
 }
 
 namespace {
+// The directory part of a path, with its slash ("" for a bare name).
+std::string_view directory_of(std::string_view path) {
+  const auto slash = path.rfind('/');
+  return slash == std::string_view::npos ? std::string_view() : path.substr(0, slash + 1);
+}
+
 std::string beside(std::string_view database_path, std::string_view name) {
-  const auto slash = database_path.rfind('/');
-  std::string path(slash == std::string_view::npos ? std::string_view() : database_path.substr(0, slash + 1));
-  return path.append(name);
+  return std::string(directory_of(database_path)).append(name);
 }
 
 // Hands a file that root made (or found) beside mcpd's database to the
@@ -48,8 +52,8 @@ std::string beside(std::string_view database_path, std::string_view name) {
 // (/etc/sudoers) must never change hands.
 Status give_to_directory_owner(int fd, const std::string& path) {
   if (::geteuid() != 0) return {};
-  const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string_view in = directory_of(path);
+  const std::string dir = in.empty() ? "." : std::string(in);
   struct stat owner {}, st {};
   if (::stat(dir.c_str(), &owner) != 0 || !S_ISDIR(owner.st_mode)) {
     return fail("cannot look at the directory of " + path + ": " + std::strerror(errno));
