@@ -1,4 +1,4 @@
-// sluicectl bootstrap | key ... | audit verify: sluice-mcpd's local
+// sluicectl bootstrap | tenant ... | user ... | key ... | audit verify: sluice-mcpd's local
 // administration (its admin socket, one JSON line each way) and an
 // offline check of its audit chain.
 #include <sys/socket.h>
@@ -90,6 +90,21 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
     exit_code = print(admin_call(o->socket, {{"op", "bootstrap"}, {"tenant", o->tenant}, {"user", o->user},
                                              {"data_source", o->data_source}}));
   });
+
+  auto* tenant = app.add_subcommand("tenant", "tenants (over the admin socket)");
+  tenant->require_subcommand(1);
+  auto* tcreate = tenant->add_subcommand("create", "create a tenant on its own SQLite file");
+  tcreate->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
+  tcreate->add_option("--name", o->tenant, "tenant name")->required();
+  tcreate->add_option("--data-source", o->data_source,
+                      "the tenant's SQLite file (absolute path; no other tenant's file)")->required();
+  tcreate->callback([o, &exit_code] {
+    exit_code = print(admin_call(o->socket, {{"op", "create_tenant"}, {"tenant", o->tenant},
+                                             {"data_source", o->data_source}}));
+  });
+  auto* tlist = tenant->add_subcommand("list", "list tenants (id, name, data source)");
+  tlist->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
+  tlist->callback([o, &exit_code] { exit_code = print(admin_call(o->socket, {{"op", "list_tenants"}})); });
 
   auto* key = app.add_subcommand("key", "API keys (over the admin socket)");
   key->require_subcommand(1);

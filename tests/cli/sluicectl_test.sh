@@ -68,6 +68,8 @@ expect "explain reports endpoint errors by path" 2 'endpoints\.llm\[0\]: an endp
 
 expect "no subcommand is a usage error" 2 'subcommand' -- "$ctl"
 expect "unknown subcommand is a usage error" 2 '' -- "$ctl" frobnicate
+expect "tenant create needs a name" 2 'name is required' -- "$ctl" tenant create --data-source /srv/x.db
+expect "tenant needs a subcommand" 2 'subcommand' -- "$ctl" tenant
 expect "help exits 0" 0 'validate' -- "$ctl" policy --help
 
 echo "sluicectl: $passed passed, $failed failed"

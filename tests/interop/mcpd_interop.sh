@@ -100,6 +100,37 @@ for _ in $(seq 30); do open=$(connections); [ "$open" = 1 ] && break; sleep 0.1;
 [ "$open" = 1 ] || { echo "mcpd_interop: a vanished GET client still holds its connection ($open open)" >&2; exit 1; }
 echo "mcpd_interop: a GET client that vanishes is let go at once"
 
+# A second tenant on its own file; none on another tenant's file, by its
+# path or by a link to it.
+"$build/mcpd/data/sluice-demo-data" --out "$work/beta.db" --customers 40 --transactions 100 >/dev/null
+wsock="$work/watch/run/mcpd-admin.sock"
+"$ctl" tenant create --socket "$wsock" --name beta --data-source "$work/beta.db" | grep -q '"tenant_id": 2' ||
+  { echo "mcpd_interop: sluicectl tenant create failed" >&2; exit 1; }
+ln -s "$work/bank.db" "$work/link.db"
+for shared in "$work/bank.db" "$work/link.db"; do
+  set +e
+  out=$("$ctl" tenant create --socket "$wsock" --name gamma --data-source "$shared")
+  rc=$?
+  set -e
+  [ "$rc" -eq 1 ] && grep -q "already the data source of tenant acme" <<<"$out" ||
+    { echo "mcpd_interop: a tenant was created on acme's file ($shared, rc $rc): $out" >&2; exit 1; }
+done
+"$ctl" tenant list --socket "$wsock" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["tenants"]
+assert [x["name"] for x in t] == ["acme", "beta"], t
+assert t[1]["data_source"].endswith("/beta.db"), t'
+# beta's user sees beta's rows, not acme's.
+"$ctl" user create --socket "$wsock" --tenant-id 2 --name bob --role viewer >/dev/null
+bkey=$("$ctl" key create --socket "$wsock" --user-id 2 --scopes read,query | sed -n 's/.*"token": "\(slk_[^"]*\)".*/\1/p')
+bsid=$(curl_session "$watch_url" "$wcert" "$bkey")
+count=$(curl -sS --cacert "$wcert" -H "Authorization: Bearer $bkey" -H "Mcp-Session-Id: $bsid" \
+  -H 'MCP-Protocol-Version: 2025-11-25' -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+  -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"run_query","arguments":{"sql":"SELECT count(*) AS n FROM customers"}}}' \
+  "$watch_url" | python3 -c 'import json, sys; print(json.load(sys.stdin)["result"]["structuredContent"]["rows"][0][0])')
+[ "$count" = 40 ] || { echo "mcpd_interop: tenant beta read $count customers, not its own 40" >&2; exit 1; }
+echo "mcpd_interop: sluicectl creates and lists tenants; none on another tenant's file, by path or link"
+
 # Every call above was audited, and both chains hold.
 "$ctl" audit verify --db "$work/sdk/data/mcpd.db"
 "$ctl" audit verify --db "$strict_db"

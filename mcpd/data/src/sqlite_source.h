@@ -168,6 +168,17 @@ class SqliteSource {
   enum class PathState { same, other, none };
   [[nodiscard]] PathState path_state() const;
 
+  // A file, by device and inode: what two paths (or links) share when they
+  // lead to the same file.
+  struct FileId {
+    std::uint64_t dev = 0, ino = 0;
+    bool operator==(const FileId&) const = default;
+  };
+  // The file at `path` now (followed through links); {} if none.
+  [[nodiscard]] static FileId file_at(const std::string& path);
+  // The file the connections read (as it was just before they opened it).
+  [[nodiscard]] FileId file() const { return file_; }
+
  private:
   // Hands out one idle connection and takes it back when destroyed.
   class Lease;
@@ -175,14 +186,6 @@ class SqliteSource {
   // One reading of the schema; never changed once made.
   struct Snapshot;
   using Clock = std::chrono::steady_clock;
-
-  // The file a path names, by device and inode.
-  struct FileId {
-    std::uint64_t dev = 0, ino = 0;
-    bool operator==(const FileId&) const = default;
-  };
-  // The file at `path` now (followed through links); {} if none.
-  [[nodiscard]] static FileId file_at(const std::string& path);
 
   SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Connection>> pool,
                std::shared_ptr<const Snapshot> snapshot, std::string path, FileId file);

@@ -382,6 +382,12 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
   return problem(404, "not found", v);
 }
 
+namespace {
+bool valid_source_path(const std::string& p) {
+  return !p.empty() && p.front() == '/' && p.size() <= 4096 && p.find('\0') == std::string::npos;
+}
+}  // namespace
+
 json App::local_admin(const json& r) {
   const auto err = [](const std::string& m) { return json{{"ok", false}, {"error", m}}; };
   const std::string op = r.value("op", json()).is_string() ? r["op"].get<std::string>() : "";
@@ -390,7 +396,7 @@ json App::local_admin(const json& r) {
     const std::string tenant = str("tenant"), user = str("user"), source = str("data_source");
     if (!valid_tenant_name(tenant)) return err("tenant: 1-63 characters of [a-z0-9_-], not starting with - or _");
     if (!valid_name(user)) return err("user: 1-64 characters of [A-Za-z0-9_.-]");
-    if (source.empty() || source.front() != '/') return err("data_source must be an absolute path");
+    if (!valid_source_path(source)) return err("data_source must be an absolute path (at most 4096 bytes, no NUL)");
     // One transaction: a failure leaves nothing behind, and a retry works.
     auto done = store_->bootstrap(tenant, source, user);
     if (!done) return err(done.error().what);
@@ -408,7 +414,17 @@ json App::local_admin(const json& r) {
   if (op == "create_tenant") {
     const std::string tenant = str("tenant"), source = str("data_source");
     if (!valid_tenant_name(tenant)) return err("tenant: 1-63 characters of [a-z0-9_-], not starting with - or _");
-    if (source.empty() || source.front() != '/') return err("data_source must be an absolute path");
+    if (!valid_source_path(source)) return err("data_source must be an absolute path (at most 4096 bytes, no NUL)");
+    // A tenant's file is its own: mcpd would refuse it to both at their
+    // next opening (Sources::of); said here, before anyone depends on it.
+    auto others = store_->tenants();
+    if (!others) return err("the tenant could not be created");
+    const auto file = SqliteSource::file_at(source);
+    for (const Tenant& t : *others) {
+      if (t.data_source == source || (file != SqliteSource::FileId{} && SqliteSource::file_at(t.data_source) == file)) {
+        return err("data_source: that file is already the data source of tenant " + t.name);
+      }
+    }
     auto tid = store_->create_tenant(tenant, source);
     if (!tid) return err("the tenant could not be created");
     if (!audited({{"kind", "admin"}, {"tenant", tenant}, {"user", "local"}, {"action", "create_tenant"}})) {
@@ -468,6 +484,13 @@ json App::local_admin(const json& r) {
     // Stored either way; "ok" says whether the kernel enforces it.
     body["ok"] = status == 200;
     return body;
+  }
+  if (op == "list_tenants") {
+    auto tenants = store_->tenants();
+    if (!tenants) return err("store unavailable");
+    json out = json::array();
+    for (const Tenant& t : *tenants) out.push_back({{"id", t.id}, {"name", t.name}, {"data_source", t.data_source}});
+    return {{"ok", true}, {"tenants", out}};
   }
   if (op == "list_keys") {
     auto keys = store_->keys();

@@ -228,11 +228,54 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     if (auto s = current()) return s;
     return tl::unexpected(*slot->failed);
   }
+  if (auto shared = shared_with(tenant_id, (*src)->file())) {
+    // A link (or a second path) to another tenant's file: that tenant's
+    // rows, never this one's. Refused like a file that does not open; the
+    // tenant's old file, if it had one, answers meanwhile.
+    slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable",
+                             "the file at " + (*tenant)->data_source + " " + *shared +
+                                 ": refused (to either tenant, at its next opening)"};
+    slot->failed_at = std::chrono::steady_clock::now();
+    slot->failed_for = remember_failure_;
+    if (auto s = current()) return s;
+    return tl::unexpected(*slot->failed);
+  }
   slot->failed.reset();
   std::shared_ptr<SqliteSource> opened = std::move(*src);
   std::lock_guard set(slot->source_mu);
   slot->source = opened;
   return opened;
+}
+
+std::optional<std::string> Sources::shared_with(std::int64_t tenant_id, SqliteSource::FileId file) {
+  if (file == SqliteSource::FileId{}) return std::nullopt;
+  // Another tenant's path leading there now...
+  auto tenants = store_.tenants();
+  if (!tenants) return "could not be checked against the other tenants' files";  // fail closed
+  const auto of_tenant = [](const std::string& name) { return "is also the data source of tenant " + name; };
+  for (const Tenant& t : *tenants) {
+    if (t.id != tenant_id && SqliteSource::file_at(t.data_source) == file) return of_tenant(t.name);
+  }
+  // ...or the file another tenant has open (its path may lead elsewhere by now).
+  std::vector<std::pair<std::int64_t, std::shared_ptr<Slot>>> slots;
+  {
+    std::lock_guard lock(mu_);
+    slots.assign(slots_.begin(), slots_.end());
+  }
+  for (const auto& [id, slot] : slots) {
+    if (id == tenant_id) continue;
+    std::shared_ptr<SqliteSource> other;
+    {
+      std::lock_guard lock(slot->source_mu);
+      other = slot->source;
+    }
+    if (!other || other->file() != file) continue;
+    for (const Tenant& t : *tenants) {
+      if (t.id == id) return of_tenant(t.name);
+    }
+    return of_tenant("#" + std::to_string(id));
+  }
+  return std::nullopt;
 }
 
 Toolbox::Toolbox(Store& store, Sources& sources, bool fixtures)

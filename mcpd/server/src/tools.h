@@ -101,6 +101,11 @@ class Sources {
   std::chrono::milliseconds remember_failure_;
   std::mutex mu_;  // the map only, never while opening
   std::map<std::int64_t, std::shared_ptr<Slot>> slots_;
+
+  // Why `file` may not be this tenant's: another tenant's path leads there,
+  // or another tenant has it open (a tenant's file is its own); nothing if
+  // it may.
+  std::optional<std::string> shared_with(std::int64_t tenant_id, SqliteSource::FileId file);
 };
 
 class Toolbox {

@@ -707,6 +707,58 @@ TEST_CASE("mcpd::Sources never serves mcpd's own database, however a tenant's pa
   for (const EntityInfo& e : *listed) CHECK(e.name != "audit");
 }
 
+TEST_CASE("mcpd::Sources never serves one tenant's file to another, by a link or a second path", "[mcpd][mcp]") {
+  World w;
+  QueryLimits limits;
+  limits.schema_check_interval = std::chrono::milliseconds(0);
+  Sources sources(*w.store, limits, std::chrono::milliseconds(0));
+  const auto beta = w.store->create_tenant("beta", w.dir.file("beta.db"));
+  REQUIRE(beta);
+  DemoOptions demo;
+  demo.customers = 20;
+  demo.transactions = 100;
+  REQUIRE(generate_demo_bank(w.dir.file("beta.db"), demo));
+  const auto customers = [](const std::shared_ptr<SqliteSource>& s) {
+    auto r = s->query("SELECT count(*) FROM customers", {});
+    REQUIRE(r);
+    return r->rows.at(0)[0].get<int>();
+  };
+  auto own = sources.of(*beta);
+  REQUIRE(own);
+  CHECK(customers(*own) == 20);
+  // beta's directory gets a link to acme's file, renamed over its own: the
+  // replacement is refused (acme's rows never reach beta); beta's old file
+  // answers meanwhile.
+  REQUIRE(::symlink(w.dir.file("bank.db").c_str(), w.dir.file("link.db").c_str()) == 0);
+  REQUIRE(std::rename(w.dir.file("link.db").c_str(), w.dir.file("beta.db").c_str()) == 0);
+  auto kept = sources.of(*beta);
+  REQUIRE(kept);
+  CHECK(*kept == *own);
+  CHECK(customers(*kept) == 20);
+  // A fresh start (nothing open yet, as after a restart): neither tenant
+  // gets the file two paths lead to, whichever asks first.
+  Sources fresh(*w.store, limits, std::chrono::milliseconds(0));
+  auto stolen = fresh.of(*beta);
+  REQUIRE_FALSE(stolen);
+  CHECK(stolen.error().message == "the data source is unavailable");
+  CHECK(stolen.error().detail.find("also the data source of tenant acme") != std::string::npos);
+  auto owner = fresh.of(1);
+  REQUIRE_FALSE(owner);
+  CHECK(owner.error().detail.find("also the data source of tenant beta") != std::string::npos);
+  // Once the link is gone, acme's file is acme's again.
+  REQUIRE(std::remove(w.dir.file("beta.db").c_str()) == 0);
+  auto back = fresh.of(1);
+  REQUIRE(back);
+  CHECK(customers(*back) == 50);
+  // A hard link, and the path re-pointed after acme opened its file: the
+  // file acme has open is acme's, whatever its path names now.
+  REQUIRE(::link(w.dir.file("bank.db").c_str(), w.dir.file("beta.db").c_str()) == 0);
+  REQUIRE(std::rename(w.dir.file("bank.db").c_str(), w.dir.file("moved.db").c_str()) == 0);
+  auto hard = fresh.of(*beta);
+  REQUIRE_FALSE(hard);
+  CHECK(hard.error().detail.find("also the data source of tenant acme") != std::string::npos);
+}
+
 TEST_CASE("mcpd::run_on gives the awaiting coroutine the work's result, or rethrows what it threw",
           "[mcpd][mcp]") {
   boost::asio::io_context io;
