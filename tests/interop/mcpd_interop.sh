@@ -131,6 +131,38 @@ count=$(curl -sS --cacert "$wcert" -H "Authorization: Bearer $bkey" -H "Mcp-Sess
 [ "$count" = 40 ] || { echo "mcpd_interop: tenant beta read $count customers, not its own 40" >&2; exit 1; }
 echo "mcpd_interop: sluicectl creates and lists tenants; none on another tenant's file, by path or link"
 
+# The local admin socket has a thread of its own: a policy push stuck on
+# an agent that never answers (it holds the admin API's thread for the
+# agent timeout, 4 s) does not hold up an operator's sluicectl.
+python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); s.listen(16); held = []
+while True: held.append(s.accept()[0])' "$work/silent-agent.sock" &
+pids+=($!)
+for _ in $(seq 50); do [ -S "$work/silent-agent.sock" ] && break; sleep 0.1; done
+echo '{"internal_networks": ["10.0.0.0/8"], "endpoints": {"llm": ["http://10.1.2.3:11434"]}}' >"$work/endpoints.json"
+start_mcpd busy "" "[agent]
+socket = \"$work/silent-agent.sock\"
+endpoints_file = \"$work/endpoints.json\"
+timeout_ms = 4000
+retry_ms = 600000"
+busy_cert="$work/busy/data/tls/cert.pem"
+# (Its start-up reconciliation asks the silent agent too, on the same
+# thread, before the push: the push's answer takes up to 8 s.)
+curl -sS -o "$work/busy/put.out" -w '%{http_code}' --cacert "$busy_cert" -X PUT -H "Authorization: Bearer $key_all" \
+  -H 'Content-Type: application/json' --data-binary @"$tests/../policy/examples/tenant-policy-internal.json" \
+  "${url%/mcp}/api/meta/security" >"$work/busy/put.code" &
+put=$!
+sleep 0.5
+started=$(date +%s%N)
+"$ctl" key list --socket "$sock" | grep -q '"ok": true' || { echo "mcpd_interop: key list failed during a push" >&2; exit 1; }
+took=$(( ($(date +%s%N) - started) / 1000000 ))
+wait "$put"
+[ "$(cat "$work/busy/put.code")" = 202 ] || { echo "mcpd_interop: the push to a silent agent was not 202" >&2; cat "$work/busy/put.out" >&2; exit 1; }
+[ "$took" -lt 2500 ] || { echo "mcpd_interop: sluicectl waited ${took} ms behind a policy push" >&2; exit 1; }
+echo "mcpd_interop: sluicectl answered in ${took} ms while a policy push waited for a silent agent"
+
 # Every call above was audited, and both chains hold.
 "$ctl" audit verify --db "$work/sdk/data/mcpd.db"
 "$ctl" audit verify --db "$strict_db"

@@ -109,9 +109,11 @@ std::pair<unsigned, json> App::change_policy(const Tenant& tenant, std::optional
   }
   // Stored as desired first: from here on the application layer holds the
   // tenant to the stricter of this and what the kernel has.
+  std::unique_lock in_order(policy_mu_);
   auto version = store_->put_policy(tenant.id, to_text(normalised), user_id);
   if (!version) return {500, {{"error", "the policy could not be stored"}}};
   const KernelEnforcement k = enforcer_->push(tenant, *version, *parsed);
+  in_order.unlock();
   if (!audited({{"kind", "admin"}, {"tenant", tenant.name}, {"user", user}, {"action", "put_policy"},
                 {"version", *version}, {"policy_sha256", digest}, {"kernel", to_json(k)["kernel"]}})) {
     return {503, {{"error", "the change was made but could not be audited"}}};

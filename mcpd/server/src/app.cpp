@@ -29,9 +29,10 @@ App::~App() { shutdown(); }
 void App::shutdown() {
   // A push in progress finishes (bounded by the agent timeout), a query
   // in progress too (bounded by its timeout); nothing new starts.
-  if (admin_pool_) {
-    admin_pool_->stop();
-    admin_pool_->join();
+  for (auto* pool : {local_pool_.get(), admin_pool_.get()}) {
+    if (!pool) continue;
+    pool->stop();
+    pool->join();
   }
   if (workers_) {
     if (mcp_) mcp_->cancel_all();  // running queries stop now, not at their timeout
@@ -88,6 +89,7 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   if (!enforcer) return tl::unexpected(enforcer.error());
   app->enforcer_ = std::move(*enforcer);
   app->admin_pool_ = std::make_unique<boost::asio::thread_pool>(1);
+  app->local_pool_ = std::make_unique<boost::asio::thread_pool>(1);
   app->sweep_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
   app->schedule_sweep();
   if (app->enforcer_->configured()) {

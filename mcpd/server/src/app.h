@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -47,8 +48,10 @@ class App {
   AuditLog& audit() { return *audit_; }
   ApiKeyAuthenticator& keys() { return *keys_; }
   void set_connections(const HttpServer* http) { http_ = http; }
-  // Where blocking administration runs (the admin API, the local socket).
-  boost::asio::any_io_executor admin_executor() { return admin_pool_->get_executor(); }
+  // Where the local socket's requests run: a thread of their own, so an
+  // operator's sluicectl (a key revoked in a hurry) never queues behind
+  // the admin API's requests or a policy push waiting for the agent.
+  boost::asio::any_io_executor local_admin_executor() { return local_pool_->get_executor(); }
 
  private:
   explicit App(const McpdConfig& c);
@@ -99,10 +102,14 @@ class App {
   McpCounters counters_;
   std::unique_ptr<boost::asio::thread_pool> workers_;
   std::unique_ptr<Enforcer> enforcer_;
-  // One thread for the admin API and policy pushes: they block (durable
-  // audit, the agent's apply) and must not hold an I/O thread; one, so
-  // policy versions reach the agent in order.
+  // One thread for the admin API, policy pushes and the timers: they block
+  // (durable audit, the agent's apply) and must not hold an I/O thread.
   std::unique_ptr<boost::asio::thread_pool> admin_pool_;
+  // One for the local admin socket (local_admin_executor).
+  std::unique_ptr<boost::asio::thread_pool> local_pool_;
+  // A policy version is stored and pushed under it, so versions reach the
+  // agent in the order they were stored, whichever thread changes them.
+  std::mutex policy_mu_;
   std::unique_ptr<boost::asio::steady_timer> reconcile_timer_;
   std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
   std::unique_ptr<McpServer> mcp_;

@@ -31,6 +31,7 @@ Status ApiKeyAuthenticator::reload() {
 }
 
 void ApiKeyAuthenticator::drop(const std::string& id) {
+  std::lock_guard serial(reload_mu_);
   std::unique_lock lock(mu_);
   keys_.erase(id);
 }

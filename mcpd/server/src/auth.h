@@ -55,7 +55,9 @@ class ApiKeyAuthenticator final : public Authenticator {
   // Re-reads every key. Serialised: an older snapshot never replaces a
   // newer one.
   Status reload();
-  // Forgets a key at once (revocation does not wait for a reload).
+  // Forgets a key at once (revocation does not wait for a reload). After
+  // any reload in progress: one that read the store before the key was
+  // revoked cannot bring it back (callers drop after the store change).
   void drop(const std::string& id);
   [[nodiscard]] bool claims(std::string_view token) const override;
   [[nodiscard]] AuthOutcome authenticate(std::string_view token) const override;

@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   LocalAdmin admin(io, config->admin_uids, [a](const nlohmann::json& r) { return a->local_admin(r); },
-                   a->admin_executor());
+                   a->local_admin_executor());
   if (auto s = admin.listen(config->admin_socket()); !s) {
     std::fprintf(stderr, "sluice-mcpd: %s\n", s.error().what.c_str());
     return 1;
