@@ -131,7 +131,12 @@ std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const s
   json rec = {{"kind", "auth_failure"}, {"tenant", ""}, {"reason", std::string(to_string(out.failure))},
               {"client_addr", client}, {"path", clean_text(request_path(req), 128)},
               {"user_agent", clean_text(header_value(req, "User-Agent"), 256)}};
-  if (!out.credential_id.empty()) rec["credential"] = "api_key:" + out.credential_id;
+  // A key's own failure (expired, revoked, disabled: its secret matched)
+  // is the key's; an id named with a wrong secret is only a claim, which
+  // anyone can make: kept apart, so nobody adds to a key's failures.
+  if (!out.credential_id.empty()) {
+    rec[out.failure == AuthFailure::unknown ? "claimed_credential" : "credential"] = "api_key:" + out.credential_id;
+  }
   audit_->append_best_effort(std::move(rec));
   if (locks) {
     ++lockouts_;

@@ -395,9 +395,9 @@ constexpr char kTrafficCalls[] =
     "(SELECT record FROM audit WHERE tenant = ?1 AND kind = 'tool_call' AND ts_ms >= ?2 "
     " ORDER BY seq DESC LIMIT 100000) GROUP BY 1, 2, 3";
 constexpr char kTrafficAuth[] =
-    "SELECT json_extract(record, '$.credential'), count(*) FROM "
+    "SELECT json_extract(record, '$.credential'), json_extract(record, '$.claimed_credential'), count(*) FROM "
     "(SELECT record FROM audit WHERE kind = 'auth_failure' AND ts_ms >= ?1 "
-    " ORDER BY seq DESC LIMIT 100000) GROUP BY 1";
+    " ORDER BY seq DESC LIMIT 100000) GROUP BY 1, 2";
 constexpr char kTrafficRecent[] =
     "SELECT seq, record FROM audit WHERE tenant = ?1 AND kind = 'tool_call' ORDER BY seq DESC LIMIT 20";
 }  // namespace
@@ -408,7 +408,9 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
   Db* db = &impl_->reader;
   nlohmann::json keys = nlohmann::json::object(), users = nlohmann::json::object();
   const auto bump = [](nlohmann::json& slot, const std::string& status, std::int64_t n) {
-    if (!slot.is_object()) slot = {{"calls", 0}, {"errors", 0}, {"denied", 0}, {"failed_auth", 0}};
+    if (!slot.is_object()) {
+      slot = {{"calls", 0}, {"errors", 0}, {"denied", 0}, {"failed_auth", 0}, {"failed_auth_claimed", 0}};
+    }
     slot["calls"] = slot["calls"].get<std::int64_t>() + n;
     if (status == "denied") slot["denied"] = slot["denied"].get<std::int64_t>() + n;
     else if (status != "ok") slot["errors"] = slot["errors"].get<std::int64_t>() + n;
@@ -431,14 +433,18 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
     auto row = auth->step();
     if (!row) return tl::unexpected(row.error());
     if (!*row) break;
-    // Failed authentications carry the key id they named, if any: only
-    // this tenant's keys are its business.
-    const std::string credential = auth->text(0);
+    // Failed authentications carry the key id they named, if any: the
+    // key's own (its secret matched: expired, revoked, disabled) or only
+    // claimed (a wrong secret; anyone can name an id). Only this tenant's
+    // keys are its business.
+    const bool claimed = auth->text(0).empty();
+    const std::string credential = claimed ? auth->text(1) : auth->text(0);
     const std::string id = credential.starts_with("api_key:") ? credential.substr(8) : "";
     if (id.empty() || std::find(key_ids.begin(), key_ids.end(), id) == key_ids.end()) continue;
     nlohmann::json& slot = keys[credential];
     bump(slot, "ok", 0);
-    slot["failed_auth"] = slot["failed_auth"].get<std::int64_t>() + auth->int64(1);
+    const char* field = claimed ? "failed_auth_claimed" : "failed_auth";
+    slot[field] = slot[field].get<std::int64_t>() + auth->int64(2);
   }
   for (auto* table : {&keys, &users}) {
     for (auto& [name, slot] : table->items()) {
