@@ -82,6 +82,8 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   StreamLimits streams;
   streams.hold = c.stream_hold;
   streams.retry = c.stream_retry;
+  streams.max_open_per_credential = c.streams_per_key;
+  streams.max_open_per_tenant = c.streams_per_tenant;
   app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_,
                                           app->workers_->get_executor(), streams);
   app->sessions_->on_end([m = app->mcp_.get()](const std::string& id) { m->session_ended(id); });

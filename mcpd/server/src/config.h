@@ -55,6 +55,8 @@ struct McpdConfig {
   // Last-Event-ID and misses nothing.
   std::chrono::seconds stream_hold{300};
   std::chrono::milliseconds stream_retry{2000};
+  // Streamed responses open at once per key and per tenant (StreamLimits).
+  std::size_t streams_per_key = 64, streams_per_tenant = 256;
   // [query]
   std::size_t max_rows = 1000;
   std::chrono::milliseconds query_timeout{2000};

@@ -293,23 +293,27 @@ std::size_t StreamRegistry::size() const {
   return n;
 }
 
-std::shared_ptr<void> StreamRegistry::admit(const std::string& credential) {
+std::shared_ptr<void> StreamRegistry::admit(const std::string& credential, std::int64_t tenant, bool* tenant_full) {
   {
     std::lock_guard lock(open_->mu);
-    std::size_t& n = open_->count[credential];
-    if (n >= limits_.max_open_per_credential) {
-      if (n == 0) open_->count.erase(credential);
-      return nullptr;
-    }
-    ++n;
+    const auto key = open_->count.find(credential);
+    const auto of_tenant = open_->per_tenant.find(tenant);
+    const bool key_full = key != open_->count.end() && key->second >= limits_.max_open_per_credential;
+    const bool full = of_tenant != open_->per_tenant.end() && of_tenant->second >= limits_.max_open_per_tenant;
+    if (tenant_full) *tenant_full = full;
+    if (key_full || full || limits_.max_open_per_credential == 0 || limits_.max_open_per_tenant == 0) return nullptr;
+    ++open_->count[credential];
+    ++open_->per_tenant[tenant];
   }
-  // The deleter gives the place back; it holds the counts, not the
+  // The deleter gives the places back; it holds the counts, not the
   // registry. (The pointer is only a non-null token.)
   static int token = 0;
-  return std::shared_ptr<void>(&token, [open = open_, credential](void*) {
+  return std::shared_ptr<void>(&token, [open = open_, credential, tenant](void*) {
     std::lock_guard lock(open->mu);
-    auto it = open->count.find(credential);
-    if (it != open->count.end() && --it->second == 0) open->count.erase(it);
+    if (auto it = open->count.find(credential); it != open->count.end() && --it->second == 0) open->count.erase(it);
+    if (auto it = open->per_tenant.find(tenant); it != open->per_tenant.end() && --it->second == 0) {
+      open->per_tenant.erase(it);
+    }
   });
 }
 
@@ -317,6 +321,12 @@ std::size_t StreamRegistry::open_responses(const std::string& credential) const 
   std::lock_guard lock(open_->mu);
   auto it = open_->count.find(credential);
   return it == open_->count.end() ? 0 : it->second;
+}
+
+std::size_t StreamRegistry::open_responses(std::int64_t tenant) const {
+  std::lock_guard lock(open_->mu);
+  auto it = open_->per_tenant.find(tenant);
+  return it == open_->per_tenant.end() ? 0 : it->second;
 }
 
 }  // namespace sluice::mcpd

@@ -40,8 +40,10 @@ struct StreamLimits {
   std::chrono::seconds hold{300};        // a GET (or resumable POST) response ends after this; the client polls
   std::chrono::seconds keepalive{15};    // an SSE comment on a response idle this long
   // Streamed responses open at once for one credential (GET streams and
-  // streamed POST answers): one key cannot hold the server's connections.
+  // streamed POST answers): one key cannot hold the server's connections;
+  // nor can one tenant, with many keys.
   std::size_t max_open_per_credential = 64;
+  std::size_t max_open_per_tenant = 256;
 };
 
 class EventStream;
@@ -181,11 +183,13 @@ class StreamRegistry {
   // Drops finished streams held past their retention.
   void sweep();
   [[nodiscard]] std::size_t size() const;
-  // A place among the credential's open streamed responses; null when it
-  // holds max_open_per_credential already. The place is given back when the
-  // last copy of the ticket goes (StreamReader::keep).
-  std::shared_ptr<void> admit(const std::string& credential);
+  // A place among the credential's and its tenant's open streamed
+  // responses; null when either holds its maximum already (`tenant_full`
+  // says which). The place is given back when the last copy of the ticket
+  // goes (StreamReader::keep).
+  std::shared_ptr<void> admit(const std::string& credential, std::int64_t tenant, bool* tenant_full = nullptr);
   [[nodiscard]] std::size_t open_responses(const std::string& credential) const;
+  [[nodiscard]] std::size_t open_responses(std::int64_t tenant) const;
 
  private:
   struct PerSession {
@@ -204,6 +208,7 @@ class StreamRegistry {
   struct Open {
     std::mutex mu;
     std::unordered_map<std::string, std::size_t> count;
+    std::unordered_map<std::int64_t, std::size_t> per_tenant;
   };
   std::shared_ptr<Open> open_ = std::make_shared<Open>();
 };

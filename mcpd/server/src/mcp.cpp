@@ -65,10 +65,11 @@ std::chrono::milliseconds hold_for(const Principal& who, std::chrono::millisecon
   return std::clamp(std::chrono::milliseconds(*who.expires_ms - now_ms()), std::chrono::milliseconds(1), hold);
 }
 
-// 429: the credential holds StreamLimits::max_open_per_credential streamed
-// responses already.
-McpResponse too_many_streams() {
-  McpResponse r = json_reply(429, rpc::error(nullptr, rpc::kServerError, "too many open streams for this key"));
+// 429: the credential (or its tenant) holds StreamLimits::max_open_per_credential
+// (max_open_per_tenant) streamed responses already.
+McpResponse too_many_streams(bool tenant) {
+  McpResponse r = json_reply(
+      429, rpc::error(nullptr, rpc::kServerError, tenant ? "too many open streams for this tenant" : "too many open streams for this key"));
   r.headers.emplace_back("Retry-After", "5");
   return r;
 }
@@ -379,8 +380,9 @@ McpResponse McpServer::get(const McpRequest& req, const Principal& who, const as
     if (!event) return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "malformed Last-Event-ID"));
   }
   // Before anything is attached: a refused GET takes over no response.
-  auto ticket = streams_.admit(who.credential_id);
-  if (!ticket) return too_many_streams();
+  bool tenant_full = false;
+  auto ticket = streams_.admit(who.credential_id, who.tenant_id, &tenant_full);
+  if (!ticket) return too_many_streams(tenant_full);
   // Found or made while the session cannot end: its end drops it.
   std::shared_ptr<EventStream> stream;
   const std::shared_ptr<const Session> session =
@@ -507,8 +509,9 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       const ToolDef* tool = name != m.params->end() && name->is_string() ? tools_.find(name->get<std::string>()) : nullptr;
       if (tool && tool->run_async && (who.scopes & tool->scope) == tool->scope) {
         auto ex = co_await asio::this_coro::executor;
-        auto ticket = streams_.admit(who.credential_id);
-        if (!ticket) co_return too_many_streams();
+        bool tenant_full = false;
+        auto ticket = streams_.admit(who.credential_id, who.tenant_id, &tenant_full);
+        if (!ticket) co_return too_many_streams(tenant_full);
         std::shared_ptr<EventStream> stream;
         const bool live = sessions_.use(session->id, who.credential_id, [&](const Session& s) {
           stream = streams_.open(s.id, s.tenant_id, resumable(s));

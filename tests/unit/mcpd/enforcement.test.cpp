@@ -280,6 +280,11 @@ TEST_CASE("mcpd: the [agent] configuration is all or nothing", "[mcpd][enforceme
     CHECK_FALSE(sluice::mcpd::parse_config(std::string("[limits]\ntenant_rate = ") + bad + "\n"));
     CHECK_FALSE(sluice::mcpd::parse_config(std::string("[limits]\ntenant_burst = ") + bad + "\n"));
   }
+  auto streams = sluice::mcpd::parse_config("[limits]\nstreams_per_key = 8\nstreams_per_tenant = 32\n");
+  REQUIRE(streams);
+  CHECK(streams->streams_per_key == 8);
+  CHECK(streams->streams_per_tenant == 32);
+  CHECK_FALSE(sluice::mcpd::parse_config("[limits]\nstreams_per_tenant = 0\n"));
 
   // A bad endpoints file refuses start-up, naming the file.
   TempDir dir;

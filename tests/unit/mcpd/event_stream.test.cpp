@@ -281,21 +281,45 @@ TEST_CASE("broadcast reaches the GET streams of the tenant's sessions only", "[s
   CHECK(ids(rm->take().text).size() == 1);
 }
 
+TEST_CASE("mcpd::StreamRegistry admits a bounded number of open responses per tenant, over all its keys",
+          "[mcpd][streams]") {
+  StreamLimits limits;
+  limits.max_open_per_credential = 2;
+  limits.max_open_per_tenant = 3;
+  StreamRegistry registry(limits);
+  std::vector<std::shared_ptr<void>> held;
+  for (const char* key : {"key-a", "key-a", "key-b"}) {
+    held.push_back(registry.admit(key, 7));
+    REQUIRE(held.back());
+  }
+  bool tenant_full = false;
+  CHECK_FALSE(registry.admit("key-c", 7, &tenant_full));  // a fresh key of the same tenant
+  CHECK(tenant_full);
+  CHECK(registry.open_responses(std::int64_t{7}) == 3);
+  auto other = registry.admit("key-d", 8);  // another tenant's places are its own
+  CHECK(other);
+  held.erase(held.begin());  // one of key-a's responses ended: the tenant's place and the key's
+  CHECK(registry.open_responses(std::int64_t{7}) == 2);
+  CHECK(registry.admit("key-c", 7));
+}
+
 TEST_CASE("mcpd::StreamRegistry admits a bounded number of open responses per credential", "[mcpd][streams]") {
   StreamLimits limits;
   limits.max_open_per_credential = 3;
   auto registry = std::make_unique<StreamRegistry>(limits);
   std::vector<std::shared_ptr<void>> held;
   for (int i = 0; i < 3; ++i) {
-    held.push_back(registry->admit("key-a"));
+    held.push_back(registry->admit("key-a", 1));
     REQUIRE(held.back());
   }
-  CHECK_FALSE(registry->admit("key-a"));
-  CHECK(registry->admit("key-b"));  // another credential's places are its own
+  bool tenant_full = true;
+  CHECK_FALSE(registry->admit("key-a", 1, &tenant_full));
+  CHECK_FALSE(tenant_full);
+  CHECK(registry->admit("key-b", 1));  // another credential's places are its own
   CHECK(registry->open_responses("key-a") == 3);
   held.pop_back();  // a response ended
   CHECK(registry->open_responses("key-a") == 2);
-  auto again = registry->admit("key-a");
+  auto again = registry->admit("key-a", 1);
   CHECK(again);
   // A ticket may outlive its registry (a response still being written).
   registry.reset();
