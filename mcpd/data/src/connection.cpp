@@ -84,8 +84,8 @@ class Connection::Active {
   bool owned_;
 };
 
-DataResult<std::unique_ptr<Connection>> Connection::open(const std::string& path,
-                                                         const QueryLimits& limits) {
+DataResult<std::unique_ptr<Connection>> Connection::open(const std::string& path, const QueryLimits& limits,
+                                                         Clock::time_point deadline) {
   // Never create: a missing file is an error, reported without the path.
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
@@ -109,7 +109,7 @@ DataResult<std::unique_ptr<Connection>> Connection::open(const std::string& path
     return data_error(Kind::internal, "data source could not be opened", std::move(detail));
   }
   std::unique_ptr<Connection> c(new Connection(db, limits, path));
-  if (auto h = c->harden(); !h) {
+  if (auto h = c->harden(deadline); !h) {
     DataError e = std::move(h.error());
     e.detail = path + ": " + e.detail;  // for the audit log and the operator only
     return tl::unexpected(std::move(e));
@@ -135,7 +135,7 @@ Connection::~Connection() {
   sqlite3_close(db_);
 }
 
-DataResult<void> Connection::harden() {
+DataResult<void> Connection::harden(Clock::time_point deadline) {
   sqlite3_extended_result_codes(db_, 1);
   // Before the authorizer, which refuses every pragma.
   if (char* err = nullptr; sqlite3_exec(db_, "PRAGMA query_only=1", nullptr, nullptr, &err)) {
@@ -179,7 +179,7 @@ DataResult<void> Connection::harden() {
   // descriptor: whatever the path led to when it was opened, this is what
   // the connection reads. Before the authorizer, which refuses pragmas; a
   // file that cannot be read fails here (closed).
-  deadline_ = Clock::now() + limits_.timeout;
+  deadline_ = deadline;
   sqlite3_stmt* id = nullptr;
   const bool read = sqlite3_prepare_v2(db_, "PRAGMA main.application_id", -1, &id, nullptr) == SQLITE_OK &&
                     sqlite3_step(id) == SQLITE_ROW;

@@ -51,8 +51,11 @@ inline constexpr char kTempStorageBusy[] = "server busy: temporary storage full,
 
 class Connection {
  public:
+  // Opens and hardens a connection; reading the file's header (its
+  // application_id) waits for a writer's lock until `deadline`.
   [[nodiscard]] static DataResult<std::unique_ptr<Connection>> open(const std::string& path,
-                                                                    const QueryLimits& limits);
+                                                                    const QueryLimits& limits,
+                                                                    std::chrono::steady_clock::time_point deadline);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -83,7 +86,7 @@ class Connection {
   class Active;
 
   Connection(sqlite3* db, const QueryLimits& limits, std::string path);
-  [[nodiscard]] DataResult<void> harden();
+  [[nodiscard]] DataResult<void> harden(std::chrono::steady_clock::time_point deadline);
   [[nodiscard]] DataResult<Active> prepare(std::string_view sql, bool cache);
   [[nodiscard]] DataResult<QueryResult> collect(sqlite3_stmt* stmt, const RunOptions& o);
   // Classifies a failed prepare or step into what the client may see.

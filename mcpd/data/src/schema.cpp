@@ -91,9 +91,21 @@ DataResult<std::int64_t> read_schema_version(Connection& c, std::chrono::millise
   return int_at(r->rows[0], 0);
 }
 
-DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout) {
+DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds budget) {
+  // One deadline for every statement of the reading (a file a loader keeps
+  // locking between them must not stretch it to one timeout per table).
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  std::chrono::milliseconds timeout = budget;
+  const auto time_left = [&] {
+    timeout = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    return timeout.count() > 0;
+  };
+  const auto past_deadline = [] {
+    return data_error(Kind::timeout, "data source busy", "reading the schema took longer than the query timeout");
+  };
   auto version = read_schema_version(c, timeout);
   if (!version) return tl::unexpected(std::move(version.error()));
+  if (!time_left()) return past_deadline();
   auto listed = c.run(kListEntitiesSql, {}, metadata_options(timeout));
   if (!listed) return tl::unexpected(std::move(listed.error()));
   std::vector<EntityInfo> candidates;
@@ -104,6 +116,7 @@ DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout)
       hidden.insert(ascii_lower(e.name));
       continue;
     }
+    if (!time_left()) return past_deadline();
     auto columns = load_columns(c, e.name, timeout);
     // Only the entity's own fault hides it; a timeout, a cancellation, a
     // lack of memory or a busy file says nothing about it: fail rather than

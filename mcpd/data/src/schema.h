@@ -32,7 +32,8 @@ struct Schema {
 // sqlite_* tables, virtual tables (their module is code the tenant's file
 // chooses), entities whose columns cannot be read, and views that do not
 // compile as a user statement (one calling a refused function, say).
-[[nodiscard]] DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds timeout);
+// All of it within `budget` (a timeout past it).
+[[nodiscard]] DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds budget);
 
 // The file's schema_version: SQLite moves it on every change of the schema.
 [[nodiscard]] DataResult<std::int64_t> read_schema_version(Connection& c, std::chrono::milliseconds timeout);

@@ -76,13 +76,16 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
     if (auto ok = check_limits(limits); !ok) return tl::unexpected(ok.error());
     // Every connection on the same file: the path names the same one before
     // and after they are opened (else a rename came in between: again).
+    // All of the opening within one query timeout, however many
+    // connections read the header of a file a loader keeps locked.
+    const auto deadline = Clock::now() + limits.timeout;
     FileId file;
     std::vector<std::unique_ptr<Connection>> pool;
     for (int attempt = 0;; ++attempt) {
       file = file_at(path);
       pool.clear();
       for (std::size_t i = 0; i < limits.pool; ++i) {
-        auto c = Connection::open(path, limits);
+        auto c = Connection::open(path, limits, deadline);
         if (!c) return tl::unexpected(std::move(c.error()));
         pool.push_back(std::move(*c));
       }
@@ -92,7 +95,9 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
       }
     }
     // The first read of the file: a file that is not a database fails here.
-    auto schema = load_schema(*pool.front(), limits.timeout);
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    auto schema = left.count() > 0 ? load_schema(*pool.front(), left)
+                                   : data_error(Kind::timeout, "data source busy", "opening took longer than the query timeout");
     if (!schema) {
       DataError e = std::move(schema.error());
       if (e.kind != Kind::timeout) e.message = "data source could not be opened";

@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include "test_support.h"
 
@@ -163,6 +164,28 @@ TEST_CASE("mcpd::SqliteSource stops a runaway query at the deadline", "[mcpd][sq
       }
     }
   }
+}
+
+TEST_CASE("mcpd::SqliteSource opens a locked file within one query timeout, whatever the pool's size",
+          "[mcpd][sqlite]") {
+  const DemoBank bank;
+  // A loader holds the file's lock throughout: every connection's first
+  // read waits for it.
+  sqlite3* writer = nullptr;
+  REQUIRE(sqlite3_open(bank.path.c_str(), &writer) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(writer, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  QueryLimits limits;
+  limits.timeout = 400ms;
+  limits.pool = 6;
+  const auto start = std::chrono::steady_clock::now();
+  auto src = SqliteSource::open(bank.path, limits);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  CHECK_FALSE(src);
+  CHECK(elapsed >= 400ms);
+  CHECK(elapsed < 1200ms);  // not one timeout per connection (2.4 s)
+  sqlite3_exec(writer, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(writer);
+  CHECK(SqliteSource::open(bank.path, limits));  // the lock gone, it opens
 }
 
 TEST_CASE("mcpd::SqliteSource refuses a LIKE or GLOB whose match could outlast the deadline",
