@@ -76,6 +76,8 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   // within kTempMemoryCap (temp_files.h; outside SQLite's heap): one
   // tenant's sorts never fill the cap that the others' need.
   limits.temp_budget = std::min(c.query_temp_memory, kTempMemoryCap / workers);
+  app->temp_budget_ = limits.temp_budget;
+  app->workers_count_ = workers;
   app->sources_ = std::make_unique<Sources>(*app->store_, limits);
   app->toolbox_ = std::make_unique<Toolbox>(*app->store_, *app->sources_, c.fixtures);
   app->workers_ = std::make_unique<boost::asio::thread_pool>(workers);

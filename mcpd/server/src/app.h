@@ -48,6 +48,10 @@ class App {
   AuditLog& audit() { return *audit_; }
   ApiKeyAuthenticator& keys() { return *keys_; }
   void set_connections(const HttpServer* http) { http_ = http; }
+  // Each statement's temporary storage: [query] temp_memory_mb, at most the
+  // process's cap shared by the workers.
+  [[nodiscard]] std::size_t temp_budget() const { return temp_budget_; }
+  [[nodiscard]] std::size_t workers() const { return workers_count_; }
   // Where the local socket's requests run: a thread of their own, so an
   // operator's sluicectl (a key revoked in a hurry) never queues behind
   // the admin API's requests or a policy push waiting for the agent.
@@ -115,6 +119,7 @@ class App {
   std::unique_ptr<McpServer> mcp_;
   const HttpServer* http_ = nullptr;
   std::atomic<std::uint64_t> auth_failures_{0}, lockouts_{0}, rate_limited_{0}, requests_{0};
+  std::size_t temp_budget_ = 0, workers_count_ = 0;
 };
 
 }  // namespace sluice::mcpd

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "http_server.h"
 #include "local_admin.h"
+#include "temp_files.h"
 #include "tls.h"
 
 using namespace sluice::mcpd;
@@ -132,6 +133,10 @@ int main(int argc, char** argv) {
                                                    "cannot remove anchors)");
   }
   std::printf("sluice-mcpd: allocator %s\n", allocator_in_use());
+  if (a->temp_budget() < config->query_temp_memory) {
+    std::printf("sluice-mcpd: [query] temp_memory_mb lowered to %zu per statement (%zu MiB shared by %zu workers)\n",
+                a->temp_budget() >> 20, kTempMemoryCap >> 20, a->workers());
+  }
   std::fflush(stdout);
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
