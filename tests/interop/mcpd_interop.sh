@@ -106,13 +106,14 @@ echo "mcpd_interop: a GET client that vanishes is let go at once"
 wsock="$work/watch/run/mcpd-admin.sock"
 "$ctl" tenant create --socket "$wsock" --name beta --data-source "$work/beta.db" | grep -q '"tenant_id": 2' ||
   { echo "mcpd_interop: sluicectl tenant create failed" >&2; exit 1; }
-ln -s "$work/bank.db" "$work/link.db"
-for shared in "$work/bank.db" "$work/link.db"; do
+ln -s bank.db "$work/link.db"      # a link beside it
+mkdir "$work/gamma" && ln -s "$work/bank.db" "$work/gamma/out.db"   # a link out of its directory
+for shared in "$work/bank.db" "$work//bank.db" "$work/link.db" "$work/gamma/out.db"; do
   set +e
   out=$("$ctl" tenant create --socket "$wsock" --name gamma --data-source "$shared")
   rc=$?
   set -e
-  [ "$rc" -eq 1 ] && grep -q "already the data source of tenant acme" <<<"$out" ||
+  [ "$rc" -eq 1 ] && grep -Eq "already the data source of tenant acme|not a regular file in its own directory" <<<"$out" ||
     { echo "mcpd_interop: a tenant was created on acme's file ($shared, rc $rc): $out" >&2; exit 1; }
 done
 "$ctl" tenant list --socket "$wsock" | python3 -c '

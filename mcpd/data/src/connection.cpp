@@ -130,6 +130,12 @@ void Connection::set_names(std::shared_ptr<const Authorizer::NameSet> readable,
   names_generation_ = generation;
 }
 
+std::optional<std::pair<std::uint64_t, std::uint64_t>> Connection::file_identity() const {
+  const auto opened = opened_main_file(db_);
+  if (!opened) return std::nullopt;
+  return std::pair{opened->dev, opened->ino};
+}
+
 Connection::~Connection() {
   cache_.clear();  // statements first: sqlite3_close refuses while any live
   sqlite3_close(db_);
@@ -186,6 +192,10 @@ DataResult<void> Connection::harden(Clock::time_point deadline) {
   const int application_id = read ? sqlite3_column_int(id, 0) : 0;
   sqlite3_finalize(id);
   if (!read) {
+    // A loader's lock held past the deadline says nothing about the file.
+    if ((sqlite3_errcode(db_) & 0xff) == SQLITE_BUSY) {
+      return data_error(Kind::timeout, "data source busy", std::string("application_id: ") + sqlite3_errmsg(db_));
+    }
     return data_error(Kind::internal, "data source could not be opened",
                       std::string("application_id: ") + sqlite3_errmsg(db_));
   }

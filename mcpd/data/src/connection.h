@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <utility>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,6 +68,10 @@ class Connection {
   void set_names(std::shared_ptr<const Authorizer::NameSet> readable,
                  std::shared_ptr<const Authorizer::NameSet> hidden, std::uint64_t generation = 0);
   [[nodiscard]] std::uint64_t names_generation() const { return names_generation_; }
+
+  // The device and inode of the file this connection reads (through its
+  // descriptor; temp_files.h opened_main_file), or nothing (fail closed).
+  [[nodiscard]] std::optional<std::pair<std::uint64_t, std::uint64_t>> file_identity() const;
 
   // Compiles (or reuses) exactly one read-only statement, binds `params`
   // and reads its rows within the options' deadline and caps.

@@ -1,6 +1,7 @@
 #include "sqlite_source.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <exception>
 #include <utility>
@@ -74,8 +75,10 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
                                                              const QueryLimits& limits) {
   return guarded([&]() -> DataResult<std::unique_ptr<SqliteSource>> {
     if (auto ok = check_limits(limits); !ok) return tl::unexpected(ok.error());
-    // Every connection on the same file: the path names the same one before
-    // and after they are opened (else a rename came in between: again).
+    // Every connection on the same file, the one the path names before and
+    // after they are opened: each connection's own descriptor is looked at
+    // (a path swapped to another file and back while they opened would
+    // pass two looks at the path alone). Else again.
     // All of the opening within one query timeout, however many
     // connections read the header of a file a loader keeps locked.
     const auto deadline = Clock::now() + limits.timeout;
@@ -84,12 +87,16 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
     for (int attempt = 0;; ++attempt) {
       file = file_at(path);
       pool.clear();
+      bool same = file != FileId{};
       for (std::size_t i = 0; i < limits.pool; ++i) {
         auto c = Connection::open(path, limits, deadline);
         if (!c) return tl::unexpected(std::move(c.error()));
+        const auto opened = (*c)->file_identity();
+        if (!opened) return data_error(Kind::internal, "data source could not be opened", "the opened file of " + path + " cannot be identified");
+        same = same && FileId{opened->first, opened->second} == file;
         pool.push_back(std::move(*c));
       }
-      if (file_at(path) == file) break;
+      if (same && file_at(path) == file) break;
       if (attempt == 2) {
         return data_error(Kind::timeout, "data source busy", "the file at " + path + " kept changing while opened");
       }
@@ -127,6 +134,26 @@ SqliteSource::SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Conne
 SqliteSource::FileId SqliteSource::file_at(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? FileId{st.st_dev, st.st_ino} : FileId{};
+}
+
+SqliteSource::FileId SqliteSource::file_within_directory(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  for (int hop = 0; hop <= 8; ++hop) {
+    if (name.empty() || name == "." || name == "..") return {};
+    const std::string at = dir + "/" + name;
+    struct stat st {};
+    if (::lstat(at.c_str(), &st) != 0) return {};
+    if (S_ISREG(st.st_mode)) return FileId{st.st_dev, st.st_ino};
+    if (!S_ISLNK(st.st_mode)) return {};
+    char target[256];
+    const ssize_t n = ::readlink(at.c_str(), target, sizeof target);
+    if (n <= 0 || static_cast<std::size_t>(n) >= sizeof target) return {};
+    name.assign(target, static_cast<std::size_t>(n));
+    if (name.find('/') != std::string::npos) return {};  // out of the directory (or a path within it: refused too)
+  }
+  return {};
 }
 
 SqliteSource::PathState SqliteSource::path_state() const {

@@ -176,6 +176,11 @@ class SqliteSource {
   };
   // The file at `path` now (followed through links); {} if none.
   [[nodiscard]] static FileId file_at(const std::string& path);
+  // The regular file `path` names within its own directory: the path
+  // itself, or where links there lead while every link names a file
+  // beside it (a target without a slash; at most 8 of them). {} if none,
+  // or if a link leads out of the directory.
+  [[nodiscard]] static FileId file_within_directory(const std::string& path);
   // The file the connections read (as it was just before they opened it).
   [[nodiscard]] FileId file() const { return file_; }
 

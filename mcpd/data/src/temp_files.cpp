@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 namespace sluice::mcpd {
 namespace {
@@ -194,6 +195,31 @@ int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags
 }
 
 }  // namespace
+
+std::optional<OpenedFile> opened_main_file(sqlite3* db) {
+  // The unix VFS's file object starts, as it has since SQLite 3.7:
+  //   const sqlite3_io_methods* pMethod; sqlite3_vfs* pVfs;
+  //   unixInodeInfo* pInode; int h;   (h: the descriptor)
+  // pVfs being the VFS this one passes main databases to is the check that
+  // the layout is still that one; anything else fails closed.
+  struct UnixFilePrefix {
+    const sqlite3_io_methods* methods;
+    sqlite3_vfs* vfs;
+    void* inode;
+    int fd;
+  };
+  sqlite3_file* file = nullptr;
+  if (!g_base || sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK || !file ||
+      !file->pMethods || file->pMethods == &kMemMethods || g_base->szOsFile < static_cast<int>(sizeof(UnixFilePrefix))) {
+    return std::nullopt;
+  }
+  UnixFilePrefix prefix{};
+  std::memcpy(&prefix, file, sizeof prefix);
+  if (prefix.vfs != g_base || prefix.fd < 0) return std::nullopt;
+  struct stat st {};
+  if (::fstat(prefix.fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return OpenedFile{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+}
 
 void set_temp_memory_cap(std::size_t bytes) { g_cap.store(bytes); }
 std::size_t temp_memory_used() { return g_used.load(); }

@@ -20,6 +20,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
+
+struct sqlite3;
 
 namespace sluice::mcpd {
 
@@ -49,6 +53,16 @@ class TempScope {
 // The name of the VFS to open data sources with (registered on first
 // use, not as the default); nullptr if it could not be registered.
 [[nodiscard]] const char* memory_temp_vfs();
+
+// The device and inode of the file `db`'s main database was opened on,
+// read through the descriptor SQLite holds (fstat): what the connection
+// reads, whatever its path names now. Nothing if the connection did not
+// open it through this VFS, or the unix VFS's file is not laid out as
+// this code knows it (fail closed).
+struct OpenedFile {
+  std::uint64_t dev = 0, ino = 0;
+};
+[[nodiscard]] std::optional<OpenedFile> opened_main_file(sqlite3* db);
 
 // All temporary files of the process together hold at most `bytes`
 // (default kTempMemoryCap). Set before serving.

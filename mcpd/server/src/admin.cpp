@@ -2,6 +2,7 @@
 // socket's operations. Admins act within their own tenant; only
 // super_admin crosses tenants.
 #include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include "app.h"
@@ -421,9 +422,15 @@ json App::local_admin(const json& r) {
     // next opening (Sources::of); said here, before anyone depends on it.
     auto others = store_->tenants();
     if (!others) return err("the tenant could not be created");
-    const auto file = SqliteSource::file_at(source);
+    const auto normal = [](const std::string& p) { return std::filesystem::path(p).lexically_normal().string(); };
+    std::error_code missing;
+    if (std::filesystem::exists(source, missing) && SqliteSource::file_within_directory(source) == SqliteSource::FileId{}) {
+      return err("data_source: not a regular file in its own directory (a link there may name only a file beside it)");
+    }
+    const auto file = SqliteSource::file_within_directory(source);
     for (const Tenant& t : *others) {
-      if (t.data_source == source || (file != SqliteSource::FileId{} && SqliteSource::file_at(t.data_source) == file)) {
+      if (normal(t.data_source) == normal(source) ||
+          (file != SqliteSource::FileId{} && SqliteSource::file_within_directory(t.data_source) == file)) {
         return err("data_source: that file is already the data source of tenant " + t.name);
       }
     }

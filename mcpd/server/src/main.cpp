@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   }
   std::printf("sluice-mcpd: allocator %s\n", allocator_in_use());
   if (a->temp_budget() < config->query_temp_memory) {
-    std::printf("sluice-mcpd: [query] temp_memory_mb lowered to %zu per statement (%zu MiB shared by %zu workers)\n",
+    std::printf("sluice-mcpd: [query] temp_memory_mb lowered to %zu MiB per statement (%zu MiB shared by %zu workers)\n",
                 a->temp_budget() >> 20, kTempMemoryCap >> 20, a->workers());
   }
   std::fflush(stdout);

@@ -228,13 +228,25 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     if (auto s = current()) return s;
     return tl::unexpected(*slot->failed);
   }
-  if (auto shared = shared_with(tenant_id, (*src)->file())) {
-    // A link (or a second path) to another tenant's file: that tenant's
-    // rows, never this one's. Refused like a file that does not open; the
-    // tenant's old file, if it had one, answers meanwhile.
+  // Whose file it is. A tenant's path names a file in its own directory
+  // (a link there may lead only to a file beside it: not to another
+  // tenant's next export or backup), and no other tenant's: by a link or
+  // a second path, that tenant's rows, never this one's. Refused like a
+  // file that does not open; the tenant's old file, if it had one, answers
+  // meanwhile. The other tenant is not named: this detail reaches the
+  // tenant's own audit records (`sluicectl tenant list` tells the operator).
+  std::optional<std::string> refused;
+  if (SqliteSource::file_within_directory((*tenant)->data_source) != (*src)->file()) {
+    refused = "is not a file in its own directory (a link leads out of it, or it changed while opened)";
+  }
+  // Checked and taken under one lock: two tenants opening at once cannot
+  // both pass for the same file.
+  std::unique_lock claim(claim_mu_);
+  if (!refused) refused = shared_with(tenant_id, (*src)->file());
+  if (refused) {
+    claim.unlock();
     slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable",
-                             "the file at " + (*tenant)->data_source + " " + *shared +
-                                 ": refused (to either tenant, at its next opening)"};
+                             "the file at " + (*tenant)->data_source + " " + *refused + ": refused"};
     slot->failed_at = std::chrono::steady_clock::now();
     slot->failed_for = remember_failure_;
     if (auto s = current()) return s;
@@ -248,13 +260,15 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
 }
 
 std::optional<std::string> Sources::shared_with(std::int64_t tenant_id, SqliteSource::FileId file) {
-  if (file == SqliteSource::FileId{}) return std::nullopt;
-  // Another tenant's path leading there now...
+  if (file == SqliteSource::FileId{}) return "could not be identified";
+  static constexpr char kShared[] = "is also another tenant's data source (refused to either, at its next opening)";
+  // Another tenant's path leading there now (within its own directory: a
+  // link of its leading out would be refused to it, and must not deny
+  // this tenant its own file)...
   auto tenants = store_.tenants();
   if (!tenants) return "could not be checked against the other tenants' files";  // fail closed
-  const auto of_tenant = [](const std::string& name) { return "is also the data source of tenant " + name; };
   for (const Tenant& t : *tenants) {
-    if (t.id != tenant_id && SqliteSource::file_at(t.data_source) == file) return of_tenant(t.name);
+    if (t.id != tenant_id && SqliteSource::file_within_directory(t.data_source) == file) return kShared;
   }
   // ...or the file another tenant has open (its path may lead elsewhere by now).
   std::vector<std::pair<std::int64_t, std::shared_ptr<Slot>>> slots;
@@ -264,16 +278,8 @@ std::optional<std::string> Sources::shared_with(std::int64_t tenant_id, SqliteSo
   }
   for (const auto& [id, slot] : slots) {
     if (id == tenant_id) continue;
-    std::shared_ptr<SqliteSource> other;
-    {
-      std::lock_guard lock(slot->source_mu);
-      other = slot->source;
-    }
-    if (!other || other->file() != file) continue;
-    for (const Tenant& t : *tenants) {
-      if (t.id == id) return of_tenant(t.name);
-    }
-    return of_tenant("#" + std::to_string(id));
+    std::lock_guard lock(slot->source_mu);
+    if (slot->source && slot->source->file() == file) return kShared;
   }
   return std::nullopt;
 }

@@ -100,11 +100,12 @@ class Sources {
   QueryLimits limits_;
   std::chrono::milliseconds remember_failure_;
   std::mutex mu_;  // the map only, never while opening
+  std::mutex claim_mu_;  // a file checked as no other tenant's and taken, at once
   std::map<std::int64_t, std::shared_ptr<Slot>> slots_;
 
-  // Why `file` may not be this tenant's: another tenant's path leads there,
-  // or another tenant has it open (a tenant's file is its own); nothing if
-  // it may.
+  // Why `file` may not be this tenant's: another tenant's path leads there
+  // (within its directory), or another tenant has it open (a tenant's file
+  // is its own); nothing if it may. Under claim_mu_.
   std::optional<std::string> shared_with(std::int64_t tenant_id, SqliteSource::FileId file);
 };
 

@@ -1,5 +1,6 @@
 #include "mcp.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -708,7 +709,7 @@ TEST_CASE("mcpd::Sources never serves mcpd's own database, however a tenant's pa
 }
 
 TEST_CASE("mcpd::Sources never serves one tenant's file to another, by a link or a second path", "[mcpd][mcp]") {
-  World w;
+  World w;  // acme: bank.db (50 customers)
   QueryLimits limits;
   limits.schema_check_interval = std::chrono::milliseconds(0);
   Sources sources(*w.store, limits, std::chrono::milliseconds(0));
@@ -723,13 +724,20 @@ TEST_CASE("mcpd::Sources never serves one tenant's file to another, by a link or
     REQUIRE(r);
     return r->rows.at(0)[0].get<int>();
   };
+  const auto refused_because = [](const DataResult<std::shared_ptr<SqliteSource>>& r, const char* why) {
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message == "the data source is unavailable");
+    CHECK_THAT(r.error().detail, Catch::Contains(why));
+    CHECK_THAT(r.error().detail, !Catch::Contains("tenant acme") && !Catch::Contains("tenant beta"));  // never named
+  };
+  constexpr char kShared[] = "is also another tenant's data source";
   auto own = sources.of(*beta);
   REQUIRE(own);
   CHECK(customers(*own) == 20);
-  // beta's directory gets a link to acme's file, renamed over its own: the
+  // A link to acme's file renamed over beta's (both in one directory): the
   // replacement is refused (acme's rows never reach beta); beta's old file
   // answers meanwhile.
-  REQUIRE(::symlink(w.dir.file("bank.db").c_str(), w.dir.file("link.db").c_str()) == 0);
+  REQUIRE(::symlink("bank.db", w.dir.file("link.db").c_str()) == 0);
   REQUIRE(std::rename(w.dir.file("link.db").c_str(), w.dir.file("beta.db").c_str()) == 0);
   auto kept = sources.of(*beta);
   REQUIRE(kept);
@@ -737,26 +745,58 @@ TEST_CASE("mcpd::Sources never serves one tenant's file to another, by a link or
   CHECK(customers(*kept) == 20);
   // A fresh start (nothing open yet, as after a restart): neither tenant
   // gets the file two paths lead to, whichever asks first.
-  Sources fresh(*w.store, limits, std::chrono::milliseconds(0));
-  auto stolen = fresh.of(*beta);
-  REQUIRE_FALSE(stolen);
-  CHECK(stolen.error().message == "the data source is unavailable");
-  CHECK(stolen.error().detail.find("also the data source of tenant acme") != std::string::npos);
-  auto owner = fresh.of(1);
-  REQUIRE_FALSE(owner);
-  CHECK(owner.error().detail.find("also the data source of tenant beta") != std::string::npos);
-  // Once the link is gone, acme's file is acme's again.
+  {
+    Sources fresh(*w.store, limits, std::chrono::milliseconds(0));
+    refused_because(fresh.of(*beta), kShared);
+    refused_because(fresh.of(1), kShared);
+  }
+  // Once the link is gone, acme's file is acme's again; a hard link to
+  // the file acme has open is refused even after acme's path is renamed
+  // away from it.
   REQUIRE(std::remove(w.dir.file("beta.db").c_str()) == 0);
+  Sources fresh(*w.store, limits, std::chrono::milliseconds(0));
   auto back = fresh.of(1);
   REQUIRE(back);
   CHECK(customers(*back) == 50);
-  // A hard link, and the path re-pointed after acme opened its file: the
-  // file acme has open is acme's, whatever its path names now.
   REQUIRE(::link(w.dir.file("bank.db").c_str(), w.dir.file("beta.db").c_str()) == 0);
   REQUIRE(std::rename(w.dir.file("bank.db").c_str(), w.dir.file("moved.db").c_str()) == 0);
-  auto hard = fresh.of(*beta);
-  REQUIRE_FALSE(hard);
-  CHECK(hard.error().detail.find("also the data source of tenant acme") != std::string::npos);
+  refused_because(fresh.of(*beta), kShared);
+}
+
+TEST_CASE("mcpd::Sources serves only a file in the tenant's own directory", "[mcpd][mcp]") {
+  World w;
+  QueryLimits limits;
+  limits.schema_check_interval = std::chrono::milliseconds(0);
+  REQUIRE(::mkdir(w.dir.file("a").c_str(), 0700) == 0);
+  REQUIRE(::mkdir(w.dir.file("b").c_str(), 0700) == 0);
+  DemoOptions demo;
+  demo.customers = 30;
+  demo.transactions = 100;
+  const auto a = w.store->create_tenant("a", w.dir.file("a/data.db"));
+  const auto b = w.store->create_tenant("b", w.dir.file("b/data.db"));
+  REQUIRE(a);
+  REQUIRE(b);
+  REQUIRE(generate_demo_bank(w.dir.file("a/data.db"), demo));
+  // a's loader writes its next export beside the current one.
+  REQUIRE(generate_demo_bank(w.dir.file("a/data.db.new"), demo));
+  // b's path a link out of b's directory: to a's next export (no tenant's
+  // current file) and to a's current file. Refused to b; a is served.
+  for (const char* target : {"../a/data.db.new", "../a/data.db"}) {
+    INFO(target);
+    std::remove(w.dir.file("b/data.db").c_str());
+    REQUIRE(::symlink(target, w.dir.file("b/data.db").c_str()) == 0);
+    Sources sources(*w.store, limits, std::chrono::milliseconds(0));
+    auto refused = sources.of(*b);
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().detail, Catch::Contains("is not a file in its own directory"));
+    CHECK(sources.of(*a));  // a link of b's leading to a's file does not deny a its own
+  }
+  // A link to a file beside it (a "current" link an operator flips) is fine.
+  std::remove(w.dir.file("b/data.db").c_str());
+  REQUIRE(generate_demo_bank(w.dir.file("b/2026-12-07.db"), demo));
+  REQUIRE(::symlink("2026-12-07.db", w.dir.file("b/data.db").c_str()) == 0);
+  Sources sources(*w.store, limits, std::chrono::milliseconds(0));
+  CHECK(sources.of(*b));
 }
 
 TEST_CASE("mcpd::run_on gives the awaiting coroutine the work's result, or rethrows what it threw",

@@ -10,8 +10,10 @@
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "sqlite_source.h"
 #include "temp_files.h"
 #include "test_support.h"
 
@@ -145,6 +147,35 @@ TEST_CASE("mcpd::Connection opens only existing databases", "[mcpd][sqlite]") {
     limits.pool = 0;
     CHECK_FALSE(SqliteSource::open(dir.file("missing.db"), limits));
   }
+}
+
+TEST_CASE("mcpd::Connection knows the file it reads by its descriptor, not by its path", "[mcpd][sqlite]") {
+  const DemoBank bank;
+  const auto id_of = [](const std::string& path) {
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    return std::pair<std::uint64_t, std::uint64_t>{st.st_dev, st.st_ino};
+  };
+  const auto original = id_of(bank.path);
+  QueryLimits limits;
+  auto c = Connection::open(bank.path, limits, std::chrono::steady_clock::now() + limits.timeout);
+  REQUIRE(c);
+  CHECK((*c)->file_identity() == original);
+  // Another file renamed over the path: the connection still reads, and
+  // names, the one it opened.
+  REQUIRE(generate_demo_bank(bank.dir.file("next.db"), small_bank()));
+  REQUIRE(std::rename(bank.dir.file("next.db").c_str(), bank.path.c_str()) == 0);
+  CHECK(id_of(bank.path) != original);
+  CHECK((*c)->file_identity() == original);
+  // Through a link: the file the link led to.
+  REQUIRE(::symlink(bank.path.c_str(), bank.dir.file("link.db").c_str()) == 0);
+  auto linked = Connection::open(bank.dir.file("link.db"), limits, std::chrono::steady_clock::now() + limits.timeout);
+  REQUIRE(linked);
+  CHECK((*linked)->file_identity() == id_of(bank.path));
+  // A source's file is what its connections read.
+  auto src = SqliteSource::open(bank.dir.file("link.db"), limits);
+  REQUIRE(src);
+  CHECK((*src)->file() == SqliteSource::FileId{id_of(bank.path).first, id_of(bank.path).second});
 }
 
 TEST_CASE("mcpd::Connection keeps the path out of client messages", "[mcpd][sqlite]") {
