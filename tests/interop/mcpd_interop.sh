@@ -108,12 +108,14 @@ wsock="$work/watch/run/mcpd-admin.sock"
   { echo "mcpd_interop: sluicectl tenant create failed" >&2; exit 1; }
 ln -s bank.db "$work/link.db"      # a link beside it
 mkdir "$work/gamma" && ln -s "$work/bank.db" "$work/gamma/out.db"   # a link out of its directory
-for shared in "$work/bank.db" "$work//bank.db" "$work/link.db" "$work/gamma/out.db"; do
+ln -s "$work" "$work/gamma/up"   # a directory that is a link
+for shared in "$work/bank.db" "$work//bank.db" "$work/link.db" "$work/gamma/out.db" "$work/gamma/../bank.db" \
+  "$work/gamma/up/bank.db"; do
   set +e
   out=$("$ctl" tenant create --socket "$wsock" --name gamma --data-source "$shared")
   rc=$?
   set -e
-  [ "$rc" -eq 1 ] && grep -Eq "already the data source of tenant acme|not a regular file in its own directory" <<<"$out" ||
+  [ "$rc" -eq 1 ] && grep -Eq "already the data source of tenant acme|not a regular file in its own directory|a normal path|no links" <<<"$out" ||
     { echo "mcpd_interop: a tenant was created on acme's file ($shared, rc $rc): $out" >&2; exit 1; }
 done
 "$ctl" tenant list --socket "$wsock" | python3 -c '

@@ -1,9 +1,11 @@
 #include "sqlite_source.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <exception>
+#include <string_view>
 #include <utility>
 
 #include "connection.h"
@@ -136,22 +138,75 @@ SqliteSource::FileId SqliteSource::file_at(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? FileId{st.st_dev, st.st_ino} : FileId{};
 }
 
-SqliteSource::FileId SqliteSource::file_within_directory(const std::string& path) {
+namespace {
+
+// An O_PATH descriptor of the directory an absolute, lexically normal
+// `path` names its file in, reached from the root one real directory at a
+// time (a link anywhere on the way fails it: a loader that can write an
+// ancestor cannot swap a directory for a link). -1 if there is none.
+int open_directory_of(const std::string& path, std::string* name) {
+  if (path.size() < 2 || path.front() != '/') return -1;
   const std::size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  *name = path.substr(slash + 1);
+  int dir = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  std::string_view rest = std::string_view(path).substr(1, slash == 0 ? 0 : slash - 1);
+  while (dir >= 0 && !rest.empty()) {
+    const std::size_t cut = rest.find('/');
+    const std::string part(rest.substr(0, cut));
+    rest = cut == std::string_view::npos ? std::string_view() : rest.substr(cut + 1);
+    const int next = part.empty() || part == "." || part == ".."
+                         ? -1
+                         : ::openat(dir, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    ::close(dir);
+    dir = next;
+  }
+  return dir;
+}
+
+// Whether the kernel refuses hard links to files the linker could not
+// read and write (fs.protected_hardlinks, on by default).
+bool hard_links_protected() {
+  char c = 0;
+  const int fd = ::open("/proc/sys/fs/protected_hardlinks", O_RDONLY | O_CLOEXEC);
+  const bool on = fd >= 0 && ::read(fd, &c, 1) == 1 && c == '1';
+  if (fd >= 0) ::close(fd);
+  return on;
+}
+
+}  // namespace
+
+bool SqliteSource::directory_is_real(const std::string& path) {
+  std::string name;
+  const int dir = open_directory_of(path, &name);
+  if (dir < 0) return false;
+  ::close(dir);
+  return true;
+}
+
+SqliteSource::FileId SqliteSource::file_within_directory(const std::string& path) {
+  std::string name;
+  const int dir = open_directory_of(path, &name);
+  if (dir < 0) return {};
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } close_dir{dir};
   for (int hop = 0; hop <= 8; ++hop) {
     if (name.empty() || name == "." || name == "..") return {};
-    const std::string at = dir + "/" + name;
     struct stat st {};
-    if (::lstat(at.c_str(), &st) != 0) return {};
-    if (S_ISREG(st.st_mode)) return FileId{st.st_dev, st.st_ino};
+    if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return {};
+    if (S_ISREG(st.st_mode)) {
+      // A second name elsewhere could be a link to another tenant's file,
+      // where the kernel lets anyone make one.
+      if (st.st_nlink != 1 && !hard_links_protected()) return {};
+      return FileId{st.st_dev, st.st_ino};
+    }
     if (!S_ISLNK(st.st_mode)) return {};
     char target[256];
-    const ssize_t n = ::readlink(at.c_str(), target, sizeof target);
+    const ssize_t n = ::readlinkat(dir, name.c_str(), target, sizeof target);
     if (n <= 0 || static_cast<std::size_t>(n) >= sizeof target) return {};
     name.assign(target, static_cast<std::size_t>(n));
-    if (name.find('/') != std::string::npos) return {};  // out of the directory (or a path within it: refused too)
+    if (name.find('/') != std::string::npos) return {};  // out of the directory (or deeper): refused
   }
   return {};
 }

@@ -176,11 +176,17 @@ class SqliteSource {
   };
   // The file at `path` now (followed through links); {} if none.
   [[nodiscard]] static FileId file_at(const std::string& path);
-  // The regular file `path` names within its own directory: the path
-  // itself, or where links there lead while every link names a file
-  // beside it (a target without a slash; at most 8 of them). {} if none,
-  // or if a link leads out of the directory.
+  // The regular file an absolute, lexically normal `path` names within
+  // its own directory: every directory on the way a real one (no link),
+  // and the file the path itself, or where links there lead while every
+  // link names a file beside it (a target without a slash; at most 8). {}
+  // if none, if anything on the way is a link that leads elsewhere, or if
+  // the file has other names while the kernel lets anyone make hard links
+  // (fs.protected_hardlinks off).
   [[nodiscard]] static FileId file_within_directory(const std::string& path);
+  // Whether every directory of an absolute, lexically normal `path` is a
+  // real one (no link), whether or not its file exists.
+  [[nodiscard]] static bool directory_is_real(const std::string& path);
   // The file the connections read (as it was just before they opened it).
   [[nodiscard]] FileId file() const { return file_; }
 

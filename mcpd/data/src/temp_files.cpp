@@ -209,7 +209,8 @@ std::optional<OpenedFile> opened_main_file(sqlite3* db) {
     int fd;
   };
   sqlite3_file* file = nullptr;
-  if (!g_base || sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK || !file ||
+  if (!g_base || !g_base->zName || std::strncmp(g_base->zName, "unix", 4) != 0 ||
+      sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK || !file ||
       !file->pMethods || file->pMethods == &kMemMethods || g_base->szOsFile < static_cast<int>(sizeof(UnixFilePrefix))) {
     return std::nullopt;
   }

@@ -1,6 +1,8 @@
 // The admin API over HTTPS (same keys, role-checked) and the local admin
 // socket's operations. Admins act within their own tenant; only
 // super_admin crosses tenants.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <set>
@@ -386,10 +388,39 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
 }
 
 namespace {
-bool valid_source_path(const std::string& p) {
-  return !p.empty() && p.front() == '/' && p.size() <= 4096 && p.find('\0') == std::string::npos;
+// What is wrong with a data source path, or nothing: an absolute, normal
+// path whose directories are real ones (no link), naming (when it exists)
+// a regular file in that directory (SqliteSource::file_within_directory).
+std::optional<std::string> source_path_problem(const std::string& p) {
+  if (p.empty() || p.front() != '/' || p.size() > 4096 || p.find('\0') != std::string::npos) {
+    return "data_source must be an absolute path (at most 4096 bytes, no NUL)";
+  }
+  if (std::filesystem::path(p).lexically_normal().string() != p || p.back() == '/') {
+    return "data_source must be a normal path (no //, . or .. components, no trailing /)";
+  }
+  if (!SqliteSource::directory_is_real(p)) {
+    return "data_source: its directory must exist, reached through real directories only (no links)";
+  }
+  struct stat st {};
+  if (::lstat(p.c_str(), &st) == 0 && SqliteSource::file_within_directory(p) == SqliteSource::FileId{}) {
+    return "data_source: not a regular file in its own directory (a link there may name only a file beside it)";
+  }
+  return std::nullopt;
 }
 }  // namespace
+
+std::vector<std::string> App::data_source_warnings() {
+  std::vector<std::string> out;
+  auto tenants = store_->tenants();
+  if (!tenants) return {"the tenant list could not be read: " + tenants.error().what};
+  for (const Tenant& t : *tenants) {
+    struct stat st {};
+    const bool there = ::lstat(t.data_source.c_str(), &st) == 0;
+    if (!there && SqliteSource::directory_is_real(t.data_source)) continue;  // missing for now: said when called
+    if (auto problem = source_path_problem(t.data_source)) out.push_back("tenant " + t.name + ": " + *problem + ": refused until fixed");
+  }
+  return out;
+}
 
 json App::local_admin(const json& r) {
   const auto err = [](const std::string& m) { return json{{"ok", false}, {"error", m}}; };
@@ -399,7 +430,7 @@ json App::local_admin(const json& r) {
     const std::string tenant = str("tenant"), user = str("user"), source = str("data_source");
     if (!valid_tenant_name(tenant)) return err("tenant: 1-63 characters of [a-z0-9_-], not starting with - or _");
     if (!valid_name(user)) return err("user: 1-64 characters of [A-Za-z0-9_.-]");
-    if (!valid_source_path(source)) return err("data_source must be an absolute path (at most 4096 bytes, no NUL)");
+    if (auto problem = source_path_problem(source)) return err(*problem);
     // One transaction: a failure leaves nothing behind, and a retry works.
     auto done = store_->bootstrap(tenant, source, user);
     if (!done) return err(done.error().what);
@@ -417,19 +448,14 @@ json App::local_admin(const json& r) {
   if (op == "create_tenant") {
     const std::string tenant = str("tenant"), source = str("data_source");
     if (!valid_tenant_name(tenant)) return err("tenant: 1-63 characters of [a-z0-9_-], not starting with - or _");
-    if (!valid_source_path(source)) return err("data_source must be an absolute path (at most 4096 bytes, no NUL)");
+    if (auto problem = source_path_problem(source)) return err(*problem);
     // A tenant's file is its own: mcpd would refuse it to both at their
     // next opening (Sources::of); said here, before anyone depends on it.
     auto others = store_->tenants();
     if (!others) return err("the tenant could not be created");
-    const auto normal = [](const std::string& p) { return std::filesystem::path(p).lexically_normal().string(); };
-    std::error_code missing;
-    if (std::filesystem::exists(source, missing) && SqliteSource::file_within_directory(source) == SqliteSource::FileId{}) {
-      return err("data_source: not a regular file in its own directory (a link there may name only a file beside it)");
-    }
     const auto file = SqliteSource::file_within_directory(source);
     for (const Tenant& t : *others) {
-      if (normal(t.data_source) == normal(source) ||
+      if (t.data_source == source ||
           (file != SqliteSource::FileId{} && SqliteSource::file_within_directory(t.data_source) == file)) {
         return err("data_source: that file is already the data source of tenant " + t.name);
       }

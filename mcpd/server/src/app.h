@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -52,6 +53,10 @@ class App {
   // process's cap shared by the workers.
   [[nodiscard]] std::size_t temp_budget() const { return temp_budget_; }
   [[nodiscard]] std::size_t workers() const { return workers_count_; }
+  // Tenants whose data source path breaks the rules a source is opened
+  // under (SqliteSource::file_within_directory), as lines for the operator:
+  // those tenants are refused until it is fixed.
+  [[nodiscard]] std::vector<std::string> data_source_warnings();
   // Where the local socket's requests run: a thread of their own, so an
   // operator's sluicectl (a key revoked in a hurry) never queues behind
   // the admin API's requests or a policy push waiting for the agent.

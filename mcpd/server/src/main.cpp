@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
                                                    "cannot remove anchors)");
   }
   std::printf("sluice-mcpd: allocator %s\n", allocator_in_use());
+  for (const std::string& warning : a->data_source_warnings()) std::printf("sluice-mcpd: %s\n", warning.c_str());
   if (a->temp_budget() < config->query_temp_memory) {
     std::printf("sluice-mcpd: [query] temp_memory_mb lowered to %zu MiB per statement (%zu MiB shared by %zu workers)\n",
                 a->temp_budget() >> 20, kTempMemoryCap >> 20, a->workers());

@@ -239,10 +239,11 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   if (SqliteSource::file_within_directory((*tenant)->data_source) != (*src)->file()) {
     refused = "is not a file in its own directory (a link leads out of it, or it changed while opened)";
   }
-  // Checked and taken under one lock: two tenants opening at once cannot
-  // both pass for the same file.
+  if (!refused) refused = named_elsewhere(tenant_id, (*src)->file());
+  // Checked against the others' open files and taken under one lock: two
+  // tenants opening the same file at once cannot both pass.
   std::unique_lock claim(claim_mu_);
-  if (!refused) refused = shared_with(tenant_id, (*src)->file());
+  if (!refused) refused = open_elsewhere(tenant_id, (*src)->file());
   if (refused) {
     claim.unlock();
     slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable",
@@ -259,18 +260,25 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   return opened;
 }
 
-std::optional<std::string> Sources::shared_with(std::int64_t tenant_id, SqliteSource::FileId file) {
+namespace {
+constexpr char kShared[] = "is also another tenant's data source (refused to either, at its next opening)";
+}  // namespace
+
+std::optional<std::string> Sources::named_elsewhere(std::int64_t tenant_id, SqliteSource::FileId file) {
   if (file == SqliteSource::FileId{}) return "could not be identified";
-  static constexpr char kShared[] = "is also another tenant's data source (refused to either, at its next opening)";
-  // Another tenant's path leading there now (within its own directory: a
-  // link of its leading out would be refused to it, and must not deny
-  // this tenant its own file)...
+  // Another tenant's path leading there now, within its own directory (a
+  // link of its leading out is refused to it, and must not deny this
+  // tenant its own file).
   auto tenants = store_.tenants();
   if (!tenants) return "could not be checked against the other tenants' files";  // fail closed
   for (const Tenant& t : *tenants) {
     if (t.id != tenant_id && SqliteSource::file_within_directory(t.data_source) == file) return kShared;
   }
-  // ...or the file another tenant has open (its path may lead elsewhere by now).
+  return std::nullopt;
+}
+
+std::optional<std::string> Sources::open_elsewhere(std::int64_t tenant_id, SqliteSource::FileId file) {
+  // The file another tenant has open (its path may lead elsewhere by now).
   std::vector<std::pair<std::int64_t, std::shared_ptr<Slot>>> slots;
   {
     std::lock_guard lock(mu_);

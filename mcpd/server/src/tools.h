@@ -103,10 +103,11 @@ class Sources {
   std::mutex claim_mu_;  // a file checked as no other tenant's and taken, at once
   std::map<std::int64_t, std::shared_ptr<Slot>> slots_;
 
-  // Why `file` may not be this tenant's: another tenant's path leads there
-  // (within its directory), or another tenant has it open (a tenant's file
-  // is its own); nothing if it may. Under claim_mu_.
-  std::optional<std::string> shared_with(std::int64_t tenant_id, SqliteSource::FileId file);
+  // Why `file` may not be this tenant's (a tenant's file is its own), or
+  // nothing: another tenant's path leads there (within its directory)...
+  std::optional<std::string> named_elsewhere(std::int64_t tenant_id, SqliteSource::FileId file);
+  // ...or another tenant has it open (under claim_mu_).
+  std::optional<std::string> open_elsewhere(std::int64_t tenant_id, SqliteSource::FileId file);
 };
 
 class Toolbox {

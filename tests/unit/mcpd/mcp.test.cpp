@@ -791,6 +791,22 @@ TEST_CASE("mcpd::Sources serves only a file in the tenant's own directory", "[mc
     CHECK_THAT(refused.error().detail, Catch::Contains("is not a file in its own directory"));
     CHECK(sources.of(*a));  // a link of b's leading to a's file does not deny a its own
   }
+  // Nor through a directory that is a link (a loader owning an ancestor
+  // could swap one in), nor a path with "..".
+  REQUIRE(::symlink(w.dir.file("a").c_str(), w.dir.file("via").c_str()) == 0);
+  const auto c = w.store->create_tenant("c", w.dir.file("via/data.db"));
+  const auto d = w.store->create_tenant("d", w.dir.file("b/../a/data.db"));
+  REQUIRE(c);
+  REQUIRE(d);
+  {
+    Sources sources(*w.store, limits, std::chrono::milliseconds(0));
+    for (const auto id : {*c, *d}) {
+      auto refused = sources.of(id);
+      REQUIRE_FALSE(refused);
+      CHECK_THAT(refused.error().detail, Catch::Contains("is not a file in its own directory"));
+    }
+    CHECK(sources.of(*a));
+  }
   // A link to a file beside it (a "current" link an operator flips) is fine.
   std::remove(w.dir.file("b/data.db").c_str());
   REQUIRE(generate_demo_bank(w.dir.file("b/2026-12-07.db"), demo));
