@@ -149,7 +149,10 @@ start_mcpd busy "" "[agent]
 socket = \"$work/silent-agent.sock\"
 endpoints_file = \"$work/endpoints.json\"
 timeout_ms = 4000
-retry_ms = 600000"
+retry_ms = 600000
+[limits]
+admin_light_rate = 0.2
+admin_light_burst = 3"
 busy_cert="$work/busy/data/tls/cert.pem"
 # (Its start-up reconciliation asks the silent agent too, on the same
 # thread, before the push: the push's answer takes up to 8 s.)
@@ -165,6 +168,14 @@ wait "$put"
 [ "$(cat "$work/busy/put.code")" = 202 ] || { echo "mcpd_interop: the push to a silent agent was not 202" >&2; cat "$work/busy/put.out" >&2; exit 1; }
 [ "$took" -lt 2500 ] || { echo "mcpd_interop: sluicectl waited ${took} ms behind a policy push" >&2; exit 1; }
 echo "mcpd_interop: sluicectl answered in ${took} ms while a policy push waited for a silent agent"
+# Light admin reads count against their tenant too (here 3, then 1 per 5 s):
+# GET /api/meta, which any key may call, cannot flood the admin API's thread.
+codes=""
+for _ in 1 2 3 4; do
+  codes+=$(curl -sS -o /dev/null -w '%{http_code} ' --cacert "$busy_cert" -H "Authorization: Bearer $key_all" "${url%/mcp}/api/meta")
+done
+[ "$codes" = "200 200 200 429 " ] || { echo "mcpd_interop: light admin reads not rate limited: $codes" >&2; exit 1; }
+echo "mcpd_interop: light admin reads are rate limited per tenant ($codes)"
 
 # Every call above was audited, and both chains hold.
 "$ctl" audit verify --db "$work/sdk/data/mcpd.db"

@@ -65,6 +65,7 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   app->lockout_ = std::make_unique<Lockout>(Lockout::Options{c.lockout_failures, c.lockout_window, 100000});
   app->mcp_rate_ = std::make_unique<RateLimiter>(c.tenant_rate, c.tenant_burst);
   app->admin_rate_ = std::make_unique<RateLimiter>(c.admin_rate, c.admin_burst);
+  app->admin_light_rate_ = std::make_unique<RateLimiter>(c.admin_light_rate, c.admin_light_burst);
   app->sessions_ = std::make_unique<Sessions>(c.max_sessions, c.session_idle);
   QueryLimits limits;
   limits.max_rows = c.max_rows;
@@ -208,12 +209,15 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string peer) {
   if (!mcp && (who.scopes & kScopeAdmin) == 0 && !(path == "/api/meta" && req.method() == http::verb::get)) {
     co_return HttpReply{problem(403, "this key lacks the admin scope", version), nullptr};
   }
-  RateLimiter& limiter = mcp ? *mcp_rate_ : *admin_rate_;
-  // Every /mcp call counts; of the admin API the heavy reads and every
-  // write (key minting, users, policy pushes) do.
-  const bool heavy = mcp || path.starts_with("/api/audit") || path.starts_with("/api/traffic") ||
-                     req.method() != http::verb::get;
-  if (heavy) {
+  // Every request counts against its tenant: /mcp calls in one bucket; of
+  // the admin API the heavy reads and every write (key minting, users,
+  // policy pushes) in another, the light reads (GET /api/meta, which any
+  // key may call, keys, users, saved queries) in a third, roomier one. The
+  // admin API has one thread for every tenant: no tenant's flood holds it.
+  const bool heavy = !mcp && (path.starts_with("/api/audit") || path.starts_with("/api/traffic") ||
+                              req.method() != http::verb::get);
+  RateLimiter& limiter = mcp ? *mcp_rate_ : heavy ? *admin_rate_ : *admin_light_rate_;
+  {
     if (const auto wait = limiter.take(who.tenant, Clock::now()); wait > 0) {
       ++rate_limited_;
       HttpResponse r = problem(429, "rate limit exceeded", version);

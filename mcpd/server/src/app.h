@@ -104,7 +104,7 @@ class App {
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<ApiKeyAuthenticator> keys_;
   std::unique_ptr<Lockout> lockout_;
-  std::unique_ptr<RateLimiter> mcp_rate_, admin_rate_;
+  std::unique_ptr<RateLimiter> mcp_rate_, admin_rate_, admin_light_rate_;
   std::unique_ptr<Sessions> sessions_;
   std::unique_ptr<Sources> sources_;
   std::unique_ptr<Toolbox> toolbox_;

@@ -138,6 +138,8 @@ const std::map<std::string, std::map<std::string, Reader>>& schema() {
         {"tenant_burst", number(1, 1e7, [](C& c, double v) { c.tenant_burst = v; })},
         {"admin_rate", number(0.01, 1e5, [](C& c, double v) { c.admin_rate = v; })},
         {"admin_burst", number(1, 1e6, [](C& c, double v) { c.admin_burst = v; })},
+        {"admin_light_rate", number(0.01, 1e5, [](C& c, double v) { c.admin_light_rate = v; })},
+        {"admin_light_burst", number(1, 1e6, [](C& c, double v) { c.admin_light_burst = v; })},
         {"max_sessions", integer(1, 1000000, [](C& c, std::int64_t v) { c.max_sessions = static_cast<std::size_t>(v); })},
         {"session_idle_seconds", integer(1, 86400 * 7, [](C& c, std::int64_t v) { c.session_idle = std::chrono::seconds(v); })},
         {"stream_hold_seconds", integer(1, 3600, [](C& c, std::int64_t v) { c.stream_hold = std::chrono::seconds(v); })},

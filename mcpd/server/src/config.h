@@ -48,6 +48,7 @@ struct McpdConfig {
   // [limits]
   double tenant_rate = 200, tenant_burst = 400;  // /mcp requests per second, per tenant
   double admin_rate = 5, admin_burst = 20;       // heavy admin endpoints, per tenant
+  double admin_light_rate = 50, admin_light_burst = 200;  // the other admin reads, per tenant
   std::size_t max_sessions = 10000;
   std::chrono::seconds session_idle{3600};
   // An SSE response of a 2025-11-25 client ends after stream_hold; the

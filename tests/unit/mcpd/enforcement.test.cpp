@@ -285,6 +285,11 @@ TEST_CASE("mcpd: the [agent] configuration is all or nothing", "[mcpd][enforceme
   CHECK(streams->streams_per_key == 8);
   CHECK(streams->streams_per_tenant == 32);
   CHECK_FALSE(sluice::mcpd::parse_config("[limits]\nstreams_per_tenant = 0\n"));
+  auto light = sluice::mcpd::parse_config("[limits]\nadmin_light_rate = 2\nadmin_light_burst = 4\n");
+  REQUIRE(light);
+  CHECK(light->admin_light_rate == 2);
+  CHECK(light->admin_light_burst == 4);
+  CHECK_FALSE(sluice::mcpd::parse_config("[limits]\nadmin_light_rate = nan\n"));
 
   // A bad endpoints file refuses start-up, naming the file.
   TempDir dir;
