@@ -462,7 +462,8 @@ json App::local_admin(const json& r) {
     }
     auto tid = store_->create_tenant(tenant, source);
     if (!tid) return err("the tenant could not be created");
-    if (!audited({{"kind", "admin"}, {"tenant", tenant}, {"user", "local"}, {"action", "create_tenant"}})) {
+    if (!audited({{"kind", "admin"}, {"tenant", tenant}, {"user", "local"}, {"action", "create_tenant"},
+                  {"data_source", clean_text(source, 512)}})) {
       return err("the change was made but could not be audited");
     }
     return {{"ok", true}, {"tenant_id", *tid}};
