@@ -151,7 +151,7 @@ endpoints_file = \"$work/endpoints.json\"
 timeout_ms = 4000
 retry_ms = 600000
 [limits]
-admin_light_rate = 0.2
+admin_light_rate = 0.01
 admin_light_burst = 3"
 busy_cert="$work/busy/data/tls/cert.pem"
 # (Its start-up reconciliation asks the silent agent too, on the same
@@ -168,7 +168,7 @@ wait "$put"
 [ "$(cat "$work/busy/put.code")" = 202 ] || { echo "mcpd_interop: the push to a silent agent was not 202" >&2; cat "$work/busy/put.out" >&2; exit 1; }
 [ "$took" -lt 2500 ] || { echo "mcpd_interop: sluicectl waited ${took} ms behind a policy push" >&2; exit 1; }
 echo "mcpd_interop: sluicectl answered in ${took} ms while a policy push waited for a silent agent"
-# Light admin reads count against their tenant too (here 3, then 1 per 5 s):
+# Light admin reads count against their tenant too (here 3, then 1 per 100 s):
 # GET /api/meta, which any key may call, cannot flood the admin API's thread.
 codes=""
 for _ in 1 2 3 4; do

@@ -258,9 +258,10 @@ DataResult<QueryResult> Connection::run(std::string_view sql,
   return collect(active->get(), o);
 }
 
-DataResult<void> Connection::check(std::string_view sql, std::size_t params) {
+DataResult<void> Connection::check(std::string_view sql, std::size_t params,
+                                   std::optional<std::chrono::milliseconds> timeout) {
   const ModeScope scope(auth_, Authorizer::Mode::user);
-  deadline_ = Clock::now() + limits_.timeout;
+  deadline_ = Clock::now() + timeout.value_or(limits_.timeout);
   auto active = prepare(sql, false);
   if (!active) return tl::unexpected(std::move(active.error()));
   if (auto p = positional_only(active->get()); !p) return p;  // as run() will require

@@ -80,8 +80,10 @@ class Connection {
                                             const RunOptions& o);
 
   // Compiles `sql` as a user statement, without running or caching it;
-  // it must take exactly `params` `?` parameters.
-  [[nodiscard]] DataResult<void> check(std::string_view sql, std::size_t params);
+  // it must take exactly `params` `?` parameters. Waiting for a writer's
+  // lock at most `timeout` (default: the query timeout).
+  [[nodiscard]] DataResult<void> check(std::string_view sql, std::size_t params,
+                                       std::optional<std::chrono::milliseconds> timeout = std::nullopt);
 
   // Options for a user query under the connection's limits.
   [[nodiscard]] RunOptions user_options() const;

@@ -145,7 +145,7 @@ DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds budget) 
   for (EntityInfo& e : candidates) {
     if (e.kind == "view") {
       if (!time_left()) return past_deadline();
-      auto compiled = c.check("SELECT * FROM " + quote_identifier(e.name), 0);
+      auto compiled = c.check("SELECT * FROM " + quote_identifier(e.name), 0, timeout);
       if (!compiled && !entity_fault(compiled.error())) return tl::unexpected(compiled.error());
       if (!compiled) {
         hidden.insert(ascii_lower(e.name));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "app.h"
@@ -413,11 +414,23 @@ std::vector<std::string> App::data_source_warnings() {
   std::vector<std::string> out;
   auto tenants = store_->tenants();
   if (!tenants) return {"the tenant list could not be read: " + tenants.error().what};
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::vector<std::string>> by_file;
   for (const Tenant& t : *tenants) {
     struct stat st {};
     const bool there = ::lstat(t.data_source.c_str(), &st) == 0;
     if (!there && SqliteSource::directory_is_real(t.data_source)) continue;  // missing for now: said when called
-    if (auto problem = source_path_problem(t.data_source)) out.push_back("tenant " + t.name + ": " + *problem + ": refused until fixed");
+    if (auto problem = source_path_problem(t.data_source)) {
+      out.push_back("tenant " + t.name + ": " + *problem + ": refused until fixed");
+      continue;
+    }
+    const auto file = SqliteSource::file_within_directory(t.data_source);
+    by_file[{file.dev, file.ino}].push_back(t.name);
+  }
+  for (const auto& [file, names] : by_file) {
+    if (names.size() < 2) continue;
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    out.push_back("tenants " + list + ": one file is the data source of each: refused to all until fixed");
   }
   return out;
 }
