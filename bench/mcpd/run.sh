@@ -54,7 +54,16 @@ wait_port() {
 }
 
 # measure NAME URL STYLE [PID]: a 2 s warm-up, then the measured run. With
-# PID, samples the process's resident memory throughout.
+# PID, samples the process's resident memory throughout and takes the CPU
+# time it used per call (user + system, all its threads): steadier across
+# runs than calls/s on a machine whose speed drifts.
+# cpu_ticks PID: user + system clock ticks of every thread of PID so far.
+cpu_ticks() {
+  # After the ")" that ends the command name (which may hold spaces):
+  # utime and stime are the 12th and 13th fields.
+  { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null || echo; } | awk '{ print ($12 + $13) + 0 }'
+}
+
 measure() {
   local name=$1 url=$2 style=$3 pid=${4:-}
   BENCH_STYLE=$style BENCH_ROWS=$rows wrk -t2 -c$conns -d2s -s "$here/call.lua" "$url" >/dev/null
@@ -68,14 +77,21 @@ measure() {
       done ) &
     sampler=$!
   fi
+  local cpu0=0
+  [ -n "$pid" ] && cpu0=$(cpu_ticks "$pid")
   BENCH_STYLE=$style BENCH_ROWS=$rows wrk -t2 -c$conns -d"${seconds}s" --latency -s "$here/call.lua" "$url" \
     >"$work/$name.out"
+  local cpu1=0
+  [ -n "$pid" ] && cpu1=$(cpu_ticks "$pid")
   [ -n "$sampler" ] && kill "$sampler" 2>/dev/null && wait "$sampler" 2>/dev/null || true
   local result
   result=$(sed -n 's/^RESULT //p' "$work/$name.out")
   [ -n "$result" ] || { echo "bench/mcpd: no result from wrk for $name" >&2; cat "$work/$name.out" >&2; exit 1; }
   if [ -n "$pid" ]; then
-    result="${result%\}},\"rss_kb\":$(cat "$work/$name.rss" 2>/dev/null || echo 0)}"
+    local requests cpu_us
+    requests=$(sed -n 's/.*"requests":\([0-9]*\).*/\1/p' <<<"$result")
+    cpu_us=$(( (cpu1 - cpu0) * 1000000 / $(getconf CLK_TCK) / (requests > 0 ? requests : 1) ))
+    result="${result%\}},\"rss_kb\":$(cat "$work/$name.rss" 2>/dev/null || echo 0),\"cpu_us_per_call\":$cpu_us}"
   fi
   echo "$result" >"$work/$name.json"
   echo "RESULT $name $result"
@@ -192,16 +208,20 @@ const r = Object.fromEntries(['sluice', 'sluice-literal', 'toolbox', 'dbhub', 'n
 const bad = Object.entries(r).filter(([, v]) => v.errors > 0 || v.socket_errors > 0);
 for (const [n, v] of bad) console.log(`!! ${n}: ${v.errors} bad answers, ${v.socket_errors} socket errors`);
 const f = (x, d = 1) => x.toFixed(d);
-console.log('\n| server | calls/s | p50 ms | p99 ms | RSS MB |');
-console.log('|---|---:|---:|---:|---:|');
+console.log('\n| server | calls/s | p50 ms | p99 ms | RSS MB | CPU µs/call |');
+console.log('|---|---:|---:|---:|---:|---:|');
 for (const [n, v] of Object.entries(r)) {
-  console.log(`| ${n} | ${f(v.rps, 0)} | ${f(v.p50_ms, 2)} | ${f(v.p99_ms, 2)} | ${v.rss_kb ? f(v.rss_kb / 1024) : '-'} |`);
+  console.log(`| ${n} | ${f(v.rps, 0)} | ${f(v.p50_ms, 2)} | ${f(v.p99_ms, 2)} | ${v.rss_kb ? f(v.rss_kb / 1024) : '-'} | ${v.cpu_us_per_call ?? '-'} |`);
 }
 const s = r.sluice;
 const faster = r.toolbox.rps > r.dbhub.rps ? 'toolbox' : 'dbhub';
 console.log(`\nsluice-mcpd / ${faster} (faster peer): ${f(s.rps / r[faster].rps, 2)}x throughput (target >= 4)`);
 console.log(`sluice-mcpd / toolbox: ${f(s.rps / r.toolbox.rps, 2)}x; / dbhub: ${f(s.rps / r.dbhub.rps, 2)}x`);
 console.log(`sluice-mcpd / nginx ceiling: ${f(100 * s.rps / r.nginx.rps)}% (target >= 40%)`);
+if (s.cpu_us_per_call && r.toolbox.cpu_us_per_call) {
+  console.log(`sluice-mcpd CPU per call: ${s.cpu_us_per_call} µs, ${f(s.cpu_us_per_call / r.toolbox.cpu_us_per_call, 2)}x Toolbox's ` +
+              '(HTTPS, per-call key, durable audit record against plain HTTP without either)');
+}
 console.log(`sluice-mcpd p99: ${f(s.p99_ms, 2)} ms (target <= 2 ms); RSS peak ${f(s.rss_kb / 1024)} MB (target <= 64 MB)`);
 process.exit(bad.length ? 1 : 0);
 JS
