@@ -145,7 +145,7 @@ namespace {
 // time (a link anywhere on the way fails it: a loader that can write an
 // ancestor cannot swap a directory for a link). -1 if there is none.
 int open_directory_of(const std::string& path, std::string* name) {
-  if (path.size() < 2 || path.front() != '/') return -1;
+  if (path.size() < 2 || path.front() != '/' || path.find("//") != std::string::npos) return -1;
   const std::size_t slash = path.rfind('/');
   *name = path.substr(slash + 1);
   int dir = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);

@@ -2,8 +2,12 @@
 // and concurrent use, on a small demo bank.
 #include "sqlite_source.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -165,6 +169,47 @@ TEST_CASE("mcpd::SqliteSource stops a runaway query at the deadline", "[mcpd][sq
       }
     }
   }
+}
+
+TEST_CASE("mcpd::SqliteSource::file_within_directory keeps a path to a file in its own directory",
+          "[mcpd][sqlite]") {
+  const TempDir dir;
+  const auto id = [](const std::string& path) {
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    return SqliteSource::FileId{st.st_dev, st.st_ino};
+  };
+  const SqliteSource::FileId none{};
+  std::ofstream(dir.file("data.db")) << "x";
+  REQUIRE(::mkdir(dir.file("sub").c_str(), 0700) == 0);
+  std::ofstream(dir.file("sub/inner.db")) << "y";
+  CHECK(SqliteSource::file_within_directory(dir.file("data.db")) == id(dir.file("data.db")));
+  // Links naming a file beside them, even in a chain, lead to it.
+  REQUIRE(::symlink("data.db", dir.file("b").c_str()) == 0);
+  REQUIRE(::symlink("b", dir.file("a").c_str()) == 0);
+  CHECK(SqliteSource::file_within_directory(dir.file("a")) == id(dir.file("data.db")));
+  // Anything else is nothing.
+  REQUIRE(::symlink(dir.file("data.db").c_str(), dir.file("absolute").c_str()) == 0);
+  REQUIRE(::symlink("./data.db", dir.file("dotted").c_str()) == 0);
+  REQUIRE(::symlink("sub/inner.db", dir.file("deeper").c_str()) == 0);
+  REQUIRE(::symlink("..", dir.file("up").c_str()) == 0);
+  REQUIRE(::symlink("missing.db", dir.file("dangling").c_str()) == 0);
+  REQUIRE(::symlink("sub", dir.file("linkdir").c_str()) == 0);
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(::symlink(i == 9 ? "data.db" : ("hop" + std::to_string(i + 1)).c_str(),
+                      dir.file("hop" + std::to_string(i)).c_str()) == 0);
+  }
+  for (const std::string& path :
+       {dir.file("absolute"), dir.file("dotted"), dir.file("deeper"), dir.file("up"), dir.file("dangling"),
+        dir.file("linkdir/inner.db"), dir.file("sub/../data.db"), dir.path() + "/./data.db", dir.path() + "//data.db",
+        dir.file("sub"), dir.file("hop0"), dir.file("hop1"), std::string("data.db"), dir.file("missing.db"), dir.path() + "/"}) {
+    INFO(path);
+    CHECK(SqliteSource::file_within_directory(path) == none);
+  }
+  CHECK(SqliteSource::file_within_directory(dir.file("hop2")) == id(dir.file("data.db")));  // 8 links, then the file
+  CHECK(SqliteSource::directory_is_real(dir.file("missing.db")));
+  CHECK_FALSE(SqliteSource::directory_is_real(dir.file("linkdir/inner.db")));
+  CHECK_FALSE(SqliteSource::directory_is_real("relative/x.db"));
 }
 
 TEST_CASE("mcpd::SqliteSource opens a locked file under one deadline, not one per connection", "[mcpd][sqlite]") {
