@@ -319,6 +319,26 @@ TEST_CASE("mcpd::McpServer serves GET streams to the session's owner, resumable 
     second.stream.reset();  // a response ended
     CHECK(small.get(alice, s2).status == 200);
   }
+  SECTION("one tenant holds a bounded number of open streams over all its keys") {
+    StreamLimits limits;
+    limits.max_open_per_credential = 5;
+    limits.max_open_per_tenant = 2;
+    World small(65536, std::chrono::seconds(3600), limits);
+    auto first = small.get(alice, small.open_session(alice));
+    auto second = small.get(mallory, small.open_session(mallory));
+    REQUIRE(first.stream);
+    REQUIRE(second.stream);
+    const Principal carol = principal("cccc", kAllScopes);  // a third key of the same tenant
+    auto refused = small.get(carol, small.open_session(carol));
+    CHECK(refused.status == 429);
+    CHECK_THAT(refused.body, Catch::Contains("too many open streams for this tenant"));
+    Principal other = principal("dddd", kAllScopes);
+    other.tenant_id = 2;
+    other.tenant = "beta";
+    CHECK(small.get(other, small.open_session(other)).status == 200);  // another tenant's own places
+    first.stream.reset();  // a response ended
+    CHECK(small.get(carol, small.open_session(carol)).status == 200);
+  }
   SECTION("ending the session ends its streams") {
     auto r = w.get(alice, sid);
     REQUIRE(r.stream);
