@@ -130,12 +130,6 @@ void Connection::set_names(std::shared_ptr<const Authorizer::NameSet> readable,
   names_generation_ = generation;
 }
 
-std::optional<std::pair<std::uint64_t, std::uint64_t>> Connection::file_identity() const {
-  const auto opened = opened_main_file(db_);
-  if (!opened) return std::nullopt;
-  return std::pair{opened->dev, opened->ino};
-}
-
 Connection::~Connection() {
   cache_.clear();  // statements first: sqlite3_close refuses while any live
   sqlite3_close(db_);

@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <utility>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,9 +68,9 @@ class Connection {
                  std::shared_ptr<const Authorizer::NameSet> hidden, std::uint64_t generation = 0);
   [[nodiscard]] std::uint64_t names_generation() const { return names_generation_; }
 
-  // The device and inode of the file this connection reads (through its
-  // descriptor; temp_files.h opened_main_file), or nothing (fail closed).
-  [[nodiscard]] std::optional<std::pair<std::uint64_t, std::uint64_t>> file_identity() const;
+  // The file this connection reads (through its descriptor; temp_files.h
+  // opened_main_file), or nothing (fail closed).
+  [[nodiscard]] std::optional<FileId> file_identity() const { return opened_main_file(db_); }
 
   // Compiles (or reuses) exactly one read-only statement, binds `params`
   // and reads its rows within the options' deadline and caps.

@@ -80,9 +80,9 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
     // Every connection on the same file, the one the path names before and
     // after they are opened: each connection's own descriptor is looked at
     // (a path swapped to another file and back while they opened would
-    // pass two looks at the path alone). Else again.
-    // All of the opening within one query timeout, however many
-    // connections read the header of a file a loader keeps locked.
+    // pass two looks at the path alone); else again. All of it within one
+    // query timeout, however many connections read the header of a file a
+    // loader keeps locked.
     const auto deadline = Clock::now() + limits.timeout;
     FileId file;
     std::vector<std::unique_ptr<Connection>> pool;
@@ -95,7 +95,7 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
         if (!c) return tl::unexpected(std::move(c.error()));
         const auto opened = (*c)->file_identity();
         if (!opened) return data_error(Kind::internal, "data source could not be opened", "the opened file of " + path + " cannot be identified");
-        same = same && FileId{opened->first, opened->second} == file;
+        same = same && *opened == file;
         pool.push_back(std::move(*c));
       }
       if (same && file_at(path) == file) break;

@@ -36,6 +36,7 @@
 #include <nlohmann/json.hpp>
 
 #include "result.h"
+#include "temp_files.h"
 
 namespace sluice::mcpd {
 
@@ -168,14 +169,7 @@ class SqliteSource {
   enum class PathState { same, other, none };
   [[nodiscard]] PathState path_state() const;
 
-  // A file, by device and inode: what two paths (or links) share when they
-  // lead to the same file.
-  struct FileId {
-    std::uint64_t dev = 0, ino = 0;
-    bool operator==(const FileId&) const = default;
-  };
-  // The file at `path` now (followed through links); {} if none.
-  [[nodiscard]] static FileId file_at(const std::string& path);
+  using FileId = mcpd::FileId;
   // The regular file an absolute, lexically normal `path` names within
   // its own directory: every directory on the way a real one (no link),
   // and the file the path itself, or where links there lead while every
@@ -187,7 +181,7 @@ class SqliteSource {
   // Whether every directory of an absolute, lexically normal `path` is a
   // real one (no link), whether or not its file exists.
   [[nodiscard]] static bool directory_is_real(const std::string& path);
-  // The file the connections read (as it was just before they opened it).
+  // The file every pooled connection reads (each by its descriptor).
   [[nodiscard]] FileId file() const { return file_; }
 
  private:
@@ -204,6 +198,8 @@ class SqliteSource {
   // `wait`, only if one is idle now.
   [[nodiscard]] DataResult<Lease> acquire(bool wait = true) const;
   [[nodiscard]] std::shared_ptr<const Snapshot> current() const;
+  // The file at `path` now (followed through links); {} if none.
+  [[nodiscard]] static FileId file_at(const std::string& path);
   // The current snapshot, read again first if the schema changed (looked
   // at no more often than schema_check_interval; never waits for another
   // thread looking).
@@ -217,7 +213,7 @@ class SqliteSource {
   const QueryLimits limits_;
   const std::vector<std::unique_ptr<Connection>> pool_;
   const std::string path_;
-  const FileId file_;  // as it was just before the connections opened it
+  const FileId file_;  // what every connection reads, and the path named when they opened
   mutable std::atomic<Clock::rep> path_checked_;  // when path_state() last looked
   mutable std::atomic<PathState> path_state_{PathState::same};
 

@@ -196,7 +196,7 @@ int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags
 
 }  // namespace
 
-std::optional<OpenedFile> opened_main_file(sqlite3* db) {
+std::optional<FileId> opened_main_file(sqlite3* db) {
   // The unix VFS's file object starts, as it has since SQLite 3.7:
   //   const sqlite3_io_methods* pMethod; sqlite3_vfs* pVfs;
   //   unixInodeInfo* pInode; int h;   (h: the descriptor)
@@ -219,7 +219,7 @@ std::optional<OpenedFile> opened_main_file(sqlite3* db) {
   if (prefix.vfs != g_base || prefix.fd < 0) return std::nullopt;
   struct stat st {};
   if (::fstat(prefix.fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-  return OpenedFile{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+  return FileId{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
 }
 
 void set_temp_memory_cap(std::size_t bytes) { g_cap.store(bytes); }
@@ -227,7 +227,6 @@ std::size_t temp_memory_used() { return g_used.load(); }
 
 TempScope::TempScope(TempBudget* budget) : outer_(t_budget) { t_budget = budget; }
 TempScope::~TempScope() { t_budget = outer_; }
-TempBudget* TempScope::current() { return t_budget; }
 
 const char* memory_temp_vfs() {
   static const bool registered = [] {

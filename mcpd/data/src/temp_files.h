@@ -44,7 +44,6 @@ class TempScope {
   ~TempScope();
   TempScope(const TempScope&) = delete;
   TempScope& operator=(const TempScope&) = delete;
-  static TempBudget* current();
 
  private:
   TempBudget* outer_;
@@ -54,15 +53,19 @@ class TempScope {
 // use, not as the default); nullptr if it could not be registered.
 [[nodiscard]] const char* memory_temp_vfs();
 
-// The device and inode of the file `db`'s main database was opened on,
-// read through the descriptor SQLite holds (fstat): what the connection
-// reads, whatever its path names now. Nothing if the connection did not
-// open it through this VFS, or the unix VFS's file is not laid out as
-// this code knows it (fail closed).
-struct OpenedFile {
+// A file, by device and inode: what two paths (or links) share when they
+// lead to the same file. {} is none.
+struct FileId {
   std::uint64_t dev = 0, ino = 0;
+  auto operator<=>(const FileId&) const = default;
 };
-[[nodiscard]] std::optional<OpenedFile> opened_main_file(sqlite3* db);
+
+// The file `db`'s main database was opened on, read through the
+// descriptor SQLite holds (fstat): what the connection reads, whatever its
+// path names now. Nothing if the connection did not open it through this
+// VFS, or the unix VFS's file is not laid out as this code knows it (fail
+// closed).
+[[nodiscard]] std::optional<FileId> opened_main_file(sqlite3* db);
 
 // All temporary files of the process together hold at most `bytes`
 // (default kTempMemoryCap). Set before serving.

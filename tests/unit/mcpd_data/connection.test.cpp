@@ -154,7 +154,7 @@ TEST_CASE("mcpd::Connection knows the file it reads by its descriptor, not by it
   const auto id_of = [](const std::string& path) {
     struct stat st {};
     REQUIRE(::stat(path.c_str(), &st) == 0);
-    return std::pair<std::uint64_t, std::uint64_t>{st.st_dev, st.st_ino};
+    return FileId{st.st_dev, st.st_ino};
   };
   const auto original = id_of(bank.path);
   QueryLimits limits;
@@ -175,7 +175,7 @@ TEST_CASE("mcpd::Connection knows the file it reads by its descriptor, not by it
   // A source's file is what its connections read.
   auto src = SqliteSource::open(bank.dir.file("link.db"), limits);
   REQUIRE(src);
-  CHECK((*src)->file() == SqliteSource::FileId{id_of(bank.path).first, id_of(bank.path).second});
+  CHECK((*src)->file() == id_of(bank.path));
 }
 
 TEST_CASE("mcpd::Connection keeps the path out of client messages", "[mcpd][sqlite]") {
