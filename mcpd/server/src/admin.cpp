@@ -466,13 +466,11 @@ json App::local_admin(const json& r) {
     // next opening (Sources::of); said here, before anyone depends on it.
     auto others = store_->tenants();
     if (!others) return err("the tenant could not be created");
-    const auto file = SqliteSource::file_within_directory(source);
+    const Tenant* owner = tenant_with_file(*others, SqliteSource::file_within_directory(source), 0);
     for (const Tenant& t : *others) {
-      if (t.data_source == source ||
-          (file != SqliteSource::FileId{} && SqliteSource::file_within_directory(t.data_source) == file)) {
-        return err("data_source: that file is already the data source of tenant " + t.name);
-      }
+      if (t.data_source == source) owner = &t;  // a file that is not there yet
     }
+    if (owner) return err("data_source: that file is already the data source of tenant " + owner->name);
     auto tid = store_->create_tenant(tenant, source);
     if (!tid) return err("the tenant could not be created");
     if (!audited({{"kind", "admin"}, {"tenant", tenant}, {"user", "local"}, {"action", "create_tenant"},

@@ -206,35 +206,37 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     return tl::unexpected(DataError{DataError::Kind::not_found, "no data source for this tenant",
                                     tenant ? "tenant gone" : tenant.error().what});
   }
+  // A file that does not open, or is not the tenant's, is remembered for
+  // `remember`; the old file, if there is one (a consistent file still),
+  // answers meanwhile. The path is the operator's, not the caller's business.
+  const auto refuse = [&](std::string detail, std::chrono::milliseconds remember) -> DataResult<std::shared_ptr<SqliteSource>> {
+    slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable", std::move(detail)};
+    slot->failed_at = std::chrono::steady_clock::now();
+    slot->failed_for = remember;
+    if (auto s = current()) return s;
+    return tl::unexpected(*slot->failed);
+  };
   // Opening is for every caller of the tenant, not cut short by this one's cancellation.
   const CancelScope uncancellable(nullptr);
   // (A path that leads to mcpd's own database fails here: kMcpdApplicationId.)
   auto src = SqliteSource::open((*tenant)->data_source, limits_);
-  if (!src) {
-    // The path is the operator's, not the caller's business.
-    slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable", src.error().detail};
-    slot->failed_at = std::chrono::steady_clock::now();
-    slot->failed_for = remember_failure_;
-    if (src.error().kind == DataError::Kind::not_found) {
-      // Deleted: the old file answers no more. Looked for again as often
-      // as a path is (a file put back, as by rm then cp, is served within
-      // that), not after the longer wait that other failures get.
-      slot->failed_for = std::min(remember_failure_, limits_.schema_check_interval);
+  if (!src && src.error().kind == DataError::Kind::not_found) {
+    // Deleted: the old file answers no more. Looked for again as often as
+    // a path is (a file put back, as by rm then cp, is served within that),
+    // not after the longer wait that other failures get.
+    {
       std::lock_guard drop(slot->source_mu);
       slot->source.reset();
     }
-    // Replaced by something that does not open: the old file, a consistent
-    // one still, answers meanwhile.
-    if (auto s = current()) return s;
-    return tl::unexpected(*slot->failed);
+    return refuse(src.error().detail, std::min(remember_failure_, limits_.schema_check_interval));
   }
+  if (!src) return refuse(src.error().detail, remember_failure_);
   // Whose file it is. A tenant's path names a file in its own directory
   // (a link there may lead only to a file beside it: not to another
   // tenant's next export or backup), and no other tenant's: by a link or
-  // a second path, that tenant's rows, never this one's. Refused like a
-  // file that does not open; the tenant's old file, if it had one, answers
-  // meanwhile. The other tenant is not named: this detail reaches the
-  // tenant's own audit records (`sluicectl tenant list` tells the operator).
+  // a second path, that tenant's rows, never this one's. The other tenant
+  // is not named: this detail reaches the tenant's own audit records
+  // (`sluicectl tenant list` tells the operator).
   std::optional<std::string> refused;
   if (SqliteSource::file_within_directory((*tenant)->data_source) != (*src)->file()) {
     refused = "is not a file in its own directory (a link leads out of it, or it changed while opened)";
@@ -246,12 +248,7 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   if (!refused) refused = open_elsewhere(tenant_id, (*src)->file());
   if (refused) {
     claim.unlock();
-    slot->failed = DataError{DataError::Kind::internal, "the data source is unavailable",
-                             "the file at " + (*tenant)->data_source + " " + *refused + ": refused"};
-    slot->failed_at = std::chrono::steady_clock::now();
-    slot->failed_for = remember_failure_;
-    if (auto s = current()) return s;
-    return tl::unexpected(*slot->failed);
+    return refuse("the file at " + (*tenant)->data_source + " " + *refused + ": refused", remember_failure_);
   }
   slot->failed.reset();
   std::shared_ptr<SqliteSource> opened = std::move(*src);
@@ -271,10 +268,16 @@ std::optional<std::string> Sources::named_elsewhere(std::int64_t tenant_id, Sqli
   // tenant its own file).
   auto tenants = store_.tenants();
   if (!tenants) return "could not be checked against the other tenants' files";  // fail closed
-  for (const Tenant& t : *tenants) {
-    if (t.id != tenant_id && SqliteSource::file_within_directory(t.data_source) == file) return kShared;
-  }
+  if (tenant_with_file(*tenants, file, tenant_id)) return kShared;
   return std::nullopt;
+}
+
+const Tenant* tenant_with_file(const std::vector<Tenant>& tenants, SqliteSource::FileId file, std::int64_t except) {
+  if (file == SqliteSource::FileId{}) return nullptr;
+  for (const Tenant& t : tenants) {
+    if (t.id != except && SqliteSource::file_within_directory(t.data_source) == file) return &t;
+  }
+  return nullptr;
 }
 
 std::optional<std::string> Sources::open_elsewhere(std::int64_t tenant_id, SqliteSource::FileId file) {

@@ -110,6 +110,10 @@ class Sources {
   std::optional<std::string> open_elsewhere(std::int64_t tenant_id, SqliteSource::FileId file);
 };
 
+// The tenant other than `except` whose path names `file` within its own
+// directory (SqliteSource::file_within_directory), if any; none for {}.
+const Tenant* tenant_with_file(const std::vector<Tenant>& tenants, SqliteSource::FileId file, std::int64_t except);
+
 class Toolbox {
  public:
   Toolbox(Store& store, Sources& sources, bool fixtures);
