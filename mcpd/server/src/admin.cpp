@@ -389,42 +389,51 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
 }
 
 namespace {
-// What is wrong with a data source path, or nothing: an absolute, normal
-// path whose directories are real ones (no link), naming (when it exists)
-// a regular file in that directory (SqliteSource::file_within_directory).
-std::optional<std::string> source_path_problem(const std::string& p) {
+// A data source path as the rules a source is opened under see it: an
+// absolute, normal path whose directories are real ones (no link), naming
+// (when anything is there) a regular file in that directory
+// (SqliteSource::file_within_directory); `problem` says which rule it
+// breaks, `file` is the file ({} when none is there yet).
+struct SourcePath {
+  std::optional<std::string> problem;
+  SqliteSource::FileId file;
+};
+SourcePath examine_source_path(const std::string& p) {
   if (p.empty() || p.front() != '/' || p.size() > 4096 || p.find('\0') != std::string::npos) {
-    return "data_source must be an absolute path (at most 4096 bytes, no NUL)";
+    return {"data_source must be an absolute path (at most 4096 bytes, no NUL)", {}};
   }
   if (std::filesystem::path(p).lexically_normal().string() != p || p.back() == '/') {
-    return "data_source must be a normal path (no //, . or .. components, no trailing /)";
+    return {"data_source must be a normal path (no //, . or .. components, no trailing /)", {}};
   }
   if (!SqliteSource::directory_is_real(p)) {
-    return "data_source: its directory must exist, reached through real directories only (no links)";
+    return {"data_source: its directory must exist, reached through real directories only (no links)", {}};
   }
+  const auto file = SqliteSource::file_within_directory(p);
   struct stat st {};
-  if (::lstat(p.c_str(), &st) == 0 && SqliteSource::file_within_directory(p) == SqliteSource::FileId{}) {
-    return "data_source: not a regular file in its own directory (a link there may name only a file beside it)";
+  if (file == SqliteSource::FileId{} && ::lstat(p.c_str(), &st) == 0) {
+    return {"data_source: not a regular file in its own directory (a link there may name only a file beside it)", {}};
   }
-  return std::nullopt;
+  return {std::nullopt, file};
 }
 }  // namespace
 
-std::vector<std::string> App::data_source_warnings() {
+std::vector<std::string> App::startup_warnings() {
   std::vector<std::string> out;
+  if (temp_budget_ < config_.query_temp_memory) {
+    out.push_back("[query] temp_memory_mb lowered to " + std::to_string(temp_budget_ >> 20) + " MiB per statement (" +
+                  std::to_string(kTempMemoryCap >> 20) + " MiB shared by " + std::to_string(workers_count_) +
+                  " workers)");
+  }
   auto tenants = store_->tenants();
-  if (!tenants) return {"the tenant list could not be read: " + tenants.error().what};
-  std::map<std::pair<std::uint64_t, std::uint64_t>, std::vector<std::string>> by_file;
+  if (!tenants) {
+    out.push_back("the tenant list could not be read: " + tenants.error().what);
+    return out;
+  }
+  std::map<SqliteSource::FileId, std::vector<std::string>> by_file;
   for (const Tenant& t : *tenants) {
-    struct stat st {};
-    const bool there = ::lstat(t.data_source.c_str(), &st) == 0;
-    if (!there && SqliteSource::directory_is_real(t.data_source)) continue;  // missing for now: said when called
-    if (auto problem = source_path_problem(t.data_source)) {
-      out.push_back("tenant " + t.name + ": " + *problem + ": refused until fixed");
-      continue;
-    }
-    const auto file = SqliteSource::file_within_directory(t.data_source);
-    by_file[{file.dev, file.ino}].push_back(t.name);
+    const SourcePath path = examine_source_path(t.data_source);
+    if (path.problem) out.push_back("tenant " + t.name + ": " + *path.problem + ": refused until fixed");
+    if (path.file != SqliteSource::FileId{}) by_file[path.file].push_back(t.name);  // a missing file: said when called
   }
   for (const auto& [file, names] : by_file) {
     if (names.size() < 2) continue;
@@ -443,7 +452,7 @@ json App::local_admin(const json& r) {
     const std::string tenant = str("tenant"), user = str("user"), source = str("data_source");
     if (!valid_tenant_name(tenant)) return err("tenant: 1-63 characters of [a-z0-9_-], not starting with - or _");
     if (!valid_name(user)) return err("user: 1-64 characters of [A-Za-z0-9_.-]");
-    if (auto problem = source_path_problem(source)) return err(*problem);
+    if (auto path = examine_source_path(source); path.problem) return err(*path.problem);
     // One transaction: a failure leaves nothing behind, and a retry works.
     auto done = store_->bootstrap(tenant, source, user);
     if (!done) return err(done.error().what);
@@ -461,12 +470,13 @@ json App::local_admin(const json& r) {
   if (op == "create_tenant") {
     const std::string tenant = str("tenant"), source = str("data_source");
     if (!valid_tenant_name(tenant)) return err("tenant: 1-63 characters of [a-z0-9_-], not starting with - or _");
-    if (auto problem = source_path_problem(source)) return err(*problem);
+    const SourcePath path = examine_source_path(source);
+    if (path.problem) return err(*path.problem);
     // A tenant's file is its own: mcpd would refuse it to both at their
     // next opening (Sources::of); said here, before anyone depends on it.
     auto others = store_->tenants();
     if (!others) return err("the tenant could not be created");
-    const Tenant* owner = tenant_with_file(*others, SqliteSource::file_within_directory(source), 0);
+    const Tenant* owner = tenant_with_file(*others, path.file, 0);
     for (const Tenant& t : *others) {
       if (t.data_source == source) owner = &t;  // a file that is not there yet
     }

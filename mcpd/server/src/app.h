@@ -49,14 +49,12 @@ class App {
   AuditLog& audit() { return *audit_; }
   ApiKeyAuthenticator& keys() { return *keys_; }
   void set_connections(const HttpServer* http) { http_ = http; }
-  // Each statement's temporary storage: [query] temp_memory_mb, at most the
-  // process's cap shared by the workers.
-  [[nodiscard]] std::size_t temp_budget() const { return temp_budget_; }
-  [[nodiscard]] std::size_t workers() const { return workers_count_; }
-  // Tenants whose data source path breaks the rules a source is opened
-  // under (SqliteSource::file_within_directory), as lines for the operator:
-  // those tenants are refused until it is fixed.
-  [[nodiscard]] std::vector<std::string> data_source_warnings();
+  // What the operator should hear at start, as lines: a [query]
+  // temp_memory_mb lowered to fit the process's cap shared by the
+  // workers; tenants whose data source path breaks the rules a source is
+  // opened under (SqliteSource::file_within_directory), or whose file is
+  // another tenant's too, refused until it is fixed.
+  [[nodiscard]] std::vector<std::string> startup_warnings();
   // Where the local socket's requests run: a thread of their own, so an
   // operator's sluicectl (a key revoked in a hurry) never queues behind
   // the admin API's requests or a policy push waiting for the agent.
@@ -124,7 +122,7 @@ class App {
   std::unique_ptr<McpServer> mcp_;
   const HttpServer* http_ = nullptr;
   std::atomic<std::uint64_t> auth_failures_{0}, lockouts_{0}, rate_limited_{0}, requests_{0};
-  std::size_t temp_budget_ = 0, workers_count_ = 0;
+  std::size_t temp_budget_ = 0, workers_count_ = 0;  // as App::open set them, for startup_warnings
 };
 
 }  // namespace sluice::mcpd

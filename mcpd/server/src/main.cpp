@@ -25,7 +25,6 @@
 #include "config.h"
 #include "http_server.h"
 #include "local_admin.h"
-#include "temp_files.h"
 #include "tls.h"
 
 using namespace sluice::mcpd;
@@ -133,11 +132,7 @@ int main(int argc, char** argv) {
                                                    "cannot remove anchors)");
   }
   std::printf("sluice-mcpd: allocator %s\n", allocator_in_use());
-  for (const std::string& warning : a->data_source_warnings()) std::printf("sluice-mcpd: %s\n", warning.c_str());
-  if (a->temp_budget() < config->query_temp_memory) {
-    std::printf("sluice-mcpd: [query] temp_memory_mb lowered to %zu MiB per statement (%zu MiB shared by %zu workers)\n",
-                a->temp_budget() >> 20, kTempMemoryCap >> 20, a->workers());
-  }
+  for (const std::string& warning : a->startup_warnings()) std::printf("sluice-mcpd: %s\n", warning.c_str());
   std::fflush(stdout);
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
