@@ -25,6 +25,12 @@ static constexpr char kSchemaVersionPragma[] = "PRAGMA main.schema_version";
 constexpr std::size_t kStatsBatch = 64;
 constexpr std::size_t kUnbounded = std::size_t{1} << 40;
 
+// What is left of `deadline`, in whole milliseconds rounded up (0 once past).
+std::chrono::milliseconds left_of(std::chrono::steady_clock::time_point deadline) {
+  return std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()),
+                  std::chrono::milliseconds(0));
+}
+
 RunOptions metadata_options(std::chrono::milliseconds timeout) {
   return RunOptions{Authorizer::Mode::metadata, timeout, kUnbounded, kUnbounded, false};
 }
@@ -97,7 +103,7 @@ DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds budget) 
   const auto deadline = std::chrono::steady_clock::now() + budget;
   std::chrono::milliseconds timeout = budget;
   const auto time_left = [&] {
-    timeout = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    timeout = left_of(deadline);
     return timeout.count() > 0;
   };
   const auto past_deadline = [] {
@@ -164,10 +170,7 @@ DataResult<EntityStats> compute_stats(Connection& c, const EntityInfo& e,
   const std::string from = quote_identifier(e.name);
   // One deadline for all of it, however many statements it takes.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  const auto options = [&] {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    return metadata_options(std::max(left, std::chrono::milliseconds(1)));
-  };
+  const auto options = [&] { return metadata_options(std::max(left_of(deadline), std::chrono::milliseconds(1))); };
   auto counted = c.run("SELECT count(*) FROM " + from, {}, options());
   if (!counted) return tl::unexpected(std::move(counted.error()));
   EntityStats s{e, counted->rows.empty() ? 0 : int_at(counted->rows[0], 0), {}, false};
