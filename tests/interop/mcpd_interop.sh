@@ -82,6 +82,7 @@ echo "mcpd_interop: an HTTP/1.0 GET stream is sent unchunked and ends with the c
 # next keep-alive write (15 s) that finds it gone: default limits here.
 start_mcpd watch "" ""
 watch_url=$url
+watch_pid=${pids[-1]}
 wcert="$work/watch/data/tls/cert.pem"
 wsid=$(curl_session "$watch_url" "$wcert" "$key_all")
 [ -n "$wsid" ] || { echo "mcpd_interop: no session for the vanishing client" >&2; exit 1; }
@@ -133,6 +134,17 @@ count=$(curl -sS --cacert "$wcert" -H "Authorization: Bearer $bkey" -H "Mcp-Sess
   "$watch_url" | python3 -c 'import json, sys; print(json.load(sys.stdin)["result"]["structuredContent"]["rows"][0][0])')
 [ "$count" = 40 ] || { echo "mcpd_interop: tenant beta read $count customers, not its own 40" >&2; exit 1; }
 echo "mcpd_interop: sluicectl creates and lists tenants; none on another tenant's file, by path or link"
+# A stored path that comes to break the rules is named when mcpd starts:
+# beta's file becomes a link to acme's beside it.
+kill "$watch_pid"; wait "$watch_pid" 2>/dev/null || true
+ln -sf bank.db "$work/beta.db"
+"$build/mcpd/server/sluice-mcpd" --config "$work/watch/mcpd.toml" >"$work/watch/restart.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q "admin socket" "$work/watch/restart.out" 2>/dev/null && break; sleep 0.1; done
+grep -q "tenants acme, beta: one file is the data source of each: refused to all until fixed" "$work/watch/restart.out" ||
+  { echo "mcpd_interop: mcpd did not name the tenants sharing a file at start" >&2; cat "$work/watch/restart.out" >&2; exit 1; }
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+echo "mcpd_interop: tenants sharing a file are named at start"
 
 # The local admin socket has a thread of its own: a policy push stuck on
 # an agent that never answers (it holds the admin API's thread for the
