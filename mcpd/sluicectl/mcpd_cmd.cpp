@@ -27,6 +27,9 @@ struct McpdOptions {
   bool json_out = false;
 };
 
+// A reply (a key list on an appliance with many keys) is read up to this.
+constexpr std::size_t kMaxReply = 64 * 1024 * 1024;
+
 // One request line, one reply line, within 30 s (a policy push waits for
 // sluice-agent to apply both kernel layers).
 std::optional<nlohmann::json> admin_call(const std::string& path, const nlohmann::json& request) {
@@ -55,7 +58,7 @@ std::optional<nlohmann::json> admin_call(const std::string& path, const nlohmann
   }
   std::string reply;
   char buf[4096];
-  while (reply.find('\n') == std::string::npos && reply.size() < (1 << 20)) {
+  while (reply.find('\n') == std::string::npos && reply.size() < kMaxReply) {
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) break;
     reply.append(buf, static_cast<std::size_t>(n));

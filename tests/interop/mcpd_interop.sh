@@ -133,6 +133,27 @@ count=$(curl -sS --cacert "$wcert" -H "Authorization: Bearer $bkey" -H "Mcp-Sess
   -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"run_query","arguments":{"sql":"SELECT count(*) AS n FROM customers"}}}' \
   "$watch_url" | python3 -c 'import json, sys; print(json.load(sys.stdin)["result"]["structuredContent"]["rows"][0][0])')
 [ "$count" = 40 ] || { echo "mcpd_interop: tenant beta read $count customers, not its own 40" >&2; exit 1; }
+# acme's super_admin adds a user to beta and mints them a key: both filed
+# under beta, whose admins read them, with acme named as the actor's.
+wapi="${watch_url%/mcp}/api"
+carol=$(curl -sS --cacert "$wcert" -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' \
+  -d '{"name":"carol","role":"admin","tenant_id":2}' "$wapi/users" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+curl -sS --cacert "$wcert" -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' \
+  -d "{\"name\":\"carol-key\",\"scopes\":\"read,admin\",\"user_id\":$carol}" "$wapi/keys" >"$work/watch/carol.json"
+ckey=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["token"])' "$work/watch/carol.json")
+curl -sS --cacert "$wcert" -H "Authorization: Bearer $ckey" "$wapi/audit?kind=admin" | python3 -c '
+import json, sys
+recs = [r for r in json.load(sys.stdin)["records"] if r.get("action") in ("create_user", "create_key")]
+assert sorted(r["action"] for r in recs) == ["create_key", "create_user"], recs
+assert all(r["tenant"] == "beta" and r["actor_tenant"] == "acme" for r in recs), recs'
+# Never a key for another super_admin, not even by a super_admin.
+curl -sS --cacert "$wcert" -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' \
+  -d '{"name":"sue","role":"super_admin","tenant_id":2}' "$wapi/users" >"$work/watch/sue.json"
+sue=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$work/watch/sue.json")
+code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$wcert" -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' \
+  -d "{\"name\":\"as-sue\",\"scopes\":\"read\",\"user_id\":$sue}" "$wapi/keys")
+[ "$code" = 403 ] || { echo "mcpd_interop: a super_admin minted a key for another super_admin ($code)" >&2; exit 1; }
+echo "mcpd_interop: changes to another tenant are audited under it; no key for a peer super_admin"
 echo "mcpd_interop: sluicectl creates and lists tenants; none on another tenant's file, by path or link"
 # A stored path that comes to break the rules is named when mcpd starts:
 # beta's file becomes a link to acme's beside it.
@@ -164,7 +185,8 @@ timeout_ms = 4000
 retry_ms = 600000
 [limits]
 admin_light_rate = 0.01
-admin_light_burst = 3"
+admin_light_burst = 3
+keys_per_user = 3"
 busy_cert="$work/busy/data/tls/cert.pem"
 # (Its start-up reconciliation asks the silent agent too, on the same
 # thread, before the push: the push's answer takes up to 8 s.)
@@ -176,6 +198,26 @@ sleep 0.5
 started=$(date +%s%N)
 "$ctl" key list --socket "$sock" | grep -q '"ok": true' || { echo "mcpd_interop: key list failed during a push" >&2; exit 1; }
 took=$(( ($(date +%s%N) - started) / 1000000 ))
+# A key revoked while its request to mint a spare waits behind the push
+# mints nothing: the request is checked again when its turn comes.
+thief=$("$ctl" key create --socket "$sock" --user-id 1 --scopes read,admin --name thief |
+  sed -n 's/.*"token": "\(slk_[^"]*\)".*/\1/p')
+thief_id=$(echo "$thief" | cut -d_ -f2)
+curl -sS -o "$work/busy/mint.out" -w '%{http_code}' --cacert "$busy_cert" -X POST -H "Authorization: Bearer $thief" \
+  -H 'Content-Type: application/json' -d '{"name":"spare","scopes":"read"}' \
+  "${url%/mcp}/api/keys" >"$work/busy/mint.code" &
+mint=$!
+sleep 0.3
+"$ctl" key revoke --socket "$sock" "$thief_id" | grep -q '"ok": true' || { echo "mcpd_interop: revoke failed" >&2; exit 1; }
+wait "$mint"
+[ "$(cat "$work/busy/mint.code")" = 401 ] ||
+  { echo "mcpd_interop: a revoked key's queued mint answered $(cat "$work/busy/mint.code")" >&2; cat "$work/busy/mint.out" >&2; exit 1; }
+"$ctl" key list --socket "$sock" | python3 -c '
+import json, sys
+keys = json.load(sys.stdin)["keys"]
+spares = [k["id"] for k in keys if k.get("minted_with") == sys.argv[1]]
+sys.exit("mcpd_interop: a revoked key minted " + ", ".join(spares) if spares else 0)' "$thief_id"
+echo "mcpd_interop: a mint queued behind the push, its key revoked meanwhile, is refused (401) and stores nothing"
 wait "$put"
 [ "$(cat "$work/busy/put.code")" = 202 ] || { echo "mcpd_interop: the push to a silent agent was not 202" >&2; cat "$work/busy/put.out" >&2; exit 1; }
 [ "$took" -lt 2500 ] || { echo "mcpd_interop: sluicectl waited ${took} ms behind a policy push" >&2; exit 1; }
@@ -188,6 +230,15 @@ for _ in 1 2 3 4; do
 done
 [ "$codes" = "200 200 200 429 " ] || { echo "mcpd_interop: light admin reads not rate limited: $codes" >&2; exit 1; }
 echo "mcpd_interop: light admin reads are rate limited per tenant ($codes)"
+# A user holds at most keys_per_user (here 3) live keys minted through the
+# API: alice has the bootstrap key (the thief's is revoked), so two more.
+codes=""
+for n in 1 2 3; do
+  codes+=$(curl -sS -o /dev/null -w '%{http_code} ' --cacert "$busy_cert" -X POST -H "Authorization: Bearer $key_all" \
+    -H 'Content-Type: application/json' -d "{\"name\":\"k$n\",\"scopes\":\"read\"}" "${url%/mcp}/api/keys")
+done
+[ "$codes" = "201 201 409 " ] || { echo "mcpd_interop: keys_per_user not enforced: $codes" >&2; exit 1; }
+echo "mcpd_interop: a user's live API keys are bounded ($codes)"
 
 # Every call above was audited, and both chains hold.
 "$ctl" audit verify --db "$work/sdk/data/mcpd.db"

@@ -48,9 +48,18 @@ std::variant<json, std::string> body_object(const HttpRequest& req) {
   return std::move(*doc);
 }
 
+// An admin change by `who`, filed under the tenant it changes (whose
+// admins read it in /api/audit); a super_admin acting on another tenant
+// is named with its own.
+json admin_record(const Principal& who, const std::string& tenant, std::string_view action) {
+  json r = {{"kind", "admin"}, {"tenant", tenant}, {"user", who.user}, {"action", action}};
+  if (tenant != who.tenant) r["actor_tenant"] = who.tenant;
+  return r;
+}
+
 }  // namespace
 
-Result<App::Revoked> App::revoke(const std::string& key_id, const std::string& tenant, const std::string& user) {
+Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
   auto ids = store_->revoke_key(key_id);  // one statement: all of them or none
   if (!ids) return tl::unexpected(ids.error());
   for (const auto& id : *ids) {
@@ -61,8 +70,9 @@ Result<App::Revoked> App::revoke(const std::string& key_id, const std::string& t
   out.cache_refreshed = static_cast<bool>(keys_->reload());
   out.self = std::erase(*ids, key_id) > 0;
   out.also = std::move(*ids);
-  out.audited = audited({{"kind", "admin"}, {"tenant", tenant}, {"user", user}, {"action", "revoke_key"},
-                         {"key", key_id}, {"minted_from_it", out.also}});
+  record["key"] = key_id;
+  record["minted_from_it"] = out.also;
+  out.audited = audited(std::move(record));
   return out;
 }
 
@@ -192,20 +202,35 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       if (!b["user_id"].is_number_integer()) return problem(400, "\"user_id\" must be an integer", v);
       for_user = b["user_id"].get<std::int64_t>();
     }
+    std::string for_tenant = who.tenant;
     if (for_user != who.user_id) {
       auto target = store_->user(for_user);
       if (!target || !*target) return problem(404, "no such user", v);
-      // Never for a peer or a superior: that would let an admin act as them.
-      const bool ok = super || (allowed(who.role, Action::manage_users) && (*target)->tenant_id == who.tenant_id &&
-                                (*target)->role < who.role);
+      // Never for a peer or a superior, super_admins included: that would
+      // let one act, and be audited, as the other.
+      const bool ok = (*target)->role < who.role &&
+                      (super || (allowed(who.role, Action::manage_users) && (*target)->tenant_id == who.tenant_id));
       if (!ok) return problem(403, "not permitted", v);
+      auto tenant = store_->tenant((*target)->tenant_id);
+      if (!tenant || !*tenant) return problem(500, "tenant unavailable", v);
+      for_tenant = (*tenant)->name;
     }
-    // Minted from the caller's key: revoking that key revokes this one.
-    auto key = store_->create_key(for_user, name, *scopes, expires, who.credential_id);
-    if (!key) return problem(500, "the key could not be created", v);
+    // Minted from the caller's key: revoking that key revokes this one,
+    // and a key revoked by now mints nothing.
+    auto minted = store_->mint_key(who.credential_id, for_user, name, *scopes, expires, config_.keys_per_user);
+    if (!minted) return problem(500, "the key could not be created", v);
+    if (const auto* refused = std::get_if<Store::MintRefusal>(&*minted)) {
+      if (*refused == Store::MintRefusal::too_many_keys) {
+        return problem(409, "the user holds as many live keys as allowed ([limits] keys_per_user); revoke one first", v);
+      }
+      return problem(401, "the key making this request is no longer valid", v);
+    }
+    const NewKey* key = &std::get<NewKey>(*minted);
     if (!keys_->reload()) return problem(500, "the key was stored but is not active yet", v);
-    if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "create_key"},
-                    {"key", key->id}, {"for_user", for_user}})) {
+    json record = admin_record(who, for_tenant, "create_key");
+    record["key"] = key->id;
+    record["for_user"] = for_user;
+    if (!audited(std::move(record))) {
       (void)store_->revoke_key(key->id);
       keys_->drop(key->id);
       return problem(503, "the key was not issued: the audit log is unavailable", v);
@@ -224,7 +249,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
                           (allowed(who.role, Action::manage_users) && it->user.tenant_id == who.tenant_id &&
                            it->user.role <= who.role));
     if (!visible) return problem(404, "no such key", v);
-    auto revoked = revoke(id, who.tenant, who.user);
+    auto revoked = revoke(id, admin_record(who, it->tenant, "revoke_key"));
     if (!revoked) return problem(500, "the key could not be revoked", v);
     if (!revoked->audited) return problem(503, "the change was made but could not be audited", v);
     if (!revoked->cache_refreshed) {
@@ -252,17 +277,22 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       if (!role) return problem(400, "\"role\": viewer, editor, admin or super_admin", v);
       if (*role > who.role) return problem(403, "cannot grant a role above your own", v);
       std::int64_t tenant = who.tenant_id;
+      std::string tenant_name = who.tenant;
       if (b.contains("tenant_id")) {
         if (!b["tenant_id"].is_number_integer()) return problem(400, "\"tenant_id\" must be an integer", v);
         if (!super && b["tenant_id"].get<std::int64_t>() != who.tenant_id) return problem(403, "not permitted", v);
         tenant = b["tenant_id"].get<std::int64_t>();
+        auto t = store_->tenant(tenant);
+        if (!t) return problem(500, "tenant unavailable", v);
+        if (!*t) return problem(404, "no such tenant", v);
+        tenant_name = (*t)->name;
       }
       auto id = store_->create_user(tenant, name, *role);
-      if (!id) return problem(409, "the user could not be created (duplicate name or unknown tenant)", v);
-      if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "create_user"},
-                      {"new_user", name}, {"role", std::string(to_string(*role))}})) {
-      return problem(503, "the change was made but could not be audited", v);
-    }
+      if (!id) return problem(409, "the user could not be created (duplicate name)", v);
+      json record = admin_record(who, tenant_name, "create_user");
+      record["new_user"] = name;
+      record["role"] = std::string(to_string(*role));
+      if (!audited(std::move(record))) return problem(503, "the change was made but could not be audited", v);
       return json_response(201, {{"id", *id}, {"name", name}, {"role", std::string(to_string(*role))}}, v);
     }
     return problem(405, "method not allowed", v);
@@ -514,7 +544,7 @@ json App::local_admin(const json& r) {
     return {{"ok", true}, {"key_id", key->id}, {"token", key->token}};
   }
   if (op == "revoke_key") {
-    auto revoked = revoke(str("key_id"), "", "local");
+    auto revoked = revoke(str("key_id"), {{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "revoke_key"}});
     if (!revoked) return err("the key could not be revoked");
     if (!revoked->audited) return err("the change was made but could not be audited");
     if (!revoked->cache_refreshed) return err("the key is revoked and refused; the key cache could not be refreshed");

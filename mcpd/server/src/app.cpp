@@ -109,6 +109,19 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   return app;
 }
 
+namespace {
+
+// 401 with the challenge RFC 6750 asks for; `invalid_token` once a
+// credential was presented.
+HttpResponse unauthorized(unsigned version, bool invalid_token) {
+  HttpResponse r = json_response(401, rpc::error(nullptr, -32001, "Unauthorized"), version);
+  r.set(http::field::www_authenticate,
+        invalid_token ? "Bearer realm=\"sluice-mcpd\", error=\"invalid_token\"" : "Bearer realm=\"sluice-mcpd\"");
+  return r;
+}
+
+}  // namespace
+
 std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const std::string& peer) {
   const auto now = Clock::now();
   // One IPv6 host usually holds a whole /64: lock out the /64.
@@ -128,9 +141,7 @@ std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const s
   if (out.failure == AuthFailure::missing) {
     // A client's first, credential-less probe is how MCP clients discover
     // they need auth: counted, neither locked out nor audited one by one.
-    HttpResponse r = json_response(401, rpc::error(nullptr, -32001, "Unauthorized"), req.version());
-    r.set(http::field::www_authenticate, "Bearer realm=\"sluice-mcpd\"");
-    return r;
+    return unauthorized(req.version(), false);
   }
   const bool locks = lockout_->failure(client, now);
   json rec = {{"kind", "auth_failure"}, {"tenant", ""}, {"reason", std::string(to_string(out.failure))},
@@ -148,9 +159,7 @@ std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const s
     audit_->append_best_effort({{"kind", "lockout"}, {"tenant", ""}, {"client_addr", client},
                     {"seconds", config_.lockout_window.count()}});
   }
-  HttpResponse r = json_response(401, rpc::error(nullptr, -32001, "Unauthorized"), req.version());
-  r.set(http::field::www_authenticate, "Bearer realm=\"sluice-mcpd\", error=\"invalid_token\"");
-  return r;
+  return unauthorized(req.version(), true);
 }
 
 bool loopback_origin(std::string_view origin) {
@@ -230,6 +239,10 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string peer) {
   // its own thread, never an I/O thread.
   std::function<HttpResponse()> work = [this, &req, &who] {
     try {
+      // Queued behind other tenants' admin work: a revocation may have
+      // overtaken this request since it was admitted. It must not then
+      // act (mint a spare key, change a policy) with the revoked key.
+      if (keys_->recheck(who.credential_id)) return unauthorized(req.version(), true);
       return handle_api(req, who);
     } catch (const std::exception&) {
       return problem(500, "internal error", req.version());

@@ -84,15 +84,16 @@ class App {
   bool audited(nlohmann::json record);
   // Revokes a key and every key minted from it (Store::revoke_key), cuts
   // them off at once (refused from now on, whatever a reload does; their
-  // sessions and open streams end), and audits it as done by `user` of
-  // `tenant`. An error only when nothing was revoked.
+  // sessions and open streams end), and audits it: `record` (kind,
+  // tenant, user, action) with the key and those minted from it added. An
+  // error only when nothing was revoked.
   struct Revoked {
     bool self = false;              // key_id itself was live and is revoked now
     std::vector<std::string> also;  // keys minted from it, revoked with it
     bool audited = false;
     bool cache_refreshed = false;   // the reload after it (the keys are refused either way)
   };
-  Result<Revoked> revoke(const std::string& key_id, const std::string& tenant, const std::string& user);
+  Result<Revoked> revoke(const std::string& key_id, nlohmann::json record);
   // Authenticates, honouring the lockout; a response when refused.
   std::variant<Principal, HttpResponse> admit(const HttpRequest& req, const std::string& client);
 

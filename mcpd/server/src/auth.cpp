@@ -55,16 +55,8 @@ AuthOutcome ApiKeyAuthenticator::authenticate(std::string_view token) const {
     return out;
   }
   const KeyRecord& k = it->second;
-  if (k.revoked_ms) {
-    out.failure = AuthFailure::revoked;
-    return out;
-  }
-  if (k.expires_ms && *k.expires_ms <= now_ms()) {
-    out.failure = AuthFailure::expired;
-    return out;
-  }
-  if (k.user.disabled) {
-    out.failure = AuthFailure::disabled;
+  if (const auto why = unusable(k)) {
+    out.failure = *why;
     return out;
   }
   Principal p;
@@ -79,6 +71,20 @@ AuthOutcome ApiKeyAuthenticator::authenticate(std::string_view token) const {
   p.expires_ms = k.expires_ms;
   out.principal = std::move(p);
   return out;
+}
+
+std::optional<AuthFailure> ApiKeyAuthenticator::recheck(std::string_view credential_id) const {
+  std::shared_lock lock(mu_);
+  auto it = keys_.find(std::string(credential_id));
+  if (it == keys_.end()) return AuthFailure::revoked;  // dropped at its revocation
+  return unusable(it->second);
+}
+
+std::optional<AuthFailure> ApiKeyAuthenticator::unusable(const KeyRecord& k) {
+  if (k.revoked_ms) return AuthFailure::revoked;
+  if (k.expires_ms && *k.expires_ms <= now_ms()) return AuthFailure::expired;
+  if (k.user.disabled) return AuthFailure::disabled;
+  return std::nullopt;
 }
 
 AuthOutcome authenticate(const std::vector<const Authenticator*>& chain,

@@ -45,6 +45,11 @@ class Authenticator {
   // Whether this authenticator recognises the bearer token's shape.
   [[nodiscard]] virtual bool claims(std::string_view token) const = 0;
   [[nodiscard]] virtual AuthOutcome authenticate(std::string_view token) const = 0;
+  // Why a credential this authenticator admitted is no longer valid
+  // (revoked, expired, its user disabled), or nullopt while it is: for
+  // work that runs after admission, queued on another thread, which must
+  // not act on a revocation that overtook it.
+  [[nodiscard]] virtual std::optional<AuthFailure> recheck(std::string_view credential_id) const = 0;
 };
 
 // API keys, served from memory; reload() after any change to keys, users
@@ -61,8 +66,11 @@ class ApiKeyAuthenticator final : public Authenticator {
   void drop(const std::string& id);
   [[nodiscard]] bool claims(std::string_view token) const override;
   [[nodiscard]] AuthOutcome authenticate(std::string_view token) const override;
+  [[nodiscard]] std::optional<AuthFailure> recheck(std::string_view credential_id) const override;
 
  private:
+  // Why the key can no longer be used, or nullopt. Under mu_.
+  static std::optional<AuthFailure> unusable(const KeyRecord& k);
   Store& store_;
   std::mutex reload_mu_;
   mutable std::shared_mutex mu_;

@@ -58,6 +58,9 @@ struct McpdConfig {
   std::chrono::milliseconds stream_retry{2000};
   // Streamed responses open at once per key and per tenant (StreamLimits).
   std::size_t streams_per_key = 64, streams_per_tenant = 256;
+  // Live keys (neither revoked nor expired) a user may hold from the admin
+  // API; the admin socket is not bound by it.
+  std::size_t keys_per_user = 100;
   // [query]
   std::size_t max_rows = 1000;
   std::chrono::milliseconds query_timeout{2000};

@@ -79,6 +79,16 @@ constexpr char kSelectUser[] = "SELECT id, tenant_id, name, role, disabled FROM 
 constexpr char kInsertKey[] =
     "INSERT INTO api_keys(id, user_id, name, hash, scopes, created_ms, expires_ms, parent_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+constexpr char kCountLiveKeys[] =
+    "SELECT count(*) FROM api_keys WHERE user_id = ?1 AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ?2)";
+// Minted from a key only while that key is live: checked in the insert
+// itself, under the store's lock, so a revocation is either before it (no
+// key) or after it (the new key is among those it revokes), never between
+// a check and the insert.
+constexpr char kMintKey[] =
+    "INSERT INTO api_keys(id, user_id, name, hash, scopes, created_ms, expires_ms, parent_id) "
+    "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM api_keys p JOIN users u ON u.id = p.user_id "
+    "WHERE p.id = ?8 AND p.revoked_ms IS NULL AND (p.expires_ms IS NULL OR p.expires_ms > ?6) AND u.disabled = 0)";
 // The key and every key minted from it, transitively (revoked ones too: a
 // child revoked alone may have children of its own).
 constexpr char kRevokeKey[] =
@@ -287,9 +297,30 @@ Result<std::optional<User>> Store::user(std::int64_t id) {
 }
 
 Result<NewKey> Store::create_key(std::int64_t user_id, const std::string& name, unsigned scopes,
-                                 std::optional<std::int64_t> expires_ms, const std::string& parent_id) {
+                                 std::optional<std::int64_t> expires_ms) {
   std::lock_guard lock(mu_);
-  return insert_key(user_id, name, scopes, expires_ms, parent_id);
+  auto k = insert_key(user_id, name, scopes, expires_ms, "");
+  if (!k) return tl::unexpected(k.error());
+  return std::move(**k);
+}
+
+Result<std::variant<NewKey, Store::MintRefusal>> Store::mint_key(const std::string& parent_id, std::int64_t user_id,
+                                                                  const std::string& name, unsigned scopes,
+                                                                  std::optional<std::int64_t> expires_ms,
+                                                                  std::size_t max_live) {
+  if (parent_id.empty()) return fail("a minted key needs the key it is minted from");
+  std::lock_guard lock(mu_);
+  auto count = db_.prepare(kCountLiveKeys);
+  if (!count) return tl::unexpected(count.error());
+  count->bind(1, user_id).bind(2, now_ms());
+  auto row = count->step();
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return fail("store: no key count");
+  if (static_cast<std::uint64_t>(count->int64(0)) >= max_live) return MintRefusal::too_many_keys;
+  auto k = insert_key(user_id, name, scopes, expires_ms, parent_id);
+  if (!k) return tl::unexpected(k.error());
+  if (!*k) return MintRefusal::parent_not_live;
+  return std::move(**k);
 }
 
 Result<Bootstrapped> Store::bootstrap(const std::string& tenant, const std::string& data_source,
@@ -312,7 +343,7 @@ Result<Bootstrapped> Store::bootstrap(const std::string& tenant, const std::stri
   auto key = insert_key(*uid, "bootstrap", kAllScopes, std::nullopt, "");
   if (!key) return tl::unexpected(key.error());
   if (auto s = tx.commit(); !s) return tl::unexpected(s.error());
-  return Bootstrapped{*tid, *uid, std::move(*key)};
+  return Bootstrapped{*tid, *uid, std::move(**key)};
 }
 
 Status Store::undo_bootstrap(const Bootstrapped& b) {
@@ -332,12 +363,13 @@ Status Store::undo_bootstrap(const Bootstrapped& b) {
   return tx.commit();
 }
 
-Result<NewKey> Store::insert_key(std::int64_t user_id, const std::string& name, unsigned scopes,
-                                 std::optional<std::int64_t> expires_ms, const std::string& parent_id) {
+Result<std::optional<NewKey>> Store::insert_key(std::int64_t user_id, const std::string& name, unsigned scopes,
+                                                std::optional<std::int64_t> expires_ms,
+                                                const std::string& parent_id) {
   if (!valid_name(name)) return fail("invalid key name");
   if (scopes == 0 || (scopes & ~kAllScopes)) return fail("invalid scopes");
   NewKey k = generate_key();
-  auto st = db_.prepare(kInsertKey);
+  auto st = db_.prepare(parent_id.empty() ? kInsertKey : kMintKey);
   if (!st) return tl::unexpected(st.error());
   st->bind(1, k.id).bind(2, user_id).bind(3, name).bind_blob(4, k.hash.data(), k.hash.size());
   st->bind(5, scopes_to_string(scopes)).bind(6, now_ms()).bind(7, expires_ms);
@@ -347,7 +379,8 @@ Result<NewKey> Store::insert_key(std::int64_t user_id, const std::string& name, 
     st->bind(8, parent_id);
   }
   if (auto r = st->run(); !r) return tl::unexpected(r.error());
-  return k;
+  if (db_.changes() != 1) return std::optional<NewKey>();  // the parent is no longer live
+  return std::optional<NewKey>(std::move(k));
 }
 
 Result<std::vector<std::string>> Store::revoke_key(const std::string& id) {

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -109,10 +110,20 @@ class Store {
   Result<std::vector<User>> users(std::optional<std::int64_t> tenant_id);
   Result<std::optional<User>> user(std::int64_t id);
 
-  // `parent_id`: the key whose holder minted this one through the API
-  // ("" for the admin socket); revoking it revokes this one too.
+  // A key made over the local admin socket: no parent.
   Result<NewKey> create_key(std::int64_t user_id, const std::string& name, unsigned scopes,
-                            std::optional<std::int64_t> expires_ms, const std::string& parent_id = "");
+                            std::optional<std::int64_t> expires_ms);
+  // A key minted through the API by the holder of `parent_id`: revoking
+  // the parent revokes it too. Refused, nothing stored, when the parent is
+  // no longer live (revoked, expired, its user disabled) at the moment of
+  // the insert (a request authenticated before a revocation cannot mint a
+  // key that survives it), or when the user already holds `max_live` live
+  // keys.
+  enum class MintRefusal { parent_not_live, too_many_keys };
+  Result<std::variant<NewKey, MintRefusal>> mint_key(const std::string& parent_id, std::int64_t user_id,
+                                                     const std::string& name, unsigned scopes,
+                                                     std::optional<std::int64_t> expires_ms,
+                                                     std::size_t max_live);
   // Revokes the key and every live key minted from it, transitively (a key
   // a thief minted with a stolen one dies with it). Returns the ids revoked
   // now; `id` is among them unless it was already revoked or never was.
@@ -142,8 +153,9 @@ class Store {
   // The inserts alone, under mu_ held by the caller.
   Result<std::int64_t> insert_tenant(const std::string& name, const std::string& data_source);
   Result<std::int64_t> insert_user(std::int64_t tenant_id, const std::string& name, Role role);
-  Result<NewKey> insert_key(std::int64_t user_id, const std::string& name, unsigned scopes,
-                            std::optional<std::int64_t> expires_ms, const std::string& parent_id);
+  // nullopt when `parent_id` is set and that key is not live.
+  Result<std::optional<NewKey>> insert_key(std::int64_t user_id, const std::string& name, unsigned scopes,
+                                           std::optional<std::int64_t> expires_ms, const std::string& parent_id);
 
   std::mutex mu_;
   Db db_;

@@ -285,6 +285,9 @@ TEST_CASE("mcpd: the [agent] configuration is all or nothing", "[mcpd][enforceme
   CHECK(streams->streams_per_key == 8);
   CHECK(streams->streams_per_tenant == 32);
   CHECK_FALSE(sluice::mcpd::parse_config("[limits]\nstreams_per_tenant = 0\n"));
+  CHECK(sluice::mcpd::parse_config("")->keys_per_user == 100);
+  CHECK(sluice::mcpd::parse_config("[limits]\nkeys_per_user = 5\n")->keys_per_user == 5);
+  CHECK_FALSE(sluice::mcpd::parse_config("[limits]\nkeys_per_user = 0\n"));
   auto light = sluice::mcpd::parse_config("[limits]\nadmin_light_rate = 2\nadmin_light_burst = 4\n");
   REQUIRE(light);
   CHECK(light->admin_light_rate == 2);

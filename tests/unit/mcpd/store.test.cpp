@@ -57,9 +57,15 @@ TEST_CASE("mcpd::Store::revoke_key revokes every key minted from the key, transi
   auto boot = store->bootstrap("acme", "/srv/acme.db", "alice");
   REQUIRE(boot);
   const auto mint = [&](const std::string& parent) {
-    auto k = store->create_key(boot->user_id, "k", kScopeRead, std::nullopt, parent);
+    if (parent.empty()) {
+      auto k = store->create_key(boot->user_id, "k", kScopeRead, std::nullopt);
+      REQUIRE(k);
+      return k->id;
+    }
+    auto k = store->mint_key(parent, boot->user_id, "k", kScopeRead, std::nullopt, 100);
     REQUIRE(k);
-    return k->id;
+    REQUIRE(std::holds_alternative<sluice::mcpd::NewKey>(*k));
+    return std::get<sluice::mcpd::NewKey>(*k).id;
   };
   const std::string stolen = mint(""), child = mint(stolen), grandchild = mint(child), other = mint("");
   const std::string sibling = mint(boot->key.id);
@@ -84,6 +90,47 @@ TEST_CASE("mcpd::Store::revoke_key revokes every key minted from the key, transi
   }
 }
 
+TEST_CASE("mcpd::Store::mint_key mints only from a live key, up to a user's key limit", "[mcpd][store]") {
+  using sluice::mcpd::kScopeRead;
+  using sluice::mcpd::NewKey;
+  using Refusal = Store::MintRefusal;
+  TempDir dir;
+  auto store = std::move(*Store::open(dir.file("mcpd.db")));
+  auto boot = store->bootstrap("acme", "/srv/acme.db", "alice");
+  REQUIRE(boot);
+  const auto outcome = [&](const std::string& parent, std::size_t max_live) -> std::variant<NewKey, Refusal> {
+    auto k = store->mint_key(parent, boot->user_id, "k", kScopeRead, std::nullopt, max_live);
+    REQUIRE(k);
+    return *k;
+  };
+  const auto refused = [](const std::variant<NewKey, Refusal>& v) -> std::optional<Refusal> {
+    if (const auto* r = std::get_if<Refusal>(&v)) return *r;
+    return std::nullopt;
+  };
+  const auto count_keys = [&] {
+    auto keys = store->keys();
+    REQUIRE(keys);
+    return keys->size();
+  };
+  // The bootstrap key is alice's one live key: a limit of 1 refuses.
+  CHECK(refused(outcome(boot->key.id, 1)) == Refusal::too_many_keys);
+  const auto live = outcome(boot->key.id, 100);
+  REQUIRE_FALSE(refused(live));
+  const std::string parent = std::get<NewKey>(live).id;
+  CHECK(count_keys() == 2);
+  // Revoked keys do not count against the limit; revoked parents mint nothing.
+  REQUIRE(store->revoke_key(parent)->size() == 1);
+  CHECK(refused(outcome(parent, 100)) == Refusal::parent_not_live);
+  CHECK(refused(outcome("no-such-key", 100)) == Refusal::parent_not_live);
+  CHECK(count_keys() == 2);  // nothing stored
+  CHECK_FALSE(refused(outcome(boot->key.id, 2)));
+  // An expired parent mints nothing either.
+  auto old = store->create_key(boot->user_id, "old", kScopeRead, sluice::mcpd::now_ms() - 1);
+  REQUIRE(old);
+  CHECK(refused(outcome(old->id, 100)) == Refusal::parent_not_live);
+  CHECK_FALSE(store->mint_key("", boot->user_id, "k", kScopeRead, std::nullopt, 100));
+}
+
 TEST_CASE("mcpd::Store opens a database from before keys recorded their parent", "[mcpd][store]") {
   TempDir dir;
   {
@@ -100,7 +147,7 @@ TEST_CASE("mcpd::Store opens a database from before keys recorded their parent",
   REQUIRE(store);
   auto boot = (*store)->bootstrap("acme", "/srv/acme.db", "alice");
   REQUIRE(boot);
-  REQUIRE((*store)->create_key(boot->user_id, "k", sluice::mcpd::kScopeRead, std::nullopt, boot->key.id));
+  REQUIRE((*store)->mint_key(boot->key.id, boot->user_id, "k", sluice::mcpd::kScopeRead, std::nullopt, 100));
   CHECK((*store)->revoke_key(boot->key.id)->size() == 2);
   REQUIRE(Store::open(dir.file("mcpd.db")));  // and again, with the column there
 }
