@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 
+#include "compile_guard.h"
 #include "functions.h"
 #include "temp_files.h"
 #include "values.h"
@@ -24,6 +25,10 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kStatementCacheSize = 64;
 // VM instructions between deadline checks: a clock read per ~10 µs of work.
 constexpr int kProgressOps = 1000;
+// What compiling one statement may add to SQLite's heap (schema included,
+// on a connection's first statement). A tenant's largest real statements
+// need well under a megabyte; SQLite's heap is every tenant's.
+constexpr std::size_t kMaxCompileGrowth = std::size_t{64} << 20;
 constexpr std::size_t kMaxClientMessage = 200;
 constexpr char kNoSuchTable[] = "no such table: ";
 constexpr char kNoSuchPragmaTable[] = "no such table: pragma_";
@@ -102,6 +107,9 @@ DataResult<std::unique_ptr<Connection>> Connection::open(const std::string& path
   // budget: a tenant's rows never reach a disk through mcpd.
   const char* vfs = memory_temp_vfs();
   if (!vfs) return data_error(Kind::internal, "data source could not be opened", "temporary-file VFS not registered");
+  if (!compile_guard_installed()) {
+    return data_error(Kind::internal, "data source could not be opened", "SQLite started before the compile guard");
+  }
   const int rc = sqlite3_open_v2(name.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, vfs);
   if (rc != SQLITE_OK) {
     std::string detail = "sqlite3_open_v2 " + path + ": " + sqlite3_errstr(rc);
@@ -275,10 +283,27 @@ DataResult<Connection::Active> Connection::prepare(std::string_view sql, bool ca
   sqlite3_stmt* stmt = nullptr;
   const char* tail = nullptr;
   const unsigned flags = SQLITE_PREPARE_NO_VTAB | (cache ? SQLITE_PREPARE_PERSISTENT : 0);
-  const int rc =
-      sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), flags, &stmt, &tail);
+  CompileScope::Tripped tripped;
+  int rc;
+  {
+    // The progress handler is not called while compiling: the deadline,
+    // the cancellation and a memory bound reach it through the allocator.
+    const CompileScope scope(deadline_, cancel_, kMaxCompileGrowth);
+    rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), flags, &stmt, &tail);
+    tripped = scope.tripped();
+  }
   if (rc != SQLITE_OK) {
     sqlite3_finalize(stmt);
+    switch (tripped) {
+      case CompileScope::Tripped::no: break;
+      case CompileScope::Tripped::deadline:
+        return data_error(Kind::timeout, "query exceeded the time limit", "compiling the statement passed the deadline");
+      case CompileScope::Tripped::cancelled:
+        return data_error(Kind::cancelled, "the request was cancelled", "cancelled by the client while compiling");
+      case CompileScope::Tripped::memory:
+        return data_error(Kind::too_large, "the statement needs too much memory to compile",
+                          "compiling took more than " + std::to_string(kMaxCompileGrowth >> 20) + " MiB");
+    }
     return tl::unexpected(failure(rc));
   }
   if (!stmt) return data_error(Kind::invalid_sql, "the statement is empty");
