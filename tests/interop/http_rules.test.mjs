@@ -83,6 +83,63 @@ test('oversized bodies are 413, oversized headers 431', async () => {
   assert.equal((await post(init, { Authorization: `Bearer ${SUPER}`, 'X-Pad': 'y'.repeat(3000) })).status, 431);
 });
 
+// Sends `head`, then `filler` over and over (up to 16 MiB) until the
+// server closes the connection; resolves to the bytes written by then.
+function flood(head, filler) {
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host: mcp.hostname, port: Number(mcp.port), rejectUnauthorized: false });
+    let sent = 0;
+    let done = false;
+    const finish = () => { if (!done) { done = true; socket.destroy(); resolve(sent); } };
+    socket.on('error', finish);
+    socket.on('close', finish);
+    socket.on('data', () => {});
+    socket.once('secureConnect', () => {
+      socket.write(head);
+      const more = () => {
+        while (!done && sent < (16 << 20)) {
+          sent += filler.length;
+          if (!socket.write(filler)) return socket.once('drain', more);
+        }
+        if (!done) socket.end();
+      };
+      more();
+    });
+  });
+}
+
+test('a chunked body\'s endless chunk-size line or trailers close the connection early', async () => {
+  const head = `POST /mcp HTTP/1.1\r\nHost: ${mcp.host}\r\nContent-Type: application/json\r\n` +
+               'Transfer-Encoding: chunked\r\n\r\n';
+  const filler = Buffer.alloc(16384, 'a');
+  // Beast 1.81 bounds neither; unbounded, the server buffered all 16 MiB
+  // (and more, until the request timeout).
+  for (const start of ['1;', '0\r\nX-Trailer: ']) {
+    const sent = await flood(head + start, filler);
+    // (What the kernel buffers on both ends counts as sent: a few MiB.)
+    assert.ok(sent < (8 << 20), `${JSON.stringify(start)}: ${sent} bytes sent before the server closed`);
+  }
+  assert.equal((await fetch(new URL('/healthz', base))).status, 200);
+});
+
+test('a 401 closes the connection: no slot is held without a valid key', async () => {
+  const body = JSON.stringify(init);
+  const text = await new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: mcp.hostname, port: Number(mcp.port), rejectUnauthorized: false }, () => {
+      // Keep-alive asked for, and the socket left open on this side.
+      socket.write(`POST /mcp HTTP/1.1\r\nHost: ${mcp.host}\r\nContent-Type: application/json\r\n` +
+                   `Accept: application/json, text/event-stream\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    });
+    let got = '';
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`still open after the 401: ${got}`)); }, 5000);
+    socket.on('data', (d) => { got += d; });
+    socket.on('end', () => { clearTimeout(timer); resolve(got); });
+    socket.on('error', reject);
+  });
+  assert.match(text, /^HTTP\/1\.1 401/);
+  assert.match(text, /\r\nConnection: close\r\n/i);
+});
+
 test('the admin API: a super-admin creates a viewer and a key for them', async () => {
   const meta = await api('/api/meta', SUPER);
   assert.equal(meta.status, 200);

@@ -159,13 +159,17 @@ echo "mcpd_interop: sluicectl creates and lists tenants; none on another tenant'
 # beta's file becomes a link to acme's beside it.
 kill "$watch_pid"; wait "$watch_pid" 2>/dev/null || true
 ln -sf bank.db "$work/beta.db"
-"$build/mcpd/server/sluice-mcpd" --config "$work/watch/mcpd.toml" >"$work/watch/restart.out" 2>&1 &
+# (Started with a descriptor limit below max_connections' needs: the cap
+# is lowered to fit, and said so.)
+prlimit --nofile=600:600 "$build/mcpd/server/sluice-mcpd" --config "$work/watch/mcpd.toml" >"$work/watch/restart.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q "admin socket" "$work/watch/restart.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "tenants acme, beta: one file is the data source of each: refused to all until fixed" "$work/watch/restart.out" ||
   { echo "mcpd_interop: mcpd did not name the tenants sharing a file at start" >&2; cat "$work/watch/restart.out" >&2; exit 1; }
+grep -q "max_connections 1024 lowered to 344: the process may open 600 descriptors" "$work/watch/restart.out" ||
+  { echo "mcpd_interop: mcpd did not fit its connection cap to the descriptor limit" >&2; cat "$work/watch/restart.out" >&2; exit 1; }
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
-echo "mcpd_interop: tenants sharing a file are named at start"
+echo "mcpd_interop: tenants sharing a file are named at start; the connection cap fits the descriptor limit"
 
 # The local admin socket has a thread of its own: a policy push stuck on
 # an agent that never answers (it holds the admin API's thread for the

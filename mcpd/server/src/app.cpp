@@ -112,11 +112,14 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
 namespace {
 
 // 401 with the challenge RFC 6750 asks for; `invalid_token` once a
-// credential was presented.
+// credential was presented. The connection closes after it: a client
+// without a valid credential does not keep a connection slot by sending a
+// request now and then.
 HttpResponse unauthorized(unsigned version, bool invalid_token) {
   HttpResponse r = json_response(401, rpc::error(nullptr, -32001, "Unauthorized"), version);
   r.set(http::field::www_authenticate,
         invalid_token ? "Bearer realm=\"sluice-mcpd\", error=\"invalid_token\"" : "Bearer realm=\"sluice-mcpd\"");
+  r.keep_alive(false);
   return r;
 }
 
@@ -133,6 +136,7 @@ std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const s
   if (const auto wait = lockout_->locked_for(client, now); wait > 0) {
     HttpResponse r = problem(429, "too many failed authentications; try again later", req.version());
     r.set(http::field::retry_after, std::to_string(wait));
+    r.keep_alive(false);
     return r;
   }
   const AuthOutcome out = authenticate({keys_.get()}, header_value(req, "Authorization"));

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <charconv>
 
+#include <boost/asio/strand.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -30,6 +31,10 @@ namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint64_t kMaxDrain = 8 << 20;
+// What the read buffer holds beyond a header: Beast reads 64 KiB at a
+// time, and a chunk-size line or the trailers of a chunked body wait there
+// whole until their end arrives.
+constexpr std::size_t kReadSlack = 128 << 10;
 
 // Counts a connection for as long as it lives.
 }  // namespace
@@ -183,7 +188,10 @@ void HttpServer::stop() {
 
 asio::awaitable<void> HttpServer::accept_loop() {
   while (acceptor_ && acceptor_->is_open()) {
-    auto [ec, socket] = co_await acceptor_->async_accept(kTuple);
+    // Each connection on its own strand: the io_context runs on several
+    // threads, and a connection's deadline timer, its reads and writes and
+    // the branches of a streamed response must never run at once.
+    auto [ec, socket] = co_await acceptor_->async_accept(asio::make_strand(io_), kTuple);
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
       // Out of descriptors and the like: back off briefly, keep serving.
@@ -335,7 +343,12 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
   stream.next_layer().expires_after(limits_.handshake_timeout);
   if (auto [hs] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple); hs) co_return;
 
-  beast::flat_buffer buffer;
+  // Bounded: Beast (1.81) bounds a header and a body, but not a chunked
+  // body's chunk-size lines or trailers, which it keeps reading into this
+  // buffer while it looks for their end. Body bytes leave it as they are
+  // parsed, so a header and a read's worth of body is all it ever needs;
+  // past that the connection closes.
+  beast::flat_buffer buffer(limits_.header_limit + kReadSlack);
   bool first = true;
   while (true) {
     http::request_parser<http::string_body> parser;

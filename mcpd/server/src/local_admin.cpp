@@ -60,6 +60,10 @@ asio::awaitable<void> LocalAdmin::accept_loop() {
     auto [ec, s] = co_await acceptor_->async_accept(asio::make_strand(io_), kTuple);
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
+      // Out of descriptors and the like: back off briefly rather than spin
+      // a thread the HTTPS side shares.
+      asio::steady_timer t(io_, std::chrono::milliseconds(50));
+      co_await t.async_wait(kTuple);
       continue;
     }
     auto ex = s.get_executor();

@@ -1,5 +1,6 @@
 // sluice-mcpd: MCP and the admin API over HTTPS.
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -42,6 +43,33 @@ const char* allocator_in_use() {
   return "libc";
 #endif
 }
+
+// Descriptors kept for everything but client connections: data-source
+// pools, the databases, the admin socket and its clients, the agent.
+constexpr rlim_t kReservedDescriptors = 256;
+
+// The connection cap the descriptor limit allows: the soft limit is raised
+// to the hard one first; a cap above what is left is lowered, and said so
+// (accepting past the limit would fail everything else that opens a file).
+std::size_t connections_within_descriptors(std::size_t wanted) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return wanted;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  if (lim.rlim_cur == RLIM_INFINITY) return wanted;
+  const std::size_t room = lim.rlim_cur > kReservedDescriptors * 2
+                               ? static_cast<std::size_t>(lim.rlim_cur - kReservedDescriptors)
+                               : static_cast<std::size_t>(lim.rlim_cur / 2);
+  if (wanted <= room) return wanted;
+  std::printf("sluice-mcpd: [server] max_connections %zu lowered to %zu: the process may open %llu descriptors "
+              "(raise LimitNOFILE)\n",
+              wanted, room, static_cast<unsigned long long>(lim.rlim_cur));
+  return room;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -94,7 +122,7 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context io(static_cast<int>(config->threads));
   HttpLimits limits;
-  limits.max_connections = config->max_connections;
+  limits.max_connections = connections_within_descriptors(config->max_connections);
   limits.max_connections_per_client = config->max_connections_per_client;
   limits.header_limit = config->header_limit;
   limits.body_limit = config->body_limit;

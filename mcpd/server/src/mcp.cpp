@@ -670,6 +670,8 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     co_return rpc::result(id, std::get<json>(got));
   }
   if (method == "completion/complete") {
+    // Completions name entities: what list_entities shows, to read keys.
+    if (!can_read) co_return rpc::error(id, rpc::kInvalidParams, "this key may not read entity names");
     std::function<std::optional<json>()> work = [this, &who, &params] { return tools_.complete(who, params); };
     auto out = co_await on_worker<std::optional<json>>(std::move(work));
     if (!out) co_return rpc::error(id, rpc::kInvalidParams, "unknown reference or argument");

@@ -595,6 +595,15 @@ TEST_CASE("mcpd::McpServer completes entity names, and ignores answers nobody aw
                                           {"argument", {{"name", "x"}, {"value", ""}}}}}},
                              reader, sid));
   CHECK(unknown["error"]["code"] == rpc::kInvalidParams);
+  // Entity names are for keys that may read them.
+  const Principal runner = principal("qqqq", kScopeQuery);
+  const std::string rsid = w.open_session(runner);
+  auto refused = body(w.post({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "completion/complete"},
+                              {"params", {{"ref", {{"type", "ref/prompt"}, {"name", "explore_entity"}}},
+                                          {"argument", {{"name", "entity"}, {"value", "c"}}}}}},
+                             runner, rsid));
+  CHECK(refused["error"]["code"] == rpc::kInvalidParams);
+  CHECK_FALSE(refused.contains("result"));
   // A response to a request mcpd never sent is accepted and dropped.
   auto stray = w.post({{"jsonrpc", "2.0"}, {"id", "sluice-999"}, {"result", json::object()}}, reader, sid);
   CHECK(stray.status == 202);
