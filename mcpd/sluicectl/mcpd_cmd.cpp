@@ -197,7 +197,7 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
       std::cout << nlohmann::json{{"ok", v->ok},           {"records", v->records},
                                   {"bad_seq", v->bad_seq}, {"problem", v->problem},
                                   {"head_hash", v->head_hash}, {"anchors", v->anchors},
-                                  {"anchors_file", anchors}}
+                                  {"last_anchored_seq", v->last_anchored}, {"anchors_file", anchors}}
                        .dump(2)
                 << "\n";
     } else if (v->ok) {
@@ -206,6 +206,13 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
         std::cout << "; anchors NOT checked (--no-anchors): records cut off the end would not show";
       } else {
         std::cout << "; " << v->anchors << " anchors in " << anchors << " match";
+        if (v->records > v->last_anchored) {
+          // What no anchor covers yet: normal for a running mcpd (its last
+          // interval), or after an unclean stop. Records appended while mcpd
+          // was stopped look the same to a chain: the journal's copy tells.
+          std::cout << "; " << (v->records - v->last_anchored) << " records after the last anchor (seq "
+                    << v->last_anchored + 1 << "-" << v->records << ") are covered by no anchor yet";
+        }
       }
       std::cout << "\n";
     } else {

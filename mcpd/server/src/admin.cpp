@@ -454,6 +454,11 @@ std::vector<std::string> App::startup_warnings() {
                   std::to_string(kTempMemoryCap >> 20) + " MiB shared by " + std::to_string(workers_count_) +
                   " workers)");
   }
+  if (const std::int64_t n = audit_->unanchored_at_open(); n > 0) {
+    out.push_back("audit: " + std::to_string(n) +
+                  " records follow the last anchor: committed before an unclean stop, or added while sluice-mcpd "
+                  "was stopped (the chain cannot tell which; compare them with the journal's copy); anchored now");
+  }
   auto tenants = store_->tenants();
   if (!tenants) {
     out.push_back("the tenant list could not be read: " + tenants.error().what);

@@ -119,6 +119,7 @@ Status AuditLog::open_anchors() {
                 ": the log was rewritten; investigate before starting");
   }
   anchored_seq_ = a.seq;
+  unanchored_at_open_ = impl_->last_seq - a.seq;
   return {};
 }
 

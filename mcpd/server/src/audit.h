@@ -157,6 +157,10 @@ class AuditLog {
   [[nodiscard]] std::uint64_t anchor_failures() const;
   // Whether the anchor file has the append-only attribute (read on open).
   [[nodiscard]] bool anchors_append_only() const { return anchors_append_only_; }
+  // Records the log held after its last anchor when it was opened: those
+  // committed before an unclean stop, or added while mcpd was stopped (the
+  // chain cannot tell them apart; mcpd anchors them as it goes on).
+  [[nodiscard]] std::int64_t unanchored_at_open() const { return unanchored_at_open_; }
 
  private:
   struct Pending {
@@ -197,6 +201,7 @@ class AuditLog {
   std::atomic<std::uint64_t> anchor_failures_{0};
   int anchors_fd_ = -1;
   bool anchors_append_only_ = false;
+  std::int64_t unanchored_at_open_ = 0;
   std::int64_t anchored_seq_ = 0;  // writer thread only
   std::chrono::steady_clock::time_point anchored_at_{};
   std::thread writer_;

@@ -332,6 +332,7 @@ Result<AuditVerdict> verify_audit(const std::string& path, const std::string& an
         } else {
           if (pending && pending->seq == seq) {
             ++v.anchors;
+            v.last_anchored = seq;
             advance();
           }
           prev = h;

@@ -93,6 +93,7 @@ struct AuditVerdict {
   std::string problem;
   std::string head_hash;  // hex hash of the last good record
   std::int64_t anchors = 0;  // anchors checked and matched
+  std::int64_t last_anchored = 0;  // seq of the last anchor matched; records after it are covered by none
 };
 
 // Seeds an anchor file that holds no anchor (deleted, replaced, or

@@ -394,6 +394,7 @@ TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut s
   REQUIRE(clean);
   CHECK(clean->ok);
   CHECK(clean->anchors == static_cast<std::int64_t>(lines->size()));
+  CHECK(clean->last_anchored == 20);
 
   SECTION("records cut off the end: the chain alone looks intact, the anchors do not") {
     exec(db, "DELETE FROM audit WHERE seq > 15");
@@ -407,12 +408,43 @@ TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut s
     {
       auto log = AuditLog::open(db, anchored(anchors));
       REQUIRE(log);
+      CHECK((*log)->unanchored_at_open() == 0);  // a clean stop anchored the head
       write(**log, 5);
     }
     auto v = verify_audit(db, anchors);
     REQUIRE(v);
     CHECK(v->ok);
     CHECK(read_anchors(anchors)->back().seq == 25);
+  }
+  SECTION("a record added after the last anchor while the log was closed is reported, not hidden") {
+    // A chain cannot tell it from one committed just before a crash; what
+    // the log can do is say how many records no anchor covered.
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(h, "SELECT hash FROM audit WHERE seq = 20", -1, &st, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    KeyHash prev{};
+    std::memcpy(prev.data(), sqlite3_column_blob(st, 0), 32);
+    sqlite3_finalize(st);
+    const std::string record = R"({"ts_ms":1,"kind":"tool_call","tenant":"acme","tool":"run_query"})";
+    const KeyHash h21 = chain_hash(prev, 21, record);
+    REQUIRE(sqlite3_prepare_v2(h, "INSERT INTO audit(seq, ts_ms, kind, tenant, record, prev_hash, hash) "
+                                  "VALUES (21, 1, 'tool_call', 'acme', ?, ?, ?)", -1, &st, nullptr) == SQLITE_OK);
+    sqlite3_bind_text(st, 1, record.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 2, prev.data(), 32, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 3, h21.data(), 32, SQLITE_TRANSIENT);
+    REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    auto v = verify_audit(db, anchors);
+    REQUIRE(v);
+    CHECK(v->ok);
+    CHECK(v->records == 21);
+    CHECK(v->last_anchored == 20);
+    auto log = AuditLog::open(db, anchored(anchors));
+    REQUIRE(log);
+    CHECK((*log)->unanchored_at_open() == 1);
   }
   SECTION("a torn last line keeps the log closed and fails verify") {
     std::ofstream(anchors, std::ios::app) << "21 " << std::string(10, 'a');
