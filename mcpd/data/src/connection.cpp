@@ -316,6 +316,12 @@ DataResult<Connection::Active> Connection::prepare(std::string_view sql, bool ca
   if (!sqlite3_stmt_readonly(stmt)) {
     return data_error(Kind::denied, "statement not permitted", "denied: not read-only");
   }
+  // EXPLAIN lists the program SQLite compiled, views expanded: a view's
+  // literals and the names of what it reads, which clients never see
+  // otherwise. EXPLAIN QUERY PLAN names indexes and hidden tables alike.
+  if (sqlite3_stmt_isexplain(stmt) != 0) {
+    return data_error(Kind::denied, "statement not permitted", "denied: EXPLAIN");
+  }
   if (cache) {
     cache_.insert(std::string(sql), stmt);
     active.release_to_cache();

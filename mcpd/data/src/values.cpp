@@ -1,5 +1,6 @@
 #include "values.h"
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -41,9 +42,10 @@ using Kind = DataError::Kind;
 // Per cell, on top of its text or blob bytes: numbers, NULLs and the JSON
 // punctuation are not free, and a million tiny cells must still count.
 constexpr std::size_t kCellOverhead = 8;
-// Numbers at their widest as text: -9223372036854775808, -2.2250738585072014e-308.
+// Numbers at their widest as text: -9223372036854775808, -2.2250738585072014e-308,
+// and {\"$float\":\"-Infinity\"} escaped twice.
 constexpr std::size_t kIntegerText = 20;
-constexpr std::size_t kFloatText = 24;
+constexpr std::size_t kFloatText = 28;
 // {\"$blob_base64\":\"...\"} around a blob's base64, escaped twice.
 constexpr std::size_t kBlobWrapper = 24;
 
@@ -127,9 +129,15 @@ Json cell_to_json(sqlite3_stmt* stmt, int col, std::size_t& bytes) {
     case SQLITE_INTEGER:
       bytes += kIntegerText;
       return sqlite3_column_int64(stmt, col);
-    case SQLITE_FLOAT:
+    case SQLITE_FLOAT: {
       bytes += kFloatText;
-      return sqlite3_column_double(stmt, col);
+      // JSON has no infinities: the serializer would write null, which is
+      // SQL NULL to a client (an overflowing sum() is not "no value").
+      const double d = sqlite3_column_double(stmt, col);
+      if (std::isinf(d)) return Json{{kFloatKey, d > 0 ? "Infinity" : "-Infinity"}};
+      if (std::isnan(d)) return Json{{kFloatKey, "NaN"}};
+      return d;
+    }
     case SQLITE_TEXT: {
       const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt, col));
       const auto n = static_cast<std::size_t>(sqlite3_column_bytes(stmt, col));

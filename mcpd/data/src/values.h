@@ -47,5 +47,8 @@ namespace sluice::mcpd {
 
 // The JSON key of a BLOB cell: {"$blob_base64": "..."}.
 inline constexpr char kBlobKey[] = "$blob_base64";
+// The JSON key of a floating-point cell JSON cannot hold as a number:
+// {"$float": "Infinity"}, "-Infinity" or "NaN".
+inline constexpr char kFloatKey[] = "$float";
 
 }  // namespace sluice::mcpd

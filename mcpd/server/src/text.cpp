@@ -72,11 +72,18 @@ std::string clean_text(std::string_view s, std::size_t max_bytes) {
 
 Result<nlohmann::json> parse_json(std::string_view text) {
   // Brackets outside strings, counted before the parser builds anything.
-  // Exact for valid JSON; invalid JSON the parser refuses anyway.
+  // Exact for valid JSON; invalid JSON the parser refuses anyway. Values:
+  // the root, and in each non-empty container one more than its commas.
   int depth = 0;
+  std::size_t values = 1;
+  bool opened = false;  // just after a bracket: is the container empty?
   bool in_string = false;
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
+    if (opened && !in_string && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+      opened = false;
+      if (c != ']' && c != '}') ++values;
+    }
     if (in_string) {
       if (c == '\\') {
         ++i;
@@ -87,10 +94,14 @@ Result<nlohmann::json> parse_json(std::string_view text) {
       in_string = true;
     } else if (c == '[' || c == '{') {
       if (++depth > kMaxJsonDepth) return fail("JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+      opened = true;
     } else if (c == ']' || c == '}') {
       --depth;
+    } else if (c == ',') {
+      ++values;
     }
   }
+  if (values > kMaxJsonValues) return fail("JSON with more than " + std::to_string(kMaxJsonValues) + " values");
   auto doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return fail("not JSON");
   return doc;

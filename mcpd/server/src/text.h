@@ -22,9 +22,16 @@ std::string clean_text(std::string_view s, std::size_t max_bytes);
 // dumps recursively, so a 1 MiB body of nested arrays would overflow a
 // thread's stack on its first copy.
 inline constexpr int kMaxJsonDepth = 64;
+// ... and holds at most this many values: a tree costs far more than its
+// text (`[{},{},...]` about 20 bytes of heap per byte of a body), so a
+// 1 MiB body could otherwise hold ~20 MiB while its call waits for a
+// worker. The largest real documents (a policy of 4096 allowlist entries)
+// hold a few tens of thousands.
+inline constexpr std::size_t kMaxJsonValues = 100000;
 
-// `text` as JSON, never throwing; refused when it is not JSON ("not JSON")
-// or nests deeper than kMaxJsonDepth (checked before anything is built).
+// `text` as JSON, never throwing; refused when it is not JSON ("not JSON"),
+// nests deeper than kMaxJsonDepth or holds more than kMaxJsonValues values
+// (both checked before anything is built).
 Result<nlohmann::json> parse_json(std::string_view text);
 
 // Compact JSON text that never throws: invalid UTF-8 in a string (from a

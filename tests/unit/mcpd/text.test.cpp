@@ -5,6 +5,7 @@
 
 using sluice::mcpd::clean_text;
 using sluice::mcpd::kMaxJsonDepth;
+using sluice::mcpd::kMaxJsonValues;
 using sluice::mcpd::parse_json;
 
 TEST_CASE("mcpd::clean_text makes untrusted text valid UTF-8 within a byte budget", "[mcpd][text]") {
@@ -83,4 +84,20 @@ TEST_CASE("mcpd::parse_json refuses JSON nested past kMaxJsonDepth before buildi
   CHECK(parse_json(R"({"a":[1,"]"],"b":"\\"})")->at("b") == "\\");
   // A million levels: refused at once, never built.
   CHECK_FALSE(parse_json(std::string(1000000, '[') + std::string(1000000, ']')));
+}
+
+TEST_CASE("mcpd::parse_json refuses JSON of more than kMaxJsonValues values before building it", "[mcpd][text]") {
+  // n empty objects in an array: n + 1 values.
+  const auto objects = [](std::size_t n) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < n; ++i) s += i ? ",{}" : "{}";
+    return s + "]";
+  };
+  REQUIRE(parse_json(objects(kMaxJsonValues - 1)));
+  REQUIRE(parse_json("{\"a\": [ ], \"b\": { }, \"c\": [1, [2, 3]]}"));  // 7 values, empty containers too
+  auto many = parse_json(objects(kMaxJsonValues));
+  REQUIRE_FALSE(many);
+  CHECK(many.error().what == "JSON with more than 100000 values");
+  // Commas inside strings are text.
+  REQUIRE(parse_json("[\"" + std::string(kMaxJsonValues * 2, ',') + "\"]"));
 }

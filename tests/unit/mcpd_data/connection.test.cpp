@@ -52,6 +52,8 @@ const std::vector<std::string> kHostile = {
     "SELECT * FROM no_such_table",
     "SELECT no_such_column FROM customers",
     "SELECT \"double-quoted string\"",
+    "EXPLAIN SELECT * FROM customers",
+    "EXPLAIN QUERY PLAN SELECT * FROM customers WHERE id = 1",
 };
 
 }  // namespace

@@ -58,7 +58,8 @@ TEST_CASE("mcpd::cell_floor knows before copying what cell_to_json will count", 
   sqlite3_stmt* st = nullptr;
   REQUIRE(sqlite3_prepare_v2(db,
                              "SELECT printf('%.*c', 1000, 'x'), printf('%.*c', 1000, char(1)), "
-                             "'a\"b\\\\c', x'00ff10', -9223372036854775807 - 1, -2.2250738585072014e-308, NULL",
+                             "'a\"b\\\\c', x'00ff10', -9223372036854775807 - 1, -2.2250738585072014e-308, NULL, "
+                             "1e999, -1e999",
                              -1, &st, nullptr) == SQLITE_OK);
   REQUIRE(sqlite3_step(st) == SQLITE_ROW);
   for (int col = 0; col < sqlite3_column_count(st); ++col) {
@@ -72,6 +73,11 @@ TEST_CASE("mcpd::cell_floor knows before copying what cell_to_json will count", 
     const std::string twice = nlohmann::json(once).dump();
     CHECK(counted >= twice.size() - 2);
   }
+  // Infinities are not JSON numbers (a serializer writes them as null,
+  // which a client reads as SQL NULL): a marker instead.
+  std::size_t ignored = 0;
+  CHECK(sluice::mcpd::cell_to_json(st, 7, ignored) == nlohmann::json{{"$float", "Infinity"}});
+  CHECK(sluice::mcpd::cell_to_json(st, 8, ignored) == nlohmann::json{{"$float", "-Infinity"}});
   // Without anything to escape, the floor is the count.
   std::size_t plain = 0;
   (void)sluice::mcpd::cell_to_json(st, 0, plain);
