@@ -304,6 +304,18 @@ test('a tenant over its rate limit gets 429 with Retry-After', async () => {
   assert.ok(statuses.slice(0, 4).every((s) => s === 200), statuses.join(','));
   assert.ok(statuses.includes(429), statuses.join(','));
   assert.match(retry, /^[1-9]\d*$/);
+  // Audited too, best-effort and folded (one record per key and second,
+  // with a count), and counted in the key's traffic.
+  const credential = `api_key:${SUPER.split('_')[1]}`;
+  let traffic;
+  assert.ok(await eventually(async () => {
+    const t = await api('/api/traffic', SUPER);
+    if (t.status !== 200) return false;
+    traffic = await t.json();
+    return traffic.keys[credential]?.rate_limited >= 1;
+  }), JSON.stringify(traffic));
+  const audit = await (await api('/api/audit?kind=rate_limited', SUPER)).json();
+  assert.ok(audit.records.some((r) => r.credential === credential && r.count >= 1 && r.path === '/mcp'), JSON.stringify(audit));
   await sleep(3000);  // refill
 });
 

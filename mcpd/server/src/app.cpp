@@ -166,6 +166,24 @@ std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const s
   return unauthorized(req.version(), true);
 }
 
+void App::note_rate_limited(const Principal& who, std::string_view path) {
+  ++rate_limited_;
+  const std::int64_t now = now_ms();
+  std::uint64_t count = 0;
+  {
+    std::lock_guard lock(refusals_mu_);
+    RefusalTally& t = refusals_[who.credential_id];
+    ++t.unrecorded;
+    if (now - t.recorded_ms < 1000) return;
+    count = t.unrecorded;
+    t.unrecorded = 0;
+    t.recorded_ms = now;
+  }
+  audit_->append_best_effort({{"kind", "rate_limited"}, {"tenant", who.tenant}, {"user", who.user},
+                              {"credential", who.credential_type + ":" + who.credential_id},
+                              {"path", clean_text(path, 128)}, {"count", count}});
+}
+
 bool loopback_origin(std::string_view origin) {
   for (std::string_view scheme : {"http://", "https://"}) {
     if (!origin.starts_with(scheme)) continue;
@@ -232,7 +250,7 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string peer) {
   RateLimiter& limiter = mcp ? *mcp_rate_ : heavy ? *admin_rate_ : *admin_light_rate_;
   {
     if (const auto wait = limiter.take(who.tenant, Clock::now()); wait > 0) {
-      ++rate_limited_;
+      note_rate_limited(who, path);
       HttpResponse r = problem(429, "rate limit exceeded", version);
       r.set(http::field::retry_after, std::to_string(wait));
       co_return HttpReply{r, nullptr};
@@ -267,9 +285,9 @@ asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& c
   m.last_event_id = header_value(req, "Last-Event-ID");
   m.client_addr = client;
   m.body = std::move(req.body());
-  m.charge = [this, tenant = who.tenant] {
-    if (mcp_rate_->take(tenant, Clock::now()) == 0) return true;
-    ++rate_limited_;
+  m.charge = [this, who] {
+    if (mcp_rate_->take(who.tenant, Clock::now()) == 0) return true;
+    note_rate_limited(who, "/mcp");
     return false;
   };
   McpResponse out = co_await mcp_->handle(std::move(m), std::move(who));

@@ -399,6 +399,11 @@ constexpr char kTrafficAuth[] =
     "SELECT json_extract(record, '$.credential'), json_extract(record, '$.claimed_credential'), count(*) FROM "
     "(SELECT record FROM audit WHERE kind = 'auth_failure' AND ts_ms >= ?1 "
     " ORDER BY seq DESC LIMIT 100000) GROUP BY 1, 2";
+constexpr char kTrafficRefused[] =
+    "SELECT json_extract(record, '$.credential'), json_extract(record, '$.user'), "
+    "sum(json_extract(record, '$.count')) FROM "
+    "(SELECT record FROM audit WHERE tenant = ?1 AND kind = 'rate_limited' AND ts_ms >= ?2 "
+    " ORDER BY seq DESC LIMIT 100000) GROUP BY 1, 2";
 constexpr char kTrafficRecent[] =
     "SELECT seq, record FROM audit WHERE tenant = ?1 AND kind = 'tool_call' ORDER BY seq DESC LIMIT 20";
 }  // namespace
@@ -410,7 +415,9 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
   nlohmann::json keys = nlohmann::json::object(), users = nlohmann::json::object();
   const auto bump = [](nlohmann::json& slot, const std::string& status, std::int64_t n) {
     if (!slot.is_object()) {
-      slot = {{"calls", 0}, {"errors", 0}, {"denied", 0}, {"failed_auth", 0}, {"failed_auth_claimed", 0}};
+      slot = {{"calls", 0},       {"errors", 0},
+              {"denied", 0},      {"failed_auth", 0},
+              {"failed_auth_claimed", 0}, {"rate_limited", 0}};
     }
     slot["calls"] = slot["calls"].get<std::int64_t>() + n;
     if (status == "denied") slot["denied"] = slot["denied"].get<std::int64_t>() + n;
@@ -426,6 +433,20 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
     const std::string credential = calls->text(0), user = calls->text(1), status = calls->text(2);
     bump(keys[credential], status, calls->int64(3));
     bump(users[user], status, calls->int64(3));
+  }
+  // Requests refused by the tenant's rate limit: not calls (nothing ran),
+  // counted apart.
+  auto refused = db->prepare(kTrafficRefused);
+  if (!refused) return tl::unexpected(refused.error());
+  refused->bind(1, tenant).bind(2, since_ms);
+  while (true) {
+    auto row = refused->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    for (nlohmann::json* slot : {&keys[refused->text(0)], &users[refused->text(1)]}) {
+      bump(*slot, "ok", 0);
+      (*slot)["rate_limited"] = (*slot)["rate_limited"].get<std::int64_t>() + refused->int64(2);
+    }
   }
   auto auth = db->prepare(kTrafficAuth);
   if (!auth) return tl::unexpected(auth.error());
