@@ -24,6 +24,7 @@ struct McpdOptions {
   std::string anchors;
   bool no_anchors = false;
   std::string policy_file;
+  std::string args_json;
   bool json_out = false;
 };
 
@@ -236,6 +237,27 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
     }
     std::cout << "anchored seq " << seeded->seq << " in " << anchors
               << " (the whole chain verified first); make the file append-only: chattr +a " << anchors << "\n";
+    exit_code = kExitOk;
+  });
+
+  auto* digest = audit->add_subcommand(
+      "digest", "the args_hmac a tool call with these arguments is recorded with (needs the deployment's digest key)");
+  digest->add_option("--db", o->db, "sluice-mcpd's database (the key is audit-digest.key beside it)");
+  digest->add_option("--args", o->args_json, "the tool call's arguments, a JSON object")->required();
+  digest->callback([o, &exit_code] {
+    auto args = nlohmann::json::parse(o->args_json, nullptr, false);
+    if (args.is_discarded() || !args.is_object()) {
+      std::cerr << "sluicectl: --args must be a JSON object\n";
+      exit_code = kExitInvalid;
+      return;
+    }
+    auto digest_key = sluice::mcpd::load_digest_key(sluice::mcpd::digest_key_beside(o->db), /*create=*/false);
+    if (!digest_key) {
+      std::cerr << "sluicectl: " << digest_key.error().what << "\n";
+      exit_code = kExitInvalid;
+      return;
+    }
+    std::cout << sluice::mcpd::digest_arguments(*digest_key, args) << "\n";
     exit_code = kExitOk;
   });
 }

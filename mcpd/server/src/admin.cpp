@@ -114,7 +114,8 @@ std::pair<unsigned, json> App::change_policy(const Tenant& tenant, std::optional
     return {400, {{"error", "invalid policy"}, {"errors", errors}}};
   }
   const json normalised = policy::to_json(*parsed);
-  const std::string digest = digest_arguments(normalised);
+  const KeyHash policy_hash = sha256(to_text(normalised));  // sorted keys: one text per policy
+  const std::string digest = to_hex(policy_hash.data(), policy_hash.size());
   // On record before anything changes: the kernel may change next, and a
   // crash after that must not leave it unexplained.
   if (!audited({{"kind", "admin"}, {"tenant", tenant.name}, {"user", user}, {"action", "put_policy_requested"},

@@ -72,6 +72,60 @@ Status give_to_directory_owner(int fd, const std::string& path) {
 
 std::string anchors_beside(std::string_view database_path) { return beside(database_path, kAnchorsFileName); }
 
+std::string digest_key_beside(std::string_view database_path) { return beside(database_path, kDigestKeyFileName); }
+
+Result<KeyHash> load_digest_key(const std::string& path, bool create) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT && create) {
+    // Written whole to a file of its own, then linked in under the name:
+    // a crash leaves no half key behind, and two starts cannot both make one.
+    const std::string temp = path + ".new";
+    ::unlink(temp.c_str());
+    const int out = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0) return fail("cannot create " + temp + ": " + std::strerror(errno));
+    const KeyHash fresh = random_key();
+    const std::string text = to_hex(fresh.data(), fresh.size()) + "\n";
+    const bool written = ::write(out, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(out) == 0;
+    ::close(out);
+    if (!written || ::link(temp.c_str(), path.c_str()) != 0) {
+      const int error = errno;
+      ::unlink(temp.c_str());
+      if (written && error == EEXIST) return load_digest_key(path, false);  // made meanwhile
+      return fail("cannot write " + path + ": " + std::strerror(error));
+    }
+    ::unlink(temp.c_str());
+    const std::string dir(directory_of(path));
+    if (const int d = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
+      ::fsync(d);
+      ::close(d);
+    }
+    fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  }
+  if (fd < 0) return fail("cannot open " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  char buf[66] = {};
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  const ssize_t n = regular ? ::read(fd, buf, sizeof buf) : -1;
+  ::close(fd);
+  if (!regular) return fail(path + " is not a regular file");
+  if (n != 65 || buf[64] != '\n') return fail(path + " does not hold one key (64 hex digits and a newline)");
+  KeyHash key{};
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    unsigned v = 0;
+    const auto [end, err] = std::from_chars(buf + 2 * i, buf + 2 * i + 2, v, 16);
+    if (err != std::errc() || end != buf + 2 * i + 2) return fail(path + " does not hold one key (64 hex digits and a newline)");
+    key[i] = static_cast<std::uint8_t>(v);
+  }
+  return key;
+}
+
+std::string digest_arguments(const KeyHash& key, const nlohmann::json& args) {
+  // Canonical: nlohmann keeps object keys sorted; invalid UTF-8 replaced.
+  const std::string text = args.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const KeyHash h = hmac_sha256(key, text);
+  return to_hex(h.data(), h.size());
+}
+
 Result<DatabaseLock> DatabaseLock::take(std::string_view database_path) {
   const std::string path = beside(database_path, kLockFileName);
   // Never through a symbolic link planted beside the database, never

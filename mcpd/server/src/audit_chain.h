@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "keys.h"
 #include "status.h"
 
@@ -31,6 +33,21 @@ struct AuditAnchor {
 // The anchor file's name, in the directory of the database it anchors.
 inline constexpr std::string_view kAnchorsFileName = "audit.anchors";
 std::string anchors_beside(std::string_view database_path);
+
+// The key of the arguments digest in tool-call records (`args_hmac`): 32
+// random bytes, as hex, in a file of its own beside the database (0600),
+// made on mcpd's first start. A record's digest is HMAC-SHA-256 under it
+// of the arguments as canonical JSON (sorted keys): equal digests mean
+// equal arguments, and whoever holds the key (`sluicectl audit digest`)
+// can confirm a given set, but a reader of the log alone (a tenant admin,
+// the journal, a copy of the database) cannot test guesses, which a plain
+// hash of a customer id would let anyone do.
+inline constexpr std::string_view kDigestKeyFileName = "audit-digest.key";
+std::string digest_key_beside(std::string_view database_path);
+// Reads the key; with `create`, makes it first if there is none. Never
+// through a link; anything but a regular file of one key is refused.
+Result<KeyHash> load_digest_key(const std::string& path, bool create);
+std::string digest_arguments(const KeyHash& key, const nlohmann::json& args);
 
 // The one process that writes the database at a path holds this lock (an
 // flock of "mcpd.lock" beside the database) for as long as it does:

@@ -86,6 +86,26 @@ KeyHash sha256(std::string_view data) {
 
 KeyHash hash_secret(std::string_view secret) { return sha256(secret); }
 
+KeyHash hmac_sha256(const KeyHash& key, std::string_view data) {
+  // The key is shorter than SHA-256's 64-byte block: zero-padded to it.
+  constexpr std::size_t kBlock = 64;
+  std::string inner(kBlock, '\x36'), outer(kBlock, '\x5c');
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    inner[i] = static_cast<char>(inner[i] ^ key[i]);
+    outer[i] = static_cast<char>(outer[i] ^ key[i]);
+  }
+  inner.append(data);
+  const KeyHash h = sha256(inner);
+  outer.append(reinterpret_cast<const char*>(h.data()), h.size());
+  return sha256(outer);
+}
+
+KeyHash random_key() {
+  KeyHash k{};
+  fill_random(k.data(), k.size());
+  return k;
+}
+
 bool same_hash(const KeyHash& a, const KeyHash& b) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }

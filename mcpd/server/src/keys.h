@@ -39,11 +39,17 @@ KeyHash hash_secret(std::string_view secret);
 // SHA256() fetches it on every call, a lock and a lookup each time).
 KeyHash sha256(std::string_view data);
 
+// HMAC-SHA-256 (RFC 2104) of `data` under a 32-byte key, on sha256().
+KeyHash hmac_sha256(const KeyHash& key, std::string_view data);
+
 // Constant-time equality of two hashes (CRYPTO_memcmp).
 bool same_hash(const KeyHash& a, const KeyHash& b);
 
 // Random bytes as lowercase hex (session ids, key ids).
 std::string random_hex(std::size_t bytes);
+
+// A key of 32 random bytes (getrandom).
+KeyHash random_key();
 
 std::string to_hex(const std::uint8_t* data, std::size_t len);
 

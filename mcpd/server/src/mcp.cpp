@@ -16,6 +16,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "audit_chain.h"
 #include "jsonrpc.h"
 #include "keys.h"
 #include "store.h"
@@ -122,7 +123,7 @@ AuditEntry McpServer::audit_record(const Principal& who, const Session& s, const
       .str("user", who.user)
       .str("credential", who.credential_type + ":" + who.credential_id)
       .str("tool", clean_text(tool, 128))
-      .str("args_sha256", digest_arguments(args))
+      .str("args_hmac", digest_arguments(digest_key_, args))
       .num("rows", outcome.rows)
       .str("status", outcome.status)
       .num("latency_us", latency.count())
@@ -222,12 +223,6 @@ bool supported_protocol(const std::string& v) {
     if (v == p) return true;
   }
   return false;
-}
-
-std::string digest_arguments(const json& args) {
-  const std::string text = to_text(args);  // nlohmann objects keep keys sorted
-  const KeyHash h = sha256(text);
-  return to_hex(h.data(), h.size());
 }
 
 std::shared_ptr<const Session> Sessions::create(const Principal& who, const std::string& protocol,

@@ -26,6 +26,7 @@
 #include "audit.h"
 #include "event_stream.h"
 #include "identity.h"
+#include "keys.h"
 #include "offload.h"
 #include "tools.h"
 
@@ -121,13 +122,16 @@ class McpServer {
  public:
   // `workers` run the data tools: a query may take up to its timeout, and
   // must not hold an I/O thread that long.
+  // `digest_key`: the key of the arguments digest in tool-call records
+  // (load_digest_key).
   McpServer(Toolbox& tools, Sessions& sessions, AuditLog& audit, McpCounters& counters,
-            boost::asio::any_io_executor workers, StreamLimits stream_limits = {})
+            boost::asio::any_io_executor workers, const KeyHash& digest_key, StreamLimits stream_limits = {})
       : tools_(tools),
         sessions_(sessions),
         audit_(audit),
         counters_(counters),
         workers_(std::move(workers)),
+        digest_key_(digest_key),
         streams_(stream_limits) {}
 
   boost::asio::awaitable<McpResponse> handle(McpRequest req, Principal who);
@@ -203,6 +207,7 @@ class McpServer {
   AuditLog& audit_;
   McpCounters& counters_;
   boost::asio::any_io_executor workers_;
+  KeyHash digest_key_;
   StreamRegistry streams_;
   std::mutex pending_mu_;
   std::unordered_map<std::string, std::shared_ptr<PendingReply>> pending_;  // "<session>|<id>"
@@ -217,8 +222,5 @@ boost::asio::awaitable<T> McpServer::on_worker(std::function<T()> work) {
   return run_on<T>(workers_, std::move(work));
 }
 
-// The SHA-256 of a tool's arguments as canonical JSON (sorted keys), hex:
-// the audit log proves which arguments were used without storing them.
-std::string digest_arguments(const nlohmann::json& args);
 
 }  // namespace sluice::mcpd

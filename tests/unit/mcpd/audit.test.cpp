@@ -659,3 +659,35 @@ TEST_CASE("mcpd::AuditLog refuses a record that is not a JSON object's text", "[
   log->reset();
   CHECK(verify_audit(db)->ok);
 }
+
+TEST_CASE("mcpd::load_digest_key makes a key once, reads it back, and refuses anything else", "[mcpd][audit]") {
+  TempDir dir;
+  const std::string path = digest_key_beside(dir.file("mcpd.db"));
+  CHECK(path == dir.file("audit-digest.key"));
+  CHECK_FALSE(load_digest_key(path, /*create=*/false));  // none yet, and not made
+  auto made = load_digest_key(path, true);
+  REQUIRE(made);
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  auto again = load_digest_key(path, true);
+  REQUIRE(again);
+  CHECK(*again == *made);  // kept, never remade
+  const nlohmann::json args = {{"sql", "SELECT 1"}, {"params", nlohmann::json::array()}};
+  CHECK(digest_arguments(*made, args) == digest_arguments(*again, args));
+  CHECK(digest_arguments(*made, args) != digest_arguments(random_key(), args));
+  // Key order does not matter: the text is canonical.
+  CHECK(digest_arguments(*made, nlohmann::json::parse(R"({"b":1,"a":2})")) ==
+        digest_arguments(*made, nlohmann::json::parse(R"({"a":2,"b":1})")));
+  SECTION("a link is refused") {
+    const std::string link = dir.file("link.key");
+    REQUIRE(::symlink(path.c_str(), link.c_str()) == 0);
+    CHECK_FALSE(load_digest_key(link, true));
+  }
+  SECTION("a file that does not hold one key is refused") {
+    std::ofstream(path, std::ios::trunc) << "not a key\n";
+    auto bad = load_digest_key(path, true);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().what.find("does not hold one key") != std::string::npos);
+  }
+}

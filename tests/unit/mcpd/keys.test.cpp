@@ -1,5 +1,6 @@
 #include "keys.h"
 
+#include <cstring>
 #include <set>
 
 #include <catch2/catch.hpp>
@@ -77,4 +78,19 @@ TEST_CASE("mcpd::identity parses scopes and roles strictly", "[mcpd][identity]")
     CHECK_FALSE(allowed(Role::admin, Action::manage_tenants));
     CHECK(allowed(Role::super_admin, Action::manage_tenants));
   }
+}
+
+TEST_CASE("mcpd::hmac_sha256 is RFC 4231's HMAC-SHA-256", "[mcpd][keys]") {
+  // Test case 2: key "Jefe" (HMAC pads a short key with zeros, as a
+  // 32-byte key holding "Jefe" and zeros is padded).
+  KeyHash key{};
+  std::memcpy(key.data(), "Jefe", 4);
+  const KeyHash mac = hmac_sha256(key, "what do ya want for nothing?");
+  CHECK(to_hex(mac.data(), mac.size()) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  // Test case 1: twenty 0x0b bytes, "Hi There".
+  KeyHash k1{};
+  std::memset(k1.data(), 0x0b, 20);
+  const KeyHash mac1 = hmac_sha256(k1, "Hi There");
+  CHECK(to_hex(mac1.data(), mac1.size()) == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  CHECK(random_key() != random_key());
 }

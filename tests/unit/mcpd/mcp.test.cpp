@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
 
+#include "audit_chain.h"
 #include "demo_data.h"
 #include "jsonrpc.h"
 #include "temp_dir.h"
@@ -33,6 +34,7 @@ struct World {
   std::unique_ptr<Toolbox> tools;
   std::unique_ptr<Sessions> sessions;
   McpCounters counters;
+  const KeyHash digest_key = random_key();
   std::unique_ptr<McpServer> mcp;
   boost::asio::io_context io;
   boost::asio::thread_pool workers{2};
@@ -57,7 +59,8 @@ struct World {
     sources = std::make_unique<Sources>(*store, QueryLimits{});
     tools = std::make_unique<Toolbox>(*store, *sources, false);
     sessions = std::make_unique<Sessions>(100, session_idle);
-    mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters, workers.get_executor(), stream_limits);
+    mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters, workers.get_executor(), digest_key,
+                                      stream_limits);
     sessions->on_end([m = mcp.get()](const std::string& id) { m->session_ended(id); });
   }
 
@@ -488,7 +491,14 @@ TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and 
     CHECK(rec["user"] == "alice");
     CHECK(rec["credential"] == "api_key:qqqq");
     CHECK(rec["client"]["name"] == "test");
-    CHECK(rec["args_sha256"] == digest_arguments({{"sql", "SELECT id FROM customers WHERE id = ?"}, {"params", {3}}}));
+    // A keyed digest: the same arguments give the same digest under the
+    // deployment's key, and a plain hash of them (a guess anyone reading
+    // the log could test) is not it.
+    const json args = {{"sql", "SELECT id FROM customers WHERE id = ?"}, {"params", {3}}};
+    CHECK(rec["args_hmac"] == digest_arguments(w.digest_key, args));
+    const KeyHash plain = sha256(args.dump());
+    CHECK(rec["args_hmac"] != to_hex(plain.data(), plain.size()));
+    CHECK_FALSE(rec.contains("args_sha256"));
     CHECK(rec.dump().find("SELECT") == std::string::npos);
   }
   SECTION("a write is an isError result with a sanitised message, audited as denied") {
