@@ -240,22 +240,16 @@ std::shared_ptr<const Session> Sessions::create(const Principal& who, const std:
   std::lock_guard lock(mu_);
   // One credential holds at most kPerCredential sessions: past that its
   // own least recently used one goes, so no key can push out others'.
-  if (per_credential_[credential_id] >= kPerCredential) {
-    for (auto it = lru_.end(); it != lru_.begin();) {
-      --it;
-      auto found = map_.find(*it);
-      if (found->second.session->credential_id == credential_id) {
-        erase_locked(found);
-        break;
-      }
-    }
+  if (auto own = per_credential_.find(credential_id); own != per_credential_.end() && own->second.size() >= kPerCredential) {
+    erase_locked(map_.find(own->second.back()));
   }
   // Full: drop the least recently used session (its client re-initializes
   // after a 404, as the transport specifies).
   while (map_.size() >= max_ && !lru_.empty()) erase_locked(map_.find(lru_.back()));
   lru_.push_front(s.id);
-  map_.emplace(s.id, Entry{session, std::chrono::steady_clock::now(), lru_.begin()});
-  ++per_credential_[credential_id];
+  std::list<std::string>& own = per_credential_[credential_id];
+  own.push_front(s.id);
+  map_.emplace(s.id, Entry{session, std::chrono::steady_clock::now(), lru_.begin(), own.begin()});
   return session;
 }
 
@@ -275,6 +269,8 @@ std::shared_ptr<const Session> Sessions::use(const std::string& id, const std::s
   if (e.session->credential_id != credential_id) return nullptr;
   e.last_used = now;
   lru_.splice(lru_.begin(), lru_, e.lru);
+  std::list<std::string>& own = per_credential_[credential_id];
+  own.splice(own.begin(), own, e.own_lru);
   if (then) then(*e.session);
   return e.session;
 }
@@ -299,8 +295,10 @@ bool Sessions::remove(const std::string& id, const std::string& credential_id) {
 }
 
 void Sessions::erase_locked(Map::iterator it) {
-  auto count = per_credential_.find(it->second.session->credential_id);
-  if (count != per_credential_.end() && --count->second == 0) per_credential_.erase(count);
+  if (auto own = per_credential_.find(it->second.session->credential_id); own != per_credential_.end()) {
+    own->second.erase(it->second.own_lru);
+    if (own->second.empty()) per_credential_.erase(own);
+  }
   if (on_end_) on_end_(it->first);
   lru_.erase(it->second.lru);
   map_.erase(it);
@@ -308,11 +306,11 @@ void Sessions::erase_locked(Map::iterator it) {
 
 void Sessions::end_credential(const std::string& credential_id) {
   std::lock_guard lock(mu_);
-  if (!per_credential_.contains(credential_id)) return;
-  for (auto it = map_.begin(); it != map_.end();) {
-    auto next = std::next(it);
-    if (it->second.session->credential_id == credential_id) erase_locked(it);
-    it = next;
+  // Its own list, not every session: erasing the last removes the list.
+  while (true) {
+    auto own = per_credential_.find(credential_id);
+    if (own == per_credential_.end()) return;
+    erase_locked(map_.find(own->second.back()));
   }
 }
 

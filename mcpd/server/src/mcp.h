@@ -101,6 +101,7 @@ class Sessions {
     std::shared_ptr<const Session> session;
     std::chrono::steady_clock::time_point last_used;
     std::list<std::string>::iterator lru;
+    std::list<std::string>::iterator own_lru;  // in its credential's list
   };
   using Map = std::unordered_map<std::string, Entry>;
   void erase_locked(Map::iterator it);
@@ -110,7 +111,9 @@ class Sessions {
   mutable std::mutex mu_;
   Map map_;
   std::list<std::string> lru_;  // most recent first
-  std::unordered_map<std::string, std::size_t> per_credential_;
+  // Each credential's sessions, most recent first: its oldest is found at
+  // once when it reaches kPerCredential (not by walking everyone's).
+  std::unordered_map<std::string, std::list<std::string>> per_credential_;
   std::function<void(const std::string&)> on_end_;
 };
 

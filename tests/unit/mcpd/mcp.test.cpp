@@ -873,3 +873,31 @@ TEST_CASE("mcpd::run_on gives the awaiting coroutine the work's result, or rethr
   io.run();
   CHECK(again.get() == 7);
 }
+
+TEST_CASE("mcpd::Sessions bounds each credential by its own least recently used session", "[mcpd][mcp]") {
+  Sessions sessions(1000, std::chrono::seconds(3600));
+  std::vector<std::string> ended;
+  sessions.on_end([&](const std::string& id) { ended.push_back(id); });
+  const Principal a = principal("aaaa", kScopeRead), b = principal("bbbb", kScopeRead);
+  std::vector<std::string> mine, theirs;
+  for (int i = 0; i < 32; ++i) {
+    mine.push_back(sessions.create(a, "2025-11-25", json::object(), json::object())->id);
+    theirs.push_back(sessions.create(b, "2025-11-25", json::object(), json::object())->id);
+  }
+  CHECK(sessions.size() == 64);
+  CHECK(ended.empty());
+  // a's oldest, used again, is its newest: the next one pushes out a's second.
+  REQUIRE(sessions.use(mine[0], "aaaa"));
+  sessions.create(a, "2025-11-25", json::object(), json::object());
+  REQUIRE(ended.size() == 1);
+  CHECK(ended[0] == mine[1]);
+  CHECK(sessions.use(mine[0], "aaaa"));
+  CHECK_FALSE(sessions.use(mine[1], "aaaa"));
+  for (const auto& id : theirs) CHECK(sessions.use(id, "bbbb"));  // b's all stay
+  // Ending a credential ends exactly its sessions.
+  sessions.end_credential("aaaa");
+  CHECK(sessions.size() == 32);
+  for (const auto& id : theirs) CHECK(sessions.use(id, "bbbb"));
+  sessions.end_credential("aaaa");  // nothing left: nothing happens
+  CHECK(sessions.size() == 32);
+}
