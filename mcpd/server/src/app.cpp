@@ -350,6 +350,7 @@ HttpResponse App::metrics() const {
   line("sluice_mcpd_audit_commits_total", "audit transactions committed (records per commit: the group size)", "counter", static_cast<double>(audit_->commits()));
   line("sluice_mcpd_audit_failures_total", "audit records that could not be written", "counter", static_cast<double>(audit_->failed()));
   line("sluice_mcpd_audit_anchor_failures_total", "audit chain heads that could not be written to the anchor file", "counter", static_cast<double>(audit_->anchor_failures()));
+  line("sluice_mcpd_audit_journal_dropped_total", "audit records whose journal copy was not sent (queue full or journald refused)", "counter", static_cast<double>(audit_->journal_dropped()));
   line("sluice_mcpd_audit_anchors_append_only", "1 when the anchor file has the append-only attribute", "gauge", audit_->anchors_append_only() ? 1.0 : 0.0);
   line("sluice_mcpd_audit_dropped_total", "failed-authentication records dropped under a flood", "counter", static_cast<double>(audit_->dropped()));
   line("sluice_mcpd_sessions", "live MCP sessions", "gauge", static_cast<double>(sessions_->size()));

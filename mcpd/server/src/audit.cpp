@@ -18,6 +18,13 @@
 namespace sluice::mcpd {
 namespace {
 
+// (Without a journald at all sd_journal_send succeeds silently.)
+int send_to_journal(std::int64_t seq, const std::string& hash_hex, const std::string& text) {
+  return sd_journal_send("MESSAGE=audit %lld", static_cast<long long>(seq), "PRIORITY=6",
+                         "SYSLOG_IDENTIFIER=sluice-mcpd", "SLUICE_AUDIT_SEQ=%lld", static_cast<long long>(seq),
+                         "SLUICE_AUDIT_HASH=%s", hash_hex.c_str(), "SLUICE_AUDIT_RECORD=%s", text.c_str(), nullptr);
+}
+
 constexpr char kLastRecord[] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 constexpr char kRecordHash[] = "SELECT hash FROM audit WHERE seq = ?";
 constexpr char kInsert[] =
@@ -27,6 +34,43 @@ constexpr char kRead[] =
     "AND (?3 = '' OR kind = ?3) ORDER BY seq DESC LIMIT ?4";
 
 }  // namespace
+
+struct AuditLog::JournalQueue {
+  struct Copy {
+    std::int64_t seq;
+    std::string hash_hex;
+    std::string text;
+  };
+  std::size_t capacity;
+  std::function<int(std::int64_t, const std::string&, const std::string&)> send;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Copy> copies;
+  bool stopping = false;
+  bool finished = false;
+  std::atomic<std::uint64_t> dropped{0};
+
+  static void run(const std::shared_ptr<JournalQueue>& q) {
+    std::vector<Copy> batch;
+    while (true) {
+      {
+        std::unique_lock lock(q->mu);
+        q->cv.wait(lock, [&] { return q->stopping || !q->copies.empty(); });
+        if (q->copies.empty()) {
+          q->finished = true;
+          q->cv.notify_all();
+          return;
+        }
+        batch.assign(std::make_move_iterator(q->copies.begin()), std::make_move_iterator(q->copies.end()));
+        q->copies.clear();
+      }
+      for (const Copy& c : batch) {
+        if (q->send(c.seq, c.hash_hex, c.text) < 0) ++q->dropped;
+      }
+      batch.clear();
+    }
+  }
+};
 
 struct AuditLog::Impl {
   Db db;
@@ -63,6 +107,12 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, AuditO
   auto insert = log->impl_->db.prepare(kInsert);
   if (!insert) return tl::unexpected(insert.error());
   log->impl_->insert = std::move(*insert);
+  if (options.journal) {
+    log->journal_ = std::make_shared<JournalQueue>();
+    log->journal_->capacity = options.journal_queue;
+    log->journal_->send = options.journal_sender ? options.journal_sender : send_to_journal;
+    log->journal_thread_ = std::thread([q = log->journal_] { JournalQueue::run(q); });
+  }
   log->writer_ = std::thread([p = log.get()] { p->run(); });
   return log;
 }
@@ -162,6 +212,20 @@ void AuditLog::stop() {
   }
   cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (journal_thread_.joinable()) {
+    // What is queued goes to the journal, within a bound: a journald that
+    // never answers must not hold up the stop (the thread keeps its queue).
+    std::unique_lock lock(journal_->mu);
+    journal_->stopping = true;
+    journal_->cv.notify_all();
+    const bool finished = journal_->cv.wait_for(lock, std::chrono::seconds(2), [&] { return journal_->finished; });
+    lock.unlock();
+    if (finished) {
+      journal_thread_.join();
+    } else {
+      journal_thread_.detach();
+    }
+  }
 }
 
 AuditEntry audit_entry(nlohmann::json record) {
@@ -356,15 +420,23 @@ bool AuditLog::commit(std::vector<Pending>& batch, std::vector<std::pair<std::st
 }
 
 void AuditLog::journal(std::int64_t first, const std::vector<std::pair<std::string, KeyHash>>& written) {
+  if (!journal_) return;
   std::int64_t seq = first - 1;
-  for (const auto& [text, h] : written) {
-    ++seq;
-    sd_journal_send("MESSAGE=audit %lld", static_cast<long long>(seq), "PRIORITY=6",
-                    "SYSLOG_IDENTIFIER=sluice-mcpd", "SLUICE_AUDIT_SEQ=%lld", static_cast<long long>(seq),
-                    "SLUICE_AUDIT_HASH=%s", to_hex(h.data(), h.size()).c_str(),
-                    "SLUICE_AUDIT_RECORD=%s", text.c_str(), nullptr);
+  {
+    std::lock_guard lock(journal_->mu);
+    for (const auto& [text, h] : written) {
+      ++seq;
+      if (journal_->copies.size() >= journal_->capacity) {
+        ++journal_->dropped;
+        continue;
+      }
+      journal_->copies.push_back({seq, to_hex(h.data(), h.size()), text});
+    }
   }
+  journal_->cv.notify_one();
 }
+
+std::uint64_t AuditLog::journal_dropped() const { return journal_ ? journal_->dropped.load() : 0; }
 
 Result<std::vector<nlohmann::json>> AuditLog::read(const std::string& tenant, std::size_t limit,
                                                    std::int64_t before_seq, const std::string& kind) {

@@ -59,6 +59,11 @@ struct AuditOptions {
   std::size_t max_batch = 1024;
   std::size_t max_pending = 65536;  // beyond: refused (the call fails closed)
   bool journal = true;
+  // Copies waiting for the journal thread; beyond, dropped and counted.
+  std::size_t journal_queue = 65536;
+  // Sends one copy (seq, hash as hex, record text); < 0 when refused.
+  // Empty: sd_journal_send. (Tests put a stalled journald here.)
+  std::function<int(std::int64_t, const std::string&, const std::string&)> journal_sender;
   // Group commit: while calls announced with expect() are still running,
   // the writer waits up to this long for their records before committing,
   // so one fsync covers them all. Zero: commit whatever is queued at once.
@@ -155,6 +160,9 @@ class AuditLog {
   [[nodiscard]] std::uint64_t failed() const;
   [[nodiscard]] std::uint64_t dropped() const;
   [[nodiscard]] std::uint64_t anchor_failures() const;
+  // Journal copies not sent: their queue was full (journald slower than the
+  // log, or stalled) or journald refused them.
+  [[nodiscard]] std::uint64_t journal_dropped() const;
   // Whether the anchor file has the append-only attribute (read on open).
   [[nodiscard]] bool anchors_append_only() const { return anchors_append_only_; }
   // Records the log held after its last anchor when it was opened: those
@@ -173,7 +181,8 @@ class AuditLog {
   // One transaction for the batch; on success `written` holds each
   // record's text and hash (for the journal), and the head has moved.
   bool commit(std::vector<Pending>& batch, std::vector<std::pair<std::string, KeyHash>>& written);
-  // The journal's copy of durable records, seqs from `first` on.
+  // The journal's copy of durable records, seqs from `first` on: queued
+  // for the journal thread, never waited for.
   void journal(std::int64_t first, const std::vector<std::pair<std::string, KeyHash>>& written);
   void expect(int delta);
   // Writer thread only: appends the head if it moved and `force` or the
@@ -205,6 +214,12 @@ class AuditLog {
   std::int64_t anchored_seq_ = 0;  // writer thread only
   std::chrono::steady_clock::time_point anchored_at_{};
   std::thread writer_;
+  // Sends the journal's copies: journald's socket blocks while journald
+  // stalls, and the writer, which every call waits on, must not. Shared
+  // with its thread, which may outlive the log if journald never answers.
+  struct JournalQueue;
+  std::shared_ptr<JournalQueue> journal_;
+  std::thread journal_thread_;
 };
 
 }  // namespace sluice::mcpd

@@ -691,3 +691,65 @@ TEST_CASE("mcpd::load_digest_key makes a key once, reads it back, and refuses an
     CHECK(bad.error().what.find("does not hold one key") != std::string::npos);
   }
 }
+
+TEST_CASE("mcpd::AuditLog sends journal copies from a thread of its own: a stalled journald holds up no commit",
+          "[mcpd][audit]") {
+  TempDir dir;
+  REQUIRE(Store::open(dir.file("mcpd.db")));
+  // A journald that takes the first copy and then never answers.
+  struct Stall {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool released = false;
+    std::vector<std::int64_t> sent;
+    std::string first_hash, first_text;
+  };
+  auto stall = std::make_shared<Stall>();
+  AuditOptions o = opts(64, 1024);
+  o.journal = true;
+  o.journal_queue = 5;
+  o.journal_sender = [stall](std::int64_t seq, const std::string& hash, const std::string& text) {
+    std::unique_lock lock(stall->mu);
+    stall->sent.push_back(seq);
+    if (stall->sent.size() == 1) {
+      stall->first_hash = hash;
+      stall->first_text = text;
+    }
+    stall->cv.wait(lock, [&] { return stall->released; });
+    return 0;
+  };
+  auto log = AuditLog::open(dir.file("mcpd.db"), o);
+  REQUIRE(log);
+  write(**log, 1);
+  const auto taken = [&] {
+    std::lock_guard lock(stall->mu);
+    return stall->sent.size();
+  };
+  for (int i = 0; i < 500 && taken() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(taken() == 1);  // the first copy is stuck in journald
+  {
+    std::lock_guard lock(stall->mu);
+    CHECK(stall->sent[0] == 1);
+    CHECK(stall->first_hash.size() == 64);
+    CHECK(stall->first_text.find("\"kind\":\"tool_call\"") != std::string::npos);
+  }
+  for (int i = 0; i < 3; ++i) write(**log, 13);  // all durable all the same
+  CHECK((*log)->committed() == 40);
+  // Five copies wait; the other 34 were dropped, counted. (Copies are
+  // queued just after the calls are answered: a moment after write().)
+  for (int i = 0; i < 500 && (*log)->journal_dropped() < 34; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK((*log)->journal_dropped() == 34);
+  const auto start = std::chrono::steady_clock::now();
+  (*log)->stop();  // bounded, though journald never answers
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+  {
+    std::lock_guard lock(stall->mu);
+    stall->released = true;  // the detached thread sends what it holds and ends
+  }
+  stall->cv.notify_all();
+  auto v = verify_audit(dir.file("mcpd.db"));
+  REQUIRE(v);
+  CHECK(v->ok);
+}
