@@ -13,10 +13,13 @@
 #include <cstring>
 #include <iostream>
 
+#include "sluice/policy/policy.h"
+
 namespace sluice::ctl {
 namespace {
 
 constexpr std::size_t kMaxReply = 16 * 1024 * 1024;
+constexpr std::size_t kMaxReplyValues = 1000000;
 
 using Clock = std::chrono::steady_clock;
 
@@ -138,12 +141,16 @@ std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohm
     if (reply.fd >= 0) ::close(reply.fd);
     return std::nullopt;
   }
-  reply.body = nlohmann::json::parse(text, nullptr, false);
-  if (reply.body.is_discarded()) {
-    fail("the agent's reply is not JSON");
+  // Bounded in depth and values before a tree is built: a confused or
+  // compromised agent's reply must not overflow the caller's stack (the
+  // JSON library copies recursively) or its memory.
+  auto parsed = sluice::policy::parse_json_strictly(text, kMaxReply, kMaxReplyValues);
+  if (!parsed) {
+    fail("the agent's reply is not acceptable JSON: " + parsed.error().message);
     if (reply.fd >= 0) ::close(reply.fd);
     return std::nullopt;
   }
+  reply.body = std::move(*parsed);
   return reply;
 }
 

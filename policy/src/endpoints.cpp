@@ -152,7 +152,7 @@ Results<EndpointsConfig> endpoints_from_json(const nlohmann::json& doc,
 }
 
 Results<EndpointsConfig> parse_endpoints(std::string_view json_text, const DenyOptions& options) {
-  auto doc = parse_json_strictly(json_text, kMaxPolicyBytes);
+  auto doc = parse_json_strictly(json_text, kMaxPolicyBytes, kMaxPolicyValues);
   if (!doc) return tl::unexpected(std::vector<Error>{doc.error()});
   return endpoints_from_json(*doc, options);
 }

@@ -14,19 +14,20 @@ using Json = nlohmann::json;
 
 class StrictSax final : public nlohmann::json_sax<Json> {
  public:
+  explicit StrictSax(std::size_t max_values) : values_left_(max_values) {}
   std::optional<Error> error;
 
-  bool null() override { return true; }
-  bool boolean(bool) override { return true; }
-  bool number_integer(number_integer_t) override { return true; }
-  bool number_unsigned(number_unsigned_t) override { return true; }
-  bool number_float(number_float_t, const string_t&) override { return true; }
-  bool string(string_t&) override { return true; }
-  bool binary(binary_t&) override { return true; }
+  bool null() override { return value(); }
+  bool boolean(bool) override { return value(); }
+  bool number_integer(number_integer_t) override { return value(); }
+  bool number_unsigned(number_unsigned_t) override { return value(); }
+  bool number_float(number_float_t, const string_t&) override { return value(); }
+  bool string(string_t&) override { return value(); }
+  bool binary(binary_t&) override { return value(); }
 
   bool start_object(std::size_t) override {
     keys_.emplace_back();
-    return enter();
+    return value() && enter();
   }
   bool key(string_t& k) override {
     if (!keys_.back().insert(k).second) {
@@ -41,7 +42,7 @@ class StrictSax final : public nlohmann::json_sax<Json> {
     --depth_;
     return true;
   }
-  bool start_array(std::size_t) override { return enter(); }
+  bool start_array(std::size_t) override { return value() && enter(); }
   bool end_array() override {
     --depth_;
     return true;
@@ -71,18 +72,28 @@ class StrictSax final : public nlohmann::json_sax<Json> {
     return true;
   }
 
+  bool value() {
+    if (values_left_ == 0) {
+      error = Error{ErrorCode::too_large, "", "JSON with more values than allowed"};
+      return false;
+    }
+    --values_left_;
+    return true;
+  }
+
   int depth_ = 0;
+  std::size_t values_left_;
   std::vector<std::unordered_set<std::string>> keys_;
 };
 
 }  // namespace
 
-Result<Json> parse_json_strictly(std::string_view text, std::size_t max_bytes) {
+Result<Json> parse_json_strictly(std::string_view text, std::size_t max_bytes, std::size_t max_values) {
   if (text.size() > max_bytes) {
     return fail(ErrorCode::too_large, "document larger than " + std::to_string(max_bytes) +
                                           " bytes");
   }
-  StrictSax sax;
+  StrictSax sax(max_values);
   const bool ok = Json::sax_parse(text.begin(), text.end(), &sax, Json::input_format_t::json,
                                   /*strict=*/true, /*ignore_comments=*/false);
   if (!ok || sax.error) {

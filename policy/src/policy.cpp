@@ -47,7 +47,7 @@ Results<TenantPolicy> policy_from_json(const nlohmann::json& doc, const DenyOpti
 }
 
 Results<TenantPolicy> parse_policy(std::string_view json_text, const DenyOptions& options) {
-  auto doc = parse_json_strictly(json_text, kMaxPolicyBytes);
+  auto doc = parse_json_strictly(json_text, kMaxPolicyBytes, kMaxPolicyValues);
   if (!doc) return tl::unexpected(std::vector<Error>{doc.error()});
   return policy_from_json(*doc, options);
 }

@@ -117,8 +117,10 @@ TEST_CASE("mcpd::Enforcer never reports enforced on an agent's word alone, and s
        {truthful, std::string("[]"), std::string("\"x\""), std::string("null"), std::string("{\"ok\":1}"), std::string("not json"),
         std::string(R"({"ok":true,"layers":[],"tenants":{"acme":5}})"),
         std::string(R"({"ok":true,"layers":{"bpf":7,"nftables":"enforcing"},"tenants":{"acme":{"version":"1"}}})"),
-        std::string(R"({"ok":false,"code":["x"],"error":{"deep":true}})")}) {
-    CAPTURE(reply);
+        std::string(R"({"ok":false,"code":["x"],"error":{"deep":true}})"),
+        // Nested past any stack (the JSON library copies recursively): refused unparsed.
+        R"({"ok":false,"code":)" + std::string(200000, '[') + std::string(200000, ']') + "}"}) {
+    CAPTURE(reply.substr(0, 200));
     FakeAgent agent(c.agent_socket, reply);
     auto fresh = Enforcer::open(c, store);  // no status cached from the previous reply
     REQUIRE(fresh);

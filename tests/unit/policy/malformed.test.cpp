@@ -155,6 +155,13 @@ std::vector<Malformed> table() {
           E::too_many, "egress_allowlist", "at most 4096"),
       doc("a document over the size bound",
           kValid + std::string(kMaxPolicyBytes, ' '), E::too_large, "", "larger than"),
+      doc("a document of more values than a policy holds",
+          with_flags(R"(, "x": [)" + [] {
+            std::string many;
+            for (std::size_t i = 0; i < kMaxPolicyValues; ++i) many += i ? ",0" : "0";
+            return many;
+          }() + "]"),
+          E::too_large, "", "more values than allowed"),
 
       // Entries: emptiness and length.
       entry("an empty entry", "", E::empty, "empty entry"),

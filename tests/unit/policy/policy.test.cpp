@@ -460,3 +460,19 @@ TEST_CASE("policy::policy_from_json reads an already parsed document", "[policy]
     CHECK(r.error()[0].path.empty());
   }
 }
+
+TEST_CASE("policy::parse_json_strictly bounds the values of a document before building it", "[policy]") {
+  const auto array_of = [](std::size_t n) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < n; ++i) s += i ? ",{}" : "{}";
+    return s + "]";
+  };
+  // n objects in an array: n + 1 values.
+  CHECK(parse_json_strictly(array_of(9), 1 << 20, 10));
+  auto over = parse_json_strictly(array_of(10), 1 << 20, 10);
+  REQUIRE_FALSE(over);
+  CHECK(over.error().code == ErrorCode::too_large);
+  CHECK(over.error().message == "JSON with more values than allowed");
+  CHECK(parse_json_strictly(R"({"a":[1,2,{"b":null}]})", 1 << 20, 6));  // object, array, 1, 2, object, null
+  CHECK_FALSE(parse_json_strictly(R"({"a":[1,2,{"b":null}]})", 1 << 20, 5));
+}

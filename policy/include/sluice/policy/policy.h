@@ -22,6 +22,8 @@
 namespace sluice::policy {
 
 inline constexpr std::size_t kMaxAllowlistEntries = 4096;
+// Values in a policy or endpoints document: a few per allowlist entry.
+inline constexpr std::size_t kMaxPolicyValues = 100000;
 // A policy document larger than this is refused before parsing: 4096
 // maximal entries with quoting fit comfortably.
 inline constexpr std::size_t kMaxPolicyBytes = 2 * 1024 * 1024;
@@ -43,9 +45,13 @@ Results<TenantPolicy> policy_from_json(const nlohmann::json& doc, const DenyOpti
 
 nlohmann::json to_json(const TenantPolicy& policy);
 
-// Parses JSON with bounds (size, nesting depth) and refuses duplicate
-// object keys, which nlohmann would otherwise resolve silently (last one
-// wins) — two readers of one document must never disagree.
-Result<nlohmann::json> parse_json_strictly(std::string_view text, std::size_t max_bytes);
+// Parses JSON with bounds (size, nesting depth, values) and refuses
+// duplicate object keys, which nlohmann would otherwise resolve silently
+// (last one wins) — two readers of one document must never disagree. The
+// value bound holds the tree's memory to the document's worth: a tree
+// costs far more than its text (`[{},{},...]` ~20 bytes of heap a byte).
+inline constexpr std::size_t kMaxJsonValues = 2000000;
+Result<nlohmann::json> parse_json_strictly(std::string_view text, std::size_t max_bytes,
+                                           std::size_t max_values = kMaxJsonValues);
 
 }  // namespace sluice::policy
