@@ -59,10 +59,12 @@ std::optional<nlohmann::json> admin_call(const std::string& path, const nlohmann
   }
   std::string reply;
   char buf[4096];
-  while (reply.find('\n') == std::string::npos && reply.size() < kMaxReply) {
+  while (reply.size() < kMaxReply) {
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) break;
     reply.append(buf, static_cast<std::size_t>(n));
+    // Only the bytes just read are searched: a long reply costs linear time.
+    if (std::memchr(buf, '\n', static_cast<std::size_t>(n))) break;
   }
   ::close(fd);
   auto doc = nlohmann::json::parse(reply, nullptr, false);

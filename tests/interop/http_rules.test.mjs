@@ -122,22 +122,36 @@ test('a chunked body\'s endless chunk-size line or trailers close the connection
   assert.equal((await fetch(new URL('/healthz', base))).status, 200);
 });
 
-test('a 401 closes the connection: no slot is held without a valid key', async () => {
-  const body = JSON.stringify(init);
-  const text = await new Promise((resolve, reject) => {
+// Sends one raw request over TLS asking for keep-alive and leaves the
+// socket open; resolves to what arrived once the server closed it.
+function answerThenClose(request) {
+  return new Promise((resolve, reject) => {
     const socket = tls.connect({ host: mcp.hostname, port: Number(mcp.port), rejectUnauthorized: false }, () => {
-      // Keep-alive asked for, and the socket left open on this side.
-      socket.write(`POST /mcp HTTP/1.1\r\nHost: ${mcp.host}\r\nContent-Type: application/json\r\n` +
-                   `Accept: application/json, text/event-stream\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      socket.write(request);
     });
     let got = '';
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`still open after the 401: ${got}`)); }, 5000);
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`still open after the answer: ${got}`)); }, 5000);
     socket.on('data', (d) => { got += d; });
     socket.on('end', () => { clearTimeout(timer); resolve(got); });
     socket.on('error', reject);
   });
-  assert.match(text, /^HTTP\/1\.1 401/);
-  assert.match(text, /\r\nConnection: close\r\n/i);
+}
+
+test('an answer to a request no key admitted closes the connection: no slot is held without one', async () => {
+  const body = JSON.stringify(init);
+  const post = (extra) => `POST /mcp HTTP/1.1\r\nHost: ${mcp.host}\r\nContent-Type: application/json\r\n${extra}` +
+                          `Accept: application/json, text/event-stream\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+  const get = (path) => `GET ${path} HTTP/1.1\r\nHost: ${mcp.host}\r\n\r\n`;
+  for (const [request, status] of [
+    [post(''), 401],
+    [post('Origin: https://evil.example\r\n'), 403],
+    [get('/healthz'), 200],
+    [get('/nowhere'), 404],
+  ]) {
+    const text = await answerThenClose(request);
+    assert.match(text, new RegExp(`^HTTP/1\\.1 ${status}`), request.split('\r\n')[0]);
+    assert.match(text, /\r\nConnection: close\r\n/i);
+  }
 });
 
 test('the admin API: a super-admin creates a viewer and a key for them', async () => {
@@ -304,8 +318,8 @@ test('a tenant over its rate limit gets 429 with Retry-After', async () => {
   assert.ok(statuses.slice(0, 4).every((s) => s === 200), statuses.join(','));
   assert.ok(statuses.includes(429), statuses.join(','));
   assert.match(retry, /^[1-9]\d*$/);
-  // Audited too, best-effort and folded (one record per key and second,
-  // with a count), and counted in the key's traffic.
+  // Audited too, best-effort and folded (per tenant, by key, user and
+  // path, at most one record an interval), and counted in the key's traffic.
   const credential = `api_key:${SUPER.split('_')[1]}`;
   let traffic;
   assert.ok(await eventually(async () => {
@@ -315,7 +329,8 @@ test('a tenant over its rate limit gets 429 with Retry-After', async () => {
     return traffic.keys[credential]?.rate_limited >= 1;
   }), JSON.stringify(traffic));
   const audit = await (await api('/api/audit?kind=rate_limited', SUPER)).json();
-  assert.ok(audit.records.some((r) => r.credential === credential && r.count >= 1 && r.path === '/mcp'), JSON.stringify(audit));
+  assert.ok(audit.records.some((r) => r.refused.some((e) => e.credential === credential && e.count >= 1 &&
+                                                         e.path === '/mcp')), JSON.stringify(audit));
   await sleep(3000);  // refill
 });
 

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+
 namespace sluice::mcpd {
 namespace {
 
@@ -37,6 +39,8 @@ struct CompileGuardAccess {
     return true;
   }
   static void release(CompileScope& s, std::int64_t bytes) { s.budget_ += bytes; }
+  // Settles a difference after the fact: never refuses (the block exists).
+  static void charge(CompileScope& s, std::int64_t bytes) { s.budget_ -= bytes; }
 };
 
 namespace {
@@ -45,7 +49,14 @@ void* guarded_malloc(int n) {
   CompileScope* s = t_scope;
   if (s && !CompileGuardAccess::admit(*s, n)) return nullptr;
   void* p = g_base.xMalloc(n);
-  if (!p && s) CompileGuardAccess::release(*s, n);
+  if (!s) return p;
+  if (!p) {
+    CompileGuardAccess::release(*s, n);
+    return nullptr;
+  }
+  // Charged what the block really holds, as a free will release: the
+  // budget must not creep up by the rounding of every allocation.
+  CompileGuardAccess::charge(*s, static_cast<std::int64_t>(g_base.xSize(p)) - n);
   return p;
 }
 
@@ -67,7 +78,9 @@ void* guarded_realloc(void* p, int n) {
     if (grows > 0) CompileGuardAccess::release(*s, grows);
     return nullptr;
   }
-  if (grows < 0) CompileGuardAccess::release(*s, -grows);
+  // Settled at what the block really holds now (see guarded_malloc).
+  const std::int64_t grew = static_cast<std::int64_t>(g_base.xSize(q)) - before;
+  CompileGuardAccess::charge(*s, grew - std::max<std::int64_t>(grows, 0));
   return q;
 }
 

@@ -39,7 +39,10 @@ void App::shutdown() {
     workers_->stop();
     workers_->join();
   }
-  if (audit_) audit_->stop();
+  if (audit_) {
+    for (json& rec : refusals_.drain()) audit_->append_best_effort(std::move(rec));
+    audit_->stop();
+  }
 }
 
 Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
@@ -99,6 +102,8 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   app->local_pool_ = std::make_unique<boost::asio::thread_pool>(1);
   app->sweep_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
   app->schedule_sweep();
+  app->refusal_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
+  app->schedule_refusal_records();
   if (app->enforcer_->configured()) {
     app->reconcile_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
     // Versions left pending by an earlier run (or an agent that lost its
@@ -168,22 +173,30 @@ std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const s
   return unauthorized(req.version(), true);
 }
 
+namespace {
+// The ledger's intervals: immune to the wall clock being set.
+std::int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
 void App::note_rate_limited(const Principal& who, std::string_view path) {
   ++rate_limited_;
-  const std::int64_t now = now_ms();
-  std::uint64_t count = 0;
-  {
-    std::lock_guard lock(refusals_mu_);
-    RefusalTally& t = refusals_[who.credential_id];
-    ++t.unrecorded;
-    if (now - t.recorded_ms < 1000) return;
-    count = t.unrecorded;
-    t.unrecorded = 0;
-    t.recorded_ms = now;
-  }
-  audit_->append_best_effort({{"kind", "rate_limited"}, {"tenant", who.tenant}, {"user", who.user},
-                              {"credential", who.credential_type + ":" + who.credential_id},
-                              {"path", clean_text(path, 128)}, {"count", count}});
+  json rec = refusals_.note(who.tenant, who.credential_type + ":" + who.credential_id, who.user,
+                            clean_text(path, 128), steady_ms());
+  if (!rec.is_null()) audit_->append_best_effort(std::move(rec));
+}
+
+void App::schedule_refusal_records() {
+  refusal_timer_->expires_after(std::chrono::seconds(1));
+  refusal_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    // Counts left pending when the refusals stopped are written now, not
+    // at the next refusal (which may never come).
+    for (json& rec : refusals_.due(steady_ms())) audit_->append_best_effort(std::move(rec));
+    schedule_refusal_records();
+  });
 }
 
 bool loopback_origin(std::string_view origin) {
@@ -218,21 +231,28 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string peer) {
   const std::string client = forwarded_client(peer, last_header_value(req, "X-Forwarded-For"), config_.trusted_proxies);
   const std::string path = request_path(req);
   const unsigned version = req.version();
+  // Every answer to a request no credential admitted closes the
+  // connection, as a 401 does: nobody keeps a connection slot without a
+  // key by asking for /healthz (or anything else) now and then.
+  const auto unadmitted = [](HttpResponse r) {
+    r.keep_alive(false);
+    return HttpReply{std::move(r), nullptr};
+  };
   if (path == "/healthz" && req.method() == http::verb::get) {
-    co_return HttpReply{json_response(200, {{"status", "ok"}}, version), nullptr};
+    co_return unadmitted(json_response(200, {{"status", "ok"}}, version));
   }
   if (path == "/metrics" && req.method() == http::verb::get) {
     // Counters only, but still nothing for other hosts to read.
-    if (client != "127.0.0.1" && client != "::1") co_return HttpReply{problem(403, "metrics are served to loopback only", version), nullptr};
-    co_return HttpReply{metrics(), nullptr};
+    if (client != "127.0.0.1" && client != "::1") co_return unadmitted(problem(403, "metrics are served to loopback only", version));
+    co_return unadmitted(metrics());
   }
   const bool mcp = path == "/mcp" || path == "/mcp/";
-  if (!mcp && !path.starts_with("/api/")) co_return HttpReply{problem(404, "not found", version), nullptr};
+  if (!mcp && !path.starts_with("/api/")) co_return unadmitted(problem(404, "not found", version));
 
   // Browsers carry an Origin; a page on another site must not drive a
   // local MCP server (DNS rebinding).
   if (const std::string origin = header_value(req, "Origin"); !origin.empty() && !origin_allowed(origin)) {
-    co_return HttpReply{problem(403, "origin not allowed", version), nullptr};
+    co_return unadmitted(problem(403, "origin not allowed", version));
   }
   auto admitted = admit(req, client);
   if (auto* refused = std::get_if<HttpResponse>(&admitted)) co_return HttpReply{std::move(*refused), nullptr};

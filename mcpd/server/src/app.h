@@ -22,6 +22,7 @@
 #include "enforcement.h"
 #include "http_server.h"
 #include "mcp.h"
+#include "refusals.h"
 #include "store.h"
 #include "tools.h"
 
@@ -98,10 +99,10 @@ class App {
   // Authenticates, honouring the lockout; a response when refused.
   std::variant<Principal, HttpResponse> admit(const HttpRequest& req, const std::string& client);
   // A request (or a batch's message) of `who` refused by a rate limit:
-  // counted, and audited best-effort as `rate_limited` records, at most
-  // one per key and second, each with how many were refused since the
-  // last (a flood of refusals must not become a flood of records).
+  // counted, and audited best-effort as `rate_limited` records folded per
+  // tenant (see RefusalLedger).
   void note_rate_limited(const Principal& who, std::string_view path);
+  void schedule_refusal_records();
 
   McpdConfig config_;
   std::optional<DatabaseLock> lock_;  // declared first: released last
@@ -129,12 +130,8 @@ class App {
   std::unique_ptr<McpServer> mcp_;
   const HttpServer* http_ = nullptr;
   std::atomic<std::uint64_t> auth_failures_{0}, lockouts_{0}, rate_limited_{0}, requests_{0};
-  struct RefusalTally {
-    std::int64_t recorded_ms = 0;  // when the key's last record was written
-    std::uint64_t unrecorded = 0;  // refusals since
-  };
-  std::mutex refusals_mu_;
-  std::unordered_map<std::string, RefusalTally> refusals_;  // by credential id: bounded by the keys
+  RefusalLedger refusals_;
+  std::unique_ptr<boost::asio::steady_timer> refusal_timer_;
   std::size_t temp_budget_ = 0, workers_count_ = 0;  // as App::open set them, for startup_warnings
 };
 

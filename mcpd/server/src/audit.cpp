@@ -471,11 +471,13 @@ constexpr char kTrafficAuth[] =
     "SELECT json_extract(record, '$.credential'), json_extract(record, '$.claimed_credential'), count(*) FROM "
     "(SELECT record FROM audit WHERE kind = 'auth_failure' AND ts_ms >= ?1 "
     " ORDER BY seq DESC LIMIT 100000) GROUP BY 1, 2";
+// Rate-limit refusals: each record folds a tenant's refusals by key, user
+// and path (RefusalLedger).
 constexpr char kTrafficRefused[] =
-    "SELECT json_extract(record, '$.credential'), json_extract(record, '$.user'), "
-    "sum(json_extract(record, '$.count')) FROM "
+    "SELECT json_extract(e.value, '$.credential'), json_extract(e.value, '$.user'), "
+    "sum(json_extract(e.value, '$.count')) FROM "
     "(SELECT record FROM audit WHERE tenant = ?1 AND kind = 'rate_limited' AND ts_ms >= ?2 "
-    " ORDER BY seq DESC LIMIT 100000) GROUP BY 1, 2";
+    " ORDER BY seq DESC LIMIT 100000) AS r, json_each(r.record, '$.refused') AS e GROUP BY 1, 2";
 constexpr char kTrafficRecent[] =
     "SELECT seq, record FROM audit WHERE tenant = ?1 AND kind = 'tool_call' ORDER BY seq DESC LIMIT 20";
 }  // namespace

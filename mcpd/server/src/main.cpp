@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -45,7 +46,8 @@ const char* allocator_in_use() {
 }
 
 // Descriptors kept for everything but client connections: data-source
-// pools, the databases, the admin socket and its clients, the agent.
+// pools, the databases, the admin socket and its clients, the agent. At
+// least this many, and a quarter of a larger limit (pools grow with tenants).
 constexpr rlim_t kReservedDescriptors = 256;
 
 // The connection cap the descriptor limit allows: the soft limit is raised
@@ -60,9 +62,9 @@ std::size_t connections_within_descriptors(std::size_t wanted) {
     if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
   }
   if (lim.rlim_cur == RLIM_INFINITY) return wanted;
-  const std::size_t room = lim.rlim_cur > kReservedDescriptors * 2
-                               ? static_cast<std::size_t>(lim.rlim_cur - kReservedDescriptors)
-                               : static_cast<std::size_t>(lim.rlim_cur / 2);
+  const rlim_t reserved = std::max(kReservedDescriptors, lim.rlim_cur / 4);
+  const std::size_t room = lim.rlim_cur > reserved * 2 ? static_cast<std::size_t>(lim.rlim_cur - reserved)
+                                                       : static_cast<std::size_t>(lim.rlim_cur / 2);
   if (wanted <= room) return wanted;
   std::printf("sluice-mcpd: [server] max_connections %zu lowered to %zu: the process may open %llu descriptors "
               "(raise LimitNOFILE)\n",
