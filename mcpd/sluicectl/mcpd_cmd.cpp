@@ -25,6 +25,7 @@ struct McpdOptions {
   bool no_anchors = false;
   std::string policy_file;
   std::string args_json;
+  std::int64_t seq = 0;
   bool json_out = false;
 };
 
@@ -243,8 +244,13 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
   });
 
   auto* digest = audit->add_subcommand(
-      "digest", "the args_hmac a tool call with these arguments is recorded with (needs the deployment's digest key)");
+      "digest",
+      "whether a tool call's record was made with these arguments (needs the deployment's digest key): "
+      "exit 0 if so, 1 if not");
   digest->add_option("--db", o->db, "sluice-mcpd's database (the key is audit-digest.key beside it)");
+  digest->add_option("--seq", o->seq, "the record's seq (from sluicectl audit, /api/audit or the journal)")
+      ->required()
+      ->check(CLI::PositiveNumber);
   digest->add_option("--args", o->args_json, "the tool call's arguments, a JSON object")->required();
   digest->callback([o, &exit_code] {
     auto args = nlohmann::json::parse(o->args_json, nullptr, false);
@@ -259,8 +265,27 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
       exit_code = kExitInvalid;
       return;
     }
-    std::cout << sluice::mcpd::digest_arguments(*digest_key, args) << "\n";
-    exit_code = kExitOk;
+    auto record = sluice::mcpd::read_audit_record(o->db, o->seq);
+    if (!record) {
+      std::cerr << "sluicectl: " << record.error().what << "\n";
+      exit_code = kExitInvalid;
+      return;
+    }
+    const auto hmac = record->find("args_hmac");
+    const auto nonce = record->find("args_nonce");
+    if (hmac == record->end() || !hmac->is_string() || (nonce != record->end() && !nonce->is_string())) {
+      std::cerr << "sluicectl: audit record " << o->seq << " carries no arguments digest\n";
+      exit_code = kExitInvalid;
+      return;
+    }
+    // Records written before nonces (2026-12-07) digest the arguments alone.
+    const std::string n = nonce == record->end() ? std::string() : nonce->get<std::string>();
+    const std::string want = sluice::mcpd::digest_arguments(*digest_key, n, args);
+    // (Both digests are the operator's to see: nothing to time.)
+    const bool same = want == hmac->get_ref<const std::string&>();
+    std::cout << "audit record " << o->seq << (same ? ": made with these arguments" : ": not made with these arguments")
+              << "\n";
+    exit_code = same ? kExitOk : kExitFailure;
   });
 }
 

@@ -133,14 +133,20 @@ count=$(curl -sS --cacert "$wcert" -H "Authorization: Bearer $bkey" -H "Mcp-Sess
   -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"run_query","arguments":{"sql":"SELECT count(*) AS n FROM customers"}}}' \
   "$watch_url" | python3 -c 'import json, sys; print(json.load(sys.stdin)["result"]["structuredContent"]["rows"][0][0])')
 [ "$count" = 40 ] || { echo "mcpd_interop: tenant beta read $count customers, not its own 40" >&2; exit 1; }
-# The call's record carries a keyed digest of its arguments, which the
-# operator (holding the key) can reproduce, and nothing else can.
-digest=$("$ctl" audit digest --db "$work/watch/data/mcpd.db" --args '{"sql":"SELECT count(*) AS n FROM customers"}')
-[ "$(sqlite3 "$work/watch/data/mcpd.db" "SELECT count(*) FROM audit WHERE tenant = 'beta' AND json_extract(record, '\$.args_hmac') = '$digest'")" = 1 ] ||
-  { echo "mcpd_interop: sluicectl audit digest does not match the call's record ($digest)" >&2; exit 1; }
+# The call's record carries a keyed digest of its arguments under a nonce
+# of its own, which the operator (holding the key) can check against given
+# arguments, and nothing else can.
+seq=$(sqlite3 "$work/watch/data/mcpd.db" "SELECT max(seq) FROM audit WHERE tenant = 'beta' AND kind = 'tool_call'")
+"$ctl" audit digest --db "$work/watch/data/mcpd.db" --seq "$seq" --args '{"sql":"SELECT count(*) AS n FROM customers"}' >/dev/null ||
+  { echo "mcpd_interop: sluicectl audit digest does not confirm the call's arguments (seq $seq)" >&2; exit 1; }
+rc=0; "$ctl" audit digest --db "$work/watch/data/mcpd.db" --seq "$seq" --args '{"sql":"SELECT count(*) AS n FROM accounts"}' >/dev/null || rc=$?
+[ "$rc" = 1 ] || { echo "mcpd_interop: sluicectl audit digest confirmed other arguments (exit $rc)" >&2; exit 1; }
+rc=0; "$ctl" audit digest --db "$work/watch/data/mcpd.db" --seq 999999 --args '{}' 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || { echo "mcpd_interop: sluicectl audit digest of no record exited $rc, not 2" >&2; exit 1; }
+digest=$(sqlite3 "$work/watch/data/mcpd.db" "SELECT json_extract(record, '\$.args_hmac') FROM audit WHERE seq = $seq")
 plain=$(printf '%s' '{"sql":"SELECT count(*) AS n FROM customers"}' | sha256sum | cut -d' ' -f1)
 [ "$digest" != "$plain" ] || { echo "mcpd_interop: the arguments digest is a plain hash" >&2; exit 1; }
-echo "mcpd_interop: a call's arguments digest is keyed; sluicectl audit digest reproduces it"
+echo "mcpd_interop: a call's arguments digest is keyed and salted; sluicectl audit digest checks it"
 # acme's super_admin adds a user to beta and mints them a key: both filed
 # under beta, whose admins read them, with acme named as the actor's.
 wapi="${watch_url%/mcp}/api"

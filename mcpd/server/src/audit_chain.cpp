@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -119,11 +121,49 @@ Result<KeyHash> load_digest_key(const std::string& path, bool create) {
   return key;
 }
 
-std::string digest_arguments(const KeyHash& key, const nlohmann::json& args) {
+std::string digest_arguments(const KeyHash& key, std::string_view nonce, const nlohmann::json& args) {
   // Canonical: nlohmann keeps object keys sorted; invalid UTF-8 replaced.
-  const std::string text = args.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string text;
+  if (!nonce.empty()) {
+    text.append(nonce);
+    text.push_back(':');
+  }
+  text += args.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   const KeyHash h = hmac_sha256(key, text);
   return to_hex(h.data(), h.size());
+}
+
+DigestNonces::DigestNonces() {
+  const KeyHash r = random_key();
+  prefix_ = to_hex(r.data(), 8);
+}
+
+std::string DigestNonces::next() {
+  const std::uint64_t n = counter_.fetch_add(1, std::memory_order_relaxed);
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(n));
+  return prefix_ + "." + buf;
+}
+
+Result<nlohmann::json> read_audit_record(const std::string& database_path, std::int64_t seq) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(database_path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
+  std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
+  if (rc != SQLITE_OK) return fail("cannot open " + database_path);
+  sqlite3_busy_timeout(db.get(), 5000);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db.get(), "SELECT record FROM audit WHERE seq = ?1", -1, &st, nullptr) != SQLITE_OK) {
+    return fail(database_path + " holds no audit log");
+  }
+  std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(st, &sqlite3_finalize);
+  sqlite3_bind_int64(st, 1, seq);
+  const int step = sqlite3_step(st);
+  if (step == SQLITE_DONE) return fail("no audit record " + std::to_string(seq));
+  if (step != SQLITE_ROW) return fail("cannot read the audit log of " + database_path);
+  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+  auto record = nlohmann::json::parse(text ? text : "", nullptr, false);
+  if (record.is_discarded() || !record.is_object()) return fail("audit record " + std::to_string(seq) + " is not a JSON object");
+  return record;
 }
 
 Result<DatabaseLock> DatabaseLock::take(std::string_view database_path) {

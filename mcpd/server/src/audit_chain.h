@@ -4,6 +4,7 @@
 // with hash_0 = 32 zero bytes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -37,17 +38,39 @@ std::string anchors_beside(std::string_view database_path);
 // The key of the arguments digest in tool-call records (`args_hmac`): 32
 // random bytes, as hex, in a file of its own beside the database (0600),
 // made on mcpd's first start. A record's digest is HMAC-SHA-256 under it
-// of the arguments as canonical JSON (sorted keys): equal digests mean
-// equal arguments, and whoever holds the key (`sluicectl audit digest`)
-// can confirm a given set, but a reader of the log alone (a tenant admin,
-// the journal, a copy of the database) cannot test guesses, which a plain
-// hash of a customer id would let anyone do.
+// of the record's nonce (`args_nonce`, unique to the record), a colon and
+// the arguments as canonical JSON (sorted keys). Whoever holds the key
+// (`sluicectl audit digest`) can confirm that a given record was made with
+// given arguments; a reader of the log alone (a tenant admin, the journal,
+// a copy of the database) can neither test guesses, as anyone could
+// against a plain hash of a customer id, nor tell that two records carry
+// the same arguments, nor learn another user's arguments by making the
+// same call and comparing digests (each record's nonce differs).
 inline constexpr std::string_view kDigestKeyFileName = "audit-digest.key";
 std::string digest_key_beside(std::string_view database_path);
 // Reads the key; with `create`, makes it first if there is none. Never
 // through a link; anything but a regular file of one key is refused.
 Result<KeyHash> load_digest_key(const std::string& path, bool create);
-std::string digest_arguments(const KeyHash& key, const nlohmann::json& args);
+// An empty nonce digests the arguments alone: records written before
+// nonces (2026-12-07) have none.
+std::string digest_arguments(const KeyHash& key, std::string_view nonce, const nlohmann::json& args);
+
+// Nonces for args_hmac: a random prefix drawn once per process and a
+// counter, so never the same twice (in practice, across restarts too)
+// without a getrandom call per record. Thread-safe.
+class DigestNonces {
+ public:
+  DigestNonces();
+  std::string next();
+
+ private:
+  std::string prefix_;  // 16 hex digits
+  std::atomic<std::uint64_t> counter_{0};
+};
+
+// One record of the audit log at `seq`, read-only; an error when the
+// database or the record cannot be read.
+Result<nlohmann::json> read_audit_record(const std::string& database_path, std::int64_t seq);
 
 // The one process that writes the database at a path holds this lock (an
 // flock of "mcpd.lock" beside the database) for as long as it does:

@@ -117,13 +117,15 @@ AuditEntry McpServer::audit_record(const Principal& who, const Session& s, const
   e.tenant = who.tenant;
   e.text.reserve(512);
   const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+  const std::string nonce = nonces_.next();
   JsonObject record(e.text);
   record.str("kind", e.kind)
       .str("tenant", who.tenant)
       .str("user", who.user)
       .str("credential", who.credential_type + ":" + who.credential_id)
       .str("tool", clean_text(tool, 128))
-      .str("args_hmac", digest_arguments(digest_key_, args))
+      .str("args_nonce", nonce)
+      .str("args_hmac", digest_arguments(digest_key_, nonce, args))
       .num("rows", outcome.rows)
       .str("status", outcome.status)
       .num("latency_us", latency.count())

@@ -211,6 +211,7 @@ class McpServer {
   McpCounters& counters_;
   boost::asio::any_io_executor workers_;
   KeyHash digest_key_;
+  mutable DigestNonces nonces_;  // one per record (audit_record is const)
   StreamRegistry streams_;
   std::mutex pending_mu_;
   std::unordered_map<std::string, std::shared_ptr<PendingReply>> pending_;  // "<session>|<id>"

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <set>
 #include <thread>
 
 #include <memory>
@@ -674,11 +675,20 @@ TEST_CASE("mcpd::load_digest_key makes a key once, reads it back, and refuses an
   REQUIRE(again);
   CHECK(*again == *made);  // kept, never remade
   const nlohmann::json args = {{"sql", "SELECT 1"}, {"params", nlohmann::json::array()}};
-  CHECK(digest_arguments(*made, args) == digest_arguments(*again, args));
-  CHECK(digest_arguments(*made, args) != digest_arguments(random_key(), args));
+  CHECK(digest_arguments(*made, "n1", args) == digest_arguments(*again, "n1", args));
+  CHECK(digest_arguments(*made, "n1", args) != digest_arguments(random_key(), "n1", args));
+  CHECK(digest_arguments(*made, "n1", args) != digest_arguments(*made, "n2", args));
+  CHECK(digest_arguments(*made, "n1", args) != digest_arguments(*made, "", args));
   // Key order does not matter: the text is canonical.
-  CHECK(digest_arguments(*made, nlohmann::json::parse(R"({"b":1,"a":2})")) ==
-        digest_arguments(*made, nlohmann::json::parse(R"({"a":2,"b":1})")));
+  CHECK(digest_arguments(*made, "n", nlohmann::json::parse(R"({"b":1,"a":2})")) ==
+        digest_arguments(*made, "n", nlohmann::json::parse(R"({"a":2,"b":1})")));
+  // Nonces never repeat, across threads and across processes' draws.
+  DigestNonces a, b;
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    CHECK(seen.insert(a.next()).second);
+    CHECK(seen.insert(b.next()).second);
+  }
   SECTION("a link is refused") {
     const std::string link = dir.file("link.key");
     REQUIRE(::symlink(path.c_str(), link.c_str()) == 0);

@@ -491,11 +491,20 @@ TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and 
     CHECK(rec["user"] == "alice");
     CHECK(rec["credential"] == "api_key:qqqq");
     CHECK(rec["client"]["name"] == "test");
-    // A keyed digest: the same arguments give the same digest under the
-    // deployment's key, and a plain hash of them (a guess anyone reading
-    // the log could test) is not it.
+    // A keyed digest under the record's own nonce: the key holder
+    // reproduces it; a plain hash of the arguments (a guess anyone reading
+    // the log could test) is not it, and neither is the digest another
+    // record of the same call carries (a tenant admin could otherwise make
+    // the call and compare).
     const json args = {{"sql", "SELECT id FROM customers WHERE id = ?"}, {"params", {3}}};
-    CHECK(rec["args_hmac"] == digest_arguments(w.digest_key, args));
+    REQUIRE(rec["args_nonce"].is_string());
+    CHECK(rec["args_hmac"] == digest_arguments(w.digest_key, rec["args_nonce"].get<std::string>(), args));
+    CHECK(rec["args_hmac"] != digest_arguments(w.digest_key, "", args));
+    body(w.post(call("run_query", args), querier, sid));
+    auto both = w.audit->read("acme", 10, 0, "tool_call");
+    REQUIRE(both->size() == 2);
+    CHECK((*both)[0]["args_nonce"] != (*both)[1]["args_nonce"]);
+    CHECK((*both)[0]["args_hmac"] != (*both)[1]["args_hmac"]);
     const KeyHash plain = sha256(args.dump());
     CHECK(rec["args_hmac"] != to_hex(plain.data(), plain.size()));
     CHECK_FALSE(rec.contains("args_sha256"));
