@@ -127,6 +127,10 @@ assert t[1]["data_source"].endswith("/beta.db"), t'
 # beta's user sees beta's rows, not acme's.
 "$ctl" user create --socket "$wsock" --tenant-id 2 --name bob --role viewer >/dev/null
 bkey=$("$ctl" key create --socket "$wsock" --user-id 2 --scopes read,query | sed -n 's/.*"token": "\(slk_[^"]*\)".*/\1/p')
+# Changes made over the local socket are filed under the tenant they
+# change, where its admins read them.
+[ "$(sqlite3 "$work/watch/data/mcpd.db" "SELECT count(*) FROM audit WHERE tenant = 'beta' AND kind = 'admin' AND json_extract(record, '\$.user') = 'local' AND json_extract(record, '\$.action') IN ('create_user', 'create_key')")" = 2 ] ||
+  { echo "mcpd_interop: local-socket changes to beta are not filed under beta" >&2; exit 1; }
 bsid=$(curl_session "$watch_url" "$wcert" "$bkey")
 count=$(curl -sS --cacert "$wcert" -H "Authorization: Bearer $bkey" -H "Mcp-Session-Id: $bsid" \
   -H 'MCP-Protocol-Version: 2025-11-25' -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
@@ -158,8 +162,10 @@ ckey=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["token"]
 curl -sS --cacert "$wcert" -H "Authorization: Bearer $ckey" "$wapi/audit?kind=admin" | python3 -c '
 import json, sys
 recs = [r for r in json.load(sys.stdin)["records"] if r.get("action") in ("create_user", "create_key")]
-assert sorted(r["action"] for r in recs) == ["create_key", "create_user"], recs
-assert all(r["tenant"] == "beta" and r["actor_tenant"] == "acme" for r in recs), recs'
+api = [r for r in recs if r["user"] != "local"]  # (the local socket made bob and his key)
+assert sorted(r["action"] for r in api) == ["create_key", "create_user"], recs
+assert all(r["tenant"] == "beta" and r["actor_tenant"] == "acme" for r in api), recs
+assert sorted(r["action"] for r in recs if r["user"] == "local") == ["create_key", "create_user"], recs'
 # Never a key for another super_admin, not even by a super_admin.
 curl -sS --cacert "$wcert" -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' \
   -d '{"name":"sue","role":"super_admin","tenant_id":2}' "$wapi/users" >"$work/watch/sue.json"

@@ -525,12 +525,32 @@ json App::local_admin(const json& r) {
     }
     return {{"ok", true}, {"tenant_id", *tid}};
   }
+  // A change made here is filed under the tenant it changes, as the API's
+  // are, so that tenant's admins read it in /api/audit ("" when it names
+  // none that exists: the operation then fails anyway).
+  const auto tenant_name = [this](std::int64_t tenant_id) -> std::string {
+    auto t = store_->tenant(tenant_id);
+    return t && *t ? (*t)->name : std::string();
+  };
+  const auto tenant_of_user = [this, &tenant_name](std::int64_t user_id) -> std::string {
+    auto u = store_->user(user_id);
+    return u && *u ? tenant_name((*u)->tenant_id) : std::string();
+  };
+  const auto tenant_of_key = [this](const std::string& key_id) -> std::string {
+    auto all = store_->keys();
+    if (!all) return {};
+    for (const KeyRecord& k : *all) {
+      if (k.id == key_id) return k.tenant;
+    }
+    return {};
+  };
   if (op == "create_user") {
     const auto role = parse_role(str("role"));
     if (!r.value("tenant_id", json()).is_number_integer() || !role) return err("tenant_id and role required");
     auto uid = store_->create_user(r["tenant_id"].get<std::int64_t>(), str("user"), *role);
     if (!uid) return err("the user could not be created");
-    if (!audited({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "create_user"},
+    if (!audited({{"kind", "admin"}, {"tenant", tenant_name(r["tenant_id"].get<std::int64_t>())}, {"user", "local"},
+                  {"action", "create_user"},
                     {"new_user", clean_text(str("user"), 64)}, {"role", std::string(to_string(*role))}})) {
       return err("the change was made but could not be audited");
     }
@@ -542,7 +562,8 @@ json App::local_admin(const json& r) {
     auto key = store_->create_key(r["user_id"].get<std::int64_t>(), str("name").empty() ? "key" : str("name"), *scopes, std::nullopt);
     if (!key) return err("the key could not be created");
     if (!keys_->reload()) return err("the key was stored but is not active yet");
-    if (!audited({{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "create_key"}, {"key", key->id}})) {
+    if (!audited({{"kind", "admin"}, {"tenant", tenant_of_user(r["user_id"].get<std::int64_t>())}, {"user", "local"},
+                  {"action", "create_key"}, {"key", key->id}})) {
       (void)store_->revoke_key(key->id);
       keys_->drop(key->id);
       return err("the key was not issued: the audit log is unavailable");
@@ -550,7 +571,8 @@ json App::local_admin(const json& r) {
     return {{"ok", true}, {"key_id", key->id}, {"token", key->token}};
   }
   if (op == "revoke_key") {
-    auto revoked = revoke(str("key_id"), {{"kind", "admin"}, {"tenant", ""}, {"user", "local"}, {"action", "revoke_key"}});
+    auto revoked = revoke(str("key_id"), {{"kind", "admin"}, {"tenant", tenant_of_key(str("key_id"))}, {"user", "local"},
+                                          {"action", "revoke_key"}});
     if (!revoked) return err("the key could not be revoked");
     if (!revoked->audited) return err("the change was made but could not be audited");
     if (!revoked->cache_refreshed) return err("the key is revoked and refused; the key cache could not be refreshed");
