@@ -115,6 +115,19 @@ std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohm
     ::close(fd);
     return std::nullopt;
   }
+  // sluice-agent runs as root. A socket served by anyone else (planted
+  // where the agent's should be) is not believed: its "acknowledgements"
+  // would be reported as kernel enforcement. Our own uid is accepted too:
+  // a process of it could impersonate us anyway (and tests' stand-ins are
+  // ours).
+  ucred peer{};
+  socklen_t peer_len = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) != 0 ||
+      (peer.uid != 0 && peer.uid != ::geteuid())) {
+    fail("the socket at " + socket_path + " is not served by root: not sluice-agent");
+    ::close(fd);
+    return std::nullopt;
+  }
   // Replace, never throw, on a string that is not UTF-8.
   const std::string body = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   const std::uint32_t len = htonl(static_cast<std::uint32_t>(body.size()));

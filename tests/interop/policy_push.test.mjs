@@ -119,6 +119,14 @@ test('agent back: the pending version reaches the kernel by itself', async () =>
   const s = await (await api('/api/meta/security')).json();
   assert.equal(s.application_policy.allow_llm_egress, true);
   assert.equal(connectLlm(), 'ok');
+  // Pushed without a request, and audited all the same.
+  await until(async () => {
+    const r = await api('/api/audit?kind=admin');
+    if (r.status !== 200) return false;  // (the heavy admin reads are rate limited)
+    const audit = await r.json();
+    return audit.records.some((r) => r.action === 'reconcile_push' && r.user === 'mcpd' && r.tenant === 'acme' &&
+                                     r.version === 3 && r.kernel === 'enforced');
+  }, 'the reconcile push to be audited');
 });
 
 test('sluicectl tenant-policy set/show: the same path over the local admin socket', () => {

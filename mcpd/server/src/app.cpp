@@ -322,7 +322,16 @@ asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& c
 void App::reconcile_now() noexcept {
   // On the admin pool: an exception escaping would end the process.
   try {
-    enforcer_->reconcile();
+    // Each push is audited under its tenant: a version reaching the kernel
+    // (or failing to) without a request is a change all the same. Pushes
+    // back off (Enforcer::reconcile): these records do too.
+    for (const Enforcer::Pushed& p : enforcer_->reconcile()) {
+      const json k = to_json(p.outcome);
+      json rec = {{"kind", "admin"}, {"tenant", p.tenant.name}, {"user", "mcpd"}, {"action", "reconcile_push"},
+                  {"version", p.version}, {"kernel", k["kernel"]}};
+      if (!p.outcome.detail.empty()) rec["detail"] = clean_text(p.outcome.detail, 256);
+      audit_->append_best_effort(std::move(rec));
+    }
   } catch (const std::exception&) {
     // The next tick tries again; GET /api/meta/security reports the state.
   }

@@ -82,7 +82,8 @@ Enforcer::Enforcer(const McpdConfig& config, Store& store)
     : socket_(config.agent_socket),
       timeout_ms_(static_cast<int>(config.agent_timeout.count())),
       deny_{.allow_loopback = config.allow_loopback},
-      store_(store) {}
+      store_(store),
+      retry_(config.agent_retry) {}
 
 Result<std::unique_ptr<Enforcer>> Enforcer::open(const McpdConfig& config, Store& store) {
   std::unique_ptr<Enforcer> e(new Enforcer(config, store));
@@ -249,22 +250,38 @@ Result<policy::TenantPolicy> Enforcer::stored(const Tenant& tenant, std::int64_t
   return std::move(*parsed);
 }
 
-std::size_t Enforcer::reconcile() {
-  if (!configured()) return 0;
+std::vector<Enforcer::Pushed> Enforcer::reconcile() {
+  std::vector<Pushed> pushed;
+  if (!configured()) return pushed;
   std::lock_guard lock(mu_);
   auto tenants = store_.tenants();
-  if (!tenants) return 0;
+  if (!tenants) return pushed;
   cached_.reset();
   auto view = agent_status();
-  if (!view) return 0;
-  std::size_t brought = 0;
+  if (!view) return pushed;
+  const auto started = std::chrono::steady_clock::now();
+  const auto budget = 2 * std::chrono::milliseconds(timeout_ms_);
+  // In id order, starting after the tenant the last call stopped after:
+  // a slow agent cannot starve the tenants at the end of the list.
+  std::sort(tenants->begin(), tenants->end(), [](const Tenant& a, const Tenant& b) { return a.id < b.id; });
+  const auto first = std::find_if(tenants->begin(), tenants->end(), [&](const Tenant& t) { return t.id > resume_after_; });
+  std::rotate(tenants->begin(), first, tenants->end());
+  resume_after_ = 0;
   for (const Tenant& t : *tenants) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - started >= budget) {
+      resume_after_ = t.id - 1;  // t comes first next time
+      break;
+    }
     auto newest = store_.policies(t.id, 1);
     if (!newest || newest->empty()) continue;
     const auto d = desired(t, newest->front().version);
     if (!d->digest) continue;  // reported by GET; pushing it would fail the same way
     const KernelEnforcement k = judge(*view, t, d);
-    if (k.state == KernelEnforcement::State::enforced) continue;
+    if (k.state == KernelEnforcement::State::enforced) {
+      backoff_.erase(t.id);
+      continue;
+    }
     if (k.version && *k.version > d->version) continue;  // the agent refuses older versions
     // A degraded layer is the agent's to repair; re-pushing the same rules
     // to it every tick would only add work.
@@ -272,11 +289,29 @@ std::size_t Enforcer::reconcile() {
     const bool acknowledged = applied && *applied && (*applied)->version == d->version &&
                               (*applied)->rules_sha256 == *d->digest && k.version == d->version;
     if (acknowledged) continue;
+    auto b = backoff_.find(t.id);
+    if (b != backoff_.end() && (b->second.version != d->version || b->second.digest != *d->digest)) {
+      backoff_.erase(b);  // other rules now: tried at once
+      b = backoff_.end();
+    }
+    if (b != backoff_.end() && now < b->second.next) continue;
     auto p = stored(t, d->version);
     if (!p) continue;
-    if (push_locked(t, d->version, *p).state == KernelEnforcement::State::enforced) ++brought;
+    KernelEnforcement outcome = push_locked(t, d->version, *p);
+    if (outcome.state == KernelEnforcement::State::enforced) {
+      backoff_.erase(t.id);
+    } else {
+      Backoff& f = backoff_[t.id];
+      f.version = d->version;
+      f.digest = *d->digest;
+      f.failures = std::min(f.failures + 1, 16u);
+      const auto wait = std::min<std::chrono::milliseconds>(retry_ * (1LL << std::min(f.failures - 1, 10u)),
+                                                            std::chrono::minutes(10));
+      f.next = std::chrono::steady_clock::now() + wait;
+    }
+    pushed.push_back({t, d->version, std::move(outcome)});
   }
-  return brought;
+  return pushed;
 }
 
 Result<policy::TenantPolicy> Enforcer::effective(const Tenant& tenant) {

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -63,9 +64,19 @@ class Enforcer {
   KernelEnforcement state(const Tenant& tenant, std::optional<std::int64_t> desired);
 
   // Pushes every tenant whose newest version the agent does not enforce
-  // (a push that failed earlier, an agent that lost its state). Returns
-  // how many were brought up to date.
-  std::size_t reconcile();
+  // (a push that failed earlier, an agent that lost its state), and says
+  // what came of each push. Bounded: no new push starts once twice the
+  // agent timeout has passed (the rest wait for the next call, which
+  // starts where this one stopped), and a version whose push failed is
+  // tried again after an interval that doubles with each failure, from
+  // `[agent] retry_ms` up to ten minutes: an agent that refuses a version
+  // costs the admin thread one exchange per interval, not one per tick.
+  struct Pushed {
+    Tenant tenant;
+    std::int64_t version = 0;
+    KernelEnforcement outcome;
+  };
+  std::vector<Pushed> reconcile();
 
   // The policy the application layer enforces for the tenant now.
   Result<policy::TenantPolicy> effective(const Tenant& tenant);
@@ -114,6 +125,17 @@ class Enforcer {
   Result<AgentView> ask_agent_status();
   std::optional<Result<AgentView>> cached_;
   std::chrono::steady_clock::time_point cached_at_;
+  // Failed reconcile pushes by tenant id: what was pushed (version and
+  // rules digest), how often it failed, when it may be tried again.
+  struct Backoff {
+    std::int64_t version = 0;
+    std::string digest;
+    unsigned failures = 0;
+    std::chrono::steady_clock::time_point next;
+  };
+  std::map<std::int64_t, Backoff> backoff_;
+  std::chrono::milliseconds retry_;
+  std::int64_t resume_after_ = 0;  // the tenant id the last reconcile stopped after
 };
 
 }  // namespace sluice::mcpd

@@ -5,14 +5,21 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <fstream>
+#include <mutex>
+#include <set>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "agent_client.h"
 #include "config.h"
 #include "enforcement.h"
 #include "store.h"
@@ -36,7 +43,9 @@ sp::TenantPolicy parse(const char* text) {
 // with the same bytes: how mcpd copes with an agent it cannot trust.
 class FakeAgent {
  public:
-  FakeAgent(std::string path, std::string reply) : path_(std::move(path)), reply_(std::move(reply)) {
+  // `apply_delay`: how long an `apply` takes to be answered.
+  FakeAgent(std::string path, std::string reply, std::chrono::milliseconds apply_delay = {})
+      : path_(std::move(path)), reply_(std::move(reply)), apply_delay_(apply_delay) {
     fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
@@ -59,7 +68,19 @@ class FakeAgent {
       const int c = ::accept(fd_, nullptr, nullptr);
       if (c < 0) return;
       char buf[65536];
-      (void)::recv(c, buf, sizeof buf, 0);  // the request; its content does not matter here
+      const ssize_t n = ::recv(c, buf, sizeof buf, 0);  // the request: only whether it applies matters
+      if (n > 0 && std::string_view(buf, static_cast<std::size_t>(n)).find(R"("op":"apply")") != std::string_view::npos) {
+        {
+          std::lock_guard lock(mu_);
+          const std::string_view req(buf, static_cast<std::size_t>(n));
+          const auto at = req.find(R"("tenant":")");
+          if (at != std::string_view::npos) {
+            const auto name = req.substr(at + 10);
+            applied_.emplace_back(name.substr(0, name.find('"')));
+          }
+        }
+        std::this_thread::sleep_for(apply_delay_);
+      }
       const std::uint32_t len = htonl(static_cast<std::uint32_t>(reply_.size()));
       std::string frame(reinterpret_cast<const char*>(&len), 4);
       frame += reply_;
@@ -69,6 +90,17 @@ class FakeAgent {
   }
 
   std::string path_, reply_;
+  std::chrono::milliseconds apply_delay_;
+  std::mutex mu_;
+  std::vector<std::string> applied_;  // the tenants of the applies received, in order
+
+ public:
+  std::vector<std::string> applied() {
+    std::lock_guard lock(mu_);
+    return applied_;
+  }
+
+ private:
   int fd_ = -1;
   std::atomic<bool> stop_{false};
   std::thread thread_;
@@ -171,6 +203,101 @@ TEST_CASE("mcpd::Enforcer asks a hung agent once per five seconds, not once per 
   for (int i = 0; i < 5; ++i) CHECK((*enforcer)->state(acme.tenant, std::nullopt).state == State::pending);
   CHECK(Clock::now() - t0 < std::chrono::milliseconds(300));  // not one more wait: the failure was remembered
   ::close(hung);
+}
+
+TEST_CASE("mcpd::Enforcer reconciles within a time budget, resumes where it stopped, and backs off failed pushes",
+          "[mcpd][enforcement]") {
+  AcmeStore acme(R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})");
+  McpdConfig c;
+  c.agent_socket = acme.dir.file("agent.sock");
+  c.endpoints_file = acme.dir.file("endpoints.json");
+  c.agent_timeout = std::chrono::milliseconds(500);  // a reconcile starts no push after 1 s
+  c.agent_retry = std::chrono::minutes(1);
+  const std::string text = R"({"allow_llm_egress":true,"allow_prospecting":false,"discovery_samples":false})";
+  std::vector<sluice::mcpd::Tenant> tenants{acme.tenant};
+  for (const char* name : {"t2", "t3", "t4", "t5"}) {
+    auto id = acme.store->create_tenant(name, std::string("/nonexistent-") + name + ".db");
+    REQUIRE(id);
+    tenants.push_back({*id, name, ""});
+  }
+  for (const auto& t : tenants) REQUIRE(acme.store->put_policy(t.id, text, std::nullopt));
+  // Takes every apply (slowly) but never reports enforcing any tenant:
+  // every push stays pending, a failure.
+  FakeAgent agent(c.agent_socket,
+                  R"({"ok":true,"generation":1,"layers":{"bpf":"enforcing","nftables":"enforcing"},"tenants":{}})",
+                  std::chrono::milliseconds(400));
+  auto enforcer = Enforcer::open(c, *acme.store);
+  REQUIRE(enforcer);
+  using State = sluice::mcpd::KernelEnforcement::State;
+
+  // Each push takes 400 ms: at most three start within the budget.
+  auto first = (*enforcer)->reconcile();
+  REQUIRE(!first.empty());
+  CHECK(first.size() <= 3);
+  for (const auto& p : first) {
+    CHECK(p.outcome.state == State::pending);
+    CHECK(p.version == 1);
+  }
+  // The next calls start where the first stopped, and push none twice: the
+  // failed ones wait for their back-off.
+  std::vector<std::string> order;
+  for (const auto& p : first) order.push_back(p.tenant.name);
+  for (int i = 0; i < 5 && order.size() < tenants.size(); ++i) {
+    for (const auto& p : (*enforcer)->reconcile()) order.push_back(p.tenant.name);
+  }
+  CHECK(order == std::vector<std::string>{"acme", "t2", "t3", "t4", "t5"});
+  CHECK(agent.applied() == order);
+  CHECK((*enforcer)->reconcile().empty());  // all backing off
+  // A new version is other rules: pushed at once, whatever the back-off.
+  REQUIRE(acme.store->put_policy(tenants[3].id, R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false})",
+                                 std::nullopt));
+  auto again = (*enforcer)->reconcile();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].tenant.name == "t4");
+  CHECK(again[0].version == 2);
+  CHECK(agent.applied().size() == 6);
+}
+
+TEST_CASE("mcpd: a socket served by neither root nor mcpd's own uid is not believed to be sluice-agent",
+          "[mcpd][enforcement]") {
+  if (::geteuid() != 0) {
+    WARN("not root: cannot serve a socket as another uid");
+    return;
+  }
+  TempDir dir;
+  const std::string path = dir.file("agent.sock");
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  // The listener's credentials are taken at listen(): listen as nobody.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0 || ::listen(fd, 8) != 0) ::_exit(1);
+    const int c = ::accept(fd, nullptr, nullptr);
+    const std::string reply = R"({"ok":true,"generation":1,"layers":{"bpf":"enforcing","nftables":"enforcing"},"tenants":{}})";
+    const std::uint32_t len = htonl(static_cast<std::uint32_t>(reply.size()));
+    std::string frame(reinterpret_cast<const char*>(&len), 4);
+    frame += reply;
+    (void)::send(c, frame.data(), frame.size(), MSG_NOSIGNAL);
+    ::_exit(0);
+  }
+  // Until the child listens, connect is refused: retry a little.
+  std::string why;
+  std::optional<sluice::ctl::AgentReply> reply;
+  for (int i = 0; i < 100; ++i) {
+    why.clear();
+    reply = sluice::ctl::agent_call(path, {{"op", "status"}}, 1000, &why);
+    if (why.find("Connection refused") == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK_FALSE(reply);
+  CHECK(why.find("not served by root") != std::string::npos);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(fd);
 }
 
 TEST_CASE("mcpd::stricter keeps only what both policies allow", "[mcpd][enforcement]") {
