@@ -245,8 +245,8 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
 
   auto* digest = audit->add_subcommand(
       "digest",
-      "whether a tool call's record was made with these arguments (needs the deployment's digest key): "
-      "exit 0 if so, 1 if not");
+      "whether a tool call's record was made with these arguments (needs the deployment's digest key; "
+      "the chain is verified first): exit 0 if so, 1 if not or if the chain is broken");
   digest->add_option("--db", o->db, "sluice-mcpd's database (the key is audit-digest.key beside it)");
   digest->add_option("--seq", o->seq, "the record's seq (from sluicectl audit, /api/audit or the journal)")
       ->required()
@@ -263,6 +263,20 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
     if (!digest_key) {
       std::cerr << "sluicectl: " << digest_key.error().what << "\n";
       exit_code = kExitInvalid;
+      return;
+    }
+    // A digest proves nothing in a record that was edited, or copied from
+    // another (nonce and all): the chain is checked first, whole.
+    auto chain = sluice::mcpd::verify_audit(o->db);
+    if (!chain) {
+      std::cerr << "sluicectl: " << chain.error().what << "\n";
+      exit_code = kExitInvalid;
+      return;
+    }
+    if (!chain->ok) {
+      std::cout << "the audit chain is broken at seq " << chain->bad_seq << " (" << chain->problem
+                << "): no record of it is vouched for\n";
+      exit_code = kExitFailure;
       return;
     }
     auto record = sluice::mcpd::read_audit_record(o->db, o->seq);

@@ -330,7 +330,7 @@ test('a tenant over its rate limit gets 429 with Retry-After', async () => {
   }), JSON.stringify(traffic));
   const audit = await (await api('/api/audit?kind=rate_limited', SUPER)).json();
   assert.ok(audit.records.some((r) => r.refused.some((e) => e.credential === credential && e.count >= 1 &&
-                                                         e.path === '/mcp')), JSON.stringify(audit));
+                                                         e.limit === 'mcp')), JSON.stringify(audit));
   await sleep(3000);  // refill
 });
 

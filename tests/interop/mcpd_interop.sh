@@ -147,6 +147,14 @@ rc=0; "$ctl" audit digest --db "$work/watch/data/mcpd.db" --seq "$seq" --args '{
 [ "$rc" = 1 ] || { echo "mcpd_interop: sluicectl audit digest confirmed other arguments (exit $rc)" >&2; exit 1; }
 rc=0; "$ctl" audit digest --db "$work/watch/data/mcpd.db" --seq 999999 --args '{}' 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || { echo "mcpd_interop: sluicectl audit digest of no record exited $rc, not 2" >&2; exit 1; }
+# In a copy whose record was edited (its digest and nonce copied onto
+# other arguments' record would do the same), nothing is vouched for.
+mkdir -p "$work/tampered"
+sqlite3 "$work/watch/data/mcpd.db" ".backup '$work/tampered/mcpd.db'"
+cp "$work/watch/data/audit-digest.key" "$work/tampered/"
+sqlite3 "$work/tampered/mcpd.db" "UPDATE audit SET record = replace(record, '\"bob\"', '\"eve\"') WHERE seq = $seq"
+rc=0; "$ctl" audit digest --db "$work/tampered/mcpd.db" --seq "$seq" --args '{"sql":"SELECT count(*) AS n FROM customers"}' >/dev/null || rc=$?
+[ "$rc" = 1 ] || { echo "mcpd_interop: sluicectl audit digest vouched for a record of a broken chain (exit $rc)" >&2; exit 1; }
 digest=$(sqlite3 "$work/watch/data/mcpd.db" "SELECT json_extract(record, '\$.args_hmac') FROM audit WHERE seq = $seq")
 plain=$(printf '%s' '{"sql":"SELECT count(*) AS n FROM customers"}' | sha256sum | cut -d' ' -f1)
 [ "$digest" != "$plain" ] || { echo "mcpd_interop: the arguments digest is a plain hash" >&2; exit 1; }
@@ -173,7 +181,23 @@ sue=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "
 code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$wcert" -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' \
   -d "{\"name\":\"as-sue\",\"scopes\":\"read\",\"user_id\":$sue}" "$wapi/keys")
 [ "$code" = 403 ] || { echo "mcpd_interop: a super_admin minted a key for another super_admin ($code)" >&2; exit 1; }
+# A super_admin's key minted a key in beta; revoking it revokes that one
+# too, and beta's admins are told, under beta.
+spare=$(curl -sS --cacert "$wcert" -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' \
+  -d '{"name":"spare","scopes":"read,admin"}' "$wapi/keys")
+spare_id=$(printf '%s' "$spare" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+spare_key=$(printf '%s' "$spare" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+child_id=$(curl -sS --cacert "$wcert" -H "Authorization: Bearer $spare_key" -H 'Content-Type: application/json' \
+  -d "{\"name\":\"carol-2\",\"scopes\":\"read\",\"user_id\":$carol}" "$wapi/keys" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$wcert" -X DELETE -H "Authorization: Bearer $key_all" "$wapi/keys/$spare_id")
+[ "$code" = 200 ] || { echo "mcpd_interop: revoking the spare key gave $code" >&2; exit 1; }
+curl -sS --cacert "$wcert" -H "Authorization: Bearer $ckey" "$wapi/audit?kind=admin" | CHILD="$child_id" SPARE="$spare_id" python3 -c '
+import json, os, sys
+recs = [r for r in json.load(sys.stdin)["records"] if r.get("action") == "revoke_key_cascade"]
+assert len(recs) == 1 and recs[0]["tenant"] == "beta" and recs[0]["actor_tenant"] == "acme", recs
+assert recs[0]["key"] == os.environ["SPARE"] and recs[0]["revoked"] == [os.environ["CHILD"]], recs'
 echo "mcpd_interop: changes to another tenant are audited under it; no key for a peer super_admin"
+echo "mcpd_interop: a revocation cascading into another tenant is audited under that tenant too"
 echo "mcpd_interop: sluicectl creates and lists tenants; none on another tenant's file, by path or link"
 # A stored path that comes to break the rules is named when mcpd starts:
 # beta's file becomes a link to acme's beside it.

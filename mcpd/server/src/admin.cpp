@@ -70,9 +70,31 @@ Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
   out.cache_refreshed = static_cast<bool>(keys_->reload());
   out.self = std::erase(*ids, key_id) > 0;
   out.also = std::move(*ids);
+  // Keys minted from it (a super_admin mints in any tenant) may belong to
+  // other tenants: each of those is told too, under its own tenant, so its
+  // admins read why its keys died.
+  std::map<std::string, std::vector<std::string>> elsewhere;
+  if (!out.also.empty()) {
+    if (auto all = store_->keys()) {
+      std::map<std::string, std::string> tenant_of;
+      for (const KeyRecord& k : *all) tenant_of[k.id] = k.tenant;
+      const std::string here = record.value("tenant", "");
+      for (const auto& id : out.also) {
+        if (auto t = tenant_of.find(id); t != tenant_of.end() && t->second != here) elsewhere[t->second].push_back(id);
+      }
+    }
+  }
   record["key"] = key_id;
   record["minted_from_it"] = out.also;
+  json base = record;
   out.audited = audited(std::move(record));
+  for (auto& [tenant, ids_there] : elsewhere) {
+    json r = {{"kind", "admin"},          {"tenant", tenant},
+              {"user", base["user"]},     {"actor_tenant", base["tenant"]},
+              {"action", "revoke_key_cascade"}, {"key", key_id},
+              {"revoked", std::move(ids_there)}};
+    out.audited = audited(std::move(r)) && out.audited;
+  }
   return out;
 }
 

@@ -29,7 +29,7 @@ App::~App() { shutdown(); }
 void App::shutdown() {
   // A push in progress finishes (bounded by the agent timeout), a query
   // in progress too (bounded by its timeout); nothing new starts.
-  for (auto* pool : {local_pool_.get(), admin_pool_.get()}) {
+  for (auto* pool : {local_pool_.get(), admin_pool_.get(), timer_pool_.get()}) {
     if (!pool) continue;
     pool->stop();
     pool->join();
@@ -102,7 +102,8 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   app->local_pool_ = std::make_unique<boost::asio::thread_pool>(1);
   app->sweep_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
   app->schedule_sweep();
-  app->refusal_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
+  app->timer_pool_ = std::make_unique<boost::asio::thread_pool>(1);
+  app->refusal_timer_ = std::make_unique<boost::asio::steady_timer>(app->timer_pool_->get_executor());
   app->schedule_refusal_records();
   if (app->enforcer_->configured()) {
     app->reconcile_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
@@ -181,10 +182,9 @@ std::int64_t steady_ms() {
 }
 }  // namespace
 
-void App::note_rate_limited(const Principal& who, std::string_view path) {
+void App::note_rate_limited(const Principal& who, std::string_view limit) {
   ++rate_limited_;
-  json rec = refusals_.note(who.tenant, who.credential_type + ":" + who.credential_id, who.user,
-                            clean_text(path, 128), steady_ms());
+  json rec = refusals_.note(who.tenant, who.credential_type + ":" + who.credential_id, who.user, limit, steady_ms());
   if (!rec.is_null()) audit_->append_best_effort(std::move(rec));
 }
 
@@ -272,7 +272,7 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string peer) {
   RateLimiter& limiter = mcp ? *mcp_rate_ : heavy ? *admin_rate_ : *admin_light_rate_;
   {
     if (const auto wait = limiter.take(who.tenant, Clock::now()); wait > 0) {
-      note_rate_limited(who, path);
+      note_rate_limited(who, mcp ? "mcp" : heavy ? "admin" : "admin_light");
       HttpResponse r = problem(429, "rate limit exceeded", version);
       r.set(http::field::retry_after, std::to_string(wait));
       co_return HttpReply{r, nullptr};
@@ -309,7 +309,7 @@ asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& c
   m.body = std::move(req.body());
   m.charge = [this, who] {
     if (mcp_rate_->take(who.tenant, Clock::now()) == 0) return true;
-    note_rate_limited(who, "/mcp");
+    note_rate_limited(who, "mcp");
     return false;
   };
   McpResponse out = co_await mcp_->handle(std::move(m), std::move(who));

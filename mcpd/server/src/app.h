@@ -101,7 +101,8 @@ class App {
   // A request (or a batch's message) of `who` refused by a rate limit:
   // counted, and audited best-effort as `rate_limited` records folded per
   // tenant (see RefusalLedger).
-  void note_rate_limited(const Principal& who, std::string_view path);
+  // `limit`: "mcp", "admin" or "admin_light".
+  void note_rate_limited(const Principal& who, std::string_view limit);
   void schedule_refusal_records();
 
   McpdConfig config_;
@@ -122,6 +123,9 @@ class App {
   std::unique_ptr<boost::asio::thread_pool> admin_pool_;
   // One for the local admin socket (local_admin_executor).
   std::unique_ptr<boost::asio::thread_pool> local_pool_;
+  // One for timers that must keep time whatever the admin thread waits
+  // for (an agent, a durable record): the rate-limit records' flush.
+  std::unique_ptr<boost::asio::thread_pool> timer_pool_;
   // A policy version is stored and pushed under it, so versions reach the
   // agent in the order they were stored, whichever thread changes them.
   std::mutex policy_mu_;

@@ -472,12 +472,20 @@ constexpr char kTrafficAuth[] =
     "(SELECT record FROM audit WHERE kind = 'auth_failure' AND ts_ms >= ?1 "
     " ORDER BY seq DESC LIMIT 100000) GROUP BY 1, 2";
 // Rate-limit refusals: each record folds a tenant's refusals by key, user
-// and path (RefusalLedger).
+// and limit (`refused`, RefusalLedger); records of 2026-12-06/07 carry one
+// key's count at the top level. The last row (credential NULL) holds the
+// refusals past a record's entries (`others`), attributed to no key.
 constexpr char kTrafficRefused[] =
-    "SELECT json_extract(e.value, '$.credential'), json_extract(e.value, '$.user'), "
-    "sum(json_extract(e.value, '$.count')) FROM "
-    "(SELECT record FROM audit WHERE tenant = ?1 AND kind = 'rate_limited' AND ts_ms >= ?2 "
-    " ORDER BY seq DESC LIMIT 100000) AS r, json_each(r.record, '$.refused') AS e GROUP BY 1, 2";
+    "WITH recent AS (SELECT record FROM audit WHERE tenant = ?1 AND kind = 'rate_limited' AND ts_ms >= ?2 "
+    "                ORDER BY seq DESC LIMIT 100000) "
+    "SELECT credential, user, sum(n) FROM ("
+    " SELECT json_extract(e.value, '$.credential') AS credential, json_extract(e.value, '$.user') AS user, "
+    "        json_extract(e.value, '$.count') AS n FROM recent AS r, json_each(r.record, '$.refused') AS e "
+    " UNION ALL "
+    " SELECT json_extract(record, '$.credential'), json_extract(record, '$.user'), json_extract(record, '$.count') "
+    " FROM recent WHERE json_type(record, '$.refused') IS NULL) "
+    "WHERE credential IS NOT NULL GROUP BY 1, 2 "
+    "UNION ALL SELECT NULL, NULL, coalesce(sum(json_extract(record, '$.others')), 0) FROM recent";
 constexpr char kTrafficRecent[] =
     "SELECT seq, record FROM audit WHERE tenant = ?1 AND kind = 'tool_call' ORDER BY seq DESC LIMIT 20";
 }  // namespace
@@ -513,10 +521,15 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
   auto refused = db->prepare(kTrafficRefused);
   if (!refused) return tl::unexpected(refused.error());
   refused->bind(1, tenant).bind(2, since_ms);
+  std::int64_t unattributed = 0;
   while (true) {
     auto row = refused->step();
     if (!row) return tl::unexpected(row.error());
     if (!*row) break;
+    if (refused->is_null(0)) {
+      unattributed += refused->int64(2);
+      continue;
+    }
     for (nlohmann::json* slot : {&keys[refused->text(0)], &users[refused->text(1)]}) {
       bump(*slot, "ok", 0);
       (*slot)["rate_limited"] = (*slot)["rate_limited"].get<std::int64_t>() + refused->int64(2);
@@ -563,7 +576,11 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
                       {"tool", rec.value("tool", nlohmann::json())}, {"status", rec.value("status", nlohmann::json())},
                       {"rows", rec.value("rows", nlohmann::json())}, {"latency_us", rec.value("latency_us", nlohmann::json())}});
   }
-  return nlohmann::json{{"since_ms", since_ms}, {"keys", keys}, {"users", users}, {"recent_calls", latest}};
+  return nlohmann::json{{"since_ms", since_ms},
+                        {"keys", keys},
+                        {"users", users},
+                        {"rate_limited_unattributed", unattributed},
+                        {"recent_calls", latest}};
 }
 
 std::uint64_t AuditLog::committed() const {

@@ -208,7 +208,9 @@ KernelEnforcement Enforcer::push(const Tenant& tenant, std::int64_t version, con
   return push_locked(tenant, version, p);
 }
 
-KernelEnforcement Enforcer::push_locked(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& p) {
+KernelEnforcement Enforcer::push_locked(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& p,
+                                        bool* answered) {
+  if (answered) *answered = false;
   const policy::EffectiveRules rules = policy::compile(p, endpoints_);
   const std::string digest = rules_digest(rules);
   std::string why;
@@ -219,6 +221,7 @@ KernelEnforcement Enforcer::push_locked(const Tenant& tenant, std::int64_t versi
       timeout_ms_, &why);
   if (!reply) return {KernelEnforcement::State::pending, bounded(why), std::nullopt, nullptr};
   if (reply->fd >= 0) ::close(reply->fd);
+  if (answered) *answered = true;
   const json& body = reply->body;
   if (!body.is_object() || !is_true(body, "ok")) {
     return {KernelEnforcement::State::pending,
@@ -258,7 +261,14 @@ std::vector<Enforcer::Pushed> Enforcer::reconcile() {
   if (!tenants) return pushed;
   cached_.reset();
   auto view = agent_status();
-  if (!view) return pushed;
+  if (!view) {
+    agent_was_unreachable_ = true;
+    return pushed;
+  }
+  if (agent_was_unreachable_) {
+    backoff_.clear();  // back, perhaps restarted: whatever it refused may go through now
+    agent_was_unreachable_ = false;
+  }
   const auto started = std::chrono::steady_clock::now();
   const auto budget = 2 * std::chrono::milliseconds(timeout_ms_);
   // In id order, starting after the tenant the last call stopped after:
@@ -273,45 +283,56 @@ std::vector<Enforcer::Pushed> Enforcer::reconcile() {
       resume_after_ = t.id - 1;  // t comes first next time
       break;
     }
-    auto newest = store_.policies(t.id, 1);
-    if (!newest || newest->empty()) continue;
-    const auto d = desired(t, newest->front().version);
-    if (!d->digest) continue;  // reported by GET; pushing it would fail the same way
-    const KernelEnforcement k = judge(*view, t, d);
-    if (k.state == KernelEnforcement::State::enforced) {
-      backoff_.erase(t.id);
-      continue;
+    // One tenant's trouble (a store error, an exception) is its own: the
+    // others are still reconciled, and the pushes made are still reported.
+    try {
+      reconcile_one(t, *view, now, pushed);
+    } catch (const std::exception&) {
     }
-    if (k.version && *k.version > d->version) continue;  // the agent refuses older versions
-    // A degraded layer is the agent's to repair; re-pushing the same rules
-    // to it every tick would only add work.
-    auto applied = store_.policy_applied(t.id);
-    const bool acknowledged = applied && *applied && (*applied)->version == d->version &&
-                              (*applied)->rules_sha256 == *d->digest && k.version == d->version;
-    if (acknowledged) continue;
-    auto b = backoff_.find(t.id);
-    if (b != backoff_.end() && (b->second.version != d->version || b->second.digest != *d->digest)) {
-      backoff_.erase(b);  // other rules now: tried at once
-      b = backoff_.end();
-    }
-    if (b != backoff_.end() && now < b->second.next) continue;
-    auto p = stored(t, d->version);
-    if (!p) continue;
-    KernelEnforcement outcome = push_locked(t, d->version, *p);
-    if (outcome.state == KernelEnforcement::State::enforced) {
-      backoff_.erase(t.id);
-    } else {
-      Backoff& f = backoff_[t.id];
-      f.version = d->version;
-      f.digest = *d->digest;
-      f.failures = std::min(f.failures + 1, 16u);
-      const auto wait = std::min<std::chrono::milliseconds>(retry_ * (1LL << std::min(f.failures - 1, 10u)),
-                                                            std::chrono::minutes(10));
-      f.next = std::chrono::steady_clock::now() + wait;
-    }
-    pushed.push_back({t, d->version, std::move(outcome)});
   }
   return pushed;
+}
+
+void Enforcer::reconcile_one(const Tenant& t, const AgentView& view, std::chrono::steady_clock::time_point now,
+                             std::vector<Pushed>& pushed) {
+  auto newest = store_.policies(t.id, 1);
+  if (!newest || newest->empty()) return;
+  const auto d = desired(t, newest->front().version);
+  if (!d->digest) return;  // reported by GET; pushing it would fail the same way
+  const KernelEnforcement k = judge(view, t, d);
+  if (k.state == KernelEnforcement::State::enforced) {
+    backoff_.erase(t.id);
+    return;
+  }
+  if (k.version && *k.version > d->version) return;  // the agent refuses older versions
+  // A degraded layer is the agent's to repair; re-pushing the same rules
+  // to it every tick would only add work.
+  auto applied = store_.policy_applied(t.id);
+  const bool acknowledged = applied && *applied && (*applied)->version == d->version &&
+                            (*applied)->rules_sha256 == *d->digest && k.version == d->version;
+  if (acknowledged) return;
+  auto b = backoff_.find(t.id);
+  if (b != backoff_.end() && (b->second.version != d->version || b->second.digest != *d->digest)) {
+    backoff_.erase(b);  // other rules now: tried at once
+    b = backoff_.end();
+  }
+  if (b != backoff_.end() && now < b->second.next) return;
+  auto p = stored(t, d->version);
+  if (!p) return;
+  bool answered = false;
+  KernelEnforcement outcome = push_locked(t, d->version, *p, &answered);
+  if (outcome.state == KernelEnforcement::State::enforced || !answered) {
+    backoff_.erase(t.id);  // enforced, or not a refusal: next round as usual
+  } else {
+    Backoff& f = backoff_[t.id];
+    f.version = d->version;
+    f.digest = *d->digest;
+    f.failures = std::min(f.failures + 1, 16u);
+    const auto wait = std::min<std::chrono::milliseconds>(retry_ * (1LL << std::min(f.failures - 1, 10u)),
+                                                          std::chrono::minutes(10));
+    f.next = std::chrono::steady_clock::now() + wait;
+  }
+  pushed.push_back({t, d->version, std::move(outcome)});
 }
 
 Result<policy::TenantPolicy> Enforcer::effective(const Tenant& tenant) {

@@ -67,10 +67,13 @@ class Enforcer {
   // (a push that failed earlier, an agent that lost its state), and says
   // what came of each push. Bounded: no new push starts once twice the
   // agent timeout has passed (the rest wait for the next call, which
-  // starts where this one stopped), and a version whose push failed is
-  // tried again after an interval that doubles with each failure, from
-  // `[agent] retry_ms` up to ten minutes: an agent that refuses a version
-  // costs the admin thread one exchange per interval, not one per tick.
+  // starts where this one stopped), and a version the agent answered but
+  // does not enforce is tried again after an interval that doubles with
+  // each such answer, from `[agent] retry_ms` up to ten minutes: an agent
+  // that refuses a version costs the admin thread one exchange per
+  // interval, not one per tick. A push the agent did not answer at all is
+  // tried again next round, and every back-off ends when the agent comes
+  // back after a round it could not be reached (it may have restarted).
   struct Pushed {
     Tenant tenant;
     std::int64_t version = 0;
@@ -110,8 +113,14 @@ class Enforcer {
   std::optional<Desired> desired(const Tenant& tenant, std::optional<std::int64_t> version);
   // What "the same rules" means: SHA-256 (hex) of their canonical JSON.
   static std::string rules_digest(const policy::EffectiveRules& rules);
-  KernelEnforcement push_locked(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& p);
+  // `answered`, if given, says whether the agent replied to the apply at
+  // all (a refusal is a reply; a timeout or a dead socket is not).
+  KernelEnforcement push_locked(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& p,
+                                bool* answered = nullptr);
   Result<policy::TenantPolicy> stored(const Tenant& tenant, std::int64_t version);
+  // One tenant's part of reconcile (mu_ held).
+  void reconcile_one(const Tenant& t, const AgentView& view, std::chrono::steady_clock::time_point now,
+                     std::vector<Pushed>& pushed);
 
   std::string socket_;
   int timeout_ms_;
@@ -136,6 +145,7 @@ class Enforcer {
   std::map<std::int64_t, Backoff> backoff_;
   std::chrono::milliseconds retry_;
   std::int64_t resume_after_ = 0;  // the tenant id the last reconcile stopped after
+  bool agent_was_unreachable_ = false;
 };
 
 }  // namespace sluice::mcpd

@@ -8,8 +8,8 @@ namespace sluice::mcpd {
 nlohmann::json RefusalLedger::take(const std::string& tenant, Tally& t, std::int64_t now_ms) {
   nlohmann::json refused = nlohmann::json::array();
   for (const auto& [key, count] : t.entries) {
-    const auto& [credential, user, path] = key;
-    refused.push_back({{"credential", credential}, {"user", user}, {"path", path}, {"count", count}});
+    const auto& [credential, user, limit] = key;
+    refused.push_back({{"credential", credential}, {"user", user}, {"limit", limit}, {"count", count}});
   }
   nlohmann::json rec = {{"kind", "rate_limited"}, {"tenant", tenant}, {"count", t.pending},
                         {"refused", std::move(refused)}, {"others", t.others},
@@ -23,13 +23,13 @@ nlohmann::json RefusalLedger::take(const std::string& tenant, Tally& t, std::int
 }
 
 nlohmann::json RefusalLedger::note(const std::string& tenant, const std::string& credential, const std::string& user,
-                                   std::string_view path, std::int64_t now_ms) {
+                                   std::string_view limit, std::int64_t now_ms) {
   std::lock_guard lock(mu_);
   Tally& t = tenants_[tenant];
   // A whole interval without a refusal: the tenant starts over.
   if (t.pending == 0 && now_ms >= t.next_ms + t.interval_ms) t.interval_ms = kFirstIntervalMs;
   ++t.pending;
-  auto key = std::make_tuple(credential, user, std::string(path));
+  auto key = std::make_tuple(credential, user, std::string(limit));
   if (auto it = t.entries.find(key); it != t.entries.end()) {
     ++it->second;
   } else if (t.entries.size() < kMaxEntries) {

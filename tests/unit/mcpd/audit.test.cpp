@@ -15,6 +15,7 @@
 #include <memory>
 #include <catch2/catch.hpp>
 
+#include "refusals.h"
 #include "store.h"
 #include "temp_dir.h"
 
@@ -762,4 +763,41 @@ TEST_CASE("mcpd::AuditLog sends journal copies from a thread of its own: a stall
   auto v = verify_audit(dir.file("mcpd.db"));
   REQUIRE(v);
   CHECK(v->ok);
+}
+
+TEST_CASE("mcpd::AuditLog::traffic counts rate-limit refusals by key and user, from folded and older records",
+          "[mcpd][audit]") {
+  TempDir dir;
+  REQUIRE(Store::open(dir.file("mcpd.db")));
+  auto log = AuditLog::open(dir.file("mcpd.db"), opts(64, 1024));
+  REQUIRE(log);
+  const auto durable = [&](nlohmann::json rec) {
+    auto p = std::make_shared<std::promise<std::optional<std::int64_t>>>();
+    auto f = p->get_future();
+    (*log)->append(std::move(rec), [p](std::optional<std::int64_t> seq) { p->set_value(seq); });
+    REQUIRE(f.get());
+  };
+  RefusalLedger ledger;
+  // Folded records, as RefusalLedger writes them.
+  durable(ledger.note("acme", "api_key:a", "ann", "mcp", 1000));
+  for (int i = 0; i < 7; ++i) REQUIRE(ledger.note("acme", "api_key:a", "ann", "mcp", 1001).is_null());
+  for (int i = 0; i < 3; ++i) REQUIRE(ledger.note("acme", "api_key:b", "bob", "admin", 1001).is_null());
+  for (auto& rec : ledger.due(2000)) durable(std::move(rec));
+  // One of the day before, a key's count at the top level.
+  durable({{"kind", "rate_limited"}, {"tenant", "acme"}, {"user", "ann"}, {"credential", "api_key:a"},
+           {"path", "/mcp"}, {"count", 5}});
+  // Past a record's entries: counted, attributed to no key.
+  durable({{"kind", "rate_limited"}, {"tenant", "acme"}, {"count", 4}, {"refused", nlohmann::json::array()}, {"others", 4}});
+  // Another tenant's: not acme's business.
+  durable(ledger.note("globex", "api_key:g", "gus", "mcp", 1000));
+
+  auto t = (*log)->traffic("acme", 0, {"a", "b"});
+  REQUIRE(t);
+  INFO(t->dump());
+  CHECK((*t)["keys"]["api_key:a"]["rate_limited"] == 1 + 7 + 5);
+  CHECK((*t)["keys"]["api_key:b"]["rate_limited"] == 3);
+  CHECK((*t)["users"]["ann"]["rate_limited"] == 13);
+  CHECK((*t)["users"]["bob"]["rate_limited"] == 3);
+  CHECK_FALSE((*t)["keys"].contains("api_key:g"));
+  CHECK((*t)["rate_limited_unattributed"] == 4);
 }

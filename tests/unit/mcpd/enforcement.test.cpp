@@ -12,6 +12,7 @@
 #include <csignal>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <thread>
@@ -223,9 +224,10 @@ TEST_CASE("mcpd::Enforcer reconciles within a time budget, resumes where it stop
   for (const auto& t : tenants) REQUIRE(acme.store->put_policy(t.id, text, std::nullopt));
   // Takes every apply (slowly) but never reports enforcing any tenant:
   // every push stays pending, a failure.
-  FakeAgent agent(c.agent_socket,
-                  R"({"ok":true,"generation":1,"layers":{"bpf":"enforcing","nftables":"enforcing"},"tenants":{}})",
-                  std::chrono::milliseconds(400));
+  const std::string never_enforces =
+      R"({"ok":true,"generation":1,"layers":{"bpf":"enforcing","nftables":"enforcing"},"tenants":{}})";
+  std::optional<FakeAgent> agent;
+  agent.emplace(c.agent_socket, never_enforces, std::chrono::milliseconds(400));
   auto enforcer = Enforcer::open(c, *acme.store);
   REQUIRE(enforcer);
   using State = sluice::mcpd::KernelEnforcement::State;
@@ -246,7 +248,7 @@ TEST_CASE("mcpd::Enforcer reconciles within a time budget, resumes where it stop
     for (const auto& p : (*enforcer)->reconcile()) order.push_back(p.tenant.name);
   }
   CHECK(order == std::vector<std::string>{"acme", "t2", "t3", "t4", "t5"});
-  CHECK(agent.applied() == order);
+  CHECK(agent->applied() == order);
   CHECK((*enforcer)->reconcile().empty());  // all backing off
   // A new version is other rules: pushed at once, whatever the back-off.
   REQUIRE(acme.store->put_policy(tenants[3].id, R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false})",
@@ -255,7 +257,13 @@ TEST_CASE("mcpd::Enforcer reconciles within a time budget, resumes where it stop
   REQUIRE(again.size() == 1);
   CHECK(again[0].tenant.name == "t4");
   CHECK(again[0].version == 2);
-  CHECK(agent.applied().size() == 6);
+  CHECK(agent->applied().size() == 6);
+  // The agent away for a round and back (restarted, perhaps): every
+  // back-off ends, each tenant is pushed again at once.
+  agent.reset();
+  CHECK((*enforcer)->reconcile().empty());
+  agent.emplace(c.agent_socket, never_enforces);
+  CHECK((*enforcer)->reconcile().size() == 5);
 }
 
 TEST_CASE("mcpd: a socket served by neither root nor mcpd's own uid is not believed to be sluice-agent",
