@@ -611,6 +611,7 @@ nlohmann::json Agent::status() {
   const bool bpf_ok = intact && *intact;
   const bool nft_ok = gen && *gen && **gen == nft_generation_;
   return {{"instance", config_.instance},
+          {"process", process_},
           {"generation", state_.generation},
           {"layers",
            {{"bpf", bpf_ok ? "enforcing" : "degraded"}, {"nftables", nft_ok ? "enforcing" : "degraded"}}},

@@ -4,7 +4,10 @@
 // as failed (and rolled back), never silently half-applied.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <ctime>
 #include <deque>
 #include <map>
 #include <set>
@@ -105,6 +108,9 @@ class Agent {
   // Generation in the table's comment: that of the last full replacement
   // (element updates in between leave the comment alone).
   std::uint64_t nft_generation_ = 0;
+  // This process among the agent's lives (pid and start time), in status:
+  // a client that sees it change knows the agent restarted.
+  std::string process_ = std::to_string(::getpid()) + "-" + std::to_string(::time(nullptr));
   // Tenants whose last revocation could not cut every live socket.
   std::set<std::string> cut_pending_;
 };

@@ -86,7 +86,8 @@ bool read_exact(int fd, char* out, std::size_t n, Clock::time_point deadline, in
 }  // namespace
 
 std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohmann::json& request,
-                                     int timeout_ms, std::string* why) {
+                                     int timeout_ms, std::string* why, bool* connected) {
+  if (connected) *connected = false;
   const auto fail = [why](const std::string& message) {
     if (why) {
       *why = message;
@@ -128,6 +129,7 @@ std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohm
     ::close(fd);
     return std::nullopt;
   }
+  if (connected) *connected = true;
   // Replace, never throw, on a string that is not UTF-8.
   const std::string body = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   const std::uint32_t len = htonl(static_cast<std::uint32_t>(body.size()));

@@ -17,7 +17,10 @@ struct AgentReply {
 
 // Sends one request and waits (bounded) for the reply. On failure returns
 // nullopt and puts why in `*why`, or prints it to stderr when `why` is null.
+// `*connected`, if given, says whether a peer accepted the connection (and
+// so may have acted on the request even without a reply).
 std::optional<AgentReply> agent_call(const std::string& socket_path, const nlohmann::json& request,
-                                     int timeout_ms = 30000, std::string* why = nullptr);
+                                     int timeout_ms = 30000, std::string* why = nullptr,
+                                     bool* connected = nullptr);
 
 }  // namespace sluice::ctl

@@ -29,6 +29,24 @@ struct McpdOptions {
   bool json_out = false;
 };
 
+// The anchor file an audit check uses: --anchors, else the one beside the
+// database. Fail closed: without anchors a log cut short (or rewritten
+// after a record) verifies, so a missing anchor file (deleted, or never
+// made) is an error unless the caller says, with --no-anchors, that the
+// chain alone is what they want ("" then). Nullopt, said why, on error.
+std::optional<std::string> anchors_for(const McpdOptions& o) {
+  if (o.no_anchors) return std::string();
+  if (!o.anchors.empty()) return o.anchors;
+  std::string anchors = sluice::mcpd::anchors_beside(o.db);
+  if (::access(anchors.c_str(), F_OK) != 0) {
+    std::cerr << "sluicectl: no anchor file at " << anchors
+              << ": records cut off the end of the log would not show; give --anchors FILE, or "
+                 "--no-anchors to check the chain alone\n";
+    return std::nullopt;
+  }
+  return anchors;
+}
+
 // A reply (a key list on an appliance with many keys) is read up to this.
 constexpr std::size_t kMaxReply = 64 * 1024 * 1024;
 
@@ -177,20 +195,12 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
       ->excludes(anchors_opt);
   verify->add_flag("--json", o->json_out, "print the verdict as JSON");
   verify->callback([o, &exit_code] {
-    // Fail closed: without anchors a log cut short verifies, so a missing
-    // anchor file (deleted, or never made) is an error unless the caller
-    // says, with --no-anchors, that the chain alone is what they want.
-    std::string anchors = o->anchors;
-    if (anchors.empty() && !o->no_anchors) {
-      anchors = sluice::mcpd::anchors_beside(o->db);
-      if (::access(anchors.c_str(), F_OK) != 0) {
-        std::cerr << "sluicectl: no anchor file at " << anchors
-                  << ": records cut off the end of the log would not show; give --anchors FILE, or "
-                     "--no-anchors to check the chain alone\n";
-        exit_code = kExitInvalid;
-        return;
-      }
+    const auto found = anchors_for(*o);
+    if (!found) {
+      exit_code = kExitInvalid;
+      return;
     }
+    const std::string& anchors = *found;
     auto v = sluice::mcpd::verify_audit(o->db, anchors);
     if (!v) {
       std::cerr << "sluicectl: " << v.error().what << "\n";
@@ -252,6 +262,10 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
       ->required()
       ->check(CLI::PositiveNumber);
   digest->add_option("--args", o->args_json, "the tool call's arguments, a JSON object")->required();
+  auto* digest_anchors = digest->add_option(
+      "--anchors", o->anchors, "the anchor file of chain heads (default: audit.anchors beside the database)");
+  digest->add_flag("--no-anchors", o->no_anchors, "check the chain alone, without an anchor file")
+      ->excludes(digest_anchors);
   digest->callback([o, &exit_code] {
     auto args = nlohmann::json::parse(o->args_json, nullptr, false);
     if (args.is_discarded() || !args.is_object()) {
@@ -266,8 +280,14 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
       return;
     }
     // A digest proves nothing in a record that was edited, or copied from
-    // another (nonce and all): the chain is checked first, whole.
-    auto chain = sluice::mcpd::verify_audit(o->db);
+    // another (nonce and all) and the chain rewritten after it: the chain
+    // is checked first, whole, against the anchors as `audit verify` does.
+    const auto anchors = anchors_for(*o);
+    if (!anchors) {
+      exit_code = kExitInvalid;
+      return;
+    }
+    auto chain = sluice::mcpd::verify_audit(o->db, *anchors);
     if (!chain) {
       std::cerr << "sluicectl: " << chain.error().what << "\n";
       exit_code = kExitInvalid;
@@ -294,7 +314,13 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
     }
     // Records written before nonces (2026-12-07) digest the arguments alone.
     const std::string n = nonce == record->end() ? std::string() : nonce->get<std::string>();
-    const std::string want = sluice::mcpd::digest_arguments(*digest_key, n, args);
+    const auto field = [&](const char* name) {
+      const auto it = record->find(name);
+      return it != record->end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    const std::string rec_tenant = field("tenant"), rec_credential = field("credential"), rec_tool = field("tool");
+    const std::string want =
+        sluice::mcpd::digest_arguments(*digest_key, n, {rec_tenant, rec_credential, rec_tool}, args);
     // (Both digests are the operator's to see: nothing to time.)
     const bool same = want == hmac->get_ref<const std::string&>();
     std::cout << "audit record " << o->seq << (same ? ": made with these arguments" : ": not made with these arguments")

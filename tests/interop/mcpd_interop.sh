@@ -151,7 +151,7 @@ rc=0; "$ctl" audit digest --db "$work/watch/data/mcpd.db" --seq 999999 --args '{
 # other arguments' record would do the same), nothing is vouched for.
 mkdir -p "$work/tampered"
 sqlite3 "$work/watch/data/mcpd.db" ".backup '$work/tampered/mcpd.db'"
-cp "$work/watch/data/audit-digest.key" "$work/tampered/"
+cp "$work/watch/data/audit-digest.key" "$work/watch/data/audit.anchors" "$work/tampered/"
 sqlite3 "$work/tampered/mcpd.db" "UPDATE audit SET record = replace(record, '\"bob\"', '\"eve\"') WHERE seq = $seq"
 rc=0; "$ctl" audit digest --db "$work/tampered/mcpd.db" --seq "$seq" --args '{"sql":"SELECT count(*) AS n FROM customers"}' >/dev/null || rc=$?
 [ "$rc" = 1 ] || { echo "mcpd_interop: sluicectl audit digest vouched for a record of a broken chain (exit $rc)" >&2; exit 1; }

@@ -74,8 +74,11 @@ Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
   // other tenants: each of those is told too, under its own tenant, so its
   // admins read why its keys died.
   std::map<std::string, std::vector<std::string>> elsewhere;
+  bool told_all = true;
   if (!out.also.empty()) {
-    if (auto all = store_->keys()) {
+    auto all = store_->keys();
+    told_all = static_cast<bool>(all);  // unknown tenants are not told: not acknowledged as audited
+    if (all) {
       std::map<std::string, std::string> tenant_of;
       for (const KeyRecord& k : *all) tenant_of[k.id] = k.tenant;
       const std::string here = record.value("tenant", "");
@@ -86,13 +89,15 @@ Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
   }
   record["key"] = key_id;
   record["minted_from_it"] = out.also;
+  // Who acted, and from which tenant: the actor's own (a super_admin's
+  // record names it as actor_tenant when it files under another), none for
+  // the local socket's operator.
   json base = record;
-  out.audited = audited(std::move(record));
+  out.audited = audited(std::move(record)) && told_all;
   for (auto& [tenant, ids_there] : elsewhere) {
-    json r = {{"kind", "admin"},          {"tenant", tenant},
-              {"user", base["user"]},     {"actor_tenant", base["tenant"]},
-              {"action", "revoke_key_cascade"}, {"key", key_id},
-              {"revoked", std::move(ids_there)}};
+    json r = {{"kind", "admin"},  {"tenant", tenant},         {"user", base["user"]}, {"action", "revoke_key_cascade"},
+              {"key", key_id}, {"revoked", std::move(ids_there)}};
+    if (base["user"] != "local") r["actor_tenant"] = base.contains("actor_tenant") ? base["actor_tenant"] : base["tenant"];
     out.audited = audited(std::move(r)) && out.audited;
   }
   return out;

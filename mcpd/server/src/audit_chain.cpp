@@ -121,14 +121,22 @@ Result<KeyHash> load_digest_key(const std::string& path, bool create) {
   return key;
 }
 
-std::string digest_arguments(const KeyHash& key, std::string_view nonce, const nlohmann::json& args) {
+std::string digest_arguments(const KeyHash& key, std::string_view nonce, const DigestContext& context,
+                             const nlohmann::json& args) {
   // Canonical: nlohmann keeps object keys sorted; invalid UTF-8 replaced.
+  const std::string canonical = args.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   std::string text;
-  if (!nonce.empty()) {
-    text.append(nonce);
-    text.push_back(':');
+  if (nonce.empty()) {
+    text = canonical;
+  } else {
+    // Length-prefixed fields: no two different tuples give one text.
+    for (std::string_view field : {nonce, context.tenant, context.credential, context.tool,
+                                   std::string_view(canonical)}) {
+      text += std::to_string(field.size());
+      text.push_back(':');
+      text.append(field);
+    }
   }
-  text += args.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   const KeyHash h = hmac_sha256(key, text);
   return to_hex(h.data(), h.size());
 }

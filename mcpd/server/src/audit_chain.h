@@ -38,8 +38,11 @@ std::string anchors_beside(std::string_view database_path);
 // The key of the arguments digest in tool-call records (`args_hmac`): 32
 // random bytes, as hex, in a file of its own beside the database (0600),
 // made on mcpd's first start. A record's digest is HMAC-SHA-256 under it
-// of the record's nonce (`args_nonce`, unique to the record), a colon and
-// the arguments as canonical JSON (sorted keys). Whoever holds the key
+// of the record's nonce (`args_nonce`, unique to the record), the record's
+// tenant, credential and tool (as the record names them), and the
+// arguments as canonical JSON (sorted keys), each length-prefixed: a digest
+// copied onto another record (with its nonce) vouches for nothing there
+// unless that record names the same tenant, key and tool. Whoever holds the key
 // (`sluicectl audit digest`) can confirm that a given record was made with
 // given arguments; a reader of the log alone (a tenant admin, the journal,
 // a copy of the database) can neither test guesses, as anyone could
@@ -51,9 +54,14 @@ std::string digest_key_beside(std::string_view database_path);
 // Reads the key; with `create`, makes it first if there is none. Never
 // through a link; anything but a regular file of one key is refused.
 Result<KeyHash> load_digest_key(const std::string& path, bool create);
-// An empty nonce digests the arguments alone: records written before
-// nonces (2026-12-07) have none.
-std::string digest_arguments(const KeyHash& key, std::string_view nonce, const nlohmann::json& args);
+// What a digest is bound to besides the arguments.
+struct DigestContext {
+  std::string_view tenant, credential, tool;
+};
+// An empty nonce digests the arguments alone (the context unused): records
+// written before nonces (2026-12-07) have none.
+std::string digest_arguments(const KeyHash& key, std::string_view nonce, const DigestContext& context,
+                             const nlohmann::json& args);
 
 // Nonces for args_hmac: a random prefix drawn once per process and a
 // counter, so never the same twice (in practice, across restarts too)

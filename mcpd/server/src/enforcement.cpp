@@ -128,6 +128,9 @@ Result<Enforcer::AgentView> Enforcer::ask_agent_status() {
     const std::string v = it->get<std::string>();
     return v == "enforcing" || v == "degraded" ? v : "unknown";
   };
+  if (const auto p = body.find("process"); p != body.end() && p->is_string() && p->size() <= 64) {
+    view.process = p->get<std::string>();
+  }
   view.bpf = layer("bpf");
   view.nftables = layer("nftables");
   if (const auto tenants = body.find("tenants"); tenants != body.end() && tenants->is_object()) {
@@ -209,19 +212,20 @@ KernelEnforcement Enforcer::push(const Tenant& tenant, std::int64_t version, con
 }
 
 KernelEnforcement Enforcer::push_locked(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& p,
-                                        bool* answered) {
-  if (answered) *answered = false;
+                                        bool* reached) {
+  if (reached) *reached = false;
   const policy::EffectiveRules rules = policy::compile(p, endpoints_);
   const std::string digest = rules_digest(rules);
   std::string why;
   cached_.reset();  // whatever happens next, the agent's state is news
+  bool connected = false;
   auto reply = ctl::agent_call(
       socket_,
       {{"op", "apply"}, {"tenant", tenant.name}, {"version", version}, {"rules", policy::to_json(rules)}},
-      timeout_ms_, &why);
+      timeout_ms_, &why, &connected);
+  if (reached) *reached = connected;
   if (!reply) return {KernelEnforcement::State::pending, bounded(why), std::nullopt, nullptr};
   if (reply->fd >= 0) ::close(reply->fd);
-  if (answered) *answered = true;
   const json& body = reply->body;
   if (!body.is_object() || !is_true(body, "ok")) {
     return {KernelEnforcement::State::pending,
@@ -265,9 +269,10 @@ std::vector<Enforcer::Pushed> Enforcer::reconcile() {
     agent_was_unreachable_ = true;
     return pushed;
   }
-  if (agent_was_unreachable_) {
-    backoff_.clear();  // back, perhaps restarted: whatever it refused may go through now
+  if (agent_was_unreachable_ || view->process != agent_process_) {
+    backoff_.clear();  // back, or restarted: whatever it refused may go through now
     agent_was_unreachable_ = false;
+    agent_process_ = view->process;
   }
   const auto started = std::chrono::steady_clock::now();
   const auto budget = 2 * std::chrono::milliseconds(timeout_ms_);
@@ -319,10 +324,10 @@ void Enforcer::reconcile_one(const Tenant& t, const AgentView& view, std::chrono
   if (b != backoff_.end() && now < b->second.next) return;
   auto p = stored(t, d->version);
   if (!p) return;
-  bool answered = false;
-  KernelEnforcement outcome = push_locked(t, d->version, *p, &answered);
-  if (outcome.state == KernelEnforcement::State::enforced || !answered) {
-    backoff_.erase(t.id);  // enforced, or not a refusal: next round as usual
+  bool reached = false;
+  KernelEnforcement outcome = push_locked(t, d->version, *p, &reached);
+  if (outcome.state == KernelEnforcement::State::enforced || !reached) {
+    backoff_.erase(t.id);  // enforced, or no agent there to refuse it: next round as usual
   } else {
     Backoff& f = backoff_[t.id];
     f.version = d->version;

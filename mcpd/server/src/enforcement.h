@@ -67,13 +67,14 @@ class Enforcer {
   // (a push that failed earlier, an agent that lost its state), and says
   // what came of each push. Bounded: no new push starts once twice the
   // agent timeout has passed (the rest wait for the next call, which
-  // starts where this one stopped), and a version the agent answered but
-  // does not enforce is tried again after an interval that doubles with
-  // each such answer, from `[agent] retry_ms` up to ten minutes: an agent
-  // that refuses a version costs the admin thread one exchange per
-  // interval, not one per tick. A push the agent did not answer at all is
-  // tried again next round, and every back-off ends when the agent comes
-  // back after a round it could not be reached (it may have restarted).
+  // starts where this one stopped), and a version the agent took but does
+  // not enforce (refused, timed out, or not reported enforced) is tried
+  // again after an interval that doubles each time, from `[agent]
+  // retry_ms` up to ten minutes: an agent that refuses or stalls on a
+  // version costs the admin thread one exchange per interval, not one per
+  // tick. A push that found no agent listening is tried again next round,
+  // and every back-off ends when the agent restarts (its status names
+  // another process) or answers again after a round it could not be reached.
   struct Pushed {
     Tenant tenant;
     std::int64_t version = 0;
@@ -93,6 +94,7 @@ class Enforcer {
   struct AgentView {
     std::string bpf = "unknown", nftables = "unknown";  // "enforcing" | "degraded" | "unknown"
     std::map<std::string, std::uint64_t> versions;        // tenant -> version it enforces
+    std::string process;                                  // changes when the agent restarts ("" if unsaid)
   };
   // A tenant's newest stored version and the digest of the rules it
   // compiles to now (an error when it no longer compiles).
@@ -113,10 +115,11 @@ class Enforcer {
   std::optional<Desired> desired(const Tenant& tenant, std::optional<std::int64_t> version);
   // What "the same rules" means: SHA-256 (hex) of their canonical JSON.
   static std::string rules_digest(const policy::EffectiveRules& rules);
-  // `answered`, if given, says whether the agent replied to the apply at
-  // all (a refusal is a reply; a timeout or a dead socket is not).
+  // `reached`, if given, says whether the agent's socket took the apply
+  // at all (a refusal or a timeout after connecting did; a dead socket
+  // did not).
   KernelEnforcement push_locked(const Tenant& tenant, std::int64_t version, const policy::TenantPolicy& p,
-                                bool* answered = nullptr);
+                                bool* reached = nullptr);
   Result<policy::TenantPolicy> stored(const Tenant& tenant, std::int64_t version);
   // One tenant's part of reconcile (mu_ held).
   void reconcile_one(const Tenant& t, const AgentView& view, std::chrono::steady_clock::time_point now,
@@ -146,6 +149,7 @@ class Enforcer {
   std::chrono::milliseconds retry_;
   std::int64_t resume_after_ = 0;  // the tenant id the last reconcile stopped after
   bool agent_was_unreachable_ = false;
+  std::string agent_process_;  // as the last round's status named it
 };
 
 }  // namespace sluice::mcpd

@@ -118,14 +118,16 @@ AuditEntry McpServer::audit_record(const Principal& who, const Session& s, const
   e.text.reserve(512);
   const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
   const std::string nonce = nonces_.next();
+  const std::string credential = who.credential_type + ":" + who.credential_id;
+  const std::string tool_name = clean_text(tool, 128);
   JsonObject record(e.text);
   record.str("kind", e.kind)
       .str("tenant", who.tenant)
       .str("user", who.user)
-      .str("credential", who.credential_type + ":" + who.credential_id)
-      .str("tool", clean_text(tool, 128))
+      .str("credential", credential)
+      .str("tool", tool_name)
       .str("args_nonce", nonce)
-      .str("args_hmac", digest_arguments(digest_key_, nonce, args))
+      .str("args_hmac", digest_arguments(digest_key_, nonce, {who.tenant, credential, tool_name}, args))
       .num("rows", outcome.rows)
       .str("status", outcome.status)
       .num("latency_us", latency.count())

@@ -676,13 +676,21 @@ TEST_CASE("mcpd::load_digest_key makes a key once, reads it back, and refuses an
   REQUIRE(again);
   CHECK(*again == *made);  // kept, never remade
   const nlohmann::json args = {{"sql", "SELECT 1"}, {"params", nlohmann::json::array()}};
-  CHECK(digest_arguments(*made, "n1", args) == digest_arguments(*again, "n1", args));
-  CHECK(digest_arguments(*made, "n1", args) != digest_arguments(random_key(), "n1", args));
-  CHECK(digest_arguments(*made, "n1", args) != digest_arguments(*made, "n2", args));
-  CHECK(digest_arguments(*made, "n1", args) != digest_arguments(*made, "", args));
+  const DigestContext ctx{"acme", "api_key:0123", "run_query"};
+  CHECK(digest_arguments(*made, "n1", ctx, args) == digest_arguments(*again, "n1", ctx, args));
+  CHECK(digest_arguments(*made, "n1", ctx, args) != digest_arguments(random_key(), "n1", ctx, args));
+  CHECK(digest_arguments(*made, "n1", ctx, args) != digest_arguments(*made, "n2", ctx, args));
+  CHECK(digest_arguments(*made, "n1", ctx, args) != digest_arguments(*made, "", ctx, args));
+  // Bound to the record's tenant, key and tool: copied onto another
+  // record's, it vouches for nothing there.
+  CHECK(digest_arguments(*made, "n1", ctx, args) != digest_arguments(*made, "n1", {"beta", "api_key:0123", "run_query"}, args));
+  CHECK(digest_arguments(*made, "n1", ctx, args) != digest_arguments(*made, "n1", {"acme", "api_key:4567", "run_query"}, args));
+  CHECK(digest_arguments(*made, "n1", ctx, args) != digest_arguments(*made, "n1", {"acme", "api_key:0123", "describe_entity"}, args));
+  // Fields length-prefixed: moving a boundary changes the digest.
+  CHECK(digest_arguments(*made, "n1", {"ab", "c", "t"}, args) != digest_arguments(*made, "n1", {"a", "bc", "t"}, args));
   // Key order does not matter: the text is canonical.
-  CHECK(digest_arguments(*made, "n", nlohmann::json::parse(R"({"b":1,"a":2})")) ==
-        digest_arguments(*made, "n", nlohmann::json::parse(R"({"a":2,"b":1})")));
+  CHECK(digest_arguments(*made, "n", ctx, nlohmann::json::parse(R"({"b":1,"a":2})")) ==
+        digest_arguments(*made, "n", ctx, nlohmann::json::parse(R"({"a":2,"b":1})")));
   // Nonces never repeat, across threads and across processes' draws.
   DigestNonces a, b;
   std::set<std::string> seen;

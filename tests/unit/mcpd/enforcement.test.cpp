@@ -264,6 +264,41 @@ TEST_CASE("mcpd::Enforcer reconciles within a time budget, resumes where it stop
   CHECK((*enforcer)->reconcile().empty());
   agent.emplace(c.agent_socket, never_enforces);
   CHECK((*enforcer)->reconcile().size() == 5);
+  CHECK((*enforcer)->reconcile().empty());
+  // Restarted between two rounds, never seen away: its status names
+  // another process, and that too ends every back-off.
+  const std::string restarted =
+      R"({"ok":true,"process":"4242-1796600000","generation":1,"layers":{"bpf":"enforcing","nftables":"enforcing"},"tenants":{}})";
+  agent.reset();
+  agent.emplace(c.agent_socket, restarted);
+  CHECK((*enforcer)->reconcile().size() == 5);
+  CHECK((*enforcer)->reconcile().empty());
+}
+
+TEST_CASE("mcpd::Enforcer backs off a push the agent took and never answered, not one that found no agent",
+          "[mcpd][enforcement]") {
+  AcmeStore acme(R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})");
+  McpdConfig c;
+  c.agent_socket = acme.dir.file("agent.sock");
+  c.endpoints_file = acme.dir.file("endpoints.json");
+  c.agent_timeout = std::chrono::milliseconds(300);
+  c.agent_retry = std::chrono::minutes(1);
+  REQUIRE(acme.store->put_policy(acme.tenant.id, R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false})",
+                                 std::nullopt));
+  auto enforcer = Enforcer::open(c, *acme.store);
+  REQUIRE(enforcer);
+  {
+    // Answers status at once, stalls on apply past the timeout.
+    FakeAgent stalls(c.agent_socket,
+                     R"({"ok":true,"generation":1,"layers":{"bpf":"enforcing","nftables":"enforcing"},"tenants":{}})",
+                     std::chrono::milliseconds(600));
+    auto first = (*enforcer)->reconcile();
+    REQUIRE(first.size() == 1);
+    CHECK(first[0].outcome.state == sluice::mcpd::KernelEnforcement::State::pending);
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));  // the fake finishes its stall
+    CHECK((*enforcer)->reconcile().empty());                        // backed off: no second stall
+    CHECK(stalls.applied().size() == 1);
+  }
 }
 
 TEST_CASE("mcpd: a socket served by neither root nor mcpd's own uid is not believed to be sluice-agent",

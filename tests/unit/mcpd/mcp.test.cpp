@@ -498,8 +498,9 @@ TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and 
     // the call and compare).
     const json args = {{"sql", "SELECT id FROM customers WHERE id = ?"}, {"params", {3}}};
     REQUIRE(rec["args_nonce"].is_string());
-    CHECK(rec["args_hmac"] == digest_arguments(w.digest_key, rec["args_nonce"].get<std::string>(), args));
-    CHECK(rec["args_hmac"] != digest_arguments(w.digest_key, "", args));
+    const DigestContext ctx{"acme", "api_key:qqqq", "run_query"};
+    CHECK(rec["args_hmac"] == digest_arguments(w.digest_key, rec["args_nonce"].get<std::string>(), ctx, args));
+    CHECK(rec["args_hmac"] != digest_arguments(w.digest_key, "", ctx, args));
     body(w.post(call("run_query", args), querier, sid));
     auto both = w.audit->read("acme", 10, 0, "tool_call");
     REQUIRE(both->size() == 2);
