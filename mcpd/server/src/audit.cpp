@@ -473,19 +473,21 @@ constexpr char kTrafficAuth[] =
     " ORDER BY seq DESC LIMIT 100000) GROUP BY 1, 2";
 // Rate-limit refusals: each record folds a tenant's refusals by key, user
 // and limit (`refused`, RefusalLedger); records of 2026-12-06/07 carry one
-// key's count at the top level. The last row (credential NULL) holds the
-// refusals past a record's entries (`others`), attributed to no key.
+// key's count at the top level. One streamed pass (the records are read
+// by a co-routine, never copied to a temporary table): per key and user,
+// the refusals, and the refusals past a record's entries (`others`,
+// attributed to no key), counted once per record.
 constexpr char kTrafficRefused[] =
-    "WITH recent AS (SELECT record FROM audit WHERE tenant = ?1 AND kind = 'rate_limited' AND ts_ms >= ?2 "
-    "                ORDER BY seq DESC LIMIT 100000) "
-    "SELECT credential, user, sum(n) FROM ("
-    " SELECT json_extract(e.value, '$.credential') AS credential, json_extract(e.value, '$.user') AS user, "
-    "        json_extract(e.value, '$.count') AS n FROM recent AS r, json_each(r.record, '$.refused') AS e "
-    " UNION ALL "
-    " SELECT json_extract(record, '$.credential'), json_extract(record, '$.user'), json_extract(record, '$.count') "
-    " FROM recent WHERE json_type(record, '$.refused') IS NULL) "
-    "WHERE credential IS NOT NULL GROUP BY 1, 2 "
-    "UNION ALL SELECT NULL, NULL, coalesce(sum(json_extract(record, '$.others')), 0) FROM recent";
+    "SELECT CASE WHEN json_type(r.record, '$.refused') IS NULL THEN json_extract(r.record, '$.credential') "
+    "            ELSE json_extract(e.value, '$.credential') END, "
+    "       CASE WHEN json_type(r.record, '$.refused') IS NULL THEN json_extract(r.record, '$.user') "
+    "            ELSE json_extract(e.value, '$.user') END, "
+    "       sum(CASE WHEN json_type(r.record, '$.refused') IS NULL THEN json_extract(r.record, '$.count') "
+    "                ELSE json_extract(e.value, '$.count') END), "
+    "       sum(CASE WHEN e.key IS NULL OR e.key = 0 THEN coalesce(json_extract(r.record, '$.others'), 0) ELSE 0 END) "
+    "FROM (SELECT record FROM audit WHERE tenant = ?1 AND kind = 'rate_limited' AND ts_ms >= ?2 "
+    "      ORDER BY seq DESC LIMIT 100000) AS r "
+    "LEFT JOIN json_each(r.record, '$.refused') AS e GROUP BY 1, 2";
 constexpr char kTrafficRecent[] =
     "SELECT seq, record FROM audit WHERE tenant = ?1 AND kind = 'tool_call' ORDER BY seq DESC LIMIT 20";
 }  // namespace
@@ -526,10 +528,8 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
     auto row = refused->step();
     if (!row) return tl::unexpected(row.error());
     if (!*row) break;
-    if (refused->is_null(0)) {
-      unattributed += refused->int64(2);
-      continue;
-    }
+    unattributed += refused->int64(3);
+    if (refused->is_null(0)) continue;
     for (nlohmann::json* slot : {&keys[refused->text(0)], &users[refused->text(1)]}) {
       bump(*slot, "ok", 0);
       (*slot)["rate_limited"] = (*slot)["rate_limited"].get<std::int64_t>() + refused->int64(2);
