@@ -96,7 +96,13 @@ bool Authorizer::function_allowed(std::string_view name) {
 
 int Authorizer::callback(void* self, int action, const char* arg3, const char* arg4,
                          const char* db, const char* /*inner: trigger or view*/) {
-  return static_cast<Authorizer*>(self)->decide(action, arg3, arg4, db);
+  // Called from SQLite's C frames: nothing may unwind through them (a
+  // bad_alloc building a reason would). Whatever fails here refuses.
+  try {
+    return static_cast<Authorizer*>(self)->decide(action, arg3, arg4, db);
+  } catch (...) {
+    return SQLITE_DENY;
+  }
 }
 
 int Authorizer::deny(std::string reason) {

@@ -29,6 +29,18 @@ constexpr int kProgressOps = 1000;
 // on a connection's first statement). A tenant's largest real statements
 // need well under a megabyte; SQLite's heap is every tenant's.
 constexpr std::size_t kMaxCompileGrowth = std::size_t{64} << 20;
+// What running one statement may add to SQLite's heap on its thread: the
+// heap is every tenant's (and the audit log's), and a crafted SELECT of
+// 2000 one-MiB expressions would hold 2 GB of it. Sorts and DISTINCT spill
+// to the temporary-file budget, and the page cache is 2 MiB: room enough.
+constexpr std::size_t kMaxStepGrowth = std::size_t{48} << 20;
+// A statement that holds more than this once compiled is run, not kept:
+// the cache is bounded in count, and 64 statements of a crafted 30 MB
+// each would hold the heap down for every tenant.
+constexpr sqlite3_int64 kMaxCachedStatementBytes = 256 * 1024;
+// Result column names are cut to this (SQLite copies whatever the
+// statement says, 2000 times over) and count against the byte cap.
+constexpr std::size_t kMaxColumnNameBytes = 256;
 constexpr std::size_t kMaxClientMessage = 200;
 constexpr char kNoSuchTable[] = "no such table: ";
 constexpr char kNoSuchPragmaTable[] = "no such table: pragma_";
@@ -322,7 +334,7 @@ DataResult<Connection::Active> Connection::prepare(std::string_view sql, bool ca
   if (sqlite3_stmt_isexplain(stmt) != 0) {
     return data_error(Kind::denied, "statement not permitted", "denied: EXPLAIN");
   }
-  if (cache) {
+  if (cache && sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_MEMUSED, 0) <= kMaxCachedStatementBytes) {
     cache_.insert(std::string(sql), stmt);
     active.release_to_cache();
   }
@@ -333,16 +345,36 @@ DataResult<QueryResult> Connection::collect(sqlite3_stmt* stmt, const RunOptions
   QueryResult r;
   const int n = sqlite3_column_count(stmt);
   r.columns.reserve(static_cast<std::size_t>(n));
+  std::size_t bytes = 0;
   for (int i = 0; i < n; ++i) {
     const char* name = sqlite3_column_name(stmt, i);
-    r.columns.push_back(valid_utf8(name ? name : ""));
+    std::string_view raw(name ? name : "");
+    r.columns.push_back(valid_utf8(raw.substr(0, kMaxColumnNameBytes)));
+    bytes += r.columns.back().size();
   }
-  std::size_t bytes = 0;
+  if (bytes > o.max_bytes) {
+    return data_error(Kind::too_large, "the result's column names exceed the size limit");
+  }
   auth_.clear_denial();  // a step may recompile after a schema change
+  // The steps' growth of SQLite's heap, bounded (and the deadline and the
+  // cancellation reach allocations too, as when compiling).
+  const CompileScope scope(deadline_, cancel_, kMaxStepGrowth);
   while (true) {
     const int rc = sqlite3_step(stmt);
     if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) return tl::unexpected(failure(rc));
+    if (rc != SQLITE_ROW) {
+      switch (scope.tripped()) {
+        case CompileScope::Tripped::memory:
+          return data_error(Kind::too_large, kTooMuchMemory,
+                            "running took more than " + std::to_string(kMaxStepGrowth >> 20) + " MiB of SQLite's heap");
+        case CompileScope::Tripped::deadline:
+          return data_error(Kind::timeout, "query exceeded the time limit", "an allocation passed the deadline");
+        case CompileScope::Tripped::cancelled:
+          return data_error(Kind::cancelled, "the request was cancelled", "cancelled by the client");
+        case CompileScope::Tripped::no: break;
+      }
+      return tl::unexpected(failure(rc));
+    }
     // One row past the cap tells a complete result from a truncated one.
     if (r.rows.size() >= o.max_rows) {
       r.truncated = true;

@@ -433,6 +433,32 @@ TEST_CASE("mcpd::Connection stops compiling a statement at the deadline, the can
   }
 }
 
+TEST_CASE("mcpd::Connection bounds what running a statement adds to SQLite's heap, and the column names",
+          "[mcpd][sqlite]") {
+  const DemoBank bank;
+  auto src = SqliteSource::open(bank.path, QueryLimits{});
+  REQUIRE(src);
+  // Sixty distinct one-MiB values in one row (distinct: SQLite would
+  // compute identical constants once): 60 MiB held by SQLite while the row
+  // is built, whatever the byte cap lets out of it.
+  std::string sql = "SELECT ";
+  for (int i = 0; i < 60; ++i) sql += (i ? ", " : "") + std::string("printf('%.*c', ") + std::to_string(1000000 + i) + ", 'x')";
+  const sqlite3_int64 before = sqlite3_memory_used();
+  (void)sqlite3_memory_highwater(1);  // from here (earlier tests went higher)
+  auto r = (*src)->query(sql, {});
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == Kind::too_large);
+  CHECK(r.error().message == "query needs too much memory");
+  CHECK(sqlite3_memory_highwater(0) - before < (sqlite3_int64{64} << 20));
+  // The connection is fine afterwards.
+  CHECK(must_query(**src, "SELECT count(*) FROM customers").rows.at(0)[0] == bank.stats.customers);
+  // A long column name is cut; names count against the byte cap.
+  const std::string name(5000, 'n');
+  auto named = must_query(**src, "SELECT 1 AS \"" + name + "\"");
+  REQUIRE(named.columns.size() == 1);
+  CHECK(named.columns[0] == name.substr(0, 256));
+}
+
 TEST_CASE("mcpd::SqliteSource::describe counts distinct values a column at a time when all at once is too big",
           "[mcpd][sqlite]") {
   const DemoBank bank;
