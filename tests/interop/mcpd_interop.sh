@@ -69,6 +69,16 @@ curl_session() {
     "$1" | tr -d '\r' | sed -n 's/^mcp-session-id: *//Ip'
 }
 cert="$work/sdk/data/tls/cert.pem"
+# The generated pair: its directory and key this user's alone; no session
+# tickets (TLS 1.2 or 1.3), whose key would outlive every session.
+[ "$(stat -c %a "$work/sdk/data/tls")" = 700 ] && [ "$(stat -c %a "$work/sdk/data/tls/key.pem")" = 600 ] ||
+  { echo "mcpd_interop: the generated TLS key's modes are wrong" >&2; exit 1; }
+hostport=${sdk_url#https://}; hostport=${hostport%%/*}
+for v in -tls1_2 -tls1_3; do
+  ! timeout 10 openssl s_client -connect "$hostport" "$v" -ign_eof </dev/null 2>/dev/null | grep -q "TLS session ticket" ||
+    { echo "mcpd_interop: a session ticket was issued ($v)" >&2; exit 1; }
+done
+echo "mcpd_interop: the generated key is 0600 in a 0700 directory; no session tickets"
 sid=$(curl_session "$sdk_url" "$cert" "$sdk_key_all")
 [ -n "$sid" ] || { echo "mcpd_interop: no session for the HTTP/1.0 check" >&2; exit 1; }
 body=$(curl -sS -N --http1.0 --max-time 10 -D "$work/http10.head" --cacert "$cert" \

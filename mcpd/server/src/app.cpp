@@ -133,7 +133,7 @@ HttpResponse unauthorized(unsigned version, bool invalid_token) {
 
 }  // namespace
 
-std::variant<Principal, HttpResponse> App::admit(const HttpRequest& req, const std::string& peer) {
+std::variant<Principal, HttpResponse> App::admit(const RequestHeader& req, const std::string& peer) {
   const auto now = Clock::now();
   // One IPv6 host usually holds a whole /64: lock out the /64.
   boost::system::error_code ec;
@@ -224,11 +224,7 @@ bool App::origin_allowed(const std::string& origin) const {
              config_.allowed_origins.end();
 }
 
-asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string peer) {
-  ++requests_;
-  // Behind a trusted proxy the client is the one it names, for everything
-  // below: /metrics, lockout, audit.
-  const std::string client = forwarded_client(peer, last_header_value(req, "X-Forwarded-For"), config_.trusted_proxies);
+std::variant<Principal, HttpResponse> App::front(const RequestHeader& req, const std::string& client) {
   const std::string path = request_path(req);
   const unsigned version = req.version();
   // Every answer to a request no credential admitted closes the
@@ -236,25 +232,50 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string peer) {
   // key by asking for /healthz (or anything else) now and then.
   const auto unadmitted = [](HttpResponse r) {
     r.keep_alive(false);
-    return HttpReply{std::move(r), nullptr};
+    return r;
   };
   if (path == "/healthz" && req.method() == http::verb::get) {
-    co_return unadmitted(json_response(200, {{"status", "ok"}}, version));
+    return unadmitted(json_response(200, {{"status", "ok"}}, version));
   }
   if (path == "/metrics" && req.method() == http::verb::get) {
     // Counters only, but still nothing for other hosts to read.
-    if (client != "127.0.0.1" && client != "::1") co_return unadmitted(problem(403, "metrics are served to loopback only", version));
-    co_return unadmitted(metrics());
+    if (client != "127.0.0.1" && client != "::1") return unadmitted(problem(403, "metrics are served to loopback only", version));
+    return unadmitted(metrics());
   }
   const bool mcp = path == "/mcp" || path == "/mcp/";
-  if (!mcp && !path.starts_with("/api/")) co_return unadmitted(problem(404, "not found", version));
+  if (!mcp && !path.starts_with("/api/")) return unadmitted(problem(404, "not found", version));
 
   // Browsers carry an Origin; a page on another site must not drive a
   // local MCP server (DNS rebinding).
   if (const std::string origin = header_value(req, "Origin"); !origin.empty() && !origin_allowed(origin)) {
-    co_return unadmitted(problem(403, "origin not allowed", version));
+    return unadmitted(problem(403, "origin not allowed", version));
   }
-  auto admitted = admit(req, client);
+  return admit(req, client);
+}
+
+std::optional<HttpResponse> App::check_header(const RequestHeader& req, const std::string& peer) {
+  // Everything that needs no body is decided here, before a byte of the
+  // body is read: a refusal, or an answer (/healthz, /metrics). Admitted
+  // requests are decided again, whole, by handle (the key checked twice:
+  // a hash and a lookup).
+  const std::string client = forwarded_client(peer, last_header_value(req, "X-Forwarded-For"), config_.trusted_proxies);
+  auto decided = front(req, client);
+  if (auto* answer = std::get_if<HttpResponse>(&decided)) {
+    ++requests_;
+    return std::move(*answer);
+  }
+  return std::nullopt;
+}
+
+asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string peer) {
+  ++requests_;
+  // Behind a trusted proxy the client is the one it names, for everything
+  // below: /metrics, lockout, audit.
+  const std::string client = forwarded_client(peer, last_header_value(req, "X-Forwarded-For"), config_.trusted_proxies);
+  const std::string path = request_path(req);
+  const unsigned version = req.version();
+  const bool mcp = path == "/mcp" || path == "/mcp/";
+  auto admitted = front(req, client);
   if (auto* refused = std::get_if<HttpResponse>(&admitted)) co_return HttpReply{std::move(*refused), nullptr};
   Principal who = std::get<Principal>(std::move(admitted));
   // The admin API wants the admin scope besides the role, except the

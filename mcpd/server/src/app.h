@@ -42,6 +42,9 @@ class App {
   void shutdown();
 
   boost::asio::awaitable<HttpReply> handle(HttpRequest req, std::string client_addr);
+  // The server's HeaderCheck: an answer decided before the body is read
+  // (anything a request without a valid key gets), or nothing.
+  std::optional<HttpResponse> check_header(const RequestHeader& req, const std::string& client_addr);
 
   // Local administration (admin socket, sluicectl): a JSON request, a JSON
   // reply. Trusted by peer uid, not by key.
@@ -97,7 +100,10 @@ class App {
   };
   Result<Revoked> revoke(const std::string& key_id, nlohmann::json record);
   // Authenticates, honouring the lockout; a response when refused.
-  std::variant<Principal, HttpResponse> admit(const HttpRequest& req, const std::string& client);
+  std::variant<Principal, HttpResponse> admit(const RequestHeader& req, const std::string& client);
+  // What the header alone decides: /healthz, /metrics, 404, a refused
+  // Origin, then admission (lockout, credential). A principal to go on with.
+  std::variant<Principal, HttpResponse> front(const RequestHeader& req, const std::string& client);
   // A request (or a batch's message) of `who` refused by a rate limit:
   // counted, and audited best-effort as `rate_limited` records folded per
   // tenant (see RefusalLedger).

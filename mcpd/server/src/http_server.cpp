@@ -35,6 +35,20 @@ constexpr std::uint64_t kMaxDrain = 8 << 20;
 // time, and a chunk-size line or the trailers of a chunked body wait there
 // whole until their end arrives.
 constexpr std::size_t kReadSlack = 128 << 10;
+// A body answered without being wanted (the header sufficed) is read and
+// dropped up to this; past it the client sees the connection close.
+constexpr std::uint64_t kMaxUnadmittedDrain = 64 << 10;
+
+// Transfer-Encoding other than exactly "chunked" (Beast 1.81 treats one
+// that does not end in chunked as no body at all, and parses the body as
+// the next request: a smuggling gap behind a proxy that reads it
+// otherwise), or any on HTTP/1.0: refused (RFC 9112 6.3), and closed.
+bool framing_acceptable(const RequestHeader& head) {
+  const auto lines = head.count(http::field::transfer_encoding);
+  if (lines == 0) return true;
+  if (lines > 1 || head.version() < 11) return false;
+  return beast::iequals(head.find(http::field::transfer_encoding)->value(), "chunked");
+}
 
 // Counts a connection for as long as it lives.
 }  // namespace
@@ -111,7 +125,7 @@ HttpResponse problem(unsigned status, const std::string& message, unsigned versi
   return json_response(status, nlohmann::json{{"error", message}}, version);
 }
 
-std::string request_path(const HttpRequest& req) {
+std::string request_path(const RequestHeader& req) {
   std::string t(req.target());
   if (auto q = t.find('?'); q != std::string::npos) t.resize(q);
   return t;
@@ -132,20 +146,20 @@ std::string query_value(const HttpRequest& req, std::string_view key) {
   }
 }
 
-std::string header_value(const HttpRequest& req, std::string_view name) {
+std::string header_value(const RequestHeader& req, std::string_view name) {
   auto it = req.find(name);
   return it == req.end() ? std::string() : std::string(it->value());
 }
 
-std::string last_header_value(const HttpRequest& req, std::string_view name) {
+std::string last_header_value(const RequestHeader& req, std::string_view name) {
   std::string_view last;
   for (auto [it, end] = req.equal_range(name); it != end; ++it) last = it->value();
   return std::string(last);
 }
 
 HttpServer::HttpServer(asio::io_context& io, asio::ssl::context& tls, HttpLimits limits,
-                       HttpHandler handler)
-    : io_(io), tls_(tls), limits_(limits), handler_(std::move(handler)) {}
+                       HttpHandler handler, HeaderCheck header_check)
+    : io_(io), tls_(tls), limits_(limits), handler_(std::move(handler)), header_check_(std::move(header_check)) {}
 
 Result<tcp::endpoint> HttpServer::listen(const std::string& address, std::uint16_t port) {
   boost::system::error_code ec;
@@ -187,43 +201,60 @@ void HttpServer::stop() {
 }
 
 asio::awaitable<void> HttpServer::accept_loop() {
+  // Never ends but with the acceptor: an exception (out of memory) in one
+  // round is survived, not the end of accepting while the process lives on.
   while (acceptor_ && acceptor_->is_open()) {
-    // Each connection on its own strand: the io_context runs on several
-    // threads, and a connection's deadline timer, its reads and writes and
-    // the branches of a streamed response must never run at once.
-    auto [ec, socket] = co_await acceptor_->async_accept(asio::make_strand(io_), kTuple);
-    if (ec) {
-      if (ec == asio::error::operation_aborted) co_return;
-      // Out of descriptors and the like: back off briefly, keep serving.
+    bool failed = false;
+    try {
+      if (!co_await accept_one()) co_return;
+    } catch (const std::exception&) {
+      failed = true;
+    }
+    if (failed) {
       asio::steady_timer t(io_, std::chrono::milliseconds(50));
       co_await t.async_wait(kTuple);
-      continue;
     }
-    // Counted here, before the session starts: the caps hold exactly.
-    const auto peer = socket.remote_endpoint(ec);
-    const std::string client = ec ? "unknown" : client_block(peer.address());
-    bool admitted = false;
-    if (open_->load() < limits_.max_connections) {
-      std::lock_guard lock(per_client_->mu);
-      std::size_t& n = per_client_->open[client];
-      admitted = n < limits_.max_connections_per_client;
-      if (admitted) {
-        ++n;
-        ++*open_;
-      } else if (n == 0) {
-        per_client_->open.erase(client);
-      }
-    }
-    if (!admitted) {
-      ++*refused_;
-      boost::system::error_code ignored;
-      socket.close(ignored);
-      continue;
-    }
-    auto ticket = std::make_shared<Ticket>(open_, per_client_, client);
-    socket.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(socket.get_executor(), session(std::move(socket), std::move(ticket)), asio::detached);
   }
+}
+
+// One connection accepted (or refused); false once the acceptor is closed.
+asio::awaitable<bool> HttpServer::accept_one() {
+  // Each connection on its own strand: the io_context runs on several
+  // threads, and a connection's deadline timer, its reads and writes and
+  // the branches of a streamed response must never run at once.
+  auto [ec, socket] = co_await acceptor_->async_accept(asio::make_strand(io_), kTuple);
+  if (ec) {
+    if (ec == asio::error::operation_aborted) co_return false;
+    // Out of descriptors and the like: back off briefly, keep serving.
+    asio::steady_timer t(io_, std::chrono::milliseconds(50));
+    co_await t.async_wait(kTuple);
+    co_return true;
+  }
+  // Counted here, before the session starts: the caps hold exactly.
+  const auto peer = socket.remote_endpoint(ec);
+  const std::string client = ec ? "unknown" : client_block(peer.address());
+  bool admitted = false;
+  if (open_->load() < limits_.max_connections) {
+    std::lock_guard lock(per_client_->mu);
+    std::size_t& n = per_client_->open[client];
+    admitted = n < limits_.max_connections_per_client;
+    if (admitted) {
+      ++n;
+      ++*open_;
+    } else if (n == 0) {
+      per_client_->open.erase(client);
+    }
+  }
+  if (!admitted) {
+    ++*refused_;
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    co_return true;
+  }
+  auto ticket = std::make_shared<Ticket>(open_, per_client_, client);
+  socket.set_option(tcp::no_delay(true), ec);
+  asio::co_spawn(socket.get_executor(), session(std::move(socket), std::move(ticket)), asio::detached);
+  co_return true;
 }
 
 namespace {
@@ -359,11 +390,27 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
     stream.next_layer().expires_after(first ? limits_.request_timeout : limits_.idle_timeout);
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kTuple);
     std::optional<unsigned> refuse;
+    std::optional<HttpResponse> answered;  // decided from the header alone
+    std::uint64_t unread_body = 0;          // of an answered request's Content-Length
     if (!hec) {
-      stream.next_layer().expires_after(limits_.request_timeout);
-      auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
-      if (bec == http::error::body_limit) refuse = 413;  // chunked, found while reading
-      else if (bec) co_return;
+      const auto& head = parser.get();
+      if (!framing_acceptable(head)) {
+        refuse = 400;
+      } else if (header_check_ && (answered = header_check_(head, client))) {
+        // Answered before the body is read: a client without a key holds
+        // no body's worth of memory here (see below for what is left of it).
+        if (auto n = parser.content_length()) unread_body = *n > buffer.size() ? *n - buffer.size() : 0;
+      } else {
+        // Trailers: Beast adds a chunked body's trailer fields to the
+        // header's; a client must not add a field (X-Forwarded-For, say)
+        // after the proxy in front checked the header. Refused.
+        const auto fields = std::distance(head.begin(), head.end());
+        stream.next_layer().expires_after(limits_.request_timeout);
+        auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
+        if (bec == http::error::body_limit) refuse = 413;  // chunked, found while reading
+        else if (bec) co_return;
+        else if (std::distance(parser.get().begin(), parser.get().end()) != fields) refuse = 400;
+      }
     } else if (hec == http::error::body_limit) {
       refuse = 413;  // Content-Length over the limit, found with the header
     } else if (hec == http::error::header_limit) {
@@ -401,8 +448,29 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
       }
     }
     first = false;
+    if (answered) {
+      answered->keep_alive(false);
+      stream.next_layer().expires_after(limits_.request_timeout);
+      co_await http::async_write(stream, *answered, kTuple);
+      // Then a small body's rest is read and dropped (for two seconds at
+      // most): closing with it unread would reset the connection, and a
+      // client still sending could lose the answer.
+      if (unread_body <= kMaxUnadmittedDrain) {
+        std::array<char, 16384> sink;
+        stream.next_layer().expires_after(std::chrono::seconds(2));
+        while (unread_body > 0) {
+          auto [dec, dn] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
+          if (dec) break;
+          unread_body -= std::min<std::uint64_t>(unread_body, dn);
+        }
+      }
+      break;
+    }
     if (refuse) {
-      HttpResponse res = make_response(*refuse, *refuse == 413 ? "request body too large\n" : "request headers too large\n",
+      HttpResponse res = make_response(*refuse,
+                                       *refuse == 413   ? "request body too large\n"
+                                       : *refuse == 431 ? "request headers too large\n"
+                                                        : "bad request framing\n",
                                        "text/plain");
       res.keep_alive(false);
       stream.next_layer().expires_after(limits_.request_timeout);

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -31,6 +32,7 @@
 namespace sluice::mcpd {
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
+using RequestHeader = boost::beast::http::request_header<>;
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
 // What a handler answers: a whole response, or (stream set) the head of a
 // response whose body is the stream's events, sent chunked as produced,
@@ -41,6 +43,11 @@ struct HttpReply {
 };
 using HttpHandler =
     std::function<boost::asio::awaitable<HttpReply>(HttpRequest, std::string client_addr)>;
+// Looks at a request's header before its body is read: a response to send
+// instead (the connection then closes), or nothing to read the body and
+// call the handler. A client without a key must not make the server hold a
+// body's worth of memory per connection.
+using HeaderCheck = std::function<std::optional<HttpResponse>(const RequestHeader&, const std::string& client_addr)>;
 
 struct HttpLimits {
   std::size_t max_connections = 1024;
@@ -57,7 +64,7 @@ struct HttpLimits {
 class HttpServer {
  public:
   HttpServer(boost::asio::io_context& io, boost::asio::ssl::context& tls, HttpLimits limits,
-             HttpHandler handler);
+             HttpHandler handler, HeaderCheck header_check = {});
   // Binds and starts accepting; returns where it listens (port 0: any).
   Result<boost::asio::ip::tcp::endpoint> listen(const std::string& address, std::uint16_t port);
   // Accepts on an inherited listening socket (systemd socket activation);
@@ -74,12 +81,14 @@ class HttpServer {
   // when destroyed.
   class Ticket;
   boost::asio::awaitable<void> session(boost::asio::ip::tcp::socket socket, std::shared_ptr<Ticket> ticket);
+  boost::asio::awaitable<bool> accept_one();
   boost::asio::awaitable<bool> write_events(TlsStream& stream, const HttpResponse& head, StreamReader& events);
 
   boost::asio::io_context& io_;
   boost::asio::ssl::context& tls_;
   HttpLimits limits_;
   HttpHandler handler_;
+  HeaderCheck header_check_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::shared_ptr<std::atomic<std::size_t>> open_ = std::make_shared<std::atomic<std::size_t>>(0);
   struct PerClient {
@@ -111,13 +120,13 @@ HttpResponse problem(unsigned status, const std::string& message, unsigned versi
 
 // The request's path without its query, one query parameter's raw value
 // ("" when absent), one header's value ("" when absent).
-std::string request_path(const HttpRequest& req);
+std::string request_path(const RequestHeader& req);
 std::string query_value(const HttpRequest& req, std::string_view key);
-std::string header_value(const HttpRequest& req, std::string_view name);
+std::string header_value(const RequestHeader& req, std::string_view name);
 // The value of the header's last line: a header repeated over several lines
 // reads as their values joined in order (RFC 9110 5.3), so its rightmost
 // entry is the last line's. (A proxy may add a line of its own rather than
 // extend the client's.)
-std::string last_header_value(const HttpRequest& req, std::string_view name);
+std::string last_header_value(const RequestHeader& req, std::string_view name);
 
 }  // namespace sluice::mcpd

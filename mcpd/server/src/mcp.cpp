@@ -299,6 +299,7 @@ bool Sessions::remove(const std::string& id, const std::string& credential_id) {
 }
 
 void Sessions::erase_locked(Map::iterator it) {
+  it->second.session->ended->store(true, std::memory_order_release);
   if (auto own = per_credential_.find(it->second.session->credential_id); own != per_credential_.end()) {
     own->second.erase(it->second.own_lru);
     if (own->second.empty()) per_credential_.erase(own);
@@ -769,8 +770,16 @@ asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& pa
   } else {
     asio::post(workers_, [&, finish] {
       try {
-        const CancelScope cancellable(running.flag());
-        outcome = tool->run(who, *args);
+        if (s.ended->load(std::memory_order_acquire)) {
+          // Queued behind other calls while its key was revoked (or its
+          // session ended otherwise): nothing runs for it now.
+          outcome.result = text_result("the session ended before the call ran", true);
+          outcome.status = "cancelled";
+          outcome.detail = "the session ended before the call ran";
+        } else {
+          const CancelScope cancellable(running.flag());
+          outcome = tool->run(who, *args);
+        }
       } catch (const std::exception& e) {
         // A bug, not the caller's doing: still audited, never detailed to them.
         outcome = internal_error(e.what());

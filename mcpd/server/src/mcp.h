@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -71,6 +72,10 @@ struct Session {
   std::string client_info_text;  // client_info as JSON text, for audit records
   nlohmann::json client_capabilities;  // {"sampling": bool, "elicitation": bool, "roots": bool}
   std::string log_level = "info";
+  // Set when the session ends (its key revoked, deleted, idle, evicted): a
+  // call queued for a worker before then does not run after it.
+  // Shared by its copies (a streamed call keeps one).
+  std::shared_ptr<std::atomic<bool>> ended = std::make_shared<std::atomic<bool>>(false);
 };
 
 class Sessions {

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <memory>
 
@@ -28,8 +29,15 @@ using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
 
 Status write_pem(const std::string& path, mode_t mode, const std::function<int(FILE*)>& writer) {
   const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  // A leftover of a crash (or anything planted) is removed, never reused:
+  // made anew, never through a link, with exactly `mode`.
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) return fail("cannot create " + tmp);
+  if (::fchmod(fd, mode) != 0) {
+    ::close(fd);
+    return fail("cannot set the mode of " + tmp);
+  }
   FILE* f = ::fdopen(fd, "w");
   if (!f) {
     ::close(fd);
@@ -114,7 +122,14 @@ Result<TlsFiles> locate_tls(const std::string& cert, const std::string& key, con
     files.key = std::string(creds) + "/tls.key";
   } else {
     const std::string tls_dir = dir + "/tls";
-    ::mkdir(tls_dir.c_str(), 0700);
+    // The private key lives here: the directory must be this process's
+    // user's alone (0700), whoever made it.
+    if (::mkdir(tls_dir.c_str(), 0700) != 0 && errno != EEXIST) return fail("cannot create " + tls_dir);
+    struct stat st {};
+    if (::lstat(tls_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
+        (st.st_mode & 077) != 0) {
+      return fail(tls_dir + " must be a directory of sluice-mcpd's user with mode 0700");
+    }
     files.cert = tls_dir + "/cert.pem";
     files.key = tls_dir + "/key.pem";
     if (!exists(files.cert) || !exists(files.key)) {
@@ -131,7 +146,13 @@ Result<TlsFiles> locate_tls(const std::string& cert, const std::string& key, con
 Status configure_tls(boost::asio::ssl::context& ctx, const TlsFiles& files) {
   SSL_CTX* raw = ctx.native_handle();
   SSL_CTX_set_min_proto_version(raw, TLS1_2_VERSION);
-  SSL_CTX_set_options(raw, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // No session tickets: their key would live as long as the process, and
+  // a TLS 1.2 session resumed from a ticket has no forward secrecy against
+  // whoever later reads it. Clients here keep their connections alive.
+  SSL_CTX_set_options(raw, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                               SSL_OP_NO_TICKET);
+  SSL_CTX_set_num_tickets(raw, 0);
+  SSL_CTX_set_session_cache_mode(raw, SSL_SESS_CACHE_OFF);
   // TLS 1.2: ECDHE with AEAD only. (1.3 suites are all AEAD already.)
   if (SSL_CTX_set_cipher_list(raw, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1) return fail("tls: cipher list");
   if (SSL_CTX_use_certificate_chain_file(raw, files.cert.c_str()) != 1) {

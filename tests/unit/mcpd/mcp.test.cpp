@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -910,4 +911,37 @@ TEST_CASE("mcpd::Sessions bounds each credential by its own least recently used 
   for (const auto& id : theirs) CHECK(sessions.use(id, "bbbb"));
   sessions.end_credential("aaaa");  // nothing left: nothing happens
   CHECK(sessions.size() == 32);
+}
+
+TEST_CASE("mcpd::McpServer runs no call queued for a worker once its session has ended (a key revoked meanwhile)",
+          "[mcpd][mcp]") {
+  World w;
+  const Principal querier = principal("qqqq", kScopeRead | kScopeQuery);
+  const std::string sid = w.open_session(querier);
+  // Both workers busy until released: the call waits in their queue.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> blocked{0};
+  for (int i = 0; i < 2; ++i) {
+    boost::asio::post(w.workers, [released, &blocked] {
+      ++blocked;
+      released.wait();
+    });
+  }
+  while (blocked.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  McpResponse answer;
+  std::thread caller([&] { answer = w.post(call("run_query", {{"sql", "SELECT count(*) FROM customers"}}), querier, sid); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // queued by now
+  w.sessions->end_credential("qqqq");
+  release.set_value();
+  caller.join();
+  auto r = body(answer);
+  INFO(r.dump());
+  REQUIRE(r.contains("result"));
+  CHECK(r["result"]["isError"] == true);
+  CHECK(r["result"].dump().find("rows") == std::string::npos);
+  auto records = w.audit->read("acme", 10, 0, "tool_call");
+  REQUIRE(records->size() == 1);
+  CHECK((*records)[0]["status"] == "cancelled");
+  CHECK((*records)[0]["rows"] == 0);
 }
