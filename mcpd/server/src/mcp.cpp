@@ -247,13 +247,22 @@ std::shared_ptr<const Session> Sessions::create(const Principal& who, const std:
   if (auto own = per_credential_.find(credential_id); own != per_credential_.end() && own->second.size() >= kPerCredential) {
     erase_locked(map_.find(own->second.back()));
   }
-  // Full: drop the least recently used session (its client re-initializes
-  // after a 404, as the transport specifies).
-  while (map_.size() >= max_ && !lru_.empty()) erase_locked(map_.find(lru_.back()));
+  // Full: the tenant holding the most sessions loses its least recently
+  // used one (its client re-initializes after a 404, as the transport
+  // specifies). Tenants are few: a walk over them is cheap.
+  while (map_.size() >= max_ && !per_tenant_.empty()) {
+    auto largest = per_tenant_.begin();
+    for (auto t = per_tenant_.begin(); t != per_tenant_.end(); ++t) {
+      if (t->second.size() > largest->second.size()) largest = t;
+    }
+    erase_locked(map_.find(largest->second.back()));
+  }
   lru_.push_front(s.id);
   std::list<std::string>& own = per_credential_[credential_id];
   own.push_front(s.id);
-  map_.emplace(s.id, Entry{session, std::chrono::steady_clock::now(), lru_.begin(), own.begin()});
+  std::list<std::string>& tenant = per_tenant_[s.tenant_id];
+  tenant.push_front(s.id);
+  map_.emplace(s.id, Entry{session, std::chrono::steady_clock::now(), lru_.begin(), own.begin(), tenant.begin()});
   return session;
 }
 
@@ -275,6 +284,8 @@ std::shared_ptr<const Session> Sessions::use(const std::string& id, const std::s
   lru_.splice(lru_.begin(), lru_, e.lru);
   std::list<std::string>& own = per_credential_[credential_id];
   own.splice(own.begin(), own, e.own_lru);
+  std::list<std::string>& tenant = per_tenant_[e.session->tenant_id];
+  tenant.splice(tenant.begin(), tenant, e.tenant_lru);
   if (then) then(*e.session);
   return e.session;
 }
@@ -303,6 +314,10 @@ void Sessions::erase_locked(Map::iterator it) {
   if (auto own = per_credential_.find(it->second.session->credential_id); own != per_credential_.end()) {
     own->second.erase(it->second.own_lru);
     if (own->second.empty()) per_credential_.erase(own);
+  }
+  if (auto tenant = per_tenant_.find(it->second.session->tenant_id); tenant != per_tenant_.end()) {
+    tenant->second.erase(it->second.tenant_lru);
+    if (tenant->second.empty()) per_tenant_.erase(tenant);
   }
   if (on_end_) on_end_(it->first);
   lru_.erase(it->second.lru);

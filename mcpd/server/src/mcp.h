@@ -106,7 +106,8 @@ class Sessions {
     std::shared_ptr<const Session> session;
     std::chrono::steady_clock::time_point last_used;
     std::list<std::string>::iterator lru;
-    std::list<std::string>::iterator own_lru;  // in its credential's list
+    std::list<std::string>::iterator own_lru;     // in its credential's list
+    std::list<std::string>::iterator tenant_lru;  // in its tenant's list
   };
   using Map = std::unordered_map<std::string, Entry>;
   void erase_locked(Map::iterator it);
@@ -119,6 +120,10 @@ class Sessions {
   // Each credential's sessions, most recent first: its oldest is found at
   // once when it reaches kPerCredential (not by walking everyone's).
   std::unordered_map<std::string, std::list<std::string>> per_credential_;
+  // Each tenant's, most recent first: when the table is full, the tenant
+  // holding the most sessions loses its oldest, so a tenant that opens
+  // sessions by the thousand pushes out its own, not everyone's.
+  std::unordered_map<std::int64_t, std::list<std::string>> per_tenant_;
   std::function<void(const std::string&)> on_end_;
 };
 

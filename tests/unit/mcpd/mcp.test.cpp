@@ -913,6 +913,43 @@ TEST_CASE("mcpd::Sessions bounds each credential by its own least recently used 
   CHECK(sessions.size() == 32);
 }
 
+TEST_CASE("mcpd::Sessions, full, take the oldest session of the tenant holding the most", "[mcpd][mcp]") {
+  Sessions sessions(40, std::chrono::seconds(3600));
+  std::vector<std::string> ended;
+  sessions.on_end([&](const std::string& id) { ended.push_back(id); });
+  Principal quiet = principal("qqqq", kScopeRead);
+  quiet.tenant_id = 2;
+  quiet.tenant = "quiet";
+  std::vector<std::string> kept;
+  for (int i = 0; i < 5; ++i) kept.push_back(sessions.create(quiet, "2025-11-25", json::object(), json::object())->id);
+  // acme opens sessions by the hundred, over many keys (each below its own
+  // bound): the table fills, and acme's oldest go, never quiet's.
+  std::vector<std::string> acme;
+  for (int i = 0; i < 300; ++i) {
+    acme.push_back(sessions.create(principal("k" + std::to_string(i % 20), kScopeRead), "2025-11-25", json::object(),
+                                   json::object())->id);
+  }
+  CHECK(sessions.size() == 40);
+  for (const auto& id : kept) CHECK(sessions.use(id, "qqqq"));
+  CHECK(ended.size() == 265);
+  CHECK(ended.front() == acme.front());  // acme's oldest first
+  // Once quiet holds the most, it is quiet's turn: the rule is the count
+  // (its keys all new: no key's own bound is what evicts here).
+  for (int i = 0; i < 40; ++i) {
+    Principal p = principal("quiet" + std::to_string(i), kScopeRead);
+    p.tenant_id = 2;
+    p.tenant = "quiet";
+    sessions.create(p, "2025-11-25", json::object(), json::object());
+  }
+  CHECK(sessions.size() == 40);
+  CHECK_FALSE(sessions.use(kept[0], "qqqq"));  // quiet's oldest went too
+  // Evicting the larger each time leaves them even: about 20 each.
+  std::size_t acme_left = 0;
+  for (std::size_t i = 0; i < acme.size(); ++i) acme_left += sessions.use(acme[i], "k" + std::to_string(i % 20)) ? 1 : 0;
+  CHECK(acme_left >= 19);
+  CHECK(acme_left <= 21);
+}
+
 TEST_CASE("mcpd::McpServer runs no call queued for a worker once its session has ended (a key revoked meanwhile)",
           "[mcpd][mcp]") {
   World w;
