@@ -638,7 +638,7 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     if (method == "resources/list") {
       // Opening the tenant's source may wait on its file: a worker's.
       std::function<json()> work = [this, &who] { return tools_.list_resources(who); };
-      const json resources = co_await on_worker<json>(std::move(work));
+      const json resources = co_await on_worker<json>(who.tenant_id, std::move(work));
       auto out = page(resources, params, "resources");
       if (!out) co_return rpc::error(id, rpc::kInvalidParams, "invalid cursor");
       co_return rpc::result(id, *out);
@@ -653,7 +653,7 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     const std::string target = uri->get<std::string>();
     // An entity's statistics may take seconds the first time: a worker's.
     std::function<std::optional<json>()> work = [this, who, target] { return tools_.read_resource(who, target); };
-    auto read = co_await on_worker<std::optional<json>>(std::move(work));
+    auto read = co_await on_worker<std::optional<json>>(who.tenant_id, std::move(work));
     // Reading an entity resource returns what describe_entity does: audited alike.
     json record = {{"kind", "resource_read"}, {"tenant", who.tenant}, {"user", who.user},
                    {"credential", who.credential_type + ":" + who.credential_id},
@@ -686,7 +686,7 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     // Completions name entities: what list_entities shows, to read keys.
     if (!can_read) co_return rpc::error(id, rpc::kInvalidParams, "this key may not read entity names");
     std::function<std::optional<json>()> work = [this, &who, &params] { return tools_.complete(who, params); };
-    auto out = co_await on_worker<std::optional<json>>(std::move(work));
+    auto out = co_await on_worker<std::optional<json>>(who.tenant_id, std::move(work));
     if (!out) co_return rpc::error(id, rpc::kInvalidParams, "unknown reference or argument");
     co_return rpc::result(id, *out);
   }
@@ -783,7 +783,7 @@ asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& pa
     outcome.detail = tool ? "key lacks scope " + scopes_to_string(tool->scope) : "";
     finish();
   } else {
-    asio::post(workers_, [&, finish] {
+    fair_.post(who.tenant_id, [&, finish] {
       try {
         if (s.ended->load(std::memory_order_acquire)) {
           // Queued behind other calls while its key was revoked (or its

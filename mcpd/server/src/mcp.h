@@ -26,6 +26,7 @@
 
 #include "audit.h"
 #include "event_stream.h"
+#include "fair_pool.h"
 #include "identity.h"
 #include "keys.h"
 #include "offload.h"
@@ -133,17 +134,20 @@ struct McpCounters {
 
 class McpServer {
  public:
-  // `workers` run the data tools: a query may take up to its timeout, and
-  // must not hold an I/O thread that long.
+  // `workers` (a pool of `worker_threads`) run the data tools: a query
+  // may take up to its timeout, and must not hold an I/O thread that long.
+  // Tenants take turns at them (FairPool).
   // `digest_key`: the key of the arguments digest in tool-call records
   // (load_digest_key).
   McpServer(Toolbox& tools, Sessions& sessions, AuditLog& audit, McpCounters& counters,
-            boost::asio::any_io_executor workers, const KeyHash& digest_key, StreamLimits stream_limits = {})
+            boost::asio::any_io_executor workers, const KeyHash& digest_key, StreamLimits stream_limits = {},
+            std::size_t worker_threads = 2)
       : tools_(tools),
         sessions_(sessions),
         audit_(audit),
         counters_(counters),
         workers_(std::move(workers)),
+        fair_(workers_, worker_threads),
         digest_key_(digest_key),
         streams_(stream_limits) {}
 
@@ -176,7 +180,7 @@ class McpServer {
   std::vector<const ToolDef*> visible_tools(const Principal& who) const;
   // Runs `work` on a worker thread; the coroutine waits on its own executor.
   template <class T>
-  boost::asio::awaitable<T> on_worker(std::function<T()> work);
+  boost::asio::awaitable<T> on_worker(std::int64_t tenant, std::function<T()> work);
   // A tool that talks to the client runs on its own, its answer streamed.
   boost::asio::awaitable<void> run_streamed(std::shared_ptr<EventStream> stream, const ToolDef* tool,
                                             nlohmann::json id, nlohmann::json params, Session s, Principal who,
@@ -220,6 +224,7 @@ class McpServer {
   AuditLog& audit_;
   McpCounters& counters_;
   boost::asio::any_io_executor workers_;
+  FairPool fair_;
   KeyHash digest_key_;
   mutable DigestNonces nonces_;  // one per record (audit_record is const)
   StreamRegistry streams_;
@@ -232,8 +237,8 @@ class McpServer {
 };
 
 template <class T>
-boost::asio::awaitable<T> McpServer::on_worker(std::function<T()> work) {
-  return run_on<T>(workers_, std::move(work));
+boost::asio::awaitable<T> McpServer::on_worker(std::int64_t tenant, std::function<T()> work) {
+  return run_via<T>([this, tenant](std::function<void()> f) { fair_.post(tenant, std::move(f)); }, std::move(work));
 }
 
 
