@@ -185,6 +185,11 @@ test('framing a proxy could read otherwise is refused: Transfer-Encoding not jus
     assert.ok(text === '' || /^HTTP\/1\.[01] 400/.test(text), `${what}: ${text.split('\r\n')[0]}`);
     assert.ok(!/HTTP\/1\.[01] 200/.test(text), `${what}: something was served: ${text}`);
   }
+  // A plain chunked body, no trailers, with a key: served.
+  const ok = await answerThenClose(`POST /mcp HTTP/1.1\r\nHost: ${mcp.host}\r\n${auth}Content-Type: application/json\r\n` +
+                                   'Accept: application/json, text/event-stream\r\nTransfer-Encoding: chunked\r\n' +
+                                   `Connection: close\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`);
+  assert.match(ok, /^HTTP\/1\.1 200/);
 });
 
 test('the admin API: a super-admin creates a viewer and a key for them', async () => {

@@ -327,7 +327,7 @@ test('JSON nested 400 000 deep is refused on /mcp and the admin API, and the ser
 test('a query built to make SQLite hold gigabytes fails closed; the server lives on', async () => {
   // 1100 columns of one MiB each: 1.1 GB inside SQLite (the byte cap
   // bounds only what mcpd copies), past what one statement may add to
-  // SQLite's heap (48 MiB), long before mcpd's 1 GiB limit for all of it.
+  // SQLite's heap (64 MiB), long before mcpd's 1 GiB limit for all of it.
   const { client } = await connect(process.env.KEY_ALL);
   const cols = Array(1100).fill('s').join(',');
   const sql = `WITH a(s) AS (SELECT printf('%.*c', 1000000, 'x')) SELECT ${cols} FROM a`;

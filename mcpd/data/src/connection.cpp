@@ -32,8 +32,9 @@ constexpr std::size_t kMaxCompileGrowth = std::size_t{64} << 20;
 // What running one statement may add to SQLite's heap on its thread: the
 // heap is every tenant's (and the audit log's), and a crafted SELECT of
 // 2000 one-MiB expressions would hold 2 GB of it. Sorts and DISTINCT spill
-// to the temporary-file budget, and the page cache is 2 MiB: room enough.
-constexpr std::size_t kMaxStepGrowth = std::size_t{48} << 20;
+// to the temporary-file budget, but each temporary b-tree keeps a page
+// cache of about 2 MiB here first: room for a score of them.
+constexpr std::size_t kMaxStepGrowth = std::size_t{64} << 20;
 // A statement that holds more than this once compiled is run, not kept:
 // the cache is bounded in count, and 64 statements of a crafted 30 MB
 // each would hold the heap down for every tenant.
@@ -359,22 +360,27 @@ DataResult<QueryResult> Connection::collect(sqlite3_stmt* stmt, const RunOptions
   // The steps' growth of SQLite's heap, bounded (and the deadline and the
   // cancellation reach allocations too, as when compiling).
   const CompileScope scope(deadline_, cancel_, kMaxStepGrowth);
+  // Once the scope refused an allocation, the result is not trusted, even
+  // if SQLite went on (some allocations it may do without, and a value read
+  // after it could come back empty): the refusal is the answer.
+  const auto refused = [&]() -> std::optional<DataError> {
+    switch (scope.tripped()) {
+      case CompileScope::Tripped::memory:
+        return DataError{Kind::too_large, kTooMuchMemory,
+                         "running took more than " + std::to_string(kMaxStepGrowth >> 20) + " MiB of SQLite's heap"};
+      case CompileScope::Tripped::deadline:
+        return DataError{Kind::timeout, "query exceeded the time limit", "an allocation passed the deadline"};
+      case CompileScope::Tripped::cancelled:
+        return DataError{Kind::cancelled, "the request was cancelled", "cancelled by the client"};
+      case CompileScope::Tripped::no: break;
+    }
+    return std::nullopt;
+  };
   while (true) {
     const int rc = sqlite3_step(stmt);
+    if (auto e = refused()) return tl::unexpected(std::move(*e));
     if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) {
-      switch (scope.tripped()) {
-        case CompileScope::Tripped::memory:
-          return data_error(Kind::too_large, kTooMuchMemory,
-                            "running took more than " + std::to_string(kMaxStepGrowth >> 20) + " MiB of SQLite's heap");
-        case CompileScope::Tripped::deadline:
-          return data_error(Kind::timeout, "query exceeded the time limit", "an allocation passed the deadline");
-        case CompileScope::Tripped::cancelled:
-          return data_error(Kind::cancelled, "the request was cancelled", "cancelled by the client");
-        case CompileScope::Tripped::no: break;
-      }
-      return tl::unexpected(failure(rc));
-    }
+    if (rc != SQLITE_ROW) return tl::unexpected(failure(rc));
     // One row past the cap tells a complete result from a truncated one.
     if (r.rows.size() >= o.max_rows) {
       r.truncated = true;
@@ -394,6 +400,7 @@ DataResult<QueryResult> Connection::collect(sqlite3_stmt* stmt, const RunOptions
       r.truncated = true;
       break;
     }
+    if (auto e = refused()) return tl::unexpected(std::move(*e));  // while reading its values
     bytes += row_bytes;
     r.rows.push_back(std::move(row));
   }

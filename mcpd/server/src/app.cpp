@@ -93,7 +93,7 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   auto digest_key = load_digest_key(digest_key_beside(c.database()), /*create=*/true);
   if (!digest_key) return tl::unexpected(digest_key.error());
   app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_,
-                                          app->workers_->get_executor(), *digest_key, streams, workers);
+                                          app->workers_->get_executor(), workers, *digest_key, streams);
   app->sessions_->on_end([m = app->mcp_.get()](const std::string& id) { m->session_ended(id); });
   auto enforcer = Enforcer::open(c, *app->store_);
   if (!enforcer) return tl::unexpected(enforcer.error());

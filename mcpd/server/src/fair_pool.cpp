@@ -19,7 +19,13 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
     }
     ++running_;
   }
-  run(std::move(job));
+  try {
+    run(std::move(job));
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    --running_;  // the slot is not lost (the caller hears of the failure)
+    throw;
+  }
 }
 
 void FairPool::run(std::function<void()> job) {
@@ -53,7 +59,14 @@ void FairPool::finished() {
       turn_.push_back(tenant);  // its next job after the others' next
     }
   }
-  run(std::move(next));  // the freed slot goes to it: running_ unchanged
+  try {
+    run(std::move(next));  // the freed slot goes to it: running_ unchanged
+  } catch (...) {
+    // Out of memory posting it: the slot is given back (that job's caller
+    // waits until shutdown), and nothing leaves the pool thread.
+    std::lock_guard lock(mu_);
+    --running_;
+  }
 }
 
 std::size_t FairPool::waiting() const {

@@ -157,6 +157,15 @@ std::string last_header_value(const RequestHeader& req, std::string_view name) {
   return std::string(last);
 }
 
+std::optional<HttpResponse> HttpServer::checked_header(const RequestHeader& head, const std::string& client) {
+  try {
+    return header_check_(head, client);
+  } catch (const std::exception&) {
+    // A bug, not the client's fault, as for the handler: a 500, closed.
+    return make_response(500, "internal error\n", "text/plain");
+  }
+}
+
 HttpServer::HttpServer(asio::io_context& io, asio::ssl::context& tls, HttpLimits limits,
                        HttpHandler handler, HeaderCheck header_check)
     : io_(io), tls_(tls), limits_(limits), handler_(std::move(handler)), header_check_(std::move(header_check)) {}
@@ -396,10 +405,13 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
       const auto& head = parser.get();
       if (!framing_acceptable(head)) {
         refuse = 400;
-      } else if (header_check_ && (answered = header_check_(head, client))) {
+      } else if (header_check_ && (answered = checked_header(head, client))) {
         // Answered before the body is read: a client without a key holds
         // no body's worth of memory here (see below for what is left of it).
-        if (auto n = parser.content_length()) unread_body = *n > buffer.size() ? *n - buffer.size() : 0;
+        // One that waits for 100-continue sends none: nothing to drain.
+        if (auto n = parser.content_length(); n && !beast::iequals(head[http::field::expect], "100-continue")) {
+          unread_body = *n > buffer.size() ? *n - buffer.size() : 0;
+        }
       } else {
         // Trailers: Beast adds a chunked body's trailer fields to the
         // header's; a client must not add a field (X-Forwarded-For, say)

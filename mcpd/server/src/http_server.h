@@ -82,6 +82,7 @@ class HttpServer {
   class Ticket;
   boost::asio::awaitable<void> session(boost::asio::ip::tcp::socket socket, std::shared_ptr<Ticket> ticket);
   boost::asio::awaitable<bool> accept_one();
+  std::optional<HttpResponse> checked_header(const RequestHeader& head, const std::string& client);
   boost::asio::awaitable<bool> write_events(TlsStream& stream, const HttpResponse& head, StreamReader& events);
 
   boost::asio::io_context& io_;

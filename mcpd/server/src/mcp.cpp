@@ -728,6 +728,15 @@ void McpServer::cancel(const std::string& session, const json& request_id) {
   if (auto it = running_.find(session + "|" + request_id.dump()); it != running_.end()) it->second->store(true);
 }
 
+void McpServer::session_ended(const std::string& id) {
+  streams_.drop_session(id);
+  const std::string prefix = id + "|";
+  std::lock_guard lock(running_mu_);
+  for (auto& [key, flag] : running_) {
+    if (key.starts_with(prefix)) flag->store(true);
+  }
+}
+
 void McpServer::cancel_all() {
   std::lock_guard lock(running_mu_);
   for (auto& [key, flag] : running_) flag->store(true);

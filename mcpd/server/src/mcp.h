@@ -140,8 +140,8 @@ class McpServer {
   // `digest_key`: the key of the arguments digest in tool-call records
   // (load_digest_key).
   McpServer(Toolbox& tools, Sessions& sessions, AuditLog& audit, McpCounters& counters,
-            boost::asio::any_io_executor workers, const KeyHash& digest_key, StreamLimits stream_limits = {},
-            std::size_t worker_threads = 2)
+            boost::asio::any_io_executor workers, std::size_t worker_threads, const KeyHash& digest_key,
+            StreamLimits stream_limits = {})
       : tools_(tools),
         sessions_(sessions),
         audit_(audit),
@@ -158,7 +158,9 @@ class McpServer {
   // its sessions' GET streams get notifications/resources/list_changed.
   void resources_changed(std::int64_t tenant_id);
   // A session ended: its streams go.
-  void session_ended(const std::string& id) { streams_.drop_session(id); }
+  // A session ended (its key revoked, deleted, idle, evicted): its streams
+  // end, and its calls running on a worker stop (their queries cancelled).
+  void session_ended(const std::string& id);
   StreamRegistry& streams() { return streams_; }
 
  private:

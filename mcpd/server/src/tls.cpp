@@ -122,17 +122,17 @@ Result<TlsFiles> locate_tls(const std::string& cert, const std::string& key, con
     files.key = std::string(creds) + "/tls.key";
   } else {
     const std::string tls_dir = dir + "/tls";
-    // The private key lives here: the directory must be this process's
-    // user's alone (0700), whoever made it.
     if (::mkdir(tls_dir.c_str(), 0700) != 0 && errno != EEXIST) return fail("cannot create " + tls_dir);
-    struct stat st {};
-    if (::lstat(tls_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
-        (st.st_mode & 077) != 0) {
-      return fail(tls_dir + " must be a directory of sluice-mcpd's user with mode 0700");
-    }
     files.cert = tls_dir + "/cert.pem";
     files.key = tls_dir + "/key.pem";
     if (!exists(files.cert) || !exists(files.key)) {
+      // A private key is about to be written here: the directory must be
+      // this process's user's alone (0700), whoever made it.
+      struct stat st {};
+      if (::lstat(tls_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
+          (st.st_mode & 077) != 0) {
+        return fail(tls_dir + " must be a directory of sluice-mcpd's user with mode 0700");
+      }
       if (auto s = generate(files.cert, files.key); !s) return tl::unexpected(s.error());
       files.generated = true;
     }

@@ -60,7 +60,7 @@ struct World {
     sources = std::make_unique<Sources>(*store, QueryLimits{});
     tools = std::make_unique<Toolbox>(*store, *sources, false);
     sessions = std::make_unique<Sessions>(100, session_idle);
-    mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters, workers.get_executor(), digest_key,
+    mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters, workers.get_executor(), 2, digest_key,
                                       stream_limits);
     sessions->on_end([m = mcp.get()](const std::string& id) { m->session_ended(id); });
   }
