@@ -299,6 +299,30 @@ test('a revoked key is refused at once', async () => {
   await sleep(2100);  // the revoked key's failure ages out of the lockout window
 });
 
+test('a key revoked while its request\'s body is still arriving is refused once the body is in', async () => {
+  const minted = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'slow', scopes: 'read' }) });
+  assert.equal(minted.status, 201);
+  const k = await minted.json();
+  const body = JSON.stringify(init);
+  const text = await new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: mcp.hostname, port: Number(mcp.port), rejectUnauthorized: false }, async () => {
+      // The header (admitted: the key is live), then the revocation, then the body.
+      socket.write(`POST /mcp HTTP/1.1\r\nHost: ${mcp.host}\r\nAuthorization: Bearer ${k.token}\r\n` +
+                   'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n' +
+                   `Content-Length: ${body.length}\r\n\r\n`);
+      await sleep(200);
+      assert.equal((await api(`/api/keys/${k.id}`, SUPER, { method: 'DELETE' })).status, 200);
+      socket.write(body);
+    });
+    let got = '';
+    socket.on('data', (d) => { got += d; });
+    socket.on('end', () => resolve(got));
+    socket.on('error', reject);
+  });
+  assert.match(text, /^HTTP\/1\.1 401/);
+  await sleep(2100);  // the failure ages out of the lockout window
+});
+
 test('policy versions are stored with who and when, and never reported as kernel-enforced', async () => {
   const none = await (await api('/api/meta/security', SUPER)).json();
   assert.equal(none.current, null);

@@ -133,12 +133,18 @@ HttpResponse unauthorized(unsigned version, bool invalid_token) {
 
 }  // namespace
 
-std::variant<Principal, HttpResponse> App::admit(const RequestHeader& req, const std::string& peer) {
-  const auto now = Clock::now();
-  // One IPv6 host usually holds a whole /64: lock out the /64.
+namespace {
+// Lockout's unit: one IPv6 host usually holds a whole /64.
+std::string lockout_block(const std::string& peer) {
   boost::system::error_code ec;
   const auto address = boost::asio::ip::make_address(peer, ec);
-  const std::string client = ec ? peer : client_block(address);
+  return ec ? peer : client_block(address);
+}
+}  // namespace
+
+std::variant<Principal, HttpResponse> App::admit(const RequestHeader& req, const std::string& peer) {
+  const auto now = Clock::now();
+  const std::string client = lockout_block(peer);
   // A locked-out address is refused before its credential is looked at,
   // valid or not.
   if (const auto wait = lockout_->locked_for(client, now); wait > 0) {
@@ -149,21 +155,27 @@ std::variant<Principal, HttpResponse> App::admit(const RequestHeader& req, const
   }
   const AuthOutcome out = authenticate({keys_.get()}, header_value(req, "Authorization"));
   if (out.principal) return *out.principal;
-  ++auth_failures_;
   if (out.failure == AuthFailure::missing) {
     // A client's first, credential-less probe is how MCP clients discover
     // they need auth: counted, neither locked out nor audited one by one.
+    ++auth_failures_;
     return unauthorized(req.version(), false);
   }
-  const bool locks = lockout_->failure(client, now);
-  json rec = {{"kind", "auth_failure"}, {"tenant", ""}, {"reason", std::string(to_string(out.failure))},
+  return refuse_credential(req, client, out.failure, out.credential_id);
+}
+
+HttpResponse App::refuse_credential(const RequestHeader& req, const std::string& client, AuthFailure failure,
+                                    const std::string& credential_id) {
+  ++auth_failures_;
+  const bool locks = lockout_->failure(client, Clock::now());
+  json rec = {{"kind", "auth_failure"}, {"tenant", ""}, {"reason", std::string(to_string(failure))},
               {"client_addr", client}, {"path", clean_text(request_path(req), 128)},
               {"user_agent", clean_text(header_value(req, "User-Agent"), 256)}};
   // A key's own failure (expired, revoked, disabled: its secret matched)
   // is the key's; an id named with a wrong secret is only a claim, which
   // anyone can make: kept apart, so nobody adds to a key's failures.
-  if (!out.credential_id.empty()) {
-    rec[out.failure == AuthFailure::unknown ? "claimed_credential" : "credential"] = "api_key:" + out.credential_id;
+  if (!credential_id.empty()) {
+    rec[failure == AuthFailure::unknown ? "claimed_credential" : "credential"] = "api_key:" + credential_id;
   }
   audit_->append_best_effort(std::move(rec));
   if (locks) {
@@ -253,31 +265,31 @@ std::variant<Principal, HttpResponse> App::front(const RequestHeader& req, const
   return admit(req, client);
 }
 
-std::optional<HttpResponse> App::check_header(const RequestHeader& req, const std::string& peer) {
-  // Everything that needs no body is decided here, before a byte of the
-  // body is read: a refusal, or an answer (/healthz, /metrics). Admitted
-  // requests are decided again, whole, by handle (the key checked twice:
-  // a hash and a lookup).
-  const std::string client = forwarded_client(peer, last_header_value(req, "X-Forwarded-For"), config_.trusted_proxies);
-  auto decided = front(req, client);
-  if (auto* answer = std::get_if<HttpResponse>(&decided)) {
-    ++requests_;
-    return std::move(*answer);
-  }
-  return std::nullopt;
-}
-
-asio::awaitable<HttpReply> App::handle(HttpRequest req, std::string peer) {
+Admission App::check_header(const RequestHeader& req, const std::string& peer) {
   ++requests_;
   // Behind a trusted proxy the client is the one it names, for everything
   // below: /metrics, lockout, audit.
   const std::string client = forwarded_client(peer, last_header_value(req, "X-Forwarded-For"), config_.trusted_proxies);
+  // Everything that needs no body is decided here, before a byte of the
+  // body is read: a refusal, or an answer (/healthz, /metrics).
+  auto decided = front(req, client);
+  if (auto* answer = std::get_if<HttpResponse>(&decided)) return std::move(*answer);
+  return std::any(Admitted{std::get<Principal>(std::move(decided)), client});
+}
+
+asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
   const std::string path = request_path(req);
   const unsigned version = req.version();
+  auto* admitted = std::any_cast<Admitted>(&admission);
+  if (!admitted) co_return HttpReply{problem(500, "internal error", version), nullptr};  // never admitted: refused
+  Principal who = std::move(admitted->who);
+  const std::string client = std::move(admitted->client);
+  // The body took its time to arrive (up to the request timeout): a key
+  // revoked (or expired) meanwhile acts no more, refused as at admission.
+  if (const auto failure = keys_->recheck(who.credential_id)) {
+    co_return HttpReply{refuse_credential(req, lockout_block(client), *failure, who.credential_id), nullptr};
+  }
   const bool mcp = path == "/mcp" || path == "/mcp/";
-  auto admitted = front(req, client);
-  if (auto* refused = std::get_if<HttpResponse>(&admitted)) co_return HttpReply{std::move(*refused), nullptr};
-  Principal who = std::get<Principal>(std::move(admitted));
   // The admin API wants the admin scope besides the role, except the
   // caller's own view of the appliance.
   if (!mcp && (who.scopes & kScopeAdmin) == 0 && !(path == "/api/meta" && req.method() == http::verb::get)) {

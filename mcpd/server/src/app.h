@@ -41,10 +41,11 @@ class App {
   // destroys still refer to the App's parts.
   void shutdown();
 
-  boost::asio::awaitable<HttpReply> handle(HttpRequest req, std::string client_addr);
   // The server's HeaderCheck: an answer decided before the body is read
-  // (anything a request without a valid key gets), or nothing.
-  std::optional<HttpResponse> check_header(const RequestHeader& req, const std::string& client_addr);
+  // (anything a request without a valid key gets), or an Admitted.
+  Admission check_header(const RequestHeader& req, const std::string& client_addr);
+  // The server's handler, for what check_header admitted.
+  boost::asio::awaitable<HttpReply> handle(HttpRequest req, std::any admitted);
 
   // Local administration (admin socket, sluicectl): a JSON request, a JSON
   // reply. Trusted by peer uid, not by key.
@@ -101,9 +102,18 @@ class App {
   Result<Revoked> revoke(const std::string& key_id, nlohmann::json record);
   // Authenticates, honouring the lockout; a response when refused.
   std::variant<Principal, HttpResponse> admit(const RequestHeader& req, const std::string& client);
+  // A credential that failed (not a missing one): counted towards the
+  // client's lockout, audited, answered 401 (closing).
+  HttpResponse refuse_credential(const RequestHeader& req, const std::string& client, AuthFailure failure,
+                                 const std::string& credential_id);
   // What the header alone decides: /healthz, /metrics, 404, a refused
   // Origin, then admission (lockout, credential). A principal to go on with.
   std::variant<Principal, HttpResponse> front(const RequestHeader& req, const std::string& client);
+  // Who check_header admitted, and from where (the forwarded client).
+  struct Admitted {
+    Principal who;
+    std::string client;
+  };
   // A request (or a batch's message) of `who` refused by a rate limit:
   // counted, and audited best-effort as `rate_limited` records folded per
   // tenant (see RefusalLedger).

@@ -157,7 +157,7 @@ std::string last_header_value(const RequestHeader& req, std::string_view name) {
   return std::string(last);
 }
 
-std::optional<HttpResponse> HttpServer::checked_header(const RequestHeader& head, const std::string& client) {
+Admission HttpServer::checked_header(const RequestHeader& head, const std::string& client) {
   try {
     return header_check_(head, client);
   } catch (const std::exception&) {
@@ -167,8 +167,8 @@ std::optional<HttpResponse> HttpServer::checked_header(const RequestHeader& head
 }
 
 HttpServer::HttpServer(asio::io_context& io, asio::ssl::context& tls, HttpLimits limits,
-                       HttpHandler handler, HeaderCheck header_check)
-    : io_(io), tls_(tls), limits_(limits), handler_(std::move(handler)), header_check_(std::move(header_check)) {}
+                       HeaderCheck header_check, HttpHandler handler)
+    : io_(io), tls_(tls), limits_(limits), header_check_(std::move(header_check)), handler_(std::move(handler)) {}
 
 Result<tcp::endpoint> HttpServer::listen(const std::string& address, std::uint16_t port) {
   boost::system::error_code ec;
@@ -267,6 +267,19 @@ asio::awaitable<bool> HttpServer::accept_one() {
 }
 
 namespace {
+
+// Reads and drops up to `left` bytes of a body nobody wants, for two
+// seconds at most; false when the connection failed or the time ran out.
+asio::awaitable<bool> drain(boost::asio::ssl::stream<beast::tcp_stream>& stream, std::uint64_t left) {
+  std::array<char, 16384> sink;
+  stream.next_layer().expires_after(std::chrono::seconds(2));
+  while (left > 0) {
+    auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
+    if (ec) co_return false;
+    left -= std::min<std::uint64_t>(left, n);
+  }
+  co_return true;
+}
 
 // A piece of a streamed body: one chunk, or (HTTP/1.0) the bytes as they are.
 template <class Stream>
@@ -400,19 +413,23 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kTuple);
     std::optional<unsigned> refuse;
     std::optional<HttpResponse> answered;  // decided from the header alone
-    std::uint64_t unread_body = 0;          // of an answered request's Content-Length
+    std::any admitted;                     // or what the handler goes on with
+    std::uint64_t unread_body = 0;         // of an answered request's Content-Length
     if (!hec) {
       const auto& head = parser.get();
+      Admission decided;
       if (!framing_acceptable(head)) {
         refuse = 400;
-      } else if (header_check_ && (answered = checked_header(head, client))) {
+      } else if (decided = checked_header(head, client); auto* answer = std::get_if<HttpResponse>(&decided)) {
         // Answered before the body is read: a client without a key holds
         // no body's worth of memory here (see below for what is left of it).
         // One that waits for 100-continue sends none: nothing to drain.
+        answered = std::move(*answer);
         if (auto n = parser.content_length(); n && !beast::iequals(head[http::field::expect], "100-continue")) {
           unread_body = *n > buffer.size() ? *n - buffer.size() : 0;
         }
       } else {
+        admitted = std::move(std::get<std::any>(decided));
         // Trailers: Beast adds a chunked body's trailer fields to the
         // header's; a client must not add a field (X-Forwarded-For, say)
         // after the proxy in front checked the header. Refused.
@@ -448,15 +465,9 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
         }
       }
       if (announced && *announced <= kMaxDrain) {
-        std::uint64_t left = *announced > buffer.size() ? *announced - buffer.size() : 0;
+        const std::uint64_t left = *announced > buffer.size() ? *announced - buffer.size() : 0;
         buffer.consume(buffer.size());
-        std::array<char, 16384> sink;
-        stream.next_layer().expires_after(std::chrono::seconds(2));
-        while (left > 0) {
-          auto [dec, dn] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
-          if (dec) co_return;
-          left -= std::min<std::uint64_t>(left, dn);
-        }
+        if (!co_await drain(stream, left)) co_return;
       }
     }
     first = false;
@@ -464,18 +475,10 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
       answered->keep_alive(false);
       stream.next_layer().expires_after(limits_.request_timeout);
       co_await http::async_write(stream, *answered, kTuple);
-      // Then a small body's rest is read and dropped (for two seconds at
-      // most): closing with it unread would reset the connection, and a
-      // client still sending could lose the answer.
-      if (unread_body <= kMaxUnadmittedDrain) {
-        std::array<char, 16384> sink;
-        stream.next_layer().expires_after(std::chrono::seconds(2));
-        while (unread_body > 0) {
-          auto [dec, dn] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
-          if (dec) break;
-          unread_body -= std::min<std::uint64_t>(unread_body, dn);
-        }
-      }
+      // Then a small body's rest is read and dropped: closing with it
+      // unread would reset the connection, and a client still sending
+      // could lose the answer.
+      if (unread_body <= kMaxUnadmittedDrain) co_await drain(stream, unread_body);
       break;
     }
     if (refuse) {
@@ -493,7 +496,7 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
     const bool keep = req.keep_alive();
     HttpReply reply;
     try {
-      reply = co_await handler_(std::move(req), client);
+      reply = co_await handler_(std::move(req), std::move(admitted));
     } catch (const std::exception&) {
       // A bug, not the client's fault; the message stays in this process.
       reply = HttpReply{make_response(500, "internal error\n", "text/plain"), nullptr};

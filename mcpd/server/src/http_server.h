@@ -4,6 +4,7 @@
 // bytes (431), body bytes (413), time to read a request, keep-alive idle.
 #pragma once
 
+#include <any>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
@@ -41,13 +43,14 @@ struct HttpReply {
   HttpResponse response;
   std::shared_ptr<StreamReader> stream;
 };
-using HttpHandler =
-    std::function<boost::asio::awaitable<HttpReply>(HttpRequest, std::string client_addr)>;
-// Looks at a request's header before its body is read: a response to send
-// instead (the connection then closes), or nothing to read the body and
-// call the handler. A client without a key must not make the server hold a
-// body's worth of memory per connection.
-using HeaderCheck = std::function<std::optional<HttpResponse>(const RequestHeader&, const std::string& client_addr)>;
+// Every request's header is looked at before its body is read: a client
+// without a key must not make the server hold a body's worth of memory per
+// connection. The check decides either a response to send instead (the
+// connection then closes) or what the handler goes on with, once the body
+// is read (the check's own state: who was admitted, say).
+using Admission = std::variant<HttpResponse, std::any>;
+using HeaderCheck = std::function<Admission(const RequestHeader&, const std::string& client_addr)>;
+using HttpHandler = std::function<boost::asio::awaitable<HttpReply>(HttpRequest, std::any admitted)>;
 
 struct HttpLimits {
   std::size_t max_connections = 1024;
@@ -64,7 +67,7 @@ struct HttpLimits {
 class HttpServer {
  public:
   HttpServer(boost::asio::io_context& io, boost::asio::ssl::context& tls, HttpLimits limits,
-             HttpHandler handler, HeaderCheck header_check = {});
+             HeaderCheck header_check, HttpHandler handler);
   // Binds and starts accepting; returns where it listens (port 0: any).
   Result<boost::asio::ip::tcp::endpoint> listen(const std::string& address, std::uint16_t port);
   // Accepts on an inherited listening socket (systemd socket activation);
@@ -82,14 +85,14 @@ class HttpServer {
   class Ticket;
   boost::asio::awaitable<void> session(boost::asio::ip::tcp::socket socket, std::shared_ptr<Ticket> ticket);
   boost::asio::awaitable<bool> accept_one();
-  std::optional<HttpResponse> checked_header(const RequestHeader& head, const std::string& client);
+  Admission checked_header(const RequestHeader& head, const std::string& client);
   boost::asio::awaitable<bool> write_events(TlsStream& stream, const HttpResponse& head, StreamReader& events);
 
   boost::asio::io_context& io_;
   boost::asio::ssl::context& tls_;
   HttpLimits limits_;
-  HttpHandler handler_;
   HeaderCheck header_check_;
+  HttpHandler handler_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::shared_ptr<std::atomic<std::size_t>> open_ = std::make_shared<std::atomic<std::size_t>>(0);
   struct PerClient {

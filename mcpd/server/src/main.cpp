@@ -132,9 +132,8 @@ int main(int argc, char** argv) {
   limits.idle_timeout = config->idle_timeout;
   App* a = app->get();
   HttpServer http(
-      io, tls, limits,
-      [a](HttpRequest req, std::string client) { return a->handle(std::move(req), std::move(client)); },
-      [a](const RequestHeader& head, const std::string& client) { return a->check_header(head, client); });
+      io, tls, limits, [a](const RequestHeader& head, const std::string& client) { return a->check_header(head, client); },
+      [a](HttpRequest req, std::any admitted) { return a->handle(std::move(req), std::move(admitted)); });
   (*app)->set_connections(&http);
   // Socket activation: the listener comes from systemd, no bind needed.
   auto bound = sd_listen_fds(0) >= 1 ? http.adopt(SD_LISTEN_FDS_START)
