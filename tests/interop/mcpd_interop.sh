@@ -169,6 +169,12 @@ digest=$(sqlite3 "$work/watch/data/mcpd.db" "SELECT json_extract(record, '\$.arg
 plain=$(printf '%s' '{"sql":"SELECT count(*) AS n FROM customers"}' | sha256sum | cut -d' ' -f1)
 [ "$digest" != "$plain" ] || { echo "mcpd_interop: the arguments digest is a plain hash" >&2; exit 1; }
 echo "mcpd_interop: a call's arguments digest is keyed and salted; sluicectl audit digest checks it"
+# A key revoked over the local socket (which names only the key) is filed
+# under the key's tenant.
+bkey_id=$(printf '%s' "$bkey" | cut -d_ -f2)
+"$ctl" key revoke --socket "$wsock" "$bkey_id" >/dev/null
+[ "$(sqlite3 "$work/watch/data/mcpd.db" "SELECT tenant FROM audit WHERE kind = 'admin' AND json_extract(record, '\$.action') = 'revoke_key' AND json_extract(record, '\$.key') = '$bkey_id'")" = beta ] ||
+  { echo "mcpd_interop: a local revocation of beta's key is not filed under beta" >&2; exit 1; }
 # acme's super_admin adds a user to beta and mints them a key: both filed
 # under beta, whose admins read them, with acme named as the actor's.
 wapi="${watch_url%/mcp}/api"

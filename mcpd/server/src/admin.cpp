@@ -72,19 +72,22 @@ Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
   out.also = std::move(*ids);
   // Keys minted from it (a super_admin mints in any tenant) may belong to
   // other tenants: each of those is told too, under its own tenant, so its
-  // admins read why its keys died.
+  // admins read why its keys died. A record without a tenant (the local
+  // socket's: the operator names only the key) is filed under the key's.
   std::map<std::string, std::vector<std::string>> elsewhere;
   bool told_all = true;
-  if (!out.also.empty()) {
+  if (!out.also.empty() || !record.contains("tenant")) {
     auto all = store_->keys();
-    told_all = static_cast<bool>(all);  // unknown tenants are not told: not acknowledged as audited
+    // Other tenants not told, for want of the lookup: not acknowledged as audited.
+    told_all = all || out.also.empty();
+    std::map<std::string, std::string> tenant_of;
     if (all) {
-      std::map<std::string, std::string> tenant_of;
       for (const KeyRecord& k : *all) tenant_of[k.id] = k.tenant;
-      const std::string here = record.value("tenant", "");
-      for (const auto& id : out.also) {
-        if (auto t = tenant_of.find(id); t != tenant_of.end() && t->second != here) elsewhere[t->second].push_back(id);
-      }
+    }
+    if (!record.contains("tenant")) record["tenant"] = all && tenant_of.contains(key_id) ? tenant_of[key_id] : "";
+    const std::string here = record["tenant"].get<std::string>();
+    for (const auto& id : out.also) {
+      if (auto t = tenant_of.find(id); t != tenant_of.end() && t->second != here) elsewhere[t->second].push_back(id);
     }
   }
   record["key"] = key_id;
@@ -563,14 +566,6 @@ json App::local_admin(const json& r) {
     auto u = store_->user(user_id);
     return u && *u ? tenant_name((*u)->tenant_id) : std::string();
   };
-  const auto tenant_of_key = [this](const std::string& key_id) -> std::string {
-    auto all = store_->keys();
-    if (!all) return {};
-    for (const KeyRecord& k : *all) {
-      if (k.id == key_id) return k.tenant;
-    }
-    return {};
-  };
   if (op == "create_user") {
     const auto role = parse_role(str("role"));
     if (!r.value("tenant_id", json()).is_number_integer() || !role) return err("tenant_id and role required");
@@ -598,8 +593,7 @@ json App::local_admin(const json& r) {
     return {{"ok", true}, {"key_id", key->id}, {"token", key->token}};
   }
   if (op == "revoke_key") {
-    auto revoked = revoke(str("key_id"), {{"kind", "admin"}, {"tenant", tenant_of_key(str("key_id"))}, {"user", "local"},
-                                          {"action", "revoke_key"}});
+    auto revoked = revoke(str("key_id"), {{"kind", "admin"}, {"user", "local"}, {"action", "revoke_key"}});
     if (!revoked) return err("the key could not be revoked");
     if (!revoked->audited) return err("the change was made but could not be audited");
     if (!revoked->cache_refreshed) return err("the key is revoked and refused; the key cache could not be refreshed");

@@ -91,8 +91,10 @@ class App {
   // Revokes a key and every key minted from it (Store::revoke_key), cuts
   // them off at once (refused from now on, whatever a reload does; their
   // sessions and open streams end), and audits it: `record` (kind,
-  // tenant, user, action) with the key and those minted from it added. An
-  // error only when nothing was revoked.
+  // tenant, user, action; without a tenant, filed under the key's) with
+  // the key and those minted from it added, and a revoke_key_cascade record
+  // under each other tenant the cascade reached. An error only when
+  // nothing was revoked.
   struct Revoked {
     bool self = false;              // key_id itself was live and is revoked now
     std::vector<std::string> also;  // keys minted from it, revoked with it

@@ -266,12 +266,11 @@ std::vector<Enforcer::Pushed> Enforcer::reconcile() {
   cached_.reset();
   auto view = agent_status();
   if (!view) {
-    agent_was_unreachable_ = true;
+    agent_process_.reset();
     return pushed;
   }
-  if (agent_was_unreachable_ || view->process != agent_process_) {
+  if (agent_process_ != view->process) {
     backoff_.clear();  // back, or restarted: whatever it refused may go through now
-    agent_was_unreachable_ = false;
     agent_process_ = view->process;
   }
   const auto started = std::chrono::steady_clock::now();
@@ -332,9 +331,8 @@ void Enforcer::reconcile_one(const Tenant& t, const AgentView& view, std::chrono
     Backoff& f = backoff_[t.id];
     f.version = d->version;
     f.digest = *d->digest;
-    f.failures = std::min(f.failures + 1, 16u);
-    const auto wait = std::min<std::chrono::milliseconds>(retry_ * (1LL << std::min(f.failures - 1, 10u)),
-                                                          std::chrono::minutes(10));
+    f.failures = std::min(f.failures + 1, 11u);  // 2^10 retries: past ten minutes anyway
+    const auto wait = std::min<std::chrono::milliseconds>(retry_ * (1LL << (f.failures - 1)), std::chrono::minutes(10));
     f.next = std::chrono::steady_clock::now() + wait;
   }
   pushed.push_back({t, d->version, std::move(outcome)});

@@ -148,8 +148,9 @@ class Enforcer {
   std::map<std::int64_t, Backoff> backoff_;
   std::chrono::milliseconds retry_;
   std::int64_t resume_after_ = 0;  // the tenant id the last reconcile stopped after
-  bool agent_was_unreachable_ = false;
-  std::string agent_process_;  // as the last round's status named it
+  // The agent process the last round's status named; none when that round
+  // could not reach it. Any change ends every back-off.
+  std::optional<std::string> agent_process_;
 };
 
 }  // namespace sluice::mcpd
