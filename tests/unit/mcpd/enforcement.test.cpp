@@ -118,6 +118,14 @@ struct AcmeStore {
     tenant = {*id, "acme", "/nonexistent.db"};
     std::ofstream(dir.file("endpoints.json")) << endpoints;
   }
+  // mcpd's configuration for an agent at `socket` in this directory.
+  [[nodiscard]] McpdConfig agent_config(std::chrono::milliseconds timeout, const char* socket = "agent.sock") const {
+    McpdConfig c;
+    c.agent_socket = dir.file(socket);
+    c.endpoints_file = dir.file("endpoints.json");
+    c.agent_timeout = timeout;
+    return c;
+  }
   TempDir dir;
   std::unique_ptr<Store> store;
   sluice::mcpd::Tenant tenant;
@@ -130,10 +138,7 @@ TEST_CASE("mcpd::Enforcer never reports enforced on an agent's word alone, and s
   AcmeStore acme(R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})");
   Store& store = *acme.store;
   const sluice::mcpd::Tenant& tenant = acme.tenant;
-  McpdConfig c;
-  c.agent_socket = acme.dir.file("agent.sock");
-  c.endpoints_file = acme.dir.file("endpoints.json");
-  c.agent_timeout = std::chrono::milliseconds(500);
+  McpdConfig c = acme.agent_config(std::chrono::milliseconds(500));
   auto enforcer = Enforcer::open(c, store);
   REQUIRE(enforcer);
   const std::string text = R"({"allow_llm_egress":true,"allow_prospecting":false,"discovery_samples":false})";
@@ -182,10 +187,7 @@ TEST_CASE("mcpd::Enforcer never reports enforced on an agent's word alone, and s
 
 TEST_CASE("mcpd::Enforcer asks a hung agent once per five seconds, not once per caller", "[mcpd][enforcement]") {
   AcmeStore acme(R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})");
-  McpdConfig c;
-  c.agent_socket = acme.dir.file("agent.sock");
-  c.endpoints_file = acme.dir.file("endpoints.json");
-  c.agent_timeout = std::chrono::milliseconds(300);
+  McpdConfig c = acme.agent_config(std::chrono::milliseconds(300));
   // Listening, never accepting: connect and send succeed, the answer never comes.
   const int hung = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};
@@ -209,10 +211,7 @@ TEST_CASE("mcpd::Enforcer asks a hung agent once per five seconds, not once per 
 TEST_CASE("mcpd::Enforcer reconciles within a time budget, resumes where it stopped, and backs off failed pushes",
           "[mcpd][enforcement]") {
   AcmeStore acme(R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})");
-  McpdConfig c;
-  c.agent_socket = acme.dir.file("agent.sock");
-  c.endpoints_file = acme.dir.file("endpoints.json");
-  c.agent_timeout = std::chrono::milliseconds(500);  // a reconcile starts no push after 1 s
+  McpdConfig c = acme.agent_config(std::chrono::milliseconds(500));  // a reconcile starts no push after 1 s
   c.agent_retry = std::chrono::minutes(1);
   const std::string text = R"({"allow_llm_egress":true,"allow_prospecting":false,"discovery_samples":false})";
   std::vector<sluice::mcpd::Tenant> tenants{acme.tenant};
@@ -278,10 +277,7 @@ TEST_CASE("mcpd::Enforcer reconciles within a time budget, resumes where it stop
 TEST_CASE("mcpd::Enforcer backs off a push the agent took and never answered, not one that found no agent",
           "[mcpd][enforcement]") {
   AcmeStore acme(R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})");
-  McpdConfig c;
-  c.agent_socket = acme.dir.file("agent.sock");
-  c.endpoints_file = acme.dir.file("endpoints.json");
-  c.agent_timeout = std::chrono::milliseconds(300);
+  McpdConfig c = acme.agent_config(std::chrono::milliseconds(300));
   c.agent_retry = std::chrono::minutes(1);
   REQUIRE(acme.store->put_policy(acme.tenant.id, R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false})",
                                  std::nullopt));
@@ -381,10 +377,8 @@ TEST_CASE("mcpd::Enforcer: the application layer holds the stricter of desired a
   AcmeStore acme(R"({"internal_networks": ["10.0.0.0/8"], "endpoints": {"llm": ["https://api.anthropic.com"]}})");
   Store& store = *acme.store;
   const sluice::mcpd::Tenant& tenant = acme.tenant;
-  McpdConfig c;
-  c.agent_socket = acme.dir.file("no-agent.sock");  // nothing listens: every push stays pending
-  c.endpoints_file = acme.dir.file("endpoints.json");
-  c.agent_timeout = std::chrono::milliseconds(200);
+  // Nothing listens: every push stays pending.
+  McpdConfig c = acme.agent_config(std::chrono::milliseconds(200), "no-agent.sock");
   auto enforcer = Enforcer::open(c, store);
   REQUIRE(enforcer);
 
