@@ -163,13 +163,12 @@ Result<nlohmann::json> read_audit_record(const std::string& database_path, std::
   if (sqlite3_prepare_v2(db.get(), "SELECT record FROM audit WHERE seq = ?1", -1, &st, nullptr) != SQLITE_OK) {
     return fail(database_path + " holds no audit log");
   }
-  std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(st, &sqlite3_finalize);
-  sqlite3_bind_int64(st, 1, seq);
-  const int step = sqlite3_step(st);
-  if (step == SQLITE_DONE) return fail("no audit record " + std::to_string(seq));
-  if (step != SQLITE_ROW) return fail("cannot read the audit log of " + database_path);
-  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-  auto record = nlohmann::json::parse(text ? text : "", nullptr, false);
+  Stmt stmt(st);
+  stmt.bind(1, seq);
+  const auto row = stmt.step();
+  if (!row) return fail("cannot read the audit log of " + database_path);
+  if (!*row) return fail("no audit record " + std::to_string(seq));
+  auto record = nlohmann::json::parse(stmt.text(0), nullptr, false);
   if (record.is_discarded() || !record.is_object()) return fail("audit record " + std::to_string(seq) + " is not a JSON object");
   return record;
 }

@@ -146,8 +146,7 @@ class McpServer {
         sessions_(sessions),
         audit_(audit),
         counters_(counters),
-        workers_(std::move(workers)),
-        fair_(workers_, worker_threads),
+        fair_(std::move(workers), worker_threads),
         digest_key_(digest_key),
         streams_(stream_limits) {}
 
@@ -157,7 +156,6 @@ class McpServer {
   // The tenant's resources changed (a saved query was stored or deleted):
   // its sessions' GET streams get notifications/resources/list_changed.
   void resources_changed(std::int64_t tenant_id);
-  // A session ended: its streams go.
   // A session ended (its key revoked, deleted, idle, evicted): its streams
   // end, and its calls running on a worker stop (their queries cancelled).
   void session_ended(const std::string& id);
@@ -225,8 +223,7 @@ class McpServer {
   Sessions& sessions_;
   AuditLog& audit_;
   McpCounters& counters_;
-  boost::asio::any_io_executor workers_;
-  FairPool fair_;
+  FairPool fair_;  // the workers, taken in turns by tenant
   KeyHash digest_key_;
   mutable DigestNonces nonces_;  // one per record (audit_record is const)
   StreamRegistry streams_;
