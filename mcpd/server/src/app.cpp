@@ -92,8 +92,10 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   streams.max_open_per_tenant = c.streams_per_tenant;
   auto digest_key = load_digest_key(digest_key_beside(c.database()), /*create=*/true);
   if (!digest_key) return tl::unexpected(digest_key.error());
+  app->answers_ = std::make_unique<AnswerBudget>(
+      AnswerLimits{c.answer_memory, std::min(c.answer_memory_per_tenant, c.answer_memory), AnswerLimits{}.uncounted_below});
   app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_,
-                                          app->workers_->get_executor(), workers, *digest_key, streams);
+                                          app->workers_->get_executor(), workers, *digest_key, *app->answers_, streams);
   app->sessions_->on_end([m = app->mcp_.get()](const std::string& id) { m->session_ended(id); });
   auto enforcer = Enforcer::open(c, *app->store_);
   if (!enforcer) return tl::unexpected(enforcer.error());
@@ -281,19 +283,19 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
   const std::string path = request_path(req);
   const unsigned version = req.version();
   auto* admitted = std::any_cast<Admitted>(&admission);
-  if (!admitted) co_return HttpReply{problem(500, "internal error", version), nullptr};  // never admitted: refused
+  if (!admitted) co_return HttpReply{problem(500, "internal error", version), nullptr, nullptr};  // never admitted: refused
   Principal who = std::move(admitted->who);
   const std::string client = std::move(admitted->client);
   // The body took its time to arrive (up to the request timeout): a key
   // revoked (or expired) meanwhile acts no more, refused as at admission.
   if (const auto failure = keys_->recheck(who.credential_id)) {
-    co_return HttpReply{refuse_credential(req, lockout_block(client), *failure, who.credential_id), nullptr};
+    co_return HttpReply{refuse_credential(req, lockout_block(client), *failure, who.credential_id), nullptr, nullptr};
   }
   const bool mcp = path == "/mcp" || path == "/mcp/";
   // The admin API wants the admin scope besides the role, except the
   // caller's own view of the appliance.
   if (!mcp && (who.scopes & kScopeAdmin) == 0 && !(path == "/api/meta" && req.method() == http::verb::get)) {
-    co_return HttpReply{problem(403, "this key lacks the admin scope", version), nullptr};
+    co_return HttpReply{problem(403, "this key lacks the admin scope", version), nullptr, nullptr};
   }
   // Every request counts against its tenant: /mcp calls in one bucket; of
   // the admin API the heavy reads and every write (key minting, users,
@@ -308,7 +310,7 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
       note_rate_limited(who, mcp ? "mcp" : heavy ? "admin" : "admin_light");
       HttpResponse r = problem(429, "rate limit exceeded", version);
       r.set(http::field::retry_after, std::to_string(wait));
-      co_return HttpReply{r, nullptr};
+      co_return HttpReply{r, nullptr, nullptr};
     }
   }
   if (mcp) co_return co_await handle_mcp(std::move(req), client, std::move(who));
@@ -326,7 +328,7 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
     }
   };
   HttpResponse res = co_await run_on<HttpResponse>(admin_pool_->get_executor(), std::move(work));
-  co_return HttpReply{std::move(res), nullptr};
+  co_return HttpReply{std::move(res), nullptr, nullptr};
 }
 
 asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& client, Principal who) {
@@ -349,7 +351,7 @@ asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& c
   HttpResponse res = make_response(static_cast<unsigned>(out.status), std::move(out.body), out.content_type,
                                    req.version());
   for (auto& [k, v] : out.headers) res.set(k, v);
-  co_return HttpReply{std::move(res), std::move(out.stream)};
+  co_return HttpReply{std::move(res), std::move(out.stream), std::move(out.keep)};
 }
 
 void App::reconcile_now() noexcept {
@@ -417,6 +419,8 @@ HttpResponse App::metrics() const {
   line("sluice_mcpd_audit_dropped_total", "failed-authentication records dropped under a flood", "counter", static_cast<double>(audit_->dropped()));
   line("sluice_mcpd_sessions", "live MCP sessions", "gauge", static_cast<double>(sessions_->size()));
   line("sluice_mcpd_event_streams", "SSE streams held for resumption", "gauge", static_cast<double>(mcp_->streams().size()));
+  line("sluice_mcpd_answer_bytes", "bytes of tool answers not yet read by their clients (counted ones)", "gauge", static_cast<double>(answers_->held()));
+  line("sluice_mcpd_answers_refused_total", "tool answers not kept: past the answer budget", "counter", static_cast<double>(answers_->refused()));
   line("sluice_mcpd_connections", "open HTTPS connections", "gauge", http_ ? static_cast<double>(http_->connections()) : 0.0);
   return make_response(200, m.str(), "text/plain; version=0.0.4");
 }

@@ -134,6 +134,7 @@ class App {
   std::unique_ptr<Sources> sources_;
   std::unique_ptr<Toolbox> toolbox_;
   McpCounters counters_;
+  std::unique_ptr<AnswerBudget> answers_;  // before mcp_, which uses it
   std::unique_ptr<boost::asio::thread_pool> workers_;
   std::unique_ptr<Enforcer> enforcer_;
   // One thread for the admin API, policy pushes and the timers: they block

@@ -499,7 +499,7 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
       reply = co_await handler_(std::move(req), std::move(admitted));
     } catch (const std::exception&) {
       // A bug, not the client's fault; the message stays in this process.
-      reply = HttpReply{make_response(500, "internal error\n", "text/plain"), nullptr};
+      reply = HttpReply{make_response(500, "internal error\n", "text/plain"), nullptr, nullptr};
     }
     HttpResponse& res = reply.response;
     res.keep_alive(keep && res.keep_alive());

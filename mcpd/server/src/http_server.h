@@ -42,6 +42,7 @@ using HttpResponse = boost::beast::http::response<boost::beast::http::string_bod
 struct HttpReply {
   HttpResponse response;
   std::shared_ptr<StreamReader> stream;
+  std::shared_ptr<const void> keep;  // dropped once the response is written (or the connection is)
 };
 // Every request's header is looked at before its body is read: a client
 // without a key must not make the server hold a body's worth of memory per

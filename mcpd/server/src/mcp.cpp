@@ -566,6 +566,7 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
   // Each reply as JSON text; whether one is an invalid-request error.
   std::vector<std::string> replies;
   std::size_t reply_bytes = 0;  // of the tool answers so far
+  std::vector<AnswerBudget::Keep> keeps;  // their holds on the answer budget
   bool invalid_request = false;
   bool first = true;
   for (const json* msg : messages) {
@@ -597,8 +598,10 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       if (reply_bytes >= kMaxBatchReplyBytes) {
         replies.push_back(to_text(rpc::error(m.id, rpc::kServerError, "the batch's answer is full: send this call on its own")));
       } else {
-        replies.push_back(co_await call_tool(m.id, *m.params, *session, who, req));
+        ToolAnswer a = co_await call_tool(m.id, *m.params, *session, who, req);
+        replies.push_back(std::move(a.text));
         reply_bytes += replies.back().size();
+        if (a.keep) keeps.push_back(std::move(a.keep));
       }
     } else {
       const json reply = co_await dispatch(m.id, m.method, *m.params, *session, who, req);
@@ -607,14 +610,21 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
   }
   if (replies.empty()) co_return empty_reply(202);
   // A lone invalid message is a 400; any other answer is a 200.
-  if (!batch) co_return text_reply(invalid_request ? 400 : 200, std::move(replies[0]));
-  std::string all = "[";
-  for (std::size_t i = 0; i < replies.size(); ++i) {
-    if (i) all += ',';
-    all += replies[i];
+  McpResponse out;
+  if (!batch) {
+    out = text_reply(invalid_request ? 400 : 200, std::move(replies[0]));
+  } else {
+    std::string all = "[";
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+      if (i) all += ',';
+      all += replies[i];
+    }
+    all += ']';
+    out = text_reply(200, std::move(all));
   }
-  all += ']';
-  co_return text_reply(200, std::move(all));
+  if (keeps.size() == 1) out.keep = std::move(keeps[0]);
+  else if (!keeps.empty()) out.keep = std::make_shared<const std::vector<AnswerBudget::Keep>>(std::move(keeps));
+  co_return out;
 }
 
 asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& method, const json& params,
@@ -742,8 +752,8 @@ void McpServer::cancel_all() {
   for (auto& [key, flag] : running_) flag->store(true);
 }
 
-asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& params, const Session& s,
-                                                  const Principal& who, const McpRequest& req) {
+asio::awaitable<McpServer::ToolAnswer> McpServer::call_tool(const json& id, const json& params, const Session& s,
+                                                           const Principal& who, const McpRequest& req) {
   const auto started = std::chrono::steady_clock::now();
   // A call that is malformed is refused, and audited like any other.
   const char* malformed = nullptr;
@@ -766,6 +776,11 @@ asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& pa
   AuditLog::Expected expected(audit_);
   const InFlight running(*this, s.id + "|" + id.dump());
   ToolOutcome outcome;
+  // The CallToolResult's text, made on the worker before the record: an
+  // answer the budget cannot hold is not kept, and its record says so.
+  std::string answer;
+  AnswerBudget::Keep keep;
+  const bool structured = s.protocol != "2025-03-26";  // structuredContent exists from 2025-06-18 on
   // The worker runs the tool and hands its record to the audit writer
   // itself; this frame resumes once, when the record is durable (one
   // thread hop fewer than coming back here in between).
@@ -809,6 +824,14 @@ asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& pa
         outcome = internal_error(e.what());
       }
       try {
+        answer = result_text(outcome, structured);
+        if (auto kept = answers_.reserve(who.tenant_id, answer.size())) {
+          keep = std::move(*kept);
+        } else {
+          outcome = answer_not_kept(answer.size());
+          answer = result_text(outcome, structured);
+        }
+        outcome.body = std::string();  // in `answer` now
         finish();
       } catch (...) {
         // Not even queued (out of memory): not audited, so not answered;
@@ -821,12 +844,13 @@ asio::awaitable<std::string> McpServer::call_tool(const json& id, const json& pa
   if (!seq) {
     // Not audited, not answered: the rows stay here.
     ++counters_.audit_failures;
-    co_return to_text(rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned"));
+    co_return ToolAnswer{to_text(rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned")), {}};
   }
-  if (malformed) co_return to_text(rpc::error(id, rpc::kInvalidParams, malformed));
-  if (!permitted) co_return to_text(rpc::error(id, rpc::kInvalidParams, "Unknown tool: " + clean_text(tool_name, 128)));
-  // structuredContent exists from 2025-06-18 on.
-  co_return rpc::result_text(id, result_text(outcome, s.protocol != "2025-03-26"));
+  if (malformed) co_return ToolAnswer{to_text(rpc::error(id, rpc::kInvalidParams, malformed)), {}};
+  if (!permitted) {
+    co_return ToolAnswer{to_text(rpc::error(id, rpc::kInvalidParams, "Unknown tool: " + clean_text(tool_name, 128))), {}};
+  }
+  co_return ToolAnswer{rpc::result_text(id, answer), std::move(keep)};
 }
 
 }  // namespace sluice::mcpd

@@ -24,6 +24,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "answer_budget.h"
 #include "audit.h"
 #include "event_stream.h"
 #include "fair_pool.h"
@@ -59,6 +60,8 @@ struct McpResponse {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
   std::shared_ptr<StreamReader> stream;  // set: the body is these SSE events
+  // Kept until the body is written: the answers' hold on the answer budget.
+  std::shared_ptr<const void> keep;
 };
 
 // What a session is, fixed at initialize (the log level aside, which
@@ -138,16 +141,17 @@ class McpServer {
   // may take up to its timeout, and must not hold an I/O thread that long.
   // Tenants take turns at them (FairPool).
   // `digest_key`: the key of the arguments digest in tool-call records
-  // (load_digest_key).
+  // (load_digest_key). `answers`: what tool answers may hold until written.
   McpServer(Toolbox& tools, Sessions& sessions, AuditLog& audit, McpCounters& counters,
             boost::asio::any_io_executor workers, std::size_t worker_threads, const KeyHash& digest_key,
-            StreamLimits stream_limits = {})
+            AnswerBudget& answers, StreamLimits stream_limits = {})
       : tools_(tools),
         sessions_(sessions),
         audit_(audit),
         counters_(counters),
         fair_(std::move(workers), worker_threads),
         digest_key_(digest_key),
+        answers_(answers),
         streams_(stream_limits) {}
 
   boost::asio::awaitable<McpResponse> handle(McpRequest req, Principal who);
@@ -171,8 +175,13 @@ class McpServer {
                                                   const nlohmann::json& params, const Session& s,
                                                   const Principal& who, const McpRequest& req);
   // tools/call: the response's JSON text (a data answer is written as
-  // text from the start, never as a tree).
-  boost::asio::awaitable<std::string> call_tool(const nlohmann::json& id, const nlohmann::json& params,
+  // text from the start, never as a tree) and its hold on the answer
+  // budget, to keep until it is written.
+  struct ToolAnswer {
+    std::string text;
+    AnswerBudget::Keep keep;
+  };
+  boost::asio::awaitable<ToolAnswer> call_tool(const nlohmann::json& id, const nlohmann::json& params,
                                                 const Session& s, const Principal& who,
                                                 const McpRequest& req);
   nlohmann::json initialize(const nlohmann::json& id, const nlohmann::json& params,
@@ -225,6 +234,7 @@ class McpServer {
   McpCounters& counters_;
   FairPool fair_;  // the workers, taken in turns by tenant
   KeyHash digest_key_;
+  AnswerBudget& answers_;
   mutable DigestNonces nonces_;  // one per record (audit_record is const)
   StreamRegistry streams_;
   std::mutex pending_mu_;

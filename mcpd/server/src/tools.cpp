@@ -168,6 +168,14 @@ ToolOutcome internal_error(const std::string& detail) {
   return o;
 }
 
+ToolOutcome answer_not_kept(std::size_t bytes) {
+  ToolOutcome o;
+  o.result = text_result("the server holds too many answers not yet read by their clients; retry shortly", true);
+  o.status = "busy";
+  o.detail = "an answer of " + std::to_string(bytes) + " bytes past the answer budget";
+  return o;
+}
+
 DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   std::shared_ptr<Slot> slot;
   {

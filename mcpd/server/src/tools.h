@@ -160,5 +160,8 @@ nlohmann::json text_result(const std::string& text, bool is_error,
 // A tool that failed by a bug, not by the caller's doing: audited with
 // `detail`, answered with nothing but "internal error".
 ToolOutcome internal_error(const std::string& detail);
+// A tool's answer the answer budget could not hold (answer_budget.h):
+// the caller is told to retry; the record says how large it was.
+ToolOutcome answer_not_kept(std::size_t bytes);
 
 }  // namespace sluice::mcpd

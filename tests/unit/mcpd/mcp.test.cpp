@@ -36,13 +36,15 @@ struct World {
   std::unique_ptr<Sessions> sessions;
   McpCounters counters;
   const KeyHash digest_key = random_key();
+  AnswerBudget answers;
   std::unique_ptr<McpServer> mcp;
   boost::asio::io_context io;
   boost::asio::thread_pool workers{2};
 
   // No journal; `max_pending` records at most in the audit queue.
   explicit World(std::size_t max_pending = 65536, std::chrono::seconds session_idle = std::chrono::seconds(3600),
-                 StreamLimits stream_limits = {}) {
+                 StreamLimits stream_limits = {}, AnswerLimits answer_limits = {})
+      : answers(answer_limits) {
     AuditOptions audit_options;
     audit_options.max_batch = 64;
     audit_options.max_pending = max_pending;
@@ -61,7 +63,7 @@ struct World {
     tools = std::make_unique<Toolbox>(*store, *sources, false);
     sessions = std::make_unique<Sessions>(100, session_idle);
     mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters, workers.get_executor(), 2, digest_key,
-                                      stream_limits);
+                                      answers, stream_limits);
     sessions->on_end([m = mcp.get()](const std::string& id) { m->session_ended(id); });
   }
 
@@ -440,6 +442,55 @@ TEST_CASE("mcpd::McpServer answers malformed input with the JSON-RPC codes of th
     CHECK(answers[0].contains("result"));
     CHECK(answers[11]["error"]["message"] == "the batch's answer is full: send this call on its own");
   }
+}
+
+TEST_CASE("mcpd::McpServer: answers not yet written hold the answer budget; past it a call is told to retry",
+          "[mcpd][mcp][answers]") {
+  AnswerLimits limits;
+  limits.total = 4 << 20;
+  limits.per_tenant = 2 << 20;
+  limits.uncounted_below = 64 << 10;
+  World w(65536, std::chrono::seconds(3600), {}, limits);
+  const Principal querier = principal("qqqq", kScopeRead | kScopeQuery);
+  const std::string sid = w.open_session(querier);
+  // About 1.2 MB of answer: the value once as text, once as structuredContent.
+  const json big = call("run_query", {{"sql", "SELECT printf('%.*c', 600000, 'x') AS a"}});
+
+  McpResponse first = w.post(big, querier, sid);  // not yet written: the client reads slowly
+  CHECK(body(first)["result"]["isError"] == false);
+  REQUIRE(first.keep);
+  CHECK(w.answers.held(1) >= 1200000);
+  CHECK(w.answers.held(1) <= first.body.size());
+
+  // A second one would pass the tenant's 2 MiB: not kept, and the caller told why.
+  McpResponse second = w.post(big, querier, sid);
+  const json refused = body(second);
+  CHECK(refused["result"]["isError"] == true);
+  CHECK(refused["result"]["content"][0]["text"] ==
+        "the server holds too many answers not yet read by their clients; retry shortly");
+  CHECK(second.body.size() < 1000);
+  CHECK_FALSE(second.keep);
+  CHECK(w.answers.refused() == 1);
+  // Small answers are not counted: they still pass.
+  CHECK(body(w.post(call("run_query", {{"sql", "SELECT 1 AS one"}}), querier, sid))["result"]["isError"] == false);
+
+  first = McpResponse{};  // written: its bytes come back
+  CHECK(w.answers.held() == 0);
+  McpResponse third = w.post(big, querier, sid);
+  CHECK(body(third)["result"]["isError"] == false);
+  CHECK(third.keep);
+
+  auto records = w.audit->read("acme", 10, 0, "tool_call");
+  REQUIRE(records);
+  REQUIRE(records->size() == 4);
+  int busy = 0;
+  for (const json& rec : *records) {
+    if (rec["status"] != "busy") continue;
+    ++busy;
+    CHECK(rec["rows"] == 0);
+    CHECK(rec["detail"].get<std::string>().find("past the answer budget") != std::string::npos);
+  }
+  CHECK(busy == 1);
 }
 
 TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and audits every call",

@@ -1,0 +1,62 @@
+// Memory held by tool answers until their clients have read them.
+//
+// Each answer is bounded (about twice `max_result_bytes`) and so is the
+// number of connections, but not their product: a key holder whose
+// clients read slowly could make the server hold a full answer on every
+// connection it may open, for as long as a write may take. Here answers
+// are counted from the moment they are made until the HTTP layer has
+// written them (or dropped the connection), against a total and a share
+// per tenant: past either, a call's answer is not kept, and the caller is
+// told to retry. Answers under `uncounted_below` are not counted (what
+// they hold is bounded by the connections), so point lookups never wait
+// on a lock here, and a tenant filling its share with large answers does
+// not stop its own small ones.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+namespace sluice::mcpd {
+
+struct AnswerLimits {
+  std::size_t total = std::size_t{256} << 20;
+  std::size_t per_tenant = std::size_t{64} << 20;
+  std::size_t uncounted_below = std::size_t{64} << 10;
+};
+
+class AnswerBudget {
+ public:
+  // What to keep until the answer is written: the bytes return to the
+  // budget when its last copy is dropped. Null for an answer not counted.
+  using Keep = std::shared_ptr<const void>;
+
+  explicit AnswerBudget(AnswerLimits limits);
+  // Counts `bytes` of the tenant's answers; nullopt (refused, counted in
+  // refused()) when they would pass the total or the tenant's share.
+  std::optional<Keep> reserve(std::int64_t tenant, std::size_t bytes);
+
+  [[nodiscard]] std::size_t held() const;
+  [[nodiscard]] std::size_t held(std::int64_t tenant) const;
+  [[nodiscard]] std::uint64_t refused() const;
+  [[nodiscard]] const AnswerLimits& limits() const { return limits_; }
+
+ private:
+  // Shared with every hold, so a hold outliving the budget (a response
+  // still being written at shutdown) gives its bytes back safely.
+  struct State {
+    mutable std::mutex mu;
+    std::size_t total = 0;
+    std::unordered_map<std::int64_t, std::size_t> tenants;  // only those holding bytes
+    std::uint64_t refused = 0;
+    void release(std::int64_t tenant, std::size_t bytes);
+  };
+  struct Hold;
+  AnswerLimits limits_;
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
+}  // namespace sluice::mcpd

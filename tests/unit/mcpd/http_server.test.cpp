@@ -1,0 +1,130 @@
+// HttpServer over real TLS on loopback: what a reply keeps alive lives
+// exactly as long as its response is being written.
+#include "http_server.h"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/write.hpp>
+#include <catch2/catch.hpp>
+
+#include "temp_dir.h"
+#include "tls.h"
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using asio::ip::tcp;
+using namespace sluice::mcpd;
+using sluice::testing::TempDir;
+
+namespace {
+
+constexpr std::size_t kBody = 16 << 20;  // past what loopback buffers take from an unread socket
+
+// A server on 127.0.0.1 whose every reply is a kBody answer keeping
+// `released` false until the reply is dropped.
+struct Served {
+  TempDir dir;
+  asio::io_context io;
+  ssl::context tls{ssl::context::tls_server};
+  std::shared_ptr<std::atomic<bool>> released = std::make_shared<std::atomic<bool>>(false);
+  std::unique_ptr<HttpServer> server;
+  tcp::endpoint at;
+  std::thread runner;
+
+  Served() {
+    auto files = locate_tls("", "", dir.path());
+    REQUIRE(files);
+    REQUIRE(configure_tls(tls, *files));
+    server = std::make_unique<HttpServer>(
+        io, tls, HttpLimits{},
+        [](const RequestHeader&, const std::string&) -> Admission { return std::any{}; },
+        [flag = released](HttpRequest, std::any) -> asio::awaitable<HttpReply> {
+          std::shared_ptr<const void> keep(new int(0), [flag](const int* p) {
+            delete p;
+            flag->store(true);
+          });
+          co_return HttpReply{make_response(200, std::string(kBody, 'x'), "text/plain"), nullptr, std::move(keep)};
+        });
+    auto ep = server->listen("127.0.0.1", 0);
+    REQUIRE(ep);
+    at = *ep;
+    runner = std::thread([this] { io.run(); });
+  }
+  ~Served() {
+    server->stop();
+    io.stop();
+    runner.join();
+  }
+  Served(const Served&) = delete;
+  Served& operator=(const Served&) = delete;
+
+  [[nodiscard]] bool released_within(std::chrono::milliseconds limit) const {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!released->load()) {
+      if (std::chrono::steady_clock::now() > end) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+  }
+};
+
+struct Client {
+  asio::io_context io;
+  ssl::context tls{ssl::context::tls_client};
+  std::unique_ptr<ssl::stream<tcp::socket>> stream;
+
+  explicit Client(const tcp::endpoint& at) {
+    tls.set_verify_mode(ssl::verify_none);  // the test's own self-signed pair
+    stream = std::make_unique<ssl::stream<tcp::socket>>(io, tls);
+    stream->next_layer().connect(at);
+    stream->handshake(ssl::stream_base::client);
+    const std::string request = "GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    asio::write(*stream, asio::buffer(request));
+  }
+  std::string read(std::size_t n) {
+    std::string buf(n, '\0');
+    buf.resize(asio::read(*stream, asio::buffer(buf)));
+    return buf;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("mcpd::HttpServer: a reply's keep lives until its response is written", "[mcpd][http]") {
+  Served s;
+  Client c(s.at);
+  const std::string start = c.read(4096);  // the answer has begun
+  const auto head_end = start.find("\r\n\r\n");
+  REQUIRE(head_end != std::string::npos);
+  // The client reads no more: the rest waits in the server, and so does what the reply keeps.
+  CHECK_FALSE(s.released_within(std::chrono::milliseconds(500)));
+  // Read the rest.
+  const std::size_t whole = head_end + 4 + kBody;
+  std::size_t got = start.size();
+  boost::system::error_code ec;
+  std::string buf(1 << 16, '\0');
+  while (got < whole && !ec) got += c.stream->read_some(asio::buffer(buf), ec);
+  REQUIRE_FALSE(ec);
+  CHECK(got == whole);
+  CHECK(s.released_within(std::chrono::seconds(5)));
+}
+
+TEST_CASE("mcpd::HttpServer: a reply's keep goes when its client does", "[mcpd][http]") {
+  Served s;
+  {
+    Client c(s.at);
+    REQUIRE(c.read(4096).size() == 4096);
+    CHECK_FALSE(s.released_within(std::chrono::milliseconds(300)));
+    boost::system::error_code ec;
+    c.stream->next_layer().close(ec);  // gone mid-answer, unread bytes and all: a reset
+  }
+  CHECK(s.released_within(std::chrono::seconds(5)));
+}
