@@ -454,6 +454,14 @@ TEST_CASE("mcpd: the [agent] configuration is all or nothing", "[mcpd][enforceme
   CHECK(sluice::mcpd::parse_config("")->keys_per_user == 100);
   CHECK(sluice::mcpd::parse_config("[limits]\nkeys_per_user = 5\n")->keys_per_user == 5);
   CHECK_FALSE(sluice::mcpd::parse_config("[limits]\nkeys_per_user = 0\n"));
+  CHECK(sluice::mcpd::parse_config("")->answer_memory == std::size_t{256} << 20);
+  CHECK(sluice::mcpd::parse_config("")->answer_memory_per_tenant == std::size_t{64} << 20);
+  auto answers = sluice::mcpd::parse_config("[limits]\nanswer_memory_mb = 1024\nanswer_memory_per_tenant_mb = 128\n");
+  REQUIRE(answers);
+  CHECK(answers->answer_memory == std::size_t{1024} << 20);
+  CHECK(answers->answer_memory_per_tenant == std::size_t{128} << 20);
+  CHECK_FALSE(sluice::mcpd::parse_config("[limits]\nanswer_memory_mb = 8\n"));
+  CHECK_FALSE(sluice::mcpd::parse_config("[limits]\nanswer_memory_per_tenant_mb = -1\n"));
   auto light = sluice::mcpd::parse_config("[limits]\nadmin_light_rate = 2\nadmin_light_burst = 4\n");
   REQUIRE(light);
   CHECK(light->admin_light_rate == 2);
