@@ -5,17 +5,29 @@
 // query timeout, but many) holds every other tenant's calls behind it. Here
 // at most as many jobs as there are workers are in the pool at once; the
 // rest wait in a queue per tenant, and a freed worker takes the next job of
-// the next tenant in turn. No tenant is held back while the others are
-// idle: the scheduler only decides whose job goes next.
+// the tenant that has had the least of the workers' time. No tenant is
+// held back while the others are idle: the scheduler only decides whose
+// job goes next.
+//
+// Weighted by work, not by calls (start-time fair queueing on worker time):
+// each tenant has a virtual time, the worker time charged to it. A job is
+// charged when it starts, what the tenant's jobs have taken on average
+// lately (so work still running counts), and set right when it ends. So a
+// tenant whose every call runs to the query timeout gets a worker about as
+// much of the time as one whose calls are point lookups, not as often: the
+// lookups of the one go ahead of the slow queries of the other. A tenant
+// that comes back after being idle starts at the time of the last job
+// started, not behind it: idle time is no credit to spend later.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <list>
 #include <mutex>
+#include <set>
 #include <unordered_map>
+#include <utility>
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -31,16 +43,25 @@ class FairPool {
   [[nodiscard]] std::size_t waiting() const;
 
  private:
-  void run(std::function<void()> job);
-  void finished();
+  using Ns = std::int64_t;
+  struct Tenant {
+    std::deque<std::function<void()>> jobs;  // waiting
+    Ns vtime = 0;                            // worker time charged to it (ns)
+    Ns estimate = 1'000'000;                 // what its jobs take lately (a moving average); 1 ms at first
+  };
+  // Under mu_: a job of `t` goes to a worker now; returns what it is charged.
+  Ns start_locked(Tenant& t);
+  void run(std::int64_t tenant, Ns charged, std::function<void()> job);
+  void finished(std::int64_t tenant, Ns charged, Ns took);
 
   boost::asio::any_io_executor pool_;
   std::size_t capacity_;
   mutable std::mutex mu_;
   std::size_t running_ = 0;
   std::size_t waiting_ = 0;
-  std::unordered_map<std::int64_t, std::deque<std::function<void()>>> queues_;
-  std::list<std::int64_t> turn_;  // tenants with jobs waiting, next first
+  std::unordered_map<std::int64_t, Tenant> tenants_;
+  std::set<std::pair<Ns, std::int64_t>> ready_;  // tenants with jobs waiting, by virtual time
+  Ns floor_ = 0;  // the virtual time of the last job started
 };
 
 }  // namespace sluice::mcpd

@@ -1,6 +1,8 @@
 #include "fair_pool.h"
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <mutex>
 #include <string>
@@ -33,10 +35,10 @@ TEST_CASE("mcpd::FairPool: a tenant's burst does not hold another tenant's job b
   release.set_value();
   threads.join();
   REQUIRE(order.size() == 11);
-  // Turns: acme's first, then globex's, then the rest of acme's in order.
-  CHECK(order[0] == "acme0");
-  CHECK(order[1] == "globex");
-  for (int i = 1; i < 10; ++i) CHECK(order[static_cast<std::size_t>(i) + 1] == "acme" + std::to_string(i));
+  // Acme has had the worker (the job holding it): globex's one goes
+  // first, then acme's in order.
+  CHECK(order[0] == "globex");
+  for (int i = 0; i < 10; ++i) CHECK(order[static_cast<std::size_t>(i) + 1] == "acme" + std::to_string(i));
   CHECK(pool.waiting() == 0);
 }
 
@@ -60,4 +62,69 @@ TEST_CASE("mcpd::FairPool keeps every worker busy while there is work, and survi
   CHECK(done == 40);
   CHECK(most <= 2);  // never more than the workers at once
   CHECK(pool.waiting() == 0);
+}
+
+namespace {
+
+// One worker held by a job of `holder` until released; the jobs posted
+// meanwhile queue, and the order they run in is recorded.
+struct Recorder {
+  boost::asio::thread_pool threads{1};
+  FairPool pool{threads.get_executor(), 1};
+  std::mutex mu;
+  std::vector<std::string> order;
+  std::promise<void> release;
+
+  void hold(std::int64_t holder) {
+    pool.post(holder, [f = release.get_future().share()] { f.wait(); });
+  }
+  void post(std::int64_t tenant, std::string name, std::chrono::milliseconds takes) {
+    pool.post(tenant, [this, name, takes] {
+      std::this_thread::sleep_for(takes);
+      std::lock_guard lock(mu);
+      order.push_back(name);
+    });
+  }
+  std::ptrdiff_t at(const std::string& name) {
+    return std::find(order.begin(), order.end(), name) - order.begin();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("mcpd::FairPool: turns are weighted by worker time, not by calls", "[mcpd][fair]") {
+  Recorder r;
+  r.hold(3);
+  // Acme's calls each hold the worker 60 ms; globex's take next to nothing.
+  for (int i = 0; i < 4; ++i) r.post(1, "slow" + std::to_string(i), std::chrono::milliseconds(60));
+  for (int i = 0; i < 10; ++i) r.post(2, "quick" + std::to_string(i), std::chrono::milliseconds(0));
+  r.release.set_value();
+  r.threads.join();
+  REQUIRE(r.order.size() == 14);
+  CHECK(r.order[0] == "slow0");  // a tie at first: the lower tenant id
+  // Turn by turn (a call each) they would alternate; by time, all of
+  // globex's quick calls fit in the time acme's first one took.
+  for (int i = 0; i < 10; ++i) CHECK(r.at("quick" + std::to_string(i)) < r.at("slow1"));
+}
+
+TEST_CASE("mcpd::FairPool: time away is no credit", "[mcpd][fair]") {
+  Recorder r;
+  // Acme alone first: five calls of 20 ms, nobody else waiting.
+  for (int i = 0; i < 5; ++i) r.post(1, "alone" + std::to_string(i), std::chrono::milliseconds(20));
+  const auto alone_done = [&r] {
+    std::lock_guard lock(r.mu);
+    return r.order.size() == 5;
+  };
+  for (int i = 0; i < 500 && !alone_done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(alone_done());
+  // Then globex arrives while acme goes on. Had globex banked acme's
+  // 100 ms alone, all four of its calls would run before acme's next.
+  r.hold(3);
+  for (int i = 0; i < 4; ++i) r.post(1, "acme" + std::to_string(i), std::chrono::milliseconds(20));
+  for (int i = 0; i < 4; ++i) r.post(2, "globex" + std::to_string(i), std::chrono::milliseconds(20));
+  r.release.set_value();
+  r.threads.join();
+  REQUIRE(r.order.size() == 13);
+  CHECK(r.at("acme0") < r.at("globex2"));
+  CHECK(r.at("globex0") < r.at("acme1"));  // and globex is not held back either
 }
