@@ -144,6 +144,11 @@ Connection::Connection(sqlite3* db, const QueryLimits& limits, std::string path)
         return Clock::now() >= deadline_;
       }) {}
 
+void Connection::release_memory() {
+  cache_.clear();
+  sqlite3_db_release_memory(db_);
+}
+
 void Connection::set_names(std::shared_ptr<const Authorizer::NameSet> readable,
                            std::shared_ptr<const Authorizer::NameSet> hidden, std::uint64_t generation) {
   cache_.clear();

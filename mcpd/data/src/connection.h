@@ -68,6 +68,10 @@ class Connection {
                  std::shared_ptr<const Authorizer::NameSet> hidden, std::uint64_t generation = 0);
   [[nodiscard]] std::uint64_t names_generation() const { return names_generation_; }
 
+  // Gives back what the connection holds while idle: its compiled
+  // statements and its page cache (SQLite's heap is every tenant's).
+  void release_memory();
+
   // The file this connection reads (through its descriptor; temp_files.h
   // opened_main_file), or nothing (fail closed).
   [[nodiscard]] std::optional<FileId> file_identity() const { return opened_main_file(db_); }

@@ -225,6 +225,11 @@ SqliteSource::PathState SqliteSource::path_state() const {
 
 SqliteSource::~SqliteSource() = default;
 
+void SqliteSource::release_memory() const {
+  const std::lock_guard lock(pool_mu_);
+  for (Connection* c : idle_) c->release_memory();
+}
+
 namespace {
 thread_local const std::atomic<bool>* t_cancel = nullptr;
 }  // namespace

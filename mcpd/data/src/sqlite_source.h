@@ -161,6 +161,12 @@ class SqliteSource {
 
   [[nodiscard]] const QueryLimits& limits() const { return limits_; }
 
+  // Gives back the memory of the connections idle now: their page caches
+  // and compiled statements (a source nobody has used for a while should
+  // not hold SQLite's heap, which is every tenant's). Statistics and the
+  // schema snapshot are kept.
+  void release_memory() const;
+
   // What the path the source was opened from names, as last seen: the
   // file the connections read, another (a new export renamed over it), or
   // none (deleted). The connections go on reading the one they opened;

@@ -381,12 +381,20 @@ void App::schedule_reconcile() {
   });
 }
 
+namespace {
+// Every 10 s; a tenant's source unused for six of them (a minute) gives
+// back its page caches and compiled statements.
+constexpr auto kSweepInterval = std::chrono::seconds(10);
+constexpr std::uint64_t kSourceIdleSweeps = 6;
+}  // namespace
+
 void App::schedule_sweep() {
-  sweep_timer_->expires_after(std::chrono::seconds(10));
+  sweep_timer_->expires_after(kSweepInterval);
   sweep_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     sessions_->sweep();  // idle sessions end, and their streams with them
     mcp_->streams().sweep();
+    sources_->release_idle(kSourceIdleSweeps);
     schedule_sweep();
   });
 }

@@ -105,6 +105,11 @@ int main(int argc, char** argv) {
   // fails closed, and the host keeps its memory.
   constexpr sqlite3_int64 kSqliteHeapLimit = sqlite3_int64{1} << 30;
   sqlite3_hard_heap_limit64(kSqliteHeapLimit);
+  // Past half of it, page caches stop growing and recycle their own pages
+  // (pcache1 under memory pressure): the caches of many tenants' pooled
+  // connections must not take the room that queries and the audit log's
+  // commits need before the hard limit fails them.
+  sqlite3_soft_heap_limit64(kSqliteHeapLimit / 2);
 
   auto app = App::open(*config);
   if (!app) {

@@ -168,6 +168,28 @@ ToolOutcome internal_error(const std::string& detail) {
   return o;
 }
 
+void Sources::release_idle(std::uint64_t idle_calls) {
+  const std::lock_guard one(release_mu_);
+  const std::uint64_t round = round_.fetch_add(1, std::memory_order_relaxed) + 1;
+  std::vector<std::shared_ptr<Slot>> slots;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [tenant, slot] : slots_) slots.push_back(slot);
+  }
+  for (auto& slot : slots) {
+    const std::uint64_t used = slot->used_in.load(std::memory_order_relaxed);
+    // Used since its last release (or never released), and idle long enough.
+    if (slot->released_in > used || round - used < idle_calls) continue;
+    std::shared_ptr<SqliteSource> source;
+    {
+      std::lock_guard lock(slot->source_mu);
+      source = slot->source;
+    }
+    if (source) source->release_memory();
+    slot->released_in = round;
+  }
+}
+
 ToolOutcome answer_not_kept(std::size_t bytes) {
   ToolOutcome o;
   o.result = text_result("the server holds too many answers not yet read by their clients; retry shortly", true);
@@ -184,6 +206,7 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     if (!s) s = std::make_shared<Slot>();
     slot = s;
   }
+  slot->used_in.store(round_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   const auto current = [&] {
     std::lock_guard lock(slot->source_mu);
     return slot->source;

@@ -87,8 +87,17 @@ class Sources {
   // schema_check_interval), not retried by every call meanwhile.
   DataResult<std::shared_ptr<SqliteSource>> of(std::int64_t tenant_id);
 
+  // Called every few seconds: the sources not handed out since the call
+  // `idle_calls` calls ago give back their connections' page caches and
+  // compiled statements (SqliteSource::release_memory), once until used
+  // again. Memory then follows the tenants in use, not every tenant ever
+  // read. Counting calls, not reading a clock, keeps of() as cheap as it was.
+  void release_idle(std::uint64_t idle_calls);
+
  private:
   struct Slot {
+    std::atomic<std::uint64_t> used_in{0};  // the release_idle round of its last of()
+    std::uint64_t released_in = 0;          // the round it last gave back memory in (release_idle's)
     std::timed_mutex mu;  // held while opening; guards `failed`
     std::mutex source_mu;  // `source` only, never while opening
     std::shared_ptr<SqliteSource> source;
@@ -99,6 +108,8 @@ class Sources {
   Store& store_;
   QueryLimits limits_;
   std::chrono::milliseconds remember_failure_;
+  std::atomic<std::uint64_t> round_{0};  // release_idle's calls
+  std::mutex release_mu_;                // one release_idle at a time
   std::mutex mu_;  // the map only, never while opening
   std::mutex claim_mu_;  // a file checked as no other tenant's and taken, at once
   std::map<std::int64_t, std::shared_ptr<Slot>> slots_;

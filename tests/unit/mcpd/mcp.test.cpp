@@ -681,6 +681,37 @@ TEST_CASE("mcpd::McpServer completes entity names, and ignores answers nobody aw
   CHECK(stray.status == 202);
 }
 
+TEST_CASE("mcpd::Sources: a source nobody used for a while gives back its page caches", "[mcpd][mcp][memory]") {
+  World w;
+  DemoOptions demo;
+  demo.customers = 200;
+  demo.transactions = 40000;  // a few MB: a connection's page cache fills (2 MiB)
+  REQUIRE(generate_demo_bank(w.dir.file("big.db"), demo));
+  const auto beta = w.store->create_tenant("beta", w.dir.file("big.db"));
+  REQUIRE(beta);
+  Sources sources(*w.store, QueryLimits{});
+  const auto scan = [&] {
+    auto src = sources.of(*beta);
+    REQUIRE(src);
+    REQUIRE((*src)->query("SELECT sum(amount_cents), count(DISTINCT merchant) FROM transactions", {}));
+  };
+  constexpr sqlite3_int64 kMiB = 1 << 20;
+  scan();
+  const sqlite3_int64 cached = sqlite3_memory_used();
+  sources.release_idle(2);  // one round without a call: kept
+  CHECK(sqlite3_memory_used() > cached - kMiB / 4);
+  sources.release_idle(2);  // two: given back
+  const sqlite3_int64 released = sqlite3_memory_used();
+  CHECK(cached - released >= kMiB);
+  scan();  // used again: the cache fills again, and is kept while in use
+  const sqlite3_int64 refilled = sqlite3_memory_used();
+  CHECK(refilled - released >= kMiB);
+  sources.release_idle(2);
+  CHECK(sqlite3_memory_used() > refilled - kMiB / 4);
+  sources.release_idle(2);
+  CHECK(refilled - sqlite3_memory_used() >= kMiB);
+}
+
 TEST_CASE("mcpd::Sources remembers a failed open for a while, per tenant", "[mcpd][mcp]") {
   World w;
   const auto beta = w.store->create_tenant("beta", w.dir.file("late.db"));
