@@ -369,6 +369,48 @@ test('traffic per key and user, failed authentications included, for admins only
   await sleep(2100);  // the failure ages out of the lockout window; the rate refills
 });
 
+test('an answer its client has not read holds the answer budget until written', async () => {
+  await sleep(1500);  // two requests follow: the tenant's rate (2/s) refills first
+  const opened = await post(init, { Authorization: `Bearer ${SUPER}` });
+  assert.equal(opened.status, 200);
+  const sid = opened.headers.get('mcp-session-id');
+  // About 4 MB of answer: more than loopback's socket buffers take from a
+  // client that does not read.
+  const call = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'run_query', arguments: {
+    sql: "SELECT printf('%.*c', 950000, 'x') AS a, printf('%.*c', 950000, 'y') AS b" } } });
+  const held = async () => {
+    const text = await (await fetch(new URL('/metrics', base))).text();
+    const m = text.match(/^sluice_mcpd_answer_bytes (\d+)$/m);  // every digit, never 7.6e+06
+    assert.ok(m, text);
+    return Number(m[1]);
+  };
+  const socket = tls.connect({ host: mcp.hostname, port: Number(mcp.port), rejectUnauthorized: false });
+  await new Promise((resolve, reject) => { socket.once('secureConnect', resolve); socket.once('error', reject); });
+  let got = Buffer.alloc(0);
+  let whole = Infinity;
+  let done;
+  const all = new Promise((resolve) => { done = resolve; });
+  socket.on('data', (d) => {
+    got = Buffer.concat([got, d]);
+    const head = got.indexOf('\r\n\r\n');
+    if (head >= 0 && whole === Infinity) whole = head + 4 + Number(/content-length: (\d+)/i.exec(got.subarray(0, head).toString())[1]);
+    if (got.length >= whole) done();
+  });
+  socket.write(`POST /mcp HTTP/1.1\r\nHost: ${mcp.host}\r\nAuthorization: Bearer ${SUPER}\r\n` +
+               'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n' +
+               `Mcp-Session-Id: ${sid}\r\nMCP-Protocol-Version: 2025-11-25\r\nContent-Length: ${call.length}\r\n\r\n${call}`);
+  await new Promise((resolve) => socket.once('data', resolve));
+  socket.pause();  // the answer has begun; its client stops reading
+  assert.match(got.subarray(0, 12).toString(), /^HTTP\/1\.1 200/, got.subarray(0, 400).toString());
+  assert.ok(await eventually(async () => (await held()) >= 3_000_000), `held ${await held()}; ${got.length} bytes read: ${got.subarray(0, 400)}`);
+  socket.resume();
+  await all;
+  assert.match(got.subarray(0, 12).toString(), /^HTTP\/1\.1 200/);
+  assert.ok(await eventually(async () => (await held()) === 0), `held ${await held()} after the answer was read`);
+  socket.destroy();
+  await sleep(3000);  // the rate refills
+});
+
 test('a tenant over its rate limit gets 429 with Retry-After', async () => {
   const statuses = [];
   let retry;

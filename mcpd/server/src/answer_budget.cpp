@@ -25,8 +25,8 @@ void AnswerBudget::State::release(std::int64_t tenant, std::size_t bytes) {
 
 AnswerBudget::AnswerBudget(AnswerLimits limits) : limits_(limits) {}
 
-std::optional<AnswerBudget::Keep> AnswerBudget::reserve(std::int64_t tenant, std::size_t bytes) {
-  if (bytes < limits_.uncounted_below) return Keep{};
+std::optional<AnswerBudget::Keep> AnswerBudget::reserve(std::int64_t tenant, std::size_t bytes, bool whatever_size) {
+  if (bytes == 0 || (bytes < limits_.uncounted_below && !whatever_size)) return Keep{};
   auto hold = std::make_shared<Hold>(state_, tenant);  // before anything is counted: it may throw
   const std::lock_guard lock(state_->mu);
   std::size_t& own = state_->tenants[tenant];

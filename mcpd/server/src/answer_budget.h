@@ -1,16 +1,17 @@
-// Memory held by tool answers until their clients have read them.
+// Memory held by answers until the kernel has taken their last byte.
 //
 // Each answer is bounded (about twice `max_result_bytes`) and so is the
 // number of connections, but not their product: a key holder whose
 // clients read slowly could make the server hold a full answer on every
 // connection it may open, for as long as a write may take. Here answers
-// are counted from the moment they are made until the HTTP layer has
-// written them (or dropped the connection), against a total and a share
-// per tenant: past either, a call's answer is not kept, and the caller is
-// told to retry. Answers under `uncounted_below` are not counted (what
-// they hold is bounded by the connections), so point lookups never wait
-// on a lock here, and a tenant filling its share with large answers does
-// not stop its own small ones.
+// (tool calls, the other replies of MCP and large admin API reads) are
+// counted from the moment they are made until the HTTP layer has written
+// them (or dropped the connection), against a total and a share per
+// tenant: past either, the answer is not kept, and the caller is told to
+// retry. A response's single answer under `uncounted_below` is not counted
+// (what those hold is bounded by the connections), so point lookups never
+// wait on a lock here, and a tenant filling its share with large answers
+// does not stop its own small ones; every answer of a batch counts.
 #pragma once
 
 #include <cstddef>
@@ -22,8 +23,11 @@
 
 namespace sluice::mcpd {
 
+// What a caller whose answer was not kept is told.
+inline constexpr char kAnswersFull[] = "the server holds too many answers not yet sent to their clients; retry shortly";
+
 struct AnswerLimits {
-  std::size_t total = std::size_t{256} << 20;
+  std::size_t total = std::size_t{512} << 20;
   std::size_t per_tenant = std::size_t{64} << 20;
   std::size_t uncounted_below = std::size_t{64} << 10;
 };
@@ -37,7 +41,9 @@ class AnswerBudget {
   explicit AnswerBudget(AnswerLimits limits);
   // Counts `bytes` of the tenant's answers; nullopt (refused, counted in
   // refused()) when they would pass the total or the tenant's share.
-  std::optional<Keep> reserve(std::int64_t tenant, std::size_t bytes);
+  // `whatever_size`: counted even under uncounted_below (one of many
+  // answers of one response: a batch's bound is not the connections').
+  std::optional<Keep> reserve(std::int64_t tenant, std::size_t bytes, bool whatever_size = false);
 
   [[nodiscard]] std::size_t held() const;
   [[nodiscard]] std::size_t held(std::int64_t tenant) const;

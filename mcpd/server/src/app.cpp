@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <future>
+#include <iomanip>
 #include <sstream>
 
 #include <boost/asio/ip/address.hpp>
@@ -328,7 +329,19 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
     }
   };
   HttpResponse res = co_await run_on<HttpResponse>(admin_pool_->get_executor(), std::move(work));
-  co_return HttpReply{std::move(res), nullptr, nullptr};
+  // A large read (a page of the audit log, traffic) counts against the
+  // tenant's answer budget like a tool's answer. Only reads: a write's
+  // answer says what was done, and is small.
+  AnswerBudget::Keep keep;
+  if (req.method() == http::verb::get) {
+    if (auto kept = answers_->reserve(who.tenant_id, res.body().size())) {
+      keep = std::move(*kept);
+    } else {
+      res = problem(503, kAnswersFull, version);
+      res.set(http::field::retry_after, "1");
+    }
+  }
+  co_return HttpReply{std::move(res), nullptr, std::move(keep)};
 }
 
 asio::awaitable<HttpReply> App::handle_mcp(HttpRequest req, const std::string& client, Principal who) {
@@ -392,9 +405,14 @@ void App::schedule_sweep() {
   sweep_timer_->expires_after(kSweepInterval);
   sweep_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
-    sessions_->sweep();  // idle sessions end, and their streams with them
-    mcp_->streams().sweep();
-    sources_->release_idle(kSourceIdleSweeps);
+    try {
+      sessions_->sweep();  // idle sessions end, and their streams with them
+      mcp_->streams().sweep();
+      sources_->release_idle(kSourceIdleSweeps);
+    } catch (const std::exception&) {
+      // Out of memory: nothing may leave the admin thread, and the next
+      // sweep must still come.
+    }
     schedule_sweep();
   });
 }
@@ -408,6 +426,8 @@ bool App::audited(nlohmann::json record) {
 
 HttpResponse App::metrics() const {
   std::ostringstream m;
+  // Every digit of a count (the default 6 would print 1234567 as 1.23457e+06).
+  m << std::setprecision(17);
   const auto line = [&](const char* name, const char* help, const char* type, double v) {
     m << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n' << name << ' ' << v << '\n';
   };
@@ -427,7 +447,7 @@ HttpResponse App::metrics() const {
   line("sluice_mcpd_audit_dropped_total", "failed-authentication records dropped under a flood", "counter", static_cast<double>(audit_->dropped()));
   line("sluice_mcpd_sessions", "live MCP sessions", "gauge", static_cast<double>(sessions_->size()));
   line("sluice_mcpd_event_streams", "SSE streams held for resumption", "gauge", static_cast<double>(mcp_->streams().size()));
-  line("sluice_mcpd_answer_bytes", "bytes of tool answers not yet read by their clients (counted ones)", "gauge", static_cast<double>(answers_->held()));
+  line("sluice_mcpd_answer_bytes", "bytes of answers made and not yet all sent (those counted: answer_budget.h)", "gauge", static_cast<double>(answers_->held()));
   line("sluice_mcpd_answers_refused_total", "tool answers not kept: past the answer budget", "counter", static_cast<double>(answers_->refused()));
   line("sluice_mcpd_connections", "open HTTPS connections", "gauge", http_ ? static_cast<double>(http_->connections()) : 0.0);
   return make_response(200, m.str(), "text/plain; version=0.0.4");

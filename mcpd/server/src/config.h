@@ -61,9 +61,9 @@ struct McpdConfig {
   // Live keys (neither revoked nor expired) a user may hold from the admin
   // API; the admin socket is not bound by it.
   std::size_t keys_per_user = 100;
-  // What tool answers not yet read by their clients may hold, in all and
+  // What answers not yet sent to their clients may hold, in all and
   // per tenant (answer_budget.h).
-  std::size_t answer_memory = std::size_t{256} << 20;
+  std::size_t answer_memory = std::size_t{512} << 20;
   std::size_t answer_memory_per_tenant = std::size_t{64} << 20;
   // [query]
   std::size_t max_rows = 1000;

@@ -21,8 +21,10 @@ FairPool::FairPool(boost::asio::any_io_executor pool, std::size_t capacity)
 
 FairPool::Ns FairPool::start_locked(Tenant& t) {
   floor_ = std::max(floor_, t.vtime);
-  t.vtime += t.estimate;
-  return t.estimate;
+  const Ns charge = std::max(t.estimate, kMinCharge);
+  t.vtime += charge;
+  ++t.running;
+  return charge;
 }
 
 void FairPool::post(std::int64_t tenant, std::function<void()> job) {
@@ -30,11 +32,23 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
   {
     std::lock_guard lock(mu_);
     Tenant& t = tenants_[tenant];
-    // Back from idle (nothing of its own waiting): no credit for the time away.
-    if (t.jobs.empty()) t.vtime = std::max(t.vtime, floor_);
-    if (running_ >= capacity_) {
-      if (t.jobs.empty()) ready_.emplace(t.vtime, tenant);
+    // Back from idle (nothing of its own waiting or running): no credit
+    // for the time away.
+    if (t.jobs.empty() && t.running == 0) t.vtime = std::max(t.vtime, floor_);
+    // (A tenant with jobs waiting while a worker is free happens only after
+    // a failed post below: its job then queues, keeping its turn's key.)
+    if (running_ >= capacity_ || !t.jobs.empty()) {
+      // The job first, then its turn: if either throws, nothing is left half done.
       t.jobs.push_back(std::move(job));
+      if (t.jobs.size() == 1) {
+        try {
+          t.ready_since = ++arrivals_;
+          ready_.emplace(t.vtime, t.ready_since, tenant);
+        } catch (...) {
+          t.jobs.pop_back();
+          throw;
+        }
+      }
       ++waiting_;
       return;
     }
@@ -44,9 +58,11 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
   try {
     run(tenant, charged, std::move(job));
   } catch (...) {
+    // The slot is not lost (the caller hears of the failure). The charge
+    // stays: the tenant may have jobs waiting by now, under that time.
     std::lock_guard lock(mu_);
-    --running_;  // the slot is not lost (the caller hears of the failure)
-    tenants_[tenant].vtime -= charged;
+    --running_;
+    --tenants_.find(tenant)->second.running;
     throw;
   }
 }
@@ -64,31 +80,42 @@ void FairPool::run(std::int64_t tenant, Ns charged, std::function<void()> job) {
 }
 
 void FairPool::finished(std::int64_t tenant, Ns charged, Ns took) {
+  // Nothing here allocates (turns move as node handles, never new nodes),
+  // so nothing can throw on the pool thread but posting the next job.
   std::function<void()> next;
   std::int64_t next_tenant = 0;
   Ns next_charged = 0;
   {
     std::lock_guard lock(mu_);
-    Tenant& done = tenants_[tenant];
-    // Set right: charged the estimate, it took `took`. Re-keyed if waiting.
-    const bool queued = !done.jobs.empty();
-    if (queued) ready_.erase({done.vtime, tenant});
+    Tenant& done = tenants_.find(tenant)->second;
+    --done.running;
+    // Set right: charged the estimate, it took `took`. Its turn, if it has
+    // jobs waiting, moves with its virtual time.
+    auto turn = done.jobs.empty() ? decltype(ready_)::node_type()
+                                  : ready_.extract(Turn{done.vtime, done.ready_since, tenant});
     done.vtime += took - charged;
     done.estimate += (took - done.estimate) / 8;
-    if (done.estimate < 1) done.estimate = 1;
-    if (queued) ready_.emplace(done.vtime, tenant);
+    if (turn) {
+      turn.value() = Turn{done.vtime, done.ready_since, tenant};
+      ready_.insert(std::move(turn));
+    }
     if (ready_.empty()) {
       --running_;
       return;
     }
-    next_tenant = ready_.begin()->second;
-    ready_.erase(ready_.begin());
-    Tenant& t = tenants_[next_tenant];
+    auto first = ready_.extract(ready_.begin());
+    next_tenant = std::get<2>(first.value());
+    Tenant& t = tenants_.find(next_tenant)->second;
     next = std::move(t.jobs.front());
     t.jobs.pop_front();
     --waiting_;
     next_charged = start_locked(t);
-    if (!t.jobs.empty()) ready_.emplace(t.vtime, next_tenant);  // its next job, at its new time
+    if (!t.jobs.empty()) {
+      // Its next job waits at its new virtual time, behind those tied with it.
+      t.ready_since = ++arrivals_;
+      first.value() = Turn{t.vtime, t.ready_since, next_tenant};
+      ready_.insert(std::move(first));
+    }
   }
   try {
     run(next_tenant, next_charged, std::move(next));  // the freed slot goes to it: running_ unchanged
@@ -97,6 +124,7 @@ void FairPool::finished(std::int64_t tenant, Ns charged, Ns took) {
     // waits until shutdown), and nothing leaves the pool thread.
     std::lock_guard lock(mu_);
     --running_;
+    --tenants_.find(next_tenant)->second.running;
   }
 }
 

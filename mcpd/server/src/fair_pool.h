@@ -11,13 +11,15 @@
 //
 // Weighted by work, not by calls (start-time fair queueing on worker time):
 // each tenant has a virtual time, the worker time charged to it. A job is
-// charged when it starts, what the tenant's jobs have taken on average
-// lately (so work still running counts), and set right when it ends. So a
-// tenant whose every call runs to the query timeout gets a worker about as
-// much of the time as one whose calls are point lookups, not as often: the
-// lookups of the one go ahead of the slow queries of the other. A tenant
-// that comes back after being idle starts at the time of the last job
-// started, not behind it: idle time is no credit to spend later.
+// charged when it starts what the tenant's jobs have taken on average
+// lately (at least kMinCharge, so work still running counts), and set
+// right when it ends. So a tenant whose every call runs to the query
+// timeout gets a worker about as much of the time as one whose calls are
+// point lookups, not as often: the lookups of the one go ahead of the slow
+// queries of the other. A tenant that comes back after being idle (nothing
+// waiting, nothing running) starts at the time of the last job started,
+// not behind it: idle time is no credit to spend later. Ties go to the
+// tenant that has waited longest.
 #pragma once
 
 #include <cstddef>
@@ -26,8 +28,8 @@
 #include <functional>
 #include <mutex>
 #include <set>
+#include <tuple>
 #include <unordered_map>
-#include <utility>
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -44,10 +46,15 @@ class FairPool {
 
  private:
   using Ns = std::int64_t;
+  static constexpr Ns kMinCharge = 1'000'000;  // 1 ms
+  // Ready tenants in turn order: virtual time, then when they became ready.
+  using Turn = std::tuple<Ns, std::uint64_t, std::int64_t>;
   struct Tenant {
     std::deque<std::function<void()>> jobs;  // waiting
+    std::size_t running = 0;                 // on a worker now
     Ns vtime = 0;                            // worker time charged to it (ns)
-    Ns estimate = 1'000'000;                 // what its jobs take lately (a moving average); 1 ms at first
+    Ns estimate = kMinCharge;                // what its jobs take lately (a moving average)
+    std::uint64_t ready_since = 0;           // its place among ties while it has jobs waiting (ready_'s key)
   };
   // Under mu_: a job of `t` goes to a worker now; returns what it is charged.
   Ns start_locked(Tenant& t);
@@ -60,8 +67,9 @@ class FairPool {
   std::size_t running_ = 0;
   std::size_t waiting_ = 0;
   std::unordered_map<std::int64_t, Tenant> tenants_;
-  std::set<std::pair<Ns, std::int64_t>> ready_;  // tenants with jobs waiting, by virtual time
-  Ns floor_ = 0;  // the virtual time of the last job started
+  std::set<Turn> ready_;  // tenants with jobs waiting
+  Ns floor_ = 0;          // the virtual time of the last job started
+  std::uint64_t arrivals_ = 0;
 };
 
 }  // namespace sluice::mcpd

@@ -565,8 +565,9 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
 
   // Each reply as JSON text; whether one is an invalid-request error.
   std::vector<std::string> replies;
-  std::size_t reply_bytes = 0;  // of the tool answers so far
+  std::size_t reply_bytes = 0;  // of the answers so far
   std::vector<AnswerBudget::Keep> keeps;  // their holds on the answer budget
+  bool budget_full = false;               // a tool answer was not kept
   bool invalid_request = false;
   bool first = true;
   for (const json* msg : messages) {
@@ -597,15 +598,27 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
     if (m.method == "tools/call") {
       if (reply_bytes >= kMaxBatchReplyBytes) {
         replies.push_back(to_text(rpc::error(m.id, rpc::kServerError, "the batch's answer is full: send this call on its own")));
+      } else if (budget_full) {
+        // One answer of the batch was not kept: the rest are not run.
+        replies.push_back(to_text(rpc::error(m.id, rpc::kServerError, kAnswersFull)));
       } else {
-        ToolAnswer a = co_await call_tool(m.id, *m.params, *session, who, req);
+        ToolAnswer a = co_await call_tool(m.id, *m.params, *session, who, req, batch);
         replies.push_back(std::move(a.text));
         reply_bytes += replies.back().size();
         if (a.keep) keeps.push_back(std::move(a.keep));
+        budget_full = a.refused;
       }
     } else {
-      const json reply = co_await dispatch(m.id, m.method, *m.params, *session, who, req);
-      replies.push_back(to_text(reply));
+      std::string reply = to_text(co_await dispatch(m.id, m.method, *m.params, *session, who, req));
+      // Counted like a tool's answer (a resource read may be large, and
+      // in a batch the connections bound nothing); not kept past it.
+      if (auto kept = answers_.reserve(who.tenant_id, reply.size(), batch)) {
+        if (*kept) keeps.push_back(std::move(*kept));
+      } else {
+        reply = to_text(rpc::error(m.id, rpc::kServerError, kAnswersFull));
+      }
+      reply_bytes += reply.size();
+      replies.push_back(std::move(reply));
     }
   }
   if (replies.empty()) co_return empty_reply(202);
@@ -753,7 +766,8 @@ void McpServer::cancel_all() {
 }
 
 asio::awaitable<McpServer::ToolAnswer> McpServer::call_tool(const json& id, const json& params, const Session& s,
-                                                           const Principal& who, const McpRequest& req) {
+                                                           const Principal& who, const McpRequest& req,
+                                                           bool in_batch) {
   const auto started = std::chrono::steady_clock::now();
   // A call that is malformed is refused, and audited like any other.
   const char* malformed = nullptr;
@@ -780,6 +794,7 @@ asio::awaitable<McpServer::ToolAnswer> McpServer::call_tool(const json& id, cons
   // answer the budget cannot hold is not kept, and its record says so.
   std::string answer;
   AnswerBudget::Keep keep;
+  bool refused = false;
   const bool structured = s.protocol != "2025-03-26";  // structuredContent exists from 2025-06-18 on
   // The worker runs the tool and hands its record to the audit writer
   // itself; this frame resumes once, when the record is durable (one
@@ -825,11 +840,12 @@ asio::awaitable<McpServer::ToolAnswer> McpServer::call_tool(const json& id, cons
       }
       try {
         answer = result_text(outcome, structured);
-        if (auto kept = answers_.reserve(who.tenant_id, answer.size())) {
+        if (auto kept = answers_.reserve(who.tenant_id, answer.size(), in_batch)) {
           keep = std::move(*kept);
         } else {
-          outcome = answer_not_kept(answer.size());
+          outcome = answer_not_kept(answer.size(), outcome);
           answer = result_text(outcome, structured);
+          refused = true;
         }
         outcome.body = std::string();  // in `answer` now
         finish();
@@ -844,13 +860,13 @@ asio::awaitable<McpServer::ToolAnswer> McpServer::call_tool(const json& id, cons
   if (!seq) {
     // Not audited, not answered: the rows stay here.
     ++counters_.audit_failures;
-    co_return ToolAnswer{to_text(rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned")), {}};
+    co_return ToolAnswer{to_text(rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned")), {}, false};
   }
-  if (malformed) co_return ToolAnswer{to_text(rpc::error(id, rpc::kInvalidParams, malformed)), {}};
+  if (malformed) co_return ToolAnswer{to_text(rpc::error(id, rpc::kInvalidParams, malformed)), {}, false};
   if (!permitted) {
-    co_return ToolAnswer{to_text(rpc::error(id, rpc::kInvalidParams, "Unknown tool: " + clean_text(tool_name, 128))), {}};
+    co_return ToolAnswer{to_text(rpc::error(id, rpc::kInvalidParams, "Unknown tool: " + clean_text(tool_name, 128))), {}, false};
   }
-  co_return ToolAnswer{rpc::result_text(id, answer), std::move(keep)};
+  co_return ToolAnswer{rpc::result_text(id, answer), std::move(keep), refused};
 }
 
 }  // namespace sluice::mcpd

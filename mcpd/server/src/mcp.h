@@ -176,14 +176,16 @@ class McpServer {
                                                   const Principal& who, const McpRequest& req);
   // tools/call: the response's JSON text (a data answer is written as
   // text from the start, never as a tree) and its hold on the answer
-  // budget, to keep until it is written.
+  // budget, to keep until it is written; `refused`: the budget could not
+  // hold it. `in_batch`: counted whatever its size.
   struct ToolAnswer {
     std::string text;
     AnswerBudget::Keep keep;
+    bool refused = false;
   };
   boost::asio::awaitable<ToolAnswer> call_tool(const nlohmann::json& id, const nlohmann::json& params,
                                                 const Session& s, const Principal& who,
-                                                const McpRequest& req);
+                                                const McpRequest& req, bool in_batch);
   nlohmann::json initialize(const nlohmann::json& id, const nlohmann::json& params,
                             const Principal& who, McpResponse& out);
   std::vector<const ToolDef*> visible_tools(const Principal& who) const;

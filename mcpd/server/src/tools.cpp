@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "answer_budget.h"
 #include "keys.h"
 #include "text.h"
 
@@ -190,11 +191,12 @@ void Sources::release_idle(std::uint64_t idle_calls) {
   }
 }
 
-ToolOutcome answer_not_kept(std::size_t bytes) {
+ToolOutcome answer_not_kept(std::size_t bytes, const ToolOutcome& ran) {
   ToolOutcome o;
-  o.result = text_result("the server holds too many answers not yet read by their clients; retry shortly", true);
+  o.result = text_result(kAnswersFull, true);
   o.status = "busy";
-  o.detail = "an answer of " + std::to_string(bytes) + " bytes past the answer budget";
+  o.detail = "ran (" + ran.status + ", " + std::to_string(ran.rows) + " rows), but its answer of " +
+             std::to_string(bytes) + " bytes was past the answer budget: not returned";
   return o;
 }
 
@@ -206,7 +208,11 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
     if (!s) s = std::make_shared<Slot>();
     slot = s;
   }
-  slot->used_in.store(round_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  // Written only when the round moved: every call of a busy tenant would
+  // otherwise write the same line from every worker.
+  if (const auto round = round_.load(std::memory_order_relaxed); slot->used_in.load(std::memory_order_relaxed) != round) {
+    slot->used_in.store(round, std::memory_order_relaxed);
+  }
   const auto current = [&] {
     std::lock_guard lock(slot->source_mu);
     return slot->source;

@@ -172,7 +172,8 @@ nlohmann::json text_result(const std::string& text, bool is_error,
 // `detail`, answered with nothing but "internal error".
 ToolOutcome internal_error(const std::string& detail);
 // A tool's answer the answer budget could not hold (answer_budget.h):
-// the caller is told to retry; the record says how large it was.
-ToolOutcome answer_not_kept(std::size_t bytes);
+// the caller is told to retry; the record says how the call that ran
+// (`ran`) ended and how large its answer was.
+ToolOutcome answer_not_kept(std::size_t bytes, const ToolOutcome& ran);
 
 }  // namespace sluice::mcpd

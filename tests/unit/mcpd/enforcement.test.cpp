@@ -454,7 +454,7 @@ TEST_CASE("mcpd: the [agent] configuration is all or nothing", "[mcpd][enforceme
   CHECK(sluice::mcpd::parse_config("")->keys_per_user == 100);
   CHECK(sluice::mcpd::parse_config("[limits]\nkeys_per_user = 5\n")->keys_per_user == 5);
   CHECK_FALSE(sluice::mcpd::parse_config("[limits]\nkeys_per_user = 0\n"));
-  CHECK(sluice::mcpd::parse_config("")->answer_memory == std::size_t{256} << 20);
+  CHECK(sluice::mcpd::parse_config("")->answer_memory == std::size_t{512} << 20);
   CHECK(sluice::mcpd::parse_config("")->answer_memory_per_tenant == std::size_t{64} << 20);
   auto answers = sluice::mcpd::parse_config("[limits]\nanswer_memory_mb = 1024\nanswer_memory_per_tenant_mb = 128\n");
   REQUIRE(answers);

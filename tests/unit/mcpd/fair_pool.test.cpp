@@ -101,7 +101,7 @@ TEST_CASE("mcpd::FairPool: turns are weighted by worker time, not by calls", "[m
   r.release.set_value();
   r.threads.join();
   REQUIRE(r.order.size() == 14);
-  CHECK(r.order[0] == "slow0");  // a tie at first: the lower tenant id
+  CHECK(r.order[0] == "slow0");  // a tie at first: the tenant that came first
   // Turn by turn (a call each) they would alternate; by time, all of
   // globex's quick calls fit in the time acme's first one took.
   for (int i = 0; i < 10; ++i) CHECK(r.at("quick" + std::to_string(i)) < r.at("slow1"));
@@ -127,4 +127,44 @@ TEST_CASE("mcpd::FairPool: time away is no credit", "[mcpd][fair]") {
   REQUIRE(r.order.size() == 13);
   CHECK(r.at("acme0") < r.at("globex2"));
   CHECK(r.at("globex0") < r.at("acme1"));  // and globex is not held back either
+}
+
+TEST_CASE("mcpd::FairPool: a tenant's call still running is charged once, not again when it calls meanwhile",
+          "[mcpd][fair]") {
+  boost::asio::thread_pool threads(2);
+  FairPool pool(threads.get_executor(), 2);
+  std::mutex mu;
+  std::vector<std::string> started;  // in the order jobs start (and markers)
+  const auto mark = [&](const std::string& what) {
+    std::lock_guard lock(mu);
+    started.push_back(what);
+  };
+  const auto job = [&](std::string name, std::chrono::milliseconds takes) {
+    return [&, name, takes] {
+      mark(name);
+      std::this_thread::sleep_for(takes);
+    };
+  };
+  // Globex runs an 800 ms report on one worker; acme keeps the other busy
+  // with 20 ms calls, more than it can finish.
+  pool.post(2, job("report", std::chrono::milliseconds(800)));
+  for (int i = 0; i < 100; ++i) pool.post(1, job("a", std::chrono::milliseconds(20)));
+  // Halfway through the report globex makes a quick call: its report is
+  // running, so it is not "back from idle" and its time is not lifted.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  pool.post(2, job("q1", std::chrono::milliseconds(0)));
+  // After the report, another quick call. Globex has had about 800 ms of
+  // the workers, acme more: globex's call goes next. (Lifted at q1 and
+  // then charged the report, globex would be 400 ms further on, and q2
+  // would wait behind about a dozen of acme's calls.)
+  std::this_thread::sleep_for(std::chrono::milliseconds(460));
+  mark("posted q2");
+  pool.post(2, job("q2", std::chrono::milliseconds(0)));
+  threads.join();
+  const auto at = [&](const std::string& what) {
+    return std::find(started.begin(), started.end(), what) - started.begin();
+  };
+  REQUIRE(at("q2") < static_cast<std::ptrdiff_t>(started.size()));
+  const auto a_between = std::count(started.begin() + at("posted q2"), started.begin() + at("q2"), "a");
+  CHECK(a_between <= 2);
 }

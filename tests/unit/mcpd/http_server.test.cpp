@@ -84,6 +84,11 @@ struct Client {
   explicit Client(const tcp::endpoint& at) {
     tls.set_verify_mode(ssl::verify_none);  // the test's own self-signed pair
     stream = std::make_unique<ssl::stream<tcp::socket>>(io, tls);
+    // A small receive buffer, set before connecting (the window follows
+    // it): the answer must not fit in the sockets' buffers, whatever the
+    // host's tcp_rmem.
+    stream->next_layer().open(at.protocol());
+    stream->next_layer().set_option(asio::socket_base::receive_buffer_size(16 * 1024));
     stream->next_layer().connect(at);
     stream->handshake(ssl::stream_base::client);
     const std::string request = "GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n";

@@ -467,7 +467,7 @@ TEST_CASE("mcpd::McpServer: answers not yet written hold the answer budget; past
   const json refused = body(second);
   CHECK(refused["result"]["isError"] == true);
   CHECK(refused["result"]["content"][0]["text"] ==
-        "the server holds too many answers not yet read by their clients; retry shortly");
+        kAnswersFull);
   CHECK(second.body.size() < 1000);
   CHECK_FALSE(second.keep);
   CHECK(w.answers.refused() == 1);
@@ -491,6 +491,55 @@ TEST_CASE("mcpd::McpServer: answers not yet written hold the answer budget; past
     CHECK(rec["detail"].get<std::string>().find("past the answer budget") != std::string::npos);
   }
   CHECK(busy == 1);
+}
+
+TEST_CASE("mcpd::McpServer: every answer of a batch counts against the budget; a refusal stops the batch",
+          "[mcpd][mcp][answers]") {
+  AnswerLimits limits;
+  limits.total = 4 << 20;
+  limits.per_tenant = 2 << 20;
+  limits.uncounted_below = 64 << 10;
+  World w(65536, std::chrono::seconds(3600), {}, limits);
+  const Principal querier = principal("qqqq", kScopeRead | kScopeQuery);
+  McpRequest raw;
+  raw.method = "POST";
+  raw.accept = "application/json, text/event-stream";
+  raw.content_type = "application/json";
+  raw.session_id = w.open_session(querier, "2025-03-26");  // batches exist only there
+
+  // Small answers, each uncounted on its own: in a batch (up to 64 of them
+  // per connection) they count.
+  raw.body = json::array({call("run_query", {{"sql", "SELECT 1 AS one"}}),
+                          json{{"jsonrpc", "2.0"}, {"id", 7}, {"method", "tools/list"}}})
+                 .dump();
+  McpResponse small = w.send(raw, querier);
+  REQUIRE(small.status == 200);
+  REQUIRE(body(small).size() == 2);
+  CHECK(small.keep);
+  CHECK(w.answers.held(1) > 0);
+  CHECK(w.answers.held(1) < 64 << 10);
+  small = McpResponse{};
+  CHECK(w.answers.held() == 0);
+
+  // A large answer held; then a batch whose first call's answer does not
+  // fit: its second call is not run. (1.2 MB each: 2025-03-26 answers
+  // carry no structuredContent.)
+  const json big = call("run_query", {{"sql", "SELECT printf('%.*c', 600000, 'x') AS a, printf('%.*c', 600000, 'y') AS b"}});
+  McpResponse first = w.send([&] { McpRequest r = raw; r.body = big.dump(); return r; }(), querier);
+  REQUIRE(first.keep);
+  raw.body = json::array({big, call("run_query", {{"sql", "SELECT 2 AS two"}})}).dump();
+  const json answers = body(w.send(raw, querier));
+  REQUIRE(answers.size() == 2);
+  CHECK(answers[0]["result"]["isError"] == true);
+  CHECK(answers[0]["result"]["content"][0]["text"] == kAnswersFull);
+  CHECK(answers[1]["error"]["message"] == kAnswersFull);
+  auto records = w.audit->read("acme", 10, 0, "tool_call");
+  REQUIRE(records);
+  // The small batch's call, the big one held, the refused one; the
+  // second call of the last batch never ran.
+  REQUIRE(records->size() == 3);
+  CHECK((*records)[0]["status"] == "busy");
+  CHECK((*records)[0]["detail"].get<std::string>().find("ran (ok, 1 rows)") != std::string::npos);
 }
 
 TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and audits every call",
