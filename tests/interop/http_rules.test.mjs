@@ -370,14 +370,18 @@ test('traffic per key and user, failed authentications included, for admins only
 });
 
 test('an answer its client has not read holds the answer budget until written', async () => {
-  await sleep(1500);  // two requests follow: the tenant's rate (2/s) refills first
-  const opened = await post(init, { Authorization: `Bearer ${SUPER}` });
+  await sleep(2500);  // five requests' worth follow: the tenant's rate (2/s, burst 5) refills first
+  // A 2025-03-26 session, whose batches answer four calls in one response:
+  // about 7.6 MB, more than loopback's socket buffers take from a client
+  // that does not read (by default at most 4 MiB queued to send and the
+  // 128 KiB first receive window).
+  const opened = await post({ ...init, params: { ...init.params, protocolVersion: '2025-03-26' } },
+                            { Authorization: `Bearer ${SUPER}` });
   assert.equal(opened.status, 200);
   const sid = opened.headers.get('mcp-session-id');
-  // About 4 MB of answer: more than loopback's socket buffers take from a
-  // client that does not read.
-  const call = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'run_query', arguments: {
+  const one = (id) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'run_query', arguments: {
     sql: "SELECT printf('%.*c', 950000, 'x') AS a, printf('%.*c', 950000, 'y') AS b" } } });
+  const call = JSON.stringify([one(2), one(3), one(4), one(5)]);
   const held = async () => {
     const text = await (await fetch(new URL('/metrics', base))).text();
     const m = text.match(/^sluice_mcpd_answer_bytes (\d+)$/m);  // every digit, never 7.6e+06
@@ -398,11 +402,11 @@ test('an answer its client has not read holds the answer budget until written', 
   });
   socket.write(`POST /mcp HTTP/1.1\r\nHost: ${mcp.host}\r\nAuthorization: Bearer ${SUPER}\r\n` +
                'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n' +
-               `Mcp-Session-Id: ${sid}\r\nMCP-Protocol-Version: 2025-11-25\r\nContent-Length: ${call.length}\r\n\r\n${call}`);
+               `Mcp-Session-Id: ${sid}\r\nMCP-Protocol-Version: 2025-03-26\r\nContent-Length: ${call.length}\r\n\r\n${call}`);
   await new Promise((resolve) => socket.once('data', resolve));
   socket.pause();  // the answer has begun; its client stops reading
   assert.match(got.subarray(0, 12).toString(), /^HTTP\/1\.1 200/, got.subarray(0, 400).toString());
-  assert.ok(await eventually(async () => (await held()) >= 3_000_000), `held ${await held()}; ${got.length} bytes read: ${got.subarray(0, 400)}`);
+  assert.ok(await eventually(async () => (await held()) >= 7_000_000), `held ${await held()}; ${got.length} bytes read: ${got.subarray(0, 400)}`);
   socket.resume();
   await all;
   assert.match(got.subarray(0, 12).toString(), /^HTTP\/1\.1 200/);

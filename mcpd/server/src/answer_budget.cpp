@@ -30,8 +30,15 @@ std::optional<AnswerBudget::Keep> AnswerBudget::reserve(std::int64_t tenant, std
   auto hold = std::make_shared<Hold>(state_, tenant);  // before anything is counted: it may throw
   const std::lock_guard lock(state_->mu);
   std::size_t& own = state_->tenants[tenant];
-  // Written so neither sum can wrap: each side is at most its limit.
-  if (bytes > limits_.per_tenant - own || bytes > limits_.total - state_->total) {
+  // Large answers may fill seven eighths of the share and of the total;
+  // the rest is kept for the small answers of batches, so a share (or the
+  // total) full of large answers stops no small ones.
+  const bool large = bytes >= limits_.uncounted_below;
+  const std::size_t share = large ? limits_.per_tenant - limits_.per_tenant / 8 : limits_.per_tenant;
+  const std::size_t total = large ? limits_.total - limits_.total / 8 : limits_.total;
+  // Written so neither sum can wrap: each side is at most its limit (own
+  // and the total may be above a large answer's part of it: then refused).
+  if (own > share || state_->total > total || bytes > share - own || bytes > total - state_->total) {
     if (own == 0) state_->tenants.erase(tenant);
     ++state_->refused;
     return std::nullopt;

@@ -10,8 +10,9 @@
 // tenant: past either, the answer is not kept, and the caller is told to
 // retry. A response's single answer under `uncounted_below` is not counted
 // (what those hold is bounded by the connections), so point lookups never
-// wait on a lock here, and a tenant filling its share with large answers
-// does not stop its own small ones; every answer of a batch counts.
+// wait on a lock here; every answer of a batch counts. Large answers may
+// fill seven eighths of the share and of the total, so the small answers
+// of batches still fit when the rest is full of large ones.
 #pragma once
 
 #include <cstddef>

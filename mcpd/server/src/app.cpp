@@ -405,15 +405,19 @@ void App::schedule_sweep() {
   sweep_timer_->expires_after(kSweepInterval);
   sweep_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
-    try {
-      sessions_->sweep();  // idle sessions end, and their streams with them
-      mcp_->streams().sweep();
-      sources_->release_idle(kSourceIdleSweeps);
-    } catch (const std::exception&) {
-      // Out of memory: nothing may leave the admin thread, and the next
-      // sweep must still come.
-    }
-    schedule_sweep();
+    // Each step on its own: one that fails (out of memory) neither stops
+    // the others nor leaves the admin thread; the next sweep still comes.
+    const auto step = [this](auto&& f) {
+      try {
+        f();
+      } catch (...) {
+        ++sweep_failures_;
+      }
+    };
+    step([this] { sessions_->sweep(); });  // idle sessions end, and their streams with them
+    step([this] { mcp_->streams().sweep(); });
+    step([this] { sources_->release_idle(kSourceIdleSweeps); });
+    step([this] { schedule_sweep(); });
   });
 }
 
@@ -448,7 +452,8 @@ HttpResponse App::metrics() const {
   line("sluice_mcpd_sessions", "live MCP sessions", "gauge", static_cast<double>(sessions_->size()));
   line("sluice_mcpd_event_streams", "SSE streams held for resumption", "gauge", static_cast<double>(mcp_->streams().size()));
   line("sluice_mcpd_answer_bytes", "bytes of answers made and not yet all sent (those counted: answer_budget.h)", "gauge", static_cast<double>(answers_->held()));
-  line("sluice_mcpd_answers_refused_total", "tool answers not kept: past the answer budget", "counter", static_cast<double>(answers_->refused()));
+  line("sluice_mcpd_answers_refused_total", "answers not kept (tool calls, other MCP replies, admin reads): past the answer budget", "counter", static_cast<double>(answers_->refused()));
+  line("sluice_mcpd_sweep_failures_total", "steps of the periodic sweep (sessions, streams, idle sources) that failed", "counter", static_cast<double>(sweep_failures_.load()));
   line("sluice_mcpd_connections", "open HTTPS connections", "gauge", http_ ? static_cast<double>(http_->connections()) : 0.0);
   return make_response(200, m.str(), "text/plain; version=0.0.4");
 }

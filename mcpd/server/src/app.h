@@ -135,6 +135,7 @@ class App {
   std::unique_ptr<Toolbox> toolbox_;
   McpCounters counters_;
   std::unique_ptr<AnswerBudget> answers_;  // before mcp_, which uses it
+  std::atomic<std::uint64_t> sweep_failures_{0};
   std::unique_ptr<boost::asio::thread_pool> workers_;
   std::unique_ptr<Enforcer> enforcer_;
   // One thread for the admin API, policy pushes and the timers: they block

@@ -32,9 +32,12 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
   {
     std::lock_guard lock(mu_);
     Tenant& t = tenants_[tenant];
-    // Back from idle (nothing of its own waiting or running): no credit
-    // for the time away.
-    if (t.jobs.empty() && t.running == 0) t.vtime = std::max(t.vtime, floor_);
+    // Nothing of its own waiting: no credit for time it left to others. A
+    // lift while its jobs run is set against their corrections (finished).
+    if (t.jobs.empty() && t.vtime < floor_) {
+      if (t.running > 0) t.lifted += floor_ - t.vtime;
+      t.vtime = floor_;
+    }
     // (A tenant with jobs waiting while a worker is free happens only after
     // a failed post below: its job then queues, keeping its turn's key.)
     if (running_ >= capacity_ || !t.jobs.empty()) {
@@ -56,7 +59,7 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
     charged = start_locked(t);
   }
   try {
-    run(tenant, charged, std::move(job));
+    run(Start{tenant, charged, std::move(job)});
   } catch (...) {
     // The slot is not lost (the caller hears of the failure). The charge
     // stays: the tenant may have jobs waiting by now, under that time.
@@ -67,65 +70,64 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
   }
 }
 
-void FairPool::run(std::int64_t tenant, Ns charged, std::function<void()> job) {
-  boost::asio::post(pool_, [this, tenant, charged, job = std::move(job)] {
-    const Ns began = now_ns();
-    try {
-      job();
-    } catch (...) {
-      // Nothing may leave a pool thread; the job's own code reports.
+void FairPool::run(Start first) {
+  boost::asio::post(pool_, [this, first = std::move(first)]() mutable {
+    for (Start s = std::move(first); s.job;) {
+      const Ns began = now_ns();
+      try {
+        s.job();
+      } catch (...) {
+        // Nothing may leave a pool thread; the job's own code reports.
+      }
+      s.job = nullptr;  // what it captured goes now, not with the next job
+      s = finished(s.tenant, s.charged, now_ns() - began);
     }
-    finished(tenant, charged, now_ns() - began);
   });
 }
 
-void FairPool::finished(std::int64_t tenant, Ns charged, Ns took) {
-  // Nothing here allocates (turns move as node handles, never new nodes),
-  // so nothing can throw on the pool thread but posting the next job.
-  std::function<void()> next;
-  std::int64_t next_tenant = 0;
-  Ns next_charged = 0;
-  {
-    std::lock_guard lock(mu_);
-    Tenant& done = tenants_.find(tenant)->second;
-    --done.running;
-    // Set right: charged the estimate, it took `took`. Its turn, if it has
-    // jobs waiting, moves with its virtual time.
-    auto turn = done.jobs.empty() ? decltype(ready_)::node_type()
-                                  : ready_.extract(Turn{done.vtime, done.ready_since, tenant});
-    done.vtime += took - charged;
-    done.estimate += (took - done.estimate) / 8;
-    if (turn) {
-      turn.value() = Turn{done.vtime, done.ready_since, tenant};
-      ready_.insert(std::move(turn));
-    }
-    if (ready_.empty()) {
-      --running_;
-      return;
-    }
-    auto first = ready_.extract(ready_.begin());
-    next_tenant = std::get<2>(first.value());
-    Tenant& t = tenants_.find(next_tenant)->second;
-    next = std::move(t.jobs.front());
-    t.jobs.pop_front();
-    --waiting_;
-    next_charged = start_locked(t);
-    if (!t.jobs.empty()) {
-      // Its next job waits at its new virtual time, behind those tied with it.
-      t.ready_since = ++arrivals_;
-      first.value() = Turn{t.vtime, t.ready_since, next_tenant};
-      ready_.insert(std::move(first));
-    }
+FairPool::Start FairPool::finished(std::int64_t tenant, Ns charged, Ns took) {
+  // Nothing here allocates (turns move as node handles, never new nodes):
+  // nothing throws on the pool thread.
+  std::lock_guard lock(mu_);
+  Tenant& done = tenants_.find(tenant)->second;
+  --done.running;
+  // Set right: charged the estimate, it took `took`, less what a lift
+  // while it ran already charged. Its turn, if it has jobs waiting, moves
+  // with its virtual time.
+  Ns correction = took - charged;
+  if (correction > 0 && done.lifted > 0) {
+    const Ns used = std::min(correction, done.lifted);
+    correction -= used;
+    done.lifted -= used;
   }
-  try {
-    run(next_tenant, next_charged, std::move(next));  // the freed slot goes to it: running_ unchanged
-  } catch (...) {
-    // Out of memory posting it: the slot is given back (that job's caller
-    // waits until shutdown), and nothing leaves the pool thread.
-    std::lock_guard lock(mu_);
+  if (done.running == 0) done.lifted = 0;
+  auto turn = done.jobs.empty() ? decltype(ready_)::node_type()
+                                : ready_.extract(Turn{done.vtime, done.ready_since, tenant});
+  done.vtime += correction;
+  done.estimate += (took - done.estimate) / 8;
+  if (turn) {
+    turn.value() = Turn{done.vtime, done.ready_since, tenant};
+    ready_.insert(std::move(turn));
+  }
+  if (ready_.empty()) {
     --running_;
-    --tenants_.find(next_tenant)->second.running;
+    return {};
   }
+  auto first = ready_.extract(ready_.begin());
+  Start next;
+  next.tenant = std::get<2>(first.value());
+  Tenant& t = tenants_.find(next.tenant)->second;
+  next.job = std::move(t.jobs.front());
+  t.jobs.pop_front();
+  --waiting_;
+  next.charged = start_locked(t);  // the freed slot goes to it: running_ unchanged
+  if (!t.jobs.empty()) {
+    // Its next job waits at its new virtual time, behind those tied with it.
+    t.ready_since = ++arrivals_;
+    first.value() = Turn{t.vtime, t.ready_since, next.tenant};
+    ready_.insert(std::move(first));
+  }
+  return next;
 }
 
 std::size_t FairPool::waiting() const {

@@ -16,9 +16,11 @@
 // right when it ends. So a tenant whose every call runs to the query
 // timeout gets a worker about as much of the time as one whose calls are
 // point lookups, not as often: the lookups of the one go ahead of the slow
-// queries of the other. A tenant that comes back after being idle (nothing
-// waiting, nothing running) starts at the time of the last job started,
-// not behind it: idle time is no credit to spend later. Ties go to the
+// queries of the other. A tenant with nothing waiting that calls starts no
+// earlier than the time of the last job started: time spent idle, or with
+// one call always running while others had the workers, is no credit to
+// spend later. Such a lift while its calls run is set against what they
+// turn out to have taken, so a call is never charged twice. Ties go to the
 // tenant that has waited longest.
 #pragma once
 
@@ -54,12 +56,22 @@ class FairPool {
     std::size_t running = 0;                 // on a worker now
     Ns vtime = 0;                            // worker time charged to it (ns)
     Ns estimate = kMinCharge;                // what its jobs take lately (a moving average)
+    Ns lifted = 0;                           // lifts while its jobs ran, not yet set against them
     std::uint64_t ready_since = 0;           // its place among ties while it has jobs waiting (ready_'s key)
   };
   // Under mu_: a job of `t` goes to a worker now; returns what it is charged.
   Ns start_locked(Tenant& t);
-  void run(std::int64_t tenant, Ns charged, std::function<void()> job);
-  void finished(std::int64_t tenant, Ns charged, Ns took);
+  struct Start {
+    std::int64_t tenant = 0;
+    Ns charged = 0;
+    std::function<void()> job;
+  };
+  // Posts a worker that runs `first`, then (on the same thread, nothing
+  // posted or allocated) every job finished() hands it.
+  void run(Start first);
+  // Sets a finished job's tenant right; the next job to run in its place,
+  // if any is waiting (empty job: none, the worker is given back).
+  Start finished(std::int64_t tenant, Ns charged, Ns took);
 
   boost::asio::any_io_executor pool_;
   std::size_t capacity_;

@@ -596,27 +596,37 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       continue;
     }
     if (m.method == "tools/call") {
-      if (reply_bytes >= kMaxBatchReplyBytes) {
-        replies.push_back(to_text(rpc::error(m.id, rpc::kServerError, "the batch's answer is full: send this call on its own")));
-      } else if (budget_full) {
-        // One answer of the batch was not kept: the rest are not run.
-        replies.push_back(to_text(rpc::error(m.id, rpc::kServerError, kAnswersFull)));
-      } else {
-        ToolAnswer a = co_await call_tool(m.id, *m.params, *session, who, req, batch);
-        replies.push_back(std::move(a.text));
-        reply_bytes += replies.back().size();
-        if (a.keep) keeps.push_back(std::move(a.keep));
-        budget_full = a.refused;
+      // A call the batch has no room for is not run, but audited as every
+      // tools/call is.
+      std::optional<Skip> skip;
+      if (budget_full) {
+        skip = Skip{kAnswersFull, "not run: an earlier answer of its batch was past the answer budget"};
+      } else if (reply_bytes >= kMaxBatchReplyBytes) {
+        skip = Skip{"the batch's answer is full: send this call on its own", "not run: its batch's answers reached 16 MiB"};
       }
+      ToolAnswer a = co_await call_tool(m.id, *m.params, *session, who, req, batch, skip);
+      replies.push_back(std::move(a.text));
+      reply_bytes += replies.back().size();
+      if (a.keep) keeps.push_back(std::move(a.keep));
+      budget_full = budget_full || a.refused;
+    } else if (budget_full) {
+      // Nothing more of a batch runs once an answer of it was not kept.
+      replies.push_back(to_text(rpc::error(m.id, rpc::kServerError, kAnswersFull)));
     } else {
-      std::string reply = to_text(co_await dispatch(m.id, m.method, *m.params, *session, who, req));
-      // Counted like a tool's answer (a resource read may be large, and
-      // in a batch the connections bound nothing); not kept past it.
-      if (auto kept = answers_.reserve(who.tenant_id, reply.size(), batch)) {
-        if (*kept) keeps.push_back(std::move(*kept));
-      } else {
-        reply = to_text(rpc::error(m.id, rpc::kServerError, kAnswersFull));
+      Budgeted b;
+      std::string reply = to_text(co_await dispatch(m.id, m.method, *m.params, *session, who, req, batch, b));
+      if (!b.counted) {
+        // Counted like a tool's answer (in a batch the connections bound
+        // nothing); not kept past it. (Unaudited replies: nothing to set right.)
+        if (auto kept = answers_.reserve(who.tenant_id, reply.size(), batch)) {
+          b.keep = std::move(*kept);
+        } else {
+          reply = to_text(rpc::error(m.id, rpc::kServerError, kAnswersFull));
+          b.refused = true;
+        }
       }
+      if (b.keep) keeps.push_back(std::move(b.keep));
+      budget_full = budget_full || b.refused;
       reply_bytes += reply.size();
       replies.push_back(std::move(reply));
     }
@@ -641,7 +651,8 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
 }
 
 asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& method, const json& params,
-                                          const Session& s, const Principal& who, const McpRequest& req) {
+                                          const Session& s, const Principal& who, const McpRequest& req,
+                                          bool in_batch, Budgeted& budget) {
   if (method == "ping") co_return rpc::result(id, json::object());
   if (method == "tools/list") {
     json items = json::array();
@@ -677,18 +688,28 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     // An entity's statistics may take seconds the first time: a worker's.
     std::function<std::optional<json>()> work = [this, who, target] { return tools_.read_resource(who, target); };
     auto read = co_await on_worker<std::optional<json>>(who.tenant_id, std::move(work));
+    // Counted before the record, which then says whether it was answered.
+    json reply = read ? rpc::result(id, *read) : rpc::error(id, -32002, "Resource not found", {{"uri", clean_text(target, 256)}});
+    budget.counted = true;
+    if (auto kept = answers_.reserve(who.tenant_id, to_text(reply).size(), in_batch)) {
+      budget.keep = std::move(*kept);
+    } else {
+      budget.refused = true;
+      reply = rpc::error(id, rpc::kServerError, kAnswersFull);
+    }
     // Reading an entity resource returns what describe_entity does: audited alike.
     json record = {{"kind", "resource_read"}, {"tenant", who.tenant}, {"user", who.user},
                    {"credential", who.credential_type + ":" + who.credential_id},
-                   {"uri", clean_text(target, 256)}, {"status", read ? "ok" : "not_found"},
+                   {"uri", clean_text(target, 256)},
+                   {"status", budget.refused ? "busy" : read ? "ok" : "not_found"},
                    {"client", s.client_info}, {"client_addr", req.client_addr}};
     const auto seq = co_await audit_.async_append(std::move(record), asio::use_awaitable);
     if (!seq) {
       ++counters_.audit_failures;
+      budget.keep.reset();
       co_return rpc::error(id, rpc::kInternalError, "the read could not be audited; nothing was returned");
     }
-    if (!read) co_return rpc::error(id, -32002, "Resource not found", {{"uri", clean_text(target, 256)}});
-    co_return rpc::result(id, *read);
+    co_return reply;
   }
   if (method == "prompts/list") {
     auto out = page(tools_.list_prompts(), params, "prompts");
@@ -767,7 +788,7 @@ void McpServer::cancel_all() {
 
 asio::awaitable<McpServer::ToolAnswer> McpServer::call_tool(const json& id, const json& params, const Session& s,
                                                            const Principal& who, const McpRequest& req,
-                                                           bool in_batch) {
+                                                           bool in_batch, std::optional<Skip> skip) {
   const auto started = std::chrono::steady_clock::now();
   // A call that is malformed is refused, and audited like any other.
   const char* malformed = nullptr;
@@ -811,7 +832,11 @@ asio::awaitable<McpServer::ToolAnswer> McpServer::call_tool(const json& id, cons
         [durable](std::optional<std::int64_t> seq) { durable->try_send(boost::system::error_code{}, seq); },
         &expected);
   };
-  if (malformed) {
+  if (skip) {
+    outcome.status = "not_run";
+    outcome.detail = skip->detail;
+    finish();
+  } else if (malformed) {
     outcome.status = "invalid";
     outcome.detail = malformed;
     finish();
@@ -862,6 +887,7 @@ asio::awaitable<McpServer::ToolAnswer> McpServer::call_tool(const json& id, cons
     ++counters_.audit_failures;
     co_return ToolAnswer{to_text(rpc::error(id, rpc::kInternalError, "the call could not be audited; nothing was returned")), {}, false};
   }
+  if (skip) co_return ToolAnswer{to_text(rpc::error(id, rpc::kServerError, skip->message)), {}, false};
   if (malformed) co_return ToolAnswer{to_text(rpc::error(id, rpc::kInvalidParams, malformed)), {}, false};
   if (!permitted) {
     co_return ToolAnswer{to_text(rpc::error(id, rpc::kInvalidParams, "Unknown tool: " + clean_text(tool_name, 128))), {}, false};

@@ -170,22 +170,38 @@ class McpServer {
   // GET: the session's stream of server-initiated messages, or with
   // Last-Event-ID the rest of the stream that event belongs to.
   McpResponse get(const McpRequest& req, const Principal& who, const boost::asio::any_io_executor& ex);
+  // What a reply did with the answer budget, when its method counts it
+  // itself (a resource read: before its audit record, which then says
+  // whether it was answered); otherwise the caller counts the reply.
+  struct Budgeted {
+    bool counted = false;
+    bool refused = false;
+    AnswerBudget::Keep keep;
+  };
   // One JSON-RPC request of an initialized session; the reply object.
+  // `in_batch`: its answer counts whatever its size.
   boost::asio::awaitable<nlohmann::json> dispatch(const nlohmann::json& id, const std::string& method,
                                                   const nlohmann::json& params, const Session& s,
-                                                  const Principal& who, const McpRequest& req);
+                                                  const Principal& who, const McpRequest& req, bool in_batch,
+                                                  Budgeted& budget);
   // tools/call: the response's JSON text (a data answer is written as
   // text from the start, never as a tree) and its hold on the answer
   // budget, to keep until it is written; `refused`: the budget could not
-  // hold it. `in_batch`: counted whatever its size.
+  // hold it. `in_batch`: counted whatever its size. `skip`: not run, only
+  // audited (`not_run`, with its detail) and answered with its message.
   struct ToolAnswer {
     std::string text;
     AnswerBudget::Keep keep;
     bool refused = false;
   };
+  struct Skip {
+    const char* message;
+    const char* detail;
+  };
   boost::asio::awaitable<ToolAnswer> call_tool(const nlohmann::json& id, const nlohmann::json& params,
                                                 const Session& s, const Principal& who,
-                                                const McpRequest& req, bool in_batch);
+                                                const McpRequest& req, bool in_batch,
+                                                std::optional<Skip> skip = std::nullopt);
   nlohmann::json initialize(const nlohmann::json& id, const nlohmann::json& params,
                             const Principal& who, McpResponse& out);
   std::vector<const ToolDef*> visible_tools(const Principal& who) const;

@@ -195,7 +195,7 @@ ToolOutcome answer_not_kept(std::size_t bytes, const ToolOutcome& ran) {
   ToolOutcome o;
   o.result = text_result(kAnswersFull, true);
   o.status = "busy";
-  o.detail = "ran (" + ran.status + ", " + std::to_string(ran.rows) + " rows), but its answer of " +
+  o.detail = "ended " + ran.status + " with " + std::to_string(ran.rows) + " rows, but its answer of " +
              std::to_string(bytes) + " bytes was past the answer budget: not returned";
   return o;
 }

@@ -527,19 +527,47 @@ TEST_CASE("mcpd::McpServer: every answer of a batch counts against the budget; a
   const json big = call("run_query", {{"sql", "SELECT printf('%.*c', 600000, 'x') AS a, printf('%.*c', 600000, 'y') AS b"}});
   McpResponse first = w.send([&] { McpRequest r = raw; r.body = big.dump(); return r; }(), querier);
   REQUIRE(first.keep);
-  raw.body = json::array({big, call("run_query", {{"sql", "SELECT 2 AS two"}})}).dump();
+  raw.body = json::array({big, call("run_query", {{"sql", "SELECT 2 AS two"}}),
+                          json{{"jsonrpc", "2.0"}, {"id", 8}, {"method", "resources/list"}}})
+                 .dump();
   const json answers = body(w.send(raw, querier));
-  REQUIRE(answers.size() == 2);
+  REQUIRE(answers.size() == 3);
   CHECK(answers[0]["result"]["isError"] == true);
   CHECK(answers[0]["result"]["content"][0]["text"] == kAnswersFull);
   CHECK(answers[1]["error"]["message"] == kAnswersFull);
+  CHECK(answers[2]["error"]["message"] == kAnswersFull);
   auto records = w.audit->read("acme", 10, 0, "tool_call");
   REQUIRE(records);
-  // The small batch's call, the big one held, the refused one; the
-  // second call of the last batch never ran.
-  REQUIRE(records->size() == 3);
-  CHECK((*records)[0]["status"] == "busy");
-  CHECK((*records)[0]["detail"].get<std::string>().find("ran (ok, 1 rows)") != std::string::npos);
+  // The small batch's call, the big one held, the refused one, and the
+  // call after it, audited though never run.
+  REQUIRE(records->size() == 4);
+  CHECK((*records)[0]["status"] == "not_run");
+  CHECK((*records)[0]["detail"] == "not run: an earlier answer of its batch was past the answer budget");
+  CHECK((*records)[1]["status"] == "busy");
+  CHECK((*records)[1]["detail"].get<std::string>().find("ended ok with 1 rows") != std::string::npos);
+}
+
+TEST_CASE("mcpd::McpServer: a resource read past the answer budget is audited busy, not ok", "[mcpd][mcp][answers]") {
+  AnswerLimits limits;
+  limits.total = 1 << 20;
+  limits.per_tenant = 512;  // less than any entity's description
+  limits.uncounted_below = 64 << 10;
+  World w(65536, std::chrono::seconds(3600), {}, limits);
+  const Principal reader = principal("rrrr", kScopeRead);
+  const std::string sid = w.open_session(reader, "2025-03-26");
+  const json read = {{"jsonrpc", "2.0"}, {"id", 9}, {"method", "resources/read"},
+                     {"params", {{"uri", "sluice://entities/customers"}}}};
+  // On its own it is under the floor: not counted, answered.
+  CHECK(body(w.post(read, reader, sid)).contains("result"));
+  // In a batch it counts, and does not fit.
+  const json answers = body(w.post(json::array({read}), reader, sid));
+  REQUIRE(answers.size() == 1);
+  CHECK(answers[0]["error"]["message"] == kAnswersFull);
+  auto reads = w.audit->read("acme", 10, 0, "resource_read");
+  REQUIRE(reads);
+  REQUIRE(reads->size() == 2);
+  CHECK((*reads)[0]["status"] == "busy");
+  CHECK((*reads)[1]["status"] == "ok");
 }
 
 TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and audits every call",
