@@ -19,28 +19,39 @@ std::int64_t now_ns() {
 FairPool::FairPool(boost::asio::any_io_executor pool, std::size_t capacity)
     : pool_(std::move(pool)), capacity_(capacity == 0 ? 1 : capacity) {}
 
-FairPool::Ns FairPool::start_locked(Tenant& t) {
+FairPool::Ns FairPool::start_locked(Tenant& t, Ns now) {
   floor_ = std::max(floor_, t.vtime);
   const Ns charge = std::max(t.estimate, kMinCharge);
   t.vtime += charge;
   ++t.running;
+  t.began_sum += now;
+  t.charged_sum += charge;
   return charge;
 }
 
+FairPool::Ns FairPool::unpaid(const Tenant& t, Ns now) {
+  // Sum over running jobs of (now - began - charged), in 128 bits: no
+  // product of a count and a clock reading can wrap.
+  const __int128 owed = static_cast<__int128>(t.running) * now - t.began_sum - t.charged_sum;
+  return owed <= 0 ? 0 : owed >= INT64_MAX ? INT64_MAX : static_cast<Ns>(owed);
+}
+
 void FairPool::post(std::int64_t tenant, std::function<void()> job) {
-  Ns charged = 0;
+  Start start;
   {
     std::lock_guard lock(mu_);
     Tenant& t = tenants_[tenant];
-    // Nothing of its own waiting: no credit for time it left to others. A
-    // lift while its jobs run is set against their corrections (finished).
+    const Ns now = now_ns();
+    // Nothing of its own waiting: no credit for time it left to others.
+    // What the lift pays for work its running jobs have done is taken off
+    // their charge when they end (finished), never more than that work.
     if (t.jobs.empty() && t.vtime < floor_) {
-      if (t.running > 0) t.lifted += floor_ - t.vtime;
+      if (t.running > 0) t.lifted = std::min(t.lifted + (floor_ - t.vtime), unpaid(t, now));
       t.vtime = floor_;
     }
     // (A tenant with jobs waiting while a worker is free happens only after
     // a failed post below: its job then queues, keeping its turn's key.)
-    if (running_ >= capacity_ || !t.jobs.empty()) {
+    if (running_ >= capacity_ || !t.jobs.empty() || stopped_) {
       // The job first, then its turn: if either throws, nothing is left half done.
       t.jobs.push_back(std::move(job));
       if (t.jobs.size() == 1) {
@@ -56,16 +67,21 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
       return;
     }
     ++running_;
-    charged = start_locked(t);
+    start = Start{tenant, start_locked(t, now), now, std::move(job)};
   }
+  const Start begun{start.tenant, start.charged, start.began, nullptr};
   try {
-    run(Start{tenant, charged, std::move(job)});
+    run(std::move(start));
   } catch (...) {
     // The slot is not lost (the caller hears of the failure). The charge
     // stays: the tenant may have jobs waiting by now, under that time.
     std::lock_guard lock(mu_);
     --running_;
-    --tenants_.find(tenant)->second.running;
+    Tenant& t = tenants_.find(begun.tenant)->second;
+    --t.running;
+    t.began_sum -= begun.began;
+    t.charged_sum -= begun.charged;
+    if (t.running == 0) t.lifted = 0;
     throw;
   }
 }
@@ -73,43 +89,46 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
 void FairPool::run(Start first) {
   boost::asio::post(pool_, [this, first = std::move(first)]() mutable {
     for (Start s = std::move(first); s.job;) {
-      const Ns began = now_ns();
       try {
         s.job();
       } catch (...) {
         // Nothing may leave a pool thread; the job's own code reports.
       }
       s.job = nullptr;  // what it captured goes now, not with the next job
-      s = finished(s.tenant, s.charged, now_ns() - began);
+      s = finished(s, now_ns());
     }
   });
 }
 
-FairPool::Start FairPool::finished(std::int64_t tenant, Ns charged, Ns took) {
+FairPool::Start FairPool::finished(const Start& done_job, Ns ended) {
   // Nothing here allocates (turns move as node handles, never new nodes):
   // nothing throws on the pool thread.
   std::lock_guard lock(mu_);
-  Tenant& done = tenants_.find(tenant)->second;
+  Tenant& done = tenants_.find(done_job.tenant)->second;
+  const Ns took = ended - done_job.began;
   --done.running;
+  done.began_sum -= done_job.began;
+  done.charged_sum -= done_job.charged;
   // Set right: charged the estimate, it took `took`, less what a lift
-  // while it ran already charged. Its turn, if it has jobs waiting, moves
+  // while it ran paid already. Its turn, if it has jobs waiting, moves
   // with its virtual time.
-  Ns correction = took - charged;
+  Ns correction = took - done_job.charged;
   if (correction > 0 && done.lifted > 0) {
     const Ns used = std::min(correction, done.lifted);
     correction -= used;
     done.lifted -= used;
   }
-  if (done.running == 0) done.lifted = 0;
+  // What is left of the lift never covers more than the jobs still running have done.
+  done.lifted = done.running == 0 ? 0 : std::min(done.lifted, unpaid(done, ended));
   auto turn = done.jobs.empty() ? decltype(ready_)::node_type()
-                                : ready_.extract(Turn{done.vtime, done.ready_since, tenant});
+                                : ready_.extract(Turn{done.vtime, done.ready_since, done_job.tenant});
   done.vtime += correction;
   done.estimate += (took - done.estimate) / 8;
   if (turn) {
-    turn.value() = Turn{done.vtime, done.ready_since, tenant};
+    turn.value() = Turn{done.vtime, done.ready_since, done_job.tenant};
     ready_.insert(std::move(turn));
   }
-  if (ready_.empty()) {
+  if (ready_.empty() || stopped_) {
     --running_;
     return {};
   }
@@ -120,7 +139,8 @@ FairPool::Start FairPool::finished(std::int64_t tenant, Ns charged, Ns took) {
   next.job = std::move(t.jobs.front());
   t.jobs.pop_front();
   --waiting_;
-  next.charged = start_locked(t);  // the freed slot goes to it: running_ unchanged
+  next.began = ended;
+  next.charged = start_locked(t, ended);  // the freed slot goes to it: running_ unchanged
   if (!t.jobs.empty()) {
     // Its next job waits at its new virtual time, behind those tied with it.
     t.ready_since = ++arrivals_;
@@ -128,6 +148,11 @@ FairPool::Start FairPool::finished(std::int64_t tenant, Ns charged, Ns took) {
     ready_.insert(std::move(first));
   }
   return next;
+}
+
+void FairPool::stop() {
+  std::lock_guard lock(mu_);
+  stopped_ = true;
 }
 
 std::size_t FairPool::waiting() const {

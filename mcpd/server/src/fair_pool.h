@@ -19,9 +19,11 @@
 // queries of the other. A tenant with nothing waiting that calls starts no
 // earlier than the time of the last job started: time spent idle, or with
 // one call always running while others had the workers, is no credit to
-// spend later. Such a lift while its calls run is set against what they
-// turn out to have taken, so a call is never charged twice. Ties go to the
-// tenant that has waited longest.
+// spend later. Such a lift while its calls run pays, at most, for the
+// worker time they have used so far and not been charged; that much is
+// taken off what they are charged when they end, so no work is charged
+// twice, and nothing beyond the work done is ever credited. Ties go to
+// the tenant that has waited longest.
 #pragma once
 
 #include <cstddef>
@@ -45,6 +47,8 @@ class FairPool {
   // throw (one that does is stopped here, never let out of a pool thread).
   void post(std::int64_t tenant, std::function<void()> job);
   [[nodiscard]] std::size_t waiting() const;
+  // Shutting down: no job waiting starts any more (those running finish).
+  void stop();
 
  private:
   using Ns = std::int64_t;
@@ -56,14 +60,19 @@ class FairPool {
     std::size_t running = 0;                 // on a worker now
     Ns vtime = 0;                            // worker time charged to it (ns)
     Ns estimate = kMinCharge;                // what its jobs take lately (a moving average)
-    Ns lifted = 0;                           // lifts while its jobs ran, not yet set against them
+    Ns lifted = 0;      // what lifts paid for its running jobs' work, not yet set against them
+    __int128 began_sum = 0;  // of its running jobs: when each started (wide: up to 64 clock readings)...
+    Ns charged_sum = 0; // ...and what each was charged
     std::uint64_t ready_since = 0;           // its place among ties while it has jobs waiting (ready_'s key)
   };
-  // Under mu_: a job of `t` goes to a worker now; returns what it is charged.
-  Ns start_locked(Tenant& t);
+  // Under mu_: a job of `t` goes to a worker now (`now`); returns what it is charged.
+  Ns start_locked(Tenant& t, Ns now);
+  // Under mu_: the work `t`'s running jobs have done by `now` and not been charged.
+  static Ns unpaid(const Tenant& t, Ns now);
   struct Start {
     std::int64_t tenant = 0;
     Ns charged = 0;
+    Ns began = 0;  // when it was given its worker
     std::function<void()> job;
   };
   // Posts a worker that runs `first`, then (on the same thread, nothing
@@ -71,7 +80,7 @@ class FairPool {
   void run(Start first);
   // Sets a finished job's tenant right; the next job to run in its place,
   // if any is waiting (empty job: none, the worker is given back).
-  Start finished(std::int64_t tenant, Ns charged, Ns took);
+  Start finished(const Start& done, Ns ended);
 
   boost::asio::any_io_executor pool_;
   std::size_t capacity_;
@@ -82,6 +91,7 @@ class FairPool {
   std::set<Turn> ready_;  // tenants with jobs waiting
   Ns floor_ = 0;          // the virtual time of the last job started
   std::uint64_t arrivals_ = 0;
+  bool stopped_ = false;
 };
 
 }  // namespace sluice::mcpd

@@ -614,7 +614,8 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       replies.push_back(to_text(rpc::error(m.id, rpc::kServerError, kAnswersFull)));
     } else {
       Budgeted b;
-      std::string reply = to_text(co_await dispatch(m.id, m.method, *m.params, *session, who, req, batch, b));
+      json value = co_await dispatch(m.id, m.method, *m.params, *session, who, req, batch, b);
+      std::string reply = b.counted ? std::move(b.text) : to_text(value);
       if (!b.counted) {
         // Counted like a tool's answer (in a batch the connections bound
         // nothing); not kept past it. (Unaudited replies: nothing to set right.)
@@ -691,11 +692,13 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     // Counted before the record, which then says whether it was answered.
     json reply = read ? rpc::result(id, *read) : rpc::error(id, -32002, "Resource not found", {{"uri", clean_text(target, 256)}});
     budget.counted = true;
-    if (auto kept = answers_.reserve(who.tenant_id, to_text(reply).size(), in_batch)) {
+    budget.text = to_text(reply);
+    if (auto kept = answers_.reserve(who.tenant_id, budget.text.size(), in_batch)) {
       budget.keep = std::move(*kept);
     } else {
       budget.refused = true;
       reply = rpc::error(id, rpc::kServerError, kAnswersFull);
+      budget.text = to_text(reply);
     }
     // Reading an entity resource returns what describe_entity does: audited alike.
     json record = {{"kind", "resource_read"}, {"tenant", who.tenant}, {"user", who.user},
@@ -707,9 +710,10 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     if (!seq) {
       ++counters_.audit_failures;
       budget.keep.reset();
-      co_return rpc::error(id, rpc::kInternalError, "the read could not be audited; nothing was returned");
+      reply = rpc::error(id, rpc::kInternalError, "the read could not be audited; nothing was returned");
+      budget.text = to_text(reply);
     }
-    co_return reply;
+    co_return json();  // the reply is budget.text
   }
   if (method == "prompts/list") {
     auto out = page(tools_.list_prompts(), params, "prompts");
@@ -782,6 +786,7 @@ void McpServer::session_ended(const std::string& id) {
 }
 
 void McpServer::cancel_all() {
+  fair_.stop();  // first: a worker freed below takes nothing queued
   std::lock_guard lock(running_mu_);
   for (auto& [key, flag] : running_) flag->store(true);
 }

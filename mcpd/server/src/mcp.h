@@ -155,7 +155,8 @@ class McpServer {
         streams_(stream_limits) {}
 
   boost::asio::awaitable<McpResponse> handle(McpRequest req, Principal who);
-  // Shutting down: every running call's query stops at its next check.
+  // Shutting down: every running call's query stops at its next check,
+  // and no call waiting for a worker starts any more.
   void cancel_all();
   // The tenant's resources changed (a saved query was stored or deleted):
   // its sessions' GET streams get notifications/resources/list_changed.
@@ -177,6 +178,7 @@ class McpServer {
     bool counted = false;
     bool refused = false;
     AnswerBudget::Keep keep;
+    std::string text;  // set with `counted`: the reply as text (made once)
   };
   // One JSON-RPC request of an initialized session; the reply object.
   // `in_batch`: its answer counts whatever its size.

@@ -179,8 +179,8 @@ TEST_CASE("mcpd::FairPool: a tenant that always has a call running banks no cred
     std::lock_guard lock(mu);
     started.push_back(what);
   };
-  // Acme keeps the workers busy with 10 ms calls.
-  for (int i = 0; i < 150; ++i) {
+  // Acme keeps the workers busy with 10 ms calls, more than it can finish.
+  for (int i = 0; i < 300; ++i) {
     pool.post(1, [&] {
       mark("a");
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -188,7 +188,8 @@ TEST_CASE("mcpd::FairPool: a tenant that always has a call running banks no cred
   }
   // Globex keeps one 1 ms call running at all times, each posting the
   // next just before it ends: it never has nothing running, and uses one
-  // of the three workers while acme uses the other two.
+  // of the three workers while acme uses the other two. It goes on through
+  // the burst below, so globex never stops having a call running.
   std::atomic<bool> chain{true};
   std::function<void()> link = [&] {
     mark("c");
@@ -197,7 +198,6 @@ TEST_CASE("mcpd::FairPool: a tenant that always has a call running banks no cred
   };
   pool.post(2, link);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  chain = false;
   // Then a burst. Had globex banked the worker time it left to acme (about
   // 300 ms), its burst would take every worker until it caught up: its
   // calls first, thirty of them.
@@ -208,6 +208,8 @@ TEST_CASE("mcpd::FairPool: a tenant that always has a call running banks no cred
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     });
   }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  chain = false;
   threads.join();
   const auto from = std::find(started.begin(), started.end(), "burst");
   REQUIRE(from != started.end());
@@ -219,4 +221,24 @@ TEST_CASE("mcpd::FairPool: a tenant that always has a call running banks no cred
   }
   REQUIRE(seen == 10);
   CHECK(acme >= 2);  // turn about, about 4; banked, none
+}
+
+TEST_CASE("mcpd::FairPool: once stopped, nothing waiting starts; what runs finishes", "[mcpd][fair]") {
+  boost::asio::thread_pool threads(1);
+  FairPool pool(threads.get_executor(), 1);
+  std::promise<void> release;
+  std::atomic<bool> finished{false};
+  std::atomic<int> started_after{0};
+  pool.post(1, [f = release.get_future().share(), &finished] {
+    f.wait();
+    finished = true;
+  });
+  for (int i = 0; i < 3; ++i) pool.post(2, [&] { ++started_after; });
+  CHECK(pool.waiting() == 3);
+  pool.stop();
+  pool.post(3, [&] { ++started_after; });  // nor anything posted after
+  release.set_value();
+  threads.join();
+  CHECK(finished);
+  CHECK(started_after == 0);
 }
