@@ -380,3 +380,40 @@ set -e
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "records were cut off" "$work/sdk/restart.out" ||
   { echo "mcpd_interop: sluice-mcpd started on a log cut short (rc $rc)" >&2; cat "$work/sdk/restart.out" >&2; exit 1; }
 echo "mcpd_interop: a log cut short is refused by audit verify and by sluice-mcpd"
+
+# SIGTERM while calls are in flight (and more wait for a worker): sluice-mcpd
+# exits 0, whatever was answered is in the log, and the chain verifies.
+start_mcpd term '' '[limits]
+tenant_rate = 100000
+tenant_burst = 100000'
+term_pid=${pids[-1]}
+term_sid=$(curl -sk -D - -o /dev/null -X POST "$url" -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' \
+  -H 'Accept: application/json, text/event-stream' \
+  -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"term","version":"1"}}}' |
+  tr -d '\r' | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')
+[ -n "$term_sid" ] || { echo "mcpd_interop: no session for the SIGTERM check" >&2; exit 1; }
+loaders=()
+for i in $(seq 8); do
+  (
+    for j in $(seq 400); do
+      curl -sk -o /dev/null --max-time 5 -X POST "$url" -H "Authorization: Bearer $key_all" -H "Mcp-Session-Id: $term_sid" \
+        -H 'MCP-Protocol-Version: 2025-11-25' -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+        -d "{\"jsonrpc\":\"2.0\",\"id\":$j,\"method\":\"tools/call\",\"params\":{\"name\":\"run_query\",\"arguments\":{\"sql\":\"SELECT count(*) FROM transactions WHERE amount_cents > $j\"}}}" || true
+    done
+  ) &
+  loaders+=($!)
+done
+sleep 2
+kill -TERM "$term_pid"
+set +e
+wait "$term_pid"
+rc=$?
+set -e
+kill "${loaders[@]}" 2>/dev/null || true
+wait "${loaders[@]}" 2>/dev/null || true
+[ "$rc" -eq 0 ] || { echo "mcpd_interop: sluice-mcpd exited $rc on SIGTERM under load" >&2; cat "$work/term/mcpd.err" >&2; exit 1; }
+verdict=$("$ctl" audit verify --db "$work/term/data/mcpd.db") ||
+  { echo "mcpd_interop: the audit chain does not verify after SIGTERM under load: $verdict" >&2; exit 1; }
+records=$(sed -n 's/^audit chain intact: \([0-9]*\) records.*/\1/p' <<<"$verdict")
+[ "${records:-0}" -ge 20 ] || { echo "mcpd_interop: only ${records:-0} records after SIGTERM under load: $verdict" >&2; exit 1; }
+echo "mcpd_interop: SIGTERM under load: exit 0, the audit chain intact ($records records)"

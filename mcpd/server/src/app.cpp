@@ -36,8 +36,11 @@ void App::shutdown() {
     pool->join();
   }
   if (workers_) {
-    if (mcp_) mcp_->cancel_all();  // running queries stop now, not at their timeout
-    workers_->stop();
+    // Running queries stop now, not at their timeout, and the calls
+    // waiting for a worker are dropped. Joined, not stopped: a handler
+    // posted but not started would otherwise stay in the pool until the
+    // App goes, after the I/O context its job's channel belongs to.
+    if (mcp_) mcp_->cancel_all();
     workers_->join();
   }
   if (audit_) {

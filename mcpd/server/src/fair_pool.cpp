@@ -40,6 +40,10 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
   Start start;
   {
     std::lock_guard lock(mu_);
+    // Stopped: the job is dropped (on return, outside the lock), never kept
+    // to be destroyed after what it holds is gone (the I/O context of the
+    // channel its caller waits on).
+    if (stopped_) return;
     Tenant& t = tenants_[tenant];
     const Ns now = now_ns();
     // Nothing of its own waiting: no credit for time it left to others.
@@ -51,7 +55,7 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
     }
     // (A tenant with jobs waiting while a worker is free happens only after
     // a failed post below: its job then queues, keeping its turn's key.)
-    if (running_ >= capacity_ || !t.jobs.empty() || stopped_) {
+    if (running_ >= capacity_ || !t.jobs.empty()) {
       // The job first, then its turn: if either throws, nothing is left half done.
       t.jobs.push_back(std::move(job));
       if (t.jobs.size() == 1) {
@@ -81,7 +85,7 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
     --t.running;
     t.began_sum -= begun.began;
     t.charged_sum -= begun.charged;
-    if (t.running == 0) t.lifted = 0;
+    t.lifted = t.running == 0 ? 0 : std::min(t.lifted, unpaid(t, now_ns()));
     throw;
   }
 }
@@ -151,8 +155,15 @@ FairPool::Start FairPool::finished(const Start& done_job, Ns ended) {
 }
 
 void FairPool::stop() {
+  // The jobs waiting are destroyed now, while what they hold still exists
+  // (their callers' channels, on the I/O context that main destroys before
+  // the App). Destroying one calls nothing back here: its caller's frame
+  // still holds the channel too.
   std::lock_guard lock(mu_);
   stopped_ = true;
+  for (auto& [id, t] : tenants_) t.jobs.clear();
+  ready_.clear();
+  waiting_ = 0;
 }
 
 std::size_t FairPool::waiting() const {

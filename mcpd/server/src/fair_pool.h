@@ -47,7 +47,8 @@ class FairPool {
   // throw (one that does is stopped here, never let out of a pool thread).
   void post(std::int64_t tenant, std::function<void()> job);
   [[nodiscard]] std::size_t waiting() const;
-  // Shutting down: no job waiting starts any more (those running finish).
+  // Shutting down: the jobs waiting are dropped now, and so is any job
+  // posted later; those running finish.
   void stop();
 
  private:

@@ -233,10 +233,17 @@ TEST_CASE("mcpd::FairPool: once stopped, nothing waiting starts; what runs finis
     f.wait();
     finished = true;
   });
-  for (int i = 0; i < 3; ++i) pool.post(2, [&] { ++started_after; });
+  // What a waiting job holds goes at stop(), not when the pool does (in
+  // mcpd: its caller's channel, on an I/O context gone by then).
+  auto held = std::make_shared<int>(0);
+  for (int i = 0; i < 3; ++i) pool.post(2, [&, held] { ++started_after; });
+  CHECK(held.use_count() == 4);
   CHECK(pool.waiting() == 3);
   pool.stop();
-  pool.post(3, [&] { ++started_after; });  // nor anything posted after
+  CHECK(held.use_count() == 1);
+  CHECK(pool.waiting() == 0);
+  pool.post(3, [&, held] { ++started_after; });  // nor anything posted after, which is not kept
+  CHECK(held.use_count() == 1);
   release.set_value();
   threads.join();
   CHECK(finished);
