@@ -567,7 +567,7 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
   std::vector<std::string> replies;
   std::size_t reply_bytes = 0;  // of the answers so far
   std::vector<AnswerBudget::Keep> keeps;  // their holds on the answer budget
-  bool budget_full = false;               // a tool answer was not kept
+  bool budget_full = false;               // an answer of the batch was not kept
   bool invalid_request = false;
   bool first = true;
   for (const json* msg : messages) {
