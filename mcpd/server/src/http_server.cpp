@@ -213,32 +213,27 @@ asio::awaitable<void> HttpServer::accept_loop() {
   // Never ends but with the acceptor: an exception (out of memory) in one
   // round is survived, not the end of accepting while the process lives on.
   while (acceptor_ && acceptor_->is_open()) {
-    bool failed = false;
+    Accepted round = Accepted::failed;
     try {
-      if (!co_await accept_one()) co_return;
+      round = co_await accept_one();
     } catch (const std::exception&) {
-      failed = true;
     }
-    if (failed) {
+    if (round == Accepted::closed) co_return;
+    if (round == Accepted::failed) {
+      // Out of descriptors, of memory and the like: back off briefly, keep serving.
       asio::steady_timer t(io_, std::chrono::milliseconds(50));
       co_await t.async_wait(kTuple);
     }
   }
 }
 
-// One connection accepted (or refused); false once the acceptor is closed.
-asio::awaitable<bool> HttpServer::accept_one() {
+// One connection accepted (or refused by the caps).
+asio::awaitable<HttpServer::Accepted> HttpServer::accept_one() {
   // Each connection on its own strand: the io_context runs on several
   // threads, and a connection's deadline timer, its reads and writes and
   // the branches of a streamed response must never run at once.
   auto [ec, socket] = co_await acceptor_->async_accept(asio::make_strand(io_), kTuple);
-  if (ec) {
-    if (ec == asio::error::operation_aborted) co_return false;
-    // Out of descriptors and the like: back off briefly, keep serving.
-    asio::steady_timer t(io_, std::chrono::milliseconds(50));
-    co_await t.async_wait(kTuple);
-    co_return true;
-  }
+  if (ec) co_return ec == asio::error::operation_aborted ? Accepted::closed : Accepted::failed;
   // Counted here, before the session starts: the caps hold exactly.
   const auto peer = socket.remote_endpoint(ec);
   const std::string client = ec ? "unknown" : client_block(peer.address());
@@ -258,12 +253,12 @@ asio::awaitable<bool> HttpServer::accept_one() {
     ++*refused_;
     boost::system::error_code ignored;
     socket.close(ignored);
-    co_return true;
+    co_return Accepted::ok;
   }
   auto ticket = std::make_shared<Ticket>(open_, per_client_, client);
   socket.set_option(tcp::no_delay(true), ec);
   asio::co_spawn(socket.get_executor(), session(std::move(socket), std::move(ticket)), asio::detached);
-  co_return true;
+  co_return Accepted::ok;
 }
 
 namespace {

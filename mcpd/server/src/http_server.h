@@ -85,7 +85,8 @@ class HttpServer {
   // when destroyed.
   class Ticket;
   boost::asio::awaitable<void> session(boost::asio::ip::tcp::socket socket, std::shared_ptr<Ticket> ticket);
-  boost::asio::awaitable<bool> accept_one();
+  enum class Accepted { ok, failed, closed };
+  boost::asio::awaitable<Accepted> accept_one();
   Admission checked_header(const RequestHeader& head, const std::string& client);
   boost::asio::awaitable<bool> write_events(TlsStream& stream, const HttpResponse& head, StreamReader& events);
 
