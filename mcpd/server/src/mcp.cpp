@@ -616,16 +616,9 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       Budgeted b;
       json value = co_await dispatch(m.id, m.method, *m.params, *session, who, req, batch, b);
       std::string reply = b.counted ? std::move(b.text) : to_text(value);
-      if (!b.counted) {
-        // Counted like a tool's answer (in a batch the connections bound
-        // nothing); not kept past it. (Unaudited replies: nothing to set right.)
-        if (auto kept = answers_.reserve(who.tenant_id, reply.size(), batch)) {
-          b.keep = std::move(*kept);
-        } else {
-          reply = to_text(rpc::error(m.id, rpc::kServerError, kAnswersFull));
-          b.refused = true;
-        }
-      }
+      // Counted like a tool's answer (in a batch the connections bound
+      // nothing). (Unaudited replies: nothing to set right.)
+      if (!b.counted) b.refused = !hold_reply(who.tenant_id, m.id, batch, reply, b.keep);
       if (b.keep) keeps.push_back(std::move(b.keep));
       budget_full = budget_full || b.refused;
       reply_bytes += reply.size();
@@ -649,6 +642,16 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
   if (keeps.size() == 1) out.keep = std::move(keeps[0]);
   else if (!keeps.empty()) out.keep = std::make_shared<const std::vector<AnswerBudget::Keep>>(std::move(keeps));
   co_return out;
+}
+
+bool McpServer::hold_reply(std::int64_t tenant, const json& id, bool in_batch, std::string& text,
+                           AnswerBudget::Keep& keep) {
+  if (auto kept = answers_.reserve(tenant, text.size(), in_batch)) {
+    keep = std::move(*kept);
+    return true;
+  }
+  text = to_text(rpc::error(id, rpc::kServerError, kAnswersFull));
+  return false;
 }
 
 asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& method, const json& params,
@@ -690,16 +693,10 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     std::function<std::optional<json>()> work = [this, who, target] { return tools_.read_resource(who, target); };
     auto read = co_await on_worker<std::optional<json>>(who.tenant_id, std::move(work));
     // Counted before the record, which then says whether it was answered.
-    json reply = read ? rpc::result(id, *read) : rpc::error(id, -32002, "Resource not found", {{"uri", clean_text(target, 256)}});
     budget.counted = true;
-    budget.text = to_text(reply);
-    if (auto kept = answers_.reserve(who.tenant_id, budget.text.size(), in_batch)) {
-      budget.keep = std::move(*kept);
-    } else {
-      budget.refused = true;
-      reply = rpc::error(id, rpc::kServerError, kAnswersFull);
-      budget.text = to_text(reply);
-    }
+    budget.text = to_text(read ? rpc::result(id, *read)
+                               : rpc::error(id, -32002, "Resource not found", {{"uri", clean_text(target, 256)}}));
+    budget.refused = !hold_reply(who.tenant_id, id, in_batch, budget.text, budget.keep);
     // Reading an entity resource returns what describe_entity does: audited alike.
     json record = {{"kind", "resource_read"}, {"tenant", who.tenant}, {"user", who.user},
                    {"credential", who.credential_type + ":" + who.credential_id},
@@ -710,8 +707,7 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     if (!seq) {
       ++counters_.audit_failures;
       budget.keep.reset();
-      reply = rpc::error(id, rpc::kInternalError, "the read could not be audited; nothing was returned");
-      budget.text = to_text(reply);
+      budget.text = to_text(rpc::error(id, rpc::kInternalError, "the read could not be audited; nothing was returned"));
     }
     co_return json();  // the reply is budget.text
   }

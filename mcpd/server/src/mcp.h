@@ -180,6 +180,11 @@ class McpServer {
     AnswerBudget::Keep keep;
     std::string text;  // set with `counted`: the reply as text (made once)
   };
+  // Counts a reply's `text` against the answer budget (whatever its size
+  // `in_batch`), its hold into `keep`; when it does not fit, `text` becomes
+  // the -32000 error saying so, and false.
+  bool hold_reply(std::int64_t tenant, const nlohmann::json& id, bool in_batch, std::string& text,
+                  AnswerBudget::Keep& keep);
   // One JSON-RPC request of an initialized session; the reply object.
   // `in_batch`: its answer counts whatever its size.
   boost::asio::awaitable<nlohmann::json> dispatch(const nlohmann::json& id, const std::string& method,
