@@ -91,6 +91,27 @@ struct Recorder {
   }
 };
 
+// The order jobs start in (and markers the test thread puts between them).
+struct StartLog {
+  std::mutex mu;
+  std::vector<std::string> started;
+
+  void mark(const std::string& what) {
+    std::lock_guard lock(mu);
+    started.push_back(what);
+  }
+  // A job that marks its start, then holds its worker for `takes`.
+  std::function<void()> job(std::string name, std::chrono::milliseconds takes) {
+    return [this, name = std::move(name), takes] {
+      mark(name);
+      std::this_thread::sleep_for(takes);
+    };
+  }
+  std::ptrdiff_t at(const std::string& what) {
+    return std::find(started.begin(), started.end(), what) - started.begin();
+  }
+};
+
 }  // namespace
 
 TEST_CASE("mcpd::FairPool: turns are weighted by worker time, not by calls", "[mcpd][fair]") {
@@ -134,65 +155,41 @@ TEST_CASE("mcpd::FairPool: a tenant's call still running is charged once, not ag
           "[mcpd][fair]") {
   boost::asio::thread_pool threads(2);
   FairPool pool(threads.get_executor(), 2);
-  std::mutex mu;
-  std::vector<std::string> started;  // in the order jobs start (and markers)
-  const auto mark = [&](const std::string& what) {
-    std::lock_guard lock(mu);
-    started.push_back(what);
-  };
-  const auto job = [&](std::string name, std::chrono::milliseconds takes) {
-    return [&, name, takes] {
-      mark(name);
-      std::this_thread::sleep_for(takes);
-    };
-  };
+  StartLog log;
   // Globex runs an 800 ms report on one worker; acme keeps the other busy
   // with 20 ms calls, more than it can finish.
-  pool.post(2, job("report", std::chrono::milliseconds(800)));
-  for (int i = 0; i < 100; ++i) pool.post(1, job("a", std::chrono::milliseconds(20)));
+  pool.post(2, log.job("report", std::chrono::milliseconds(800)));
+  for (int i = 0; i < 100; ++i) pool.post(1, log.job("a", std::chrono::milliseconds(20)));
   // Halfway through the report globex makes a quick call: its report is
   // running, so it is not "back from idle" and its time is not lifted.
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
-  pool.post(2, job("q1", std::chrono::milliseconds(0)));
+  pool.post(2, log.job("q1", std::chrono::milliseconds(0)));
   // After the report, another quick call. Globex has had about 800 ms of
   // the workers, acme more: globex's call goes next. (Lifted at q1 and
   // then charged the report, globex would be 400 ms further on, and q2
   // would wait behind about a dozen of acme's calls.)
   std::this_thread::sleep_for(std::chrono::milliseconds(460));
-  mark("posted q2");
-  pool.post(2, job("q2", std::chrono::milliseconds(0)));
+  log.mark("posted q2");
+  pool.post(2, log.job("q2", std::chrono::milliseconds(0)));
   threads.join();
-  const auto at = [&](const std::string& what) {
-    return std::find(started.begin(), started.end(), what) - started.begin();
-  };
-  REQUIRE(at("q2") < static_cast<std::ptrdiff_t>(started.size()));
-  const auto a_between = std::count(started.begin() + at("posted q2"), started.begin() + at("q2"), "a");
+  REQUIRE(log.at("q2") < static_cast<std::ptrdiff_t>(log.started.size()));
+  const auto a_between = std::count(log.started.begin() + log.at("posted q2"), log.started.begin() + log.at("q2"), "a");
   CHECK(a_between <= 5);  // charged twice, about 13
 }
 
 TEST_CASE("mcpd::FairPool: a tenant that always has a call running banks no credit", "[mcpd][fair]") {
   boost::asio::thread_pool threads(3);
   FairPool pool(threads.get_executor(), 3);
-  std::mutex mu;
-  std::vector<std::string> started;
-  const auto mark = [&](const std::string& what) {
-    std::lock_guard lock(mu);
-    started.push_back(what);
-  };
+  StartLog log;
   // Acme keeps the workers busy with 10 ms calls, more than it can finish.
-  for (int i = 0; i < 300; ++i) {
-    pool.post(1, [&] {
-      mark("a");
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    });
-  }
+  for (int i = 0; i < 300; ++i) pool.post(1, log.job("a", std::chrono::milliseconds(10)));
   // Globex keeps one 1 ms call running at all times, each posting the
   // next just before it ends: it never has nothing running, and uses one
   // of the three workers while acme uses the other two. It goes on through
   // the burst below, so globex never stops having a call running.
   std::atomic<bool> chain{true};
   std::function<void()> link = [&] {
-    mark("c");
+    log.mark("c");
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     if (chain) pool.post(2, link);
   };
@@ -201,20 +198,15 @@ TEST_CASE("mcpd::FairPool: a tenant that always has a call running banks no cred
   // Then a burst. Had globex banked the worker time it left to acme (about
   // 300 ms), its burst would take every worker until it caught up: its
   // calls first, thirty of them.
-  mark("burst");
-  for (int i = 0; i < 20; ++i) {
-    pool.post(2, [&] {
-      mark("x");
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    });
-  }
+  log.mark("burst");
+  for (int i = 0; i < 20; ++i) pool.post(2, log.job("x", std::chrono::milliseconds(10)));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   chain = false;
   threads.join();
-  const auto from = std::find(started.begin(), started.end(), "burst");
-  REQUIRE(from != started.end());
+  const auto from = log.started.begin() + log.at("burst");
+  REQUIRE(from != log.started.end());
   int seen = 0, acme = 0;
-  for (auto it = from + 1; it != started.end() && seen < 10; ++it) {
+  for (auto it = from + 1; it != log.started.end() && seen < 10; ++it) {
     if (*it == "c") continue;
     ++seen;
     if (*it == "a") ++acme;

@@ -444,13 +444,20 @@ TEST_CASE("mcpd::McpServer answers malformed input with the JSON-RPC codes of th
   }
 }
 
+namespace {
+// Answer limits small enough for a test to fill: a tenant's `share` of a `total`.
+AnswerLimits small_answer_limits(std::size_t share, std::size_t total = 4 << 20) {
+  AnswerLimits limits;
+  limits.total = total;
+  limits.per_tenant = share;
+  limits.uncounted_below = 64 << 10;
+  return limits;
+}
+}  // namespace
+
 TEST_CASE("mcpd::McpServer: answers not yet written hold the answer budget; past it a call is told to retry",
           "[mcpd][mcp][answers]") {
-  AnswerLimits limits;
-  limits.total = 4 << 20;
-  limits.per_tenant = 2 << 20;
-  limits.uncounted_below = 64 << 10;
-  World w(65536, std::chrono::seconds(3600), {}, limits);
+  World w(65536, std::chrono::seconds(3600), {}, small_answer_limits(2 << 20));
   const Principal querier = principal("qqqq", kScopeRead | kScopeQuery);
   const std::string sid = w.open_session(querier);
   // About 1.2 MB of answer: the value once as text, once as structuredContent.
@@ -495,11 +502,7 @@ TEST_CASE("mcpd::McpServer: answers not yet written hold the answer budget; past
 
 TEST_CASE("mcpd::McpServer: every answer of a batch counts against the budget; a refusal stops the batch",
           "[mcpd][mcp][answers]") {
-  AnswerLimits limits;
-  limits.total = 4 << 20;
-  limits.per_tenant = 2 << 20;
-  limits.uncounted_below = 64 << 10;
-  World w(65536, std::chrono::seconds(3600), {}, limits);
+  World w(65536, std::chrono::seconds(3600), {}, small_answer_limits(2 << 20));
   const Principal querier = principal("qqqq", kScopeRead | kScopeQuery);
   McpRequest raw;
   raw.method = "POST";
@@ -548,11 +551,8 @@ TEST_CASE("mcpd::McpServer: every answer of a batch counts against the budget; a
 }
 
 TEST_CASE("mcpd::McpServer: a resource read past the answer budget is audited busy, not ok", "[mcpd][mcp][answers]") {
-  AnswerLimits limits;
-  limits.total = 1 << 20;
-  limits.per_tenant = 512;  // less than any entity's description
-  limits.uncounted_below = 64 << 10;
-  World w(65536, std::chrono::seconds(3600), {}, limits);
+  // A share of 512 bytes: less than any entity's description.
+  World w(65536, std::chrono::seconds(3600), {}, small_answer_limits(512, 1 << 20));
   const Principal reader = principal("rrrr", kScopeRead);
   const std::string sid = w.open_session(reader, "2025-03-26");
   const json read = {{"jsonrpc", "2.0"}, {"id", 9}, {"method", "resources/read"},
