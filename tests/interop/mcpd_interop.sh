@@ -417,3 +417,34 @@ verdict=$("$ctl" audit verify --db "$work/term/data/mcpd.db") ||
 records=$(sed -n 's/^audit chain intact: \([0-9]*\) records.*/\1/p' <<<"$verdict")
 [ "${records:-0}" -ge 20 ] || { echo "mcpd_interop: only ${records:-0} records after SIGTERM under load: $verdict" >&2; exit 1; }
 echo "mcpd_interop: SIGTERM under load: exit 0, the audit chain intact ($records records)"
+
+# The answer budget through the real server, with a tenant's share of 1 MiB
+# (large answers may fill 896 KiB of it): an admin read larger than that is
+# a 503 with Retry-After, a small one is served; a tool call whose answer
+# does not fit is told to retry and audited busy.
+start_mcpd lean '' '[limits]
+answer_memory_per_tenant_mb = 1'
+big=$(head -c 60000 /dev/zero | tr '\0' x)
+printf '{"sql": "SELECT '"'"'%s'"'"' AS a"}' "$big" >"$work/lean/query.json"
+for i in $(seq 18); do
+  status=$(curl -sk -o /dev/null -w '%{http_code}' -X PUT "${url%/mcp}/api/saved-queries/big$i" \
+    -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' --data-binary @"$work/lean/query.json")
+  [ "$status" = 200 ] || { echo "mcpd_interop: saved query big$i: $status" >&2; exit 1; }
+done
+headers=$(curl -sk -o /dev/null -D - "${url%/mcp}/api/saved-queries" -H "Authorization: Bearer $key_all" | tr -d '\r')
+grep -q '^HTTP/1.1 503' <<<"$headers" && grep -qi '^retry-after: 1$' <<<"$headers" ||
+  { echo "mcpd_interop: a 1 MB admin read past a 1 MiB share was not refused: $headers" >&2; exit 1; }
+status=$(curl -sk -o /dev/null -w '%{http_code}' "${url%/mcp}/api/keys" -H "Authorization: Bearer $key_all")
+[ "$status" = 200 ] || { echo "mcpd_interop: a small admin read under a full share: $status" >&2; exit 1; }
+lean_sid=$(curl -sk -D - -o /dev/null -X POST "$url" -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' \
+  -H 'Accept: application/json, text/event-stream' \
+  -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"lean","version":"1"}}}' |
+  tr -d '\r' | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')
+answer=$(curl -sk -X POST "$url" -H "Authorization: Bearer $key_all" -H "Mcp-Session-Id: $lean_sid" \
+  -H 'MCP-Protocol-Version: 2025-11-25' -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+  -d "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"run_query\",\"arguments\":{\"sql\":\"SELECT printf('%.*c', 600000, 'x') AS a\"}}}")
+grep -q '"isError":true' <<<"$answer" && grep -q 'too many answers not yet sent' <<<"$answer" ||
+  { echo "mcpd_interop: a 1.2 MB tool answer past a 1 MiB share was not refused: ${answer:0:300}" >&2; exit 1; }
+curl -sk "${url%/mcp}/api/audit?kind=tool_call&limit=1" -H "Authorization: Bearer $key_all" | grep -q '"status":"busy"' ||
+  { echo "mcpd_interop: the refused tool call was not audited busy" >&2; exit 1; }
+echo "mcpd_interop: the answer budget: a large admin read 503, a large tool answer refused and audited busy"

@@ -96,8 +96,9 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   streams.max_open_per_tenant = c.streams_per_tenant;
   auto digest_key = load_digest_key(digest_key_beside(c.database()), /*create=*/true);
   if (!digest_key) return tl::unexpected(digest_key.error());
-  app->answers_ = std::make_unique<AnswerBudget>(
-      AnswerLimits{c.answer_memory, std::min(c.answer_memory_per_tenant, c.answer_memory), AnswerLimits{}.uncounted_below});
+  AnswerLimits answers = c.answers;
+  answers.per_tenant = std::min(answers.per_tenant, answers.total);
+  app->answers_ = std::make_unique<AnswerBudget>(answers);
   app->mcp_ = std::make_unique<McpServer>(*app->toolbox_, *app->sessions_, *app->audit_, app->counters_,
                                           app->workers_->get_executor(), workers, *digest_key, *app->answers_, streams);
   app->sessions_->on_end([m = app->mcp_.get()](const std::string& id) { m->session_ended(id); });

@@ -147,8 +147,9 @@ const std::map<std::string, std::map<std::string, Reader>>& schema() {
         {"streams_per_key", integer(1, 100000, [](C& c, std::int64_t v) { c.streams_per_key = static_cast<std::size_t>(v); })},
         {"streams_per_tenant", integer(1, 100000, [](C& c, std::int64_t v) { c.streams_per_tenant = static_cast<std::size_t>(v); })},
         {"keys_per_user", integer(1, 100000, [](C& c, std::int64_t v) { c.keys_per_user = static_cast<std::size_t>(v); })},
-        {"answer_memory_mb", integer(16, 65536, [](C& c, std::int64_t v) { c.answer_memory = static_cast<std::size_t>(v) << 20; })},
-        {"answer_memory_per_tenant_mb", integer(16, 65536, [](C& c, std::int64_t v) { c.answer_memory_per_tenant = static_cast<std::size_t>(v) << 20; })}}},
+        {"answer_memory_mb", integer(16, 65536, [](C& c, std::int64_t v) { c.answers.total = static_cast<std::size_t>(v) << 20; })},
+        // From 1: a share under the largest answer (about 8 MiB) refuses large answers outright.
+        {"answer_memory_per_tenant_mb", integer(1, 65536, [](C& c, std::int64_t v) { c.answers.per_tenant = static_cast<std::size_t>(v) << 20; })}}},
       {"query",
        {{"max_rows", integer(1, 1000000, [](C& c, std::int64_t v) { c.max_rows = static_cast<std::size_t>(v); })},
         {"timeout_ms", integer(1, 600000, [](C& c, std::int64_t v) { c.query_timeout = std::chrono::milliseconds(v); })},

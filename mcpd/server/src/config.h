@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "answer_budget.h"
 #include "audit_chain.h"
 #include "status.h"
 
@@ -62,9 +63,8 @@ struct McpdConfig {
   // API; the admin socket is not bound by it.
   std::size_t keys_per_user = 100;
   // What answers not yet sent to their clients may hold, in all and
-  // per tenant (answer_budget.h).
-  std::size_t answer_memory = std::size_t{512} << 20;
-  std::size_t answer_memory_per_tenant = std::size_t{64} << 20;
+  // per tenant (answer_memory_mb, answer_memory_per_tenant_mb).
+  AnswerLimits answers;
   // [query]
   std::size_t max_rows = 1000;
   std::chrono::milliseconds query_timeout{2000};
