@@ -7,17 +7,13 @@
 
 namespace sluice::mcpd {
 
-namespace {
-
-std::int64_t now_ns() {
+std::int64_t FairPool::steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
-}  // namespace
-
-FairPool::FairPool(boost::asio::any_io_executor pool, std::size_t capacity)
-    : pool_(std::move(pool)), capacity_(capacity == 0 ? 1 : capacity) {}
+FairPool::FairPool(boost::asio::any_io_executor pool, std::size_t capacity, Clock clock)
+    : pool_(std::move(pool)), capacity_(capacity == 0 ? 1 : capacity), clock_(clock) {}
 
 FairPool::Ns FairPool::start_locked(Tenant& t, Ns now) {
   floor_ = std::max(floor_, t.vtime);
@@ -45,7 +41,7 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
     // channel its caller waits on).
     if (stopped_) return;
     Tenant& t = tenants_[tenant];
-    const Ns now = now_ns();
+    const Ns now = clock_();
     // Nothing of its own waiting: no credit for time it left to others.
     // What the lift pays for work its running jobs have done is taken off
     // their charge when they end (finished), never more than that work.
@@ -85,7 +81,7 @@ void FairPool::post(std::int64_t tenant, std::function<void()> job) {
     --t.running;
     t.began_sum -= begun.began;
     t.charged_sum -= begun.charged;
-    t.lifted = t.running == 0 ? 0 : std::min(t.lifted, unpaid(t, now_ns()));
+    t.lifted = t.running == 0 ? 0 : std::min(t.lifted, unpaid(t, clock_()));
     throw;
   }
 }
@@ -99,7 +95,7 @@ void FairPool::run(Start first) {
         // Nothing may leave a pool thread; the job's own code reports.
       }
       s.job = nullptr;  // what it captured goes now, not with the next job
-      s = finished(s, now_ns());
+      s = finished(s, clock_());
     }
   });
 }
@@ -169,6 +165,19 @@ void FairPool::stop() {
 std::size_t FairPool::waiting() const {
   std::lock_guard lock(mu_);
   return waiting_;
+}
+
+FairPool::Account FairPool::account(std::int64_t tenant) const {
+  std::lock_guard lock(mu_);
+  auto it = tenants_.find(tenant);
+  if (it == tenants_.end()) return {};
+  const Tenant& t = it->second;
+  return {t.vtime, t.lifted, t.running, t.jobs.size()};
+}
+
+std::int64_t FairPool::floor() const {
+  std::lock_guard lock(mu_);
+  return floor_;
 }
 
 }  // namespace sluice::mcpd

@@ -41,12 +41,26 @@ namespace sluice::mcpd {
 
 class FairPool {
  public:
+  // A monotonic clock, in nanoseconds (tests give one of their own).
+  using Clock = std::int64_t (*)();
+  static std::int64_t steady_ns();
+
   // `capacity`: the pool's threads (jobs in it at once).
-  FairPool(boost::asio::any_io_executor pool, std::size_t capacity);
+  FairPool(boost::asio::any_io_executor pool, std::size_t capacity, Clock clock = &steady_ns);
   // Runs `job` on the pool, now or in the tenant's turn. A job must not
   // throw (one that does is stopped here, never let out of a pool thread).
   void post(std::int64_t tenant, std::function<void()> job);
   [[nodiscard]] std::size_t waiting() const;
+  // One tenant's account, as the scheduler keeps it (for tests).
+  struct Account {
+    std::int64_t vtime = 0;   // worker time charged (ns)
+    std::int64_t lifted = 0;  // credit a lift gave for its running jobs' work, not yet used
+    std::size_t running = 0;
+    std::size_t waiting = 0;
+  };
+  [[nodiscard]] Account account(std::int64_t tenant) const;
+  // The virtual time of the last job started (ns).
+  [[nodiscard]] std::int64_t floor() const;
   // Shutting down: the jobs waiting are dropped now, and so is any job
   // posted later; those running finish.
   void stop();
@@ -85,6 +99,7 @@ class FairPool {
 
   boost::asio::any_io_executor pool_;
   std::size_t capacity_;
+  Clock clock_;
   mutable std::mutex mu_;
   std::size_t running_ = 0;
   std::size_t waiting_ = 0;

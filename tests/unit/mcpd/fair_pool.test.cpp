@@ -241,3 +241,80 @@ TEST_CASE("mcpd::FairPool: once stopped, nothing waiting starts; what runs finis
   CHECK(finished);
   CHECK(started_after == 0);
 }
+
+namespace {
+
+// The scheduler's clock in the test below: set by the test thread only.
+std::atomic<std::int64_t> fake_now{0};
+std::int64_t fake_clock() { return fake_now.load(); }
+constexpr std::int64_t kMs = 1'000'000;
+
+// Jobs that hold their worker until the test lets them go.
+struct Gates {
+  std::mutex mu;
+  std::vector<std::promise<void>> gates;
+
+  std::function<void()> job() {
+    std::lock_guard lock(mu);
+    return [f = gates.emplace_back().get_future().share()] { f.wait(); };
+  }
+  void open(std::size_t i) {
+    std::lock_guard lock(mu);
+    gates.at(i).set_value();
+  }
+};
+
+// Waits (up to 5 s of real time) until `tenant` has `running` jobs running.
+bool settles(const FairPool& pool, std::int64_t tenant, std::size_t running) {
+  for (int i = 0; i < 5000; ++i) {
+    if (pool.account(tenant).running == running) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("mcpd::FairPool: a lift while a call runs credits that call's work so far, never more",
+          "[mcpd][fair]") {
+  // Time is the test's (fake_clock), so every figure below is exact.
+  boost::asio::thread_pool threads(3);
+  FairPool pool(threads.get_executor(), 3, &fake_clock);
+  Gates gates;
+  constexpr std::int64_t acme = 1, globex = 2;
+  fake_now = 0;
+  pool.post(acme, gates.job());    // 0: acme's long call, charged the 1 ms minimum at t=0
+  pool.post(globex, gates.job());  // 1, 2: globex's two calls, on the other two workers
+  pool.post(globex, gates.job());
+  // At t=100 ms globex's calls end: 2 x 100 ms of worker time charged to it.
+  fake_now = 100 * kMs;
+  gates.open(1);
+  REQUIRE(settles(pool, globex, 1));
+  gates.open(2);
+  REQUIRE(settles(pool, globex, 0));
+  CHECK(pool.account(globex).vtime == 200 * kMs);
+  pool.post(globex, gates.job());  // 3: its next call starts at its virtual time
+  CHECK(pool.floor() == 200 * kMs);
+  CHECK(pool.account(acme).vtime == 1 * kMs);
+  // Acme calls again while its long call runs: lifted from 1 ms to the
+  // floor, 199 ms. Its long call has worked 100 ms, 1 of them charged: the
+  // lift pays for those 99 ms, and that is all it may credit.
+  pool.post(acme, gates.job());  // 4: starts on the third worker
+  CHECK(pool.account(acme).lifted == 99 * kMs);
+  CHECK(pool.account(acme).vtime == 201 * kMs);  // the floor, and the new call's 1 ms
+  gates.open(4);                                 // which ends at once (took 0: 1 ms back)
+  REQUIRE(settles(pool, acme, 1));
+  CHECK(pool.account(acme).vtime == 200 * kMs);
+  CHECK(pool.account(acme).lifted == 99 * kMs);
+  // The long call ends at t=350 ms, having worked 350 ms: 1 charged at its
+  // start, 99 paid by the lift, the 250 it worked after the lift charged
+  // now. (Had the lift credited all 199 ms, acme would stand at 350 ms, as
+  // if never lifted: the lift undone, the time it left to globex banked.)
+  fake_now = 350 * kMs;
+  gates.open(0);
+  REQUIRE(settles(pool, acme, 0));
+  CHECK(pool.account(acme).vtime == 450 * kMs);
+  CHECK(pool.account(acme).lifted == 0);
+  gates.open(3);
+  threads.join();
+}
