@@ -163,6 +163,34 @@ test('a request without a key is answered from its header: its body is never wai
   assert.ok(Date.now() - started < 4000, `answered after ${Date.now() - started} ms`);
 });
 
+test('a request without a key still sending its body gets the 401 and a clean close, chunked or not', async () => {
+  // The client sends its whole body at once, as a client does that does
+  // not know it will be refused: a server that closed with the body
+  // unread would reset the connection under it. A Content-Length body is
+  // read and dropped; any other is read and dropped by the TLS close
+  // (after its close_notify mcpd reads until the client's, for 2 s).
+  const piece = Buffer.alloc(1024, 'a');
+  const chunked = Buffer.concat([...Array(1024)].map(() => Buffer.concat([Buffer.from('400\r\n'), piece, Buffer.from('\r\n')])));
+  for (const [framing, body] of [
+    ['Transfer-Encoding: chunked', Buffer.concat([chunked, Buffer.from('0\r\n\r\n')])],
+    ['Content-Length: 4000', Buffer.alloc(4000, 'b')],
+  ]) {
+    const outcome = await new Promise((resolve) => {
+      let got = '';
+      let error;
+      const socket = tls.connect({ host: mcp.hostname, port: Number(mcp.port), rejectUnauthorized: false }, () => {
+        socket.write(`POST /mcp HTTP/1.1\r\nHost: ${mcp.host}\r\nContent-Type: application/json\r\n${framing}\r\n\r\n`);
+        socket.write(body);
+      });
+      socket.on('data', (d) => { got += d; });
+      socket.on('error', (e) => { error = e.code ?? String(e); });
+      socket.on('close', () => resolve({ got, error }));
+    });
+    assert.match(outcome.got, /^HTTP\/1\.1 401/, framing);
+    assert.equal(outcome.error, undefined, `${framing}: ${outcome.error}`);
+  }
+});
+
 test('framing a proxy could read otherwise is refused: Transfer-Encoding not just chunked, on HTTP/1.0, trailers', async () => {
   const body = JSON.stringify(init);
   const auth = `Authorization: Bearer ${SUPER}\r\n`;
