@@ -13,7 +13,10 @@ Message classify(const nlohmann::json& v) {
   auto version = v.find("jsonrpc");
   if (version == v.end() || *version != "2.0") return invalid("\"jsonrpc\" must be \"2.0\"");
   auto id = v.find("id");
-  if (id != v.end()) {
+  // An error response whose request's id could not be read has none, or
+  // a null one (JSON-RPC 2.0 section 5; MCP 2025-11-25 "id?"); nothing else may.
+  const bool no_id = id == v.end() || id->is_null();
+  if (!no_id) {
     if (!id->is_string() && !id->is_number_integer()) {
       return invalid("\"id\" must be a string or an integer");
     }
@@ -21,6 +24,7 @@ Message classify(const nlohmann::json& v) {
   }
   auto method = v.find("method");
   if (method != v.end()) {
+    if (id != v.end() && id->is_null()) return invalid("\"id\" must be a string or an integer");
     if (!method->is_string()) return invalid("\"method\" must be a string");
     m.method = method->get<std::string>();
     auto params = v.find("params");
@@ -33,7 +37,7 @@ Message classify(const nlohmann::json& v) {
     return m;
   }
   const bool has_result = v.contains("result"), has_error = v.contains("error");
-  if (id == v.end() || has_result == has_error) return invalid("neither a request nor a response");
+  if (has_result == has_error || (no_id && !has_error)) return invalid("neither a request nor a response");
   m.kind = Kind::response;
   return m;
 }

@@ -302,9 +302,17 @@ bool Sessions::set_log_level(const std::string& id, const std::string& level) {
 }
 
 bool Sessions::remove(const std::string& id, const std::string& credential_id) {
+  const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
   auto it = map_.find(id);
-  if (it == map_.end() || it->second.session->credential_id != credential_id) return false;
+  if (it == map_.end()) return false;
+  // Idle past its time, the session has ended (the sweep had not come to
+  // it yet): a 404, as use() answers.
+  if (now - it->second.last_used > idle_) {
+    erase_locked(it);
+    return false;
+  }
+  if (it->second.session->credential_id != credential_id) return false;
   erase_locked(it);
   return true;
 }
@@ -360,6 +368,9 @@ std::vector<const ToolDef*> McpServer::visible_tools(const Principal& who) const
 
 asio::awaitable<McpResponse> McpServer::handle(McpRequest req, Principal who) {
   if (req.method == "DELETE") {
+    if (!req.protocol_version.empty() && !supported_protocol(req.protocol_version)) {
+      co_return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "unsupported MCP-Protocol-Version"));
+    }
     if (req.session_id.empty()) co_return json_reply(400, rpc::error(nullptr, rpc::kServerError, "Mcp-Session-Id header is required"));
     co_return sessions_.remove(req.session_id, who.credential_id)
         ? empty_reply(200)

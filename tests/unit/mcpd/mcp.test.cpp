@@ -171,8 +171,12 @@ TEST_CASE("mcpd::McpServer negotiates the protocol and binds sessions to credent
     del.method = "DELETE";
     del.session_id = sid;
     CHECK(w.send(del, mallory).status == 404);
+    del.protocol_version = "2024-01-01";
+    CHECK(w.send(del, alice).status == 400);  // checked as on POST and GET
+    del.protocol_version = "2025-11-25";
     CHECK(w.send(del, alice).status == 200);
     CHECK(w.post({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "ping"}}, alice, sid).status == 404);
+    CHECK(w.send(del, alice).status == 404);
   }
   SECTION("one credential's many sessions never push out another's") {
     const std::string sid = w.open_session(alice);
@@ -295,6 +299,16 @@ TEST_CASE("mcpd::McpServer serves GET streams to the session's owner, resumable 
     CHECK(w.get(alice, sid).status == 404);
     CHECK(w.get(mallory, theirs).status == 200);
   }
+  SECTION("an idle session has ended before its sweep: DELETE gets 404, as a POST would") {
+    World quick(65536, std::chrono::seconds(1));
+    const std::string s = quick.open_session(alice);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    McpRequest del;
+    del.method = "DELETE";
+    del.session_id = s;
+    CHECK(quick.send(del, alice).status == 404);
+    CHECK(quick.sessions->size() == 0);
+  }
   SECTION("an idle session's sweep ends its streams") {
     World quick(65536, std::chrono::seconds(1));
     const std::string s = quick.open_session(alice);
@@ -380,8 +394,18 @@ TEST_CASE("mcpd::McpServer answers malformed input with the JSON-RPC codes of th
     CHECK(body(r)["error"]["code"] == rpc::kParseError);
     CHECK(body(r)["error"]["message"].get<std::string>().find("nested deeper") != std::string::npos);
   }
+  SECTION("an error response whose request id could not be read, with no id or a null one, is accepted") {
+    for (const char* ok : {R"({"jsonrpc":"2.0","error":{"code":-32700,"message":"Parse error"}})",
+                           R"({"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request"}})"}) {
+      raw.body = ok;
+      INFO(ok);
+      CHECK(w.send(raw, alice).status == 202);
+    }
+  }
   SECTION("a message that is not JSON-RPC is -32600") {
-    for (const char* bad : {R"({"jsonrpc":"1.0","id":1,"method":"ping"})", R"({"id":1,"method":"ping"})",
+    for (const char* bad : {R"({"jsonrpc":"2.0","id":null,"method":"ping"})", R"({"jsonrpc":"2.0","result":{}})",
+                            R"({"jsonrpc":"2.0","id":null,"result":{}})",
+                            R"({"jsonrpc":"1.0","id":1,"method":"ping"})", R"({"id":1,"method":"ping"})",
                             R"({"jsonrpc":"2.0","id":{},"method":"ping"})", R"({"jsonrpc":"2.0","id":1,"method":5})",
                             R"({"jsonrpc":"2.0","id":1,"method":"ping","params":[1]})", R"([1,2])", R"("x")"}) {
       raw.body = bad;
