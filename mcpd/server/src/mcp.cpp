@@ -470,17 +470,19 @@ json McpServer::initialize(const json& id, const json& params, const Principal& 
   }
   const auto s = sessions_.create(who, chosen, client, caps);
   out.headers.emplace_back("Mcp-Session-Id", s->id);
+  json offered = {{"tools", {{"listChanged", false}}}, {"prompts", {{"listChanged", false}}}, {"logging", json::object()}};
+  // Resources and completions (which name entities) only to a key that
+  // may read them: one that may not is not offered what it would be refused.
+  if ((who.scopes & kScopeRead) != 0) {
+    // Subscriptions only with the conformance fixtures: nothing of a
+    // tenant's schema snapshot changes while it is served. The list
+    // changes with the saved queries (told on the GET stream).
+    offered["resources"] = {{"subscribe", tools_.fixtures()}, {"listChanged", true}};
+    offered["completions"] = json::object();
+  }
   return rpc::result(
       id, {{"protocolVersion", chosen},
-           {"capabilities",
-            {{"tools", {{"listChanged", false}}},
-             // Subscriptions only with the conformance fixtures: nothing of a
-             // tenant's schema snapshot changes while it is served. The list
-             // changes with the saved queries (told on the GET stream).
-             {"resources", {{"subscribe", tools_.fixtures()}, {"listChanged", (who.scopes & kScopeRead) != 0}}},
-             {"prompts", {{"listChanged", false}}},
-             {"completions", json::object()},
-             {"logging", json::object()}}},
+           {"capabilities", std::move(offered)},
            {"serverInfo", {{"name", "sluice-mcpd"}, {"title", "Sluice"}, {"version", "0.1.0"}}},
            {"instructions",
             "Tools over the tenant's local data. Query results come back to you only; call "
