@@ -72,6 +72,12 @@ class Connection {
   // statements and its page cache (SQLite's heap is every tenant's).
   void release_memory();
 
+  // Fails when the file's parsed schema, which every connection keeps in
+  // SQLite's heap (shared by all tenants) while it is open, takes more
+  // than QueryLimits::schema_memory: a file of a few MB can hold triggers,
+  // views or CHECK expressions that parse into hundreds of MiB.
+  [[nodiscard]] DataResult<void> check_schema_memory() const;
+
   // The file this connection reads (through its descriptor; temp_files.h
   // opened_main_file), or nothing (fail closed).
   [[nodiscard]] std::optional<FileId> file_identity() const { return opened_main_file(db_); }
@@ -101,8 +107,9 @@ class Connection {
   [[nodiscard]] DataResult<Active> prepare(std::string_view sql, bool cache);
   [[nodiscard]] DataResult<QueryResult> collect(sqlite3_stmt* stmt, const RunOptions& o);
   // Classifies a failed prepare or step into what the client may see.
-  [[nodiscard]] DataError failure(int rc) const;
-  [[nodiscard]] std::string client_message(const char* sqlite_message) const;
+  // `sql`: the statement's text (what the client sent).
+  [[nodiscard]] DataError failure(int rc, std::string_view sql) const;
+  [[nodiscard]] std::string client_message(const char* sqlite_message, std::string_view sql) const;
   static int on_progress(void* self);
   static int on_busy(void* self, int count);
 

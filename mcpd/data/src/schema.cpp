@@ -114,6 +114,8 @@ DataResult<Schema> load_schema(Connection& c, std::chrono::milliseconds budget) 
   if (!time_left()) return past_deadline();
   auto listed = c.run(kListEntitiesSql, {}, metadata_options(timeout));
   if (!listed) return tl::unexpected(std::move(listed.error()));
+  // Parsed by now (reading the list compiles against it).
+  if (auto fits = c.check_schema_memory(); !fits) return tl::unexpected(std::move(fits.error()));
   std::vector<EntityInfo> candidates;
   Authorizer::NameSet hidden;
   for (const Json& row : listed->rows) {

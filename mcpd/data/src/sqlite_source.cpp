@@ -34,9 +34,10 @@ auto guarded(F&& f) -> decltype(f()) {
 
 DataResult<void> check_limits(const QueryLimits& l) {
   if (l.pool == 0 || l.pool > kMaxPool || l.max_rows == 0 || l.timeout.count() <= 0 ||
-      l.max_result_bytes == 0 || l.max_sql_bytes < kMinSqlBytes || l.max_params == 0 || l.temp_budget == 0) {
+      l.max_result_bytes == 0 || l.max_sql_bytes < kMinSqlBytes || l.max_params == 0 || l.temp_budget == 0 ||
+      l.schema_memory == 0) {
     return data_error(Kind::internal, "invalid query limits",
-                      "pool 1-64, max_rows/max_result_bytes/max_params/temp_budget >= 1, timeout > 0, "
+                      "pool 1-64, max_rows/max_result_bytes/max_params/temp_budget/schema_memory >= 1, timeout > 0, "
                       "max_sql_bytes >= 1024");
   }
   return {};
@@ -128,6 +129,7 @@ SqliteSource::SqliteSource(QueryLimits limits, std::vector<std::unique_ptr<Conne
       path_(std::move(path)),
       file_(file),
       path_checked_(Clock::now().time_since_epoch().count()),
+      schema_memory_checked_(Clock::now().time_since_epoch().count()),
       snapshot_(std::move(snapshot)),
       checked_at_(Clock::now()) {
   for (const auto& c : pool_) idle_.push_back(c.get());
@@ -211,12 +213,23 @@ SqliteSource::FileId SqliteSource::file_within_directory(const std::string& path
   return {};
 }
 
-SqliteSource::PathState SqliteSource::path_state() const {
+bool SqliteSource::due(std::atomic<Clock::rep>& last_look) const {
   const auto now = Clock::now().time_since_epoch().count();
-  auto last = path_checked_.load(std::memory_order_relaxed);
+  auto last = last_look.load(std::memory_order_relaxed);
   const auto interval = std::chrono::duration_cast<Clock::duration>(limits_.schema_check_interval).count();
   // One caller looks; the others go on with what was seen last.
-  if (now - last >= interval && path_checked_.compare_exchange_strong(last, now)) {
+  return now - last >= interval && last_look.compare_exchange_strong(last, now);
+}
+
+void SqliteSource::retire_if_oversized(Connection& c) const {
+  if (c.check_schema_memory()) return;
+  retired_.store(true, std::memory_order_release);
+  c.release_memory();
+}
+
+SqliteSource::PathState SqliteSource::path_state() const {
+  if (retired()) return PathState::none;
+  if (due(path_checked_)) {
     const FileId there = file_at(path_);
     path_state_.store(there == file_ ? PathState::same : there == FileId{} ? PathState::none : PathState::other);
   }
@@ -284,7 +297,13 @@ std::shared_ptr<const SqliteSource::Snapshot> SqliteSource::refreshed() const {
   auto version = read_schema_version(**lease, limits_.timeout);
   if (!version || *version == snap->version) return snap;
   auto schema = load_schema(**lease, limits_.timeout);
-  if (!schema) return snap;
+  if (!schema) {
+    // Changed in place to a schema too large to hold: the connections
+    // parse it whatever the snapshot says. Given up (path_state), so the
+    // caller opens the file anew, and is refused until it shrinks.
+    retire_if_oversized(**lease);
+    return snap;
+  }
   auto next = std::make_shared<Snapshot>(Snapshot{snap->generation + 1, schema->version,
                                                   std::move(schema->entities), schema->readable, schema->hidden});
   (*lease)->set_names(next->readable, next->hidden, next->generation);
@@ -312,7 +331,13 @@ DataResult<T> SqliteSource::authorized(F&& f) const {
       auto lease = acquire();
       if (!lease) return tl::unexpected(std::move(lease.error()));
       seen = (*lease)->names_generation();
-      return f(**lease);
+      auto out = f(**lease);
+      // A schema changed in place is parsed again by each connection as
+      // it meets it, whatever the snapshot: its size is looked at here
+      // (a walk of the whole schema: once per schema_check_interval, by
+      // whichever call comes then).
+      if (due(schema_memory_checked_)) retire_if_oversized(**lease);
+      return out;
     };
     auto r = run();
     // Refused: perhaps for a table the snapshot does not hold yet. Once

@@ -57,6 +57,9 @@ struct QueryLimits {
   // may hold: sort runs and temporary tables. Past it the query fails
   // (too_large).
   std::size_t temp_budget = std::size_t{256} << 20;
+  // The memory the file's parsed schema may take, per connection
+  // (Connection::check_schema_memory); a file over it is not served.
+  std::size_t schema_memory = std::size_t{16} << 20;
   // How often, at most, the file's schema is looked at for changes.
   std::chrono::milliseconds schema_check_interval{1000};
   // Statistics older than this are computed again (rows change).
@@ -171,9 +174,15 @@ class SqliteSource {
   // file the connections read, another (a new export renamed over it), or
   // none (deleted). The connections go on reading the one they opened;
   // only a new SqliteSource reads another. Looked at (a stat) at most once
-  // per schema_check_interval; cheap otherwise.
+  // per schema_check_interval; cheap otherwise. Also none once the file's
+  // schema changed in place to one over QueryLimits::schema_memory
+  // (retired()): the source must go, its connections with it.
   enum class PathState { same, other, none };
   [[nodiscard]] PathState path_state() const;
+  // Whether a schema change made the file's schema too large to serve:
+  // every connection parses it again, so only closing them gives the
+  // memory back.
+  [[nodiscard]] bool retired() const { return retired_.load(std::memory_order_acquire); }
 
   using FileId = mcpd::FileId;
   // The regular file an absolute, lexically normal `path` names within
@@ -222,6 +231,13 @@ class SqliteSource {
   const FileId file_;  // what every connection reads, and the path named when they opened
   mutable std::atomic<Clock::rep> path_checked_;  // when path_state() last looked
   mutable std::atomic<PathState> path_state_{PathState::same};
+  mutable std::atomic<bool> retired_{false};
+  mutable std::atomic<Clock::rep> schema_memory_checked_;  // when a call last looked at the schema's size
+  // Whether a look timed by `last_look` is due (once per
+  // schema_check_interval, for one caller): then it is taken.
+  [[nodiscard]] bool due(std::atomic<Clock::rep>& last_look) const;
+  // Retires the source (retired()) if `c`'s parsed schema is over the limit.
+  void retire_if_oversized(Connection& c) const;
 
   mutable std::mutex pool_mu_;
   mutable std::condition_variable pool_cv_;

@@ -76,6 +76,7 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   app->sessions_ = std::make_unique<Sessions>(c.max_sessions, c.session_idle);
   QueryLimits limits;
   limits.max_rows = c.max_rows;
+  limits.schema_memory = c.query_schema_memory;
   limits.timeout = c.query_timeout;
   // As many workers as data-source connections: more would only queue.
   const std::size_t workers = std::max<std::size_t>(2, c.threads);

@@ -70,6 +70,9 @@ struct McpdConfig {
   std::chrono::milliseconds query_timeout{2000};
   // The in-memory temporary files (sorts, temporary tables) one query may hold.
   std::size_t query_temp_memory = std::size_t{256} << 20;
+  // What a tenant file's parsed schema may take per connection; a file
+  // over it is not served (QueryLimits::schema_memory).
+  std::size_t query_schema_memory = std::size_t{16} << 20;
   // [agent]: where tenant policies are pushed. Empty socket: no agent, and
   // kernel enforcement is reported absent.
   std::string agent_socket;

@@ -257,10 +257,12 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   const CancelScope uncancellable(nullptr);
   // (A path that leads to mcpd's own database fails here: kMcpdApplicationId.)
   auto src = SqliteSource::open((*tenant)->data_source, limits_);
-  if (!src && src.error().kind == DataError::Kind::not_found) {
-    // Deleted: the old file answers no more. Looked for again as often as
-    // a path is (a file put back, as by rm then cp, is served within that),
-    // not after the longer wait that other failures get.
+  const auto old = current();
+  if (!src && (src.error().kind == DataError::Kind::not_found || (old && old->retired()))) {
+    // Deleted, or its schema grew in place past what may be held: the old
+    // source answers no more. Looked for again as often as a path is (a
+    // file put back, as by rm then cp, is served within that), not after
+    // the longer wait that other failures get.
     {
       std::lock_guard drop(slot->source_mu);
       slot->source.reset();

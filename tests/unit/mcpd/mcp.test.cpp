@@ -885,6 +885,46 @@ TEST_CASE("mcpd::Sources opens a tenant's file again once a new one is renamed o
   CHECK(customers(*back) == 20);
 }
 
+TEST_CASE("mcpd::Sources drops a source whose schema grew past its memory limit in place, and serves it once it shrinks",
+          "[mcpd][mcp][memory]") {
+  World w;
+  QueryLimits limits;
+  limits.schema_check_interval = std::chrono::milliseconds(0);
+  limits.schema_memory = std::size_t{1} << 20;
+  Sources sources(*w.store, limits, std::chrono::milliseconds(0));
+  auto before = sources.of(1);
+  REQUIRE(before);
+  // The tenant's loader adds triggers that parse into MiBs (see
+  // schema.test.cpp): every pooled connection would hold them, in the
+  // heap all tenants share.
+  const auto write = [&](const std::string& sql) {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(w.dir.file("bank.db").c_str(), &h) == SQLITE_OK);
+    char* err = nullptr;
+    const int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
+    INFO((err ? err : ""));
+    sqlite3_free(err);
+    sqlite3_close(h);
+    REQUIRE(rc == SQLITE_OK);
+  };
+  std::string heavy;
+  for (const char* name : {"t1", "t2"}) {
+    heavy += std::string("CREATE TRIGGER ") + name + " AFTER INSERT ON customers BEGIN SELECT 0";
+    for (int i = 0; i < 1900; ++i) heavy += ",coalesce(new.id," + std::to_string(i) + ",0)";
+    heavy += "; END;";
+  }
+  write(heavy);
+  (void)(*before)->query("SELECT count(*) FROM customers", {});  // the call that finds it
+  auto refused = sources.of(1);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message == "the data source is unavailable");
+  CHECK_THAT(refused.error().detail, Catch::Matchers::Contains("schema_memory_mb"));
+  write("DROP TRIGGER t1; DROP TRIGGER t2;");
+  auto back = sources.of(1);
+  REQUIRE(back);
+  CHECK(*back != *before);
+}
+
 TEST_CASE("mcpd::Sources answers from the old file while one caller opens its replacement", "[mcpd][mcp]") {
   World w;
   QueryLimits limits;

@@ -17,6 +17,7 @@
 
 #include "compile_guard.h"
 #include "sqlite_source.h"
+#include "statement_cache.h"
 #include "temp_files.h"
 #include "test_support.h"
 
@@ -523,4 +524,41 @@ TEST_CASE("mcpd::SqliteSource refuses a file that carries sluice-mcpd's applicat
   REQUIRE(sqlite3_exec(db, "PRAGMA application_id=7", nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
   CHECK(SqliteSource::open(bank.path, QueryLimits{}));
+}
+
+TEST_CASE("mcpd::StatementCache holds its statements to a byte budget, least recently used out first",
+          "[mcpd][sqlite][memory]") {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(":memory:", &db) == SQLITE_OK);
+  const auto prepare = [db](const std::string& sql) {
+    sqlite3_stmt* s = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+    return s;
+  };
+  {
+    // A statement with a long list of terms takes tens of KB compiled.
+    const auto wide = [](int n) {
+      std::string sql = "SELECT " + std::to_string(n);
+      for (int i = 0; i < 400; ++i) sql += "+" + std::to_string(i);
+      return sql;
+    };
+    sqlite3_stmt* measured = prepare(wide(-1));
+    const int one = sqlite3_stmt_status(measured, SQLITE_STMTSTATUS_MEMUSED, 0);
+    sqlite3_finalize(measured);
+    REQUIRE(one > 4096);
+    StatementCache cache(64, static_cast<std::size_t>(one) * 3);
+    for (int i = 0; i < 10; ++i) cache.insert(wide(i), prepare(wide(i)));
+    CHECK(cache.size() <= 3);
+    CHECK(cache.size() >= 2);
+    CHECK(cache.bytes() <= static_cast<std::size_t>(one) * 3 + 64 * 1024);
+    CHECK(cache.find(wide(9)) != nullptr);  // the newest stays
+    CHECK(cache.find(wide(0)) == nullptr);
+    // One statement over the whole budget is still kept, alone.
+    StatementCache tiny(64, 16);
+    tiny.insert(wide(1), prepare(wide(1)));
+    tiny.insert(wide(2), prepare(wide(2)));
+    CHECK(tiny.size() == 1);
+    CHECK(tiny.find(wide(2)) != nullptr);
+  }
+  CHECK(sqlite3_close(db) == SQLITE_OK);  // every statement finalized
 }

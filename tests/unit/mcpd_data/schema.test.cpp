@@ -347,3 +347,65 @@ TEST_CASE("mcpd::quote_identifier doubles embedded quotes", "[mcpd][schema]") {
   CHECK(quote_identifier("a\"b") == "\"a\"\"b\"");
   CHECK(quote_identifier("") == "\"\"");
 }
+
+namespace {
+
+// A trigger some 50 KB long that SQLite parses into about a MiB: the
+// kind of schema a hostile file carries to fill SQLite's heap, which
+// every tenant shares (each connection keeps its own parse).
+std::string heavy_trigger(const std::string& name) {
+  std::string sql = "CREATE TRIGGER " + name + " AFTER INSERT ON customers BEGIN SELECT 0";
+  for (int i = 0; i < 1900; ++i) sql += ",coalesce(new.id," + std::to_string(i) + ",0)";
+  return sql + "; END;";
+}
+
+}  // namespace
+
+TEST_CASE("mcpd::SqliteSource does not serve a file whose schema takes too much memory", "[mcpd][schema][memory]") {
+  const DemoBank bank;
+  QueryLimits limits;
+  limits.schema_memory = std::size_t{1} << 20;
+  limits.schema_check_interval = std::chrono::milliseconds(0);
+  // The demo bank (four tables, their indexes) fits in a MiB.
+  const auto src = bank.open(limits);
+  CHECK(src->path_state() == SqliteSource::PathState::same);
+
+  SECTION("opened with such a schema: refused, the detail saying why and which limit") {
+    write_sql(bank.path, (heavy_trigger("t1") + heavy_trigger("t2")).c_str());
+    auto refused = SqliteSource::open(bank.path, limits);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().message == "data source could not be opened");
+    CHECK_THAT(refused.error().detail, Contains("schema_memory_mb"));
+    QueryLimits roomy = limits;
+    roomy.schema_memory = std::size_t{64} << 20;
+    CHECK(SqliteSource::open(bank.path, roomy));  // the same file, a larger limit
+  }
+  SECTION("changed in place to such a schema: the open source gives up, its connections' memory with it") {
+    write_sql(bank.path, (heavy_trigger("t1") + heavy_trigger("t2")).c_str());
+    // The look at the schema (on the next call) finds it too large; the
+    // source says so, for its owner to drop and open again (refused).
+    (void)src->query("SELECT count(*) FROM cards", {});
+    CHECK(src->retired());
+    CHECK(src->path_state() == SqliteSource::PathState::none);
+    CHECK_FALSE(SqliteSource::open(bank.path, limits));
+    // Once the schema is small again, the file is served again.
+    write_sql(bank.path, "DROP TRIGGER t1; DROP TRIGGER t2;");
+    CHECK(SqliteSource::open(bank.path, limits));
+  }
+}
+
+TEST_CASE("mcpd::SqliteSource: an error naming the file is the client's own words or nothing", "[mcpd][schema]") {
+  const DemoBank bank;
+  const auto src = bank.open();
+  // Guessing the file's name gets the same kind of answer whether or not
+  // the guess is right: the statement's own words echoed, not a message
+  // that changes when the name is in it.
+  const auto message = [&](const std::string& table) {
+    auto r = src->query("SELECT * FROM \"" + table + "\"", {});
+    REQUIRE_FALSE(r);
+    return r.error().message;
+  };
+  CHECK(message("bank.db") == "no such table: bank.db");
+  CHECK(message("guess.db") == "no such table: guess.db");
+  CHECK(message(bank.path) == "no such table: " + bank.path);
+}
