@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <cstring>
 #include <thread>
 #include <utility>
@@ -144,15 +145,22 @@ Connection::Connection(sqlite3* db, const QueryLimits& limits, std::string path)
         return Clock::now() >= deadline_;
       }) {}
 
-DataResult<void> Connection::check_schema_memory() const {
+std::size_t Connection::schema_memory() const {
   int used = 0, highest = 0;
-  if (sqlite3_db_status(db_, SQLITE_DBSTATUS_SCHEMA_USED, &used, &highest, 0) != SQLITE_OK) {
-    return data_error(Kind::internal, "schema unavailable", "the schema's memory could not be read");
+  // Unreadable counts as too much (fail closed).
+  if (sqlite3_db_status(db_, SQLITE_DBSTATUS_SCHEMA_USED, &used, &highest, 0) != SQLITE_OK || used < 0) {
+    return SIZE_MAX;
   }
-  if (used < 0 || static_cast<std::size_t>(used) > limits_.schema_memory) {
+  return static_cast<std::size_t>(used);
+}
+
+DataResult<void> Connection::check_schema_memory() const {
+  const std::size_t used = schema_memory();
+  if (used > limits_.schema_memory) {
     return data_error(Kind::too_large, "the data source's schema is too large",
-                      "its schema takes " + std::to_string(used >> 20) + " MiB of memory per connection, over the " +
-                          std::to_string(limits_.schema_memory >> 20) + " MiB limit ([query] schema_memory_mb)");
+                      "its schema takes " + (used == SIZE_MAX ? std::string("an unknown amount") : std::to_string(used >> 20) + " MiB") +
+                          " of memory per connection, over the " + std::to_string(limits_.schema_memory >> 20) +
+                          " MiB limit ([query] schema_memory_mb)");
   }
   return {};
 }
@@ -335,7 +343,7 @@ DataResult<Connection::Active> Connection::prepare(std::string_view sql, bool ca
         return data_error(Kind::too_large, "the statement needs too much memory to compile",
                           "compiling took more than " + std::to_string(kMaxCompileGrowth >> 20) + " MiB");
     }
-    return tl::unexpected(failure(rc, sql));
+    return tl::unexpected(failure(rc));
   }
   if (!stmt) return data_error(Kind::invalid_sql, "the statement is empty");
   Active active(stmt, true);
@@ -398,7 +406,7 @@ DataResult<QueryResult> Connection::collect(sqlite3_stmt* stmt, const RunOptions
     const int rc = sqlite3_step(stmt);
     if (auto e = refused()) return tl::unexpected(std::move(*e));
     if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) return tl::unexpected(failure(rc, sqlite3_sql(stmt) ? sqlite3_sql(stmt) : ""));
+    if (rc != SQLITE_ROW) return tl::unexpected(failure(rc));
     // One row past the cap tells a complete result from a truncated one.
     if (r.rows.size() >= o.max_rows) {
       r.truncated = true;
@@ -425,7 +433,7 @@ DataResult<QueryResult> Connection::collect(sqlite3_stmt* stmt, const RunOptions
   return r;
 }
 
-DataError Connection::failure(int rc, std::string_view sql) const {
+DataError Connection::failure(int rc) const {
   const int primary = rc & 0xff;
   const char* raw = sqlite3_errmsg(db_);
   std::string detail = std::string(sqlite3_errstr(primary)) + ": " + (raw ? raw : "");
@@ -465,13 +473,13 @@ DataError Connection::failure(int rc, std::string_view sql) const {
       if (raw && ascii_lower(raw).starts_with(kNoSuchPragmaTable)) {
         return DataError{Kind::denied, "statement not permitted",
                          "denied: PRAGMA function " +
-                             client_message(raw + std::strlen(kNoSuchTable), sql)};
+                             client_message(raw + std::strlen(kNoSuchTable))};
       }
       [[fallthrough]];
     case SQLITE_RANGE:
     case SQLITE_MISMATCH:
       // The statement's own fault: syntax, unknown names, overflow. Useful.
-      return DataError{Kind::invalid_sql, client_message(raw, sql), std::move(detail)};
+      return DataError{Kind::invalid_sql, client_message(raw), std::move(detail)};
     case SQLITE_NOMEM:
       return DataError{Kind::internal, "out of memory", std::move(detail)};
     default:
@@ -480,16 +488,22 @@ DataError Connection::failure(int rc, std::string_view sql) const {
   }
 }
 
-std::string Connection::client_message(const char* sqlite_message, std::string_view sql) const {
+std::string Connection::client_message(const char* sqlite_message) const {
   std::string m = sqlite_message ? sqlite_message : "";
-  // The file's path or name in a message, unless the statement itself
-  // holds it (an echo of the client's own words tells it nothing; a
-  // message told apart by whether a guess was the name would confirm it).
+  // Messages that only echo a name or a token of the statement pass as
+  // they are, whatever that name is: were they hidden when it happens to
+  // be the file's name or path, a guess ("bank"."db") would be confirmed
+  // by the answer changing. Any other message naming the file is hidden.
+  static constexpr std::string_view kEchoes[] = {
+      "no such table: ", "no such column: ", "no such function: ", "near \"", "unrecognized token: ",
+      "ambiguous column name: ", "no such collation sequence: ", "wrong number of arguments to function ",
+      "no such index: "};
+  const bool echo = std::any_of(std::begin(kEchoes), std::end(kEchoes),
+                                [&](std::string_view p) { return std::string_view(m).starts_with(p); });
   const std::string base = base_name(path_);
-  const auto reveals = [&](const std::string& name) {
-    return m.find(name) != std::string::npos && sql.find(name) == std::string_view::npos;
-  };
-  if (reveals(path_) || (base.size() >= 4 && reveals(base))) return "data source error";
+  if (!echo && (m.find(path_) != std::string::npos || (base.size() >= 4 && m.find(base) != std::string::npos))) {
+    return "data source error";
+  }
   // Bounds the echo of a long offending token.
   if (m.size() > kMaxClientMessage) m = m.substr(0, kMaxClientMessage) + "...";
   return valid_utf8(m);

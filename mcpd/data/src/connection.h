@@ -77,6 +77,8 @@ class Connection {
   // than QueryLimits::schema_memory: a file of a few MB can hold triggers,
   // views or CHECK expressions that parse into hundreds of MiB.
   [[nodiscard]] DataResult<void> check_schema_memory() const;
+  // What the parsed schema takes now (bytes; a walk of the whole schema).
+  [[nodiscard]] std::size_t schema_memory() const;
 
   // The file this connection reads (through its descriptor; temp_files.h
   // opened_main_file), or nothing (fail closed).
@@ -107,9 +109,8 @@ class Connection {
   [[nodiscard]] DataResult<Active> prepare(std::string_view sql, bool cache);
   [[nodiscard]] DataResult<QueryResult> collect(sqlite3_stmt* stmt, const RunOptions& o);
   // Classifies a failed prepare or step into what the client may see.
-  // `sql`: the statement's text (what the client sent).
-  [[nodiscard]] DataError failure(int rc, std::string_view sql) const;
-  [[nodiscard]] std::string client_message(const char* sqlite_message, std::string_view sql) const;
+  [[nodiscard]] DataError failure(int rc) const;
+  [[nodiscard]] std::string client_message(const char* sqlite_message) const;
   static int on_progress(void* self);
   static int on_busy(void* self, int count);
 

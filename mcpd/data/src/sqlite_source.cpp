@@ -117,8 +117,10 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
     auto snapshot = std::make_shared<Snapshot>(
         Snapshot{1, schema->version, std::move(schema->entities), schema->readable, schema->hidden});
     for (auto& c : pool) c->set_names(snapshot->readable, snapshot->hidden, snapshot->generation);
-    return std::unique_ptr<SqliteSource>(
-        new SqliteSource(limits, std::move(pool), std::move(snapshot), path, file));
+    const std::size_t schema_bytes = pool.front()->schema_memory();  // under the limit: load_schema checked
+    auto source = std::unique_ptr<SqliteSource>(new SqliteSource(limits, std::move(pool), std::move(snapshot), path, file));
+    source->schema_bytes_.store(schema_bytes, std::memory_order_relaxed);
+    return source;
   });
 }
 
@@ -222,7 +224,9 @@ bool SqliteSource::due(std::atomic<Clock::rep>& last_look) const {
 }
 
 void SqliteSource::retire_if_oversized(Connection& c) const {
-  if (c.check_schema_memory()) return;
+  const std::size_t used = c.schema_memory();
+  schema_bytes_.store(used, std::memory_order_relaxed);
+  if (used <= limits_.schema_memory) return;
   retired_.store(true, std::memory_order_release);
   c.release_memory();
 }

@@ -183,6 +183,16 @@ class SqliteSource {
   // every connection parses it again, so only closing them gives the
   // memory back.
   [[nodiscard]] bool retired() const { return retired_.load(std::memory_order_acquire); }
+  // Retires the source from outside (its owner's budget of all sources'
+  // schemas is spent).
+  void retire() const { retired_.store(true, std::memory_order_release); }
+  // What the file's parsed schema takes in SQLite's heap, as last measured
+  // (at open, and by the once-a-second look), times the connections that
+  // each hold a copy.
+  [[nodiscard]] std::size_t schema_footprint() const {
+    const std::size_t each = schema_bytes_.load(std::memory_order_relaxed);
+    return each > SIZE_MAX / pool_.size() ? SIZE_MAX : each * pool_.size();
+  }
 
   using FileId = mcpd::FileId;
   // The regular file an absolute, lexically normal `path` names within
@@ -232,6 +242,7 @@ class SqliteSource {
   mutable std::atomic<Clock::rep> path_checked_;  // when path_state() last looked
   mutable std::atomic<PathState> path_state_{PathState::same};
   mutable std::atomic<bool> retired_{false};
+  mutable std::atomic<std::size_t> schema_bytes_{0};  // per connection, as last measured
   mutable std::atomic<Clock::rep> schema_memory_checked_;  // when a call last looked at the schema's size
   // Whether a look timed by `last_look` is due (once per
   // schema_check_interval, for one caller): then it is taken.

@@ -177,7 +177,12 @@ void Sources::release_idle(std::uint64_t idle_calls) {
     std::lock_guard lock(mu_);
     for (auto& [tenant, slot] : slots_) slots.push_back(slot);
   }
+  const auto drop_retired = [](Slot& slot) {
+    std::lock_guard lock(slot.source_mu);
+    if (slot.source && slot.source->retired()) slot.source.reset();  // closed as its last call ends
+  };
   for (auto& slot : slots) {
+    drop_retired(*slot);
     const std::uint64_t used = slot->used_in.load(std::memory_order_relaxed);
     // Used since its last release (or never released), and idle long enough.
     if (slot->released_in > used || round - used < idle_calls) continue;
@@ -189,6 +194,42 @@ void Sources::release_idle(std::uint64_t idle_calls) {
     if (source) source->release_memory();
     slot->released_in = round;
   }
+  // Schemas grown in place past the budget of all: the largest goes (its
+  // tenant's next call opens it again, refused while it does not fit).
+  while (true) {
+    std::size_t total = 0, largest = 0;
+    Slot* biggest = nullptr;
+    for (auto& slot : slots) {
+      std::lock_guard lock(slot->source_mu);
+      if (!slot->source) continue;
+      const std::size_t f = slot->source->schema_footprint();
+      total = total > SIZE_MAX - f ? SIZE_MAX : total + f;
+      if (f > largest) largest = f, biggest = slot.get();
+    }
+    if (total <= schema_budget_ || !biggest) break;
+    {
+      std::lock_guard lock(biggest->source_mu);
+      if (biggest->source) biggest->source->retire();
+    }
+    drop_retired(*biggest);
+  }
+}
+
+std::size_t Sources::schemas_held(std::int64_t except) {
+  std::vector<std::pair<std::int64_t, std::shared_ptr<Slot>>> slots;
+  {
+    std::lock_guard lock(mu_);
+    slots.assign(slots_.begin(), slots_.end());
+  }
+  std::size_t total = 0;
+  for (const auto& [id, slot] : slots) {
+    if (id == except) continue;
+    std::lock_guard lock(slot->source_mu);
+    if (!slot->source) continue;
+    const std::size_t f = slot->source->schema_footprint();
+    total = total > SIZE_MAX - f ? SIZE_MAX : total + f;
+  }
+  return total;
 }
 
 ToolOutcome answer_not_kept(std::size_t bytes, const ToolOutcome& ran) {
@@ -257,12 +298,16 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   const CancelScope uncancellable(nullptr);
   // (A path that leads to mcpd's own database fails here: kMcpdApplicationId.)
   auto src = SqliteSource::open((*tenant)->data_source, limits_);
-  const auto old = current();
-  if (!src && (src.error().kind == DataError::Kind::not_found || (old && old->retired()))) {
-    // Deleted, or its schema grew in place past what may be held: the old
-    // source answers no more. Looked for again as often as a path is (a
-    // file put back, as by rm then cp, is served within that), not after
-    // the longer wait that other failures get.
+  if (auto old = current(); old && old->retired()) {
+    // Its schema grew in place past what may be held: it answers no more,
+    // whatever became of this opening.
+    std::lock_guard drop(slot->source_mu);
+    slot->source.reset();
+  }
+  if (!src && src.error().kind == DataError::Kind::not_found) {
+    // Deleted: the old file answers no more. Looked for again as often as
+    // a path is (a file put back, as by rm then cp, is served within that),
+    // not after the longer wait that other failures get.
     {
       std::lock_guard drop(slot->source_mu);
       slot->source.reset();
@@ -285,6 +330,18 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   // tenants opening the same file at once cannot both pass.
   std::unique_lock claim(claim_mu_);
   if (!refused) refused = open_elsewhere(tenant_id, (*src)->file());
+  // The schemas all open sources hold in SQLite's heap (every tenant's,
+  // and the audit log's): this one's may not take them past the budget.
+  // (Under claim_mu_: two openings at once cannot both take the last room.)
+  if (!refused) {
+    const std::size_t others = schemas_held(tenant_id), mine = (*src)->schema_footprint();
+    if (mine > schema_budget_ || others > schema_budget_ - mine) {
+      refused = "has a schema that would take " + std::to_string(mine >> 20) + " MiB of memory (" +
+                std::to_string(mine / (*src)->limits().pool >> 20) + " MiB per connection), where the schemas of " +
+                "the open data sources hold " + std::to_string(others >> 20) + " MiB of at most " +
+                std::to_string(schema_budget_ >> 20) + " MiB";
+    }
+  }
   if (refused) {
     claim.unlock();
     return refuse("the file at " + (*tenant)->data_source + " " + *refused + ": refused", remember_failure_);

@@ -76,8 +76,12 @@ struct ToolDef {
 // Each tenant's data source, opened read-only on first use.
 class Sources {
  public:
-  Sources(Store& store, QueryLimits limits, std::chrono::milliseconds remember_failure = std::chrono::seconds(5))
-      : store_(store), limits_(limits), remember_failure_(remember_failure) {}
+  // `schema_budget`: what the parsed schemas of all open sources may take
+  // in SQLite's heap together (each source's SqliteSource::schema_footprint).
+  static constexpr std::size_t kSchemaBudget = std::size_t{256} << 20;
+  Sources(Store& store, QueryLimits limits, std::chrono::milliseconds remember_failure = std::chrono::seconds(5),
+          std::size_t schema_budget = kSchemaBudget)
+      : store_(store), limits_(limits), remember_failure_(remember_failure), schema_budget_(schema_budget) {}
   // The tenant's source, opened on first use, and again once another file
   // was renamed over its path (SqliteSource::path_state; until the new one
   // opens, the old one answers) or the file was deleted (then no more). Opening (the schema read may wait for a
@@ -92,6 +96,11 @@ class Sources {
   // compiled statements (SqliteSource::release_memory), once until used
   // again. Memory then follows the tenants in use, not every tenant ever
   // read. Counting calls, not reading a clock, keeps of() as cheap as it was.
+  // Also drops every retired source (SqliteSource::retired: its schema
+  // grew too large in place), used or not: only closing its connections
+  // gives that memory back; and, while the schemas of all open sources
+  // take more than the schema budget (grown in place since they opened),
+  // retires and drops the largest.
   void release_idle(std::uint64_t idle_calls);
 
  private:
@@ -108,6 +117,7 @@ class Sources {
   Store& store_;
   QueryLimits limits_;
   std::chrono::milliseconds remember_failure_;
+  std::size_t schema_budget_;
   std::atomic<std::uint64_t> round_{0};  // release_idle's calls
   std::mutex release_mu_;                // one release_idle at a time
   std::mutex mu_;  // the map only, never while opening
@@ -119,6 +129,8 @@ class Sources {
   std::optional<std::string> named_elsewhere(std::int64_t tenant_id, SqliteSource::FileId file);
   // ...or another tenant has it open (under claim_mu_).
   std::optional<std::string> open_elsewhere(std::int64_t tenant_id, SqliteSource::FileId file);
+  // The schema footprints of every open source but `except`'s, summed.
+  std::size_t schemas_held(std::int64_t except);
 };
 
 // The tenant other than `except` whose path names `file` within its own

@@ -253,14 +253,20 @@ constexpr std::int64_t kMs = 1'000'000;
 struct Gates {
   std::mutex mu;
   std::vector<std::promise<void>> gates;
+  std::vector<bool> opened;
 
   std::function<void()> job() {
     std::lock_guard lock(mu);
+    opened.push_back(false);
     return [f = gates.emplace_back().get_future().share()] { f.wait(); };
   }
   void open(std::size_t i) {
     std::lock_guard lock(mu);
-    gates.at(i).set_value();
+    if (!opened.at(i)) gates.at(i).set_value();
+    opened.at(i) = true;
+  }
+  void open_all() {
+    for (std::size_t i = 0; i < gates.size(); ++i) open(i);
   }
 };
 
@@ -278,9 +284,19 @@ bool settles(const FairPool& pool, std::int64_t tenant, std::size_t running) {
 TEST_CASE("mcpd::FairPool: a lift while a call runs credits that call's work so far, never more",
           "[mcpd][fair]") {
   // Time is the test's (fake_clock), so every figure below is exact.
+  Gates gates;
   boost::asio::thread_pool threads(3);
   FairPool pool(threads.get_executor(), 3, &fake_clock);
-  Gates gates;
+  // However the test ends (a failed REQUIRE throws), every job is let go
+  // and has finished before the pool it reports to is destroyed.
+  struct Finish {
+    Gates& gates;
+    boost::asio::thread_pool& threads;
+    ~Finish() {
+      gates.open_all();
+      threads.join();
+    }
+  } finish{gates, threads};
   constexpr std::int64_t acme = 1, globex = 2;
   fake_now = 0;
   pool.post(acme, gates.job());    // 0: acme's long call, charged the 1 ms minimum at t=0
@@ -315,6 +331,4 @@ TEST_CASE("mcpd::FairPool: a lift while a call runs credits that call's work so 
   REQUIRE(settles(pool, acme, 0));
   CHECK(pool.account(acme).vtime == 450 * kMs);
   CHECK(pool.account(acme).lifted == 0);
-  gates.open(3);
-  threads.join();
 }

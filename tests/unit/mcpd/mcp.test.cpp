@@ -885,6 +885,34 @@ TEST_CASE("mcpd::Sources opens a tenant's file again once a new one is renamed o
   CHECK(customers(*back) == 20);
 }
 
+namespace {
+
+// Runs `sql` on the file at `path` as a tenant's loader would.
+void write_file_sql(const std::string& path, const std::string& sql) {
+  sqlite3* h = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &h) == SQLITE_OK);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
+  INFO((err ? err : ""));
+  sqlite3_free(err);
+  sqlite3_close(h);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+// Two triggers that SQLite parses into about 2 MiB (see schema.test.cpp):
+// every pooled connection holds that, in the heap all tenants share.
+std::string heavy_triggers() {
+  std::string heavy;
+  for (const char* name : {"t1", "t2"}) {
+    heavy += std::string("CREATE TRIGGER ") + name + " AFTER INSERT ON customers BEGIN SELECT 0";
+    for (int i = 0; i < 1900; ++i) heavy += ",coalesce(new.id," + std::to_string(i) + ",0)";
+    heavy += "; END;";
+  }
+  return heavy;
+}
+
+}  // namespace
+
 TEST_CASE("mcpd::Sources drops a source whose schema grew past its memory limit in place, and serves it once it shrinks",
           "[mcpd][mcp][memory]") {
   World w;
@@ -894,35 +922,69 @@ TEST_CASE("mcpd::Sources drops a source whose schema grew past its memory limit 
   Sources sources(*w.store, limits, std::chrono::milliseconds(0));
   auto before = sources.of(1);
   REQUIRE(before);
-  // The tenant's loader adds triggers that parse into MiBs (see
-  // schema.test.cpp): every pooled connection would hold them, in the
-  // heap all tenants share.
-  const auto write = [&](const std::string& sql) {
-    sqlite3* h = nullptr;
-    REQUIRE(sqlite3_open(w.dir.file("bank.db").c_str(), &h) == SQLITE_OK);
-    char* err = nullptr;
-    const int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
-    INFO((err ? err : ""));
-    sqlite3_free(err);
-    sqlite3_close(h);
-    REQUIRE(rc == SQLITE_OK);
-  };
-  std::string heavy;
-  for (const char* name : {"t1", "t2"}) {
-    heavy += std::string("CREATE TRIGGER ") + name + " AFTER INSERT ON customers BEGIN SELECT 0";
-    for (int i = 0; i < 1900; ++i) heavy += ",coalesce(new.id," + std::to_string(i) + ",0)";
-    heavy += "; END;";
-  }
-  write(heavy);
+  write_file_sql(w.dir.file("bank.db"), heavy_triggers());
   (void)(*before)->query("SELECT count(*) FROM customers", {});  // the call that finds it
-  auto refused = sources.of(1);
+  CHECK((*before)->retired());
+  SECTION("the tenant's next call drops it and is refused") {
+    auto refused = sources.of(1);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().message == "the data source is unavailable");
+    CHECK_THAT(refused.error().detail, Catch::Matchers::Contains("schema_memory_mb"));
+    write_file_sql(w.dir.file("bank.db"), "DROP TRIGGER t1; DROP TRIGGER t2;");
+    auto back = sources.of(1);
+    REQUIRE(back);
+    CHECK(*back != *before);
+  }
+  SECTION("with no call after, the periodic sweep drops it (only closing its connections frees the schema)") {
+    CHECK(before->use_count() == 2);  // this test's, and the tenant's slot
+    sources.release_idle(1000);       // (nothing idle long enough: only the retired source goes)
+    CHECK(before->use_count() == 1);
+  }
+}
+
+TEST_CASE("mcpd::Sources holds the schemas of all open sources to one budget", "[mcpd][mcp][memory]") {
+  World w;
+  QueryLimits limits;
+  limits.schema_check_interval = std::chrono::milliseconds(0);
+  std::size_t one = 0;  // what the demo bank's schema takes, over the pool
+  {
+    Sources probe(*w.store, limits, std::chrono::milliseconds(0));
+    auto s = probe.of(1);
+    REQUIRE(s);
+    one = (*s)->schema_footprint();
+  }
+  REQUIRE(one > 0);
+  // Room for one such schema and a half.
+  Sources sources(*w.store, limits, std::chrono::milliseconds(0), one + one / 2);
+  const auto beta = w.store->create_tenant("beta", w.dir.file("beta.db"));
+  REQUIRE(beta);
+  DemoOptions demo;
+  demo.customers = 20;
+  demo.transactions = 100;
+  REQUIRE(generate_demo_bank(w.dir.file("beta.db"), demo));
+  auto acme = sources.of(1);
+  REQUIRE(acme);
+  auto refused = sources.of(*beta);
   REQUIRE_FALSE(refused);
   CHECK(refused.error().message == "the data source is unavailable");
-  CHECK_THAT(refused.error().detail, Catch::Matchers::Contains("schema_memory_mb"));
-  write("DROP TRIGGER t1; DROP TRIGGER t2;");
-  auto back = sources.of(1);
-  REQUIRE(back);
-  CHECK(*back != *before);
+  CHECK_THAT(refused.error().detail, Catch::Matchers::Contains("of at most"));
+  SECTION("the same tenant's file, opened again, counts once") {
+    write_file_sql(w.dir.file("next.db"), "CREATE TABLE x(a)");
+    REQUIRE(std::rename(w.dir.file("next.db").c_str(), w.dir.file("bank.db").c_str()) == 0);
+    auto again = sources.of(1);
+    REQUIRE(again);
+    CHECK(*again != *acme);
+  }
+  SECTION("a schema grown in place past the budget (under its own limit): the sweep gives it up, room comes back") {
+    write_file_sql(w.dir.file("bank.db"), heavy_triggers());
+    (void)(*acme)->query("SELECT count(*) FROM customers", {});  // measured again: larger now
+    CHECK((*acme)->schema_footprint() > one + one / 2);
+    CHECK_FALSE((*acme)->retired());  // 2 MiB a connection: under the 16 MiB limit
+    sources.release_idle(1000);
+    CHECK((*acme)->retired());
+    CHECK(sources.of(*beta));  // acme's room is free
+    CHECK_FALSE(sources.of(1));  // and acme, too large for what is left, waits
+  }
 }
 
 TEST_CASE("mcpd::Sources answers from the old file while one caller opens its replacement", "[mcpd][mcp]") {

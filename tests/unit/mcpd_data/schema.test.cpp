@@ -400,12 +400,16 @@ TEST_CASE("mcpd::SqliteSource: an error naming the file is the client's own word
   // Guessing the file's name gets the same kind of answer whether or not
   // the guess is right: the statement's own words echoed, not a message
   // that changes when the name is in it.
-  const auto message = [&](const std::string& table) {
-    auto r = src->query("SELECT * FROM \"" + table + "\"", {});
+  const auto message = [&](const std::string& from) {
+    auto r = src->query("SELECT * FROM " + from, {});
     REQUIRE_FALSE(r);
     return r.error().message;
   };
-  CHECK(message("bank.db") == "no such table: bank.db");
-  CHECK(message("guess.db") == "no such table: guess.db");
-  CHECK(message(bank.path) == "no such table: " + bank.path);
+  CHECK(message("\"bank.db\"") == "no such table: bank.db");
+  CHECK(message("\"guess.db\"") == "no such table: guess.db");
+  CHECK(message("\"" + bank.path + "\"") == "no such table: " + bank.path);
+  // The name made by SQLite out of two that are not it.
+  CHECK(message("\"bank\".\"db\"") == "no such table: bank.db");
+  CHECK(message("\"guess\".\"db\"") == "no such table: guess.db");
+  CHECK(message("customers WHERE \"bank.db\" = 1") == "no such column: bank.db");
 }
