@@ -148,10 +148,12 @@ Connection::Connection(sqlite3* db, const QueryLimits& limits, std::string path)
 std::size_t Connection::schema_memory() const {
   int used = 0, highest = 0;
   // Unreadable counts as too much (fail closed).
-  if (sqlite3_db_status(db_, SQLITE_DBSTATUS_SCHEMA_USED, &used, &highest, 0) != SQLITE_OK || used < 0) {
-    return SIZE_MAX;
-  }
-  return static_cast<std::size_t>(used);
+  const std::size_t bytes =
+      sqlite3_db_status(db_, SQLITE_DBSTATUS_SCHEMA_USED, &used, &highest, 0) != SQLITE_OK || used < 0
+          ? SIZE_MAX
+          : static_cast<std::size_t>(used);
+  schema_seen_.store(bytes, std::memory_order_relaxed);
+  return bytes;
 }
 
 DataResult<void> Connection::check_schema_memory() const {
@@ -490,10 +492,12 @@ DataError Connection::failure(int rc) const {
 
 std::string Connection::client_message(const char* sqlite_message) const {
   std::string m = sqlite_message ? sqlite_message : "";
-  // Messages that only echo a name or a token of the statement pass as
-  // they are, whatever that name is: were they hidden when it happens to
-  // be the file's name or path, a guess ("bank"."db") would be confirmed
-  // by the answer changing. Any other message naming the file is hidden.
+  // Messages that only echo a name or a token pass as they are, whatever
+  // that name is: were they hidden when it happens to be the file's name
+  // or path, a guess ("bank"."db") would be confirmed by the answer
+  // changing. The name is the statement's, or that of a view or trigger
+  // in the tenant's own file (which its loader wrote, path and all). Any
+  // other message naming the file is hidden.
   static constexpr std::string_view kEchoes[] = {
       "no such table: ", "no such column: ", "no such function: ", "near \"", "unrecognized token: ",
       "ambiguous column name: ", "no such collation sequence: ", "wrong number of arguments to function ",

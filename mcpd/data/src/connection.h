@@ -77,8 +77,11 @@ class Connection {
   // than QueryLimits::schema_memory: a file of a few MB can hold triggers,
   // views or CHECK expressions that parse into hundreds of MiB.
   [[nodiscard]] DataResult<void> check_schema_memory() const;
-  // What the parsed schema takes now (bytes; a walk of the whole schema).
+  // What the parsed schema takes now (bytes; a walk of the whole schema),
+  // kept as schema_seen().
   [[nodiscard]] std::size_t schema_memory() const;
+  // What schema_memory() found last (0 before it was called); any thread.
+  [[nodiscard]] std::size_t schema_seen() const { return schema_seen_.load(std::memory_order_relaxed); }
 
   // The file this connection reads (through its descriptor; temp_files.h
   // opened_main_file), or nothing (fail closed).
@@ -120,6 +123,7 @@ class Connection {
   Authorizer auth_;
   TempBudget temp_;  // the temporary files of the statement running (outlives sqlite3_close in the destructor)
   std::uint64_t names_generation_ = 0;
+  mutable std::atomic<std::size_t> schema_seen_{0};
   StatementCache cache_;
   std::chrono::steady_clock::time_point deadline_;
   const std::atomic<bool>* cancel_ = nullptr;  // the caller's, during run()

@@ -117,10 +117,8 @@ DataResult<std::unique_ptr<SqliteSource>> SqliteSource::open(const std::string& 
     auto snapshot = std::make_shared<Snapshot>(
         Snapshot{1, schema->version, std::move(schema->entities), schema->readable, schema->hidden});
     for (auto& c : pool) c->set_names(snapshot->readable, snapshot->hidden, snapshot->generation);
-    const std::size_t schema_bytes = pool.front()->schema_memory();  // under the limit: load_schema checked
-    auto source = std::unique_ptr<SqliteSource>(new SqliteSource(limits, std::move(pool), std::move(snapshot), path, file));
-    source->schema_bytes_.store(schema_bytes, std::memory_order_relaxed);
-    return source;
+    // (The first connection's schema, measured by load_schema, stands for all.)
+    return std::unique_ptr<SqliteSource>(new SqliteSource(limits, std::move(pool), std::move(snapshot), path, file));
   });
 }
 
@@ -223,12 +221,21 @@ bool SqliteSource::due(std::atomic<Clock::rep>& last_look) const {
   return now - last >= interval && last_look.compare_exchange_strong(last, now);
 }
 
+std::size_t SqliteSource::schema_footprint() const {
+  std::size_t each = 0;
+  for (const auto& c : pool_) each = std::max(each, c->schema_seen());
+  return each > SIZE_MAX / pool_.size() ? SIZE_MAX : each * pool_.size();
+}
+
 void SqliteSource::retire_if_oversized(Connection& c) const {
-  const std::size_t used = c.schema_memory();
-  schema_bytes_.store(used, std::memory_order_relaxed);
-  if (used <= limits_.schema_memory) return;
+  if (c.schema_memory() <= limits_.schema_memory) return;
   retired_.store(true, std::memory_order_release);
   c.release_memory();
+}
+
+void SqliteSource::measure_schema() const {
+  const std::lock_guard lock(pool_mu_);
+  for (Connection* c : idle_) retire_if_oversized(*c);
 }
 
 SqliteSource::PathState SqliteSource::path_state() const {

@@ -169,6 +169,11 @@ class SqliteSource {
   // not hold SQLite's heap, which is every tenant's). Statistics and the
   // schema snapshot are kept.
   void release_memory() const;
+  // Measures the parsed schema of the connections idle now (the largest
+  // stands for all: each parses the same file) and retires the source if
+  // it is over QueryLimits::schema_memory: a schema grown in place since
+  // the last call's look is found without another call.
+  void measure_schema() const;
 
   // What the path the source was opened from names, as last seen: the
   // file the connections read, another (a new export renamed over it), or
@@ -186,13 +191,11 @@ class SqliteSource {
   // Retires the source from outside (its owner's budget of all sources'
   // schemas is spent).
   void retire() const { retired_.store(true, std::memory_order_release); }
-  // What the file's parsed schema takes in SQLite's heap, as last measured
-  // (at open, and by the once-a-second look), times the connections that
-  // each hold a copy.
-  [[nodiscard]] std::size_t schema_footprint() const {
-    const std::size_t each = schema_bytes_.load(std::memory_order_relaxed);
-    return each > SIZE_MAX / pool_.size() ? SIZE_MAX : each * pool_.size();
-  }
+  // What the file's parsed schema takes in SQLite's heap: the largest
+  // last measured on any connection (at open, by the once-a-second look of
+  // a call, by measure_schema), times the connections, each of which holds
+  // a copy once it has read the file since.
+  [[nodiscard]] std::size_t schema_footprint() const;
 
   using FileId = mcpd::FileId;
   // The regular file an absolute, lexically normal `path` names within
@@ -242,7 +245,6 @@ class SqliteSource {
   mutable std::atomic<Clock::rep> path_checked_;  // when path_state() last looked
   mutable std::atomic<PathState> path_state_{PathState::same};
   mutable std::atomic<bool> retired_{false};
-  mutable std::atomic<std::size_t> schema_bytes_{0};  // per connection, as last measured
   mutable std::atomic<Clock::rep> schema_memory_checked_;  // when a call last looked at the schema's size
   // Whether a look timed by `last_look` is due (once per
   // schema_check_interval, for one caller): then it is taken.

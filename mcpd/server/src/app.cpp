@@ -76,11 +76,13 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   app->sessions_ = std::make_unique<Sessions>(c.max_sessions, c.session_idle);
   QueryLimits limits;
   limits.max_rows = c.max_rows;
-  limits.schema_memory = c.query_schema_memory;
   limits.timeout = c.query_timeout;
   // As many workers as data-source connections: more would only queue.
   const std::size_t workers = std::max<std::size_t>(2, c.threads);
   limits.pool = workers;
+  // Each connection holds the file's schema: one tenant's schemas take at
+  // most a quarter of the budget of all (Sources::kSchemaBudget).
+  limits.schema_memory = std::min(c.query_schema_memory, Sources::kSchemaBudget / 4 / workers);
   // Per statement, and every worker's statement at its budget at once
   // within kTempMemoryCap (temp_files.h; outside SQLite's heap): one
   // tenant's sorts never fill the cap that the others' need.

@@ -182,6 +182,15 @@ void Sources::release_idle(std::uint64_t idle_calls) {
     if (slot.source && slot.source->retired()) slot.source.reset();  // closed as its last call ends
   };
   for (auto& slot : slots) {
+    {
+      // A schema grown in place is found here too, if no call came to look.
+      std::shared_ptr<SqliteSource> source;
+      {
+        std::lock_guard lock(slot->source_mu);
+        source = slot->source;
+      }
+      if (source) source->measure_schema();
+    }
     drop_retired(*slot);
     const std::uint64_t used = slot->used_in.load(std::memory_order_relaxed);
     // Used since its last release (or never released), and idle long enough.
@@ -199,20 +208,43 @@ void Sources::release_idle(std::uint64_t idle_calls) {
   while (true) {
     std::size_t total = 0, largest = 0;
     Slot* biggest = nullptr;
+    std::shared_ptr<SqliteSource> its;
     for (auto& slot : slots) {
       std::lock_guard lock(slot->source_mu);
       if (!slot->source) continue;
       const std::size_t f = slot->source->schema_footprint();
       total = total > SIZE_MAX - f ? SIZE_MAX : total + f;
-      if (f > largest) largest = f, biggest = slot.get();
+      if (f > largest) largest = f, biggest = slot.get(), its = slot->source;
     }
     if (total <= schema_budget_ || !biggest) break;
-    {
-      std::lock_guard lock(biggest->source_mu);
-      if (biggest->source) biggest->source->retire();
-    }
-    drop_retired(*biggest);
+    std::lock_guard lock(biggest->source_mu);
+    its->retire();
+    // Only the source measured: one opened meanwhile in its place was
+    // admitted against the budget as it stands now.
+    if (biggest->source == its) biggest->source.reset();
   }
+}
+
+bool Sources::make_room(std::int64_t tenant_id, std::size_t needed) {
+  std::vector<std::pair<std::int64_t, std::shared_ptr<Slot>>> slots;
+  {
+    std::lock_guard lock(mu_);
+    slots.assign(slots_.begin(), slots_.end());
+  }
+  // Not handed out since the last sweep began, least recently used first.
+  const std::uint64_t round = round_.load(std::memory_order_relaxed);
+  std::vector<std::pair<std::uint64_t, std::shared_ptr<Slot>>> idle;
+  for (const auto& [id, slot] : slots) {
+    const std::uint64_t used = slot->used_in.load(std::memory_order_relaxed);
+    if (id != tenant_id && used < round) idle.emplace_back(used, slot);
+  }
+  std::sort(idle.begin(), idle.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [used, slot] : idle) {
+    if (schemas_held(tenant_id) <= schema_budget_ - needed) return true;
+    std::lock_guard lock(slot->source_mu);
+    slot->source.reset();  // opened again at its next call (its statistics computed again)
+  }
+  return schemas_held(tenant_id) <= schema_budget_ - needed;
 }
 
 std::size_t Sources::schemas_held(std::int64_t except) {
@@ -334,8 +366,11 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   // and the audit log's): this one's may not take them past the budget.
   // (Under claim_mu_: two openings at once cannot both take the last room.)
   if (!refused) {
-    const std::size_t others = schemas_held(tenant_id), mine = (*src)->schema_footprint();
-    if (mine > schema_budget_ || others > schema_budget_ - mine) {
+    const std::size_t mine = (*src)->schema_footprint();
+    // Past the budget: idle tenants' sources close first (they open again
+    // when called), never one a call has used since the last sweep began.
+    if (mine > schema_budget_ || !make_room(tenant_id, mine)) {
+      const std::size_t others = schemas_held(tenant_id);
       refused = "has a schema that would take " + std::to_string(mine >> 20) + " MiB of memory (" +
                 std::to_string(mine / (*src)->limits().pool >> 20) + " MiB per connection), where the schemas of " +
                 "the open data sources hold " + std::to_string(others >> 20) + " MiB of at most " +

@@ -131,6 +131,10 @@ class Sources {
   std::optional<std::string> open_elsewhere(std::int64_t tenant_id, SqliteSource::FileId file);
   // The schema footprints of every open source but `except`'s, summed.
   std::size_t schemas_held(std::int64_t except);
+  // Closes idle sources (none used since the last sweep began; least
+  // recently used first) until `needed` more fits the schema budget beside
+  // the others; whether it does. Under claim_mu_.
+  bool make_room(std::int64_t tenant_id, std::size_t needed);
 };
 
 // The tenant other than `except` whose path names `file` within its own

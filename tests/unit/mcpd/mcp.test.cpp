@@ -942,6 +942,23 @@ TEST_CASE("mcpd::Sources drops a source whose schema grew past its memory limit 
   }
 }
 
+TEST_CASE("mcpd::Sources: the sweep finds a schema grown in place that no call looked at", "[mcpd][mcp][memory]") {
+  World w;
+  QueryLimits limits;
+  limits.schema_check_interval = std::chrono::hours(1);  // no call's look comes
+  limits.schema_memory = std::size_t{1} << 20;
+  Sources sources(*w.store, limits, std::chrono::milliseconds(0));
+  auto source = sources.of(1);
+  REQUIRE(source);
+  write_file_sql(w.dir.file("bank.db"), heavy_triggers());
+  // The tenant's calls make its connections parse the new schema, then stop.
+  CHECK((*source)->query("SELECT count(*) FROM customers", {}));
+  CHECK_FALSE((*source)->retired());
+  sources.release_idle(1000);
+  CHECK((*source)->retired());
+  CHECK(source->use_count() == 1);  // dropped by the tenant's slot
+}
+
 TEST_CASE("mcpd::Sources holds the schemas of all open sources to one budget", "[mcpd][mcp][memory]") {
   World w;
   QueryLimits limits;
@@ -969,11 +986,18 @@ TEST_CASE("mcpd::Sources holds the schemas of all open sources to one budget", "
   CHECK(refused.error().message == "the data source is unavailable");
   CHECK_THAT(refused.error().detail, Catch::Matchers::Contains("of at most"));
   SECTION("the same tenant's file, opened again, counts once") {
-    write_file_sql(w.dir.file("next.db"), "CREATE TABLE x(a)");
+    REQUIRE(generate_demo_bank(w.dir.file("next.db"), demo));  // the same schema: twice would not fit
     REQUIRE(std::rename(w.dir.file("next.db").c_str(), w.dir.file("bank.db").c_str()) == 0);
     auto again = sources.of(1);
     REQUIRE(again);
     CHECK(*again != *acme);
+  }
+  SECTION("a tenant no call has used since the last sweep makes room: its source closes, to open again") {
+    sources.release_idle(1000);  // a sweep: acme, unused since, is idle now
+    auto opened = sources.of(*beta);
+    REQUIRE(opened);
+    CHECK(acme->use_count() == 1);  // closed as far as the slot goes
+    CHECK_FALSE(sources.of(1));     // and acme, used again, now waits for room in turn
   }
   SECTION("a schema grown in place past the budget (under its own limit): the sweep gives it up, room comes back") {
     write_file_sql(w.dir.file("bank.db"), heavy_triggers());
