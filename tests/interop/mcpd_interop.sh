@@ -90,7 +90,9 @@ echo "mcpd_interop: an HTTP/1.0 GET stream is sent unchunked and ends with the c
 
 # A client that vanishes during a GET stream is let go at once, not at the
 # next keep-alive write (15 s) that finds it gone: default limits here.
-start_mcpd watch "" ""
+# (A schema limit past what a tenant's connections may take in all: lowered, and said so at start.)
+start_mcpd watch "" "[query]
+schema_memory_mb = 200"
 watch_url=$url
 watch_pid=${pids[-1]}
 wcert="$work/watch/data/tls/cert.pem"
@@ -228,6 +230,8 @@ grep -q "tenants acme, beta: one file is the data source of each: refused to all
   { echo "mcpd_interop: mcpd did not name the tenants sharing a file at start" >&2; cat "$work/watch/restart.out" >&2; exit 1; }
 grep -q "max_connections 1024 lowered to 344: the process may open 600 descriptors" "$work/watch/restart.out" ||
   { echo "mcpd_interop: mcpd did not fit its connection cap to the descriptor limit" >&2; cat "$work/watch/restart.out" >&2; exit 1; }
+grep -q "\[query\] schema_memory_mb lowered to [0-9]* MiB per connection" "$work/watch/restart.out" ||
+  { echo "mcpd_interop: mcpd did not say it lowered the schema limit" >&2; cat "$work/watch/restart.out" >&2; exit 1; }
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 echo "mcpd_interop: tenants sharing a file are named at start; the connection cap fits the descriptor limit"
 

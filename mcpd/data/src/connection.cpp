@@ -162,7 +162,7 @@ DataResult<void> Connection::check_schema_memory() const {
     return data_error(Kind::too_large, "the data source's schema is too large",
                       "its schema takes " + (used == SIZE_MAX ? std::string("an unknown amount") : std::to_string(used >> 20) + " MiB") +
                           " of memory per connection, over the " + std::to_string(limits_.schema_memory >> 20) +
-                          " MiB limit ([query] schema_memory_mb)");
+                          " MiB limit ([query] schema_memory_mb, or less with many workers)");
   }
   return {};
 }

@@ -235,7 +235,10 @@ void SqliteSource::retire_if_oversized(Connection& c) const {
 
 void SqliteSource::measure_schema() const {
   const std::lock_guard lock(pool_mu_);
-  for (Connection* c : idle_) retire_if_oversized(*c);
+  for (Connection* c : idle_) {
+    if (retired()) return;  // one is enough: each measure walks the whole schema
+    retire_if_oversized(*c);
+  }
 }
 
 SqliteSource::PathState SqliteSource::path_state() const {

@@ -485,6 +485,11 @@ std::vector<std::string> App::startup_warnings() {
                   std::to_string(kTempMemoryCap >> 20) + " MiB shared by " + std::to_string(workers_count_) +
                   " workers)");
   }
+  if (schema_memory_ < config_.query_schema_memory) {
+    out.push_back("[query] schema_memory_mb lowered to " + std::to_string(schema_memory_ >> 20) +
+                  " MiB per connection (a tenant's " + std::to_string(workers_count_) + " connections take at most " +
+                  std::to_string(Sources::kSchemaBudget / 4 >> 20) + " MiB, a quarter of the schema budget)");
+  }
   if (const std::int64_t n = audit_->unanchored_at_open(); n > 0) {
     out.push_back("audit: " + std::to_string(n) +
                   " records follow the last anchor: committed before an unclean stop, or added while sluice-mcpd "

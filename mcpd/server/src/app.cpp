@@ -88,6 +88,7 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   // tenant's sorts never fill the cap that the others' need.
   limits.temp_budget = std::min(c.query_temp_memory, kTempMemoryCap / workers);
   app->temp_budget_ = limits.temp_budget;
+  app->schema_memory_ = limits.schema_memory;
   app->workers_count_ = workers;
   app->sources_ = std::make_unique<Sources>(*app->store_, limits);
   app->toolbox_ = std::make_unique<Toolbox>(*app->store_, *app->sources_, c.fixtures);

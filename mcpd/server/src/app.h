@@ -156,7 +156,7 @@ class App {
   std::atomic<std::uint64_t> auth_failures_{0}, lockouts_{0}, rate_limited_{0}, requests_{0};
   RefusalLedger refusals_;
   std::unique_ptr<boost::asio::steady_timer> refusal_timer_;
-  std::size_t temp_budget_ = 0, workers_count_ = 0;  // as App::open set them, for startup_warnings
+  std::size_t temp_budget_ = 0, schema_memory_ = 0, workers_count_ = 0;  // as App::open set them, for startup_warnings
 };
 
 }  // namespace sluice::mcpd

@@ -226,25 +226,45 @@ void Sources::release_idle(std::uint64_t idle_calls) {
 }
 
 bool Sources::make_room(std::int64_t tenant_id, std::size_t needed) {
+  const std::size_t room = schema_budget_ - needed;  // (needed <= the budget: checked by the caller)
+  std::size_t held = schemas_held(tenant_id);
+  if (held <= room) return true;
   std::vector<std::pair<std::int64_t, std::shared_ptr<Slot>>> slots;
   {
     std::lock_guard lock(mu_);
     slots.assign(slots_.begin(), slots_.end());
   }
-  // Not handed out since the last sweep began, least recently used first.
+  // Not handed out since the last sweep began, least recently used first;
+  // and only if closing them all would make the room (else none closes).
   const std::uint64_t round = round_.load(std::memory_order_relaxed);
-  std::vector<std::pair<std::uint64_t, std::shared_ptr<Slot>>> idle;
+  struct Idle {
+    std::uint64_t used;
+    std::size_t footprint;
+    std::shared_ptr<Slot> slot;
+  };
+  std::vector<Idle> idle;
+  std::size_t freeable = 0;
   for (const auto& [id, slot] : slots) {
     const std::uint64_t used = slot->used_in.load(std::memory_order_relaxed);
-    if (id != tenant_id && used < round) idle.emplace_back(used, slot);
-  }
-  std::sort(idle.begin(), idle.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (const auto& [used, slot] : idle) {
-    if (schemas_held(tenant_id) <= schema_budget_ - needed) return true;
+    if (id == tenant_id || used >= round) continue;
     std::lock_guard lock(slot->source_mu);
-    slot->source.reset();  // opened again at its next call (its statistics computed again)
+    if (!slot->source) continue;
+    const std::size_t f = slot->source->schema_footprint();
+    idle.push_back({used, f, slot});
+    freeable = freeable > SIZE_MAX - f ? SIZE_MAX : freeable + f;
   }
-  return schemas_held(tenant_id) <= schema_budget_ - needed;
+  if (held - std::min(held, freeable) > room) return false;
+  std::sort(idle.begin(), idle.end(), [](const Idle& a, const Idle& b) { return a.used < b.used; });
+  for (const Idle& i : idle) {
+    if (held <= room) break;
+    std::lock_guard lock(i.slot->source_mu);
+    // Handed out meanwhile (of() marks the round before it takes the
+    // source, under this lock): in use again, kept.
+    if (!i.slot->source || i.slot->used_in.load(std::memory_order_relaxed) >= round) continue;
+    held -= std::min(held, i.slot->source->schema_footprint());
+    i.slot->source.reset();  // opened again at its next call (its statistics computed again)
+  }
+  return held <= room;
 }
 
 std::size_t Sources::schemas_held(std::int64_t except) {
@@ -384,6 +404,9 @@ DataResult<std::shared_ptr<SqliteSource>> Sources::of(std::int64_t tenant_id) {
   slot->failed.reset();
   std::shared_ptr<SqliteSource> opened = std::move(*src);
   std::lock_guard set(slot->source_mu);
+  // In use from now: another opening's make_room does not count it idle,
+  // however long this one took.
+  slot->used_in.store(round_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   slot->source = opened;
   return opened;
 }
