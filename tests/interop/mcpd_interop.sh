@@ -191,7 +191,15 @@ recs = [r for r in json.load(sys.stdin)["records"] if r.get("action") in ("creat
 api = [r for r in recs if r["user"] != "local"]  # (the local socket made bob and his key)
 assert sorted(r["action"] for r in api) == ["create_key", "create_user"], recs
 assert all(r["tenant"] == "beta" and r["actor_tenant"] == "acme" for r in api), recs
+assert [r["scopes"] for r in api if r["action"] == "create_key"] == ["read,admin"], recs  # what the key may do
 assert sorted(r["action"] for r in recs if r["user"] == "local") == ["create_key", "create_user"], recs'
+# To beta's admin, acme's user (id 1) is no user at all, as an id nobody
+# has: a 403 would tell which ids exist in other tenants.
+for target in 1 999999; do
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$wcert" -H "Authorization: Bearer $ckey" -H 'Content-Type: application/json' \
+    -d "{\"name\":\"probe\",\"scopes\":\"read\",\"user_id\":$target}" "$wapi/keys")
+  [ "$code" = 404 ] || { echo "mcpd_interop: minting for user $target in another tenant gave $code, not 404" >&2; exit 1; }
+done
 # Never a key for another super_admin, not even by a super_admin.
 curl -sS --cacert "$wcert" -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' \
   -d '{"name":"sue","role":"super_admin","tenant_id":2}' "$wapi/users" >"$work/watch/sue.json"

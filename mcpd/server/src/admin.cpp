@@ -236,11 +236,13 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     std::string for_tenant = who.tenant;
     if (for_user != who.user_id) {
       auto target = store_->user(for_user);
-      if (!target || !*target) return problem(404, "no such user", v);
+      if (!target) return problem(500, "users unavailable", v);
+      // Another tenant's user is "no such user" to all but a super_admin:
+      // a 403 would tell which ids exist elsewhere.
+      if (!*target || (!super && (*target)->tenant_id != who.tenant_id)) return problem(404, "no such user", v);
       // Never for a peer or a superior, super_admins included: that would
       // let one act, and be audited, as the other.
-      const bool ok = (*target)->role < who.role &&
-                      (super || (allowed(who.role, Action::manage_users) && (*target)->tenant_id == who.tenant_id));
+      const bool ok = (*target)->role < who.role && (super || allowed(who.role, Action::manage_users));
       if (!ok) return problem(403, "not permitted", v);
       auto tenant = store_->tenant((*target)->tenant_id);
       if (!tenant || !*tenant) return problem(500, "tenant unavailable", v);
@@ -261,6 +263,8 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     json record = admin_record(who, for_tenant, "create_key");
     record["key"] = key->id;
     record["for_user"] = for_user;
+    record["scopes"] = scopes_to_string(*scopes);
+    if (expires) record["expires_ms"] = *expires;
     if (!audited(std::move(record))) {
       (void)store_->revoke_key(key->id);
       keys_->drop(key->id);
@@ -383,8 +387,9 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     }
     if (auto s = store_->put_saved_query(q, who.user_id); !s) return problem(500, "the saved query could not be stored", v);
     mcp_->resources_changed(who.tenant_id);
+    const KeyHash sql_hash = sha256(q.sql);  // which statement, without its text in the log
     if (!audited({{"kind", "admin"}, {"tenant", who.tenant}, {"user", who.user}, {"action", "put_saved_query"},
-                    {"name", name}})) {
+                    {"name", name}, {"sql_sha256", to_hex(sql_hash.data(), sql_hash.size())}})) {
       return problem(503, "the change was made but could not be audited", v);
     }
     return json_response(200, to_json(q), v);
@@ -590,7 +595,8 @@ json App::local_admin(const json& r) {
     if (!key) return err("the key could not be created");
     if (!keys_->reload()) return err("the key was stored but is not active yet");
     if (!audited({{"kind", "admin"}, {"tenant", tenant_of_user(r["user_id"].get<std::int64_t>())}, {"user", "local"},
-                  {"action", "create_key"}, {"key", key->id}})) {
+                  {"action", "create_key"}, {"key", key->id}, {"for_user", r["user_id"].get<std::int64_t>()},
+                  {"scopes", scopes_to_string(*scopes)}})) {
       (void)store_->revoke_key(key->id);
       keys_->drop(key->id);
       return err("the key was not issued: the audit log is unavailable");

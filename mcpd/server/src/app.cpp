@@ -311,8 +311,10 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
   // policy pushes) in another, the light reads (GET /api/meta, which any
   // key may call, keys, users, saved queries) in a third, roomier one. The
   // admin API has one thread for every tenant: no tenant's flood holds it.
+  // (The policy history is heavy: up to 50 stored versions, each up to a body's size.)
   const bool heavy = !mcp && (path.starts_with("/api/audit") || path.starts_with("/api/traffic") ||
-                              req.method() != http::verb::get);
+                              req.method() != http::verb::get ||
+                              (path == "/api/meta/security" && req.target().find("history") != std::string_view::npos));
   RateLimiter& limiter = mcp ? *mcp_rate_ : heavy ? *admin_rate_ : *admin_light_rate_;
   {
     if (const auto wait = limiter.take(who.tenant, Clock::now()); wait > 0) {

@@ -31,6 +31,17 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxRequest = 5 * 1024 * 1024;
 
 Status LocalAdmin::listen(const std::string& path) {
+  // The directory must be this user's and writable by no one else: where
+  // another user could write, they could put a socket of their own in
+  // this one's place, and sluicectl would hand it its requests (policies,
+  // new keys) and believe its answers.
+  const std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
+  struct stat st {};
+  if (dir.empty() || ::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
+      (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return fail("admin socket " + path + ": its directory must be a real directory of sluice-mcpd's user, "
+                "writable by no one else (runtime_dir)");
+  }
   ::unlink(path.c_str());
   boost::system::error_code ec;
   auto acc = std::make_unique<local::acceptor>(io_);
