@@ -242,6 +242,17 @@ grep -q "\[query\] schema_memory_mb lowered to [0-9]* MiB per connection" "$work
   { echo "mcpd_interop: mcpd did not say it lowered the schema limit" >&2; cat "$work/watch/restart.out" >&2; exit 1; }
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 echo "mcpd_interop: tenants sharing a file are named at start; the connection cap fits the descriptor limit"
+# A runtime_dir that others may write: another user could put a socket of
+# their own where sluicectl looks for mcpd's. mcpd does not start there.
+mkdir -p "$work/opendir/run"
+chmod 0777 "$work/opendir/run"
+sed "s|^runtime_dir = .*|runtime_dir = \"$work/opendir/run\"|; s|^data_dir = .*|data_dir = \"$work/opendir/data\"|" \
+  "$work/watch/mcpd.toml" >"$work/opendir/mcpd.toml"
+rc=0; timeout 30 "$build/mcpd/server/sluice-mcpd" --config "$work/opendir/mcpd.toml" >"$work/opendir/out" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] && grep -q "writable by no one else" "$work/opendir/out" ||
+  { echo "mcpd_interop: mcpd started with its admin socket in a directory others may write ($rc)" >&2; cat "$work/opendir/out" >&2; exit 1; }
+[ ! -e "$work/opendir/run/mcpd-admin.sock" ] || { echo "mcpd_interop: a socket was made in the open directory" >&2; exit 1; }
+echo "mcpd_interop: no start with the admin socket's directory writable by others"
 
 # The local admin socket has a thread of its own: a policy push stuck on
 # an agent that never answers (it holds the admin API's thread for the
