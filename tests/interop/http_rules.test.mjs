@@ -164,30 +164,42 @@ test('a request without a key is answered from its header: its body is never wai
 });
 
 test('a request without a key still sending its body gets the 401 and a clean close, chunked or not', async () => {
-  // The client sends its whole body at once, as a client does that does
-  // not know it will be refused: a server that closed with the body
-  // unread would reset the connection under it. A Content-Length body is
-  // read and dropped; any other is read and dropped by the TLS close
-  // (after its close_notify mcpd reads until the client's, for 2 s).
-  const piece = Buffer.alloc(1024, 'a');
-  const chunked = Buffer.concat([...Array(1024)].map(() => Buffer.concat([Buffer.from('400\r\n'), piece, Buffer.from('\r\n')])));
-  for (const [framing, body] of [
-    ['Transfer-Encoding: chunked', Buffer.concat([chunked, Buffer.from('0\r\n\r\n')])],
-    ['Content-Length: 4000', Buffer.alloc(4000, 'b')],
+  // The client goes on sending its body after the answer has come, as a
+  // client does that streams its body. A server that closed with the body
+  // unread reset the connection under it (the reset can even overtake the
+  // answer); one that closed TLS at once made the client's writes fail.
+  const piece = Buffer.alloc(1000, 'a');
+  const chunk = Buffer.concat([Buffer.from('3e8\r\n'), piece, Buffer.from('\r\n')]);
+  for (const [framing, pieces, last] of [
+    ['Transfer-Encoding: chunked', Array(64).fill(chunk), Buffer.from('0\r\n\r\n')],
+    ['Content-Length: 4000', Array(3).fill(piece), piece],
   ]) {
     const outcome = await new Promise((resolve) => {
       let got = '';
       let error;
+      let sending = false;
+      let sent = false;  // the whole body, before the connection closed
       const socket = tls.connect({ host: mcp.hostname, port: Number(mcp.port), rejectUnauthorized: false }, () => {
         socket.write(`POST /mcp HTTP/1.1\r\nHost: ${mcp.host}\r\nContent-Type: application/json\r\n${framing}\r\n\r\n`);
-        socket.write(body);
+        socket.write(pieces[0]);
       });
-      socket.on('data', (d) => { got += d; });
+      socket.on('data', async (d) => {
+        got += d;
+        if (sending || !/\r\n\r\n/.test(got)) return;
+        sending = true;
+        for (const p of [...pieces.slice(1), last]) {
+          await sleep(5);
+          if (socket.destroyed) return;
+          socket.write(p);
+        }
+        sent = true;
+      });
       socket.on('error', (e) => { error = e.code ?? String(e); });
-      socket.on('close', () => resolve({ got, error }));
+      socket.on('close', () => resolve({ got, error, sent }));
     });
     assert.match(outcome.got, /^HTTP\/1\.1 401/, framing);
     assert.equal(outcome.error, undefined, `${framing}: ${outcome.error}`);
+    assert.ok(outcome.sent, `${framing}: the connection closed before the client had sent its body`);
   }
 });
 

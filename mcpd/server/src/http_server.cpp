@@ -16,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/empty_body.hpp>
 
@@ -35,9 +36,6 @@ constexpr std::uint64_t kMaxDrain = 8 << 20;
 // time, and a chunk-size line or the trailers of a chunked body wait there
 // whole until their end arrives.
 constexpr std::size_t kReadSlack = 128 << 10;
-// A body answered without being wanted (the header sufficed) is read and
-// dropped up to this; past it the client sees the connection close.
-constexpr std::uint64_t kMaxUnadmittedDrain = 64 << 10;
 
 // Transfer-Encoding other than exactly "chunked" (Beast 1.81 treats one
 // that does not end in chunked as no body at all, and parses the body as
@@ -276,6 +274,28 @@ asio::awaitable<bool> drain(boost::asio::ssl::stream<beast::tcp_stream>& stream,
   co_return true;
 }
 
+// Reads and drops the body of a request answered from its header (a 401,
+// say): closing with it unread resets the connection, and the reset can
+// reach the client before it has read the answer, which is then lost.
+// Parsed, not just read, so it ends where the body ends, chunked or not;
+// kMaxDrain bytes and two seconds at most (past either the client sees
+// the connection close), and the read buffer's bound holds as for any
+// request. (The TLS close alone does not do it: OpenSSL fails a shutdown
+// that meets application data, and the socket then closes unread.)
+asio::awaitable<void> drop_body(boost::asio::ssl::stream<beast::tcp_stream>& stream, beast::flat_buffer& buffer,
+                                http::request_parser<http::string_body>& parser) {
+  http::request_parser<http::buffer_body> sink{std::move(parser)};
+  sink.body_limit(kMaxDrain);
+  std::array<char, 16384> dropped;
+  stream.next_layer().expires_after(std::chrono::seconds(2));
+  while (!sink.is_done()) {
+    sink.get().body().data = dropped.data();
+    sink.get().body().size = dropped.size();
+    auto [ec, n] = co_await http::async_read(stream, buffer, sink, kTuple);
+    if (ec && ec != http::error::need_buffer) co_return;
+  }
+}
+
 // A piece of a streamed body: one chunk, or (HTTP/1.0) the bytes as they are.
 template <class Stream>
 asio::awaitable<bool> write_body(Stream& stream, std::string_view text, bool chunked) {
@@ -409,7 +429,7 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
     std::optional<unsigned> refuse;
     std::optional<HttpResponse> answered;  // decided from the header alone
     std::any admitted;                     // or what the handler goes on with
-    std::uint64_t unread_body = 0;         // of an answered request's Content-Length
+    bool drop = false;                     // an answered request's body, to read and drop
     if (!hec) {
       const auto& head = parser.get();
       Admission decided;
@@ -417,12 +437,13 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
         refuse = 400;
       } else if (decided = checked_header(head, client); auto* answer = std::get_if<HttpResponse>(&decided)) {
         // Answered before the body is read: a client without a key holds
-        // no body's worth of memory here (see below for what is left of it).
-        // One that waits for 100-continue sends none: nothing to drain.
+        // no body's worth of memory here; the body is read and dropped
+        // after the answer (drop_body). One that waits for 100-continue
+        // sends none, and one announced past kMaxDrain is not read: the
+        // client sees the close.
         answered = std::move(*answer);
-        if (auto n = parser.content_length(); n && !beast::iequals(head[http::field::expect], "100-continue")) {
-          unread_body = *n > buffer.size() ? *n - buffer.size() : 0;
-        }
+        const auto n = parser.content_length();
+        drop = (!n || *n <= kMaxDrain) && !beast::iequals(head[http::field::expect], "100-continue");
       } else {
         admitted = std::move(std::get<std::any>(decided));
         // Trailers: Beast adds a chunked body's trailer fields to the
@@ -469,11 +490,9 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
     if (answered) {
       answered->keep_alive(false);
       stream.next_layer().expires_after(limits_.request_timeout);
-      co_await http::async_write(stream, *answered, kTuple);
-      // Then a small body's rest is read and dropped: closing with it
-      // unread would reset the connection, and a client still sending
-      // could lose the answer.
-      if (unread_body <= kMaxUnadmittedDrain) co_await drain(stream, unread_body);
+      auto [aec, an] = co_await http::async_write(stream, *answered, kTuple);
+      if (aec) co_return;
+      if (drop) co_await drop_body(stream, buffer, parser);
       break;
     }
     if (refuse) {
