@@ -239,7 +239,6 @@ bool Sources::make_room(std::int64_t tenant_id, std::size_t needed) {
   const std::uint64_t round = round_.load(std::memory_order_relaxed);
   struct Idle {
     std::uint64_t used;
-    std::size_t footprint;
     std::shared_ptr<Slot> slot;
   };
   std::vector<Idle> idle;
@@ -250,7 +249,7 @@ bool Sources::make_room(std::int64_t tenant_id, std::size_t needed) {
     std::lock_guard lock(slot->source_mu);
     if (!slot->source) continue;
     const std::size_t f = slot->source->schema_footprint();
-    idle.push_back({used, f, slot});
+    idle.push_back({used, slot});
     freeable = freeable > SIZE_MAX - f ? SIZE_MAX : freeable + f;
   }
   if (held - std::min(held, freeable) > room) return false;
