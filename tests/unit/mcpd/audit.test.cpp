@@ -18,23 +18,14 @@
 
 #include "refusals.h"
 #include "store.h"
+#include "sqlite_files.h"
 #include "temp_dir.h"
 
 using namespace sluice::mcpd;
 using sluice::testing::TempDir;
+using sluice::testing::exec_sql;
 
 namespace {
-
-void exec(const std::string& db, const std::string& sql) {
-  sqlite3* h = nullptr;
-  REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
-  char* err = nullptr;
-  const int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
-  INFO(sql << ": " << (err ? err : ""));
-  sqlite3_free(err);
-  sqlite3_close(h);
-  REQUIRE(rc == SQLITE_OK);
-}
 
 AuditOptions opts(std::size_t max_batch, std::size_t max_pending) {
   AuditOptions o;
@@ -73,7 +64,7 @@ TEST_CASE("mcpd::AuditLog chains records and verify_audit finds any tampering", 
   CHECK(clean->records == 20);
 
   SECTION("an edited record breaks the chain at that record") {
-    exec(db, "UPDATE audit SET record = replace(record, 'run_query', 'list_entities') WHERE seq = 7");
+    exec_sql(db, "UPDATE audit SET record = replace(record, 'run_query', 'list_entities') WHERE seq = 7");
     auto v = verify_audit(db);
     REQUIRE(v);
     CHECK_FALSE(v->ok);
@@ -81,47 +72,47 @@ TEST_CASE("mcpd::AuditLog chains records and verify_audit finds any tampering", 
     CHECK(v->records == 6);
   }
   SECTION("an edited indexed column is caught too") {
-    exec(db, "UPDATE audit SET tenant = 'other' WHERE seq = 3");
+    exec_sql(db, "UPDATE audit SET tenant = 'other' WHERE seq = 3");
     auto v = verify_audit(db);
     CHECK_FALSE(v->ok);
     CHECK(v->bad_seq == 3);
   }
   SECTION("a deleted record leaves a gap") {
-    exec(db, "DELETE FROM audit WHERE seq = 11");
+    exec_sql(db, "DELETE FROM audit WHERE seq = 11");
     auto v = verify_audit(db);
     CHECK_FALSE(v->ok);
     CHECK(v->bad_seq == 11);
   }
   SECTION("an inserted record does not link") {
-    exec(db, "UPDATE audit SET seq = seq + 100 WHERE seq >= 5");
-    exec(db, "UPDATE audit SET seq = seq - 99 WHERE seq >= 105");
-    exec(db, "INSERT INTO audit(seq, ts_ms, kind, tenant, record, prev_hash, hash) "
+    exec_sql(db, "UPDATE audit SET seq = seq + 100 WHERE seq >= 5");
+    exec_sql(db, "UPDATE audit SET seq = seq - 99 WHERE seq >= 105");
+    exec_sql(db, "INSERT INTO audit(seq, ts_ms, kind, tenant, record, prev_hash, hash) "
              "SELECT 5, ts_ms, kind, tenant, record, prev_hash, hash FROM audit WHERE seq = 4");
     auto v = verify_audit(db);
     CHECK_FALSE(v->ok);
     CHECK(v->bad_seq == 5);
   }
   SECTION("two records swapped are out of chain") {
-    exec(db, "UPDATE audit SET seq = -1 WHERE seq = 9");
-    exec(db, "UPDATE audit SET seq = 9 WHERE seq = 10");
-    exec(db, "UPDATE audit SET seq = 10 WHERE seq = -1");
+    exec_sql(db, "UPDATE audit SET seq = -1 WHERE seq = 9");
+    exec_sql(db, "UPDATE audit SET seq = 9 WHERE seq = 10");
+    exec_sql(db, "UPDATE audit SET seq = 10 WHERE seq = -1");
     auto v = verify_audit(db);
     CHECK_FALSE(v->ok);
     CHECK(v->bad_seq == 9);
   }
   SECTION("a recomputed hash for an edit still breaks the next link") {
-    exec(db, "UPDATE audit SET record = replace(record, 'acme', 'evil'), tenant = 'evil' WHERE seq = 12");
+    exec_sql(db, "UPDATE audit SET record = replace(record, 'acme', 'evil'), tenant = 'evil' WHERE seq = 12");
     // The attacker cannot produce hash_12 without rewriting every later
     // record; rewriting hash_12 alone breaks record 13's link.
-    exec(db, "UPDATE audit SET hash = zeroblob(32) WHERE seq = 12");
+    exec_sql(db, "UPDATE audit SET hash = zeroblob(32) WHERE seq = 12");
     auto v = verify_audit(db);
     CHECK_FALSE(v->ok);
     CHECK(v->bad_seq == 12);
   }
   SECTION("a column retyped to hide a record from filtered reads is caught") {
     // The table is STRICT; an attacker with the file rebuilds it without.
-    exec(db, "CREATE TABLE loose AS SELECT * FROM audit; DROP TABLE audit; ALTER TABLE loose RENAME TO audit");
-    exec(db, "UPDATE audit SET tenant = CAST(tenant AS BLOB) WHERE seq = 4");
+    exec_sql(db, "CREATE TABLE loose AS SELECT * FROM audit; DROP TABLE audit; ALTER TABLE loose RENAME TO audit");
+    exec_sql(db, "UPDATE audit SET tenant = CAST(tenant AS BLOB) WHERE seq = 4");
     auto v = verify_audit(db);
     CHECK_FALSE(v->ok);
     CHECK(v->bad_seq == 4);
@@ -201,7 +192,7 @@ TEST_CASE("mcpd::AuditLog holds a commit back for announced calls, never for oth
 TEST_CASE("mcpd::verify_audit refuses what is not an audit database", "[mcpd][audit]") {
   TempDir dir;
   CHECK_FALSE(verify_audit(dir.file("missing.db")));
-  exec(dir.file("other.db"), "CREATE TABLE x(a)");
+  exec_sql(dir.file("other.db"), "CREATE TABLE x(a)");
   CHECK_FALSE(verify_audit(dir.file("other.db")));
 }
 
@@ -321,7 +312,7 @@ void expect_caught(const std::string& db, const std::string& anchors, std::int64
 // What an attacker with the database file does to hide a record: edit it
 // and recompute every hash from there on, leaving a valid chain.
 void rewrite_and_rechain(const std::string& db, std::int64_t seq) {
-  exec(db, "UPDATE audit SET record = replace(record, 'run_query', 'list_entities') WHERE seq = " +
+  exec_sql(db, "UPDATE audit SET record = replace(record, 'run_query', 'list_entities') WHERE seq = " +
                std::to_string(seq));
   sqlite3* h = nullptr;
   REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
@@ -406,7 +397,7 @@ TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut s
   CHECK(clean->last_anchored == 20);
 
   SECTION("records cut off the end: the chain alone looks intact, the anchors do not") {
-    exec(db, "DELETE FROM audit WHERE seq > 15");
+    exec_sql(db, "DELETE FROM audit WHERE seq > 15");
     expect_caught(db, anchors, 16, "cut short", "cut off");
   }
   SECTION("a record rewritten and the chain recomputed behind an anchor") {
@@ -466,7 +457,7 @@ TEST_CASE("mcpd::AuditLog anchors its head outside the database, and a log cut s
   SECTION("an older head appended after cutting the log back to it is caught") {
     // The attacker may append: cut the log to 15, then append 15's own
     // anchor so that the last line names a record that exists.
-    exec(db, "DELETE FROM audit WHERE seq > 15");
+    exec_sql(db, "DELETE FROM audit WHERE seq > 15");
     sqlite3* h = nullptr;
     REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
     sqlite3_stmt* st = nullptr;
@@ -503,7 +494,7 @@ TEST_CASE("mcpd::AuditLog refuses a log with records whose anchor file holds non
   // The file deleted (where it was not append-only), the log cut short:
   // mcpd would make a new empty file and start; it refuses instead.
   REQUIRE(std::remove(anchors.c_str()) == 0);
-  exec(db, "DELETE FROM audit WHERE seq > 7");
+  exec_sql(db, "DELETE FROM audit WHERE seq > 7");
   auto reopened = AuditLog::open(db, anchored(anchors));
   REQUIRE_FALSE(reopened);
   CHECK(reopened.error().what.find("holds no anchor") != std::string::npos);
@@ -521,7 +512,7 @@ TEST_CASE("mcpd::AuditLog refuses a log with records whose anchor file holds non
   CHECK(v->records == 8);
   // A broken chain is never anchored.
   REQUIRE(std::remove(anchors.c_str()) == 0);
-  exec(db, "UPDATE audit SET record = replace(record, 'acme', 'evil') WHERE seq = 3");
+  exec_sql(db, "UPDATE audit SET record = replace(record, 'acme', 'evil') WHERE seq = 3");
   refused(seed_anchors(db, anchors), "broken at seq 3");
 }
 

@@ -19,10 +19,13 @@
 #include "audit_chain.h"
 #include "demo_data.h"
 #include "jsonrpc.h"
+#include "sqlite_files.h"
 #include "temp_dir.h"
 
 using namespace sluice::mcpd;
 using sluice::testing::TempDir;
+using sluice::testing::exec_sql;
+using sluice::testing::heavy_triggers;
 using nlohmann::json;
 
 namespace {
@@ -65,6 +68,13 @@ struct World {
     mcp = std::make_unique<McpServer>(*tools, *sessions, *audit, counters, workers.get_executor(), 2, digest_key,
                                       answers, stream_limits);
     sessions->on_end([m = mcp.get()](const std::string& id) { m->session_ended(id); });
+  }
+
+  // acme's audit records of `kind`, newest first (the read itself must work).
+  std::vector<json> audited(const std::string& kind) {
+    auto records = audit->read("acme", 10, 0, kind);
+    REQUIRE(records);
+    return std::move(*records);
   }
 
   McpResponse get(const Principal& who, const std::string& session, const std::string& last_event_id = "",
@@ -513,11 +523,10 @@ TEST_CASE("mcpd::McpServer: answers not yet written hold the answer budget; past
   CHECK(body(third)["result"]["isError"] == false);
   CHECK(third.keep);
 
-  auto records = w.audit->read("acme", 10, 0, "tool_call");
-  REQUIRE(records);
-  REQUIRE(records->size() == 4);
+  const auto records = w.audited("tool_call");
+  REQUIRE(records.size() == 4);
   int busy = 0;
-  for (const json& rec : *records) {
+  for (const json& rec : records) {
     if (rec["status"] != "busy") continue;
     ++busy;
     CHECK(rec["rows"] == 0);
@@ -565,15 +574,14 @@ TEST_CASE("mcpd::McpServer: every answer of a batch counts against the budget; a
   CHECK(answers[0]["result"]["content"][0]["text"] == kAnswersFull);
   CHECK(answers[1]["error"]["message"] == kAnswersFull);
   CHECK(answers[2]["error"]["message"] == kAnswersFull);
-  auto records = w.audit->read("acme", 10, 0, "tool_call");
-  REQUIRE(records);
+  const auto records = w.audited("tool_call");
   // The small batch's call, the big one held, the refused one, and the
   // call after it, audited though never run.
-  REQUIRE(records->size() == 4);
-  CHECK((*records)[0]["status"] == "not_run");
-  CHECK((*records)[0]["detail"] == "not run: an earlier answer of its batch was past the answer budget");
-  CHECK((*records)[1]["status"] == "busy");
-  CHECK((*records)[1]["detail"].get<std::string>().find("ended ok with 1 rows") != std::string::npos);
+  REQUIRE(records.size() == 4);
+  CHECK(records[0]["status"] == "not_run");
+  CHECK(records[0]["detail"] == "not run: an earlier answer of its batch was past the answer budget");
+  CHECK(records[1]["status"] == "busy");
+  CHECK(records[1]["detail"].get<std::string>().find("ended ok with 1 rows") != std::string::npos);
 }
 
 TEST_CASE("mcpd::McpServer: a resource read past the answer budget is audited busy, not ok", "[mcpd][mcp][answers]") {
@@ -589,11 +597,10 @@ TEST_CASE("mcpd::McpServer: a resource read past the answer budget is audited bu
   const json answers = body(w.post(json::array({read}), reader, sid));
   REQUIRE(answers.size() == 1);
   CHECK(answers[0]["error"]["message"] == kAnswersFull);
-  auto reads = w.audit->read("acme", 10, 0, "resource_read");
-  REQUIRE(reads);
-  REQUIRE(reads->size() == 2);
-  CHECK((*reads)[0]["status"] == "busy");
-  CHECK((*reads)[1]["status"] == "ok");
+  const auto reads = w.audited("resource_read");
+  REQUIRE(reads.size() == 2);
+  CHECK(reads[0]["status"] == "busy");
+  CHECK(reads[1]["status"] == "ok");
 }
 
 TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and audits every call",
@@ -615,11 +622,10 @@ TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and 
     const std::string sid = w.open_session(reader);
     auto r = body(w.post(call("run_query", {{"sql", "SELECT 1"}}), reader, sid));
     CHECK(r["error"]["code"] == rpc::kInvalidParams);
-    auto records = w.audit->read("acme", 10, 0, "tool_call");
-    REQUIRE(records);
-    REQUIRE(records->size() == 1);
-    CHECK((*records)[0]["status"] == "denied");
-    CHECK((*records)[0]["tool"] == "run_query");
+    const auto records = w.audited("tool_call");
+    REQUIRE(records.size() == 1);
+    CHECK(records[0]["status"] == "denied");
+    CHECK(records[0]["tool"] == "run_query");
   }
   SECTION("a malformed call is refused with -32602 and audited as invalid") {
     const std::string sid = w.open_session(querier);
@@ -627,10 +633,9 @@ TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and 
       auto r = body(w.post({{"jsonrpc", "2.0"}, {"id", 9}, {"method", "tools/call"}, {"params", params}}, querier, sid));
       CHECK(r["error"]["code"] == rpc::kInvalidParams);
     }
-    auto records = w.audit->read("acme", 10, 0, "tool_call");
-    REQUIRE(records);
-    REQUIRE(records->size() == 2);
-    for (const auto& rec : *records) CHECK(rec["status"] == "invalid");
+    const auto records = w.audited("tool_call");
+    REQUIRE(records.size() == 2);
+    for (const auto& rec : records) CHECK(rec["status"] == "invalid");
   }
   SECTION("run_query returns rows, and the audit record names the call without its arguments") {
     const std::string sid = w.open_session(querier);
@@ -638,9 +643,9 @@ TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and 
     REQUIRE(r.contains("result"));
     CHECK(r["result"]["isError"] == false);
     CHECK(r["result"]["structuredContent"]["rows"] == json::array({json::array({3})}));
-    auto records = w.audit->read("acme", 10, 0, "tool_call");
-    REQUIRE(records->size() == 1);
-    const json& rec = (*records)[0];
+    const auto records = w.audited("tool_call");
+    REQUIRE(records.size() == 1);
+    const json& rec = records[0];
     CHECK(rec["rows"] == 1);
     CHECK(rec["status"] == "ok");
     CHECK(rec["user"] == "alice");
@@ -657,10 +662,10 @@ TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and 
     CHECK(rec["args_hmac"] == digest_arguments(w.digest_key, rec["args_nonce"].get<std::string>(), ctx, args));
     CHECK(rec["args_hmac"] != digest_arguments(w.digest_key, "", ctx, args));
     body(w.post(call("run_query", args), querier, sid));
-    auto both = w.audit->read("acme", 10, 0, "tool_call");
-    REQUIRE(both->size() == 2);
-    CHECK((*both)[0]["args_nonce"] != (*both)[1]["args_nonce"]);
-    CHECK((*both)[0]["args_hmac"] != (*both)[1]["args_hmac"]);
+    const auto both = w.audited("tool_call");
+    REQUIRE(both.size() == 2);
+    CHECK(both[0]["args_nonce"] != both[1]["args_nonce"]);
+    CHECK(both[0]["args_hmac"] != both[1]["args_hmac"]);
     const KeyHash plain = sha256(args.dump());
     CHECK(rec["args_hmac"] != to_hex(plain.data(), plain.size()));
     CHECK_FALSE(rec.contains("args_sha256"));
@@ -672,8 +677,9 @@ TEST_CASE("mcpd::McpServer shows and runs only what the key's scopes allow, and 
     CHECK(r["result"]["isError"] == true);
     const std::string text = r["result"]["content"][0]["text"];
     CHECK(text.find(w.dir.path()) == std::string::npos);
-    auto records = w.audit->read("acme", 10, 0, "tool_call");
-    CHECK((*records)[0]["status"] == "denied");
+    const auto records = w.audited("tool_call");
+    REQUIRE_FALSE(records.empty());
+    CHECK(records[0]["status"] == "denied");
   }
   SECTION("2025-03-26 sessions get no structuredContent") {
     const std::string sid = w.open_session(querier, "2025-03-26");
@@ -885,34 +891,6 @@ TEST_CASE("mcpd::Sources opens a tenant's file again once a new one is renamed o
   CHECK(customers(*back) == 20);
 }
 
-namespace {
-
-// Runs `sql` on the file at `path` as a tenant's loader would.
-void write_file_sql(const std::string& path, const std::string& sql) {
-  sqlite3* h = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &h) == SQLITE_OK);
-  char* err = nullptr;
-  const int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
-  INFO((err ? err : ""));
-  sqlite3_free(err);
-  sqlite3_close(h);
-  REQUIRE(rc == SQLITE_OK);
-}
-
-// Two triggers that SQLite parses into about 2 MiB (see schema.test.cpp):
-// every pooled connection holds that, in the heap all tenants share.
-std::string heavy_triggers() {
-  std::string heavy;
-  for (const char* name : {"t1", "t2"}) {
-    heavy += std::string("CREATE TRIGGER ") + name + " AFTER INSERT ON customers BEGIN SELECT 0";
-    for (int i = 0; i < 1900; ++i) heavy += ",coalesce(new.id," + std::to_string(i) + ",0)";
-    heavy += "; END;";
-  }
-  return heavy;
-}
-
-}  // namespace
-
 TEST_CASE("mcpd::Sources drops a source whose schema grew past its memory limit in place, and serves it once it shrinks",
           "[mcpd][mcp][memory]") {
   World w;
@@ -922,7 +900,7 @@ TEST_CASE("mcpd::Sources drops a source whose schema grew past its memory limit 
   Sources sources(*w.store, limits, std::chrono::milliseconds(0));
   auto before = sources.of(1);
   REQUIRE(before);
-  write_file_sql(w.dir.file("bank.db"), heavy_triggers());
+  exec_sql(w.dir.file("bank.db"), heavy_triggers());
   (void)(*before)->query("SELECT count(*) FROM customers", {});  // the call that finds it
   CHECK((*before)->retired());
   SECTION("the tenant's next call drops it and is refused") {
@@ -930,7 +908,7 @@ TEST_CASE("mcpd::Sources drops a source whose schema grew past its memory limit 
     REQUIRE_FALSE(refused);
     CHECK(refused.error().message == "the data source is unavailable");
     CHECK_THAT(refused.error().detail, Catch::Matchers::Contains("schema_memory_mb"));
-    write_file_sql(w.dir.file("bank.db"), "DROP TRIGGER t1; DROP TRIGGER t2;");
+    exec_sql(w.dir.file("bank.db"), "DROP TRIGGER t1; DROP TRIGGER t2;");
     auto back = sources.of(1);
     REQUIRE(back);
     CHECK(*back != *before);
@@ -950,7 +928,7 @@ TEST_CASE("mcpd::Sources: the sweep finds a schema grown in place that no call l
   Sources sources(*w.store, limits, std::chrono::milliseconds(0));
   auto source = sources.of(1);
   REQUIRE(source);
-  write_file_sql(w.dir.file("bank.db"), heavy_triggers());
+  exec_sql(w.dir.file("bank.db"), heavy_triggers());
   // The tenant's calls make its connections parse the new schema, then stop.
   CHECK((*source)->query("SELECT count(*) FROM customers", {}));
   CHECK_FALSE((*source)->retired());
@@ -1000,7 +978,7 @@ TEST_CASE("mcpd::Sources holds the schemas of all open sources to one budget", "
     CHECK_FALSE(sources.of(1));     // and acme, used again, now waits for room in turn
   }
   SECTION("a schema grown in place past the budget (under its own limit): the sweep gives it up, room comes back") {
-    write_file_sql(w.dir.file("bank.db"), heavy_triggers());
+    exec_sql(w.dir.file("bank.db"), heavy_triggers());
     (void)(*acme)->query("SELECT count(*) FROM customers", {});  // measured again: larger now
     CHECK((*acme)->schema_footprint() > one + one / 2);
     CHECK_FALSE((*acme)->retired());  // 2 MiB a connection: under the 16 MiB limit
@@ -1288,8 +1266,8 @@ TEST_CASE("mcpd::McpServer runs no call queued for a worker once its session has
   REQUIRE(r.contains("result"));
   CHECK(r["result"]["isError"] == true);
   CHECK(r["result"].dump().find("rows") == std::string::npos);
-  auto records = w.audit->read("acme", 10, 0, "tool_call");
-  REQUIRE(records->size() == 1);
-  CHECK((*records)[0]["status"] == "cancelled");
-  CHECK((*records)[0]["rows"] == 0);
+  const auto records = w.audited("tool_call");
+  REQUIRE(records.size() == 1);
+  CHECK(records[0]["status"] == "cancelled");
+  CHECK(records[0]["rows"] == 0);
 }

@@ -12,27 +12,18 @@
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
 
+#include "sqlite_files.h"
 #include "test_support.h"
 
 using namespace sluice::mcpd;
 using namespace sluice::mcpd::testing;
+using sluice::testing::exec_sql;
+using sluice::testing::heavy_triggers;
 using Catch::Matchers::Contains;
 using Json = nlohmann::json;
 using Kind = DataError::Kind;
 
 namespace {
-
-// Changes the bank with a writable connection of the test's own.
-void write_sql(const std::string& path, const char* sql) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  char* err = nullptr;
-  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
-  INFO((err ? err : ""));
-  sqlite3_free(err);
-  sqlite3_close(db);
-  REQUIRE(rc == SQLITE_OK);
-}
 
 const Column* find_column(const EntityInfo& e, const std::string& name) {
   for (const Column& c : e.columns) {
@@ -68,7 +59,7 @@ TEST_CASE("mcpd::SqliteSource::entities lists tables and views with columns", "[
     CHECK_FALSE(email->not_null);
   }
   SECTION("views are listed and readable; virtual tables are neither") {
-    write_sql(bank.path,
+    exec_sql(bank.path,
               "CREATE VIEW big_spenders AS SELECT account_id, sum(amount_cents) AS total "
               "FROM transactions GROUP BY account_id;"
               "CREATE VIRTUAL TABLE notes USING fts5(body);");
@@ -85,7 +76,7 @@ TEST_CASE("mcpd::SqliteSource::entities lists tables and views with columns", "[
     CHECK_FALSE(src->query("SELECT * FROM notes", {}));
   }
   SECTION("a view that calls a refused function is left out and cannot be queried") {
-    write_sql(bank.path, "CREATE VIEW sneaky AS SELECT sqlite_version() AS v");
+    exec_sql(bank.path, "CREATE VIEW sneaky AS SELECT sqlite_version() AS v");
     const auto src = bank.open();
     const std::vector<EntityInfo> entities = src->entities().value();
     CHECK(std::none_of(entities.begin(), entities.end(),
@@ -148,7 +139,7 @@ TEST_CASE("mcpd::SqliteSource::describe remembers statistics that timed out", "[
   const DemoBank bank;
   // A view as slow as its limit says: counting it times out while the
   // limit is high, and is quick once it is low.
-  write_sql(bank.path, "CREATE TABLE lim(n INTEGER); INSERT INTO lim VALUES (1000000000);"
+  exec_sql(bank.path, "CREATE TABLE lim(n INTEGER); INSERT INTO lim VALUES (1000000000);"
                        "CREATE VIEW slow AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c, lim "
                        "WHERE x < lim.n) SELECT x FROM c");
   QueryLimits limits;
@@ -157,7 +148,7 @@ TEST_CASE("mcpd::SqliteSource::describe remembers statistics that timed out", "[
   auto first = src->describe("slow");
   REQUIRE_FALSE(first);
   CHECK(first.error().kind == Kind::timeout);
-  write_sql(bank.path, "UPDATE lim SET n = 10");
+  exec_sql(bank.path, "UPDATE lim SET n = 10");
   // Computing again would succeed now; within kStatsRetryAfter it is not
   // computed again (a slow entity would cost every caller its timeout).
   auto again = src->describe("slow");
@@ -172,7 +163,7 @@ TEST_CASE("mcpd::SqliteSource: until the schema is looked at again, a newer tabl
   QueryLimits limits;
   limits.schema_check_interval = std::chrono::hours(1);
   const auto src = bank.open(limits);
-  write_sql(bank.path, "CREATE TABLE later(secret TEXT); INSERT INTO later VALUES ('a'), ('b');");
+  exec_sql(bank.path, "CREATE TABLE later(secret TEXT); INSERT INTO later VALUES ('a'), ('b');");
   for (const char* sql : {"SELECT count(*) FROM later", "SELECT secret FROM later", "SELECT 1 FROM later"}) {
     INFO(sql);
     auto r = src->query(sql, {});
@@ -197,7 +188,7 @@ TEST_CASE("mcpd::SqliteSource reads a changed schema again", "[mcpd][schema]") {
   REQUIRE(src->describe("cards"));  // cached statistics of the old snapshot
 
   SECTION("a new table: the query that was refused runs, and the table is listed and described") {
-    write_sql(bank.path, "CREATE TABLE later(secret TEXT); INSERT INTO later VALUES ('a'), ('b');");
+    exec_sql(bank.path, "CREATE TABLE later(secret TEXT); INSERT INTO later VALUES ('a'), ('b');");
     CHECK(must_query(*src, "SELECT count(*) FROM later").rows.at(0)[0] == 2);
     CHECK(src->check("SELECT secret FROM later WHERE secret = ?", 1));
     const auto entities = src->entities().value();
@@ -208,7 +199,7 @@ TEST_CASE("mcpd::SqliteSource reads a changed schema again", "[mcpd][schema]") {
     CHECK(stats->row_count == 2);
   }
   SECTION("a dropped table goes, with its statistics; a new column shows") {
-    write_sql(bank.path, "DROP TABLE cards; ALTER TABLE customers ADD COLUMN nickname TEXT;");
+    exec_sql(bank.path, "DROP TABLE cards; ALTER TABLE customers ADD COLUMN nickname TEXT;");
     const auto entities = src->entities().value();
     std::vector<std::string> names;
     for (const EntityInfo& e : entities) names.push_back(e.name);
@@ -218,7 +209,7 @@ TEST_CASE("mcpd::SqliteSource reads a changed schema again", "[mcpd][schema]") {
     CHECK(must_query(*src, "SELECT count(nickname) FROM customers").rows.at(0)[0] == 0);
   }
   SECTION("a new view is listed, unless it cannot run as a user statement") {
-    write_sql(bank.path, "CREATE VIEW bad AS SELECT sqlite_version() AS v;"
+    exec_sql(bank.path, "CREATE VIEW bad AS SELECT sqlite_version() AS v;"
                          "CREATE VIEW good AS SELECT id FROM cards;");
     const auto entities = src->entities().value();
     std::vector<std::string> names;
@@ -230,7 +221,7 @@ TEST_CASE("mcpd::SqliteSource reads a changed schema again", "[mcpd][schema]") {
     CHECK(r.error().kind == Kind::denied);
   }
   SECTION("a saved query's check is looked at again too, before anything else is") {
-    write_sql(bank.path, "CREATE TABLE later(secret TEXT);");
+    exec_sql(bank.path, "CREATE TABLE later(secret TEXT);");
     CHECK(src->check("SELECT secret FROM later WHERE secret = ?", 1));
   }
   SECTION("a caller's cancellation does not cut the look short") {
@@ -238,30 +229,30 @@ TEST_CASE("mcpd::SqliteSource reads a changed schema again", "[mcpd][schema]") {
     // past where a cancellation is first looked at.
     std::string sql;
     for (int i = 0; i < 400; ++i) sql += "CREATE TABLE later" + std::to_string(i) + "(secret TEXT);";
-    write_sql(bank.path, sql.c_str());
+    exec_sql(bank.path, sql.c_str());
     const std::atomic<bool> cancelled{true};
     const CancelScope scope(&cancelled);
     CHECK(src->entities().value().size() == 404);
   }
   SECTION("statistics of an entity that did not change are kept; of one that did, computed again") {
     const std::int64_t before = src->describe("cards")->row_count;
-    write_sql(bank.path, "INSERT INTO cards(account_id) VALUES (1); CREATE TABLE later(x);");
+    exec_sql(bank.path, "INSERT INTO cards(account_id) VALUES (1); CREATE TABLE later(x);");
     REQUIRE(src->entities().value().size() == 5);  // the snapshot moved
     CHECK(src->describe("cards")->row_count == before);
-    write_sql(bank.path, "ALTER TABLE cards ADD COLUMN nickname TEXT;");
+    exec_sql(bank.path, "ALTER TABLE cards ADD COLUMN nickname TEXT;");
     auto after = src->describe("cards");
     REQUIRE(after);
     CHECK(after->row_count == before + 1);
     CHECK(after->columns.back().column.name == "nickname");
   }
   SECTION("a view redefined with the same columns is another entity: its statistics are computed again") {
-    write_sql(bank.path, "CREATE VIEW v AS SELECT id FROM cards;");
+    exec_sql(bank.path, "CREATE VIEW v AS SELECT id FROM cards;");
     REQUIRE(src->describe("v")->row_count == bank.stats.cards);
-    write_sql(bank.path, "DROP VIEW v; CREATE VIEW v AS SELECT id FROM cards WHERE id <= 3;");
+    exec_sql(bank.path, "DROP VIEW v; CREATE VIEW v AS SELECT id FROM cards WHERE id <= 3;");
     CHECK(src->describe("v")->row_count == 3);
   }
   SECTION("every pooled connection takes up the new snapshot") {
-    write_sql(bank.path, "CREATE TABLE later(n INTEGER); INSERT INTO later VALUES (1);");
+    exec_sql(bank.path, "CREATE TABLE later(n INTEGER); INSERT INTO later VALUES (1);");
     REQUIRE(src->entities().value().size() == 5);
     // As many slow queries at once as the pool has connections: each
     // holds its own while the others run.
@@ -291,11 +282,11 @@ TEST_CASE("mcpd::SqliteSource computes statistics again once they are stats_max_
     limits.stats_max_age = stale ? std::chrono::milliseconds(0) : std::chrono::minutes(10);
     const auto src = bank.open(limits);
     REQUIRE(src->describe("cards")->row_count == bank.stats.cards);
-    write_sql(bank.path, "INSERT INTO cards SELECT id + 1000000, account_id, pan_last4, network, status, expires "
+    exec_sql(bank.path, "INSERT INTO cards SELECT id + 1000000, account_id, pan_last4, network, status, expires "
                          "FROM cards WHERE id = (SELECT min(id) FROM cards)");
     const std::int64_t now = src->describe("cards")->row_count;
     CHECK(now == (stale ? bank.stats.cards + 1 : bank.stats.cards));
-    write_sql(bank.path, "DELETE FROM cards WHERE id > 1000000");
+    exec_sql(bank.path, "DELETE FROM cards WHERE id > 1000000");
   }
 }
 
@@ -321,7 +312,7 @@ TEST_CASE("mcpd::SqliteSource::describe refuses names that are not entities", "[
 TEST_CASE("mcpd::SqliteSource::describe samples a big table", "[mcpd][schema]") {
   const DemoBank bank;
   // 250,001 rows: over the sample size, built in SQL in a fraction of a second.
-  write_sql(bank.path,
+  exec_sql(bank.path,
             "CREATE TABLE big(id INTEGER PRIMARY KEY, bucket INTEGER, maybe TEXT);"
             "WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x < 250000) "
             "INSERT INTO big SELECT x, x % 1000, CASE WHEN x % 4 = 0 THEN NULL ELSE 'v' END "
@@ -348,19 +339,6 @@ TEST_CASE("mcpd::quote_identifier doubles embedded quotes", "[mcpd][schema]") {
   CHECK(quote_identifier("") == "\"\"");
 }
 
-namespace {
-
-// A trigger some 50 KB long that SQLite parses into about a MiB: the
-// kind of schema a hostile file carries to fill SQLite's heap, which
-// every tenant shares (each connection keeps its own parse).
-std::string heavy_trigger(const std::string& name) {
-  std::string sql = "CREATE TRIGGER " + name + " AFTER INSERT ON customers BEGIN SELECT 0";
-  for (int i = 0; i < 1900; ++i) sql += ",coalesce(new.id," + std::to_string(i) + ",0)";
-  return sql + "; END;";
-}
-
-}  // namespace
-
 TEST_CASE("mcpd::SqliteSource does not serve a file whose schema takes too much memory", "[mcpd][schema][memory]") {
   const DemoBank bank;
   QueryLimits limits;
@@ -371,7 +349,7 @@ TEST_CASE("mcpd::SqliteSource does not serve a file whose schema takes too much 
   CHECK(src->path_state() == SqliteSource::PathState::same);
 
   SECTION("opened with such a schema: refused, the detail saying why and which limit") {
-    write_sql(bank.path, (heavy_trigger("t1") + heavy_trigger("t2")).c_str());
+    exec_sql(bank.path, heavy_triggers());
     auto refused = SqliteSource::open(bank.path, limits);
     REQUIRE_FALSE(refused);
     CHECK(refused.error().message == "data source could not be opened");
@@ -381,7 +359,7 @@ TEST_CASE("mcpd::SqliteSource does not serve a file whose schema takes too much 
     CHECK(SqliteSource::open(bank.path, roomy));  // the same file, a larger limit
   }
   SECTION("changed in place to such a schema: the open source gives up, its connections' memory with it") {
-    write_sql(bank.path, (heavy_trigger("t1") + heavy_trigger("t2")).c_str());
+    exec_sql(bank.path, heavy_triggers());
     // The look at the schema (on the next call) finds it too large; the
     // source says so, for its owner to drop and open again (refused).
     (void)src->query("SELECT count(*) FROM cards", {});
@@ -389,7 +367,7 @@ TEST_CASE("mcpd::SqliteSource does not serve a file whose schema takes too much 
     CHECK(src->path_state() == SqliteSource::PathState::none);
     CHECK_FALSE(SqliteSource::open(bank.path, limits));
     // Once the schema is small again, the file is served again.
-    write_sql(bank.path, "DROP TRIGGER t1; DROP TRIGGER t2;");
+    exec_sql(bank.path, "DROP TRIGGER t1; DROP TRIGGER t2;");
     CHECK(SqliteSource::open(bank.path, limits));
   }
 }
