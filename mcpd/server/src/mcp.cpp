@@ -270,13 +270,9 @@ std::shared_ptr<const Session> Sessions::use(const std::string& id, const std::s
                                              const std::function<void(const Session&)>& then) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
-  auto it = map_.find(id);
+  auto it = find_live_locked(id, now);
   if (it == map_.end()) return nullptr;
   Entry& e = it->second;
-  if (now - e.last_used > idle_) {
-    erase_locked(it);
-    return nullptr;
-  }
   // Another credential presenting this id learns nothing: the same 404 as
   // for an id that never existed.
   if (e.session->credential_id != credential_id) return nullptr;
@@ -304,15 +300,8 @@ bool Sessions::set_log_level(const std::string& id, const std::string& level) {
 bool Sessions::remove(const std::string& id, const std::string& credential_id) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
-  auto it = map_.find(id);
-  if (it == map_.end()) return false;
-  // Idle past its time, the session has ended (the sweep had not come to
-  // it yet): a 404, as use() answers.
-  if (now - it->second.last_used > idle_) {
-    erase_locked(it);
-    return false;
-  }
-  if (it->second.session->credential_id != credential_id) return false;
+  auto it = find_live_locked(id, now);
+  if (it == map_.end() || it->second.session->credential_id != credential_id) return false;
   erase_locked(it);
   return true;
 }
@@ -342,13 +331,20 @@ void Sessions::end_credential(const std::string& credential_id) {
   }
 }
 
+Sessions::Map::iterator Sessions::find_live_locked(const std::string& id, std::chrono::steady_clock::time_point now) {
+  auto it = map_.find(id);
+  if (it == map_.end() || !idle_past(it->second, now)) return it;
+  erase_locked(it);
+  return map_.end();
+}
+
 void Sessions::sweep() {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
   // The least recently used are at the back: stop at the first live one.
   while (!lru_.empty()) {
     auto it = map_.find(lru_.back());
-    if (now - it->second.last_used <= idle_) break;
+    if (!idle_past(it->second, now)) break;
     erase_locked(it);
   }
 }

@@ -115,6 +115,12 @@ class Sessions {
   };
   using Map = std::unordered_map<std::string, Entry>;
   void erase_locked(Map::iterator it);
+  [[nodiscard]] bool idle_past(const Entry& e, std::chrono::steady_clock::time_point now) const {
+    return now - e.last_used > idle_;
+  }
+  // The session `id` if it is live; one idle past its time has ended (the
+  // sweep had not come to it yet) and goes now. map_.end() for neither.
+  Map::iterator find_live_locked(const std::string& id, std::chrono::steady_clock::time_point now);
 
   std::size_t max_;
   std::chrono::seconds idle_;
