@@ -228,7 +228,7 @@ std::size_t SqliteSource::schema_footprint() const {
 }
 
 void SqliteSource::retire_if_oversized(Connection& c) const {
-  if (c.schema_memory() <= limits_.schema_memory) return;
+  if (c.check_schema_memory()) return;  // (measured, for schema_footprint, either way)
   retired_.store(true, std::memory_order_release);
   c.release_memory();
 }

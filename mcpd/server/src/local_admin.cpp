@@ -35,7 +35,8 @@ Status LocalAdmin::listen(const std::string& path) {
   // another user could write, they could put a socket of their own in
   // this one's place, and sluicectl would hand it its requests (policies,
   // new keys) and believe its answers.
-  const std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
+  const auto slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? std::string() : path.substr(0, slash);
   struct stat st {};
   if (dir.empty() || ::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
       (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
