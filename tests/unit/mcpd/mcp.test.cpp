@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <numeric>
 #include <set>
 #include <thread>
 
@@ -19,10 +20,14 @@
 #include "audit_chain.h"
 #include "demo_data.h"
 #include "jsonrpc.h"
+#include "power_cut.h"
+#include "sql.h"
 #include "sqlite_files.h"
 #include "temp_dir.h"
+#include "temp_files.h"
 
 using namespace sluice::mcpd;
+using sluice::testing::PowerCut;
 using sluice::testing::TempDir;
 using sluice::testing::exec_sql;
 using sluice::testing::heavy_triggers;
@@ -720,6 +725,45 @@ TEST_CASE("mcpd::McpServer answers nothing it could not audit", "[mcpd][mcp]") {
   CHECK(r["error"]["code"] == rpc::kInternalError);
   CHECK_FALSE(r.contains("result"));
   CHECK(w.counters.audit_failures == 1);
+}
+
+TEST_CASE("mcpd::McpServer: an answered call's audit record survives a power cut the moment after",
+          "[mcpd][mcp][audit]") {
+  // "Durable before acknowledged", end to end: once handle() has given an
+  // answer to the HTTP layer, the disk holds the call's record.
+  PowerCut power([] { (void)memory_temp_vfs(); });  // before World: its connections use it
+  World w;
+  const Principal querier = principal("qqqq", kScopeRead | kScopeQuery);
+  const std::string sid = w.open_session(querier);
+  for (int k = 1; k <= 4; ++k) {
+    INFO("call " << k);
+    const std::string sql = "SELECT id FROM customers ORDER BY id LIMIT " + std::to_string(k);
+    const json answer = body(w.post(call("run_query", {{"sql", sql}}), querier, sid));
+    REQUIRE(answer["result"]["isError"] == false);
+    const auto files = power.cut(false, static_cast<std::uint32_t>(k));
+
+    TempDir after;
+    PowerCut::restore(files, after.path());
+    std::vector<std::int64_t> rows;  // of each tool_call record that came back, oldest first
+    {
+      auto db = Db::open(after.file("mcpd.db"), false);  // recovers the WAL, as mcpd's restart would
+      REQUIRE(db);
+      auto stmt = db->prepare("SELECT record FROM audit WHERE kind = 'tool_call' ORDER BY seq");
+      REQUIRE(stmt);
+      while (true) {
+        auto row = stmt->step();
+        REQUIRE(row);
+        if (!*row) break;
+        rows.push_back(json::parse(stmt->text(0))["rows"].get<std::int64_t>());
+      }
+    }
+    std::vector<std::int64_t> expected(static_cast<std::size_t>(k));
+    std::iota(expected.begin(), expected.end(), 1);
+    CHECK(rows == expected);
+    auto v = verify_audit(after.file("mcpd.db"));
+    REQUIRE(v);
+    CHECK(v->ok);
+  }
 }
 
 TEST_CASE("mcpd::McpServer serves entities and saved queries as resources, and a prompt", "[mcpd][mcp]") {
