@@ -7,7 +7,9 @@
 
 #include <catch2/catch.hpp>
 
+#include "power_cut.h"
 #include "temp_dir.h"
+#include "temp_files.h"
 
 using sluice::mcpd::Store;
 using sluice::testing::TempDir;
@@ -150,4 +152,44 @@ TEST_CASE("mcpd::Store opens a database from before keys recorded their parent",
   REQUIRE((*store)->mint_key(boot->key.id, boot->user_id, "k", sluice::mcpd::kScopeRead, std::nullopt, 100));
   CHECK((*store)->revoke_key(boot->key.id)->size() == 2);
   REQUIRE(Store::open(dir.file("mcpd.db")));  // and again, with the column there
+}
+
+TEST_CASE("mcpd::Store: a revocation or a policy it has returned survives a power cut the moment after",
+          "[mcpd][store]") {
+  // A revoked key that came back to life after a crash would be a key the
+  // operator believes dead.
+  using sluice::mcpd::kScopeRead;
+  TempDir dir;
+  sluice::testing::PowerCut power([] { (void)sluice::mcpd::memory_temp_vfs(); });
+  auto store = std::move(*Store::open(dir.file("mcpd.db")));
+  auto boot = store->bootstrap("acme", "/srv/acme.db", "alice");
+  REQUIRE(boot);
+  auto key = store->create_key(boot->user_id, "k", kScopeRead, std::nullopt);
+  REQUIRE(key);
+  // What a restart after a cut the moment after the last step finds.
+  const auto after_cut = [&](std::uint32_t seed) {
+    TempDir after;
+    sluice::testing::PowerCut::restore(power.cut(false, seed), after.path());
+    auto copy = Store::open(after.file("mcpd.db"));
+    REQUIRE(copy);
+    auto keys = (*copy)->keys();
+    auto policies = (*copy)->policies(boot->tenant_id, 10);
+    REQUIRE(keys);
+    REQUIRE(policies);
+    return std::make_pair(std::move(*keys), std::move(*policies));
+  };
+  const auto revoked = [&](const std::vector<sluice::mcpd::KeyRecord>& keys) {
+    for (const auto& k : keys) {
+      if (k.id == key->id) return k.revoked_ms.has_value();
+    }
+    FAIL("the key did not survive the cut");
+    return false;
+  };
+  CHECK_FALSE(revoked(after_cut(1).first));
+  REQUIRE(store->revoke_key(key->id)->size() == 1);
+  CHECK(revoked(after_cut(2).first));
+  REQUIRE(store->put_policy(boot->tenant_id, R"({"allow_llm_egress": false})", boot->user_id));
+  const auto policies = after_cut(3).second;
+  REQUIRE(policies.size() == 1);
+  CHECK(policies[0].policy == R"({"allow_llm_egress": false})");
 }
