@@ -6,7 +6,8 @@
 // since then are only pending. cut() returns the files as they would come
 // back; with `torn`, an arbitrary subset of the pending writes is kept as
 // well (a disk may have written some of them), which the log must survive
-// too. A file created since its last sync (its directory entry never
+// too. fail_syncs() makes syncs fail as a disk's I/O error would. A file
+// created since its last sync (its directory entry never
 // synced; SQLite syncs a new journal's directory on its first sync) comes
 // back only if its first sync completed.
 //
@@ -99,6 +100,13 @@ class PowerCut {
       out.write(image.data(), static_cast<std::streamsize>(image.size()));
       REQUIRE(out.good());
     }
+  }
+
+  // The next `n` syncs of a kept file fail (SQLITE_IOERR_FSYNC, the file
+  // not synced), as a disk reporting an I/O error would make them.
+  void fail_syncs(int n) {
+    std::lock_guard lock(mu_);
+    fail_syncs_ = n;
   }
 
   [[nodiscard]] std::uint64_t syncs() const {
@@ -208,6 +216,10 @@ class PowerCut {
     auto* f = reinterpret_cast<File*>(file);
     PowerCut& self = *instance_;
     std::lock_guard lock(self.mu_);
+    if (f->path && self.fail_syncs_ > 0) {
+      --self.fail_syncs_;
+      return SQLITE_IOERR_FSYNC;
+    }
     const int rc = f->real->pMethods->xSync(f->real, flags);
     if (rc == SQLITE_OK && f->path) {
       // fsync covers the file, whichever descriptor wrote to it.
@@ -252,6 +264,7 @@ class PowerCut {
   mutable std::mutex mu_;
   std::map<std::string, Tracked> files_;
   std::uint64_t syncs_ = 0;
+  int fail_syncs_ = 0;
 };
 
 }  // namespace sluice::testing

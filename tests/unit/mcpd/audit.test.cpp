@@ -229,6 +229,47 @@ TEST_CASE("mcpd::AuditLog loses no acknowledged record to a power cut, and opens
   }
 }
 
+TEST_CASE("mcpd::AuditLog fails the records of a commit whose sync failed, and the chain goes on without them",
+          "[mcpd][audit]") {
+  TempDir dir;
+  PowerCut power([] { (void)memory_temp_vfs(); });
+  const std::string db = dir.file("mcpd.db");
+  REQUIRE(Store::open(db));
+  auto log = AuditLog::open(db, opts(64, 65536));
+  REQUIRE(log);
+  const auto append = [&](const std::string& who) {
+    std::promise<std::optional<std::int64_t>> p;
+    auto done = p.get_future();
+    (*log)->append({{"kind", "tool_call"}, {"tenant", "acme"}, {"who", who}},
+                   [&p](std::optional<std::int64_t> seq) { p.set_value(seq); });
+    return done.get();
+  };
+  REQUIRE(append("before") == 1);
+  power.fail_syncs(1);
+  CHECK_FALSE(append("lost"));  // its call fails closed
+  CHECK((*log)->failed() == 1);
+  REQUIRE(append("after") == 2);  // the seq the failed record would have had
+  // What the disk holds after a cut now, and what the log reads: the
+  // failed record in neither.
+  TempDir after;
+  PowerCut::restore(power.cut(false, 1), after.path());
+  log->reset();
+  for (const std::string& path : {db, after.file("mcpd.db")}) {
+    INFO(path);
+    auto v = verify_audit(path);
+    REQUIRE(v);
+    CHECK(v->ok);
+    CHECK(v->records == 2);
+    auto reopened = AuditLog::open(path, opts(64, 65536));
+    REQUIRE(reopened);
+    auto records = (*reopened)->read("acme", 10, 0, "");
+    REQUIRE(records);
+    REQUIRE(records->size() == 2);
+    CHECK((*records)[0]["who"] == "after");
+    CHECK((*records)[1]["who"] == "before");
+  }
+}
+
 TEST_CASE("mcpd::AuditLog holds a commit back for announced calls, never for others",
           "[mcpd][audit]") {
   TempDir dir;
