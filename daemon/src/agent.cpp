@@ -41,8 +41,8 @@ std::string printable(std::string s) {
 }
 
 bool rule_allows(const policy::PurposeRules& rules, const PinKey& k, const Pin& pin,
-                 const policy::DenyOptions& deny) {
-  return policy::pin_allowed(rules, pin.host, k.addr, k.port, deny);
+                 const policy::DenyOptions& deny, const std::vector<policy::Cidr>& internal_bound) {
+  return policy::pin_allowed(rules, pin.host, k.addr, k.port, deny, internal_bound);
 }
 
 }  // namespace
@@ -326,7 +326,7 @@ Result<ApplyResult> Agent::apply(const std::string& tenant, std::uint64_t versio
     ps.rules.decisions.clear();
     // Pins the new rules no longer allow go with the old rules.
     revokes = std::erase_if(ps.pins, [&](const auto& kv) {
-                return !rule_allows(ps.rules, kv.first, kv.second, deny);
+                return !rule_allows(ps.rules, kv.first, kv.second, deny, config_.internal_networks);
               }) > 0 || revokes;
   }
   ++next.generation;
@@ -413,7 +413,7 @@ Status Agent::pin(const std::string& tenant, policy::Purpose purpose, const std:
   const std::vector<policy::Cidr> denied = deny_ranges();  // includes configured extras
   for (const policy::IpAddr& a : addrs) {
     // The BPF hooks trust a pin without a deny check: never pin a denied address.
-    if (!policy::pin_allowed(ps.rules, host, a, port, deny) ||
+    if (!policy::pin_allowed(ps.rules, host, a, port, deny, config_.internal_networks) ||
         policy::covered_by(policy::Cidr::host(a), denied)) {
       return error(host + " resolved to " + a.to_string() +
                    ", outside what the policy permits: refused");

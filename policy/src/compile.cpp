@@ -244,12 +244,15 @@ bool name_allowed(const PurposeRules& rules, std::string_view host, std::uint16_
 }
 
 bool pin_allowed(const PurposeRules& rules, std::string_view host, const IpAddr& addr,
-                 std::uint16_t port, const DenyOptions& options) {
+                 std::uint16_t port, const DenyOptions& options, const std::vector<Cidr>& internal_bound) {
   if (denied(addr, options)) return false;
+  const auto inside = [&](const std::vector<Cidr>& blocks) {
+    return std::any_of(blocks.begin(), blocks.end(), [&](const Cidr& c) { return c.contains(addr); });
+  };
   return std::any_of(rules.hosts.begin(), rules.hosts.end(), [&](const HostRule& r) {
     if (r.port != port || !r.pattern.matches(host)) return false;
-    return !r.scope || std::any_of(r.scope->begin(), r.scope->end(),
-                                   [&](const Cidr& c) { return c.contains(addr); });
+    if (!r.scope) return true;
+    return inside(*r.scope) && (internal_bound.empty() || inside(internal_bound));
   });
 }
 

@@ -122,3 +122,29 @@ TEST_CASE("kernel: with allow_llm_egress=false a name resolving outside is refus
   CHECK(inside["ok"] == true);
   CHECK(inside["addresses"] == nlohmann::json::array({"10.1.2.3"}));
 }
+
+TEST_CASE("kernel: the agent's own internal networks bound what the rules call internal", "[netns]") {
+  // mcpd's endpoints file calls all of 10/8 internal; the host's operator
+  // told the agent only 10.1/16 is. A confined name is pinned only inside both.
+  Listener allowed;
+  const std::string p = allowed.port_text();
+  Dnsmasq dns({"--address=/inside.test/10.1.2.3", "--address=/edge.test/10.9.9.9"}, 60);
+  InstanceOptions options;
+  options.dns_servers = {dns.server()};
+  options.internal_networks = {"10.1.0.0/16"};
+  Instance inst(options);
+  inst.start();
+  const std::string eps = R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":[
+      "inside.test:)" + p + R"(", "edge.test:)" + p + R"("]}})";
+  constexpr char kClosed[] =
+      R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
+  REQUIRE(inst.apply("t1", 1, kClosed, eps)["ok"] == true);
+  CHECK(resolve(inst, "inside.test", allowed.port())["ok"] == true);
+  auto edge = resolve(inst, "edge.test", allowed.port());
+  CHECK(edge["ok"] == false);
+  CHECK(edge["code"] == "not_allowed");
+  CHECK(inst.call({{"op", "status"}})["counters"]["pins"] == 1);
+  // An open policy names no scope: the bound does not apply to it.
+  REQUIRE(inst.apply("t1", 2, kOpen, eps)["ok"] == true);
+  CHECK(resolve(inst, "edge.test", allowed.port())["ok"] == true);
+}

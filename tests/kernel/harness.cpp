@@ -192,6 +192,11 @@ Instance::Instance(InstanceOptions options) {
   for (const auto& [host, addr] : options.static_hosts) {
     cfg << "\"" << host << "\" = [\"" << addr << "\"]\n";
   }
+  cfg << "[network]\ninternal_networks = [";
+  for (std::size_t i = 0; i < options.internal_networks.size(); ++i) {
+    cfg << (i ? ", " : "") << "\"" << options.internal_networks[i] << "\"";
+  }
+  cfg << "]\n";
 }
 
 Instance::~Instance() {

@@ -48,6 +48,7 @@ struct InstanceOptions {
   std::vector<std::pair<std::string, std::string>> static_hosts;  // name, address
   std::uint32_t min_ttl_s = 30;
   std::vector<std::uint32_t> allowed_peer_uids;
+  std::vector<std::string> internal_networks;  // network.internal_networks
 };
 
 class Instance {

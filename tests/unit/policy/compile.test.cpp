@@ -248,6 +248,13 @@ TEST_CASE("policy rules answer enforcement-time questions", "[policy][compile]")
     CHECK_FALSE(pin_allowed(llm, "ollama.corp.example", ip("203.0.113.50"), 11434, deny));
     CHECK_FALSE(pin_allowed(llm, "not.allowed.example", ip("203.0.113.50"), 443, deny));
   }
+  SECTION("an internal bound narrows confined names only") {
+    const std::vector<Cidr> bound = {cidr("10.3.0.0/16")};
+    CHECK(pin_allowed(llm, "ollama.corp.example", ip("10.3.3.3"), 11434, deny, bound));
+    CHECK_FALSE(pin_allowed(llm, "ollama.corp.example", ip("10.4.3.3"), 11434, deny, bound));
+    CHECK(pin_allowed(llm, "ollama.corp.example", ip("10.4.3.3"), 11434, deny, {}));
+    CHECK(pin_allowed(llm, "api.anthropic.com", ip("203.0.113.50"), 443, deny, bound));
+  }
   SECTION("always-denied addresses are never pinned, even for unrestricted names") {
     CHECK_FALSE(pin_allowed(llm, "api.anthropic.com", ip("169.254.169.254"), 443, deny));
     CHECK_FALSE(pin_allowed(llm, "api.anthropic.com", ip("100.100.100.200"), 443, deny));

@@ -90,9 +90,13 @@ bool egresses(const PurposeRules& rules, const std::vector<Cidr>& internal_netwo
 bool name_allowed(const PurposeRules& rules, std::string_view host, std::uint16_t port);
 // Whether `host` resolving to `addr` may be pinned for `port`: some rule
 // matching the name on the port has a scope containing the address.
-// Addresses in always-denied ranges are never allowed.
+// Addresses in always-denied ranges are never allowed. `internal_bound`,
+// when not empty, bounds every scope (a scoped rule is one confined to the
+// internal networks): the address must lie inside it as well, whatever
+// networks the rules call internal.
 bool pin_allowed(const PurposeRules& rules, std::string_view host, const IpAddr& addr,
-                 std::uint16_t port, const DenyOptions& options);
+                 std::uint16_t port, const DenyOptions& options,
+                 const std::vector<Cidr>& internal_bound = {});
 // Whether a connection to a literal address is allowed by a static rule.
 bool address_allowed(const PurposeRules& rules, const IpAddr& addr, std::uint16_t port,
                      const DenyOptions& options);
