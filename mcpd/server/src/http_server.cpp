@@ -36,6 +36,8 @@ constexpr std::uint64_t kMaxDrain = 8 << 20;
 // time, and a chunk-size line or the trailers of a chunked body wait there
 // whole until their end arrives.
 constexpr std::size_t kReadSlack = 128 << 10;
+// What the wait for a request's first bytes reads at most.
+constexpr std::size_t kFirstRead = 4096;
 
 // Transfer-Encoding other than exactly "chunked" (Beast 1.81 treats one
 // that does not end in chunked as no body at all, and parses the body as
@@ -422,9 +424,17 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits_.header_limit));
     parser.body_limit(limits_.body_limit);
-    // Waiting for a request is bounded by the idle timeout; once it starts
-    // arriving, all of it must arrive within the request timeout.
-    stream.next_layer().expires_after(first ? limits_.request_timeout : limits_.idle_timeout);
+    // Waiting for a request is bounded by the idle timeout (the request
+    // timeout for a connection's first); once its first byte is in, all of
+    // it, header and body, must arrive within the request timeout.
+    if (buffer.size() == 0) {
+      stream.next_layer().expires_after(first ? limits_.request_timeout : limits_.idle_timeout);
+      auto [wec, wn] = co_await stream.async_read_some(buffer.prepare(kFirstRead), kTuple);
+      if (wec) co_return;
+      buffer.commit(wn);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + limits_.request_timeout;
+    stream.next_layer().expires_at(deadline);
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kTuple);
     std::optional<unsigned> refuse;
     std::optional<HttpResponse> answered;  // decided from the header alone
@@ -450,7 +460,6 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
         // header's; a client must not add a field (X-Forwarded-For, say)
         // after the proxy in front checked the header. Refused.
         const auto fields = std::distance(head.begin(), head.end());
-        stream.next_layer().expires_after(limits_.request_timeout);
         auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
         if (bec == http::error::body_limit) refuse = 413;  // chunked, found while reading
         else if (bec) co_return;

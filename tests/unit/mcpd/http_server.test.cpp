@@ -7,6 +7,10 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -28,8 +32,8 @@ namespace {
 
 constexpr std::size_t kBody = 16 << 20;  // past what loopback buffers take from an unread socket
 
-// A server on 127.0.0.1 whose every reply is a kBody answer keeping
-// `released` false until the reply is dropped.
+// A server on 127.0.0.1 whose every reply is a `body`-byte answer
+// keeping `released` false until the reply is dropped.
 struct Served {
   TempDir dir;
   asio::io_context io;
@@ -39,19 +43,19 @@ struct Served {
   tcp::endpoint at;
   std::thread runner;
 
-  Served() {
+  explicit Served(HttpLimits limits = {}, std::size_t body = kBody) {
     auto files = locate_tls("", "", dir.path());
     REQUIRE(files);
     REQUIRE(configure_tls(tls, *files));
     server = std::make_unique<HttpServer>(
-        io, tls, HttpLimits{},
+        io, tls, limits,
         [](const RequestHeader&, const std::string&) -> Admission { return std::any{}; },
-        [flag = released](HttpRequest, std::any) -> asio::awaitable<HttpReply> {
+        [flag = released, body](HttpRequest, std::any) -> asio::awaitable<HttpReply> {
           std::shared_ptr<const void> keep(new int(0), [flag](const int* p) {
             delete p;
             flag->store(true);
           });
-          co_return HttpReply{make_response(200, std::string(kBody, 'x'), "text/plain"), nullptr, std::move(keep)};
+          co_return HttpReply{make_response(200, std::string(body, 'x'), "text/plain"), nullptr, std::move(keep)};
         });
     auto ep = server->listen("127.0.0.1", 0);
     REQUIRE(ep);
@@ -81,7 +85,9 @@ struct Client {
   ssl::context tls{ssl::context::tls_client};
   std::unique_ptr<ssl::stream<tcp::socket>> stream;
 
-  explicit Client(const tcp::endpoint& at) {
+  // Connected, with `request` sent (none: nothing sent yet).
+  explicit Client(const tcp::endpoint& at,
+                  const std::string& request = "GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n") {
     tls.set_verify_mode(ssl::verify_none);  // the test's own self-signed pair
     stream = std::make_unique<ssl::stream<tcp::socket>>(io, tls);
     // A small receive buffer, set before connecting (the window follows
@@ -91,8 +97,7 @@ struct Client {
     stream->next_layer().set_option(asio::socket_base::receive_buffer_size(16 * 1024));
     stream->next_layer().connect(at);
     stream->handshake(ssl::stream_base::client);
-    const std::string request = "GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    asio::write(*stream, asio::buffer(request));
+    if (!request.empty()) asio::write(*stream, asio::buffer(request));
   }
   std::string read(std::size_t n) {
     std::string buf(n, '\0');
@@ -132,4 +137,45 @@ TEST_CASE("mcpd::HttpServer: a reply's keep goes when its client does", "[mcpd][
     c.stream->next_layer().close(ec);  // gone mid-answer, unread bytes and all: a reset
   }
   CHECK(s.released_within(std::chrono::seconds(5)));
+}
+
+TEST_CASE("mcpd::HttpServer: a request arrives whole, header and body, within the request timeout of its first byte",
+          "[mcpd][http]") {
+  HttpLimits limits;
+  limits.request_timeout = std::chrono::milliseconds(1000);
+  limits.idle_timeout = std::chrono::seconds(20);
+  Served s(limits, 2);
+  Client c(s.at, "");
+  // Sends `parts` one by one, `gap` apart (ignoring a closed connection),
+  // then reads what comes back until the server closes or 5 s pass.
+  const auto exchange = [&](const std::vector<std::string>& parts, std::chrono::milliseconds gap) {
+    boost::system::error_code ec;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      if (i) std::this_thread::sleep_for(gap);
+      asio::write(*c.stream, asio::buffer(parts[i]), ec);
+    }
+    const timeval wait{5, 0};
+    ::setsockopt(c.stream->next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    std::string got, buf(4096, '\0');
+    while (got.find("\r\n\r\nxx") == std::string::npos) {
+      const std::size_t n = c.stream->read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      got.append(buf, 0, n);
+    }
+    return got;
+  };
+  const std::string head = "POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n";
+  // A first request at once is answered, and the connection stays.
+  REQUIRE(exchange({head + "\r\nab"}, std::chrono::milliseconds(0)).find("200 OK") != std::string::npos);
+  const auto started = std::chrono::steady_clock::now();
+  SECTION("a header trickled past it: closed, though the idle timeout is far off") {
+    std::vector<std::string> parts = {head};
+    for (int i = 0; i < 8; ++i) parts.push_back("X-Slow: " + std::to_string(i) + "\r\n");
+    parts.push_back("\r\nab");
+    CHECK(exchange(parts, std::chrono::milliseconds(200)).empty());
+  }
+  SECTION("a header and a body each within it, together past it: closed") {
+    CHECK(exchange({head, "X-Slow: 1\r\n", "\r\n", "a", "b"}, std::chrono::milliseconds(350)).empty());
+  }
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(4));
 }
