@@ -253,6 +253,30 @@ rc=0; timeout 30 "$build/mcpd/server/sluice-mcpd" --config "$work/opendir/mcpd.t
   { echo "mcpd_interop: mcpd started with its admin socket in a directory others may write ($rc)" >&2; cat "$work/opendir/out" >&2; exit 1; }
 [ ! -e "$work/opendir/run/mcpd-admin.sock" ] || { echo "mcpd_interop: a socket was made in the open directory" >&2; exit 1; }
 echo "mcpd_interop: no start with the admin socket's directory writable by others"
+# The files a configuration names are part of it: --check reads them, and
+# a bad one is a bad value (exit 2), at --check and at start alike.
+mkdir -p "$work/badfiles"
+echo '{"internal_networks": ["10.0.0.0/8"], "endpoints": {"llm": ["not a url"]}}' >"$work/badfiles/endpoints.json"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=a \
+  -keyout "$work/badfiles/a.key" -out "$work/badfiles/a.crt" 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=b \
+  -keyout "$work/badfiles/b.key" -out "$work/badfiles/b.crt" 2>/dev/null
+base=$(sed "s|^data_dir = .*|data_dir = \"$work/badfiles/data\"|" "$work/watch/mcpd.toml")
+printf '%s\n[agent]\nsocket = "%s"\nendpoints_file = "%s"\n' "$base" "$work/badfiles/agent.sock" \
+  "$work/badfiles/endpoints.json" >"$work/badfiles/endpoints.toml"
+sed "s|^\[server\]|[server]\ncert_file = \"$work/badfiles/a.crt\"\nkey_file = \"$work/badfiles/b.key\"|" \
+  <<<"$base" >"$work/badfiles/pair.toml"
+for bad in endpoints pair; do
+  for mode in --check ""; do
+    rc=0; timeout 30 "$build/mcpd/server/sluice-mcpd" --config "$work/badfiles/$bad.toml" $mode \
+      >"$work/badfiles/out" 2>&1 || rc=$?
+    [ "$rc" = 2 ] && grep -Eq "endpoints_file|tls|key" "$work/badfiles/out" ||
+      { echo "mcpd_interop: a bad $bad file was not refused as configuration (${mode:-start}: exit $rc)" >&2
+        cat "$work/badfiles/out" >&2; exit 1; }
+  done
+done
+[ ! -e "$work/badfiles/data/mcpd.db" ] || { echo "mcpd_interop: a refused configuration made a database" >&2; exit 1; }
+echo "mcpd_interop: a bad endpoints file or a certificate with another's key: exit 2, at --check and at start"
 
 # The local admin socket has a thread of its own: a policy push stuck on
 # an agent that never answers (it holds the admin API's thread for the
@@ -355,6 +379,8 @@ anchors="$work/sdk/data/audit.anchors"
   { echo "mcpd_interop: audit verify did not check the anchors" >&2; exit 1; }
 if [ "$(id -u)" -eq 0 ] && chattr +a "$anchors" 2>/dev/null; then
   if (: >"$anchors") 2>/dev/null; then echo "mcpd_interop: an append-only anchor file was truncated" >&2; exit 1; fi
+elif [ "$(id -u)" -ne 0 ] && [ "${SLUICE_REQUIRE_KERNEL:-0}" = 1 ]; then
+  echo "mcpd_interop: SLUICE_REQUIRE_KERNEL=1 but not root: the append-only anchor file is not tested" >&2; exit 1
 else
   echo "mcpd_interop: no append-only attribute here (not root, or the file system lacks it); that part skipped"
 fi

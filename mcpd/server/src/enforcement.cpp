@@ -85,19 +85,25 @@ Enforcer::Enforcer(const McpdConfig& config, Store& store)
       store_(store),
       retry_(config.agent_retry) {}
 
-Result<std::unique_ptr<Enforcer>> Enforcer::open(const McpdConfig& config, Store& store) {
-  std::unique_ptr<Enforcer> e(new Enforcer(config, store));
-  if (!e->configured()) return e;
+Result<policy::EndpointsConfig> read_endpoints(const McpdConfig& config) {
   std::ifstream in(config.endpoints_file);
   if (!in) return fail("config: agent.endpoints_file: cannot read " + config.endpoints_file);
   std::stringstream text;
   text << in.rdbuf();
-  auto parsed = policy::parse_endpoints(text.str(), e->deny_);
+  auto parsed = policy::parse_endpoints(text.str(), policy::DenyOptions{.allow_loopback = config.allow_loopback});
   if (!parsed) {
     const policy::Error& first = parsed.error().front();
     return fail("config: agent.endpoints_file " + config.endpoints_file + ": " + first.path + ": " + first.message);
   }
-  e->endpoints_ = std::move(*parsed);
+  return std::move(*parsed);
+}
+
+Result<std::unique_ptr<Enforcer>> Enforcer::open(const McpdConfig& config, Store& store) {
+  std::unique_ptr<Enforcer> e(new Enforcer(config, store));
+  if (!e->configured()) return e;
+  auto endpoints = read_endpoints(config);
+  if (!endpoints) return tl::unexpected(endpoints.error());
+  e->endpoints_ = std::move(*endpoints);
   return e;
 }
 

@@ -45,6 +45,10 @@ policy::TenantPolicy stricter(const policy::TenantPolicy& a, const policy::Tenan
 // Nothing allowed: an empty allowlist and every switch off.
 policy::TenantPolicy deny_all();
 
+// The endpoints file `config` names, parsed (a configuration error names
+// the file and the entry). Only when an agent is configured.
+Result<policy::EndpointsConfig> read_endpoints(const McpdConfig& config);
+
 class Enforcer {
  public:
   // Reads the endpoints file when an agent is configured; a bad file

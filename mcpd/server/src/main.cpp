@@ -25,6 +25,7 @@
 
 #include "app.h"
 #include "config.h"
+#include "enforcement.h"
 #include "http_server.h"
 #include "local_admin.h"
 #include "tls.h"
@@ -72,6 +73,20 @@ std::size_t connections_within_descriptors(std::size_t wanted) {
   return room;
 }
 
+// The endpoints file (with an agent) parses, and a certificate and key
+// given by name load as a pair. Writes nothing: a pair to be generated, or
+// one from systemd credentials, is looked for at start.
+Status check_named_files(const McpdConfig& config) {
+  if (!config.agent_socket.empty()) {
+    if (auto endpoints = read_endpoints(config); !endpoints) return tl::unexpected(endpoints.error());
+  }
+  if (config.cert_file.empty() && config.key_file.empty()) return {};
+  auto files = locate_tls(config.cert_file, config.key_file, config.data_dir);
+  if (!files) return tl::unexpected(files.error());
+  boost::asio::ssl::context tls(boost::asio::ssl::context::tls_server);
+  return configure_tls(tls, *files);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -91,6 +106,12 @@ int main(int argc, char** argv) {
   auto config = load_config(config_path);
   if (!config) {
     std::fprintf(stderr, "sluice-mcpd: %s\n", config.error().what.c_str());
+    return 2;
+  }
+  // The files the configuration names are part of it: a bad one is a bad
+  // value (exit 2), found by --check as well.
+  if (auto s = check_named_files(*config); !s) {
+    std::fprintf(stderr, "sluice-mcpd: %s\n", s.error().what.c_str());
     return 2;
   }
   if (check) return 0;
