@@ -29,7 +29,7 @@ DEB_PACKAGES := \
   libsqlite3-dev sqlite3 libmimalloc-dev \
   libc-ares-dev libsystemd-dev libre2-dev liburing-dev \
   catch2 \
-  iproute2 dnsmasq-base e2fsprogs systemd procps curl
+  iproute2 dnsmasq-base e2fsprogs systemd procps curl python3
 
 # Only `make bench` needs these: the load generator, and the peers it
 # measures sluice-mcpd against (bench/mcpd/package-lock.json; nginx is

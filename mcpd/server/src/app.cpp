@@ -458,7 +458,7 @@ HttpResponse App::metrics() const {
   line("sluice_mcpd_audit_anchor_failures_total", "audit chain heads that could not be written to the anchor file", "counter", static_cast<double>(audit_->anchor_failures()));
   line("sluice_mcpd_audit_journal_dropped_total", "audit records whose journal copy was not sent (queue full or journald refused)", "counter", static_cast<double>(audit_->journal_dropped()));
   line("sluice_mcpd_audit_anchors_append_only", "1 when the anchor file has the append-only attribute", "gauge", audit_->anchors_append_only() ? 1.0 : 0.0);
-  line("sluice_mcpd_audit_dropped_total", "failed-authentication records dropped under a flood", "counter", static_cast<double>(audit_->dropped()));
+  line("sluice_mcpd_audit_dropped_total", "best-effort audit records (failed authentications, lockouts, rate-limit refusals, reconcile pushes) dropped while the audit queue was over half full", "counter", static_cast<double>(audit_->dropped()));
   line("sluice_mcpd_sessions", "live MCP sessions", "gauge", static_cast<double>(sessions_->size()));
   line("sluice_mcpd_event_streams", "SSE streams held for resumption", "gauge", static_cast<double>(mcp_->streams().size()));
   line("sluice_mcpd_answer_bytes", "bytes of answers made and not yet all sent (those counted: answer_budget.h)", "gauge", static_cast<double>(answers_->held()));
