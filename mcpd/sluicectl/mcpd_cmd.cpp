@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 
@@ -27,6 +28,7 @@ struct McpdOptions {
   std::string args_json;
   std::int64_t seq = 0;
   bool json_out = false;
+  bool disable = false, enable = false;
 };
 
 // The anchor file an audit check uses: --anchors, else the one beside the
@@ -161,6 +163,29 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
     exit_code = print(admin_call(o->socket, {{"op", "create_user"}, {"tenant_id", o->tenant_id}, {"user", o->user},
                                              {"role", o->role}}));
   });
+  auto* uupdate = user->add_subcommand(
+      "update", "give a user another role, or disable or enable them (their keys are refused while disabled)");
+  uupdate->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
+  uupdate->add_option("--user-id", o->user_id, "user id")->required();
+  auto* urole = uupdate->add_option("--role", o->role, "viewer, editor, admin or super_admin");
+  auto* udisable = uupdate->add_flag("--disable", o->disable, "refuse every key of the user, end their sessions");
+  auto* uenable = uupdate->add_flag("--enable", o->enable, "accept the user's live keys again");
+  udisable->excludes(uenable);
+  uupdate->callback([o, urole, udisable, uenable, &exit_code] {
+    nlohmann::json req = {{"op", "update_user"}, {"user_id", o->user_id}};
+    if (urole->count() > 0) req["role"] = o->role;
+    if (udisable->count() > 0) req["disabled"] = true;
+    if (uenable->count() > 0) req["disabled"] = false;
+    if (req.size() == 2) {
+      std::fprintf(stderr, "sluicectl: user update: give --role, --disable or --enable\n");
+      exit_code = kExitInvalid;
+      return;
+    }
+    exit_code = print(admin_call(o->socket, req));
+  });
+  auto* ulist = user->add_subcommand("list", "every user of every tenant: id, tenant, name, role, disabled");
+  ulist->add_option("--socket", o->socket, "sluice-mcpd's admin socket");
+  ulist->callback([o, &exit_code] { exit_code = print(admin_call(o->socket, {{"op", "list_users"}})); });
 
   auto* tp = app.add_subcommand("tenant-policy", "a tenant's egress policy in sluice-mcpd (over the admin socket)");
   tp->require_subcommand(1);

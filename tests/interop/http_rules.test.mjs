@@ -38,7 +38,7 @@ function api(path, key, init = {}) {
   });
 }
 
-let viewerKey, viewerKeyId;
+let viewerKey, viewerKeyId, adaKey;
 
 test('healthz needs no key; metrics are served to loopback', async () => {
   assert.equal((await fetch(new URL('/healthz', base))).status, 200);
@@ -309,10 +309,66 @@ test('an admin lists the keys it may revoke: its tenant\'s, up to its own role',
   const key = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'ada-key', scopes: 'read,admin', user_id: (await user.json()).id }) });
   assert.equal(key.status, 201);
   const ada = (await key.json()).token;
+  adaKey = ada;
   const seen = (await (await api('/api/keys', ada)).json()).keys;
   assert.ok(seen.some((k) => k.id === viewerKeyId), 'a viewer\'s key');
   assert.ok(seen.every((k) => k.user !== 'alice'), 'no super-admin\'s key');
   await sleep(1000);  // the two writes' tokens back (admin_rate 5/s): later tests count on the burst
+});
+
+test('a user given a lower role or disabled acts no more, at once; enabled again, their keys work', async () => {
+  const made = await api('/api/users', SUPER, { method: 'POST', body: JSON.stringify({ name: 'dee', role: 'editor' }) });
+  assert.equal(made.status, 201);
+  const dee = (await made.json()).id;
+  const key = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'dee-key', scopes: 'read,query,admin', user_id: dee }) });
+  assert.equal(key.status, 201);
+  const deeKey = (await key.json()).token;
+  const save = () => api('/api/saved-queries/dee_q', deeKey, { method: 'PUT', body: JSON.stringify({ sql: 'SELECT 1 AS one' }) });
+  assert.equal((await save()).status, 200);  // an editor's
+  const opened = await post(init, { Authorization: `Bearer ${deeKey}` });
+  assert.equal(opened.status, 200);
+  const session = opened.headers.get('mcp-session-id');
+  const patch = (id, body, k = SUPER) => api(`/api/users/${id}`, k, { method: 'PATCH', body: JSON.stringify(body) });
+
+  const lowered = await patch(dee, { role: 'viewer' });
+  assert.equal(lowered.status, 200);
+  assert.deepEqual(await lowered.json(), { id: dee, tenant_id: 1, name: 'dee', role: 'viewer', disabled: false });
+  assert.equal((await save()).status, 403);  // no editor any more
+  const ping = { jsonrpc: '2.0', id: 2, method: 'ping' };
+  assert.equal((await post(ping, { Authorization: `Bearer ${deeKey}`, 'Mcp-Session-Id': session, 'MCP-Protocol-Version': '2025-11-25' })).status, 404);
+
+  assert.equal((await patch(dee, { disabled: true })).status, 200);
+  assert.equal((await api('/api/meta', deeKey)).status, 401);
+  assert.ok(await eventually(async () => {
+    const audit = await (await api('/api/audit?kind=auth_failure', SUPER)).json();
+    return audit.records.some((r) => r.reason === 'disabled');
+  }));
+  const changes = (await (await api('/api/audit?kind=admin', SUPER)).json()).records.filter((r) => r.action === 'update_user');
+  assert.equal(changes.length, 2);
+  assert.equal(changes[0].target_user, 'dee');
+  assert.equal(changes[0].disabled, true);
+  assert.equal(changes[1].role_before, 'editor');
+  assert.equal((await patch(dee, { disabled: false })).status, 200);
+  assert.equal((await api('/api/meta', deeKey)).status, 200);
+
+  // An admin changes no one above its own role, grants none above it, and
+  // never changes itself; bad input is 400, an unknown user 404.
+  await sleep(2000);  // the admin writes' tokens back (admin_rate 5/s, burst 20)
+  const users = (await (await api('/api/users', SUPER)).json()).users;
+  const alice = users.find((u) => u.role === 'super_admin').id;
+  const ada = users.find((u) => u.name === 'ada').id;
+  assert.equal((await patch(alice, { disabled: true }, adaKey)).status, 403);
+  assert.equal((await patch(dee, { role: 'super_admin' }, adaKey)).status, 403);
+  assert.equal((await patch(ada, { role: 'viewer' }, adaKey)).status, 409);
+  assert.equal((await patch(alice, { role: 'viewer' })).status, 409);
+  for (const bad of [{}, { role: 'root' }, { disabled: 'yes' }, { disabled: true, name: 'x' }]) {
+    assert.equal((await patch(dee, bad)).status, 400, JSON.stringify(bad));
+  }
+  assert.equal((await api('/api/users/abc', SUPER, { method: 'PATCH', body: '{"disabled":true}' })).status, 400);
+  assert.equal((await patch(999999, { disabled: true })).status, 404);
+  assert.equal((await api(`/api/users/${dee}`, SUPER)).status, 405);
+  assert.equal((await patch(dee, { disabled: true }, viewerKey)).status, 403);  // the matrix: viewers manage no users
+  await sleep(4200);  // the admin writes' tokens back, and the disabled key's failure out of the lockout window
 });
 
 test('the admin API validates its input', async () => {

@@ -199,7 +199,32 @@ for target in 1 999999; do
   code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$wcert" -H "Authorization: Bearer $ckey" -H 'Content-Type: application/json' \
     -d "{\"name\":\"probe\",\"scopes\":\"read\",\"user_id\":$target}" "$wapi/keys")
   [ "$code" = 404 ] || { echo "mcpd_interop: minting for user $target in another tenant gave $code, not 404" >&2; exit 1; }
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$wcert" -H "Authorization: Bearer $ckey" -H 'Content-Type: application/json' \
+    -X PATCH -d '{"disabled":true}' "$wapi/users/$target")
+  [ "$code" = 404 ] || { echo "mcpd_interop: changing user $target in another tenant gave $code, not 404" >&2; exit 1; }
 done
+# The operator disables a user over the local socket: their keys are
+# refused at once; enabled again, accepted. Filed under the user's tenant.
+meta() { curl -sS -o /dev/null -w '%{http_code}' --cacert "$wcert" -H "Authorization: Bearer $1" "$wapi/meta"; }
+"$ctl" user update --socket "$wsock" --user-id "$carol" --disable >/dev/null ||
+  { echo "mcpd_interop: sluicectl user update --disable failed" >&2; exit 1; }
+[ "$(meta "$ckey")" = 401 ] || { echo "mcpd_interop: a disabled user's key was accepted" >&2; exit 1; }
+"$ctl" user list --socket "$wsock" | python3 -c '
+import json, sys, os
+u = [x for x in json.load(sys.stdin)["users"] if x["id"] == int(sys.argv[1])]
+assert u and u[0]["disabled"] is True and u[0]["role"] == "admin", u' "$carol"
+"$ctl" user update --socket "$wsock" --user-id "$carol" --enable >/dev/null ||
+  { echo "mcpd_interop: sluicectl user update --enable failed" >&2; exit 1; }
+[ "$(meta "$ckey")" = 200 ] || { echo "mcpd_interop: an enabled user's key was refused" >&2; exit 1; }
+[ "$(sqlite3 "$work/watch/data/mcpd.db" "SELECT count(*) FROM audit WHERE tenant = 'beta' AND json_extract(record, '\$.user') = 'local' AND json_extract(record, '\$.action') = 'update_user'")" = 2 ] ||
+  { echo "mcpd_interop: local user changes are not filed under the user's tenant" >&2; exit 1; }
+for args in "" "--disable --enable" "--role root"; do
+  rc=0; "$ctl" user update --socket "$wsock" --user-id "$carol" $args >/dev/null 2>&1 || rc=$?
+  [ "$rc" != 0 ] || { echo "mcpd_interop: sluicectl user update $args was accepted" >&2; exit 1; }
+done
+rc=0; "$ctl" user update --socket "$wsock" --user-id 999999 --disable >/dev/null 2>&1 || rc=$?
+[ "$rc" = 1 ] || { echo "mcpd_interop: sluicectl user update of no user exited $rc, not 1" >&2; exit 1; }
+echo "mcpd_interop: users changed only within a tenant; disabled over the local socket, their keys refused at once"
 # Never a key for another super_admin, not even by a super_admin.
 curl -sS --cacert "$wcert" -H "Authorization: Bearer $key_all" -H 'Content-Type: application/json' \
   -d '{"name":"sue","role":"super_admin","tenant_id":2}' "$wapi/users" >"$work/watch/sue.json"

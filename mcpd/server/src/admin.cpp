@@ -40,6 +40,17 @@ json user_json(const User& u) {
           {"role", std::string(to_string(u.role))}, {"disabled", u.disabled}};
 }
 
+// A positive decimal id of at most 18 digits (a path segment), or nullopt.
+std::optional<std::int64_t> parse_id(std::string_view s) {
+  if (s.empty() || s.size() > 18) return std::nullopt;
+  std::int64_t v = 0;
+  for (const char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v > 0 ? std::optional<std::int64_t>(v) : std::nullopt;
+}
+
 // The body as a JSON object, or why not.
 std::variant<json, std::string> body_object(const HttpRequest& req) {
   auto doc = parse_json(req.body());
@@ -104,6 +115,26 @@ Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
     out.audited = audited(std::move(r)) && out.audited;
   }
   return out;
+}
+
+Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std::optional<Role> role,
+                                                         std::optional<bool> disabled, json record) {
+  auto after = store_->update_user(before.id, role, disabled);
+  if (!after) return tl::unexpected(after.error());
+  if (!*after) return std::optional<UserUpdated>();
+  // Refused from now on, whatever a reload does, until one has read the
+  // change; and nothing they opened goes on under the old standing.
+  for (const std::string& id : keys_->drop_user(before.id)) sessions_->end_credential(id);
+  UserUpdated out;
+  out.user = std::move(**after);
+  out.cache_refreshed = static_cast<bool>(keys_->reload());
+  record["target_user"] = before.name;
+  record["target_user_id"] = before.id;
+  record["role"] = std::string(to_string(out.user.role));
+  record["disabled"] = out.user.disabled;
+  if (out.user.role != before.role) record["role_before"] = std::string(to_string(before.role));
+  out.audited = audited(std::move(record));
+  return std::optional<UserUpdated>(std::move(out));
 }
 
 Result<json> App::security_state(const Tenant& tenant, const KernelEnforcement* known) {
@@ -331,6 +362,52 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       return json_response(201, {{"id", *id}, {"name", name}, {"role", std::string(to_string(*role))}}, v);
     }
     return problem(405, "method not allowed", v);
+  }
+  if (path.starts_with("/api/users/")) {
+    if (!allowed(who.role, Action::manage_users)) return problem(403, "not permitted", v);
+    if (verb != http::verb::patch) return problem(405, "method not allowed", v);
+    const auto id = parse_id(path.substr(11));
+    if (!id) return problem(400, "invalid user id", v);
+    auto target = store_->user(*id);
+    if (!target) return problem(500, "users unavailable", v);
+    // Another tenant's user is no one's business but a super_admin's: as
+    // for an id nobody has, 404 (the ids in use elsewhere stay unknown).
+    if (!*target || (!super && (*target)->tenant_id != who.tenant_id)) return problem(404, "no such user", v);
+    const User& before = **target;
+    if (before.id == who.user_id) return problem(409, "you cannot change your own user", v);
+    if (before.role > who.role) return problem(403, "cannot change a user above your own role", v);
+    auto body = body_object(req);
+    if (auto* why = std::get_if<std::string>(&body)) return problem(400, *why, v);
+    const json& b = std::get<json>(body);
+    for (const auto& [k, val] : b.items()) {
+      if (k != "role" && k != "disabled") return problem(400, "unknown field \"" + clean_text(k, 64) + "\"", v);
+    }
+    std::optional<Role> role;
+    if (b.contains("role")) {
+      role = b["role"].is_string() ? parse_role(b["role"].get<std::string>()) : std::nullopt;
+      if (!role) return problem(400, "\"role\": viewer, editor, admin or super_admin", v);
+      if (*role > who.role) return problem(403, "cannot grant a role above your own", v);
+    }
+    std::optional<bool> disabled;
+    if (b.contains("disabled")) {
+      if (!b["disabled"].is_boolean()) return problem(400, "\"disabled\" must be true or false", v);
+      disabled = b["disabled"].get<bool>();
+    }
+    if (!role && !disabled) return problem(400, "nothing to change: give \"role\" or \"disabled\"", v);
+    std::string tenant_name = who.tenant;
+    if (before.tenant_id != who.tenant_id) {
+      auto t = store_->tenant(before.tenant_id);
+      if (!t || !*t) return problem(500, "tenant unavailable", v);
+      tenant_name = (**t).name;
+    }
+    auto updated = update_user(before, role, disabled, admin_record(who, tenant_name, "update_user"));
+    if (!updated) return problem(500, "the user could not be changed", v);
+    if (!*updated) return problem(404, "no such user", v);
+    if (!(*updated)->audited) return problem(503, "the change was made but could not be audited", v);
+    if (!(*updated)->cache_refreshed) {
+      return problem(500, "the change is made and the user's keys are refused; the key cache could not be refreshed", v);
+    }
+    return json_response(200, user_json((*updated)->user), v);
   }
 
   if (path == "/api/saved-queries" && verb == http::verb::get) {
@@ -588,6 +665,33 @@ json App::local_admin(const json& r) {
     }
     return {{"ok", true}, {"user_id", *uid}};
   }
+  if (op == "update_user") {
+    if (!r.value("user_id", json()).is_number_integer()) return err("user_id required");
+    std::optional<Role> role;
+    if (r.contains("role")) {
+      role = parse_role(str("role"));
+      if (!role) return err("role: viewer, editor, admin or super_admin");
+    }
+    std::optional<bool> disabled;
+    if (r.contains("disabled")) {
+      if (!r["disabled"].is_boolean()) return err("disabled must be true or false");
+      disabled = r["disabled"].get<bool>();
+    }
+    if (!role && !disabled) return err("nothing to change: give role or disabled");
+    auto before = store_->user(r["user_id"].get<std::int64_t>());
+    if (!before) return err("the user could not be changed");
+    if (!*before) return err("no such user");
+    auto updated = update_user(**before, role, disabled,
+                               {{"kind", "admin"}, {"tenant", tenant_name((*before)->tenant_id)}, {"user", "local"},
+                                {"action", "update_user"}});
+    if (!updated) return err("the user could not be changed");
+    if (!*updated) return err("no such user");
+    if (!(*updated)->audited) return err("the change was made but could not be audited");
+    if (!(*updated)->cache_refreshed) {
+      return err("the change is made and the user's keys are refused; the key cache could not be refreshed");
+    }
+    return {{"ok", true}, {"user", user_json((*updated)->user)}};
+  }
   if (op == "create_key") {
     const auto scopes = parse_scopes(str("scopes"));
     if (!r.value("user_id", json()).is_number_integer() || !scopes) return err("user_id and scopes required");
@@ -638,6 +742,13 @@ json App::local_admin(const json& r) {
     json out = json::array();
     for (const Tenant& t : *tenants) out.push_back({{"id", t.id}, {"name", t.name}, {"data_source", t.data_source}});
     return {{"ok", true}, {"tenants", out}};
+  }
+  if (op == "list_users") {
+    auto users = store_->users(std::nullopt);
+    if (!users) return err("store unavailable");
+    json out = json::array();
+    for (const User& u : *users) out.push_back(user_json(u));
+    return {{"ok", true}, {"users", out}};
   }
   if (op == "list_keys") {
     auto keys = store_->keys();

@@ -102,6 +102,17 @@ class App {
     bool cache_refreshed = false;   // the reload after it (the keys are refused either way)
   };
   Result<Revoked> revoke(const std::string& key_id, nlohmann::json record);
+  struct UserUpdated {
+    User user;                     // as it is now
+    bool audited = false;
+    bool cache_refreshed = false;  // the reload after it (the keys are refused until then)
+  };
+  // Sets a user's role and/or disabled flag (nullopt: unchanged); nullopt
+  // when there is no such user. The user's keys are refused until the key
+  // cache has been read again, and their sessions end now: a user disabled
+  // or given a lower role acts no more as it was. `record` gets the change.
+  Result<std::optional<UserUpdated>> update_user(const User& before, std::optional<Role> role,
+                                                 std::optional<bool> disabled, nlohmann::json record);
   // Authenticates, honouring the lockout; a response when refused.
   std::variant<Principal, HttpResponse> admit(const RequestHeader& req, const std::string& client);
   // A credential that failed (not a missing one): counted towards the

@@ -36,6 +36,21 @@ void ApiKeyAuthenticator::drop(const std::string& id) {
   keys_.erase(id);
 }
 
+std::vector<std::string> ApiKeyAuthenticator::drop_user(std::int64_t user_id) {
+  std::lock_guard serial(reload_mu_);
+  std::unique_lock lock(mu_);
+  std::vector<std::string> ids;
+  for (auto it = keys_.begin(); it != keys_.end();) {
+    if (it->second.user.id == user_id) {
+      ids.push_back(it->first);
+      it = keys_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return ids;
+}
+
 bool ApiKeyAuthenticator::claims(std::string_view token) const { return token.starts_with("slk_"); }
 
 AuthOutcome ApiKeyAuthenticator::authenticate(std::string_view token) const {

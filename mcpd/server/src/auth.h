@@ -64,6 +64,9 @@ class ApiKeyAuthenticator final : public Authenticator {
   // any reload in progress: one that read the store before the key was
   // revoked cannot bring it back (callers drop after the store change).
   void drop(const std::string& id);
+  // drop() for every key of the user (their role or standing changed);
+  // the ids dropped.
+  std::vector<std::string> drop_user(std::int64_t user_id);
   [[nodiscard]] bool claims(std::string_view token) const override;
   [[nodiscard]] AuthOutcome authenticate(std::string_view token) const override;
   [[nodiscard]] std::optional<AuthFailure> recheck(std::string_view credential_id) const override;

@@ -76,6 +76,9 @@ constexpr char kSelectUsers[] =
     "SELECT id, tenant_id, name, role, disabled FROM users "
     "WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY id";
 constexpr char kSelectUser[] = "SELECT id, tenant_id, name, role, disabled FROM users WHERE id = ?";
+// NULL leaves a field as it is.
+constexpr char kUpdateUser[] =
+    "UPDATE users SET role = coalesce(?2, role), disabled = coalesce(?3, disabled) WHERE id = ?1";
 constexpr char kInsertKey[] =
     "INSERT INTO api_keys(id, user_id, name, hash, scopes, created_ms, expires_ms, parent_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
@@ -294,6 +297,23 @@ Result<std::optional<User>> Store::user(std::int64_t id) {
   if (!row) return tl::unexpected(row.error());
   if (!*row) return std::optional<User>();
   return user_from(*st, 0);
+}
+
+Result<std::optional<User>> Store::update_user(std::int64_t id, std::optional<Role> role, std::optional<bool> disabled) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare(kUpdateUser);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, id);
+  if (role) st->bind(2, std::string(to_string(*role)));
+  st->bind(3, disabled ? std::optional<std::int64_t>(*disabled ? 1 : 0) : std::nullopt);
+  if (auto r = st->run(); !r) return tl::unexpected(r.error());
+  auto get = db_.prepare(kSelectUser);
+  if (!get) return tl::unexpected(get.error());
+  get->bind(1, id);
+  auto row = get->step();
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return std::optional<User>();
+  return user_from(*get, 0);
 }
 
 Result<NewKey> Store::create_key(std::int64_t user_id, const std::string& name, unsigned scopes,
