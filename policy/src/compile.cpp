@@ -63,6 +63,7 @@ struct Candidate {
   HostPattern pattern;
   Scope scope;
   std::string via;
+  bool confined = false;  // the scope is (inside) the internal networks
 };
 
 // One host-name endpoint for one purpose.
@@ -71,7 +72,8 @@ Decision compile_host(const TenantPolicy& policy, const EndpointsConfig& config,
   const std::uint16_t port = endpoint.port();
   Decision decision{endpoint.spec, false, {}};
   Scope base;
-  if (config.is_internal_name(host)) base = config.internal_networks;
+  const bool internal_name = config.is_internal_name(host);
+  if (internal_name) base = config.internal_networks;
 
   std::vector<Candidate> candidates;
   if (policy.egress_allowlist) {
@@ -79,9 +81,9 @@ Decision compile_host(const TenantPolicy& policy, const EndpointsConfig& config,
       if (!a.port_allows(port)) continue;
       const std::string via = "allowlist entry \"" + a.to_string() + "\"";
       if (const HostPattern* ah = a.host()) {
-        if (auto i = intersect(host, *ah)) candidates.push_back({*i, base, via});
+        if (auto i = intersect(host, *ah)) candidates.push_back({*i, base, via, internal_name});
       } else {
-        candidates.push_back({host, restrict_scope(base, {*a.cidr()}), via});
+        candidates.push_back({host, restrict_scope(base, {*a.cidr()}), via, internal_name});
       }
     }
     if (candidates.empty()) {
@@ -90,7 +92,7 @@ Decision compile_host(const TenantPolicy& policy, const EndpointsConfig& config,
       return decision;
     }
   } else {
-    candidates.push_back({host, base, "configured endpoint, no allowlist set"});
+    candidates.push_back({host, base, "configured endpoint, no allowlist set", internal_name});
   }
 
   const bool confine = llm_like && !policy.allow_llm_egress;
@@ -99,12 +101,16 @@ Decision compile_host(const TenantPolicy& policy, const EndpointsConfig& config,
   // the union of its scopes.
   std::map<HostPattern, Candidate> merged;
   for (Candidate& c : candidates) {
-    if (confine) c.scope = restrict_scope(c.scope, config.internal_networks);
+    if (confine) {
+      c.scope = restrict_scope(c.scope, config.internal_networks);
+      c.confined = true;
+    }
     if (c.scope && c.scope->empty()) continue;
     auto [it, inserted] = merged.try_emplace(c.pattern, c);
     if (inserted) continue;
     Candidate& m = it->second;
     m.via += ", " + c.via;
+    m.confined = m.confined && c.confined;  // a union reaching beyond them is not
     if (!m.scope || !c.scope) {
       m.scope.reset();
     } else {
@@ -117,7 +123,7 @@ Decision compile_host(const TenantPolicy& policy, const EndpointsConfig& config,
     std::string line = c.pattern.to_string() + ":" + std::to_string(port) + " (" + c.via;
     if (c.scope) line += "; resolved addresses must lie in " + list_blocks(*c.scope);
     granted.push_back(line + ")");
-    out.hosts.push_back(HostRule{c.pattern, port, c.scope});
+    out.hosts.push_back(HostRule{c.pattern, port, c.scope, c.confined && c.scope.has_value()});
   }
   if (granted.empty()) {
     if (confine) {
@@ -252,7 +258,7 @@ bool pin_allowed(const PurposeRules& rules, std::string_view host, const IpAddr&
   return std::any_of(rules.hosts.begin(), rules.hosts.end(), [&](const HostRule& r) {
     if (r.port != port || !r.pattern.matches(host)) return false;
     if (!r.scope) return true;
-    return inside(*r.scope) && (internal_bound.empty() || inside(internal_bound));
+    return inside(*r.scope) && (!r.confined || internal_bound.empty() || inside(internal_bound));
   });
 }
 

@@ -19,6 +19,7 @@ Json host_json(const HostRule& r) {
     auto& s = j["scope"] = Json::array();
     for (const Cidr& c : *r.scope) s.push_back(c.to_string());
   }
+  if (r.confined) j["confined"] = true;
   return j;
 }
 
@@ -87,7 +88,7 @@ void read_purpose(const Json& obj, const std::string& path, const DenyOptions& o
                   PurposeRules& out, ErrorSink& errors) {
   detail::check_known_fields(obj, {"hosts", "cidrs", "decisions"}, path, errors);
   for_each_object(obj, "hosts", path, errors, [&](const std::string& p, const Json& h) {
-    detail::check_known_fields(h, {"pattern", "port", "scope"}, p, errors);
+    detail::check_known_fields(h, {"pattern", "port", "scope", "confined"}, p, errors);
     HostRule rule;
     bool ok = true;
     if (auto text = read_string(h, "pattern", p, errors)) {
@@ -122,6 +123,18 @@ void read_purpose(const Json& obj, const std::string& path, const DenyOptions& o
         ok = false;
       }
       rule.scope = normalize(std::move(scope));
+    }
+    if (const auto it = h.find("confined"); it != h.end()) {
+      if (!it->is_boolean()) {
+        errors.add(Error{ErrorCode::wrong_type, p + ".confined", "expected true or false"});
+        ok = false;
+      } else {
+        rule.confined = it->get<bool>();
+        if (rule.confined && !rule.scope) {
+          errors.add(Error{ErrorCode::bad_value, p + ".confined", "a confined rule needs a scope"});
+          ok = false;
+        }
+      }
     }
     if (ok) out.hosts.push_back(std::move(rule));
   });

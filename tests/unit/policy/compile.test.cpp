@@ -250,10 +250,22 @@ TEST_CASE("policy rules answer enforcement-time questions", "[policy][compile]")
   }
   SECTION("an internal bound narrows confined names only") {
     const std::vector<Cidr> bound = {cidr("10.3.0.0/16")};
+    REQUIRE(find_host(llm, "ollama.corp.example", 11434)->confined);  // an internal name
     CHECK(pin_allowed(llm, "ollama.corp.example", ip("10.3.3.3"), 11434, deny, bound));
     CHECK_FALSE(pin_allowed(llm, "ollama.corp.example", ip("10.4.3.3"), 11434, deny, bound));
     CHECK(pin_allowed(llm, "ollama.corp.example", ip("10.4.3.3"), 11434, deny, {}));
     CHECK(pin_allowed(llm, "api.anthropic.com", ip("203.0.113.50"), 443, deny, bound));
+    // A scope an allowlist's address block gave is no internal one: not bounded.
+    const PurposeRules listed =
+        compile_with(policy_json(true, false, R"(["203.0.113.0/24"])")).of(Purpose::llm);
+    const HostRule* r = find_host(listed, "api.anthropic.com", 443);
+    REQUIRE(r);
+    REQUIRE(r->scope);
+    CHECK_FALSE(r->confined);
+    CHECK(pin_allowed(listed, "api.anthropic.com", ip("203.0.113.50"), 443, deny, bound));
+    // With allow_llm_egress=false every name's scope is the internal networks'.
+    const PurposeRules closed = compile_with(policy_json(false, false)).of(Purpose::llm);
+    CHECK(find_host(closed, "ollama.corp.example", 11434)->confined);
   }
   SECTION("always-denied addresses are never pinned, even for unrestricted names") {
     CHECK_FALSE(pin_allowed(llm, "api.anthropic.com", ip("169.254.169.254"), 443, deny));
@@ -279,6 +291,11 @@ TEST_CASE("policy::rules_from_json reads back what to_json wrote", "[policy][com
   auto back = rules_from_json(to_json(rules));
   REQUIRE(back);
   CHECK(*back == rules);
+  const EffectiveRules closed = compile_with(policy_json(false, false));
+  REQUIRE(find_host(closed.of(Purpose::llm), "ollama.corp.example", 11434)->confined);
+  auto closed_back = rules_from_json(to_json(closed));
+  REQUIRE(closed_back);
+  CHECK(*closed_back == closed);
 }
 
 TEST_CASE("policy::rules_from_json refuses what the agent must not enforce",
@@ -307,6 +324,10 @@ TEST_CASE("policy::rules_from_json refuses what the agent must not enforce",
        ErrorCode::empty, "llm.hosts[0].scope"},
       {R"({"hosts":[{"pattern":"a.example.com","port":443,"x":1}],"cidrs":[]})",
        ErrorCode::unknown_field, "llm.hosts[0].x"},
+      {R"({"hosts":[{"pattern":"a.example.com","port":443,"scope":["10.0.0.0/8"],"confined":1}],"cidrs":[]})",
+       ErrorCode::wrong_type, "llm.hosts[0].confined"},
+      {R"({"hosts":[{"pattern":"a.example.com","port":443,"confined":true}],"cidrs":[]})",
+       ErrorCode::bad_value, "llm.hosts[0].confined"},
       {R"({"cidrs":[]})", ErrorCode::missing_field, "llm.hosts"},
       {R"({"hosts":{},"cidrs":[]})", ErrorCode::wrong_type, "llm.hosts"},
   };

@@ -31,6 +31,10 @@ struct HostRule {
   HostPattern pattern;
   std::uint16_t port = 0;
   std::optional<std::vector<Cidr>> scope;  // nullopt: any address not always-denied
+  // The scope is the internal networks' (allow_llm_egress=false, or a name
+  // under internal_domains), not an allowlist's: the agent bounds it by its
+  // own internal networks too.
+  bool confined = false;
 
   auto operator<=>(const HostRule&) const = default;
 };
@@ -91,9 +95,8 @@ bool name_allowed(const PurposeRules& rules, std::string_view host, std::uint16_
 // Whether `host` resolving to `addr` may be pinned for `port`: some rule
 // matching the name on the port has a scope containing the address.
 // Addresses in always-denied ranges are never allowed. `internal_bound`,
-// when not empty, bounds every scope (a scoped rule is one confined to the
-// internal networks): the address must lie inside it as well, whatever
-// networks the rules call internal.
+// when not empty, bounds the scope of every confined rule: the address
+// must lie inside it as well, whatever networks the rules call internal.
 bool pin_allowed(const PurposeRules& rules, std::string_view host, const IpAddr& addr,
                  std::uint16_t port, const DenyOptions& options,
                  const std::vector<Cidr>& internal_bound = {});
