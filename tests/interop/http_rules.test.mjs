@@ -332,7 +332,7 @@ test('a user given a lower role or disabled acts no more, at once; enabled again
 
   const lowered = await patch(dee, { role: 'viewer' });
   assert.equal(lowered.status, 200);
-  assert.deepEqual(await lowered.json(), { id: dee, tenant_id: 1, name: 'dee', role: 'viewer', disabled: false });
+  assert.deepEqual(await lowered.json(), { id: dee, tenant_id: 1, name: 'dee', role: 'viewer', disabled: false, revoked_keys: [] });
   assert.equal((await save()).status, 403);  // no editor any more
   const ping = { jsonrpc: '2.0', id: 2, method: 'ping' };
   assert.equal((await post(ping, { Authorization: `Bearer ${deeKey}`, 'Mcp-Session-Id': session, 'MCP-Protocol-Version': '2025-11-25' })).status, 404);
@@ -361,6 +361,8 @@ test('a user given a lower role or disabled acts no more, at once; enabled again
   assert.equal((await patch(dee, { role: 'super_admin' }, adaKey)).status, 403);
   assert.equal((await patch(ada, { role: 'viewer' }, adaKey)).status, 409);
   assert.equal((await patch(alice, { role: 'viewer' })).status, 409);
+  const peer = await api('/api/users', SUPER, { method: 'POST', body: JSON.stringify({ name: 'abe', role: 'admin' }) });
+  assert.equal((await patch((await peer.json()).id, { disabled: true }, adaKey)).status, 403);  // peers cannot disable each other
   for (const bad of [{}, { role: 'root' }, { disabled: 'yes' }, { disabled: true, name: 'x' }]) {
     assert.equal((await patch(dee, bad)).status, 400, JSON.stringify(bad));
   }
@@ -368,6 +370,36 @@ test('a user given a lower role or disabled acts no more, at once; enabled again
   assert.equal((await patch(999999, { disabled: true })).status, 404);
   assert.equal((await api(`/api/users/${dee}`, SUPER)).status, 405);
   assert.equal((await patch(dee, { disabled: true }, viewerKey)).status, 403);  // the matrix: viewers manage no users
+
+  // Keys whose tokens someone else has seen go with a change that would
+  // give that someone more: raised to ada's own role, the keys ada minted
+  // for vee; ada disabled, the keys ada minted for others.
+  await sleep(2000);
+  const mint = async (userName, k) => {
+    const made = await api('/api/users', k, { method: 'POST', body: JSON.stringify({ name: userName, role: 'viewer' }) });
+    const id = (await made.json()).id;
+    const key = await api('/api/keys', k, { method: 'POST', body: JSON.stringify({ name: `${userName}-key`, scopes: 'read', user_id: id }) });
+    assert.equal(key.status, 201);
+    return { id, key: (await key.json()).id };
+  };
+  const revoked = async (keyId) => (await (await api('/api/keys', SUPER)).json()).keys.find((k) => k.id === keyId).revoked_ms !== null;
+  const vee = await mint('vee', adaKey);
+  const wes = await mint('wes', adaKey);
+  const raised = await patch(vee.id, { role: 'editor' }, adaKey);  // still below ada: ada could mint it that key
+  assert.equal(raised.status, 200);
+  assert.deepEqual((await raised.json()).revoked_keys, []);
+  const peered = await patch(vee.id, { role: 'admin' }, adaKey);  // ada's peer now: ada could not
+  assert.equal(peered.status, 200);
+  assert.deepEqual((await peered.json()).revoked_keys, [vee.key]);
+  assert.ok(await revoked(vee.key));
+  assert.ok(!(await revoked(wes.key)));
+  const gone = await patch(ada, { disabled: true });
+  assert.equal(gone.status, 200);
+  assert.deepEqual((await gone.json()).revoked_keys, [wes.key]);
+  assert.ok(await revoked(wes.key));
+  const noop = await patch(dee, { disabled: false });  // as it is: nothing done
+  assert.equal(noop.status, 200);
+  assert.equal((await noop.json()).disabled, false);
   await sleep(4200);  // the admin writes' tokens back, and the disabled key's failure out of the lockout window
 });
 
@@ -417,6 +449,38 @@ test('a key revoked while its request\'s body is still arriving is refused once 
   });
   assert.match(text, /^HTTP\/1\.1 401/);
   await sleep(2100);  // the failure ages out of the lockout window
+});
+
+test('a role lowered while a request\'s body is still arriving: the request acts with the lower role', async () => {
+  const made = await api('/api/users', SUPER, { method: 'POST', body: JSON.stringify({ name: 'eli', role: 'admin' }) });
+  assert.equal(made.status, 201);
+  const eli = (await made.json()).id;
+  const minted = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'eli-key', scopes: 'read,admin', user_id: eli }) });
+  assert.equal(minted.status, 201);
+  const token = (await minted.json()).token;
+  const body = JSON.stringify({ name: 'made-by-eli', role: 'viewer' });
+  const head = await new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: mcp.hostname, port: Number(mcp.port), rejectUnauthorized: false }, async () => {
+      // The header (admitted as an admin), then the demotion, then the body.
+      socket.write(`POST /api/users HTTP/1.1\r\nHost: ${mcp.host}\r\nAuthorization: Bearer ${token}\r\n` +
+                   `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+      await sleep(200);
+      assert.equal((await api(`/api/users/${eli}`, SUPER, { method: 'PATCH', body: JSON.stringify({ role: 'viewer' }) })).status, 200);
+      socket.write(body);
+    });
+    let got = '';
+    socket.on('data', (d) => {
+      got += d;
+      if (got.includes('\r\n\r\n')) {
+        socket.destroy();
+        resolve(got);
+      }
+    });
+    socket.on('error', reject);
+  });
+  assert.match(head, /^HTTP\/1\.1 403/);
+  const users = (await (await api('/api/users', SUPER)).json()).users;
+  assert.ok(!users.some((u) => u.name === 'made-by-eli'));
 });
 
 test('policy versions are stored with who and when, and never reported as kernel-enforced', async () => {

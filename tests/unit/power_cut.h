@@ -102,8 +102,10 @@ class PowerCut {
     }
   }
 
-  // The next `n` syncs of a kept file fail (SQLITE_IOERR_FSYNC, the file
-  // not synced), as a disk reporting an I/O error would make them.
+  // The next `n` syncs of a kept file fail (SQLITE_IOERR_FSYNC), as a disk
+  // reporting an I/O error would make them, and lose what they were to
+  // cover: Linux may drop the pages of a failed fsync (later syncs do not
+  // write them again) while reads still see them.
   void fail_syncs(int n) {
     std::lock_guard lock(mu_);
     fail_syncs_ = n;
@@ -218,6 +220,7 @@ class PowerCut {
     std::lock_guard lock(self.mu_);
     if (f->path && self.fail_syncs_ > 0) {
       --self.fail_syncs_;
+      self.files_[*f->path].pending.clear();
       return SQLITE_IOERR_FSYNC;
     }
     const int rc = f->real->pMethods->xSync(f->real, flags);

@@ -119,7 +119,36 @@ Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
 
 Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std::optional<Role> role,
                                                          std::optional<bool> disabled, json record) {
-  auto after = store_->update_user(before.id, role, disabled);
+  if ((!role || *role == before.role) && (!disabled || *disabled == before.disabled)) {
+    UserUpdated same;  // nothing to change: nothing done, no sessions ended
+    same.user = before;
+    same.audited = same.cache_refreshed = true;
+    return std::optional<UserUpdated>(std::move(same));
+  }
+  const bool disabling = disabled && *disabled && !before.disabled;
+  const bool enabling = disabled && !*disabled && before.disabled;
+  const bool raising = role && *role > before.role;
+  // Keys whose tokens someone else has seen, found before anything
+  // changes (if they cannot be, nothing changes).
+  std::vector<std::string> seen_by_others;
+  if (disabling || raising) {
+    auto keys = store_->keys();
+    if (!keys) return tl::unexpected(keys.error());
+    std::map<std::string, const User*> owner;
+    for (const KeyRecord& k : *keys) owner[k.id] = &k.user;
+    for (const KeyRecord& k : *keys) {
+      if (k.revoked_ms || k.parent_id.empty()) continue;
+      const auto parent = owner.find(k.parent_id);
+      if (parent == owner.end()) continue;
+      const User& minter = *parent->second;
+      const bool minted_for_others = minter.id == before.id && k.user.id != before.id;
+      // A key survives a rise only if its minter could still mint it (for
+      // users below the minter's role).
+      const bool minted_by_peer = raising && k.user.id == before.id && minter.id != before.id && minter.role <= *role;
+      if ((disabling && minted_for_others) || minted_by_peer) seen_by_others.push_back(k.id);
+    }
+  }
+  auto after = store_->update_user(before, role, disabled);
   if (!after) return tl::unexpected(after.error());
   if (!*after) return std::optional<UserUpdated>();
   // Refused from now on, whatever a reload does, until one has read the
@@ -127,13 +156,40 @@ Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std
   for (const std::string& id : keys_->drop_user(before.id)) sessions_->end_credential(id);
   UserUpdated out;
   out.user = std::move(**after);
+  bool all_audited = true;
+  for (const std::string& id : seen_by_others) {
+    json why = {{"kind", "admin"}, {"user", record["user"]}, {"action", "revoke_key"},
+                {"reason", disabling ? "minted by a user now disabled" : "minted by another for a user whose role rose"},
+                {"target_user_id", before.id}};
+    auto r = revoke(id, std::move(why));
+    if (!r) {
+      all_audited = false;  // not confirmed: the caller is told so, the change stands
+      continue;
+    }
+    all_audited = all_audited && r->audited;
+    if (r->self) out.revoked.push_back(id);
+    out.revoked.insert(out.revoked.end(), r->also.begin(), r->also.end());
+  }
   out.cache_refreshed = static_cast<bool>(keys_->reload());
   record["target_user"] = before.name;
   record["target_user_id"] = before.id;
   record["role"] = std::string(to_string(out.user.role));
   record["disabled"] = out.user.disabled;
   if (out.user.role != before.role) record["role_before"] = std::string(to_string(before.role));
-  out.audited = audited(std::move(record));
+  if (!out.revoked.empty()) record["revoked_keys"] = out.revoked;
+  out.audited = audited(std::move(record)) && all_audited;
+  if (!out.audited && (raising || enabling)) {
+    // A grant nobody could read about later is not kept. (Restrictions
+    // are: a disabled user stays disabled, audited or not.)
+    const std::optional<Role> back_role = role ? std::optional<Role>(before.role) : std::nullopt;
+    const std::optional<bool> back_flag = disabled ? std::optional<bool>(before.disabled) : std::nullopt;
+    if (auto undone = store_->update_user(out.user, back_role, back_flag); undone && *undone) {
+      for (const std::string& id : keys_->drop_user(before.id)) sessions_->end_credential(id);
+      out.cache_refreshed = static_cast<bool>(keys_->reload());
+      out.user = std::move(**undone);
+      out.undone = true;
+    }
+  }
   return std::optional<UserUpdated>(std::move(out));
 }
 
@@ -375,7 +431,9 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (!*target || (!super && (*target)->tenant_id != who.tenant_id)) return problem(404, "no such user", v);
     const User& before = **target;
     if (before.id == who.user_id) return problem(409, "you cannot change your own user", v);
-    if (before.role > who.role) return problem(403, "cannot change a user above your own role", v);
+    // As for minting keys: only users below one's own role (peers cannot
+    // disable each other).
+    if (before.role >= who.role) return problem(403, "cannot change a user not below your own role", v);
     auto body = body_object(req);
     if (auto* why = std::get_if<std::string>(&body)) return problem(400, *why, v);
     const json& b = std::get<json>(body);
@@ -402,12 +460,15 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     }
     auto updated = update_user(before, role, disabled, admin_record(who, tenant_name, "update_user"));
     if (!updated) return problem(500, "the user could not be changed", v);
-    if (!*updated) return problem(404, "no such user", v);
+    if (!*updated) return problem(409, "the user was changed meanwhile: read it again", v);
+    if ((*updated)->undone) return problem(503, "the change could not be audited and was taken back", v);
     if (!(*updated)->audited) return problem(503, "the change was made but could not be audited", v);
     if (!(*updated)->cache_refreshed) {
       return problem(500, "the change is made and the user's keys are refused; the key cache could not be refreshed", v);
     }
-    return json_response(200, user_json((*updated)->user), v);
+    json out = user_json((*updated)->user);
+    out["revoked_keys"] = (*updated)->revoked;
+    return json_response(200, out, v);
   }
 
   if (path == "/api/saved-queries" && verb == http::verb::get) {
@@ -681,16 +742,20 @@ json App::local_admin(const json& r) {
     auto before = store_->user(r["user_id"].get<std::int64_t>());
     if (!before) return err("the user could not be changed");
     if (!*before) return err("no such user");
+    // Filed under the user's tenant, whose admins read it: not made
+    // unless that tenant can be named.
+    const std::string tenant = tenant_name((*before)->tenant_id);
+    if (tenant.empty()) return err("the user could not be changed");
     auto updated = update_user(**before, role, disabled,
-                               {{"kind", "admin"}, {"tenant", tenant_name((*before)->tenant_id)}, {"user", "local"},
-                                {"action", "update_user"}});
+                               {{"kind", "admin"}, {"tenant", tenant}, {"user", "local"}, {"action", "update_user"}});
     if (!updated) return err("the user could not be changed");
-    if (!*updated) return err("no such user");
+    if (!*updated) return err("the user was changed meanwhile: read it again");
+    if ((*updated)->undone) return err("the change could not be audited and was taken back");
     if (!(*updated)->audited) return err("the change was made but could not be audited");
     if (!(*updated)->cache_refreshed) {
       return err("the change is made and the user's keys are refused; the key cache could not be refreshed");
     }
-    return {{"ok", true}, {"user", user_json((*updated)->user)}};
+    return {{"ok", true}, {"user", user_json((*updated)->user)}, {"revoked_keys", (*updated)->revoked}};
   }
   if (op == "create_key") {
     const auto scopes = parse_scopes(str("scopes"));

@@ -300,6 +300,7 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
   if (const auto failure = keys_->recheck(who.credential_id)) {
     co_return HttpReply{refuse_credential(req, lockout_block(client), *failure, who.credential_id), nullptr, nullptr};
   }
+  if (const auto role = keys_->role_of(who.credential_id)) who.role = *role;  // changed meanwhile
   const bool mcp = path == "/mcp" || path == "/mcp/";
   // The admin API wants the admin scope besides the role, except the
   // caller's own view of the appliance.
@@ -333,6 +334,9 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
       // overtaken this request since it was admitted. It must not then
       // act (mint a spare key, change a policy) with the revoked key.
       if (keys_->recheck(who.credential_id)) return unauthorized(req.version(), true);
+      // Likewise a role changed since (PATCH /api/users runs on this thread
+      // too): the request acts with the role its user has now.
+      if (const auto role = keys_->role_of(who.credential_id)) who.role = *role;
       return handle_api(req, who);
     } catch (const std::exception&) {
       return problem(500, "internal error", req.version());

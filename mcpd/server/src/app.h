@@ -103,14 +103,23 @@ class App {
   };
   Result<Revoked> revoke(const std::string& key_id, nlohmann::json record);
   struct UserUpdated {
-    User user;                     // as it is now
+    User user;                          // as it is now
+    std::vector<std::string> revoked;   // keys others had seen the tokens of, revoked with the change
     bool audited = false;
-    bool cache_refreshed = false;  // the reload after it (the keys are refused until then)
+    bool undone = false;                // a grant whose record could not be written, taken back
+    bool cache_refreshed = false;       // the reload after it (the keys are refused until then)
   };
-  // Sets a user's role and/or disabled flag (nullopt: unchanged); nullopt
-  // when there is no such user. The user's keys are refused until the key
-  // cache has been read again, and their sessions end now: a user disabled
-  // or given a lower role acts no more as it was. `record` gets the change.
+  // Sets a user's role and/or disabled flag (nullopt: unchanged), only
+  // while the user is still `before`: nullopt when it changed meanwhile or
+  // is gone. The user's keys are refused until the key cache has been read
+  // again, and their sessions end now: a user disabled or given a lower
+  // role acts no more as it was. Keys whose tokens someone else has seen
+  // go too: those the user minted for others when the user is disabled
+  // (they would outlive the user's own), and when its role rises those
+  // minted for it by a user not above the new role (they would carry it to
+  // someone who could not mint such a key).
+  // A grant (a higher role, an enabling) whose record cannot be written is
+  // taken back. `record` gets the change.
   Result<std::optional<UserUpdated>> update_user(const User& before, std::optional<Role> role,
                                                  std::optional<bool> disabled, nlohmann::json record);
   // Authenticates, honouring the lockout; a response when refused.

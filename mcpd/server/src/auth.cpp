@@ -95,6 +95,13 @@ std::optional<AuthFailure> ApiKeyAuthenticator::recheck(std::string_view credent
   return unusable(it->second);
 }
 
+std::optional<Role> ApiKeyAuthenticator::role_of(std::string_view credential_id) const {
+  std::shared_lock lock(mu_);
+  auto it = keys_.find(std::string(credential_id));
+  if (it == keys_.end()) return std::nullopt;
+  return it->second.user.role;
+}
+
 std::optional<AuthFailure> ApiKeyAuthenticator::unusable(const KeyRecord& k) {
   if (k.revoked_ms) return AuthFailure::revoked;
   if (k.expires_ms && *k.expires_ms <= now_ms()) return AuthFailure::expired;

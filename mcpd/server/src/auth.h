@@ -67,6 +67,9 @@ class ApiKeyAuthenticator final : public Authenticator {
   // drop() for every key of the user (their role or standing changed);
   // the ids dropped.
   std::vector<std::string> drop_user(std::int64_t user_id);
+  // The role of the key's user as the cache has it now (nullopt: the key is
+  // not cached). A request admitted before a role changed acts with this.
+  [[nodiscard]] std::optional<Role> role_of(std::string_view credential_id) const;
   [[nodiscard]] bool claims(std::string_view token) const override;
   [[nodiscard]] AuthOutcome authenticate(std::string_view token) const override;
   [[nodiscard]] std::optional<AuthFailure> recheck(std::string_view credential_id) const override;

@@ -76,9 +76,11 @@ constexpr char kSelectUsers[] =
     "SELECT id, tenant_id, name, role, disabled FROM users "
     "WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY id";
 constexpr char kSelectUser[] = "SELECT id, tenant_id, name, role, disabled FROM users WHERE id = ?";
-// NULL leaves a field as it is.
+// NULL leaves a field as it is. Only while the user is as it was read
+// (?4-?6): a check made on that reading still holds.
 constexpr char kUpdateUser[] =
-    "UPDATE users SET role = coalesce(?2, role), disabled = coalesce(?3, disabled) WHERE id = ?1";
+    "UPDATE users SET role = coalesce(?2, role), disabled = coalesce(?3, disabled) "
+    "WHERE id = ?1 AND tenant_id = ?4 AND role = ?5 AND disabled = ?6";
 constexpr char kInsertKey[] =
     "INSERT INTO api_keys(id, user_id, name, hash, scopes, created_ms, expires_ms, parent_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
@@ -299,17 +301,21 @@ Result<std::optional<User>> Store::user(std::int64_t id) {
   return user_from(*st, 0);
 }
 
-Result<std::optional<User>> Store::update_user(std::int64_t id, std::optional<Role> role, std::optional<bool> disabled) {
+Result<std::optional<User>> Store::update_user(const User& expected, std::optional<Role> role,
+                                               std::optional<bool> disabled) {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(kUpdateUser);
   if (!st) return tl::unexpected(st.error());
-  st->bind(1, id);
+  st->bind(1, expected.id);
   if (role) st->bind(2, std::string(to_string(*role)));
   st->bind(3, disabled ? std::optional<std::int64_t>(*disabled ? 1 : 0) : std::nullopt);
+  st->bind(4, expected.tenant_id).bind(5, std::string(to_string(expected.role)));
+  st->bind(6, std::int64_t{expected.disabled ? 1 : 0});
   if (auto r = st->run(); !r) return tl::unexpected(r.error());
+  if (db_.changes() == 0) return std::optional<User>();
   auto get = db_.prepare(kSelectUser);
   if (!get) return tl::unexpected(get.error());
-  get->bind(1, id);
+  get->bind(1, expected.id);
   auto row = get->step();
   if (!row) return tl::unexpected(row.error());
   if (!*row) return std::optional<User>();

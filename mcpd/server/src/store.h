@@ -109,9 +109,12 @@ class Store {
   Status undo_bootstrap(const Bootstrapped& b);
   Result<std::vector<User>> users(std::optional<std::int64_t> tenant_id);
   Result<std::optional<User>> user(std::int64_t id);
-  // Sets the user's role and/or disabled flag (nullopt: left as it is);
-  // the user as it is now, nullopt when there is none.
-  Result<std::optional<User>> update_user(std::int64_t id, std::optional<Role> role, std::optional<bool> disabled);
+  // Sets the user's role and/or disabled flag (nullopt: left as it is),
+  // only while the user is still `expected` (tenant, role, flag): the user
+  // as it is now, or nullopt when there is no such user any more or it
+  // changed since `expected` was read.
+  Result<std::optional<User>> update_user(const User& expected, std::optional<Role> role,
+                                          std::optional<bool> disabled);
 
   // A key made over the local admin socket: no parent.
   Result<NewKey> create_key(std::int64_t user_id, const std::string& name, unsigned scopes,

@@ -244,10 +244,14 @@ TEST_CASE("mcpd::AuditLog fails the records of a commit whose sync failed, and t
                    [&p](std::optional<std::int64_t> seq) { p.set_value(seq); });
     return done.get();
   };
+  // The first commit into a fresh WAL (its header written anew), then one
+  // later on: each failed sync loses what it was to cover.
+  power.fail_syncs(1);
+  CHECK_FALSE(append("lost first"));
   REQUIRE(append("before") == 1);
   power.fail_syncs(1);
   CHECK_FALSE(append("lost"));  // its call fails closed
-  CHECK((*log)->failed() == 1);
+  CHECK((*log)->failed() == 2);
   REQUIRE(append("after") == 2);  // the seq the failed record would have had
   // What the disk holds after a cut now, and what the log reads: the
   // failed record in neither.

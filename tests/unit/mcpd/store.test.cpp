@@ -194,29 +194,39 @@ TEST_CASE("mcpd::Store: a revocation or a policy it has returned survives a powe
   CHECK(policies[0].policy == R"({"allow_llm_egress": false})");
 }
 
-TEST_CASE("mcpd::Store::update_user changes what it is given and leaves the rest", "[mcpd][store]") {
+TEST_CASE("mcpd::Store::update_user changes what it is given, only while the user is as read", "[mcpd][store]") {
   using sluice::mcpd::Role;
+  using sluice::mcpd::User;
   TempDir dir;
   auto store = std::move(*Store::open(dir.file("mcpd.db")));
   auto boot = store->bootstrap("acme", "/srv/acme.db", "alice");
   REQUIRE(boot);
   auto id = store->create_user(boot->tenant_id, "dee", Role::editor);
   REQUIRE(id);
-  auto u = store->update_user(*id, Role::viewer, std::nullopt);
+  const auto read = [&] { return **store->user(*id); };
+  const User first = read();
+  auto u = store->update_user(first, Role::viewer, std::nullopt);
   REQUIRE(u);
   REQUIRE(*u);
   CHECK((*u)->role == Role::viewer);
   CHECK_FALSE((*u)->disabled);
-  u = store->update_user(*id, std::nullopt, true);
+  // `first` is stale now: a check made on it no longer holds, nothing changes.
+  auto stale = store->update_user(first, Role::admin, true);
+  REQUIRE(stale);
+  CHECK_FALSE(*stale);
+  CHECK(read().role == Role::viewer);
+  CHECK_FALSE(read().disabled);
+  u = store->update_user(read(), std::nullopt, true);
   REQUIRE(*u);
   CHECK((*u)->role == Role::viewer);
   CHECK((*u)->disabled);
-  u = store->update_user(*id, Role::admin, false);
+  u = store->update_user(read(), Role::admin, false);
   REQUIRE(*u);
   CHECK((*u)->role == Role::admin);
   CHECK_FALSE((*u)->disabled);
-  CHECK((*store->user(*id))->role == Role::admin);
-  auto none = store->update_user(999999, std::nullopt, true);
+  User nobody = read();
+  nobody.id = 999999;
+  auto none = store->update_user(nobody, std::nullopt, true);
   REQUIRE(none);
   CHECK_FALSE(*none);
   CHECK((*store->user(boot->user_id))->role == Role::super_admin);  // no one else changed
