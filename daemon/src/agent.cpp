@@ -134,14 +134,17 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentConfig config) {
     }
   }
   // Pins that expired while no agent ran go now, and pins the (possibly
-  // changed) deny list forbids: the hooks trust pins. Then both layers are
-  // made to hold exactly the saved state.
+  // changed) deny list or internal networks forbid: the hooks trust pins.
+  // Then both layers are made to hold exactly the saved state.
   a->expire_pins();
   const std::vector<policy::Cidr> denied = a->deny_ranges();
+  const policy::DenyOptions deny = a->deny_options();
   for (auto& [name, t] : a->state_.tenants) {
     for (policy::Purpose p : policy::kPurposes) {
-      std::erase_if(t.of(p).pins, [&](const auto& kv) {
-        return policy::covered_by(policy::Cidr::host(kv.first.addr), denied);
+      PurposeState& ps = t.of(p);
+      std::erase_if(ps.pins, [&](const auto& kv) {
+        return policy::covered_by(policy::Cidr::host(kv.first.addr), denied) ||
+               !rule_allows(ps.rules, kv.first, kv.second, deny, a->config_.internal_networks);
       });
     }
   }

@@ -1,6 +1,8 @@
 // Names: the agent resolves through a real DNS server (dnsmasq on
 // loopback) and pins every answer in both layers before replying.
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -147,4 +149,42 @@ TEST_CASE("kernel: the agent's own internal networks bound what the rules call i
   // An open policy names no scope: the bound does not apply to it.
   REQUIRE(inst.apply("t1", 2, kOpen, eps)["ok"] == true);
   CHECK(resolve(inst, "edge.test", allowed.port())["ok"] == true);
+}
+
+TEST_CASE("kernel: a pin the agent's narrowed internal networks forbid is gone after a restart", "[netns]") {
+  Listener allowed;
+  const std::string p = allowed.port_text();
+  Dnsmasq dns({"--address=/inside.test/10.1.2.3"}, 600);
+  InstanceOptions options;
+  options.dns_servers = {dns.server()};
+  options.internal_networks = {"10.0.0.0/8"};
+  Instance inst(options);
+  inst.start();
+  const std::string eps = R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":["inside.test:)" + p + R"("]}})";
+  constexpr char kClosed[] =
+      R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
+  REQUIRE(inst.apply("t1", 1, kClosed, eps)["ok"] == true);
+  REQUIRE(resolve(inst, "inside.test", allowed.port())["ok"] == true);
+  REQUIRE(inst.call({{"op", "status"}})["counters"]["pins"] == 1);
+  // The operator narrows the agent's internal networks and restarts it:
+  // the saved pin (TTL 600 s) is not brought back.
+  inst.kill9();
+  std::string config;
+  {
+    std::ifstream in(inst.config_path());
+    std::stringstream text;
+    text << in.rdbuf();
+    config = text.str();
+  }
+  const std::string wide = R"(internal_networks = ["10.0.0.0/8"])";
+  const auto at = config.find(wide);
+  REQUIRE(at != std::string::npos);
+  config.replace(at, wide.size(), R"(internal_networks = ["10.2.0.0/16"])");
+  {
+    std::ofstream out(inst.config_path(), std::ios::trunc);
+    out << config;
+  }
+  inst.start();
+  CHECK(inst.call({{"op", "status"}})["counters"]["pins"] == 0);
+  CHECK(resolve(inst, "inside.test", allowed.port())["ok"] == false);
 }
