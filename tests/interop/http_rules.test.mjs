@@ -40,6 +40,17 @@ function api(path, key, init = {}) {
 
 let viewerKey, viewerKeyId, adaKey;
 
+// A new user of the tenant and a key for them, both made with `by`'s key.
+async function userWithKey(name, role, scopes, by = SUPER) {
+  const made = await api('/api/users', by, { method: 'POST', body: JSON.stringify({ name, role }) });
+  assert.equal(made.status, 201);
+  const id = (await made.json()).id;
+  const key = await api('/api/keys', by, { method: 'POST', body: JSON.stringify({ name: `${name}-key`, scopes, user_id: id }) });
+  assert.equal(key.status, 201);
+  const k = await key.json();
+  return { id, token: k.token, keyId: k.id };
+}
+
 test('healthz needs no key; metrics are served to loopback', async () => {
   assert.equal((await fetch(new URL('/healthz', base))).status, 200);
   const m = await fetch(new URL('/metrics', base));
@@ -317,12 +328,7 @@ test('an admin lists the keys it may revoke: its tenant\'s, up to its own role',
 });
 
 test('a user given a lower role or disabled acts no more, at once; enabled again, their keys work', async () => {
-  const made = await api('/api/users', SUPER, { method: 'POST', body: JSON.stringify({ name: 'dee', role: 'editor' }) });
-  assert.equal(made.status, 201);
-  const dee = (await made.json()).id;
-  const key = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'dee-key', scopes: 'read,query,admin', user_id: dee }) });
-  assert.equal(key.status, 201);
-  const deeKey = (await key.json()).token;
+  const { id: dee, token: deeKey } = await userWithKey('dee', 'editor', 'read,query,admin');
   const save = () => api('/api/saved-queries/dee_q', deeKey, { method: 'PUT', body: JSON.stringify({ sql: 'SELECT 1 AS one' }) });
   assert.equal((await save()).status, 200);  // an editor's
   const opened = await post(init, { Authorization: `Bearer ${deeKey}` });
@@ -375,28 +381,21 @@ test('a user given a lower role or disabled acts no more, at once; enabled again
   // give that someone more: raised to ada's own role, the keys ada minted
   // for vee; ada disabled, the keys ada minted for others.
   await sleep(2000);
-  const mint = async (userName, k) => {
-    const made = await api('/api/users', k, { method: 'POST', body: JSON.stringify({ name: userName, role: 'viewer' }) });
-    const id = (await made.json()).id;
-    const key = await api('/api/keys', k, { method: 'POST', body: JSON.stringify({ name: `${userName}-key`, scopes: 'read', user_id: id }) });
-    assert.equal(key.status, 201);
-    return { id, key: (await key.json()).id };
-  };
   const revoked = async (keyId) => (await (await api('/api/keys', SUPER)).json()).keys.find((k) => k.id === keyId).revoked_ms !== null;
-  const vee = await mint('vee', adaKey);
-  const wes = await mint('wes', adaKey);
+  const vee = await userWithKey('vee', 'viewer', 'read', adaKey);
+  const wes = await userWithKey('wes', 'viewer', 'read', adaKey);
   const raised = await patch(vee.id, { role: 'editor' }, adaKey);  // still below ada: ada could mint it that key
   assert.equal(raised.status, 200);
   assert.deepEqual((await raised.json()).revoked_keys, []);
   const peered = await patch(vee.id, { role: 'admin' }, adaKey);  // ada's peer now: ada could not
   assert.equal(peered.status, 200);
-  assert.deepEqual((await peered.json()).revoked_keys, [vee.key]);
-  assert.ok(await revoked(vee.key));
-  assert.ok(!(await revoked(wes.key)));
+  assert.deepEqual((await peered.json()).revoked_keys, [vee.keyId]);
+  assert.ok(await revoked(vee.keyId));
+  assert.ok(!(await revoked(wes.keyId)));
   const gone = await patch(ada, { disabled: true });
   assert.equal(gone.status, 200);
-  assert.deepEqual((await gone.json()).revoked_keys, [wes.key]);
-  assert.ok(await revoked(wes.key));
+  assert.deepEqual((await gone.json()).revoked_keys, [wes.keyId]);
+  assert.ok(await revoked(wes.keyId));
   const noop = await patch(dee, { disabled: false });  // as it is: nothing done
   assert.equal(noop.status, 200);
   assert.equal((await noop.json()).disabled, false);
@@ -452,12 +451,7 @@ test('a key revoked while its request\'s body is still arriving is refused once 
 });
 
 test('a role lowered while a request\'s body is still arriving: the request acts with the lower role', async () => {
-  const made = await api('/api/users', SUPER, { method: 'POST', body: JSON.stringify({ name: 'eli', role: 'admin' }) });
-  assert.equal(made.status, 201);
-  const eli = (await made.json()).id;
-  const minted = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'eli-key', scopes: 'read,admin', user_id: eli }) });
-  assert.equal(minted.status, 201);
-  const token = (await minted.json()).token;
+  const { id: eli, token } = await userWithKey('eli', 'admin', 'read,admin');
   const body = JSON.stringify({ name: 'made-by-eli', role: 'viewer' });
   const head = await new Promise((resolve, reject) => {
     const socket = tls.connect({ host: mcp.hostname, port: Number(mcp.port), rejectUnauthorized: false }, async () => {

@@ -15,6 +15,8 @@ namespace {
 
 constexpr char kOpen[] =
     R"({"allow_llm_egress":true,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
+constexpr char kClosed[] =
+    R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
 
 nlohmann::json resolve(Instance& inst, const std::string& host, std::uint16_t port) {
   return inst.call({{"op", "resolve"}, {"tenant", "t1"}, {"purpose", "llm"}, {"host", host}, {"port", port}});
@@ -116,8 +118,6 @@ TEST_CASE("kernel: with allow_llm_egress=false a name resolving outside is refus
   inst.start();
   const std::string eps = R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":[
       "llm.test:)" + p + R"(", "inside.test:)" + p + R"("]}})";
-  constexpr char kClosed[] =
-      R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
   REQUIRE(inst.apply("t1", 1, kClosed, eps)["ok"] == true);
   CHECK(resolve(inst, "llm.test", allowed.port())["code"] == "not_allowed");
   auto inside = resolve(inst, "inside.test", allowed.port());
@@ -138,8 +138,6 @@ TEST_CASE("kernel: the agent's own internal networks bound what the rules call i
   inst.start();
   const std::string eps = R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":[
       "inside.test:)" + p + R"(", "edge.test:)" + p + R"("]}})";
-  constexpr char kClosed[] =
-      R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
   REQUIRE(inst.apply("t1", 1, kClosed, eps)["ok"] == true);
   CHECK(resolve(inst, "inside.test", allowed.port())["ok"] == true);
   auto edge = resolve(inst, "edge.test", allowed.port());
@@ -161,8 +159,6 @@ TEST_CASE("kernel: a pin the agent's narrowed internal networks forbid is gone a
   Instance inst(options);
   inst.start();
   const std::string eps = R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":["inside.test:)" + p + R"("]}})";
-  constexpr char kClosed[] =
-      R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false,"egress_allowlist":null})";
   REQUIRE(inst.apply("t1", 1, kClosed, eps)["ok"] == true);
   REQUIRE(resolve(inst, "inside.test", allowed.port())["ok"] == true);
   REQUIRE(inst.call({{"op", "status"}})["counters"]["pins"] == 1);
