@@ -49,6 +49,8 @@ void merge_host_rules(std::vector<HostRule>& hosts) {
       } else {
         m.scope->insert(m.scope->end(), r.scope->begin(), r.scope->end());
       }
+      // Confined only if every part was, and only with a scope left.
+      m.confined = m.confined && r.confined && m.scope.has_value();
       continue;
     }
     out.push_back(std::move(r));

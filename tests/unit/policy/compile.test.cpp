@@ -267,6 +267,19 @@ TEST_CASE("policy rules answer enforcement-time questions", "[policy][compile]")
     const PurposeRules closed = compile_with(policy_json(false, false)).of(Purpose::llm);
     CHECK(find_host(closed, "ollama.corp.example", 11434)->confined);
   }
+  SECTION("a rule merged from a confined endpoint and an unrestricted one is neither scoped nor confined") {
+    const EndpointsConfig c = config_of(R"({"internal_networks": ["10.0.0.0/8"],
+        "internal_domains": ["llm.corp.example"],
+        "endpoints": {"llm": ["https://llm.corp.example", "*.corp.example:443"]}})");
+    const EffectiveRules merged = compile(policy_of(policy_json(true, false, R"(["llm.corp.example"])")), c);
+    const HostRule* r = find_host(merged.of(Purpose::llm), "llm.corp.example", 443);
+    REQUIRE(r);
+    CHECK_FALSE(r->scope);
+    CHECK_FALSE(r->confined);
+    auto back = rules_from_json(to_json(merged));  // what the agent is sent, it accepts
+    REQUIRE(back);
+    CHECK(*back == merged);
+  }
   SECTION("always-denied addresses are never pinned, even for unrestricted names") {
     CHECK_FALSE(pin_allowed(llm, "api.anthropic.com", ip("169.254.169.254"), 443, deny));
     CHECK_FALSE(pin_allowed(llm, "api.anthropic.com", ip("100.100.100.200"), 443, deny));
