@@ -392,10 +392,24 @@ test('a user given a lower role or disabled acts no more, at once; enabled again
   assert.deepEqual((await peered.json()).revoked_keys, [vee.keyId]);
   assert.ok(await revoked(vee.keyId));
   assert.ok(!(await revoked(wes.keyId)));
+  // Lowered to editor, ada keeps the key it minted for a viewer, not the
+  // one for an editor (ada could not mint that now); disabled, it keeps none.
+  await sleep(1000);
+  const xen = await userWithKey('xen', 'editor', 'read', adaKey);
+  const demoted = await patch(ada, { role: 'editor' });
+  assert.equal(demoted.status, 200);
+  assert.deepEqual((await demoted.json()).revoked_keys, [xen.keyId]);
   const gone = await patch(ada, { disabled: true });
   assert.equal(gone.status, 200);
   assert.deepEqual((await gone.json()).revoked_keys, [wes.keyId]);
   assert.ok(await revoked(wes.keyId));
+  // Only a super_admin (or the operator) lets a disabled user back in.
+  const abe = (await (await api('/api/users', SUPER)).json()).users.find((u) => u.name === 'abe').id;
+  const abeKey = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'abe-key', scopes: 'read,admin', user_id: abe }) });
+  const abeToken = (await abeKey.json()).token;
+  assert.equal((await patch(wes.id, { disabled: true }, abeToken)).status, 200);
+  assert.equal((await patch(wes.id, { disabled: false }, abeToken)).status, 403);
+  assert.equal((await patch(wes.id, { disabled: false })).status, 200);
   const noop = await patch(dee, { disabled: false });  // as it is: nothing done
   assert.equal(noop.status, 200);
   assert.equal((await noop.json()).disabled, false);

@@ -125,71 +125,73 @@ Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std
     same.audited = same.cache_refreshed = true;
     return std::optional<UserUpdated>(std::move(same));
   }
-  const bool disabling = disabled && *disabled && !before.disabled;
+  // Mints and user changes one at a time, whichever thread asks: a key
+  // minted while a user changes is either seen below or refused.
+  std::lock_guard users(users_mu_);
   const bool enabling = disabled && !*disabled && before.disabled;
   const bool raising = role && *role > before.role;
-  // Keys whose tokens someone else has seen, found before anything
-  // changes (if they cannot be, nothing changes).
-  std::vector<std::string> seen_by_others;
-  if (disabling || raising) {
-    auto keys = store_->keys();
-    if (!keys) return tl::unexpected(keys.error());
-    std::map<std::string, const User*> owner;
-    for (const KeyRecord& k : *keys) owner[k.id] = &k.user;
-    for (const KeyRecord& k : *keys) {
-      if (k.revoked_ms || k.parent_id.empty()) continue;
-      const auto parent = owner.find(k.parent_id);
-      if (parent == owner.end()) continue;
-      const User& minter = *parent->second;
-      const bool minted_for_others = minter.id == before.id && k.user.id != before.id;
-      // A key survives a rise only if its minter could still mint it (for
-      // users below the minter's role).
-      const bool minted_by_peer = raising && k.user.id == before.id && minter.id != before.id && minter.role <= *role;
-      if ((disabling && minted_for_others) || minted_by_peer) seen_by_others.push_back(k.id);
-    }
+  const bool lowering = role && *role < before.role;
+  const bool disabling = disabled && *disabled && !before.disabled;
+  // Recorded as requested before anything changes: a grant (a higher
+  // role, an enabling) nobody could read about later is not made; a
+  // restriction is made all the same, and the caller told.
+  record["target_user"] = before.name;
+  record["target_user_id"] = before.id;
+  record["role"] = std::string(to_string(role.value_or(before.role)));
+  record["disabled"] = disabled.value_or(before.disabled);
+  if (role && *role != before.role) record["role_before"] = std::string(to_string(before.role));
+  const json base = record;
+  UserUpdated out;
+  out.audited = audited(std::move(record));
+  if (!out.audited && (raising || enabling)) {
+    out.user = before;
+    out.refused = true;
+    return std::optional<UserUpdated>(std::move(out));
   }
   auto after = store_->update_user(before, role, disabled);
   if (!after) return tl::unexpected(after.error());
   if (!*after) return std::optional<UserUpdated>();
+  out.user = std::move(**after);
   // Refused from now on, whatever a reload does, until one has read the
   // change; and nothing they opened goes on under the old standing.
   for (const std::string& id : keys_->drop_user(before.id)) sessions_->end_credential(id);
-  UserUpdated out;
-  out.user = std::move(**after);
-  bool all_audited = true;
-  for (const std::string& id : seen_by_others) {
-    json why = {{"kind", "admin"}, {"user", record["user"]}, {"action", "revoke_key"},
-                {"reason", disabling ? "minted by a user now disabled" : "minted by another for a user whose role rose"},
-                {"target_user_id", before.id}};
-    auto r = revoke(id, std::move(why));
-    if (!r) {
-      all_audited = false;  // not confirmed: the caller is told so, the change stands
-      continue;
+  // Keys whose tokens someone else has seen, where the change would hand
+  // that someone a key they could not mint (minting is for users below
+  // one's role): looked for after the change, which a mint by a disabled
+  // user's key can no longer pass.
+  auto keys = store_->keys();
+  if (!keys) {
+    out.not_revoked.push_back("(the keys could not be read)");
+  } else {
+    std::map<std::string, const KeyRecord*> by_id;
+    for (const KeyRecord& k : *keys) by_id[k.id] = &k;
+    for (const KeyRecord& k : *keys) {
+      if (k.revoked_ms || k.parent_id.empty()) continue;
+      const auto parent = by_id.find(k.parent_id);
+      if (parent == by_id.end()) continue;
+      const User& minter = parent->second->user;
+      const bool by_user = minter.id == before.id && k.user.id != before.id;
+      const bool for_user = k.user.id == before.id && minter.id != before.id;
+      const char* reason = nullptr;
+      if (disabling && by_user) reason = "minted by a user now disabled";
+      else if (lowering && by_user && k.user.role >= *role) reason = "minted for a user not below its minter's new role";
+      else if (raising && for_user && minter.role <= *role) reason = "minted by a user not above the new role";
+      if (!reason) continue;
+      json why = {{"kind", "admin"}, {"tenant", k.tenant}, {"user", base["user"]}, {"action", "revoke_key"},
+                  {"reason", reason}, {"target_user_id", before.id}};
+      if (base.contains("actor_tenant")) why["actor_tenant"] = base["actor_tenant"];
+      else if (base["user"] != "local" && base["tenant"] != k.tenant) why["actor_tenant"] = base["tenant"];
+      auto r = revoke(k.id, std::move(why));
+      if (!r) {
+        out.not_revoked.push_back(k.id);
+        continue;
+      }
+      out.audited = out.audited && r->audited;
+      if (r->self) out.revoked.push_back(k.id);
+      out.revoked.insert(out.revoked.end(), r->also.begin(), r->also.end());
     }
-    all_audited = all_audited && r->audited;
-    if (r->self) out.revoked.push_back(id);
-    out.revoked.insert(out.revoked.end(), r->also.begin(), r->also.end());
   }
   out.cache_refreshed = static_cast<bool>(keys_->reload());
-  record["target_user"] = before.name;
-  record["target_user_id"] = before.id;
-  record["role"] = std::string(to_string(out.user.role));
-  record["disabled"] = out.user.disabled;
-  if (out.user.role != before.role) record["role_before"] = std::string(to_string(before.role));
-  if (!out.revoked.empty()) record["revoked_keys"] = out.revoked;
-  out.audited = audited(std::move(record)) && all_audited;
-  if (!out.audited && (raising || enabling)) {
-    // A grant nobody could read about later is not kept. (Restrictions
-    // are: a disabled user stays disabled, audited or not.)
-    const std::optional<Role> back_role = role ? std::optional<Role>(before.role) : std::nullopt;
-    const std::optional<bool> back_flag = disabled ? std::optional<bool>(before.disabled) : std::nullopt;
-    if (auto undone = store_->update_user(out.user, back_role, back_flag); undone && *undone) {
-      for (const std::string& id : keys_->drop_user(before.id)) sessions_->end_credential(id);
-      out.cache_refreshed = static_cast<bool>(keys_->reload());
-      out.user = std::move(**undone);
-      out.undone = true;
-    }
-  }
   return std::optional<UserUpdated>(std::move(out));
 }
 
@@ -336,7 +338,13 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       for_tenant = (*tenant)->name;
     }
     // Minted from the caller's key: revoking that key revokes this one,
-    // and a key revoked by now mints nothing.
+    // and a key revoked by now mints nothing. Not while a user changes
+    // (update_user): the target's role checked above must still hold.
+    std::unique_lock users(users_mu_);
+    if (for_user != who.user_id) {
+      auto now = store_->user(for_user);
+      if (!now || !*now || (*now)->role >= who.role) return problem(409, "the user was changed meanwhile", v);
+    }
     auto minted = store_->mint_key(who.credential_id, for_user, name, *scopes, expires, config_.keys_per_user);
     if (!minted) return problem(500, "the key could not be created", v);
     if (const auto* refused = std::get_if<Store::MintRefusal>(&*minted)) {
@@ -452,6 +460,12 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       disabled = b["disabled"].get<bool>();
     }
     if (!role && !disabled) return problem(400, "nothing to change: give \"role\" or \"disabled\"", v);
+    // Whoever disabled a user (an admin, a super_admin, the operator), only
+    // a super_admin or the operator lets them back in: an admin cannot undo
+    // an offboarding decided above it.
+    if (disabled && !*disabled && before.disabled && who.role != Role::super_admin) {
+      return problem(403, "only a super_admin (or the operator) enables a disabled user", v);
+    }
     std::string tenant_name = who.tenant;
     if (before.tenant_id != who.tenant_id) {
       auto t = store_->tenant(before.tenant_id);
@@ -461,7 +475,11 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     auto updated = update_user(before, role, disabled, admin_record(who, tenant_name, "update_user"));
     if (!updated) return problem(500, "the user could not be changed", v);
     if (!*updated) return problem(409, "the user was changed meanwhile: read it again", v);
-    if ((*updated)->undone) return problem(503, "the change could not be audited and was taken back", v);
+    if ((*updated)->refused) return problem(503, "the change could not be audited: nothing was changed", v);
+    if (!(*updated)->not_revoked.empty()) {
+      return problem(500, "the change is made, but keys others have seen could not be revoked: " +
+                              clean_text(json((*updated)->not_revoked).dump(), 2048), v);
+    }
     if (!(*updated)->audited) return problem(503, "the change was made but could not be audited", v);
     if (!(*updated)->cache_refreshed) {
       return problem(500, "the change is made and the user's keys are refused; the key cache could not be refreshed", v);
@@ -750,7 +768,11 @@ json App::local_admin(const json& r) {
                                {{"kind", "admin"}, {"tenant", tenant}, {"user", "local"}, {"action", "update_user"}});
     if (!updated) return err("the user could not be changed");
     if (!*updated) return err("the user was changed meanwhile: read it again");
-    if ((*updated)->undone) return err("the change could not be audited and was taken back");
+    if ((*updated)->refused) return err("the change could not be audited: nothing was changed");
+    if (!(*updated)->not_revoked.empty()) {
+      return err("the change is made, but keys others have seen could not be revoked: " +
+                 clean_text(json((*updated)->not_revoked).dump(), 2048));
+    }
     if (!(*updated)->audited) return err("the change was made but could not be audited");
     if (!(*updated)->cache_refreshed) {
       return err("the change is made and the user's keys are refused; the key cache could not be refreshed");

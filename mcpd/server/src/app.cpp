@@ -297,10 +297,12 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
   const std::string client = std::move(admitted->client);
   // The body took its time to arrive (up to the request timeout): a key
   // revoked (or expired) meanwhile acts no more, refused as at admission.
-  if (const auto failure = keys_->recheck(who.credential_id)) {
+  // A role changed meanwhile is the one it acts with.
+  const auto standing = keys_->current(who.credential_id);
+  if (const auto* failure = std::get_if<AuthFailure>(&standing)) {
     co_return HttpReply{refuse_credential(req, lockout_block(client), *failure, who.credential_id), nullptr, nullptr};
   }
-  if (const auto role = keys_->role_of(who.credential_id)) who.role = *role;  // changed meanwhile
+  who.role = std::get<Role>(standing);
   const bool mcp = path == "/mcp" || path == "/mcp/";
   // The admin API wants the admin scope besides the role, except the
   // caller's own view of the appliance.
@@ -333,10 +335,11 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
       // Queued behind other tenants' admin work: a revocation may have
       // overtaken this request since it was admitted. It must not then
       // act (mint a spare key, change a policy) with the revoked key.
-      if (keys_->recheck(who.credential_id)) return unauthorized(req.version(), true);
-      // Likewise a role changed since (PATCH /api/users runs on this thread
-      // too): the request acts with the role its user has now.
-      if (const auto role = keys_->role_of(who.credential_id)) who.role = *role;
+      // Likewise a role changed since: the request acts with the role its
+      // user has now.
+      const auto queued = keys_->current(who.credential_id);
+      if (std::holds_alternative<AuthFailure>(queued)) return unauthorized(req.version(), true);
+      who.role = std::get<Role>(queued);
       return handle_api(req, who);
     } catch (const std::exception&) {
       return problem(500, "internal error", req.version());

@@ -103,23 +103,24 @@ class App {
   };
   Result<Revoked> revoke(const std::string& key_id, nlohmann::json record);
   struct UserUpdated {
-    User user;                          // as it is now
-    std::vector<std::string> revoked;   // keys others had seen the tokens of, revoked with the change
+    User user;                              // as it is now
+    std::vector<std::string> revoked;       // keys others had seen the tokens of, revoked with the change
+    std::vector<std::string> not_revoked;   // such keys whose revocation failed (still live)
     bool audited = false;
-    bool undone = false;                // a grant whose record could not be written, taken back
-    bool cache_refreshed = false;       // the reload after it (the keys are refused until then)
+    bool refused = false;                   // a grant whose record could not be written: not made
+    bool cache_refreshed = false;           // the reload after it (the keys are refused until then)
   };
   // Sets a user's role and/or disabled flag (nullopt: unchanged), only
   // while the user is still `before`: nullopt when it changed meanwhile or
-  // is gone. The user's keys are refused until the key cache has been read
-  // again, and their sessions end now: a user disabled or given a lower
-  // role acts no more as it was. Keys whose tokens someone else has seen
-  // go too: those the user minted for others when the user is disabled
-  // (they would outlive the user's own), and when its role rises those
-  // minted for it by a user not above the new role (they would carry it to
-  // someone who could not mint such a key).
-  // A grant (a higher role, an enabling) whose record cannot be written is
-  // taken back. `record` gets the change.
+  // is gone. The change is recorded first (`record`): a grant (a higher
+  // role, an enabling) whose record cannot be written is not made. The
+  // user's keys are refused until the key cache has been read again, and
+  // their sessions end now: a user disabled or given a lower role acts no
+  // more as it was. Keys whose tokens someone else has seen go too, where
+  // the change would leave that someone a key they could not mint: those
+  // the user minted for others when the user is disabled, those it minted
+  // for users not below its new role when its role is lowered, those
+  // minted for it by a user not above its new role when its role rises.
   Result<std::optional<UserUpdated>> update_user(const User& before, std::optional<Role> role,
                                                  std::optional<bool> disabled, nlohmann::json record);
   // Authenticates, honouring the lockout; a response when refused.
@@ -169,6 +170,10 @@ class App {
   // A policy version is stored and pushed under it, so versions reach the
   // agent in the order they were stored, whichever thread changes them.
   std::mutex policy_mu_;
+  // Key mints and user changes, one at a time (the admin API's thread and
+  // the local socket's): a mint's check of its target, and the keys a user
+  // change revokes, each see the other whole.
+  std::mutex users_mu_;
   std::unique_ptr<boost::asio::steady_timer> reconcile_timer_;
   std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
   std::unique_ptr<McpServer> mcp_;

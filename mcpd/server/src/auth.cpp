@@ -95,10 +95,11 @@ std::optional<AuthFailure> ApiKeyAuthenticator::recheck(std::string_view credent
   return unusable(it->second);
 }
 
-std::optional<Role> ApiKeyAuthenticator::role_of(std::string_view credential_id) const {
+std::variant<AuthFailure, Role> ApiKeyAuthenticator::current(std::string_view credential_id) const {
   std::shared_lock lock(mu_);
   auto it = keys_.find(std::string(credential_id));
-  if (it == keys_.end()) return std::nullopt;
+  if (it == keys_.end()) return AuthFailure::revoked;
+  if (const auto why = unusable(it->second)) return *why;
   return it->second.user.role;
 }
 

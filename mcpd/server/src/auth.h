@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "identity.h"
@@ -67,9 +68,11 @@ class ApiKeyAuthenticator final : public Authenticator {
   // drop() for every key of the user (their role or standing changed);
   // the ids dropped.
   std::vector<std::string> drop_user(std::int64_t user_id);
-  // The role of the key's user as the cache has it now (nullopt: the key is
-  // not cached). A request admitted before a role changed acts with this.
-  [[nodiscard]] std::optional<Role> role_of(std::string_view credential_id) const;
+  // recheck() and the key's user's role as the cache has them now, read
+  // together: why the key can no longer be used (not cached: revoked, or
+  // dropped while its user changes), else the role a request admitted
+  // before a role change acts with.
+  [[nodiscard]] std::variant<AuthFailure, Role> current(std::string_view credential_id) const;
   [[nodiscard]] bool claims(std::string_view token) const override;
   [[nodiscard]] AuthOutcome authenticate(std::string_view token) const override;
   [[nodiscard]] std::optional<AuthFailure> recheck(std::string_view credential_id) const override;
