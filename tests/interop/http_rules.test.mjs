@@ -409,6 +409,9 @@ test('a user given a lower role or disabled acts no more, at once; enabled again
   const abeToken = (await abeKey.json()).token;
   assert.equal((await patch(wes.id, { disabled: true }, abeToken)).status, 200);
   assert.equal((await patch(wes.id, { disabled: false }, abeToken)).status, 403);
+  // Nor is a key minted for a disabled user (it would come alive with them).
+  const forDisabled = await api('/api/keys', SUPER, { method: 'POST', body: JSON.stringify({ name: 'late', scopes: 'read', user_id: wes.id }) });
+  assert.equal(forDisabled.status, 409);
   assert.equal((await patch(wes.id, { disabled: false })).status, 200);
   const noop = await patch(dee, { disabled: false });  // as it is: nothing done
   assert.equal(noop.status, 200);

@@ -40,6 +40,23 @@ json user_json(const User& u) {
           {"role", std::string(to_string(u.role))}, {"disabled", u.disabled}};
 }
 
+// Why a user of role `actor` may not make this change to `target` (the
+// tenant check aside), or nullopt: only users below one's own role (as
+// for minting keys: peers cannot disable each other), to a role not above
+// it; a disabled user enabled again only by a super_admin (an admin
+// cannot undo an offboarding decided above it).
+std::optional<std::pair<unsigned, std::string>> refuse_user_change(Role actor, const User& target,
+                                                                   std::optional<Role> role,
+                                                                   std::optional<bool> disabled) {
+  if (!allowed(actor, Action::manage_users)) return std::pair<unsigned, std::string>{403, "not permitted"};
+  if (target.role >= actor) return std::pair<unsigned, std::string>{403, "cannot change a user not below your own role"};
+  if (role && *role > actor) return std::pair<unsigned, std::string>{403, "cannot grant a role above your own"};
+  if (disabled && !*disabled && target.disabled && actor != Role::super_admin) {
+    return std::pair<unsigned, std::string>{403, "only a super_admin (or the operator) enables a disabled user"};
+  }
+  return std::nullopt;
+}
+
 // A positive decimal id of at most 18 digits (a path segment), or nullopt.
 std::optional<std::int64_t> parse_id(std::string_view s) {
   if (s.empty() || s.size() > 18) return std::nullopt;
@@ -118,7 +135,8 @@ Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
 }
 
 Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std::optional<Role> role,
-                                                         std::optional<bool> disabled, json record) {
+                                                         std::optional<bool> disabled, json record,
+                                                         const Principal* actor) {
   if ((!role || *role == before.role) && (!disabled || *disabled == before.disabled)) {
     UserUpdated same;  // nothing to change: nothing done, no sessions ended
     same.user = before;
@@ -128,6 +146,28 @@ Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std
   // Mints and user changes one at a time, whichever thread asks: a key
   // minted while a user changes is either seen below or refused.
   std::lock_guard users(users_mu_);
+  // Under the lock, as they are now: the user (changed meanwhile over the
+  // other thread: a 409 before anything is recorded) and the actor (its
+  // role or standing may have changed since its request was admitted).
+  auto current = store_->user(before.id);
+  if (!current) return tl::unexpected(current.error());
+  if (!*current || (*current)->tenant_id != before.tenant_id || (*current)->role != before.role ||
+      (*current)->disabled != before.disabled) {
+    return std::optional<UserUpdated>();
+  }
+  UserUpdated out;
+  if (actor) {
+    const auto standing = keys_->current(actor->credential_id);
+    if (std::holds_alternative<AuthFailure>(standing)) {
+      out.forbidden = std::pair<unsigned, std::string>{403, "the key can no longer make this change"};
+    } else {
+      out.forbidden = refuse_user_change(std::get<Role>(standing), before, role, disabled);
+    }
+    if (out.forbidden) {
+      out.user = before;
+      return std::optional<UserUpdated>(std::move(out));
+    }
+  }
   const bool enabling = disabled && !*disabled && before.disabled;
   const bool raising = role && *role > before.role;
   const bool lowering = role && *role < before.role;
@@ -141,7 +181,6 @@ Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std
   record["disabled"] = disabled.value_or(before.disabled);
   if (role && *role != before.role) record["role_before"] = std::string(to_string(before.role));
   const json base = record;
-  UserUpdated out;
   out.audited = audited(std::move(record));
   if (!out.audited && (raising || enabling)) {
     out.user = before;
@@ -174,13 +213,16 @@ Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std
       const bool for_user = k.user.id == before.id && minter.id != before.id;
       const char* reason = nullptr;
       if (disabling && by_user) reason = "minted by a user now disabled";
-      else if (lowering && by_user && k.user.role >= *role) reason = "minted for a user not below its minter's new role";
+      else if (lowering && by_user &&
+               (k.user.role >= *role || (*role != Role::super_admin && k.user.tenant_id != before.tenant_id))) {
+        reason = "minted for a user its minter could not mint for with its new role";
+      }
       else if (raising && for_user && minter.role <= *role) reason = "minted by a user not above the new role";
       if (!reason) continue;
       json why = {{"kind", "admin"}, {"tenant", k.tenant}, {"user", base["user"]}, {"action", "revoke_key"},
                   {"reason", reason}, {"target_user_id", before.id}};
-      if (base.contains("actor_tenant")) why["actor_tenant"] = base["actor_tenant"];
-      else if (base["user"] != "local" && base["tenant"] != k.tenant) why["actor_tenant"] = base["tenant"];
+      const json actor_tenant = base.contains("actor_tenant") ? base["actor_tenant"] : base["tenant"];
+      if (base["user"] != "local" && actor_tenant != k.tenant) why["actor_tenant"] = actor_tenant;
       auto r = revoke(k.id, std::move(why));
       if (!r) {
         out.not_revoked.push_back(k.id);
@@ -341,9 +383,15 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     // and a key revoked by now mints nothing. Not while a user changes
     // (update_user): the target's role checked above must still hold.
     std::unique_lock users(users_mu_);
+    const auto standing = keys_->current(who.credential_id);  // the caller as it is now
+    if (std::holds_alternative<AuthFailure>(standing)) return problem(403, "the key can no longer mint", v);
     if (for_user != who.user_id) {
       auto now = store_->user(for_user);
-      if (!now || !*now || (*now)->role >= who.role) return problem(409, "the user was changed meanwhile", v);
+      if (!now) return problem(500, "users unavailable", v);
+      if (!*now) return problem(404, "no such user", v);
+      if ((*now)->role >= std::get<Role>(standing)) return problem(403, "not permitted", v);
+      // A key for a disabled user would come alive with whoever enabled them.
+      if ((*now)->disabled) return problem(409, "the user is disabled", v);
     }
     auto minted = store_->mint_key(who.credential_id, for_user, name, *scopes, expires, config_.keys_per_user);
     if (!minted) return problem(500, "the key could not be created", v);
@@ -439,8 +487,6 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (!*target || (!super && (*target)->tenant_id != who.tenant_id)) return problem(404, "no such user", v);
     const User& before = **target;
     if (before.id == who.user_id) return problem(409, "you cannot change your own user", v);
-    // As for minting keys: only users below one's own role (peers cannot
-    // disable each other).
     if (before.role >= who.role) return problem(403, "cannot change a user not below your own role", v);
     auto body = body_object(req);
     if (auto* why = std::get_if<std::string>(&body)) return problem(400, *why, v);
@@ -452,7 +498,6 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (b.contains("role")) {
       role = b["role"].is_string() ? parse_role(b["role"].get<std::string>()) : std::nullopt;
       if (!role) return problem(400, "\"role\": viewer, editor, admin or super_admin", v);
-      if (*role > who.role) return problem(403, "cannot grant a role above your own", v);
     }
     std::optional<bool> disabled;
     if (b.contains("disabled")) {
@@ -460,25 +505,22 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       disabled = b["disabled"].get<bool>();
     }
     if (!role && !disabled) return problem(400, "nothing to change: give \"role\" or \"disabled\"", v);
-    // Whoever disabled a user (an admin, a super_admin, the operator), only
-    // a super_admin or the operator lets them back in: an admin cannot undo
-    // an offboarding decided above it.
-    if (disabled && !*disabled && before.disabled && who.role != Role::super_admin) {
-      return problem(403, "only a super_admin (or the operator) enables a disabled user", v);
-    }
+    if (const auto why = refuse_user_change(who.role, before, role, disabled)) return problem(why->first, why->second, v);
     std::string tenant_name = who.tenant;
     if (before.tenant_id != who.tenant_id) {
       auto t = store_->tenant(before.tenant_id);
       if (!t || !*t) return problem(500, "tenant unavailable", v);
       tenant_name = (**t).name;
     }
-    auto updated = update_user(before, role, disabled, admin_record(who, tenant_name, "update_user"));
+    auto updated = update_user(before, role, disabled, admin_record(who, tenant_name, "update_user"), &who);
     if (!updated) return problem(500, "the user could not be changed", v);
     if (!*updated) return problem(409, "the user was changed meanwhile: read it again", v);
+    if (const auto& why = (*updated)->forbidden) return problem(why->first, why->second, v);
     if ((*updated)->refused) return problem(503, "the change could not be audited: nothing was changed", v);
     if (!(*updated)->not_revoked.empty()) {
       return problem(500, "the change is made, but keys others have seen could not be revoked: " +
-                              clean_text(json((*updated)->not_revoked).dump(), 2048), v);
+                              clean_text(json((*updated)->not_revoked).dump(), 1024) + " (revoked: " +
+                              clean_text(json((*updated)->revoked).dump(), 1024) + ")", v);
     }
     if (!(*updated)->audited) return problem(503, "the change was made but could not be audited", v);
     if (!(*updated)->cache_refreshed) {
@@ -771,7 +813,8 @@ json App::local_admin(const json& r) {
     if ((*updated)->refused) return err("the change could not be audited: nothing was changed");
     if (!(*updated)->not_revoked.empty()) {
       return err("the change is made, but keys others have seen could not be revoked: " +
-                 clean_text(json((*updated)->not_revoked).dump(), 2048));
+                 clean_text(json((*updated)->not_revoked).dump(), 1024) + " (revoked: " +
+                 clean_text(json((*updated)->revoked).dump(), 1024) + ")");
     }
     if (!(*updated)->audited) return err("the change was made but could not be audited");
     if (!(*updated)->cache_refreshed) {

@@ -108,6 +108,8 @@ class App {
     std::vector<std::string> not_revoked;   // such keys whose revocation failed (still live)
     bool audited = false;
     bool refused = false;                   // a grant whose record could not be written: not made
+    // The actor may not (any more) make it: status and why; nothing done.
+    std::optional<std::pair<unsigned, std::string>> forbidden;
     bool cache_refreshed = false;           // the reload after it (the keys are refused until then)
   };
   // Sets a user's role and/or disabled flag (nullopt: unchanged), only
@@ -121,8 +123,11 @@ class App {
   // the user minted for others when the user is disabled, those it minted
   // for users not below its new role when its role is lowered, those
   // minted for it by a user not above its new role when its role rises.
+  // `actor`: the API caller, checked again under the lock with the role
+  // it has now (nullptr: the operator over the local socket).
   Result<std::optional<UserUpdated>> update_user(const User& before, std::optional<Role> role,
-                                                 std::optional<bool> disabled, nlohmann::json record);
+                                                 std::optional<bool> disabled, nlohmann::json record,
+                                                 const Principal* actor = nullptr);
   // Authenticates, honouring the lockout; a response when refused.
   std::variant<Principal, HttpResponse> admit(const RequestHeader& req, const std::string& client);
   // A credential that failed (not a missing one): counted towards the
