@@ -386,10 +386,13 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     const auto standing = keys_->current(who.credential_id);  // the caller as it is now
     if (std::holds_alternative<AuthFailure>(standing)) return problem(403, "the key can no longer mint", v);
     if (for_user != who.user_id) {
+      const Role caller = std::get<Role>(standing);
       auto now = store_->user(for_user);
       if (!now) return problem(500, "users unavailable", v);
-      if (!*now) return problem(404, "no such user", v);
-      if ((*now)->role >= std::get<Role>(standing)) return problem(403, "not permitted", v);
+      if (!*now || (caller != Role::super_admin && (*now)->tenant_id != who.tenant_id)) {
+        return problem(404, "no such user", v);
+      }
+      if ((*now)->role >= caller || !allowed(caller, Action::manage_users)) return problem(403, "not permitted", v);
       // A key for a disabled user would come alive with whoever enabled them.
       if ((*now)->disabled) return problem(409, "the user is disabled", v);
     }
