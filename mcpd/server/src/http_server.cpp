@@ -424,16 +424,18 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits_.header_limit));
     parser.body_limit(limits_.body_limit);
-    // Waiting for a request is bounded by the idle timeout (the request
-    // timeout for a connection's first); once its first byte is in, all of
-    // it, header and body, must arrive within the request timeout.
+    // Waiting for a request is bounded by the idle timeout; once its first
+    // byte is in, all of it, header and body, must arrive within the
+    // request timeout. A connection's first request has the request
+    // timeout from the handshake on, its wait included.
+    const auto waiting_since = std::chrono::steady_clock::now();
     if (buffer.size() == 0) {
       stream.next_layer().expires_after(first ? limits_.request_timeout : limits_.idle_timeout);
       auto [wec, wn] = co_await stream.async_read_some(buffer.prepare(kFirstRead), kTuple);
       if (wec) co_return;
       buffer.commit(wn);
     }
-    const auto deadline = std::chrono::steady_clock::now() + limits_.request_timeout;
+    const auto deadline = (first ? waiting_since : std::chrono::steady_clock::now()) + limits_.request_timeout;
     stream.next_layer().expires_at(deadline);
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kTuple);
     std::optional<unsigned> refuse;

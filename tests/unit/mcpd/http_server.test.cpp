@@ -179,3 +179,24 @@ TEST_CASE("mcpd::HttpServer: a request arrives whole, header and body, within th
   }
   CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(4));
 }
+
+TEST_CASE("mcpd::HttpServer: a connection's first request has the request timeout from the handshake on",
+          "[mcpd][http]") {
+  HttpLimits limits;
+  limits.request_timeout = std::chrono::milliseconds(1000);
+  limits.idle_timeout = std::chrono::seconds(20);
+  Served s(limits, 2);
+  Client c(s.at, "");
+  // The first byte late (0.7 s), the rest 0.7 s after it: each part in
+  // time alone, not together.
+  boost::system::error_code ec;
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  asio::write(*c.stream, asio::buffer(std::string("POST /x HTTP/1.1\r\n")), ec);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  asio::write(*c.stream, asio::buffer(std::string("Host: localhost\r\nContent-Length: 2\r\n\r\nab")), ec);
+  const timeval wait{5, 0};
+  ::setsockopt(c.stream->next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  std::string buf(4096, '\0');
+  const std::size_t n = c.stream->read_some(asio::buffer(buf), ec);
+  CHECK(std::string(buf, 0, ec ? 0 : n).find("200 OK") == std::string::npos);
+}
