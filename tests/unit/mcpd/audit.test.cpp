@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <future>
@@ -141,9 +142,24 @@ TEST_CASE("mcpd::AuditLog commits concurrent appends in groups, each acknowledge
   REQUIRE(Store::open(db));
   auto log = AuditLog::open(db, opts(256, 65536));
   REQUIRE(log);
+  // Catch's assertions are for the test's own thread: the writers only
+  // count what was acknowledged.
+  std::atomic<int> acknowledged{0};
   std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) threads.emplace_back([&, t] { write(**log, 250, "t" + std::to_string(t)); });
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::future<std::optional<std::int64_t>>> done;
+      for (int i = 0; i < 250; ++i) {
+        auto p = std::make_shared<std::promise<std::optional<std::int64_t>>>();
+        done.push_back(p->get_future());
+        (*log)->append({{"kind", "tool_call"}, {"tenant", "t" + std::to_string(t)}, {"tool", "run_query"}, {"i", i}},
+                       [p](std::optional<std::int64_t> seq) { p->set_value(seq); });
+      }
+      for (auto& f : done) acknowledged += f.get() ? 1 : 0;
+    });
+  }
   for (auto& t : threads) t.join();
+  CHECK(acknowledged == 1000);
   CHECK((*log)->committed() == 1000);
   auto records = (*log)->read("t2", 1000, 0, "");
   REQUIRE(records);

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <future>
@@ -1050,7 +1051,8 @@ TEST_CASE("mcpd::Sources answers from the old file while one caller opens its re
   REQUIRE(sqlite3_open(w.dir.file("next.db").c_str(), &writer) == SQLITE_OK);
   REQUIRE(sqlite3_exec(writer, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
   REQUIRE(std::rename(w.dir.file("next.db").c_str(), w.dir.file("bank.db").c_str()) == 0);
-  std::thread opener([&] { CHECK(sources.of(1)); });
+  std::atomic<bool> opened{false};  // asserted below: Catch's assertions are the test thread's
+  std::thread opener([&] { opened = static_cast<bool>(sources.of(1)); });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const auto asked = std::chrono::steady_clock::now();
   auto meanwhile = sources.of(1);
@@ -1059,6 +1061,7 @@ TEST_CASE("mcpd::Sources answers from the old file while one caller opens its re
   CHECK(*meanwhile == *before);
   CHECK(waited < std::chrono::milliseconds(1000));  // not the opener's 2 s
   opener.join();
+  CHECK(opened);
   sqlite3_exec(writer, "COMMIT", nullptr, nullptr, nullptr);
   sqlite3_close(writer);
   auto after = sources.of(1);
