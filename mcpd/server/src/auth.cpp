@@ -88,13 +88,6 @@ AuthOutcome ApiKeyAuthenticator::authenticate(std::string_view token) const {
   return out;
 }
 
-std::optional<AuthFailure> ApiKeyAuthenticator::recheck(std::string_view credential_id) const {
-  std::shared_lock lock(mu_);
-  auto it = keys_.find(std::string(credential_id));
-  if (it == keys_.end()) return AuthFailure::revoked;  // dropped at its revocation
-  return unusable(it->second);
-}
-
 std::variant<AuthFailure, Role> ApiKeyAuthenticator::current(std::string_view credential_id) const {
   std::shared_lock lock(mu_);
   auto it = keys_.find(std::string(credential_id));

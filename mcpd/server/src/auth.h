@@ -46,11 +46,12 @@ class Authenticator {
   // Whether this authenticator recognises the bearer token's shape.
   [[nodiscard]] virtual bool claims(std::string_view token) const = 0;
   [[nodiscard]] virtual AuthOutcome authenticate(std::string_view token) const = 0;
-  // Why a credential this authenticator admitted is no longer valid
-  // (revoked, expired, its user disabled), or nullopt while it is: for
-  // work that runs after admission, queued on another thread, which must
-  // not act on a revocation that overtook it.
-  [[nodiscard]] virtual std::optional<AuthFailure> recheck(std::string_view credential_id) const = 0;
+  // A credential this authenticator admitted, as it stands now: why it is
+  // no longer valid (revoked, expired, its user disabled), or else its
+  // user's role. For work that runs after admission (a body that took its
+  // time, a request queued on another thread), which must not act on a
+  // revocation that overtook it, nor with a role since lowered.
+  [[nodiscard]] virtual std::variant<AuthFailure, Role> current(std::string_view credential_id) const = 0;
 };
 
 // API keys, served from memory; reload() after any change to keys, users
@@ -68,14 +69,11 @@ class ApiKeyAuthenticator final : public Authenticator {
   // drop() for every key of the user (their role or standing changed);
   // the ids dropped.
   std::vector<std::string> drop_user(std::int64_t user_id);
-  // recheck() and the key's user's role as the cache has them now, read
-  // together: why the key can no longer be used (not cached: revoked, or
-  // dropped while its user changes), else the role a request admitted
-  // before a role change acts with.
-  [[nodiscard]] std::variant<AuthFailure, Role> current(std::string_view credential_id) const;
   [[nodiscard]] bool claims(std::string_view token) const override;
   [[nodiscard]] AuthOutcome authenticate(std::string_view token) const override;
-  [[nodiscard]] std::optional<AuthFailure> recheck(std::string_view credential_id) const override;
+  // Read under one lock; a key not cached is revoked (or dropped while its
+  // user changes, until the reload).
+  [[nodiscard]] std::variant<AuthFailure, Role> current(std::string_view credential_id) const override;
 
  private:
   // Why the key can no longer be used, or nullopt. Under mu_.

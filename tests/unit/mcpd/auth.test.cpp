@@ -72,6 +72,28 @@ TEST_CASE("mcpd::ApiKeyAuthenticator admits live keys and names every refusal", 
   }
 }
 
+TEST_CASE("mcpd::ApiKeyAuthenticator::current tells a key's standing and its user's role as they are now",
+          "[mcpd][auth]") {
+  Fixture f;
+  ApiKeyAuthenticator keys(*f.store);
+  const NewKey k = *f.store->create_key(f.user, "laptop", kScopeRead, std::nullopt);
+  REQUIRE(keys.reload());
+  const auto standing = [&] { return keys.current(k.id); };
+  REQUIRE(std::holds_alternative<Role>(standing()));
+  CHECK(std::get<Role>(standing()) == Role::editor);
+  const User alice = **f.store->user(f.user);
+  // Dropped while its user changes: refused until the reload has the change.
+  CHECK(keys.drop_user(f.user) == std::vector<std::string>{k.id});
+  CHECK(std::get<AuthFailure>(standing()) == AuthFailure::revoked);
+  REQUIRE(*f.store->update_user(alice, Role::viewer, std::nullopt));
+  REQUIRE(keys.reload());
+  CHECK(std::get<Role>(standing()) == Role::viewer);
+  REQUIRE(*f.store->update_user(**f.store->user(f.user), std::nullopt, true));
+  REQUIRE(keys.reload());
+  CHECK(std::get<AuthFailure>(standing()) == AuthFailure::disabled);
+  CHECK(std::get<AuthFailure>(keys.current("nokey")) == AuthFailure::revoked);
+}
+
 TEST_CASE("mcpd::Lockout locks an address after too many failures within the window", "[mcpd][auth]") {
   Lockout lock({3, 60s, 4});
   const auto t0 = Clock::now();
