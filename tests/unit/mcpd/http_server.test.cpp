@@ -139,64 +139,66 @@ TEST_CASE("mcpd::HttpServer: a reply's keep goes when its client does", "[mcpd][
   CHECK(s.released_within(std::chrono::seconds(5)));
 }
 
-TEST_CASE("mcpd::HttpServer: a request arrives whole, header and body, within the request timeout of its first byte",
-          "[mcpd][http]") {
+namespace {
+
+// A server whose requests must arrive within 1 s, idle waits 20 s, and
+// every answer "xx".
+HttpLimits timed_limits() {
   HttpLimits limits;
   limits.request_timeout = std::chrono::milliseconds(1000);
   limits.idle_timeout = std::chrono::seconds(20);
-  Served s(limits, 2);
+  return limits;
+}
+
+// Sends `parts` one by one, `gap` before each but the first (ignoring a
+// closed connection), then reads what comes back until an answer is whole,
+// the server closes or 5 s pass.
+std::string exchange(Client& c, const std::vector<std::string>& parts, std::chrono::milliseconds gap) {
+  boost::system::error_code ec;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i) std::this_thread::sleep_for(gap);
+    asio::write(*c.stream, asio::buffer(parts[i]), ec);
+  }
+  const timeval wait{5, 0};
+  ::setsockopt(c.stream->next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  std::string got, buf(4096, '\0');
+  while (got.find("\r\n\r\nxx") == std::string::npos) {
+    const std::size_t n = c.stream->read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    got.append(buf, 0, n);
+  }
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("mcpd::HttpServer: a request arrives whole, header and body, within the request timeout of its first byte",
+          "[mcpd][http]") {
+  Served s(timed_limits(), 2);
   Client c(s.at, "");
-  // Sends `parts` one by one, `gap` apart (ignoring a closed connection),
-  // then reads what comes back until the server closes or 5 s pass.
-  const auto exchange = [&](const std::vector<std::string>& parts, std::chrono::milliseconds gap) {
-    boost::system::error_code ec;
-    for (std::size_t i = 0; i < parts.size(); ++i) {
-      if (i) std::this_thread::sleep_for(gap);
-      asio::write(*c.stream, asio::buffer(parts[i]), ec);
-    }
-    const timeval wait{5, 0};
-    ::setsockopt(c.stream->next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
-    std::string got, buf(4096, '\0');
-    while (got.find("\r\n\r\nxx") == std::string::npos) {
-      const std::size_t n = c.stream->read_some(asio::buffer(buf), ec);
-      if (ec) break;
-      got.append(buf, 0, n);
-    }
-    return got;
-  };
   const std::string head = "POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n";
   // A first request at once is answered, and the connection stays.
-  REQUIRE(exchange({head + "\r\nab"}, std::chrono::milliseconds(0)).find("200 OK") != std::string::npos);
+  REQUIRE(exchange(c, {head + "\r\nab"}, std::chrono::milliseconds(0)).find("200 OK") != std::string::npos);
   const auto started = std::chrono::steady_clock::now();
   SECTION("a header trickled past it: closed, though the idle timeout is far off") {
     std::vector<std::string> parts = {head};
     for (int i = 0; i < 8; ++i) parts.push_back("X-Slow: " + std::to_string(i) + "\r\n");
     parts.push_back("\r\nab");
-    CHECK(exchange(parts, std::chrono::milliseconds(200)).empty());
+    CHECK(exchange(c, parts, std::chrono::milliseconds(200)).empty());
   }
   SECTION("a header and a body each within it, together past it: closed") {
-    CHECK(exchange({head, "X-Slow: 1\r\n", "\r\n", "a", "b"}, std::chrono::milliseconds(350)).empty());
+    CHECK(exchange(c, {head, "X-Slow: 1\r\n", "\r\n", "a", "b"}, std::chrono::milliseconds(350)).empty());
   }
   CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(4));
 }
 
 TEST_CASE("mcpd::HttpServer: a connection's first request has the request timeout from the handshake on",
           "[mcpd][http]") {
-  HttpLimits limits;
-  limits.request_timeout = std::chrono::milliseconds(1000);
-  limits.idle_timeout = std::chrono::seconds(20);
-  Served s(limits, 2);
+  Served s(timed_limits(), 2);
   Client c(s.at, "");
   // The first byte late (0.7 s), the rest 0.7 s after it: each part in
-  // time alone, not together.
-  boost::system::error_code ec;
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
-  asio::write(*c.stream, asio::buffer(std::string("POST /x HTTP/1.1\r\n")), ec);
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
-  asio::write(*c.stream, asio::buffer(std::string("Host: localhost\r\nContent-Length: 2\r\n\r\nab")), ec);
-  const timeval wait{5, 0};
-  ::setsockopt(c.stream->next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
-  std::string buf(4096, '\0');
-  const std::size_t n = c.stream->read_some(asio::buffer(buf), ec);
-  CHECK(std::string(buf, 0, ec ? 0 : n).find("200 OK") == std::string::npos);
+  // time alone, not together. (The first part is empty: nothing sent.)
+  CHECK(exchange(c, {"", "POST /x HTTP/1.1\r\n", "Host: localhost\r\nContent-Length: 2\r\n\r\nab"},
+                 std::chrono::milliseconds(700))
+            .empty());
 }
