@@ -137,12 +137,6 @@ Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
 Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std::optional<Role> role,
                                                          std::optional<bool> disabled, json record,
                                                          const Principal* actor) {
-  if ((!role || *role == before.role) && (!disabled || *disabled == before.disabled)) {
-    UserUpdated same;  // nothing to change: nothing done, no sessions ended
-    same.user = before;
-    same.audited = same.cache_refreshed = true;
-    return std::optional<UserUpdated>(std::move(same));
-  }
   // Mints and user changes one at a time, whichever thread asks: a key
   // minted while a user changes is either seen below or refused.
   std::lock_guard users(users_mu_);
@@ -167,6 +161,11 @@ Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std
       out.user = before;
       return std::optional<UserUpdated>(std::move(out));
     }
+  }
+  if ((!role || *role == before.role) && (!disabled || *disabled == before.disabled)) {
+    out.user = before;  // nothing to change: nothing done, no sessions ended
+    out.audited = out.cache_refreshed = true;
+    return std::optional<UserUpdated>(std::move(out));
   }
   const bool enabling = disabled && !*disabled && before.disabled;
   const bool raising = role && *role > before.role;
@@ -364,37 +363,31 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       if (!b["user_id"].is_number_integer()) return problem(400, "\"user_id\" must be an integer", v);
       for_user = b["user_id"].get<std::int64_t>();
     }
+    // Minted from the caller's key: revoking that key revokes this one,
+    // and a key revoked by now mints nothing. Checked, and minted, under
+    // the lock user changes take (update_user, on either thread): the
+    // caller and the target as they are then.
+    std::unique_lock users(users_mu_);
+    const auto standing = keys_->current(who.credential_id);
+    if (std::holds_alternative<AuthFailure>(standing)) return problem(403, "the key can no longer mint", v);
+    const Role caller = std::get<Role>(standing);
     std::string for_tenant = who.tenant;
     if (for_user != who.user_id) {
       auto target = store_->user(for_user);
       if (!target) return problem(500, "users unavailable", v);
       // Another tenant's user is "no such user" to all but a super_admin:
       // a 403 would tell which ids exist elsewhere.
-      if (!*target || (!super && (*target)->tenant_id != who.tenant_id)) return problem(404, "no such user", v);
+      if (!*target || (caller != Role::super_admin && (*target)->tenant_id != who.tenant_id)) {
+        return problem(404, "no such user", v);
+      }
       // Never for a peer or a superior, super_admins included: that would
       // let one act, and be audited, as the other.
-      const bool ok = (*target)->role < who.role && (super || allowed(who.role, Action::manage_users));
-      if (!ok) return problem(403, "not permitted", v);
+      if ((*target)->role >= caller || !allowed(caller, Action::manage_users)) return problem(403, "not permitted", v);
+      // A key for a disabled user would come alive with whoever enabled them.
+      if ((*target)->disabled) return problem(409, "the user is disabled", v);
       auto tenant = store_->tenant((*target)->tenant_id);
       if (!tenant || !*tenant) return problem(500, "tenant unavailable", v);
       for_tenant = (*tenant)->name;
-    }
-    // Minted from the caller's key: revoking that key revokes this one,
-    // and a key revoked by now mints nothing. Not while a user changes
-    // (update_user): the target's role checked above must still hold.
-    std::unique_lock users(users_mu_);
-    const auto standing = keys_->current(who.credential_id);  // the caller as it is now
-    if (std::holds_alternative<AuthFailure>(standing)) return problem(403, "the key can no longer mint", v);
-    if (for_user != who.user_id) {
-      const Role caller = std::get<Role>(standing);
-      auto now = store_->user(for_user);
-      if (!now) return problem(500, "users unavailable", v);
-      if (!*now || (caller != Role::super_admin && (*now)->tenant_id != who.tenant_id)) {
-        return problem(404, "no such user", v);
-      }
-      if ((*now)->role >= caller || !allowed(caller, Action::manage_users)) return problem(403, "not permitted", v);
-      // A key for a disabled user would come alive with whoever enabled them.
-      if ((*now)->disabled) return problem(409, "the user is disabled", v);
     }
     auto minted = store_->mint_key(who.credential_id, for_user, name, *scopes, expires, config_.keys_per_user);
     if (!minted) return problem(500, "the key could not be created", v);
@@ -490,7 +483,6 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     if (!*target || (!super && (*target)->tenant_id != who.tenant_id)) return problem(404, "no such user", v);
     const User& before = **target;
     if (before.id == who.user_id) return problem(409, "you cannot change your own user", v);
-    if (before.role >= who.role) return problem(403, "cannot change a user not below your own role", v);
     auto body = body_object(req);
     if (auto* why = std::get_if<std::string>(&body)) return problem(400, *why, v);
     const json& b = std::get<json>(body);
@@ -508,7 +500,6 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       disabled = b["disabled"].get<bool>();
     }
     if (!role && !disabled) return problem(400, "nothing to change: give \"role\" or \"disabled\"", v);
-    if (const auto why = refuse_user_change(who.role, before, role, disabled)) return problem(why->first, why->second, v);
     std::string tenant_name = who.tenant;
     if (before.tenant_id != who.tenant_id) {
       auto t = store_->tenant(before.tenant_id);

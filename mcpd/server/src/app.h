@@ -123,8 +123,9 @@ class App {
   // the user minted for others when the user is disabled, those it minted
   // for users not below its new role when its role is lowered, those
   // minted for it by a user not above its new role when its role rises.
-  // `actor`: the API caller, checked again under the lock with the role
-  // it has now (nullptr: the operator over the local socket).
+  // `actor`: the API caller, checked under the lock with the standing and
+  // role it has then (refuse_user_change; `forbidden` says why not);
+  // nullptr: the operator over the local socket, who may change anyone.
   Result<std::optional<UserUpdated>> update_user(const User& before, std::optional<Role> role,
                                                  std::optional<bool> disabled, nlohmann::json record,
                                                  const Principal* actor = nullptr);
