@@ -105,10 +105,12 @@ class PowerCut {
   // The next `n` syncs of a kept file fail (SQLITE_IOERR_FSYNC), as a disk
   // reporting an I/O error would make them, and lose what they were to
   // cover: Linux may drop the pages of a failed fsync (later syncs do not
-  // write them again) while reads still see them.
-  void fail_syncs(int n) {
+  // write them again) while reads still see them. `after`: that many
+  // syncs complete first (a change stored before its record is written).
+  void fail_syncs(int n, int after = 0) {
     std::lock_guard lock(mu_);
     fail_syncs_ = n;
+    pass_syncs_ = after;
   }
 
   [[nodiscard]] std::uint64_t syncs() const {
@@ -218,7 +220,9 @@ class PowerCut {
     auto* f = reinterpret_cast<File*>(file);
     PowerCut& self = *instance_;
     std::lock_guard lock(self.mu_);
-    if (f->path && self.fail_syncs_ > 0) {
+    if (f->path && self.fail_syncs_ > 0 && self.pass_syncs_ > 0) {
+      --self.pass_syncs_;
+    } else if (f->path && self.fail_syncs_ > 0) {
       --self.fail_syncs_;
       self.files_[*f->path].pending.clear();
       return SQLITE_IOERR_FSYNC;
@@ -268,6 +272,7 @@ class PowerCut {
   std::map<std::string, Tracked> files_;
   std::uint64_t syncs_ = 0;
   int fail_syncs_ = 0;
+  int pass_syncs_ = 0;  // before fail_syncs_ begin
 };
 
 }  // namespace sluice::testing

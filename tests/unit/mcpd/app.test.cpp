@@ -1,0 +1,261 @@
+// The App in-process: local administration and the admin API driven as
+// the socket and the HTTP server drive them, with the audit log failing on
+// demand (a failed fsync, through the power-cut VFS) where a rule depends
+// on whether a record could be written.
+#include "app.h"
+
+#include <algorithm>
+#include <exception>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
+
+#include "audit_chain.h"
+#include "power_cut.h"
+#include "temp_dir.h"
+#include "temp_files.h"
+
+using namespace sluice::mcpd;
+using sluice::testing::PowerCut;
+using sluice::testing::TempDir;
+using nlohmann::json;
+namespace http = boost::beast::http;
+
+namespace {
+
+// An App on a private data directory, bootstrapped: tenant "acme", its
+// super_admin "root" and root's key.
+struct Appliance {
+  TempDir dir;
+  std::unique_ptr<App> app;
+  std::string root_token;
+  std::int64_t root_id = 0;
+
+  Appliance() {
+    McpdConfig c;
+    c.data_dir = dir.path();
+    c.runtime_dir = dir.path();
+    c.journal = false;
+    auto opened = App::open(c);
+    REQUIRE(opened);
+    app = std::move(*opened);
+    const json boot = local({{"op", "bootstrap"}, {"tenant", "acme"}, {"user", "root"}, {"data_source", dir.file("acme.db")}});
+    REQUIRE(boot["ok"] == true);
+    root_token = boot["token"].get<std::string>();
+    root_id = boot["user_id"].get<std::int64_t>();
+  }
+  ~Appliance() {
+    if (app) app->shutdown();
+  }
+  Appliance(const Appliance&) = delete;
+  Appliance& operator=(const Appliance&) = delete;
+
+  json local(const json& request) { return app->local_admin(request); }
+
+  std::int64_t user(std::int64_t tenant_id, const char* name, const char* role) {
+    const json r = local({{"op", "create_user"}, {"tenant_id", tenant_id}, {"user", name}, {"role", role}});
+    REQUIRE(r["ok"] == true);
+    return r["user_id"].get<std::int64_t>();
+  }
+
+  // A request through the header check and the handler, as the HTTP
+  // server makes it; the response, and its body parsed when it is JSON.
+  std::pair<unsigned, json> api(http::verb verb, const std::string& target, const std::string& token,
+                                const std::optional<json>& body = std::nullopt) {
+    HttpRequest req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1:8443");
+    req.set(http::field::authorization, "Bearer " + token);
+    if (body) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = body->dump();
+    }
+    req.prepare_payload();
+    Admission admission = app->check_header(req.base(), "127.0.0.1");
+    HttpResponse response;
+    if (auto* refused = std::get_if<HttpResponse>(&admission)) {
+      response = std::move(*refused);
+    } else {
+      boost::asio::io_context io;
+      std::exception_ptr failed;
+      boost::asio::co_spawn(io, app->handle(std::move(req), std::get<std::any>(std::move(admission))),
+                            [&](std::exception_ptr e, HttpReply reply) {
+                              failed = e;
+                              response = std::move(reply.response);
+                            });
+      io.run();
+      REQUIRE_FALSE(failed);
+    }
+    return {response.result_int(), json::parse(response.body(), nullptr, false)};
+  }
+
+  User stored(std::int64_t id) {
+    auto u = app->store().user(id);
+    REQUIRE(u);
+    REQUIRE(*u);
+    return **u;
+  }
+
+  bool live(const std::string& key_id) { return std::holds_alternative<Role>(app->keys().current(key_id)); }
+
+  // The admin records of one action, newest first.
+  std::vector<json> records(const std::string& action) {
+    auto all = app->audit().read("", 1000, 0, "admin");
+    REQUIRE(all);
+    std::vector<json> out;
+    std::copy_if(all->begin(), all->end(), std::back_inserter(out), [&](const json& r) { return r["action"] == action; });
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("mcpd::App: a user change whose record cannot be written is not made when it grants, made when it restricts",
+          "[mcpd][app][audit]") {
+  PowerCut power([] { (void)memory_temp_vfs(); });  // first: every connection of the App goes through it
+  Appliance a;
+  const std::int64_t vic = a.user(1, "vic", "viewer");
+  const std::int64_t ada = a.user(1, "ada", "admin");
+  const json vic_key = a.local({{"op", "create_key"}, {"user_id", vic}, {"scopes", "read"}});
+  REQUIRE(vic_key["ok"] == true);
+
+  SECTION("over the local socket") {
+    power.fail_syncs(1);
+    json r = a.local({{"op", "update_user"}, {"user_id", vic}, {"role", "editor"}});
+    CHECK(r["ok"] == false);
+    CHECK(r["error"] == "the change could not be audited: nothing was changed");
+    CHECK(a.stored(vic).role == Role::viewer);
+
+    power.fail_syncs(1);
+    r = a.local({{"op", "update_user"}, {"user_id", vic}, {"disabled", true}});
+    CHECK(r["error"] == "the change was made but could not be audited");
+    CHECK(a.stored(vic).disabled);
+    CHECK_FALSE(a.live(vic_key["key_id"].get<std::string>()));
+
+    power.fail_syncs(1);
+    r = a.local({{"op", "update_user"}, {"user_id", vic}, {"disabled", false}});
+    CHECK(r["error"] == "the change could not be audited: nothing was changed");
+    CHECK(a.stored(vic).disabled);
+    CHECK_FALSE(a.live(vic_key["key_id"].get<std::string>()));
+
+    power.fail_syncs(1);
+    r = a.local({{"op", "update_user"}, {"user_id", ada}, {"role", "viewer"}});
+    CHECK(r["error"] == "the change was made but could not be audited");
+    CHECK(a.stored(ada).role == Role::viewer);
+  }
+  SECTION("over the admin API") {
+    const std::string vic_path = "/api/users/" + std::to_string(vic);
+    power.fail_syncs(1);
+    auto [status, body] = a.api(http::verb::patch, vic_path, a.root_token, json{{"role", "admin"}});
+    CHECK(status == 503);
+    CHECK(body["error"] == "the change could not be audited: nothing was changed");
+    CHECK(a.stored(vic).role == Role::viewer);
+
+    power.fail_syncs(1);
+    std::tie(status, body) = a.api(http::verb::patch, vic_path, a.root_token, json{{"disabled", true}});
+    CHECK(status == 503);
+    CHECK(body["error"] == "the change was made but could not be audited");
+    CHECK(a.stored(vic).disabled);
+    CHECK_FALSE(a.live(vic_key["key_id"].get<std::string>()));
+
+    // A mixed request grants as well: all or nothing.
+    power.fail_syncs(1);
+    std::tie(status, body) = a.api(http::verb::patch, vic_path, a.root_token, json{{"disabled", false}, {"role", "viewer"}});
+    CHECK(status == 503);
+    CHECK(a.stored(vic).disabled);
+
+    power.fail_syncs(1);
+    std::tie(status, body) =
+        a.api(http::verb::patch, "/api/users/" + std::to_string(ada), a.root_token, json{{"role", "editor"}});
+    CHECK(status == 503);
+    CHECK(body["error"] == "the change was made but could not be audited");
+    CHECK(a.stored(ada).role == Role::editor);
+  }
+  // None of the failed records is in the log, and it goes on whole: the
+  // failed commits left no gap in the chain.
+  CHECK(a.records("update_user").empty());
+  const json enabled = a.local({{"op", "update_user"}, {"user_id", vic}, {"disabled", false}});
+  CHECK(enabled["ok"] == true);
+  CHECK_FALSE(a.stored(vic).disabled);
+  CHECK(a.records("update_user").size() == 1);
+  auto verdict = verify_audit(a.dir.file("mcpd.db"));
+  REQUIRE(verdict);
+  CHECK(verdict->ok);
+}
+
+TEST_CASE("mcpd::App: a key whose minting cannot be recorded is not issued, and a policy not stored",
+          "[mcpd][app][audit]") {
+  PowerCut power([] { (void)memory_temp_vfs(); });
+  Appliance a;
+  const std::int64_t vic = a.user(1, "vic", "viewer");
+  power.fail_syncs(1, 1);  // the key is stored, its record fails
+  auto [status, body] = a.api(http::verb::post, "/api/keys", a.root_token,
+                              json{{"name", "k"}, {"scopes", "read"}, {"user_id", vic}});
+  CHECK(status == 503);
+  CHECK_FALSE(body.contains("token"));
+  auto keys = a.app->store().keys();
+  REQUIRE(keys);
+  const auto minted = std::find_if(keys->begin(), keys->end(), [&](const KeyRecord& k) { return k.user.id == vic; });
+  REQUIRE(minted != keys->end());  // stored first, then revoked: never usable
+  CHECK(minted->revoked_ms);
+  CHECK_FALSE(a.live(minted->id));
+
+  power.fail_syncs(1, 1);
+  const json r = a.local({{"op", "create_key"}, {"user_id", vic}, {"scopes", "read"}});
+  CHECK(r["error"] == "the key was not issued: the audit log is unavailable");
+  CHECK_FALSE(r.contains("token"));
+
+  power.fail_syncs(1);  // the request's record, first
+  std::tie(status, body) = a.api(http::verb::put, "/api/meta/security", a.root_token,
+                                 json{{"allow_llm_egress", true}, {"allow_prospecting", false}, {"discovery_samples", false}});
+  CHECK(status == 503);
+  auto policies = a.app->store().policies(1, 10);
+  REQUIRE(policies);
+  CHECK(policies->empty());
+  CHECK(a.records("create_key").empty());
+}
+
+TEST_CASE("mcpd::App: a super_admin lowered loses the keys it minted that its new role could not mint",
+          "[mcpd][app]") {
+  Appliance a;
+  const json beta = a.local({{"op", "create_tenant"}, {"tenant", "beta"}, {"data_source", a.dir.file("beta.db")}});
+  REQUIRE(beta["ok"] == true);
+  const std::int64_t bea = a.user(beta["tenant_id"].get<std::int64_t>(), "bea", "viewer");  // another tenant
+  const std::int64_t ada = a.user(1, "ada", "admin");   // the new role's peer
+  const std::int64_t val = a.user(1, "val", "viewer");  // still below it
+  const auto mint = [&](std::int64_t for_user) {
+    auto [status, body] =
+        a.api(http::verb::post, "/api/keys", a.root_token, json{{"name", "k"}, {"scopes", "read"}, {"user_id", for_user}});
+    REQUIRE(status == 201);
+    return body["id"].get<std::string>();
+  };
+  const std::string for_bea = mint(bea), for_ada = mint(ada), for_val = mint(val);
+  REQUIRE((a.live(for_bea) && a.live(for_ada) && a.live(for_val)));
+
+  const json r = a.local({{"op", "update_user"}, {"user_id", a.root_id}, {"role", "admin"}});
+  REQUIRE(r["ok"] == true);
+  std::vector<std::string> revoked = r["revoked_keys"].get<std::vector<std::string>>();
+  std::sort(revoked.begin(), revoked.end());
+  std::vector<std::string> expected{for_bea, for_ada};
+  std::sort(expected.begin(), expected.end());
+  CHECK(revoked == expected);
+  CHECK_FALSE(a.live(for_bea));
+  CHECK_FALSE(a.live(for_ada));
+  CHECK(a.live(for_val));
+  CHECK(a.stored(a.root_id).role == Role::admin);
+  // Each revocation is recorded under the tenant of the key it revoked.
+  const auto revocations = a.records("revoke_key");
+  REQUIRE(revocations.size() == 2);
+  for (const json& rec : revocations) {
+    INFO(rec.dump());
+    CHECK(rec["tenant"] == (rec["key"] == for_bea ? "beta" : "acme"));
+    CHECK(rec["target_user_id"] == a.root_id);
+  }
+  // And the lowered admin mints no more across tenants.
+  auto [status, body] =
+      a.api(http::verb::post, "/api/keys", a.root_token, json{{"name", "k2"}, {"scopes", "read"}, {"user_id", bea}});
+  CHECK(status == 404);
+}
