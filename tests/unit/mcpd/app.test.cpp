@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <exception>
+#include <functional>
+#include <future>
+#include <tuple>
 #include <optional>
 #include <string>
 #include <variant>
@@ -35,11 +38,12 @@ struct Appliance {
   std::string root_token;
   std::int64_t root_id = 0;
 
-  Appliance() {
+  explicit Appliance(const std::function<void(McpdConfig&)>& tune = {}) {
     McpdConfig c;
     c.data_dir = dir.path();
     c.runtime_dir = dir.path();
     c.journal = false;
+    if (tune) tune(c);
     auto opened = App::open(c);
     REQUIRE(opened);
     app = std::move(*opened);
@@ -66,6 +70,14 @@ struct Appliance {
   // server makes it; the response, and its body parsed when it is JSON.
   std::pair<unsigned, json> api(http::verb verb, const std::string& target, const std::string& token,
                                 const std::optional<json>& body = std::nullopt) {
+    auto [status, parsed, failed] = request(verb, target, token, body);
+    REQUIRE_FALSE(failed);
+    return {status, std::move(parsed)};
+  }
+  // The same without assertions, for other threads than the test's
+  // (Catch 2 is not thread-safe); `failed`: the handler threw.
+  std::tuple<unsigned, json, std::exception_ptr> request(http::verb verb, const std::string& target,
+                                                         const std::string& token, const std::optional<json>& body) {
     HttpRequest req{verb, target, 11};
     req.set(http::field::host, "127.0.0.1:8443");
     req.set(http::field::authorization, "Bearer " + token);
@@ -87,9 +99,9 @@ struct Appliance {
                               response = std::move(reply.response);
                             });
       io.run();
-      REQUIRE_FALSE(failed);
+      if (failed) return {0, json(), failed};
     }
-    return {response.result_int(), json::parse(response.body(), nullptr, false)};
+    return {response.result_int(), json::parse(response.body(), nullptr, false), nullptr};
   }
 
   User stored(std::int64_t id) {
@@ -258,4 +270,48 @@ TEST_CASE("mcpd::App: a super_admin lowered loses the keys it minted that its ne
   auto [status, body] =
       a.api(http::verb::post, "/api/keys", a.root_token, json{{"name", "k2"}, {"scopes", "read"}, {"user_id", bea}});
   CHECK(status == 404);
+}
+
+TEST_CASE("mcpd::App: a mint over the API and the minter's disabling over the socket, at once, leave no live key it minted",
+          "[mcpd][app]") {
+  // Without one lock over both, the mint could check its minter, the
+  // disabling look for the keys it minted (finding none yet), and the mint
+  // then store a key of a disabled user's making that nobody revokes.
+  Appliance a([](McpdConfig& c) {
+    c.admin_rate = c.admin_burst = 1000;  // a mint a round
+    c.lockout_failures = 1000;            // the disabled minter's 401s
+  });
+  int minted = 0, refused = 0;
+  for (int round = 0; round < 60; ++round) {
+    INFO("round " << round);
+    const std::string n = std::to_string(round);
+    const std::int64_t minter = a.user(1, ("ada" + n).c_str(), "admin");
+    const std::int64_t viewer = a.user(1, ("val" + n).c_str(), "viewer");
+    const json key = a.local({{"op", "create_key"}, {"user_id", minter}, {"scopes", "read,admin"}});
+    REQUIRE(key["ok"] == true);
+    std::promise<void> go;
+    std::shared_future<void> start = go.get_future().share();
+    auto mint = std::async(std::launch::async, [&] {
+      start.wait();
+      return a.request(http::verb::post, "/api/keys", key["token"].get<std::string>(),
+                       json{{"name", "k"}, {"scopes", "read"}, {"user_id", viewer}});
+    });
+    auto disable = std::async(std::launch::async, [&] {
+      start.wait();
+      return a.local({{"op", "update_user"}, {"user_id", minter}, {"disabled", true}});
+    });
+    go.set_value();
+    const auto [status, answer, failed] = mint.get();
+    const json disabled = disable.get();
+    REQUIRE_FALSE(failed);
+    REQUIRE(disabled["ok"] == true);
+    CHECK((status == 201 || status == 401 || status == 403));
+    (status == 201 ? minted : refused) += 1;
+    auto keys = a.app->store().keys();
+    REQUIRE(keys);
+    for (const KeyRecord& k : *keys) {
+      if (k.user.id == viewer) CHECK_FALSE(a.live(k.id));
+    }
+  }
+  WARN("minted then revoked " << minted << ", refused " << refused);
 }
