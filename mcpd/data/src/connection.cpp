@@ -16,6 +16,7 @@
 #include "functions.h"
 #include "temp_files.h"
 #include "values.h"
+#include "watchdog.h"
 
 namespace sluice::mcpd {
 namespace {
@@ -295,6 +296,10 @@ DataResult<QueryResult> Connection::run(std::string_view sql,
     const std::atomic<bool>*& flag;
     ~Forget() { flag = nullptr; }
   } forget{cancel_};
+  // Past the deadline or cancelled, interrupted even inside an instruction
+  // that never calls back (watchdog.h); armed before the statement is
+  // taken, so disarmed only once it is reset.
+  const auto armed = watch_.arm(deadline_, cancel_);
   auto active = prepare(sql, o.cache && o.mode == Authorizer::Mode::user);
   if (!active) return tl::unexpected(std::move(active.error()));
   if (auto b = bind_params(active->get(), params); !b) return tl::unexpected(std::move(b.error()));

@@ -30,6 +30,7 @@
 #include "sqlite_source.h"
 #include "statement_cache.h"
 #include "temp_files.h"
+#include "watchdog.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -130,6 +131,7 @@ class Connection {
   // Whether the running statement must end now (cancelled, or past its
   // deadline): the progress handler and the bounded functions ask it.
   std::function<bool()> stop_;
+  Watchdog::Watch watch_{db_};
 };
 
 }  // namespace sluice::mcpd

@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "connection.h"
+#include "sqlite_files.h"
 #include "test_support.h"
 
 using namespace sluice::mcpd;
@@ -169,6 +170,70 @@ TEST_CASE("mcpd::SqliteSource stops a runaway query at the deadline", "[mcpd][sq
       }
     }
   }
+}
+
+// A file of 100 MB in one table: SQLite's count(*) walks every page of it
+// in one VM instruction, without calling the progress handler and, once
+// its pages are cached, without allocating, so neither of those checks
+// sees a deadline or a cancellation pass.
+struct WideTable {
+  TempDir dir;
+  std::string path = dir.file("wide.db");
+  WideTable() {
+    sluice::testing::exec_sql(path, "CREATE TABLE wide(b BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+                                    "SELECT i + 1 FROM n WHERE i < 100000) INSERT INTO wide SELECT randomblob(1000) FROM n");
+  }
+  // Eighty walks of the whole table, seconds of work, in a few hundred VM
+  // instructions.
+  static std::string counts() {
+    std::string sql = "SELECT 0";
+    for (int i = 0; i < 80; ++i) sql += ", (SELECT count(*) FROM wide)";
+    return sql;
+  }
+};
+
+TEST_CASE("mcpd::SqliteSource stops at the deadline a statement that never calls back", "[mcpd][sqlite]") {
+  const WideTable wide;
+  QueryLimits limits;
+  limits.timeout = 50ms;
+  limits.pool = 1;
+  auto src = SqliteSource::open(wide.path, limits);
+  REQUIRE(src);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = (*src)->query(WideTable::counts(), {});
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == Kind::timeout);
+  // Without a watchdog, an allocation noticed it some 40 walks later (1.4 s).
+  CHECK(elapsed < 500ms);
+  // The interruption is spent: the connection answers the next query.
+  CHECK(must_query(**src, "SELECT count(*) FROM wide").rows.at(0).at(0) == 100000);
+}
+
+TEST_CASE("mcpd::CancelScope stops a statement that never calls back", "[mcpd][sqlite][cancel]") {
+  const WideTable wide;
+  QueryLimits limits;
+  limits.timeout = 60s;  // only the cancellation can end it
+  limits.pool = 1;
+  auto src = SqliteSource::open(wide.path, limits);
+  REQUIRE(src);
+  std::atomic<bool> cancel{false};
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(50ms);
+    cancel = true;
+  });
+  DataResult<QueryResult> r;
+  const auto start = std::chrono::steady_clock::now();
+  {
+    const CancelScope scope(&cancel);
+    r = (*src)->query(WideTable::counts(), {});
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  canceller.join();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == Kind::cancelled);
+  CHECK(elapsed < 500ms);
+  CHECK(must_query(**src, "SELECT 1").rows.size() == 1);
 }
 
 TEST_CASE("mcpd::SqliteSource::file_within_directory keeps a path to a file in its own directory",
