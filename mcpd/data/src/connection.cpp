@@ -53,6 +53,33 @@ constexpr int kMaxExprDepth = 100;
 constexpr int kMaxCompoundSelect = 50;
 constexpr int kMaxLikePattern = 1000;
 
+// SQLite's message about a statement, as the audit log keeps it: its
+// shape without the statement's words. The caller sees the message whole
+// (its own SQL), but the log must not learn the arguments it keeps only as
+// a digest, and a message quotes them: `unrecognized token: "'123-45-6789"`,
+// `near "Smith": syntax error`, and with double-quoted strings off a
+// literal in double quotes is a name: `no such column: John Smith`.
+// Quoted spans become "…", and what follows a leading "words: " too.
+std::string message_shape(std::string_view m) {
+  std::string out;
+  for (std::size_t i = 0; i < m.size() && out.size() < 200; ++i) {
+    const char c = m[i];
+    if (c == '"' || c == '\'' || c == '`' || c == '[') {
+      const char close = c == '[' ? ']' : c;
+      const std::size_t end = m.find(close, i + 1);
+      out += "\"…\"";
+      if (end == std::string_view::npos) break;
+      i = end;
+      continue;
+    }
+    out += c;
+  }
+  std::size_t words = 0;
+  while (words < out.size() && ((out[words] >= 'a' && out[words] <= 'z') || out[words] == ' ' || out[words] == '_')) ++words;
+  if (words > 0 && out.compare(words, 2, ": ") == 0) out = out.substr(0, words + 2) + "…";
+  return out;
+}
+
 // Whitespace, semicolons and comments: what may follow the one statement.
 bool only_trivia(std::string_view s) {
   std::size_t i = 0;
@@ -485,8 +512,10 @@ DataError Connection::failure(int rc) const {
       [[fallthrough]];
     case SQLITE_RANGE:
     case SQLITE_MISMATCH:
-      // The statement's own fault: syntax, unknown names, overflow. Useful.
-      return DataError{Kind::invalid_sql, client_message(raw), std::move(detail)};
+      // The statement's own fault: syntax, unknown names, overflow. Useful
+      // to the caller; to the log only its shape (message_shape).
+      return DataError{Kind::invalid_sql, client_message(raw),
+                       std::string(sqlite3_errstr(primary)) + ": " + message_shape(raw ? raw : "")};
     case SQLITE_NOMEM:
       return DataError{Kind::internal, "out of memory", std::move(detail)};
     default:

@@ -865,6 +865,12 @@ asio::awaitable<McpServer::ToolAnswer> McpServer::call_tool(const json& id, cons
           outcome.result = text_result("the session ended before the call ran", true);
           outcome.status = "cancelled";
           outcome.detail = "the session ended before the call ran";
+        } else if (who.expires_ms && now_ms() >= *who.expires_ms) {
+          // Its key expired while it waited (a batch, a busy pool):
+          // expiry ends no session, so it is looked at here.
+          outcome.result = text_result("the key expired before the call ran", true);
+          outcome.status = "cancelled";
+          outcome.detail = "the key expired before the call ran";
         } else {
           const CancelScope cancellable(running.flag());
           outcome = tool->run(who, *args);

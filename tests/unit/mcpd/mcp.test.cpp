@@ -497,6 +497,24 @@ AnswerLimits small_answer_limits(std::size_t share, std::size_t total = 4 << 20)
 }
 }  // namespace
 
+TEST_CASE("mcpd::McpServer: a call whose key expired while it waited for a worker does not run", "[mcpd][mcp]") {
+  // Expiry ends no session (revocation does): the worker looks at it when
+  // the call's turn comes, as it would after a batch or a queue.
+  World w;
+  Principal querier = principal("qqqq", kScopeRead | kScopeQuery);
+  querier.expires_ms = now_ms() + 3600 * 1000;
+  const std::string sid = w.open_session(querier);
+  querier.expires_ms = now_ms() - 1;  // as its admission saw it, the moment the worker takes it
+  const json r = body(w.post(call("run_query", {{"sql", "SELECT full_name FROM customers"}}), querier, sid));
+  CHECK(r["result"]["isError"] == true);
+  CHECK(r["result"]["content"][0]["text"] == "the key expired before the call ran");
+  CHECK(r.dump().find("structuredContent") == std::string::npos);
+  const auto records = w.audited("tool_call");
+  REQUIRE(records.size() == 1);
+  CHECK(records[0]["status"] == "cancelled");
+  CHECK(records[0]["rows"] == 0);
+}
+
 TEST_CASE("mcpd::McpServer: answers not yet written hold the answer budget; past it a call is told to retry",
           "[mcpd][mcp][answers]") {
   World w(65536, std::chrono::seconds(3600), {}, small_answer_limits(2 << 20));

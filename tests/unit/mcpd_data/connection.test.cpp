@@ -201,6 +201,31 @@ TEST_CASE("mcpd::Connection keeps the path out of client messages", "[mcpd][sqli
   }
 }
 
+TEST_CASE("mcpd::Connection tells the caller its SQL error whole and the audit log only its shape",
+          "[mcpd][sqlite]") {
+  // The log keeps a call's arguments only as a digest; SQLite's messages
+  // quote them.
+  const DemoBank bank;
+  const auto src = bank.open();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"SELECT * FROM customers WHERE full_name = '123-45-6789", "123-45-6789"},
+      {"SELECT * FROM customers WHERE full_name = \"John Smith\"", "John Smith"},
+      {"SELECT * FROM customers WHERE full_name = Smith1234", "Smith1234"},
+      {"SELECT * FROM customers WHERE full_name = 'x' Smith1234 'y'", "Smith1234"},
+      {"SELECT * FROM [Smith1234]", "Smith1234"},
+      {"SELECT * FROM customers WHERE full_name = `Smith1234", "Smith1234"},
+  };
+  for (const auto& [sql, secret] : cases) {
+    auto r = src->query(sql, {});
+    REQUIRE_FALSE(r);
+    INFO(sql << " -> " << r.error().message << " / " << r.error().detail);
+    CHECK(r.error().kind == DataError::Kind::invalid_sql);
+    CHECK_THAT(r.error().message, Contains(secret));
+    CHECK_THAT(r.error().detail, !Contains(secret));
+    CHECK_FALSE(r.error().detail.empty());
+  }
+}
+
 namespace {
 
 // A table of 60 000 rows of ~200 bytes: 12 MB to sort, far past the 2 MB
