@@ -29,8 +29,13 @@ Message classify(const nlohmann::json& v) {
     m.method = method->get<std::string>();
     auto params = v.find("params");
     if (params != v.end()) {
-      if (!params->is_object()) return invalid("\"params\" must be an object");
-      m.params = &*params;
+      if (params->is_array()) {
+        m.params_array = true;
+      } else if (!params->is_object()) {
+        return invalid("\"params\" must be an object or an array");
+      } else {
+        m.params = &*params;
+      }
     }
     if (v.contains("result") || v.contains("error")) return invalid("a request has no result");
     m.kind = id == v.end() ? Kind::notification : Kind::request;

@@ -27,14 +27,18 @@ struct Message {
   // The request's params object (an empty one when absent); points into
   // the classified value, which must outlive the message.
   const nlohmann::json* params = &empty_params();
+  // Params given as an array: a valid JSON-RPC request (or notification),
+  // but every MCP method takes an object (-32602; `params` stays empty).
+  bool params_array = false;
   std::string problem;  // why it is invalid
 
   static const nlohmann::json& empty_params();
 };
 
 // Classifies one decoded JSON value. Strict: "jsonrpc" must be "2.0", an
-// id must be a string or an integer, params an object when present, a
-// response needs exactly one of result/error.
+// id must be a string or an integer, params a structured value (an object,
+// or an array: params_array) when present, a response needs exactly one of
+// result/error.
 Message classify(const nlohmann::json& v);
 
 nlohmann::json error(const nlohmann::json& id, int code, const std::string& message,

@@ -79,6 +79,7 @@ McpResponse too_many_streams(bool tenant) {
 // much, its remaining tool calls are refused unrun (each answer may add
 // about twice max_result_bytes).
 constexpr std::size_t kMaxBatchReplyBytes = 16 << 20;
+constexpr const char* kParamsObject = "params must be an object";
 
 bool accepts(const std::string& accept, std::string_view type) {
   return accept.find(type) != std::string::npos || accept.find("*/*") != std::string::npos;
@@ -509,6 +510,7 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
     if (!req.session_id.empty()) {
       co_return json_reply(400, rpc::error(m.id, rpc::kInvalidRequest, "already initialized: a session exists"));
     }
+    if (m.params_array) co_return json_reply(200, rpc::error(m.id, rpc::kInvalidParams, kParamsObject));
     McpResponse out;
     json reply = initialize(m.id, *m.params, who, out);
     McpResponse r = json_reply(200, reply);
@@ -597,7 +599,11 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
     }
     if (m.kind == rpc::Kind::notification) {
       if (m.method == "notifications/cancelled") cancel(session->id, m.params->value("requestId", json()));
-      continue;  // every notification is accepted; others change nothing
+      continue;  // every notification is accepted (never answered); others change nothing
+    }
+    if (m.params_array && m.method != "tools/call") {
+      replies.push_back(to_text(rpc::error(m.id, rpc::kInvalidParams, kParamsObject)));
+      continue;
     }
     if (m.method == "initialize") {
       replies.push_back(to_text(rpc::error(m.id, rpc::kInvalidRequest, "initialize may not be batched")));
@@ -613,7 +619,8 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       } else if (reply_bytes >= kMaxBatchReplyBytes) {
         skip = Skip{"the batch's answer is full: send this call on its own", "not run: its batch's answers reached 16 MiB"};
       }
-      ToolAnswer a = co_await call_tool(m.id, *m.params, *session, who, req, batch, skip);
+      // Params as an array: malformed, and audited as such.
+      ToolAnswer a = co_await call_tool(m.id, m.params_array ? msg->at("params") : *m.params, *session, who, req, batch, skip);
       replies.push_back(std::move(a.text));
       reply_bytes += replies.back().size();
       if (a.keep) keeps.push_back(std::move(a.keep));
@@ -801,9 +808,9 @@ asio::awaitable<McpServer::ToolAnswer> McpServer::call_tool(const json& id, cons
                                                            bool in_batch, std::optional<Skip> skip) {
   const auto started = std::chrono::steady_clock::now();
   // A call that is malformed is refused, and audited like any other.
-  const char* malformed = nullptr;
+  const char* malformed = params.is_object() ? nullptr : kParamsObject;
   auto name = params.find("name");
-  if (name == params.end() || !name->is_string()) malformed = "name must be a string";
+  if (!malformed && (name == params.end() || !name->is_string())) malformed = "name must be a string";
   // Absent or null: no arguments. Read in place, never copied.
   const json* args = &empty_object();
   if (auto given = params.find("arguments"); !malformed && given != params.end() && !given->is_null()) {

@@ -425,7 +425,8 @@ TEST_CASE("mcpd::McpServer answers malformed input with the JSON-RPC codes of th
                             R"({"jsonrpc":"2.0","id":null,"result":{}})",
                             R"({"jsonrpc":"1.0","id":1,"method":"ping"})", R"({"id":1,"method":"ping"})",
                             R"({"jsonrpc":"2.0","id":{},"method":"ping"})", R"({"jsonrpc":"2.0","id":1,"method":5})",
-                            R"({"jsonrpc":"2.0","id":1,"method":"ping","params":[1]})", R"([1,2])", R"("x")"}) {
+                            R"({"jsonrpc":"2.0","id":1,"method":"ping","params":"x"})",
+                            R"({"jsonrpc":"2.0","id":1,"method":"ping","params":5})", R"([1,2])", R"("x")"}) {
       raw.body = bad;
       auto r = w.send(raw, alice);
       INFO(bad);
@@ -443,6 +444,25 @@ TEST_CASE("mcpd::McpServer answers malformed input with the JSON-RPC codes of th
     CHECK(body(w.post({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "tools/call"}, {"params", json::object()}}, alice, sid))["error"]["code"] == rpc::kInvalidParams);
     CHECK(body(w.post({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "tools/list"}, {"params", {{"cursor", "zz"}}}}, alice, sid))["error"]["code"] == rpc::kInvalidParams);
     CHECK(body(w.post({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "logging/setLevel"}, {"params", {{"level", "loud"}}}}, alice, sid))["error"]["code"] == rpc::kInvalidParams);
+    // An array is a valid JSON-RPC params, but no MCP method takes one.
+    for (const char* method : {"ping", "tools/list", "tools/call", "resources/read"}) {
+      INFO(method);
+      auto r = w.post({{"jsonrpc", "2.0"}, {"id", 4}, {"method", method}, {"params", {1, "x"}}}, alice, sid);
+      CHECK(r.status == 200);
+      CHECK(body(r)["error"]["code"] == rpc::kInvalidParams);
+      CHECK(body(r)["id"] == 4);
+    }
+    auto init = w.post({{"jsonrpc", "2.0"}, {"id", 5}, {"method", "initialize"}, {"params", json::array()}}, alice);
+    CHECK(body(init)["error"]["code"] == rpc::kInvalidParams);
+    // A tools/call is audited whatever its shape, this one as invalid.
+    const auto calls = w.audited("tool_call");
+    REQUIRE(calls.size() == 2);
+    CHECK(calls[0]["status"] == "invalid");
+    CHECK(calls[0]["detail"] == "params must be an object");
+    // A notification is never answered, its params an array or not.
+    auto n = w.post({{"jsonrpc", "2.0"}, {"method", "notifications/cancelled"}, {"params", {1}}}, alice, sid);
+    CHECK(n.status == 202);
+    CHECK(n.body.empty());
   }
   SECTION("notifications are accepted with 202 and no body") {
     auto r = w.post({{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}}, alice, sid);
