@@ -7,8 +7,12 @@
 #include <new>
 #include <vector>
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 namespace sluice::mcpd {
 namespace {
@@ -181,8 +185,69 @@ const sqlite3_io_methods kMemMethods = {
 sqlite3_vfs* g_base = nullptr;
 sqlite3_vfs g_vfs{};
 
+// The unix VFS's file object starts, as it has since SQLite 3.7:
+//   const sqlite3_io_methods* pMethod; sqlite3_vfs* pVfs;
+//   unixInodeInfo* pInode; int h;   (h: the descriptor)
+// pVfs being the VFS this one passes files to is the check that the layout
+// is still that one; -1 for anything else (callers fail closed).
+int unix_descriptor(const sqlite3_file* file) {
+  struct UnixFilePrefix {
+    const sqlite3_io_methods* methods;
+    sqlite3_vfs* vfs;
+    void* inode;
+    int fd;
+  };
+  if (!g_base || !g_base->zName || std::strncmp(g_base->zName, "unix", 4) != 0 || !file || !file->pMethods ||
+      file->pMethods == &kMemMethods || g_base->szOsFile < static_cast<int>(sizeof(UnixFilePrefix))) {
+    return -1;
+  }
+  UnixFilePrefix prefix{};
+  std::memcpy(&prefix, file, sizeof prefix);
+  return prefix.vfs == g_base ? prefix.fd : -1;
+}
+
+// The unix VFS's open(2), for every file SQLite opens in the process:
+// never blocks, and opens only regular files and directories (SQLite
+// opens a directory to sync it). A FIFO a tenant's loader left at its
+// file's path or at its journal's would block a plain open(2) for good,
+// and with it a worker every tenant shares; no deadline reaches into it.
+int open_regular(const char* path, int flags, int mode) {
+  const int fd = ::open(path, flags | O_NONBLOCK, mode);
+  if (fd < 0) return fd;
+  struct stat st {};
+  // (And /dev/null, which SQLite opens to keep descriptors 0-2 taken.)
+  if (::fstat(fd, &st) != 0 ||
+      !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || (S_ISCHR(st.st_mode) && std::strcmp(path, "/dev/null") == 0))) {
+    ::close(fd);
+    errno = EACCES;
+    return -1;
+  }
+  if ((flags & O_NONBLOCK) == 0) {
+    const int now = ::fcntl(fd, F_GETFL);
+    if (now == -1 || ::fcntl(fd, F_SETFL, now & ~O_NONBLOCK) == -1) {
+      ::close(fd);
+      return -1;
+    }
+  }
+  return fd;
+}
+
 int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
-  if (name != nullptr && (flags & kTempFlags) == 0) return g_base->xOpen(g_base, name, file, flags, out_flags);
+  if (name != nullptr && (flags & kTempFlags) == 0) {
+    const int rc = g_base->xOpen(g_base, name, file, flags, out_flags);
+    if (rc != SQLITE_OK || (flags & (SQLITE_OPEN_WAL | SQLITE_OPEN_MAIN_JOURNAL)) == 0) return rc;
+    // A journal or WAL with a second name is another file's: SQLite would
+    // read its pages as this database's (a tenant's loader linking mcpd's
+    // own WAL, or another tenant's, beside its file). Never so otherwise.
+    struct stat st {};
+    const int fd = unix_descriptor(file);
+    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+      file->pMethods->xClose(file);
+      file->pMethods = nullptr;
+      return SQLITE_CANTOPEN;
+    }
+    return rc;
+  }
   auto* mem = reinterpret_cast<MemFile*>(file);
   mem->data = new (std::nothrow) Chunks(t_budget);
   if (!mem->data) {
@@ -197,28 +262,11 @@ int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags
 }  // namespace
 
 std::optional<FileId> opened_main_file(sqlite3* db) {
-  // The unix VFS's file object starts, as it has since SQLite 3.7:
-  //   const sqlite3_io_methods* pMethod; sqlite3_vfs* pVfs;
-  //   unixInodeInfo* pInode; int h;   (h: the descriptor)
-  // pVfs being the VFS this one passes main databases to is the check that
-  // the layout is still that one; anything else fails closed.
-  struct UnixFilePrefix {
-    const sqlite3_io_methods* methods;
-    sqlite3_vfs* vfs;
-    void* inode;
-    int fd;
-  };
   sqlite3_file* file = nullptr;
-  if (!g_base || !g_base->zName || std::strncmp(g_base->zName, "unix", 4) != 0 ||
-      sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK || !file ||
-      !file->pMethods || file->pMethods == &kMemMethods || g_base->szOsFile < static_cast<int>(sizeof(UnixFilePrefix))) {
-    return std::nullopt;
-  }
-  UnixFilePrefix prefix{};
-  std::memcpy(&prefix, file, sizeof prefix);
-  if (prefix.vfs != g_base || prefix.fd < 0) return std::nullopt;
+  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK) return std::nullopt;
+  const int fd = unix_descriptor(file);
   struct stat st {};
-  if (::fstat(prefix.fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   return FileId{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
 }
 
@@ -237,6 +285,11 @@ const char* memory_temp_vfs() {
     g_vfs.pNext = nullptr;
     g_vfs.szOsFile = std::max<int>(g_base->szOsFile, static_cast<int>(sizeof(MemFile)));
     g_vfs.xOpen = open_file;
+    // Every unix VFS of the process opens through it from now on.
+    if (g_base->iVersion < 3 || !g_base->xSetSystemCall ||
+        g_base->xSetSystemCall(g_base, "open", reinterpret_cast<sqlite3_syscall_ptr>(&open_regular)) != SQLITE_OK) {
+      return false;
+    }
     return sqlite3_vfs_register(&g_vfs, /*makeDflt=*/0) == SQLITE_OK;
   }();
   return registered ? kVfsName : nullptr;

@@ -2,6 +2,7 @@
 // and concurrent use, on a small demo bank.
 #include "sqlite_source.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -234,6 +235,83 @@ TEST_CASE("mcpd::CancelScope stops a statement that never calls back", "[mcpd][s
   CHECK(r.error().kind == Kind::cancelled);
   CHECK(elapsed < 500ms);
   CHECK(must_query(**src, "SELECT 1").rows.size() == 1);
+}
+
+TEST_CASE("mcpd::SqliteSource never blocks on a FIFO at its file's path or its journal's", "[mcpd][sqlite]") {
+  // A loader's FIFO would block open(2) for good, out of reach of every
+  // deadline. Should it block, a writer opening the FIFO after 3 s lets
+  // it go: the test then fails on the time rather than hanging.
+  const DemoBank bank;
+  QueryLimits limits;
+  limits.timeout = 500ms;
+  limits.pool = 1;
+  const auto timed = [](const std::string& fifo, const auto& f) {
+    std::atomic<bool> done{false};
+    std::thread rescue([&] {
+      for (int i = 0; i < 300 && !done; ++i) std::this_thread::sleep_for(10ms);
+      if (done) return;
+      const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      if (fd >= 0) ::close(fd);
+    });
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    done = true;
+    rescue.join();
+    return elapsed;
+  };
+  SECTION("at the journal's path, once the source is open") {
+    const auto src = bank.open(limits);
+    const std::string fifo = bank.path + "-journal";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    DataResult<QueryResult> r;
+    CHECK(timed(fifo, [&] { r = src->query("SELECT count(*) FROM customers", {}); }) < 2s);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.find(bank.dir.path()) == std::string::npos);
+    REQUIRE(::unlink(fifo.c_str()) == 0);
+    CHECK(must_query(*src, "SELECT count(*) FROM customers").rows.size() == 1);
+  }
+  SECTION("at the file's path") {
+    const std::string fifo = bank.dir.file("fifo.db");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    DataResult<std::unique_ptr<SqliteSource>> opened;
+    CHECK(timed(fifo, [&] { opened = SqliteSource::open(fifo, limits); }) < 2s);
+    CHECK_FALSE(opened);
+  }
+}
+
+TEST_CASE("mcpd::SqliteSource reads no WAL that is another file's (a hard link beside its file)", "[mcpd][sqlite]") {
+  const TempDir dir;
+  const std::string victim = dir.file("victim.db"), tenant = dir.file("tenant.db");
+  // The victim's pages stay in its WAL while its writer is open.
+  sqlite3* writer = nullptr;
+  REQUIRE(sqlite3_open(victim.c_str(), &writer) == SQLITE_OK);
+  struct Close {
+    sqlite3* db;
+    ~Close() { sqlite3_close(db); }
+  } close_writer{writer};
+  REQUIRE(sqlite3_exec(writer,
+                       "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;"
+                       "CREATE TABLE secrets(v TEXT); INSERT INTO secrets VALUES ('victim-secret-key');",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sluice::testing::exec_sql(tenant, "PRAGMA journal_mode=WAL; CREATE TABLE mine(x); INSERT INTO mine VALUES (1);");
+  REQUIRE(::link((victim + "-wal").c_str(), (tenant + "-wal").c_str()) == 0);
+  QueryLimits limits;
+  limits.pool = 1;
+  auto src = SqliteSource::open(tenant, limits);
+  if (src) {
+    auto r = (*src)->query("SELECT v FROM secrets", {});
+    if (r) CHECK(Json(r->rows).dump().find("victim-secret-key") == std::string::npos);
+    auto entities = (*src)->entities();
+    if (entities) {
+      for (const EntityInfo& e : *entities) CHECK(e.name != "secrets");
+    }
+  }
+  // And with the link gone, the tenant's own file reads as it is.
+  REQUIRE(::unlink((tenant + "-wal").c_str()) == 0);
+  auto again = SqliteSource::open(tenant, limits);
+  REQUIRE(again);
+  CHECK(must_query(**again, "SELECT x FROM mine").rows.size() == 1);
 }
 
 TEST_CASE("mcpd::SqliteSource::file_within_directory keeps a path to a file in its own directory",
