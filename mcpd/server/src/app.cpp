@@ -172,7 +172,17 @@ std::variant<Principal, HttpResponse> App::admit(const RequestHeader& req, const
     ++auth_failures_;
     return unauthorized(req.version(), false);
   }
+  if (out.failure == AuthFailure::changing) return changing_user(req.version());
   return refuse_credential(req, client, out.failure, out.credential_id);
+}
+
+HttpResponse App::changing_user(unsigned version) {
+  // A key whose secret matched, its user in the middle of a change: no
+  // failed credential (nothing counted against the address, no record),
+  // and no answer yet under the standing that is going.
+  HttpResponse r = problem(503, "this key's user is being changed; retry", version);
+  r.set(http::field::retry_after, "1");
+  return r;
 }
 
 HttpResponse App::refuse_credential(const RequestHeader& req, const std::string& client, AuthFailure failure,
@@ -300,6 +310,7 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
   // A role changed meanwhile is the one it acts with.
   const auto standing = keys_->current(who.credential_id);
   if (const auto* failure = std::get_if<AuthFailure>(&standing)) {
+    if (*failure == AuthFailure::changing) co_return HttpReply{changing_user(version), nullptr, nullptr};
     co_return HttpReply{refuse_credential(req, lockout_block(client), *failure, who.credential_id), nullptr, nullptr};
   }
   who.role = std::get<Role>(standing);
@@ -338,7 +349,9 @@ asio::awaitable<HttpReply> App::handle(HttpRequest req, std::any admission) {
       // Likewise a role changed since: the request acts with the role its
       // user has now.
       const auto queued = keys_->current(who.credential_id);
-      if (std::holds_alternative<AuthFailure>(queued)) return unauthorized(req.version(), true);
+      if (const auto* failure = std::get_if<AuthFailure>(&queued)) {
+        return *failure == AuthFailure::changing ? changing_user(req.version()) : unauthorized(req.version(), true);
+      }
       who.role = std::get<Role>(queued);
       return handle_api(req, who);
     } catch (const std::exception&) {

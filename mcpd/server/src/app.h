@@ -70,6 +70,8 @@ class App {
   explicit App(const McpdConfig& c);
   boost::asio::awaitable<HttpReply> handle_mcp(HttpRequest req, const std::string& client, Principal who);
   HttpResponse handle_api(const HttpRequest& req, const Principal& who);
+  // 503, Retry-After: the key's user is being changed (AuthFailure::changing).
+  static HttpResponse changing_user(unsigned version);
   // The tenant's policy state: what the kernel enforces (asked of the
   // agent unless `known`), what the application layer enforces, egress.
   Result<nlohmann::json> security_state(const Tenant& tenant, const KernelEnforcement* known = nullptr);

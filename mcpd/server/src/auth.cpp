@@ -15,6 +15,7 @@ std::string_view to_string(AuthFailure f) {
     case AuthFailure::expired: return "expired";
     case AuthFailure::revoked: return "revoked";
     case AuthFailure::disabled: return "disabled";
+    case AuthFailure::changing: return "changing";
   }
   return "unknown";
 }
@@ -27,6 +28,7 @@ Status ApiKeyAuthenticator::reload() {
   for (KeyRecord& k : *keys) fresh.emplace(k.id, std::move(k));
   std::unique_lock lock(mu_);
   keys_.swap(fresh);
+  changing_.clear();  // read after every change drop_user announced (both under reload_mu_)
   return {};
 }
 
@@ -39,14 +41,10 @@ void ApiKeyAuthenticator::drop(const std::string& id) {
 std::vector<std::string> ApiKeyAuthenticator::drop_user(std::int64_t user_id) {
   std::lock_guard serial(reload_mu_);
   std::unique_lock lock(mu_);
+  changing_.insert(user_id);
   std::vector<std::string> ids;
-  for (auto it = keys_.begin(); it != keys_.end();) {
-    if (it->second.user.id == user_id) {
-      ids.push_back(it->first);
-      it = keys_.erase(it);
-    } else {
-      ++it;
-    }
+  for (const auto& [id, k] : keys_) {
+    if (k.user.id == user_id) ids.push_back(id);
   }
   return ids;
 }
@@ -96,8 +94,9 @@ std::variant<AuthFailure, Role> ApiKeyAuthenticator::current(std::string_view cr
   return it->second.user.role;
 }
 
-std::optional<AuthFailure> ApiKeyAuthenticator::unusable(const KeyRecord& k) {
+std::optional<AuthFailure> ApiKeyAuthenticator::unusable(const KeyRecord& k) const {
   if (k.revoked_ms) return AuthFailure::revoked;
+  if (changing_.contains(k.user.id)) return AuthFailure::changing;
   if (k.expires_ms && *k.expires_ms <= now_ms()) return AuthFailure::expired;
   if (k.user.disabled) return AuthFailure::disabled;
   return std::nullopt;

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 #include <vector>
 
@@ -31,6 +32,7 @@ enum class AuthFailure {
   expired,
   revoked,
   disabled,   // the user is disabled
+  changing,   // its user is being changed: refused until the key cache has the change (retry)
 };
 std::string_view to_string(AuthFailure f);
 
@@ -66,22 +68,24 @@ class ApiKeyAuthenticator final : public Authenticator {
   // any reload in progress: one that read the store before the key was
   // revoked cannot bring it back (callers drop after the store change).
   void drop(const std::string& id);
-  // drop() for every key of the user (their role or standing changed);
-  // the ids dropped.
+  // Every key of the user refused (`changing`) until the next reload,
+  // which must read the store after the user's change; the ids refused.
+  // A changing key is no failed credential: its client is told to retry,
+  // with nothing counted against its address or audited.
   std::vector<std::string> drop_user(std::int64_t user_id);
   [[nodiscard]] bool claims(std::string_view token) const override;
   [[nodiscard]] AuthOutcome authenticate(std::string_view token) const override;
-  // Read under one lock; a key not cached is revoked (or dropped while its
-  // user changes, until the reload).
+  // Read under one lock; a key not cached is revoked.
   [[nodiscard]] std::variant<AuthFailure, Role> current(std::string_view credential_id) const override;
 
  private:
   // Why the key can no longer be used, or nullopt. Under mu_.
-  static std::optional<AuthFailure> unusable(const KeyRecord& k);
+  std::optional<AuthFailure> unusable(const KeyRecord& k) const;
   Store& store_;
   std::mutex reload_mu_;
   mutable std::shared_mutex mu_;
   std::unordered_map<std::string, KeyRecord> keys_;
+  std::unordered_set<std::int64_t> changing_;  // users, until the next reload
 };
 
 // Tries each authenticator that claims the token, in order.

@@ -315,3 +315,31 @@ TEST_CASE("mcpd::App: a mint over the API and the minter's disabling over the so
   }
   WARN("minted then revoked " << minted << ", refused " << refused);
 }
+
+TEST_CASE("mcpd::App: while a user changes, its keys are told to retry, with nothing counted against the address",
+          "[mcpd][app][auth]") {
+  // The moment between a user change and the key cache's reload: the
+  // keys' secrets match, their standing is going. Not a failed credential:
+  // a client behind a shared address (a hosted connector) must not lock
+  // out everyone else there by retrying.
+  Appliance a;
+  const std::int64_t ada = a.user(1, "ada", "admin");
+  const json key = a.local({{"op", "create_key"}, {"user_id", ada}, {"scopes", "read,admin"}});
+  REQUIRE(key["ok"] == true);
+  const std::string token = key["token"].get<std::string>();
+  REQUIRE(a.api(http::verb::get, "/api/meta", token).first == 200);
+  auto before = a.app->audit().read("", 1000, 0, "auth_failure");
+  REQUIRE(before);
+  const std::size_t failures = before->size();
+
+  REQUIRE(a.app->keys().drop_user(ada) == std::vector<std::string>{key["key_id"].get<std::string>()});
+  for (int i = 0; i < 15; ++i) {  // past the lockout's 10 failures
+    auto [status, body] = a.api(http::verb::get, "/api/meta", token);
+    CHECK(status == 503);
+  }
+  auto all = a.app->audit().read("", 1000, 0, "auth_failure");
+  REQUIRE(all);
+  CHECK(all->size() == failures);
+  REQUIRE(a.app->keys().reload());
+  CHECK(a.api(http::verb::get, "/api/meta", token).first == 200);  // not locked out
+}

@@ -82,9 +82,14 @@ TEST_CASE("mcpd::ApiKeyAuthenticator::current tells a key's standing and its use
   REQUIRE(std::holds_alternative<Role>(standing()));
   CHECK(std::get<Role>(standing()) == Role::editor);
   const User alice = **f.store->user(f.user);
-  // Dropped while its user changes: refused until the reload has the change.
+  // Refused while its user changes, until the reload has the change: as
+  // `changing`, which no one counts as a failed credential.
   CHECK(keys.drop_user(f.user) == std::vector<std::string>{k.id});
-  CHECK(std::get<AuthFailure>(standing()) == AuthFailure::revoked);
+  CHECK(std::get<AuthFailure>(standing()) == AuthFailure::changing);
+  std::string wrong = k.token;
+  wrong.back() = wrong.back() == 'A' ? 'B' : 'A';
+  CHECK(keys.authenticate(wrong).failure == AuthFailure::unknown);  // a wrong secret is still that
+  CHECK(keys.authenticate(k.token).failure == AuthFailure::changing);
   REQUIRE(*f.store->update_user(alice, Role::viewer, std::nullopt));
   REQUIRE(keys.reload());
   CHECK(std::get<Role>(standing()) == Role::viewer);
