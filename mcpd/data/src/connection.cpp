@@ -58,25 +58,23 @@ constexpr int kMaxLikePattern = 1000;
 // (its own SQL), but the log must not learn the arguments it keeps only as
 // a digest, and a message quotes them: `unrecognized token: "'123-45-6789"`,
 // `near "Smith": syntax error`, and with double-quoted strings off a
-// literal in double quotes is a name: `no such column: John Smith`.
-// Quoted spans become "…", and what follows a leading "words: " too.
+// literal in double quotes is a name: `no such column: John Smith`. SQLite
+// quotes a token without escaping it (`near ""x"": syntax error`), so
+// everything from the first quote to the last is one span, "…"; then what
+// follows a leading "words: " goes too.
 std::string message_shape(std::string_view m) {
-  std::string out;
-  for (std::size_t i = 0; i < m.size() && out.size() < 200; ++i) {
-    const char c = m[i];
-    if (c == '"' || c == '\'' || c == '`' || c == '[') {
-      const char close = c == '[' ? ']' : c;
-      const std::size_t end = m.find(close, i + 1);
-      out += "\"…\"";
-      if (end == std::string_view::npos) break;
-      i = end;
-      continue;
-    }
-    out += c;
+  constexpr std::string_view kOpen = "\"'`[", kClose = "\"'`]";
+  const std::size_t first = m.find_first_of(kOpen);
+  std::string out(m.substr(0, first));
+  if (first != std::string_view::npos) {
+    const std::size_t last = m.find_last_of(kClose);
+    out += "\"…\"";
+    if (last != std::string_view::npos && last > first) out += m.substr(last + 1);
   }
   std::size_t words = 0;
   while (words < out.size() && ((out[words] >= 'a' && out[words] <= 'z') || out[words] == ' ' || out[words] == '_')) ++words;
   if (words > 0 && out.compare(words, 2, ": ") == 0) out = out.substr(0, words + 2) + "…";
+  if (out.size() > 200) out.resize(200);  // a template's words, never the statement's
   return out;
 }
 

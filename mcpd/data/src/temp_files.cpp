@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string_view>
 #include <vector>
 
 #include <fcntl.h>
@@ -206,18 +207,29 @@ int unix_descriptor(const sqlite3_file* file) {
   return prefix.vfs == g_base ? prefix.fd : -1;
 }
 
-// The unix VFS's open(2), for every file SQLite opens in the process:
-// never blocks, and opens only regular files and directories (SQLite
-// opens a directory to sync it). A FIFO a tenant's loader left at its
-// file's path or at its journal's would block a plain open(2) for good,
-// and with it a worker every tenant shares; no deadline reaches into it.
+// Whether `path` names a file SQLite keeps beside a database: its WAL or
+// the WAL's shared-memory index.
+bool beside_database(std::string_view path) { return path.ends_with("-wal") || path.ends_with("-shm"); }
+
+// The unix VFS's open(2), for every file SQLite opens in the process
+// (memory_temp_vfs installs it):
+// - Never blocks, and opens no FIFO, socket or block device. A FIFO a
+//   tenant's loader left at its file's path or its journal's would block a
+//   plain open(2) for good, and with it a worker every tenant shares: no
+//   deadline reaches into it. (Character devices pass: SQLite opens
+//   /dev/null to keep descriptors 0-2 taken, /dev/urandom for its seed.)
+// - Opens no WAL or WAL index with a second name. SQLite reads a WAL as its
+//   database's own pages (it checks only the page size), and takes over an
+//   index it believes it alone has open (truncating one another connection
+//   of this process maps): a loader linking mcpd's own, or another
+//   tenant's, beside its file would have them served as its tenant's, or
+//   break mcpd's. Never so otherwise: SQLite makes them, one name each.
 int open_regular(const char* path, int flags, int mode) {
   const int fd = ::open(path, flags | O_NONBLOCK, mode);
   if (fd < 0) return fd;
   struct stat st {};
-  // (And /dev/null, which SQLite opens to keep descriptors 0-2 taken.)
-  if (::fstat(fd, &st) != 0 ||
-      !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || (S_ISCHR(st.st_mode) && std::strcmp(path, "/dev/null") == 0))) {
+  if (::fstat(fd, &st) != 0 || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISBLK(st.st_mode) ||
+      (S_ISREG(st.st_mode) && st.st_nlink > 1 && beside_database(path))) {
     ::close(fd);
     errno = EACCES;
     return -1;
@@ -233,21 +245,7 @@ int open_regular(const char* path, int flags, int mode) {
 }
 
 int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
-  if (name != nullptr && (flags & kTempFlags) == 0) {
-    const int rc = g_base->xOpen(g_base, name, file, flags, out_flags);
-    if (rc != SQLITE_OK || (flags & (SQLITE_OPEN_WAL | SQLITE_OPEN_MAIN_JOURNAL)) == 0) return rc;
-    // A journal or WAL with a second name is another file's: SQLite would
-    // read its pages as this database's (a tenant's loader linking mcpd's
-    // own WAL, or another tenant's, beside its file). Never so otherwise.
-    struct stat st {};
-    const int fd = unix_descriptor(file);
-    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
-      file->pMethods->xClose(file);
-      file->pMethods = nullptr;
-      return SQLITE_CANTOPEN;
-    }
-    return rc;
-  }
+  if (name != nullptr && (flags & kTempFlags) == 0) return g_base->xOpen(g_base, name, file, flags, out_flags);
   auto* mem = reinterpret_cast<MemFile*>(file);
   mem->data = new (std::nothrow) Chunks(t_budget);
   if (!mem->data) {

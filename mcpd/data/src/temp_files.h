@@ -50,7 +50,12 @@ class TempScope {
 };
 
 // The name of the VFS to open data sources with (registered on first
-// use, not as the default); nullptr if it could not be registered.
+// use, not as the default); nullptr if it could not be registered. The
+// first call also replaces the unix VFS's open(2), for every SQLite file of
+// the process, with one that never blocks, opens no FIFO, socket or block
+// device, and no -wal or -shm file with a second name (temp_files.cpp):
+// make it before other threads open SQLite files (the syscall table is
+// not guarded).
 [[nodiscard]] const char* memory_temp_vfs();
 
 // A file, by device and inode: what two paths (or links) share when they

@@ -57,10 +57,12 @@ void Watchdog::loop(State& s) {
     const auto now = Clock::now();
     auto next = now + kPoll;
     for (Watch* w : s.armed) {
-      if (w->fired_) continue;
       if (now >= w->deadline_ || (w->cancel_ && w->cancel_->load(std::memory_order_relaxed))) {
-        sqlite3_interrupt(w->db_);  // armed, so open: its statement has not returned
-        w->fired_ = true;
+        // Armed, so open: its statement has not returned. Again at every
+        // look while it runs: SQLite clears the flag when a statement
+        // starts (or re-prepares) with none running, so one that came
+        // before the first step would be lost.
+        sqlite3_interrupt(w->db_);
       } else {
         next = std::min(next, w->deadline_);
       }
@@ -74,7 +76,6 @@ Watchdog::Watch::Armed Watchdog::Watch::arm(Clock::time_point deadline, const st
   std::lock_guard lock(s.mu);
   deadline_ = deadline;
   cancel_ = cancel;
-  fired_ = false;
   s.armed.push_back(this);
   if (s.sleeping) s.cv.notify_one();
   return Armed(*this);

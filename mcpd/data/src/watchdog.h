@@ -32,10 +32,11 @@ class Watchdog {
     Watch& operator=(const Watch&) = delete;
 
     // While the returned Armed lives (one at a time), the connection is
-    // interrupted once `deadline` passes or `*cancel` (may be null) turns
-    // true. Destroy it only once the statement is reset: an interruption
-    // that comes after the statement's last step is then spent by the next
-    // statement's first (SQLite clears the flag when no statement runs).
+    // interrupted, at every look, once `deadline` has passed or `*cancel`
+    // (may be null) is true. Destroy it only once the statement is reset:
+    // an interruption that comes after the statement's last step is then
+    // spent by the next statement's first (SQLite clears the flag when a
+    // statement starts with none running).
     class Armed {
      public:
       ~Armed();
@@ -54,7 +55,6 @@ class Watchdog {
     void disarm();
     sqlite3* db_;
     // Under the watchdog's lock.
-    bool fired_ = false;
     std::chrono::steady_clock::time_point deadline_;
     const std::atomic<bool>* cancel_ = nullptr;
   };

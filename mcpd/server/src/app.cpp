@@ -228,6 +228,10 @@ void App::schedule_refusal_records() {
     // Counts left pending when the refusals stopped are written now, not
     // at the next refusal (which may never come).
     for (json& rec : refusals_.due(steady_ms())) audit_->append_best_effort(std::move(rec));
+    // A user change whose reload failed leaves its keys refused as
+    // changing: read the keys again (on the admin thread: it reads the
+    // store) until that works, rather than at the next admin change.
+    if (keys_->changing()) boost::asio::post(*admin_pool_, [this] { (void)keys_->reload(); });
     schedule_refusal_records();
   });
 }

@@ -49,6 +49,11 @@ std::vector<std::string> ApiKeyAuthenticator::drop_user(std::int64_t user_id) {
   return ids;
 }
 
+bool ApiKeyAuthenticator::changing() const {
+  std::shared_lock lock(mu_);
+  return !changing_.empty();
+}
+
 bool ApiKeyAuthenticator::claims(std::string_view token) const { return token.starts_with("slk_"); }
 
 AuthOutcome ApiKeyAuthenticator::authenticate(std::string_view token) const {

@@ -73,6 +73,8 @@ class ApiKeyAuthenticator final : public Authenticator {
   // A changing key is no failed credential: its client is told to retry,
   // with nothing counted against its address or audited.
   std::vector<std::string> drop_user(std::int64_t user_id);
+  // Whether some user's keys are refused as changing (a reload is due).
+  [[nodiscard]] bool changing() const;
   [[nodiscard]] bool claims(std::string_view token) const override;
   [[nodiscard]] AuthOutcome authenticate(std::string_view token) const override;
   // Read under one lock; a key not cached is revoked.

@@ -28,6 +28,7 @@
 #include "enforcement.h"
 #include "http_server.h"
 #include "local_admin.h"
+#include "temp_files.h"
 #include "tls.h"
 
 using namespace sluice::mcpd;
@@ -131,6 +132,12 @@ int main(int argc, char** argv) {
   // connections must not take the room that queries and the audit log's
   // commits need before the hard limit fails them.
   sqlite3_soft_heap_limit64(kSqliteHeapLimit / 2);
+  // The data sources' VFS, and SQLite's open(2) replaced for the whole
+  // process (temp_files.h), while this is the only thread.
+  if (!memory_temp_vfs()) {
+    std::fprintf(stderr, "sluice-mcpd: SQLite's file layer could not be set up\n");
+    return 1;
+  }
 
   auto app = App::open(*config);
   if (!app) {

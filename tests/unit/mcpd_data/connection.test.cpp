@@ -214,6 +214,10 @@ TEST_CASE("mcpd::Connection tells the caller its SQL error whole and the audit l
       {"SELECT * FROM customers WHERE full_name = 'x' Smith1234 'y'", "Smith1234"},
       {"SELECT * FROM [Smith1234]", "Smith1234"},
       {"SELECT * FROM customers WHERE full_name = `Smith1234", "Smith1234"},
+      // SQLite quotes a token without escaping it.
+      {"SELECT * FROM customers WHERE full_name = 1 \"123-45-6789\"", "123-45-6789"},
+      {"SELECT * FROM customers WHERE full_name = 1 'x\"123-45-6789'", "123-45-6789"},
+      {"SELECT * FROM customers WHERE full_name = 1 'x]123-45-6789`'", "123-45-6789"},
   };
   for (const auto& [sql, secret] : cases) {
     auto r = src->query(sql, {});

@@ -208,7 +208,7 @@ TEST_CASE("mcpd::SqliteSource stops at the deadline a statement that never calls
   // Without a watchdog, an allocation noticed it some 40 walks later (1.4 s).
   CHECK(elapsed < 500ms);
   // The interruption is spent: the connection answers the next query.
-  CHECK(must_query(**src, "SELECT count(*) FROM wide").rows.at(0).at(0) == 100000);
+  CHECK(must_query(**src, "SELECT 1").rows.size() == 1);
 }
 
 TEST_CASE("mcpd::CancelScope stops a statement that never calls back", "[mcpd][sqlite][cancel]") {
