@@ -295,9 +295,23 @@ TEST_CASE("mcpd::SqliteSource reads no WAL that is another file's (a hard link b
                        "CREATE TABLE secrets(v TEXT); INSERT INTO secrets VALUES ('victim-secret-key');",
                        nullptr, nullptr, nullptr) == SQLITE_OK);
   sluice::testing::exec_sql(tenant, "PRAGMA journal_mode=WAL; CREATE TABLE mine(x); INSERT INTO mine VALUES (1);");
-  REQUIRE(::link((victim + "-wal").c_str(), (tenant + "-wal").c_str()) == 0);
   QueryLimits limits;
   limits.pool = 1;
+  SECTION("nor a WAL index: SQLite would truncate the one another connection maps") {
+    struct stat before {};
+    REQUIRE(::stat((victim + "-shm").c_str(), &before) == 0);
+    REQUIRE(::link((victim + "-shm").c_str(), (tenant + "-shm").c_str()) == 0);
+    auto src = SqliteSource::open(tenant, limits);
+    if (src) (void)(*src)->query("SELECT x FROM mine", {});
+    struct stat after {};
+    REQUIRE(::stat((victim + "-shm").c_str(), &after) == 0);
+    CHECK(after.st_size == before.st_size);
+    REQUIRE(::unlink((tenant + "-shm").c_str()) == 0);
+    // The victim's connection goes on (a truncated index it maps would be a SIGBUS).
+    CHECK(sqlite3_exec(writer, "INSERT INTO secrets VALUES ('more')", nullptr, nullptr, nullptr) == SQLITE_OK);
+    return;
+  }
+  REQUIRE(::link((victim + "-wal").c_str(), (tenant + "-wal").c_str()) == 0);
   auto src = SqliteSource::open(tenant, limits);
   if (src) {
     auto r = (*src)->query("SELECT v FROM secrets", {});
