@@ -30,7 +30,7 @@ App::~App() { shutdown(); }
 void App::shutdown() {
   // A push in progress finishes (bounded by the agent timeout), a query
   // in progress too (bounded by its timeout); nothing new starts.
-  for (auto* pool : {local_pool_.get(), admin_pool_.get(), timer_pool_.get()}) {
+  for (auto* pool : {local_pool_.get(), admin_pool_.get(), timer_pool_.get(), reconcile_pool_.get()}) {
     if (!pool) continue;
     pool->stop();
     pool->join();
@@ -117,10 +117,14 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   app->refusal_timer_ = std::make_unique<boost::asio::steady_timer>(app->timer_pool_->get_executor());
   app->schedule_refusal_records();
   if (app->enforcer_->configured()) {
-    app->reconcile_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
+    // On a thread of its own: a round may wait on a silent agent for
+    // several timeout_ms, which the admin API's requests (a key revoked
+    // in a hurry) must not queue behind.
+    app->reconcile_pool_ = std::make_unique<boost::asio::thread_pool>(1);
+    app->reconcile_timer_ = std::make_unique<boost::asio::steady_timer>(app->reconcile_pool_->get_executor());
     // Versions left pending by an earlier run (or an agent that lost its
     // state) are pushed at once, then on every tick.
-    boost::asio::post(*app->admin_pool_, [a = app.get()] {
+    boost::asio::post(*app->reconcile_pool_, [a = app.get()] {
       a->reconcile_now();
       a->schedule_reconcile();
     });

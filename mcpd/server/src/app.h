@@ -167,14 +167,18 @@ class App {
   std::atomic<std::uint64_t> sweep_failures_{0};
   std::unique_ptr<boost::asio::thread_pool> workers_;
   std::unique_ptr<Enforcer> enforcer_;
-  // One thread for the admin API, policy pushes and the timers: they block
-  // (durable audit, the agent's apply) and must not hold an I/O thread.
+  // One thread for the admin API (its policy pushes included) and the
+  // session sweep: they block (durable audit, the agent's apply) and must
+  // not hold an I/O thread.
   std::unique_ptr<boost::asio::thread_pool> admin_pool_;
   // One for the local admin socket (local_admin_executor).
   std::unique_ptr<boost::asio::thread_pool> local_pool_;
   // One for timers that must keep time whatever the admin thread waits
   // for (an agent, a durable record): the rate-limit records' flush.
   std::unique_ptr<boost::asio::thread_pool> timer_pool_;
+  // One for the policy reconciliation (with an agent configured): a round
+  // may wait on a silent agent for several timeout_ms.
+  std::unique_ptr<boost::asio::thread_pool> reconcile_pool_;
   // A policy version is stored and pushed under it, so versions reach the
   // agent in the order they were stored, whichever thread changes them.
   std::mutex policy_mu_;

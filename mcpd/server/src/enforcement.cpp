@@ -149,6 +149,12 @@ Result<Enforcer::AgentView> Enforcer::ask_agent_status() {
   return view;
 }
 
+namespace {
+// The rules digest of a record voided by a push of other rules under its
+// version: matches no digest (they are hex).
+constexpr char kUnconfirmed[] = "unconfirmed";
+}  // namespace
+
 KernelEnforcement Enforcer::judge(const AgentView& view, const Tenant& tenant,
                                   const std::optional<Desired>& desired) const {
   KernelEnforcement k;
@@ -205,7 +211,15 @@ KernelEnforcement Enforcer::state(const Tenant& tenant, std::optional<std::int64
             "no sluice-agent is configured ([agent] socket): the kernel enforces nothing for this tenant",
             std::nullopt, nullptr};
   }
-  std::lock_guard lock(mu_);
+  // A push in progress (reconcile's, up to twice timeout_ms each, on a
+  // thread of its own) is not waited for: a reader on the admin thread
+  // would hold up everything behind it, key revocations included. What
+  // the kernel holds is unknown until the agent answers: pending.
+  std::unique_lock lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    return {KernelEnforcement::State::pending, "sluice-agent is being sent a policy; asked again on the next read",
+            std::nullopt, nullptr};
+  }
   auto view = agent_status();
   if (!view) return {KernelEnforcement::State::pending, view.error().what, std::nullopt, nullptr};
   return judge(*view, tenant, desired(tenant, version));
@@ -222,6 +236,20 @@ KernelEnforcement Enforcer::push_locked(const Tenant& tenant, std::int64_t versi
   if (reached) *reached = false;
   const policy::EffectiveRules rules = policy::compile(p, endpoints_);
   const std::string digest = rules_digest(rules);
+  // Other rules under the version recorded (the endpoints changed): once
+  // they may reach the agent, the record of the old ones proves nothing.
+  // An apply the agent takes and then fails (its state not saved, the
+  // answer late) leaves the kernel holding the new rules unrecorded; were
+  // the endpoints reverted, the old record would match again and read as
+  // enforced, and nothing would push. Voided first, it reads as pending
+  // until a push of whichever rules is acknowledged.
+  auto recorded = store_.policy_applied(tenant.id);
+  if (!recorded) return {KernelEnforcement::State::pending, "not pushed: " + recorded.error().what, std::nullopt, nullptr};
+  if (*recorded && (*recorded)->version == version && (*recorded)->rules_sha256 != digest) {
+    if (auto s = store_.set_policy_applied(tenant.id, version, 0, kUnconfirmed); !s) {
+      return {KernelEnforcement::State::pending, "not pushed: " + s.error().what, std::nullopt, nullptr};
+    }
+  }
   std::string why;
   cached_.reset();  // whatever happens next, the agent's state is news
   bool connected = false;

@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -183,8 +184,25 @@ TEST_CASE("mcpd::Enforcer never reports enforced on an agent's word alone, and s
   std::ofstream(acme.dir.file("endpoints.json")) << R"({"endpoints": {"llm": ["https://api.openai.com"]}})";
   auto reopened = Enforcer::open(c, store);
   REQUIRE(reopened);
+  {
+    FakeAgent agent(c.agent_socket, truthful);
+    CHECK((*reopened)->state(tenant, *v1).state == State::pending);
+  }
+  // The new rules' push reaches the agent, which takes them and then
+  // fails (its state file could not be written, say): the kernel may hold
+  // them now. The endpoints reverted, the record of the old rules must not
+  // read as enforced again: nothing would push them back.
+  {
+    FakeAgent fails(c.agent_socket, R"({"ok":false,"code":"persist","error":"state not saved"})");
+    CHECK((*reopened)->push(tenant, *v1, parse(text.c_str())).state == State::pending);
+  }
+  std::ofstream(acme.dir.file("endpoints.json")) << R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})";
+  auto reverted = Enforcer::open(c, store);
+  REQUIRE(reverted);
   FakeAgent agent(c.agent_socket, truthful);
-  CHECK((*reopened)->state(tenant, *v1).state == State::pending);
+  CHECK((*reverted)->state(tenant, *v1).state == State::pending);
+  // Pushed again and acknowledged: enforced.
+  CHECK((*reverted)->push(tenant, *v1, parse(text.c_str())).state == State::enforced);
 }
 
 TEST_CASE("mcpd::Enforcer asks a hung agent once per five seconds, not once per caller", "[mcpd][enforcement]") {
@@ -297,6 +315,29 @@ TEST_CASE("mcpd::Enforcer backs off a push the agent took and never answered, no
     CHECK((*enforcer)->reconcile().empty());                        // backed off: no second stall
     CHECK(stalls.applied().size() == 1);
   }
+}
+
+TEST_CASE("mcpd::Enforcer: a read of the state does not wait for a push in progress", "[mcpd][enforcement]") {
+  // The admin API's reads (GET /api/meta) run on the thread a revocation
+  // needs: they must not queue behind a push to a slow agent.
+  AcmeStore acme(R"({"endpoints": {"llm": ["https://api.anthropic.com"]}})");
+  McpdConfig c = acme.agent_config(std::chrono::milliseconds(2000));
+  const char* text = R"({"allow_llm_egress":false,"allow_prospecting":false,"discovery_samples":false})";
+  auto v1 = acme.store->put_policy(acme.tenant.id, text, std::nullopt);
+  REQUIRE(v1);
+  auto enforcer = Enforcer::open(c, *acme.store);
+  REQUIRE(enforcer);
+  FakeAgent slow(c.agent_socket,
+                 R"({"ok":true,"generation":1,"layers":{"bpf":"enforcing","nftables":"enforcing"},"tenants":{"acme":{"version":1}}})",
+                 std::chrono::milliseconds(800));
+  auto pushed = std::async(std::launch::async, [&] { return (*enforcer)->push(acme.tenant, *v1, parse(text)); });
+  while (slow.applied().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the apply is in
+  const auto start = std::chrono::steady_clock::now();
+  const auto k = (*enforcer)->state(acme.tenant, *v1);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(400));
+  CHECK(k.state == sluice::mcpd::KernelEnforcement::State::pending);
+  CHECK(pushed.get().state == sluice::mcpd::KernelEnforcement::State::enforced);
+  CHECK((*enforcer)->state(acme.tenant, *v1).state == sluice::mcpd::KernelEnforcement::State::enforced);
 }
 
 TEST_CASE("mcpd: a socket served by neither root nor mcpd's own uid is not believed to be sluice-agent",
