@@ -36,6 +36,10 @@ namespace {
 struct Appliance {
   TempDir dir;
   std::unique_ptr<App> app;
+  // The requests' context, as the server's: it goes before the App and
+  // after the App's threads are joined (~Appliance), which may still hold
+  // a request's channel when the request's run returns.
+  boost::asio::io_context io;
   std::string root_token;
   std::int64_t root_id = 0;
 
@@ -76,7 +80,7 @@ struct Appliance {
     return {status, std::move(parsed)};
   }
   // The same without assertions, for other threads than the test's
-  // (Catch 2 is not thread-safe); `failed`: the handler threw.
+  // (Catch 2 is not thread-safe), one at a time; `failed`: the handler threw.
   std::tuple<unsigned, json, std::exception_ptr> request(http::verb verb, const std::string& target,
                                                          const std::string& token, const std::optional<json>& body) {
     HttpRequest req{verb, target, 11};
@@ -92,7 +96,7 @@ struct Appliance {
     if (auto* refused = std::get_if<HttpResponse>(&admission)) {
       response = std::move(*refused);
     } else {
-      boost::asio::io_context io;
+      io.restart();
       std::exception_ptr failed;
       boost::asio::co_spawn(io, app->handle(std::move(req), std::get<std::any>(std::move(admission))),
                             [&](std::exception_ptr e, HttpReply reply) {
