@@ -101,6 +101,8 @@ test('agent down: the change is stored, 202 pending, the stricter version holds'
   assert.match(body.enforcement.detail, /cannot reach the agent/);
   // Desired says open, applied (v2) says closed: mcpd holds to closed.
   assert.equal(body.application_policy.allow_llm_egress, false);
+  // What may leave is not known while the kernel does not enforce the desired version.
+  assert.equal(body.egress, 'unknown');
   const meta = await (await api('/api/meta')).json();
   assert.equal(meta.enforcement.kernel, 'pending');
   assert.equal(meta.enforcement.desired_version, 3);

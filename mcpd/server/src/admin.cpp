@@ -250,7 +250,11 @@ Result<json> App::security_state(const Tenant& tenant, const KernelEnforcement* 
   // yet (no planner, no brokered sockets), so there is nothing for
   // application_policy to gate today; it is what that code must consult.
   enforcement["application"] = "no_egress_path";
-  const auto egress = enforcer_->egresses(*effective);
+  // What may leave is known only while the kernel enforces the desired
+  // version: pending, it may hold the last acknowledged one (allowing more
+  // than the desired), or a failed push's rules: unknown, never "none".
+  const auto egress = kernel.state == KernelEnforcement::State::enforced ? enforcer_->egresses(*effective)
+                                                                         : std::optional<bool>();
   json out = {{"tenant", tenant.name},
               {"enforcement", enforcement},
               // What mcpd itself holds the tenant to meanwhile: the stricter

@@ -153,6 +153,8 @@ namespace {
 // The rules digest of a record voided by a push of other rules under its
 // version: matches no digest (they are hex).
 constexpr char kUnconfirmed[] = "unconfirmed";
+// How long a read of the state waits for another exchange with the agent.
+constexpr std::chrono::milliseconds kStateWait{250};
 }  // namespace
 
 KernelEnforcement Enforcer::judge(const AgentView& view, const Tenant& tenant,
@@ -214,10 +216,11 @@ KernelEnforcement Enforcer::state(const Tenant& tenant, std::optional<std::int64
   // A push in progress (reconcile's, up to twice timeout_ms each, on a
   // thread of its own) is not waited for: a reader on the admin thread
   // would hold up everything behind it, key revocations included. What
-  // the kernel holds is unknown until the agent answers: pending.
-  std::unique_lock lock(mu_, std::try_to_lock);
+  // the kernel holds is unknown until the agent answers: pending. (A
+  // status question, milliseconds from a live agent, is waited out.)
+  std::unique_lock lock(mu_, kStateWait);
   if (!lock.owns_lock()) {
-    return {KernelEnforcement::State::pending, "sluice-agent is being sent a policy; asked again on the next read",
+    return {KernelEnforcement::State::pending, "sluice-agent is busy with a push of mcpd's; asked again on the next read",
             std::nullopt, nullptr};
   }
   auto view = agent_status();

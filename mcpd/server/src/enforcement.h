@@ -135,8 +135,9 @@ class Enforcer {
   policy::EndpointsConfig endpoints_;
   Store& store_;
   // One push or status question at a time: versions reach the agent in
-  // order, and the cache below is consistent.
-  std::mutex mu_;
+  // order, and the cache below is consistent. Timed: a read of the state
+  // waits out a status question, not a push (state()).
+  std::timed_mutex mu_;
   // The status question itself, uncached (agent_status caches it).
   Result<AgentView> ask_agent_status();
   std::optional<Result<AgentView>> cached_;
