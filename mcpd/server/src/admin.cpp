@@ -40,14 +40,18 @@ json user_json(const User& u) {
           {"role", std::string(to_string(u.role))}, {"disabled", u.disabled}};
 }
 
-// Why a user of role `actor` may not make this change to `target` (the
-// tenant check aside), or nullopt: only users below one's own role (as
-// for minting keys: peers cannot disable each other), to a role not above
-// it; a disabled user enabled again only by a super_admin (an admin
-// cannot undo an offboarding decided above it).
-std::optional<std::pair<unsigned, std::string>> refuse_user_change(Role actor, const User& target,
-                                                                   std::optional<Role> role,
+// Why a user of role `actor`, of tenant `actor_tenant`, may not make this
+// change to `target`, or nullopt: another tenant's user only for a
+// super_admin (404 to others, as an id nobody has); only users below one's
+// own role (as for minting keys: peers cannot disable each other), to a
+// role not above it; a disabled user enabled again only by a super_admin
+// (an admin cannot undo an offboarding decided above it).
+std::optional<std::pair<unsigned, std::string>> refuse_user_change(Role actor, std::int64_t actor_tenant,
+                                                                   const User& target, std::optional<Role> role,
                                                                    std::optional<bool> disabled) {
+  if (actor != Role::super_admin && target.tenant_id != actor_tenant) {
+    return std::pair<unsigned, std::string>{404, "no such user"};
+  }
   if (!allowed(actor, Action::manage_users)) return std::pair<unsigned, std::string>{403, "not permitted"};
   if (target.role >= actor) return std::pair<unsigned, std::string>{403, "cannot change a user not below your own role"};
   if (role && *role > actor) return std::pair<unsigned, std::string>{403, "cannot grant a role above your own"};
@@ -155,7 +159,7 @@ Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std
     if (std::holds_alternative<AuthFailure>(standing)) {
       out.forbidden = std::pair<unsigned, std::string>{403, "the key can no longer make this change"};
     } else {
-      out.forbidden = refuse_user_change(std::get<Role>(standing), before, role, disabled);
+      out.forbidden = refuse_user_change(std::get<Role>(standing), actor->tenant_id, before, role, disabled);
     }
     if (out.forbidden) {
       out.user = before;

@@ -355,3 +355,54 @@ TEST_CASE("mcpd::App: while a user changes, its keys are told to retry, with not
   }
   CHECK(status == 200);
 }
+
+TEST_CASE("mcpd::App: a super_admin lowered over the socket while changing another tenant's user over the API acts as one or not at all",
+          "[mcpd][app]") {
+  // The change is checked again under the users lock, the tenant included:
+  // an admin may not change another tenant's user, even one whose request
+  // passed the handler's check while it was still a super_admin.
+  Appliance a([](McpdConfig& c) { c.admin_rate = c.admin_burst = 1000; });
+  const json beta = a.local({{"op", "create_tenant"}, {"tenant", "beta"}, {"data_source", a.dir.file("beta.db")}});
+  REQUIRE(beta["ok"] == true);
+  int changed = 0, refused = 0;
+  for (int round = 0; round < 60; ++round) {
+    INFO("round " << round);
+    const std::string n = std::to_string(round);
+    const std::int64_t super = a.user(1, ("sam" + n).c_str(), "super_admin");
+    const std::int64_t bea = a.user(beta["tenant_id"].get<std::int64_t>(), ("bea" + n).c_str(), "viewer");
+    const json key = a.local({{"op", "create_key"}, {"user_id", super}, {"scopes", "read,admin"}});
+    REQUIRE(key["ok"] == true);
+    std::promise<void> go;
+    std::shared_future<void> start = go.get_future().share();
+    auto change = std::async(std::launch::async, [&] {
+      start.wait();
+      return a.request(http::verb::patch, "/api/users/" + std::to_string(bea), key["token"].get<std::string>(),
+                       json{{"disabled", true}});
+    });
+    auto lower = std::async(std::launch::async, [&] {
+      start.wait();
+      return a.local({{"op", "update_user"}, {"user_id", super}, {"role", "admin"}});
+    });
+    go.set_value();
+    const auto [status, answer, failed] = change.get();
+    const json lowered = lower.get();
+    REQUIRE_FALSE(failed);
+    REQUIRE(lowered["ok"] == true);
+    if (status != 200) {
+      ++refused;
+      CHECK_FALSE(a.stored(bea).disabled);
+      continue;
+    }
+    ++changed;
+    // Made: then made while its maker was still a super_admin, recorded
+    // before the lowering (newest first).
+    const auto changes = a.records("update_user");
+    const auto at = [&](std::int64_t target) {
+      return std::find_if(changes.begin(), changes.end(), [&](const json& r) { return r["target_user_id"] == target; });
+    };
+    REQUIRE(at(bea) != changes.end());
+    REQUIRE(at(super) != changes.end());
+    CHECK(at(super) < at(bea));
+  }
+  WARN("changed " << changed << ", refused " << refused);
+}
