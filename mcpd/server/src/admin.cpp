@@ -138,6 +138,26 @@ Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
   return out;
 }
 
+std::optional<std::pair<unsigned, std::string>> App::user_change_problem(
+    const Result<std::optional<UserUpdated>>& updated) {
+  using Problem = std::pair<unsigned, std::string>;
+  if (!updated) return Problem{500, "the user could not be changed"};
+  if (!*updated) return Problem{409, "the user was changed meanwhile: read it again"};
+  const UserUpdated& u = **updated;
+  if (u.forbidden) return u.forbidden;
+  if (u.refused) return Problem{503, "the change could not be audited: nothing was changed"};
+  if (!u.not_revoked.empty()) {
+    return Problem{500, "the change is made, but keys others have seen could not be revoked: " +
+                            clean_text(json(u.not_revoked).dump(), 1024) + " (revoked: " +
+                            clean_text(json(u.revoked).dump(), 1024) + ")"};
+  }
+  if (!u.audited) return Problem{503, "the change was made but could not be audited"};
+  if (!u.cache_refreshed) {
+    return Problem{500, "the change is made and the user's keys are refused; the key cache could not be refreshed"};
+  }
+  return std::nullopt;
+}
+
 Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std::optional<Role> role,
                                                          std::optional<bool> disabled, json record,
                                                          const Principal* actor) {
@@ -515,19 +535,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       tenant_name = (**t).name;
     }
     auto updated = update_user(before, role, disabled, admin_record(who, tenant_name, "update_user"), &who);
-    if (!updated) return problem(500, "the user could not be changed", v);
-    if (!*updated) return problem(409, "the user was changed meanwhile: read it again", v);
-    if (const auto& why = (*updated)->forbidden) return problem(why->first, why->second, v);
-    if ((*updated)->refused) return problem(503, "the change could not be audited: nothing was changed", v);
-    if (!(*updated)->not_revoked.empty()) {
-      return problem(500, "the change is made, but keys others have seen could not be revoked: " +
-                              clean_text(json((*updated)->not_revoked).dump(), 1024) + " (revoked: " +
-                              clean_text(json((*updated)->revoked).dump(), 1024) + ")", v);
-    }
-    if (!(*updated)->audited) return problem(503, "the change was made but could not be audited", v);
-    if (!(*updated)->cache_refreshed) {
-      return problem(500, "the change is made and the user's keys are refused; the key cache could not be refreshed", v);
-    }
+    if (auto why = user_change_problem(updated)) return problem(why->first, why->second, v);
     json out = user_json((*updated)->user);
     out["revoked_keys"] = (*updated)->revoked;
     return json_response(200, out, v);
@@ -810,18 +818,7 @@ json App::local_admin(const json& r) {
     if (tenant.empty()) return err("the user could not be changed");
     auto updated = update_user(**before, role, disabled,
                                {{"kind", "admin"}, {"tenant", tenant}, {"user", "local"}, {"action", "update_user"}});
-    if (!updated) return err("the user could not be changed");
-    if (!*updated) return err("the user was changed meanwhile: read it again");
-    if ((*updated)->refused) return err("the change could not be audited: nothing was changed");
-    if (!(*updated)->not_revoked.empty()) {
-      return err("the change is made, but keys others have seen could not be revoked: " +
-                 clean_text(json((*updated)->not_revoked).dump(), 1024) + " (revoked: " +
-                 clean_text(json((*updated)->revoked).dump(), 1024) + ")");
-    }
-    if (!(*updated)->audited) return err("the change was made but could not be audited");
-    if (!(*updated)->cache_refreshed) {
-      return err("the change is made and the user's keys are refused; the key cache could not be refreshed");
-    }
+    if (auto why = user_change_problem(updated)) return err(why->second);
     return {{"ok", true}, {"user", user_json((*updated)->user)}, {"revoked_keys", (*updated)->revoked}};
   }
   if (op == "create_key") {

@@ -131,6 +131,10 @@ class App {
   Result<std::optional<UserUpdated>> update_user(const User& before, std::optional<Role> role,
                                                  std::optional<bool> disabled, nlohmann::json record,
                                                  const Principal* actor = nullptr);
+  // What update_user's caller is told when the change did not end well:
+  // status and message (the local socket gives the message), or nullopt.
+  static std::optional<std::pair<unsigned, std::string>> user_change_problem(
+      const Result<std::optional<UserUpdated>>& updated);
   // Authenticates, honouring the lockout; a response when refused.
   std::variant<Principal, HttpResponse> admit(const RequestHeader& req, const std::string& client);
   // A credential that failed (not a missing one): counted towards the
