@@ -216,7 +216,7 @@ Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std
   out.user = std::move(**after);
   // Refused from now on, whatever a reload does, until one has read the
   // change; and nothing they opened goes on under the old standing.
-  for (const std::string& id : keys_->drop_user(before.id)) sessions_->end_credential(id);
+  for (const std::string& id : keys_->hold_user(before.id)) sessions_->end_credential(id);
   // Keys whose tokens someone else has seen, where the change would hand
   // that someone a key they could not mint (minting is for users below
   // one's role): looked for after the change, which a mint by a disabled

@@ -28,7 +28,7 @@ Status ApiKeyAuthenticator::reload() {
   for (KeyRecord& k : *keys) fresh.emplace(k.id, std::move(k));
   std::unique_lock lock(mu_);
   keys_.swap(fresh);
-  changing_.clear();  // read after every change drop_user announced (both under reload_mu_)
+  changing_.clear();  // read after every change hold_user announced (both under reload_mu_)
   return {};
 }
 
@@ -38,7 +38,7 @@ void ApiKeyAuthenticator::drop(const std::string& id) {
   keys_.erase(id);
 }
 
-std::vector<std::string> ApiKeyAuthenticator::drop_user(std::int64_t user_id) {
+std::vector<std::string> ApiKeyAuthenticator::hold_user(std::int64_t user_id) {
   std::lock_guard serial(reload_mu_);
   std::unique_lock lock(mu_);
   changing_.insert(user_id);

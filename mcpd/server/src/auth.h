@@ -72,7 +72,7 @@ class ApiKeyAuthenticator final : public Authenticator {
   // which must read the store after the user's change; the ids refused.
   // A changing key is no failed credential: its client is told to retry,
   // with nothing counted against its address or audited.
-  std::vector<std::string> drop_user(std::int64_t user_id);
+  std::vector<std::string> hold_user(std::int64_t user_id);
   // Whether some user's keys are refused as changing (a reload is due).
   [[nodiscard]] bool changing() const;
   [[nodiscard]] bool claims(std::string_view token) const override;

@@ -84,7 +84,7 @@ TEST_CASE("mcpd::ApiKeyAuthenticator::current tells a key's standing and its use
   const User alice = **f.store->user(f.user);
   // Refused while its user changes, until the reload has the change: as
   // `changing`, which no one counts as a failed credential.
-  CHECK(keys.drop_user(f.user) == std::vector<std::string>{k.id});
+  CHECK(keys.hold_user(f.user) == std::vector<std::string>{k.id});
   CHECK(std::get<AuthFailure>(standing()) == AuthFailure::changing);
   std::string wrong = k.token;
   wrong.back() = wrong.back() == 'A' ? 'B' : 'A';
