@@ -114,8 +114,8 @@ Result<std::unique_ptr<App>> App::open(const McpdConfig& c) {
   app->sweep_timer_ = std::make_unique<boost::asio::steady_timer>(app->admin_pool_->get_executor());
   app->schedule_sweep();
   app->timer_pool_ = std::make_unique<boost::asio::thread_pool>(1);
-  app->refusal_timer_ = std::make_unique<boost::asio::steady_timer>(app->timer_pool_->get_executor());
-  app->schedule_refusal_records();
+  app->second_timer_ = std::make_unique<boost::asio::steady_timer>(app->timer_pool_->get_executor());
+  app->schedule_second_tick();
   if (app->enforcer_->configured()) {
     // On a thread of its own: a round may wait on a silent agent for
     // several timeout_ms, which the admin API's requests (a key revoked
@@ -225,9 +225,9 @@ void App::note_rate_limited(const Principal& who, std::string_view limit) {
   if (!rec.is_null()) audit_->append_best_effort(std::move(rec));
 }
 
-void App::schedule_refusal_records() {
-  refusal_timer_->expires_after(std::chrono::seconds(1));
-  refusal_timer_->async_wait([this](const boost::system::error_code& ec) {
+void App::schedule_second_tick() {
+  second_timer_->expires_after(std::chrono::seconds(1));
+  second_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     // Counts left pending when the refusals stopped are written now, not
     // at the next refusal (which may never come).
@@ -236,7 +236,7 @@ void App::schedule_refusal_records() {
     // changing: read the keys again (on the admin thread: it reads the
     // store) until that works, rather than at the next admin change.
     if (keys_->changing()) boost::asio::post(*admin_pool_, [this] { (void)keys_->reload(); });
-    schedule_refusal_records();
+    schedule_second_tick();
   });
 }
 

@@ -154,7 +154,9 @@ class App {
   // tenant (see RefusalLedger).
   // `limit`: "mcp", "admin" or "admin_light".
   void note_rate_limited(const Principal& who, std::string_view limit);
-  void schedule_refusal_records();
+  // Once a second, on timer_pool_: the folded refusal records due, and a
+  // key-cache reload while a user change's own failed (keys held).
+  void schedule_second_tick();
 
   McpdConfig config_;
   std::optional<DatabaseLock> lock_;  // declared first: released last
@@ -178,7 +180,7 @@ class App {
   // One for the local admin socket (local_admin_executor).
   std::unique_ptr<boost::asio::thread_pool> local_pool_;
   // One for timers that must keep time whatever the admin thread waits
-  // for (an agent, a durable record): the rate-limit records' flush.
+  // for (an agent, a durable record): schedule_second_tick.
   std::unique_ptr<boost::asio::thread_pool> timer_pool_;
   // One for the policy reconciliation (with an agent configured): a round
   // may wait on a silent agent for several timeout_ms.
@@ -196,7 +198,7 @@ class App {
   const HttpServer* http_ = nullptr;
   std::atomic<std::uint64_t> auth_failures_{0}, lockouts_{0}, rate_limited_{0}, requests_{0};
   RefusalLedger refusals_;
-  std::unique_ptr<boost::asio::steady_timer> refusal_timer_;
+  std::unique_ptr<boost::asio::steady_timer> second_timer_;
   std::size_t temp_budget_ = 0, schema_memory_ = 0, workers_count_ = 0;  // as App::open set them, for startup_warnings
 };
 
