@@ -128,6 +128,25 @@ struct Appliance {
   }
 };
 
+// `f` and `g` started together on two threads (no Catch assertions in
+// them); their results.
+template <typename F, typename G>
+auto at_once(F f, G g) {
+  std::promise<void> go;
+  std::shared_future<void> start = go.get_future().share();
+  auto first = std::async(std::launch::async, [&] {
+    start.wait();
+    return f();
+  });
+  auto second = std::async(std::launch::async, [&] {
+    start.wait();
+    return g();
+  });
+  go.set_value();
+  auto a = first.get();
+  return std::make_pair(std::move(a), second.get());
+}
+
 }  // namespace
 
 TEST_CASE("mcpd::App: a user change whose record cannot be written is not made when it grants, made when it restricts",
@@ -294,20 +313,13 @@ TEST_CASE("mcpd::App: a mint over the API and the minter's disabling over the so
     const std::int64_t viewer = a.user(1, ("val" + n).c_str(), "viewer");
     const json key = a.local({{"op", "create_key"}, {"user_id", minter}, {"scopes", "read,admin"}});
     REQUIRE(key["ok"] == true);
-    std::promise<void> go;
-    std::shared_future<void> start = go.get_future().share();
-    auto mint = std::async(std::launch::async, [&] {
-      start.wait();
-      return a.request(http::verb::post, "/api/keys", key["token"].get<std::string>(),
-                       json{{"name", "k"}, {"scopes", "read"}, {"user_id", viewer}});
-    });
-    auto disable = std::async(std::launch::async, [&] {
-      start.wait();
-      return a.local({{"op", "update_user"}, {"user_id", minter}, {"disabled", true}});
-    });
-    go.set_value();
-    const auto [status, answer, failed] = mint.get();
-    const json disabled = disable.get();
+    const auto [minted_by, disabled] = at_once(
+        [&] {
+          return a.request(http::verb::post, "/api/keys", key["token"].get<std::string>(),
+                           json{{"name", "k"}, {"scopes", "read"}, {"user_id", viewer}});
+        },
+        [&] { return a.local({{"op", "update_user"}, {"user_id", minter}, {"disabled", true}}); });
+    const auto& [status, answer, failed] = minted_by;
     REQUIRE_FALSE(failed);
     REQUIRE(disabled["ok"] == true);
     // 503: admitted while the minter's keys were refused as changing.
@@ -381,20 +393,13 @@ TEST_CASE("mcpd::App: a super_admin lowered over the socket while changing anoth
     const std::int64_t bea = a.user(beta["tenant_id"].get<std::int64_t>(), ("bea" + n).c_str(), "viewer");
     const json key = a.local({{"op", "create_key"}, {"user_id", super}, {"scopes", "read,admin"}});
     REQUIRE(key["ok"] == true);
-    std::promise<void> go;
-    std::shared_future<void> start = go.get_future().share();
-    auto change = std::async(std::launch::async, [&] {
-      start.wait();
-      return a.request(http::verb::patch, "/api/users/" + std::to_string(bea), key["token"].get<std::string>(),
-                       json{{"disabled", true}});
-    });
-    auto lower = std::async(std::launch::async, [&] {
-      start.wait();
-      return a.local({{"op", "update_user"}, {"user_id", super}, {"role", "admin"}});
-    });
-    go.set_value();
-    const auto [status, answer, failed] = change.get();
-    const json lowered = lower.get();
+    const auto [changed_by, lowered] = at_once(
+        [&] {
+          return a.request(http::verb::patch, "/api/users/" + std::to_string(bea), key["token"].get<std::string>(),
+                           json{{"disabled", true}});
+        },
+        [&] { return a.local({{"op", "update_user"}, {"user_id", super}, {"role", "admin"}}); });
+    const auto& [status, answer, failed] = changed_by;
     REQUIRE_FALSE(failed);
     REQUIRE(lowered["ok"] == true);
     if (status != 200) {
