@@ -96,7 +96,7 @@ Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
   if (!ids) return tl::unexpected(ids.error());
   for (const auto& id : *ids) {
     keys_->drop(id);               // refused from now on, whatever a reload does
-    sessions_->end_credential(id);  // and its sessions and open streams end now
+    sessions_->end_credential(credential_name(kApiKeyCredential, id));  // and its sessions and open streams end now
   }
   Revoked out;
   out.cache_refreshed = static_cast<bool>(keys_->reload());
@@ -216,7 +216,7 @@ Result<std::optional<App::UserUpdated>> App::update_user(const User& before, std
   out.user = std::move(**after);
   // Refused from now on, whatever a reload does, until one has read the
   // change; and nothing they opened goes on under the old standing.
-  for (const std::string& id : keys_->hold_user(before.id)) sessions_->end_credential(id);
+  for (const std::string& id : keys_->hold_user(before.id)) sessions_->end_credential(credential_name(kApiKeyCredential, id));
   // Keys whose tokens someone else has seen, where the change would hand
   // that someone a key they could not mint (minting is for users below
   // one's role): looked for after the change, which a mint by a disabled

@@ -200,7 +200,7 @@ HttpResponse App::refuse_credential(const RequestHeader& req, const std::string&
   // is the key's; an id named with a wrong secret is only a claim, which
   // anyone can make: kept apart, so nobody adds to a key's failures.
   if (!credential_id.empty()) {
-    rec[failure == AuthFailure::unknown ? "claimed_credential" : "credential"] = "api_key:" + credential_id;
+    rec[failure == AuthFailure::unknown ? "claimed_credential" : "credential"] = credential_name(kApiKeyCredential, credential_id);
   }
   audit_->append_best_effort(std::move(rec));
   if (locks) {
@@ -221,7 +221,7 @@ std::int64_t steady_ms() {
 
 void App::note_rate_limited(const Principal& who, std::string_view limit) {
   ++rate_limited_;
-  json rec = refusals_.note(who.tenant, who.credential_type + ":" + who.credential_id, who.user, limit, steady_ms());
+  json rec = refusals_.note(who.tenant, who.credential(), who.user, limit, steady_ms());
   if (!rec.is_null()) audit_->append_best_effort(std::move(rec));
 }
 

@@ -12,6 +12,7 @@
 #include <systemd/sd-journal.h>
 
 #include "audit_chain.h"
+#include "identity.h"
 #include "sql.h"
 #include "store.h"
 
@@ -548,7 +549,8 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
     // keys are its business.
     const bool claimed = auth->text(0).empty();
     const std::string credential = claimed ? auth->text(1) : auth->text(0);
-    const std::string id = credential.starts_with("api_key:") ? credential.substr(8) : "";
+    const std::string key_prefix = credential_name(kApiKeyCredential, "");
+    const std::string id = credential.starts_with(key_prefix) ? credential.substr(key_prefix.size()) : "";
     if (id.empty() || std::find(key_ids.begin(), key_ids.end(), id) == key_ids.end()) continue;
     nlohmann::json& slot = keys[credential];
     bump(slot, "ok", 0);

@@ -78,7 +78,7 @@ AuthOutcome ApiKeyAuthenticator::authenticate(std::string_view token) const {
     return out;
   }
   Principal p;
-  p.credential_type = "api_key";
+  p.credential_type = kApiKeyCredential;
   p.credential_id = k.id;
   p.tenant_id = k.user.tenant_id;
   p.tenant = k.tenant;

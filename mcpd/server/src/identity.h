@@ -26,11 +26,22 @@ constexpr unsigned kAllScopes = kScopeRead | kScopeQuery | kScopeFlows | kScopeA
 std::optional<unsigned> parse_scopes(std::string_view list);
 std::string scopes_to_string(unsigned scopes);
 
+inline constexpr std::string_view kApiKeyCredential = "api_key";
+
+// A credential's name across types: "<type>:<id>". Sessions, streams and
+// audit records name a credential by it, so two types' ids never meet
+// (an OAuth grant's id may be anything an API key's is).
+inline std::string credential_name(std::string_view type, std::string_view id) {
+  std::string out;
+  out.reserve(type.size() + 1 + id.size());
+  out.append(type).append(1, ':').append(id);
+  return out;
+}
+
 // The authenticated caller of one request. `credential_id` names the
-// credential (an API key id today; an OAuth grant later): sessions are
-// bound to it.
+// credential within its type (an API key id today; an OAuth grant later).
 struct Principal {
-  std::string credential_type;  // "api_key"
+  std::string credential_type;  // kApiKeyCredential
   std::string credential_id;
   std::int64_t tenant_id = 0;
   std::string tenant;
@@ -39,6 +50,8 @@ struct Principal {
   Role role = Role::viewer;
   unsigned scopes = 0;
   std::optional<std::int64_t> expires_ms;  // of the credential
+
+  [[nodiscard]] std::string credential() const { return credential_name(credential_type, credential_id); }
 };
 
 // Administrative actions, checked against the caller's role (and tenant:

@@ -119,7 +119,7 @@ AuditEntry McpServer::audit_record(const Principal& who, const Session& s, const
   e.text.reserve(512);
   const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
   const std::string nonce = nonces_.next();
-  const std::string credential = who.credential_type + ":" + who.credential_id;
+  const std::string credential = who.credential();
   const std::string tool_name = clean_text(tool, 128);
   JsonObject record(e.text);
   record.str("kind", e.kind)
@@ -232,11 +232,11 @@ bool supported_protocol(const std::string& v) {
 
 std::shared_ptr<const Session> Sessions::create(const Principal& who, const std::string& protocol,
                                                 json client_info, json client_capabilities) {
-  const std::string& credential_id = who.credential_id;
+  const std::string credential = who.credential();
   auto session = std::make_shared<Session>();
   Session& s = *session;
   s.id = random_hex(32);
-  s.credential_id = credential_id;
+  s.credential = credential;
   s.tenant_id = who.tenant_id;
   s.protocol = protocol;
   s.client_info = std::move(client_info);
@@ -245,7 +245,7 @@ std::shared_ptr<const Session> Sessions::create(const Principal& who, const std:
   std::lock_guard lock(mu_);
   // One credential holds at most kPerCredential sessions: past that its
   // own least recently used one goes, so no key can push out others'.
-  if (auto own = per_credential_.find(credential_id); own != per_credential_.end() && own->second.size() >= kPerCredential) {
+  if (auto own = per_credential_.find(credential); own != per_credential_.end() && own->second.size() >= kPerCredential) {
     erase_locked(map_.find(own->second.back()));
   }
   // Full: the tenant holding the most sessions loses its least recently
@@ -259,7 +259,7 @@ std::shared_ptr<const Session> Sessions::create(const Principal& who, const std:
     erase_locked(map_.find(largest->second.back()));
   }
   lru_.push_front(s.id);
-  std::list<std::string>& own = per_credential_[credential_id];
+  std::list<std::string>& own = per_credential_[credential];
   own.push_front(s.id);
   std::list<std::string>& tenant = per_tenant_[s.tenant_id];
   tenant.push_front(s.id);
@@ -267,7 +267,7 @@ std::shared_ptr<const Session> Sessions::create(const Principal& who, const std:
   return session;
 }
 
-std::shared_ptr<const Session> Sessions::use(const std::string& id, const std::string& credential_id,
+std::shared_ptr<const Session> Sessions::use(const std::string& id, const std::string& credential,
                                              const std::function<void(const Session&)>& then) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
@@ -276,10 +276,10 @@ std::shared_ptr<const Session> Sessions::use(const std::string& id, const std::s
   Entry& e = it->second;
   // Another credential presenting this id learns nothing: the same 404 as
   // for an id that never existed.
-  if (e.session->credential_id != credential_id) return nullptr;
+  if (e.session->credential != credential) return nullptr;
   e.last_used = now;
   lru_.splice(lru_.begin(), lru_, e.lru);
-  std::list<std::string>& own = per_credential_[credential_id];
+  std::list<std::string>& own = per_credential_[credential];
   own.splice(own.begin(), own, e.own_lru);
   std::list<std::string>& tenant = per_tenant_[e.session->tenant_id];
   tenant.splice(tenant.begin(), tenant, e.tenant_lru);
@@ -298,18 +298,18 @@ bool Sessions::set_log_level(const std::string& id, const std::string& level) {
   return true;
 }
 
-bool Sessions::remove(const std::string& id, const std::string& credential_id) {
+bool Sessions::remove(const std::string& id, const std::string& credential) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
   auto it = find_live_locked(id, now);
-  if (it == map_.end() || it->second.session->credential_id != credential_id) return false;
+  if (it == map_.end() || it->second.session->credential != credential) return false;
   erase_locked(it);
   return true;
 }
 
 void Sessions::erase_locked(Map::iterator it) {
   it->second.session->ended->store(true, std::memory_order_release);
-  if (auto own = per_credential_.find(it->second.session->credential_id); own != per_credential_.end()) {
+  if (auto own = per_credential_.find(it->second.session->credential); own != per_credential_.end()) {
     own->second.erase(it->second.own_lru);
     if (own->second.empty()) per_credential_.erase(own);
   }
@@ -322,11 +322,11 @@ void Sessions::erase_locked(Map::iterator it) {
   map_.erase(it);
 }
 
-void Sessions::end_credential(const std::string& credential_id) {
+void Sessions::end_credential(const std::string& credential) {
   std::lock_guard lock(mu_);
   // Its own list, not every session: erasing the last removes the list.
   while (true) {
-    auto own = per_credential_.find(credential_id);
+    auto own = per_credential_.find(credential);
     if (own == per_credential_.end()) return;
     erase_locked(map_.find(own->second.back()));
   }
@@ -369,7 +369,7 @@ asio::awaitable<McpResponse> McpServer::handle(McpRequest req, Principal who) {
       co_return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "unsupported MCP-Protocol-Version"));
     }
     if (req.session_id.empty()) co_return json_reply(400, rpc::error(nullptr, rpc::kServerError, "Mcp-Session-Id header is required"));
-    co_return sessions_.remove(req.session_id, who.credential_id)
+    co_return sessions_.remove(req.session_id, who.credential())
         ? empty_reply(200)
         : json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
   }
@@ -402,12 +402,12 @@ McpResponse McpServer::get(const McpRequest& req, const Principal& who, const as
   }
   // Before anything is attached: a refused GET takes over no response.
   bool tenant_full = false;
-  auto ticket = streams_.admit(who.credential_id, who.tenant_id, &tenant_full);
+  auto ticket = streams_.admit(who.credential(), who.tenant_id, &tenant_full);
   if (!ticket) return too_many_streams(tenant_full);
   // Found or made while the session cannot end: its end drops it.
   std::shared_ptr<EventStream> stream;
   const std::shared_ptr<const Session> session =
-      sessions_.use(req.session_id, who.credential_id, [&](const Session& s) {
+      sessions_.use(req.session_id, who.credential(), [&](const Session& s) {
         stream = event ? streams_.find(s.id, event->stream)
                        : streams_.standalone(s.id, s.tenant_id, resumable(s), (who.scopes & kScopeRead) != 0);
       });
@@ -521,7 +521,7 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
   if (req.session_id.empty()) {
     co_return json_reply(400, rpc::error(nullptr, rpc::kServerError, "Mcp-Session-Id header is required"));
   }
-  const std::shared_ptr<const Session> session = sessions_.use(req.session_id, who.credential_id);
+  const std::shared_ptr<const Session> session = sessions_.use(req.session_id, who.credential());
   if (!session) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
 
   // A single call of a tool that talks to the client: answered as a
@@ -534,10 +534,10 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       if (tool && tool->run_async && (who.scopes & tool->scope) == tool->scope) {
         auto ex = co_await asio::this_coro::executor;
         bool tenant_full = false;
-        auto ticket = streams_.admit(who.credential_id, who.tenant_id, &tenant_full);
+        auto ticket = streams_.admit(who.credential(), who.tenant_id, &tenant_full);
         if (!ticket) co_return too_many_streams(tenant_full);
         std::shared_ptr<EventStream> stream;
-        const bool live = sessions_.use(session->id, who.credential_id, [&](const Session& s) {
+        const bool live = sessions_.use(session->id, who.credential(), [&](const Session& s) {
           stream = streams_.open(s.id, s.tenant_id, resumable(s));
         }) != nullptr;
         if (!live) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
@@ -715,7 +715,7 @@ asio::awaitable<json> McpServer::dispatch(const json& id, const std::string& met
     budget.refused = !hold_reply(who.tenant_id, id, in_batch, budget.text, budget.keep);
     // Reading an entity resource returns what describe_entity does: audited alike.
     json record = {{"kind", "resource_read"}, {"tenant", who.tenant}, {"user", who.user},
-                   {"credential", who.credential_type + ":" + who.credential_id},
+                   {"credential", who.credential()},
                    {"uri", clean_text(target, 256)},
                    {"status", budget.refused ? "busy" : read ? "ok" : "not_found"},
                    {"client", s.client_info}, {"client_addr", req.client_addr}};

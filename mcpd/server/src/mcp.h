@@ -69,7 +69,7 @@ struct McpResponse {
 // per call.
 struct Session {
   std::string id;
-  std::string credential_id;
+  std::string credential;  // credential_name(type, id): what it is bound to
   std::int64_t tenant_id = 0;
   std::string protocol;
   nlohmann::json client_info;
@@ -87,18 +87,19 @@ class Sessions {
   Sessions(std::size_t max, std::chrono::seconds idle) : max_(max), idle_(idle) {}
   std::shared_ptr<const Session> create(const Principal& who, const std::string& protocol,
                                        nlohmann::json client_info, nlohmann::json client_capabilities);
+  // `credential` is a credential_name (Principal::credential()).
   // Null: unknown, expired, or bound to another credential (all 404).
   // `then`, when set, runs with the session while it cannot end (under the
   // sessions' lock: it must not call back into Sessions): what it makes
   // for the session is dropped by on_end's hook, never left behind.
-  std::shared_ptr<const Session> use(const std::string& id, const std::string& credential_id,
+  std::shared_ptr<const Session> use(const std::string& id, const std::string& credential,
                                      const std::function<void(const Session&)>& then = nullptr);
   bool set_log_level(const std::string& id, const std::string& level);
-  bool remove(const std::string& id, const std::string& credential_id);
+  bool remove(const std::string& id, const std::string& credential);
   // Ends the sessions idle past the limit.
   void sweep();
   // Ends every session of a credential (revoked): its open streams end too.
-  void end_credential(const std::string& credential_id);
+  void end_credential(const std::string& credential);
   // Called with a session's id when it ends, however (under the sessions'
   // lock: it must not call back into Sessions).
   void on_end(std::function<void(const std::string&)> hook) { on_end_ = std::move(hook); }

@@ -181,6 +181,19 @@ TEST_CASE("mcpd::McpServer negotiates the protocol and binds sessions to credent
     CHECK(w.post(ping, alice, sid).status == 200);
     CHECK(w.post(ping, mallory, sid).status == 404);
   }
+  SECTION("a credential of another type with the same id is another credential") {
+    const std::string sid = w.open_session(alice);
+    Principal grant = alice;
+    grant.credential_type = "oauth";  // a second type may issue any id
+    const json ping = {{"jsonrpc", "2.0"}, {"id", 2}, {"method", "ping"}};
+    CHECK(w.post(ping, grant, sid).status == 404);
+    McpRequest del;
+    del.method = "DELETE";
+    del.session_id = sid;
+    CHECK(w.send(del, grant).status == 404);
+    w.sessions->end_credential(grant.credential());
+    CHECK(w.post(ping, alice, sid).status == 200);
+  }
   SECTION("DELETE ends the session for its owner only") {
     const std::string sid = w.open_session(alice);
     McpRequest del;
@@ -206,7 +219,7 @@ TEST_CASE("mcpd::McpServer negotiates the protocol and binds sessions to credent
                                  {"clientInfo", {{"name", std::string(1000, 'n')}, {"version", "1"}, {"blob", std::string(5000, 'x')}}}}}},
                     alice);
     const std::string sid = r.headers[0].second;
-    auto s = w.sessions->use(sid, "aaaa");
+    auto s = w.sessions->use(sid, "api_key:aaaa");
     REQUIRE(s);
     CHECK(s->client_info["name"].get<std::string>().size() == 128);
     CHECK_FALSE(s->client_info.contains("blob"));
@@ -312,7 +325,7 @@ TEST_CASE("mcpd::McpServer serves GET streams to the session's owner, resumable 
     auto r = w.get(alice, sid);
     REQUIRE(r.stream);
     const std::string theirs = w.open_session(mallory);
-    w.sessions->end_credential("aaaa");
+    w.sessions->end_credential("api_key:aaaa");
     CHECK(r.stream->take().state == StreamReader::State::detached);
     CHECK(w.get(alice, sid).status == 404);
     CHECK(w.get(mallory, theirs).status == 200);
@@ -1272,18 +1285,18 @@ TEST_CASE("mcpd::Sessions bounds each credential by its own least recently used 
   CHECK(sessions.size() == 64);
   CHECK(ended.empty());
   // a's oldest, used again, is its newest: the next one pushes out a's second.
-  REQUIRE(sessions.use(mine[0], "aaaa"));
+  REQUIRE(sessions.use(mine[0], "api_key:aaaa"));
   sessions.create(a, "2025-11-25", json::object(), json::object());
   REQUIRE(ended.size() == 1);
   CHECK(ended[0] == mine[1]);
-  CHECK(sessions.use(mine[0], "aaaa"));
-  CHECK_FALSE(sessions.use(mine[1], "aaaa"));
-  for (const auto& id : theirs) CHECK(sessions.use(id, "bbbb"));  // b's all stay
+  CHECK(sessions.use(mine[0], "api_key:aaaa"));
+  CHECK_FALSE(sessions.use(mine[1], "api_key:aaaa"));
+  for (const auto& id : theirs) CHECK(sessions.use(id, "api_key:bbbb"));  // b's all stay
   // Ending a credential ends exactly its sessions.
-  sessions.end_credential("aaaa");
+  sessions.end_credential("api_key:aaaa");
   CHECK(sessions.size() == 32);
-  for (const auto& id : theirs) CHECK(sessions.use(id, "bbbb"));
-  sessions.end_credential("aaaa");  // nothing left: nothing happens
+  for (const auto& id : theirs) CHECK(sessions.use(id, "api_key:bbbb"));
+  sessions.end_credential("api_key:aaaa");  // nothing left: nothing happens
   CHECK(sessions.size() == 32);
 }
 
@@ -1304,7 +1317,7 @@ TEST_CASE("mcpd::Sessions, full, take the oldest session of the tenant holding t
                                    json::object())->id);
   }
   CHECK(sessions.size() == 40);
-  for (const auto& id : kept) CHECK(sessions.use(id, "qqqq"));
+  for (const auto& id : kept) CHECK(sessions.use(id, "api_key:qqqq"));
   CHECK(ended.size() == 265);
   CHECK(ended.front() == acme.front());  // acme's oldest first
   // Once quiet holds the most, it is quiet's turn: the rule is the count
@@ -1316,10 +1329,10 @@ TEST_CASE("mcpd::Sessions, full, take the oldest session of the tenant holding t
     sessions.create(p, "2025-11-25", json::object(), json::object());
   }
   CHECK(sessions.size() == 40);
-  CHECK_FALSE(sessions.use(kept[0], "qqqq"));  // quiet's oldest went too
+  CHECK_FALSE(sessions.use(kept[0], "api_key:qqqq"));  // quiet's oldest went too
   // Evicting the larger each time leaves them even: about 20 each.
   std::size_t acme_left = 0;
-  for (std::size_t i = 0; i < acme.size(); ++i) acme_left += sessions.use(acme[i], "k" + std::to_string(i % 20)) ? 1 : 0;
+  for (std::size_t i = 0; i < acme.size(); ++i) acme_left += sessions.use(acme[i], "api_key:k" + std::to_string(i % 20)) ? 1 : 0;
   CHECK(acme_left >= 19);
   CHECK(acme_left <= 21);
 }
@@ -1343,7 +1356,7 @@ TEST_CASE("mcpd::McpServer runs no call queued for a worker once its session has
   McpResponse answer;
   std::thread caller([&] { answer = w.post(call("run_query", {{"sql", "SELECT count(*) FROM customers"}}), querier, sid); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // queued by now
-  w.sessions->end_credential("qqqq");
+  w.sessions->end_credential("api_key:qqqq");
   release.set_value();
   caller.join();
   auto r = body(answer);
