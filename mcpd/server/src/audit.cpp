@@ -185,10 +185,16 @@ void AuditLog::anchor(bool force) {
   // so a crash leaves no torn line behind a durable record.
   const ssize_t n = ::write(anchors_fd_, line.data(), line.size());
   if (n == static_cast<ssize_t>(line.size())) {
-    // Written: never written again (a repeat would only be skipped by
-    // readers). A failed sync is counted; the next anchor's sync covers it.
+    // A failed sync is counted and the head is not anchored: the next
+    // interval writes the line again (readers skip an exact repeat), and
+    // that write's sync takes this page with it, while the page cache still
+    // holds it. (Linux reports a failed writeback once and marks the page
+    // clean: a sync that merely retried would report success.)
+    if (::fdatasync(anchors_fd_) != 0) {
+      ++anchor_failures_;
+      return;
+    }
     anchored_seq_ = seq;
-    if (::fdatasync(anchors_fd_) != 0) ++anchor_failures_;
     return;
   }
   ++anchor_failures_;

@@ -256,22 +256,24 @@ Result<std::optional<AuditAnchor>> accept_anchor_line(std::string_view text, std
 }  // namespace
 
 Result<AnchorReader> AnchorReader::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Non-blocking: a FIFO put at the path opens at once, then is refused.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return fail("cannot open " + path + ": " + std::strerror(errno));
-  AnchorReader r(fd, true);  // closes fd on every path out
+  AnchorReader r(fd, true, 0);  // closes fd on every path out
   struct stat st{};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return fail(path + " is not a regular file");
+  r.size_ = st.st_size;
   return r;
 }
 
 Result<AnchorReader> AnchorReader::over(int fd) {
   struct stat st{};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return fail("the anchor file is not a regular file");
-  return AnchorReader(fd, false);
+  return AnchorReader(fd, false, st.st_size);
 }
 
 AnchorReader::AnchorReader(AnchorReader&& o) noexcept
-    : fd_(std::exchange(o.fd_, -1)), owned_(o.owned_), offset_(o.offset_), eof_(o.eof_),
+    : fd_(std::exchange(o.fd_, -1)), owned_(o.owned_), size_(o.size_), offset_(o.offset_), eof_(o.eof_),
       buf_(std::move(o.buf_)), pos_(o.pos_), line_(o.line_), prev_(o.prev_) {}
 
 AnchorReader::~AnchorReader() {
@@ -291,8 +293,9 @@ Result<std::optional<AuditAnchor>> AnchorReader::next() {
       buf_.erase(0, pos_);
       pos_ = 0;
       const std::size_t have = buf_.size();
-      buf_.resize(have + kAnchorChunk);
-      const ssize_t n = ::pread(fd_, buf_.data() + have, kAnchorChunk, offset_);
+      const auto want = static_cast<std::size_t>(std::min<std::int64_t>(kAnchorChunk, size_ - offset_));
+      buf_.resize(have + want);
+      const ssize_t n = want == 0 ? 0 : ::pread(fd_, buf_.data() + have, want, offset_);
       if (n < 0) return fail("reading the anchor file: " + std::string(std::strerror(errno)));
       buf_.resize(have + static_cast<std::size_t>(n));
       offset_ += n;
@@ -343,6 +346,28 @@ Result<AuditAnchor> seed_anchors(const std::string& db_path, const std::string& 
   return *head;
 }
 
+namespace {
+// What `PRAGMA integrity_check` finds wrong with the audit table and its
+// indexes ("" when nothing), its first few findings.
+std::string index_damage(sqlite3* db) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, "PRAGMA integrity_check(audit)", -1, &st, nullptr) != SQLITE_OK) {
+    return std::string("integrity check not run: ") + sqlite3_errmsg(db);
+  }
+  Stmt check(st);
+  std::string out;
+  for (int n = 0; n < 4; ++n) {
+    auto row = check.step();
+    if (!row) return "integrity check failed: " + row.error().what;
+    if (!*row) break;
+    const std::string line = check.text(0);
+    if (n == 0 && line == "ok") return "";
+    out += (out.empty() ? "" : "; ") + line.substr(0, 200);
+  }
+  return out.empty() ? "integrity check gave no answer" : out;
+}
+}  // namespace
+
 Result<AuditVerdict> verify_audit(const std::string& path, const std::string& anchors_path) {
   std::optional<AnchorReader> anchors;
   if (!anchors_path.empty()) {
@@ -364,15 +389,17 @@ Result<AuditVerdict> verify_audit(const std::string& path, const std::string& an
   };
   if (anchors) advance();
   sqlite3* raw = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close_v2(raw);
-    return fail("cannot open " + path);
-  }
+  const int opened = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
+  // Closed on every path out, after the statements (close_v2 waits for them).
+  const std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close_v2);
+  if (opened != SQLITE_OK) return fail("cannot open " + path);
+  // A running mcpd's checkpoint may hold a lock for a moment. The walk
+  // and the index check below read one snapshot: one transaction.
+  sqlite3_busy_timeout(raw, 5000);
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(raw, kWalk, -1, &st, nullptr) != SQLITE_OK) {
-    std::string msg = sqlite3_errmsg(raw);
-    sqlite3_close_v2(raw);
-    return fail("not an audit database: " + msg);
+  if (sqlite3_exec(raw, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(raw, kWalk, -1, &st, nullptr) != SQLITE_OK) {
+    return fail("not an audit database: " + std::string(sqlite3_errmsg(raw)));
   }
   Stmt walk(st);
   AuditVerdict v;
@@ -386,10 +413,7 @@ Result<AuditVerdict> verify_audit(const std::string& path, const std::string& an
   };
   while (true) {
     auto row = walk.step();
-    if (!row) {
-      sqlite3_close_v2(raw);
-      return tl::unexpected(row.error());
-    }
+    if (!row) return tl::unexpected(row.error());
     if (!*row) break;
     const std::int64_t seq = walk.int64(0);
     const std::string record = walk.text(4);
@@ -443,12 +467,10 @@ Result<AuditVerdict> verify_audit(const std::string& path, const std::string& an
         }
       }
     }
-    sqlite3_close_v2(raw);
     out.records = v.records;
     out.head_hash = to_hex(prev.data(), prev.size());
     return out;
   }
-  sqlite3_close_v2(raw);
   v.head_hash = to_hex(prev.data(), prev.size());
   if (!anchor_problem.empty()) {
     v.bad_seq = expect;
@@ -461,6 +483,14 @@ Result<AuditVerdict> verify_audit(const std::string& path, const std::string& an
     v.bad_seq = pending->seq;
     v.problem = "records missing: seq " + std::to_string(pending->seq) + " was anchored but the log ends at seq " +
                 std::to_string(expect - 1) + " (cut short)";
+    return v;
+  }
+  // The chain is read from the table in seq order; tenants' reads
+  // (/api/traffic) go through its indexes, where a record dropped from an
+  // index vanishes from those reads while the chain stays whole.
+  if (auto damage = index_damage(raw); !damage.empty()) {
+    v.bad_seq = 0;
+    v.problem = "the log's table or indexes are damaged (" + damage + "): reads through an index may miss records";
     return v;
   }
   if (anchors && v.anchors == 0 && v.records > 0) {

@@ -110,7 +110,9 @@ std::string anchor_line(std::int64_t seq, const KeyHash& hash);
 // is skipped.
 class AnchorReader {
  public:
-  // `path` must name a regular file.
+  // `path` must name a regular file. A reader reads the file as long as it
+  // was when opened: the anchors a running mcpd appends later name
+  // records past what a walk begun after the open may see.
   static Result<AnchorReader> open(const std::string& path);
   // Reads the regular file behind `fd` from its start, leaving `fd` open.
   static Result<AnchorReader> over(int fd);
@@ -123,9 +125,10 @@ class AnchorReader {
   Result<std::optional<AuditAnchor>> next();
 
  private:
-  AnchorReader(int fd, bool owned) : fd_(fd), owned_(owned) {}
+  AnchorReader(int fd, bool owned, std::int64_t size) : fd_(fd), owned_(owned), size_(size) {}
   int fd_ = -1;
   bool owned_ = false;
+  std::int64_t size_ = 0;    // of the file when opened: read no further
   std::int64_t offset_ = 0;  // of the file, read so far
   bool eof_ = false;
   std::string buf_;

@@ -124,6 +124,24 @@ TEST_CASE("mcpd::AuditLog chains records and verify_audit finds any tampering", 
     CHECK_FALSE(v->ok);
     CHECK(v->bad_seq == 4);
   }
+  SECTION("a record dropped from the tenant index, hidden from tenants' reads, is caught") {
+    // The index rebuilt as a partial one without seq 7, then declared whole
+    // again: the table (and so the chain) is untouched.
+    const std::string index = "CREATE INDEX audit_tenant ON audit(tenant, seq)";
+    exec_sql(db, "PRAGMA writable_schema=ON; UPDATE sqlite_schema SET sql = '" + index +
+                     " WHERE seq <> 7' WHERE name = 'audit_tenant'");
+    exec_sql(db, "REINDEX audit_tenant");
+    exec_sql(db, "PRAGMA writable_schema=ON; UPDATE sqlite_schema SET sql = '" + index + "' WHERE name = 'audit_tenant'");
+    auto log = AuditLog::open(db, opts(64, 65536));
+    REQUIRE(log);
+    CHECK((*log)->read("acme", 100, 0, "")->size() == 20);  // a full scan still sees it...
+    auto v = verify_audit(db);
+    REQUIRE(v);
+    CHECK_FALSE(v->ok);
+    CHECK(v->records == 20);  // ...and the chain is whole
+    CHECK(v->problem.find("indexes are damaged") != std::string::npos);
+    CHECK(v->problem.find("audit_tenant") != std::string::npos);
+  }
   SECTION("a reopened log continues the same chain") {
     auto log = AuditLog::open(db, opts(64, 65536));
     REQUIRE(log);
@@ -753,12 +771,13 @@ TEST_CASE("mcpd::AuditLog anchors a quiet head once its interval ends", "[mcpd][
   CHECK((*log)->anchor_failures() == 0);
 }
 
-TEST_CASE("mcpd::AnchorReader streams a long file and refuses what is not one", "[mcpd][audit]") {
+TEST_CASE("mcpd::AnchorReader streams a long file as it was when opened, and refuses what is not one",
+          "[mcpd][audit]") {
   TempDir dir;
   const std::string path = dir.file("audit.anchors");
+  KeyHash k{};
   {
     std::ofstream out(path);
-    KeyHash k{};
     for (int i = 1; i <= 3000; ++i) {  // ~260 KB: several read chunks, lines across their edges
       k[0] = static_cast<std::uint8_t>(i);
       out << anchor_line(i, k);
@@ -766,6 +785,13 @@ TEST_CASE("mcpd::AnchorReader streams a long file and refuses what is not one", 
   }
   auto r = AnchorReader::open(path);
   REQUIRE(r);
+  // A running mcpd anchors a record committed after verify's walk began
+  // (its snapshot ends before it): read, it would say "cut short".
+  {
+    std::ofstream out(path, std::ios::app);
+    k[0] = 0xab;
+    out << anchor_line(3001, k);
+  }
   std::int64_t n = 0, last = 0;
   while (true) {
     auto a = r->next();
@@ -779,6 +805,9 @@ TEST_CASE("mcpd::AnchorReader streams a long file and refuses what is not one", 
   CHECK(last == 3000);
   CHECK_FALSE(AnchorReader::open(dir.path()));  // a directory
   CHECK_FALSE(AnchorReader::open(dir.file("missing")));
+  const std::string fifo = dir.file("fifo");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_FALSE(AnchorReader::open(fifo));  // refused, not waited on for a writer
 }
 
 TEST_CASE("mcpd::AuditLog refuses a record that is not a JSON object's text", "[mcpd][audit]") {
