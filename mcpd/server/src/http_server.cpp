@@ -43,6 +43,14 @@ constexpr std::size_t kFirstRead = 4096;
 // that does not end in chunked as no body at all, and parses the body as
 // the next request: a smuggling gap behind a proxy that reads it
 // otherwise), or any on HTTP/1.0: refused (RFC 9112 6.3), and closed.
+// A request Beast could not parse (answered 400, then closed), as against
+// a connection that ended or timed out (closed without a word).
+bool malformed(const boost::system::error_code& ec) {
+  return ec && &ec.category() == &http::make_error_code(http::error::bad_version).category() &&
+         ec != http::error::end_of_stream && ec != http::error::partial_message &&
+         ec != http::error::need_more && ec != http::error::need_buffer;
+}
+
 bool framing_acceptable(const RequestHeader& head) {
   const auto lines = head.count(http::field::transfer_encoding);
   if (lines == 0) return true;
@@ -50,8 +58,18 @@ bool framing_acceptable(const RequestHeader& head) {
   return beast::iequals(head.find(http::field::transfer_encoding)->value(), "chunked");
 }
 
-// Counts a connection for as long as it lives.
+// An address as text, an IPv4-mapped IPv6 one as its IPv4 address (as
+// trusted_proxies and the audit log write them).
+std::string normalised_address(const asio::ip::address& address) {
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+  }
+  return address.to_string();
+}
+
 }  // namespace
+
+// Counts a connection for as long as it lives.
 
 class HttpServer::Ticket {
  public:
@@ -59,6 +77,7 @@ class HttpServer::Ticket {
       : total_(std::move(total)), per_client_(std::move(per_client)), client_(std::move(client)) {}
   ~Ticket() {
     --*total_;
+    if (!per_client_) return;
     std::lock_guard lock(per_client_->mu);
     auto it = per_client_->open.find(client_);
     if (it != per_client_->open.end() && --it->second == 0) per_client_->open.erase(it);
@@ -237,8 +256,13 @@ asio::awaitable<HttpServer::Accepted> HttpServer::accept_one() {
   // Counted here, before the session starts: the caps hold exactly.
   const auto peer = socket.remote_endpoint(ec);
   const std::string client = ec ? "unknown" : client_block(peer.address());
+  const bool uncapped = !ec && std::find(limits_.uncapped_peers.begin(), limits_.uncapped_peers.end(),
+                                         normalised_address(peer.address())) != limits_.uncapped_peers.end();
   bool admitted = false;
-  if (open_->load() < limits_.max_connections) {
+  if (open_->load() < limits_.max_connections && uncapped) {
+    admitted = true;
+    ++*open_;
+  } else if (open_->load() < limits_.max_connections) {
     std::lock_guard lock(per_client_->mu);
     std::size_t& n = per_client_->open[client];
     admitted = n < limits_.max_connections_per_client;
@@ -255,7 +279,8 @@ asio::awaitable<HttpServer::Accepted> HttpServer::accept_one() {
     socket.close(ignored);
     co_return Accepted::ok;
   }
-  auto ticket = std::make_shared<Ticket>(open_, per_client_, client);
+  // An uncapped peer's connections are counted in the total only.
+  auto ticket = std::make_shared<Ticket>(open_, uncapped ? nullptr : per_client_, client);
   socket.set_option(tcp::no_delay(true), ec);
   asio::co_spawn(socket.get_executor(), session(std::move(socket), std::move(ticket)), asio::detached);
   co_return Accepted::ok;
@@ -405,10 +430,7 @@ asio::awaitable<bool> HttpServer::write_events(TlsStream& stream, const HttpResp
 asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] std::shared_ptr<Ticket> ticket) {
   boost::system::error_code ec;
   const auto peer = socket.remote_endpoint(ec);
-  std::string client = ec ? "unknown" : peer.address().to_string();
-  if (!ec && peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()) {
-    client = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()).to_string();
-  }
+  const std::string client = ec ? "unknown" : normalised_address(peer.address());
   TlsStream stream(beast::tcp_stream(std::move(socket)), tls_);
   stream.next_layer().expires_after(limits_.handshake_timeout);
   if (auto [hs] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple); hs) co_return;
@@ -430,7 +452,11 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
     // timeout from the handshake on, its wait included.
     const auto waiting_since = std::chrono::steady_clock::now();
     if (buffer.size() == 0) {
-      stream.next_layer().expires_after(first ? limits_.request_timeout : limits_.idle_timeout);
+      // A client that connects means to ask: its first byte is due within
+      // the handshake timeout, so a connection that never asks holds its
+      // slot no longer than a handshake does.
+      stream.next_layer().expires_after(first ? std::min(limits_.handshake_timeout, limits_.request_timeout)
+                                              : limits_.idle_timeout);
       auto [wec, wn] = co_await stream.async_read_some(buffer.prepare(kFirstRead), kTuple);
       if (wec) co_return;
       buffer.commit(wn);
@@ -464,6 +490,7 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
         const auto fields = std::distance(head.begin(), head.end());
         auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
         if (bec == http::error::body_limit) refuse = 413;  // chunked, found while reading
+        else if (malformed(bec)) refuse = 400;              // a bad chunk
         else if (bec) co_return;
         else if (std::distance(parser.get().begin(), parser.get().end()) != fields) refuse = 400;
       }
@@ -471,8 +498,10 @@ asio::awaitable<void> HttpServer::session(tcp::socket socket, [[maybe_unused]] s
       refuse = 413;  // Content-Length over the limit, found with the header
     } else if (hec == http::error::header_limit) {
       refuse = 431;
+    } else if (malformed(hec)) {
+      refuse = 400;  // two Content-Lengths that differ, one beside Transfer-Encoding, a bad line...
     } else {
-      co_return;  // closed, timed out or malformed: nothing sensible to answer
+      co_return;  // closed or timed out: nobody to answer
     }
     if (refuse == 413) {
       // Read and drop the rest of a moderately oversized body first: a

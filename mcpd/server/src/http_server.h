@@ -56,8 +56,12 @@ using HttpHandler = std::function<boost::asio::awaitable<HttpReply>(HttpRequest,
 struct HttpLimits {
   std::size_t max_connections = 1024;
   // Per client address (an IPv6 client's /64): one host cannot take all
-  // connections. Behind a reverse proxy every client is the proxy's address.
+  // connections.
   std::size_t max_connections_per_client = 64;
+  // Peers (normalised addresses: the trusted proxies) that carry many
+  // clients' connections: only max_connections bounds theirs. Capped per
+  // address, one client's streams through the proxy would refuse everyone.
+  std::vector<std::string> uncapped_peers;
   std::size_t header_limit = 16 * 1024;
   std::size_t body_limit = 1024 * 1024;
   std::chrono::milliseconds handshake_timeout{10000};

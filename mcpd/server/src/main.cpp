@@ -159,6 +159,7 @@ int main(int argc, char** argv) {
   HttpLimits limits;
   limits.max_connections = connections_within_descriptors(config->max_connections);
   limits.max_connections_per_client = config->max_connections_per_client;
+  limits.uncapped_peers = config->trusted_proxies;
   limits.header_limit = config->header_limit;
   limits.body_limit = config->body_limit;
   limits.request_timeout = config->request_timeout;

@@ -137,6 +137,13 @@ Result<TlsFiles> locate_tls(const std::string& cert, const std::string& key, con
       files.generated = true;
     }
   }
+  // A key others may read is a key others may have: refused, not served.
+  // (Group-readable is common, root:ssl-cert 0640, and allowed.)
+  struct stat key_st {};
+  if (::stat(files.key.c_str(), &key_st) != 0) return fail("tls: cannot read " + files.key);
+  if ((key_st.st_mode & 007) != 0) {
+    return fail("tls: " + files.key + " is readable or writable by any user (chmod o-rwx it)");
+  }
   auto fp = certificate_fingerprint(files.cert);
   if (!fp) return tl::unexpected(fp.error());
   files.fingerprint = *fp;
@@ -155,6 +162,9 @@ Status configure_tls(boost::asio::ssl::context& ctx, const TlsFiles& files) {
   SSL_CTX_set_session_cache_mode(raw, SSL_SESS_CACHE_OFF);
   // TLS 1.2: ECDHE with AEAD only. (1.3 suites are all AEAD already.)
   if (SSL_CTX_set_cipher_list(raw, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1) return fail("tls: cipher list");
+  // Elliptic-curve key exchange only: no finite-field (ffdhe) group a
+  // client could pick for a slower, weaker handshake.
+  if (SSL_CTX_set1_groups_list(raw, "X25519:P-256:P-384") != 1) return fail("tls: key exchange groups");
   if (SSL_CTX_use_certificate_chain_file(raw, files.cert.c_str()) != 1) {
     return fail("tls: cannot load the certificate " + files.cert);
   }

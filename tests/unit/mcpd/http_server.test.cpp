@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -201,4 +202,88 @@ TEST_CASE("mcpd::HttpServer: a connection's first request has the request timeou
   CHECK(exchange(c, {"", "POST /x HTTP/1.1\r\n", "Host: localhost\r\nContent-Length: 2\r\n\r\nab"},
                  std::chrono::milliseconds(700))
             .empty());
+}
+
+namespace {
+
+// Whether a new connection gets its request answered (a refused one is
+// closed at once: the handshake or the read fails).
+bool answered(const tcp::endpoint& at) {
+  try {
+    Client c(at, "POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nab");
+    const timeval wait{5, 0};
+    ::setsockopt(c.stream->next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    return c.read(12).find("200") != std::string::npos;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("mcpd::HttpServer: connections are capped per client address, but for a trusted proxy's", "[mcpd][http]") {
+  HttpLimits limits;
+  limits.max_connections = 8;
+  limits.max_connections_per_client = 2;
+  SECTION("one address holds at most its share") {
+    Served s(limits, 2);
+    Client a(s.at, ""), b(s.at, "");
+    CHECK_FALSE(answered(s.at));
+  }
+  SECTION("a proxy carries many clients: only the total bounds it") {
+    limits.uncapped_peers = {"127.0.0.1"};
+    Served s(limits, 2);
+    Client a(s.at, ""), b(s.at, ""), c(s.at, "");
+    CHECK(answered(s.at));
+    for (int i = 0; i < 200 && s.server->connections() > 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(s.server->connections() == 3);
+    std::vector<std::unique_ptr<Client>> more;
+    for (int i = 0; i < 5; ++i) more.push_back(std::make_unique<Client>(s.at, ""));
+    CHECK_FALSE(answered(s.at));  // the total, eight, holds
+  }
+}
+
+TEST_CASE("mcpd::HttpServer: a request Beast cannot parse is answered 400 and closed", "[mcpd][http]") {
+  Served s({}, 2);
+  const std::string start = "POST /x HTTP/1.1\r\nHost: localhost\r\n";
+  for (const std::string& bad : {start + "Content-Length: 2\r\nContent-Length: 3\r\n\r\nab",
+                                 start + "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+                                 start + "Transfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+                                 std::string("POST /x HTTP/9.1\r\nHost: localhost\r\n\r\n"),
+                                 start + "Bad Field: x\r\nContent-Length: 2\r\n\r\nab"}) {
+    INFO(bad);
+    Client c(s.at, "");
+    const std::string got = exchange(c, {bad}, std::chrono::milliseconds(0));
+    CHECK(got.rfind("HTTP/1.1 400", 0) == 0);
+    CHECK(got.find("Connection: close") != std::string::npos);
+  }
+}
+
+TEST_CASE("mcpd::HttpServer: a connection's first byte is due within the handshake timeout", "[mcpd][http]") {
+  HttpLimits limits = timed_limits();  // a request timeout of 1 s
+  limits.handshake_timeout = std::chrono::milliseconds(300);
+  Served s(limits, 2);
+  {
+    Client late(s.at, "");
+    CHECK(exchange(late, {"", "POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nab"},
+                   std::chrono::milliseconds(600))
+              .empty());
+  }
+  Client prompt(s.at, "");
+  CHECK(exchange(prompt, {"", "POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nab"},
+                 std::chrono::milliseconds(100))
+            .find("200 OK") != std::string::npos);
+}
+
+TEST_CASE("mcpd::locate_tls refuses a key file any user may read", "[mcpd][http]") {
+  TempDir dir;
+  auto made = locate_tls("", "", dir.path());  // a generated pair, the key 0600
+  REQUIRE(made);
+  CHECK(locate_tls(made->cert, made->key, dir.path()));
+  REQUIRE(::chmod(made->key.c_str(), 0640) == 0);
+  CHECK(locate_tls(made->cert, made->key, dir.path()));  // group-readable (root:ssl-cert) is fine
+  REQUIRE(::chmod(made->key.c_str(), 0644) == 0);
+  auto refused = locate_tls(made->cert, made->key, dir.path());
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().what.find("any user") != std::string::npos);
 }
