@@ -85,6 +85,21 @@ std::vector<policy::Cidr> Agent::deny_ranges() const {
   return policy::normalize(std::move(out));
 }
 
+namespace {
+Status broker_unreadable(const AgentConfig& c) {
+  struct stat st{};
+  if (::stat(c.broker_path.c_str(), &st) != 0) return errno_error("broker " + c.broker_path);
+  const bool readable = (st.st_mode & S_IROTH) != 0 || (st.st_uid == c.broker_uid && (st.st_mode & S_IRUSR) != 0) ||
+                        (st.st_gid == c.broker_gid && (st.st_mode & S_IRGRP) != 0);
+  if (readable) {
+    return error("broker " + c.broker_path + " is readable by broker_uid " + std::to_string(c.broker_uid) +
+                 ": a broker would be dumpable (ptrace-able by that uid) until it confines itself; "
+                 "make it root's with mode 0711");
+  }
+  return {};
+}
+}  // namespace
+
 Result<std::unique_ptr<Agent>> Agent::start(AgentConfig config) {
   std::unique_ptr<Agent> a(new Agent());
   a->config_ = std::move(config);
@@ -95,6 +110,11 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentConfig config) {
     return error("bpffs: " + a->config_.bpffs + " is not a mounted BPF filesystem (mount -t bpf bpf " +
                 a->config_.bpffs + ")");
   }
+  // A broker runs as broker_uid from its exec until it confines itself; if
+  // that uid may read its binary, the kernel makes it dumpable for that
+  // while, and any process of the uid could ptrace it and act in the
+  // tenant's cgroup. Unreadable (root's, 0711), it is never dumpable.
+  if (auto s = broker_unreadable(a->config_); !s) return tl::unexpected(s.error());
   auto mount = find_cgroup2_mount();
   if (!mount) return tl::unexpected(mount.error());
   a->mount_ = *mount;

@@ -498,3 +498,36 @@ TEST_CASE("kernel: the agent refuses to start without a mounted bpffs", "[netns]
   ::unlink(config.c_str());
   ::rmdir(dir);
 }
+
+TEST_CASE("kernel: the agent refuses a broker binary the broker's uid can read", "[netns]") {
+  // Readable by its uid, an exec'd broker is dumpable until it confines
+  // itself: any process of that uid could attach to it in that window.
+  char dir[] = "/tmp/sluice-readable-broker-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string instance = "slbrk" + std::to_string(::getpid());
+  const std::string config = std::string(dir) + "/agent.toml";
+  const std::string broker = std::string(dir) + "/sluice-broker";
+  // Should the agent start after all (the check broken), nothing it made stays.
+  struct Cleanup {
+    std::string config, dir;
+    ~Cleanup() {
+      run({agent_binary(), "--config", config, "--uninstall"});
+      run({"/bin/rm", "-rf", dir});
+    }
+  } cleanup{config, dir};
+  REQUIRE(run({"/bin/cp", agent_binary().substr(0, agent_binary().rfind('/')) + "/sluice-broker", broker}).status == 0);
+  REQUIRE(::chmod(broker.c_str(), 0755) == 0);
+  {
+    std::ofstream cfg(config);
+    cfg << "instance = \"" << instance << "\"\nruntime_dir = \"" << dir << "/run\"\nbroker_path = \"" << broker
+        << "\"\n";
+  }
+  const RunResult r = run({"/bin/sh", "-c", "exec \"$0\" --config \"$1\" 2>&1", agent_binary(), config});
+  CHECK(r.status != 0);
+  CHECK(r.out.find("is readable by broker_uid") != std::string::npos);
+  struct stat st{};
+  CHECK(::stat((cgroup2_mount() + "/" + instance).c_str(), &st) != 0);  // nothing created
+  // The build's own broker is not readable by its uid (the kernel tests run it).
+  REQUIRE(::stat((agent_binary().substr(0, agent_binary().rfind('/')) + "/sluice-broker").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0711);
+}
