@@ -153,10 +153,9 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentConfig config) {
       }
     }
   }
-  // Pins that expired while no agent ran go now, and pins the (possibly
-  // changed) deny list or internal networks forbid: the hooks trust pins.
+  // Pins the (possibly changed) deny list or internal networks forbid go
+  // (the hooks trust pins), and pins that expired while no agent ran.
   // Then both layers are made to hold exactly the saved state.
-  a->expire_pins();
   const std::vector<policy::Cidr> denied = a->deny_ranges();
   const policy::DenyOptions deny = a->deny_options();
   for (auto& [name, t] : a->state_.tenants) {
@@ -168,10 +167,15 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentConfig config) {
       });
     }
   }
+  // Connections made through a pin outlive its expiry (as while the agent
+  // runs): the cut below judges by the pins as saved.
+  const AgentState saved = a->state_;
+  a->expire_pins();
   if (auto s = a->reconcile_all(); !s) return tl::unexpected(s.error());
+  a->kernel_unsure_ = false;  // whatever expire_pins met, both layers are the state's now
   // A previous agent may have saved a revocation and died before cutting
   // the live connections it revoked: cut against the saved state now.
-  for (const auto& [name, t] : a->state_.tenants) {
+  for (const auto& [name, t] : saved.tenants) {
     if (auto cut = a->cut_revoked(name, t); !cut) return tl::unexpected(cut.error());
   }
   return a;
@@ -313,9 +317,15 @@ Status Agent::reconcile_all() {
 void Agent::rollback(const AgentState& from, const AgentState& to) {
   if (write_kernel(from, to)) return;
   // Neither the new nor the old state is certain in the kernel now: say
-  // so, and rebuild both layers from the acknowledged state.
+  // so, and rebuild both layers from the acknowledged state (the tamper
+  // check tries again while that fails).
   record("rollback_failed", {{"generation", to.generation}});
-  if (auto s = reconcile_all(); !s) record("reconcile_failed", {{"error", s.error().to_string()}});
+  kernel_unsure_ = true;
+  if (auto s = reconcile_all(); !s) {
+    record("reconcile_failed", {{"error", s.error().to_string()}});
+  } else {
+    kernel_unsure_ = false;
+  }
 }
 
 Status Agent::persist() { return save_state(config_.runtime_dir + "/state.json", state_); }
@@ -354,17 +364,32 @@ Result<ApplyResult> Agent::apply(const std::string& tenant, std::uint64_t versio
   }
   ++next.generation;
 
+  const auto ids_before = cgroup_ids_;
   if (auto s = refresh_cgroups(next, /*create=*/true); !s) return tl::unexpected(s.error());
+  // A cgroup removed and recreated since the last look has a new id, which
+  // a delta from state_ would not move the rules to: rebuild instead.
+  const bool rebound = std::any_of(ids_before.begin(), ids_before.end(), [&](const auto& kv) {
+    const auto now = cgroup_ids_.find(kv.first);
+    return now != cgroup_ids_.end() && now->second != kv.second;
+  });
   if (auto s = write_kernel(state_, next); !s) {
     // Put back what was acknowledged before; report the failure either way.
     rollback(next, state_);
     return tl::unexpected(s.error());
   }
   state_ = std::move(next);
+  if (rebound) {
+    if (auto s = reconcile_all(); !s) {
+      kernel_unsure_ = true;
+      return tl::unexpected(s.error());
+    }
+  }
+  // Noted before anything can fail: a revocation's cut is owed until made,
+  // even if this answer is an error and the retry finds nothing revoked.
+  if (revokes) cut_pending_.insert(tenant);
   if (auto s = persist(); !s) return tl::unexpected(s.error());
   // A cut that failed before is retried, whatever this change revokes.
-  if (!revokes && !cut_pending_.contains(tenant)) return ApplyResult{state_.generation, 0};
-  cut_pending_.insert(tenant);
+  if (!cut_pending_.contains(tenant)) return ApplyResult{state_.generation, 0};
   auto cut = cut_revoked(tenant, state_.tenants.at(tenant));
   if (!cut) return tl::unexpected(cut.error());
   cut_pending_.erase(tenant);
@@ -392,7 +417,16 @@ Result<int> Agent::cut_revoked(const std::string& tenant, const TenantState& now
 }
 
 Result<ApplyResult> Agent::remove(const std::string& tenant) {
-  if (!state_.tenants.contains(tenant)) return ApplyResult{state_.generation, 0};
+  if (!state_.tenants.contains(tenant)) {
+    // Removed before, but its sockets not all cut: try again now.
+    const auto uncut = removed_uncut_.find(tenant);
+    if (uncut == removed_uncut_.end()) return ApplyResult{state_.generation, 0};
+    auto cut = destroy_sockets(uncut->second, [](const LiveSocket&) { return false; });
+    if (!cut) return tl::unexpected(cut.error());
+    removed_uncut_.erase(uncut);
+    if (*cut > 0) record("revoke", {{"tenant", tenant}, {"destroyed", *cut}});
+    return ApplyResult{state_.generation, *cut};
+  }
   AgentState next = state_;
   next.tenants.erase(tenant);
   ++next.generation;
@@ -405,6 +439,9 @@ Result<ApplyResult> Agent::remove(const std::string& tenant) {
   std::set<std::uint64_t> cgroups;
   for (policy::Purpose p : policy::kPurposes) cgroups.insert(cgroup_ids_.at(cgroup_path(tenant, p)));
   auto cut = destroy_sockets(cgroups, [](const LiveSocket&) { return false; });
+  // Owed until made: a retried remove, and the maintenance loop, cut again.
+  if (!cut) removed_uncut_[tenant] = cgroups;
+  cut_pending_.erase(tenant);
   // The brokers and cgroups go last, with every process in them: nothing
   // of the tenant outlives its rules.
   brokers_->stop(tenant + "/");
@@ -445,24 +482,35 @@ Status Agent::pin(const std::string& tenant, policy::Purpose purpose, const std:
   if (ps.pins.size() + addrs.size() > kMaxPinsPerPurpose) return error("too many pins");
   const std::uint64_t expires = monotonic_ns() + std::uint64_t{ttl_s} * 1'000'000'000ull;
   std::vector<NftBlock> fresh;
+  Status pinned;
   for (const policy::IpAddr& a : addrs) {
     const PinKey k{a, port};
     const bool v4 = a.family == policy::Family::v4;
-    sl_pin_val pv{expires};
-    if (auto s = bpf_->update(v4 ? BpfMap::pins4 : BpfMap::pins6,
-                              v4 ? key_bytes(pin4_key(ps.ruleset, a, port))
-                                 : key_bytes(pin6_key(ps.ruleset, a, port)),
-                              key_bytes(pv));
-        !s) {
-      return s;
-    }
-    if (!ps.pins.contains(k)) fresh.push_back({policy::Cidr::host(a), port});
+    const auto known = ps.pins.find(k);
+    // A pin is never shortened: BPF gets the expiry the state keeps.
+    const std::uint64_t until = known == ps.pins.end() ? expires : std::max(known->second.expires_ns, expires);
+    sl_pin_val pv{until};
+    pinned = bpf_->update(v4 ? BpfMap::pins4 : BpfMap::pins6,
+                          v4 ? key_bytes(pin4_key(ps.ruleset, a, port)) : key_bytes(pin6_key(ps.ruleset, a, port)),
+                          key_bytes(pv));
+    if (!pinned) break;
+    if (known == ps.pins.end()) fresh.push_back({policy::Cidr::host(a), port});
     auto& pin = ps.pins[k];
     pin.host = host;
-    pin.expires_ns = std::max(pin.expires_ns, expires);
+    pin.expires_ns = until;
   }
-  if (auto s = nft_->apply_elements(config_.instance, pin_deltas(ps.ruleset, fresh, true)); !s) {
-    return s;
+  if (!fresh.empty()) {
+    if (auto s = nft_->apply_elements(config_.instance, pin_deltas(ps.ruleset, fresh, true)); !s) {
+      // The state and BPF hold these pins and nftables does not: the
+      // tamper check writes the whole table from the state.
+      kernel_unsure_ = true;
+      (void)persist();
+      return s;
+    }
+  }
+  if (!pinned) {
+    (void)persist();  // the pins made before the failure stand, in both layers
+    return pinned;
   }
   return persist();
 }
@@ -519,9 +567,10 @@ int Agent::expire_pins() {
         ++expired;
       }
       if (!gone.empty() && nft_) {
-        // A failure here leaves an expired element that the hooks already
-        // ignore in BPF; the next full rebuild drops it from nftables.
-        (void)nft_->apply_elements(config_.instance, pin_deltas(ps.ruleset, gone, false));
+        // A failure (one element already gone fails the whole batch) leaves
+        // expired elements nftables would go on allowing: the tamper check
+        // writes the whole table from the state.
+        if (!nft_->apply_elements(config_.instance, pin_deltas(ps.ruleset, gone, false))) kernel_unsure_ = true;
       }
     }
   }
@@ -545,18 +594,49 @@ Result<std::string> Agent::tamper_check() {
   const bool cgroups_changed = old_ids != cgroup_ids_;
   auto gen = nft_->generation(config_.instance);
   if (!gen) return tl::unexpected(gen.error());
-  if (cgroups_changed || !*gen || **gen != nft_generation_) {
+  const bool unsure = kernel_unsure_;
+  if (cgroups_changed || !*gen || **gen != nft_generation_ || unsure || !*intact) {
+    // Links replaced: the maps they read are made whole too. Either layer
+    // may be left half written by a failure here: unsure until rebuilt.
+    kernel_unsure_ = true;
     if (auto s = reconcile_all(); !s) return tl::unexpected(s.error());
-    repaired += cgroups_changed ? "tenant cgroups re-bound; " : "nftables table restored; ";
-  } else if (!*intact) {
-    // Links were replaced: make sure the maps they read are whole too.
-    if (auto s = reconcile_all(); !s) return tl::unexpected(s.error());
+    kernel_unsure_ = false;
+    if (cgroups_changed) {
+      repaired += "tenant cgroups re-bound; ";
+    } else if (!*gen || **gen != nft_generation_) {
+      repaired += "nftables table restored; ";
+    } else if (unsure) {
+      repaired += "both layers rebuilt from the state after a failed update; ";
+    }
   }
   if (!repaired.empty()) {
     ++tamper_repairs_;
     record("tamper", {{"repaired", repaired}});
   }
   return repaired;
+}
+
+Result<int> Agent::retry_cuts() {
+  int cut = 0;
+  for (auto it = cut_pending_.begin(); it != cut_pending_.end();) {
+    const auto t = state_.tenants.find(*it);
+    if (t == state_.tenants.end()) {
+      it = cut_pending_.erase(it);
+      continue;
+    }
+    auto n = cut_revoked(*it, t->second);
+    if (!n) return tl::unexpected(n.error());
+    cut += *n;
+    it = cut_pending_.erase(it);
+  }
+  for (auto it = removed_uncut_.begin(); it != removed_uncut_.end();) {
+    auto n = destroy_sockets(it->second, [](const LiveSocket&) { return false; });
+    if (!n) return tl::unexpected(n.error());
+    if (*n > 0) record("revoke", {{"tenant", it->first}, {"destroyed", *n}});
+    cut += *n;
+    it = removed_uncut_.erase(it);
+  }
+  return cut;
 }
 
 void Agent::record(std::string kind, nlohmann::json detail) {
@@ -631,8 +711,8 @@ nlohmann::json Agent::status() {
     }
     tenants[name] = {{"version", t.version}, {"purposes", purposes}};
   }
-  const bool bpf_ok = intact && *intact;
-  const bool nft_ok = gen && *gen && **gen == nft_generation_;
+  const bool bpf_ok = intact && *intact && !kernel_unsure_;
+  const bool nft_ok = gen && *gen && **gen == nft_generation_ && !kernel_unsure_;
   return {{"instance", config_.instance},
           {"process", process_},
           {"generation", state_.generation},

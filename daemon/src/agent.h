@@ -63,6 +63,9 @@ class Agent {
   // Verifies links, table and cgroups; repairs and records an event if not.
   // Returns a description of what was repaired ("" when all was intact).
   Result<std::string> tamper_check();
+  // Cuts again what a revocation or a removal could not cut (live sockets
+  // their new rules refuse); the number cut.
+  Result<int> retry_cuts();
 
   nlohmann::json status();
   void poll_events();
@@ -113,6 +116,12 @@ class Agent {
   std::string process_ = std::to_string(::getpid()) + "-" + std::to_string(::time(nullptr));
   // Tenants whose last revocation could not cut every live socket.
   std::set<std::string> cut_pending_;
+  // Removed tenants' cgroup ids whose live sockets could not all be cut.
+  std::map<std::string, std::set<std::uint64_t>> removed_uncut_;
+  // Set when what the kernel holds may differ from state_: a rollback
+  // failed, or an nftables element update did (the table may keep an
+  // expired pin). Both layers report "degraded" until a rebuild succeeds.
+  bool kernel_unsure_ = false;
 };
 
 std::uint64_t boottime_ns();

@@ -41,9 +41,11 @@ class Netlink {
     msg.req = req;
     sockaddr_nl kernel{};
     kernel.nl_family = AF_NETLINK;
-    if (::sendto(fd_, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
-      return errno_error("sock_diag send");
-    }
+    ssize_t sent = 0;
+    do {
+      sent = ::sendto(fd_, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel);
+    } while (sent < 0 && errno == EINTR);
+    if (sent < 0) return errno_error("sock_diag send");
     return {};
   }
 
@@ -145,7 +147,10 @@ Result<int> destroy_sockets(const std::set<std::uint64_t>& cgroups, const KeepFn
     if (keep(c.sock)) continue;
     if (auto s = nl.send(SOCK_DESTROY, NLM_F_ACK, c.req); !s) return tl::unexpected(s.error());
     char ack[512];
-    const ssize_t n = ::recv(nl.fd(), ack, sizeof ack, 0);
+    ssize_t n = 0;
+    do {
+      n = ::recv(nl.fd(), ack, sizeof ack, 0);  // a signal (the agent's stop) must not lose the ack
+    } while (n < 0 && errno == EINTR);
     if (n < 0) return errno_error("sock_diag destroy ack");
     const auto* h = reinterpret_cast<const nlmsghdr*>(ack);
     if (h->nlmsg_type == NLMSG_ERROR) {

@@ -223,7 +223,12 @@ struct Server::Impl {
       auto [ec, s] = co_await acceptor.async_accept(nothrow);
       if (ec) {
         if (ec == asio::error::operation_aborted) co_return;
-        continue;  // EMFILE and friends: keep serving the others
+        // EMFILE and friends: keep serving the others, without spinning
+        // on a backlog that cannot be taken until a descriptor is free.
+        asio::steady_timer pause(io);
+        pause.expires_after(50ms);
+        co_await pause.async_wait(nothrow);
+        continue;
       }
       ucred cred{};
       if (!peer_allowed(s.native_handle(), cred)) {
@@ -269,6 +274,9 @@ struct Server::Impl {
           std::cerr << "sluice-agent: tamper check failed: " << repaired.error().to_string() << "\n";
         } else if (!repaired->empty()) {
           std::cerr << "sluice-agent: tamper detected and repaired: " << *repaired << "\n";
+        }
+        if (auto cut = agent.retry_cuts(); !cut) {
+          std::cerr << "sluice-agent: cutting revoked connections failed again: " << cut.error().to_string() << "\n";
         }
       }
     }

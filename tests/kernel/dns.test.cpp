@@ -184,3 +184,43 @@ TEST_CASE("kernel: a pin the agent's narrowed internal networks forbid is gone a
   CHECK(inst.call({{"op", "status"}})["counters"]["pins"] == 0);
   CHECK(resolve(inst, "inside.test", allowed.port())["ok"] == false);
 }
+
+TEST_CASE("kernel: an expired pin leaves nftables even when its batch fails on an element already gone",
+          "[netns]") {
+  // One name with an A and an AAAA answer: two pins expiring together, in
+  // one nftables transaction. The v6 element is deleted behind the agent's
+  // back, so removing both fails as a whole; the v4 one must not stay in
+  // the table (nftables alone would go on allowing it).
+  Listener allowed;
+  const std::string p = allowed.port_text();
+  Dnsmasq dns({"--host-record=both.test,127.0.0.1,::1"}, /*ttl_s=*/1);
+  InstanceOptions options;
+  options.dns_servers = {dns.server()};
+  options.min_ttl_s = 1;
+  options.tamper_check_ms = 200;
+  Instance inst(options);
+  inst.start();
+  const std::string eps = R"({"internal_networks":["10.0.0.0/8"],"endpoints":{"llm":["both.test:)" + p + R"("]}})";
+  REQUIRE(inst.apply("t1", 1, kOpen, eps)["ok"] == true);
+  auto r = resolve(inst, "both.test", allowed.port());
+  REQUIRE(r["ok"] == true);
+  REQUIRE(r["addresses"].size() == 2);
+  const auto ruleset = inst.call({{"op", "status"}})["tenants"]["t1"]["purposes"]["llm"]["ruleset"].get<std::uint32_t>();
+  const std::string v6_set = "r" + std::to_string(ruleset) + "_p6";
+  REQUIRE(run({"/usr/sbin/nft", "delete", "element", "inet", inst.name(), v6_set, "{ ::1 . " + p + " }"}).status == 0);
+  const auto in_table = [&] {
+    return run({"/usr/sbin/nft", "list", "table", "inet", inst.name()}).out.find("127.0.0.1 . " + p) != std::string::npos;
+  };
+  REQUIRE(in_table());
+  bool gone = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(8);
+  while (!gone && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    gone = inst.call({{"op", "status"}})["counters"]["pins"] == 0 && !in_table();
+  }
+  CHECK(gone);
+  // Repaired, both layers are reported enforcing again.
+  const auto layers = inst.call({{"op", "status"}})["layers"];
+  CHECK(layers["bpf"] == "enforcing");
+  CHECK(layers["nftables"] == "enforcing");
+}

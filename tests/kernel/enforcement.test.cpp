@@ -289,6 +289,24 @@ TEST_CASE("kernel: a tenant cgroup removed and recreated is enforced again", "[n
   CHECK(probe(cg, {"tcp", "::1", a}).out == kOk);
 }
 
+TEST_CASE("kernel: a tenant cgroup recreated just before an apply gets that apply's rules", "[netns]") {
+  Instance inst;  // no tamper check in the test's time: only the apply can re-bind
+  inst.start();
+  Listener first, second;
+  const std::string p1 = first.port_text(), p2 = second.port_text();
+  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(first))["ok"] == true);
+  const std::string cg = inst.cgroup("t1", "llm");
+  REQUIRE(probe(cg, {"tcp", "127.0.0.1", p1}).out == kOk);
+  REQUIRE(::rmdir(cg.c_str()) == 0);
+  REQUIRE(::mkdir(cg.c_str(), 0755) == 0);
+  REQUIRE(inst.apply("t1", 2, kOpen, endpoints(second))["ok"] == true);
+  CHECK(probe(cg, {"tcp", "127.0.0.1", p2}).out == kOk);  // both layers bound to the new cgroup
+  CHECK(probe(cg, {"tcp", "127.0.0.1", p1}).out == kEperm);
+  const auto layers = inst.call({{"op", "status"}})["layers"];
+  CHECK(layers["bpf"] == "enforcing");
+  CHECK(layers["nftables"] == "enforcing");
+}
+
 
 namespace {
 
