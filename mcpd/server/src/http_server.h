@@ -20,6 +20,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -78,6 +79,9 @@ class HttpServer {
   // Accepts on an inherited listening socket (systemd socket activation);
   // returns where it listens, not what the configuration says.
   Result<boost::asio::ip::tcp::endpoint> adopt(int fd);
+  // Closes the acceptor: call it once no thread runs the io_context (an
+  // acceptor is not safe to close while its loop may be starting an
+  // accept on another thread).
   void stop();
   [[nodiscard]] std::size_t connections() const { return open_->load(); }
   [[nodiscard]] std::uint64_t refused() const { return refused_->load(); }
@@ -99,6 +103,9 @@ class HttpServer {
   HttpLimits limits_;
   HeaderCheck header_check_;
   HttpHandler handler_;
+  // The acceptor and its loop live on one strand: their steps never run
+  // on two I/O threads at once.
+  boost::asio::strand<boost::asio::io_context::executor_type> accept_strand_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::shared_ptr<std::atomic<std::size_t>> open_ = std::make_shared<std::atomic<std::size_t>>(0);
   struct PerClient {

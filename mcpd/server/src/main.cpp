@@ -200,16 +200,16 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code&, int) {
-    http.stop();
-    admin.stop();
-    io.stop();
-  });
+  signals.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
   sd_notify(0, "READY=1");
   std::vector<std::thread> threads;
   for (unsigned i = 1; i < config->threads; ++i) threads.emplace_back([&io] { io.run(); });
   io.run();
   for (auto& t : threads) t.join();
+  // No thread runs io now: the listeners close at once (nothing queues in
+  // their backlogs while the App shuts down), safely.
+  http.stop();
+  admin.stop();
   // Our threads drain and answer into io's queue: stop them while io still
   // exists. io goes next (declared after the App), destroying suspended
   // calls whose frames still refer to the App; the App goes last.

@@ -64,9 +64,9 @@ struct Served {
     runner = std::thread([this] { io.run(); });
   }
   ~Served() {
-    server->stop();
     io.stop();
     runner.join();
+    server->stop();
   }
   Served(const Served&) = delete;
   Served& operator=(const Served&) = delete;
