@@ -553,7 +553,18 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
                                                                : std::chrono::milliseconds(0));
         if (!r.stream) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
         r.stream->keep(std::move(ticket));
-        asio::co_spawn(ex, run_streamed(stream, tool, m.id, *m.params, *session, who, req), asio::detached);
+        // Whatever happens in it (out of memory, say), the stream ends with
+        // an answer: an unfinished one would hold its slot and connection,
+        // kept alive by comments, until its session went idle.
+        asio::co_spawn(ex, run_streamed(stream, tool, m.id, *m.params, *session, who, req),
+                       [stream, id = m.id](const std::exception_ptr& e) {
+                         if (!e) return;
+                         try {
+                           stream->push(to_text(rpc::error(id, rpc::kInternalError, "internal error")));
+                         } catch (const std::exception&) {
+                         }
+                         stream->finish();
+                       });
         co_return r;
       }
     }
