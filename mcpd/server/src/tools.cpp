@@ -116,7 +116,13 @@ std::variant<std::string, std::vector<nlohmann::json>> bind_saved(const SavedQue
   for (const auto& [k, v] : given.items()) {
     bool declared = false;
     for (const SavedParam& p : q.params) declared = declared || p.name == k;
-    if (!declared) return "unknown parameter \"" + k + "\"";
+    if (!declared) {
+      // The caller's name is not repeated: the message reaches the audit
+      // record, which keeps a call's arguments only as a digest.
+      std::string names;
+      for (const SavedParam& p : q.params) names += (names.empty() ? "\"" : ", \"") + p.name + "\"";
+      return "unknown parameter: the query declares " + (names.empty() ? std::string("none") : names);
+    }
   }
   std::vector<nlohmann::json> out;
   for (const SavedParam& p : q.params) {

@@ -845,6 +845,34 @@ TEST_CASE("mcpd::McpServer serves entities and saved queries as resources, and a
   CHECK(bad["error"]["code"] == rpc::kInvalidParams);
 }
 
+TEST_CASE("mcpd::McpServer runs a saved query with its declared parameters, and never echoes a caller's name",
+          "[mcpd][mcp]") {
+  World w;
+  const Principal caller = principal("qqqq", kScopeRead | kScopeQuery);
+  SavedQuery q;
+  q.tenant_id = 1;
+  q.name = "by_city";
+  q.sql = "SELECT id FROM customers WHERE city = ?";
+  q.params = {{"city", "string", ""}};
+  REQUIRE(w.store->put_saved_query(q, 1));
+  const std::string sid = w.open_session(caller);
+  auto ok = body(w.post(call("run_saved_query", {{"name", "by_city"}, {"params", {{"city", "Lyon"}}}}), caller, sid));
+  CHECK(ok["result"]["isError"] == false);
+  // A name the query does not declare: refused, and the caller's text
+  // (which may be anything, a secret too) is neither answered nor audited:
+  // the record keeps arguments only as a digest.
+  auto bad = body(w.post(call("run_saved_query", {{"name", "by_city"}, {"params", {{"city", "Lyon"}, {"ssn 123-45-6789", 1}}}}),
+                         caller, sid));
+  REQUIRE(bad["result"]["isError"] == true);
+  const std::string text = bad["result"]["content"][0]["text"];
+  CHECK(text.find("123-45-6789") == std::string::npos);
+  CHECK(text.find("declares \"city\"") != std::string::npos);
+  auto records = w.audit->read("acme", 10, 0, "tool_call");
+  REQUIRE(records);
+  REQUIRE(records->size() >= 2);
+  for (const auto& r : *records) CHECK(r.dump().find("123-45-6789") == std::string::npos);
+}
+
 TEST_CASE("mcpd::McpServer keeps the conformance fixtures off unless configured", "[mcpd][mcp]") {
   World w;
   const Principal reader = principal("rrrr", kScopeRead);
