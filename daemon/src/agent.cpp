@@ -89,12 +89,13 @@ namespace {
 Status broker_unreadable(const AgentConfig& c) {
   struct stat st{};
   if (::stat(c.broker_path.c_str(), &st) != 0) return errno_error("broker " + c.broker_path);
-  const bool readable = (st.st_mode & S_IROTH) != 0 || (st.st_uid == c.broker_uid && (st.st_mode & S_IRUSR) != 0) ||
-                        (st.st_gid == c.broker_gid && (st.st_mode & S_IRGRP) != 0);
-  if (readable) {
-    return error("broker " + c.broker_path + " is readable by broker_uid " + std::to_string(c.broker_uid) +
-                 ": a broker would be dumpable (ptrace-able by that uid) until it confines itself; "
-                 "make it root's with mode 0711");
+  // Root's, and neither readable nor writable by group or others: the
+  // group bits are also an ACL's mask, so no ACL entry grants more.
+  const bool sealed = st.st_uid == 0 && (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) == 0;
+  if (!sealed) {
+    return error("broker " + c.broker_path + " may be read or written by others than root (broker_uid " +
+                 std::to_string(c.broker_uid) + " among them): a broker would be dumpable (ptrace-able by "
+                 "that uid) until it confines itself; make it root's with mode 0711");
   }
   return {};
 }
@@ -190,7 +191,14 @@ Status Agent::refresh_cgroups(const AgentState& s, bool create) {
       }
       auto id = cgroup_id(path);
       if (!id) return tl::unexpected(id.error());
-      cgroup_ids_[path] = *id;
+      // A cgroup removed and recreated has a new id, which no delta moves
+      // the rules to (both sides of one read this map): until both layers
+      // are rebuilt, the kernel may not hold the state.
+      auto [known, added] = cgroup_ids_.try_emplace(path, *id);
+      if (!added && known->second != *id) {
+        known->second = *id;
+        kernel_unsure_ = true;
+      }
     }
   }
   return {};
@@ -364,29 +372,23 @@ Result<ApplyResult> Agent::apply(const std::string& tenant, std::uint64_t versio
   }
   ++next.generation;
 
-  const auto ids_before = cgroup_ids_;
+  // A cgroup found recreated here (or a failure before) leaves the kernel
+  // unsure: the tamper check rebuilds it if this apply does not get as far.
   if (auto s = refresh_cgroups(next, /*create=*/true); !s) return tl::unexpected(s.error());
-  // A cgroup removed and recreated since the last look has a new id, which
-  // a delta from state_ would not move the rules to: rebuild instead.
-  const bool rebound = std::any_of(ids_before.begin(), ids_before.end(), [&](const auto& kv) {
-    const auto now = cgroup_ids_.find(kv.first);
-    return now != cgroup_ids_.end() && now->second != kv.second;
-  });
   if (auto s = write_kernel(state_, next); !s) {
     // Put back what was acknowledged before; report the failure either way.
     rollback(next, state_);
     return tl::unexpected(s.error());
   }
   state_ = std::move(next);
-  if (rebound) {
-    if (auto s = reconcile_all(); !s) {
-      kernel_unsure_ = true;
-      return tl::unexpected(s.error());
-    }
-  }
-  // Noted before anything can fail: a revocation's cut is owed until made,
-  // even if this answer is an error and the retry finds nothing revoked.
+  // Noted before anything else can fail: a revocation's cut is owed until
+  // made, even if this answer is an error and the retry finds nothing revoked.
   if (revokes) cut_pending_.insert(tenant);
+  if (kernel_unsure_) {
+    // Rebuilt now, so that a recreated cgroup gets this apply's rules at once.
+    if (auto s = reconcile_all(); !s) return tl::unexpected(s.error());
+    kernel_unsure_ = false;
+  }
   if (auto s = persist(); !s) return tl::unexpected(s.error());
   // A cut that failed before is retried, whatever this change revokes.
   if (!cut_pending_.contains(tenant)) return ApplyResult{state_.generation, 0};
@@ -440,7 +442,7 @@ Result<ApplyResult> Agent::remove(const std::string& tenant) {
   for (policy::Purpose p : policy::kPurposes) cgroups.insert(cgroup_ids_.at(cgroup_path(tenant, p)));
   auto cut = destroy_sockets(cgroups, [](const LiveSocket&) { return false; });
   // Owed until made: a retried remove, and the maintenance loop, cut again.
-  if (!cut) removed_uncut_[tenant] = cgroups;
+  if (!cut) removed_uncut_[tenant].insert(cgroups.begin(), cgroups.end());  // with any owed from before
   cut_pending_.erase(tenant);
   // The brokers and cgroups go last, with every process in them: nothing
   // of the tenant outlives its rules.
@@ -617,7 +619,10 @@ Result<std::string> Agent::tamper_check() {
 }
 
 Result<int> Agent::retry_cuts() {
+  // Each owed cut is tried, whichever fails: one failing must not starve
+  // the others. The first failure is reported.
   int cut = 0;
+  Status first;
   for (auto it = cut_pending_.begin(); it != cut_pending_.end();) {
     const auto t = state_.tenants.find(*it);
     if (t == state_.tenants.end()) {
@@ -625,17 +630,26 @@ Result<int> Agent::retry_cuts() {
       continue;
     }
     auto n = cut_revoked(*it, t->second);
-    if (!n) return tl::unexpected(n.error());
+    if (!n) {
+      if (first) first = tl::unexpected(n.error());
+      ++it;
+      continue;
+    }
     cut += *n;
     it = cut_pending_.erase(it);
   }
   for (auto it = removed_uncut_.begin(); it != removed_uncut_.end();) {
     auto n = destroy_sockets(it->second, [](const LiveSocket&) { return false; });
-    if (!n) return tl::unexpected(n.error());
+    if (!n) {
+      if (first) first = tl::unexpected(n.error());
+      ++it;
+      continue;
+    }
     if (*n > 0) record("revoke", {{"tenant", it->first}, {"destroyed", *n}});
     cut += *n;
     it = removed_uncut_.erase(it);
   }
+  if (!first) return tl::unexpected(first.error());
   return cut;
 }
 
