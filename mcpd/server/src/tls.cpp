@@ -141,7 +141,7 @@ Result<TlsFiles> locate_tls(const std::string& cert, const std::string& key, con
   // (Group-readable is common, root:ssl-cert 0640, and allowed.)
   struct stat key_st {};
   if (::stat(files.key.c_str(), &key_st) != 0) return fail("tls: cannot read " + files.key);
-  if ((key_st.st_mode & 007) != 0) {
+  if ((key_st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
     return fail("tls: " + files.key + " is readable or writable by any user (chmod o-rwx it)");
   }
   auto fp = certificate_fingerprint(files.cert);

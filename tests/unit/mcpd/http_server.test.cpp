@@ -260,13 +260,15 @@ TEST_CASE("mcpd::HttpServer: a request Beast cannot parse is answered 400 and cl
 }
 
 TEST_CASE("mcpd::HttpServer: a connection's first byte is due within the handshake timeout", "[mcpd][http]") {
-  HttpLimits limits = timed_limits();  // a request timeout of 1 s
-  limits.handshake_timeout = std::chrono::milliseconds(300);
+  HttpLimits limits = timed_limits();
+  limits.handshake_timeout = std::chrono::milliseconds(1000);
+  limits.request_timeout = std::chrono::milliseconds(4000);
   Served s(limits, 2);
   {
+    // Past the handshake timeout, well within the request timeout: closed.
     Client late(s.at, "");
     CHECK(exchange(late, {"", "POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nab"},
-                   std::chrono::milliseconds(600))
+                   std::chrono::milliseconds(2500))
               .empty());
   }
   Client prompt(s.at, "");
@@ -282,6 +284,10 @@ TEST_CASE("mcpd::locate_tls refuses a key file any user may read", "[mcpd][http]
   CHECK(locate_tls(made->cert, made->key, dir.path()));
   REQUIRE(::chmod(made->key.c_str(), 0640) == 0);
   CHECK(locate_tls(made->cert, made->key, dir.path()));  // group-readable (root:ssl-cert) is fine
+  REQUIRE(::chmod(made->key.c_str(), 0601) == 0);
+  CHECK(locate_tls(made->cert, made->key, dir.path()));  // o+x reads nothing
+  REQUIRE(::chmod(made->key.c_str(), 0602) == 0);
+  CHECK_FALSE(locate_tls(made->cert, made->key, dir.path()));  // o+w: anyone may replace it
   REQUIRE(::chmod(made->key.c_str(), 0644) == 0);
   auto refused = locate_tls(made->cert, made->key, dir.path());
   REQUIRE_FALSE(refused);
