@@ -10,6 +10,7 @@
 #include <linux/magic.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <set>
 
@@ -87,15 +88,29 @@ std::vector<policy::Cidr> Agent::deny_ranges() const {
 
 namespace {
 Status broker_unreadable(const AgentConfig& c) {
+  // Root's, and neither readable nor writable by group or others (the
+  // group bits are also an ACL's mask, so no ACL entry grants more); in a
+  // directory only root may change (else it could be swapped after this).
+  const auto mode_text = [](mode_t m) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+    return std::string(buf);
+  };
   struct stat st{};
   if (::stat(c.broker_path.c_str(), &st) != 0) return errno_error("broker " + c.broker_path);
-  // Root's, and neither readable nor writable by group or others: the
-  // group bits are also an ACL's mask, so no ACL entry grants more.
-  const bool sealed = st.st_uid == 0 && (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) == 0;
-  if (!sealed) {
-    return error("broker " + c.broker_path + " may be read or written by others than root (broker_uid " +
-                 std::to_string(c.broker_uid) + " among them): a broker would be dumpable (ptrace-able by "
-                 "that uid) until it confines itself; make it root's with mode 0711");
+  if (st.st_uid != 0 || (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0) {
+    return error("broker " + c.broker_path + " is owned by uid " + std::to_string(st.st_uid) + " with mode " +
+                 mode_text(st.st_mode) + ": others than root may read or write it, and a broker whose uid (" +
+                 std::to_string(c.broker_uid) + ") may read it is dumpable (ptrace-able by that uid) until it "
+                 "confines itself; chown root and chmod 0711 it");
+  }
+  const auto slash = c.broker_path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : c.broker_path.substr(0, slash);
+  if (::stat(dir.c_str(), &st) != 0) return errno_error("broker directory " + dir);
+  if (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return error("broker directory " + dir + " is owned by uid " + std::to_string(st.st_uid) + " with mode " +
+                 mode_text(st.st_mode) + ": others than root could replace the broker; it must be root's and "
+                 "writable by root only");
   }
   return {};
 }
@@ -384,18 +399,27 @@ Result<ApplyResult> Agent::apply(const std::string& tenant, std::uint64_t versio
   // Noted before anything else can fail: a revocation's cut is owed until
   // made, even if this answer is an error and the retry finds nothing revoked.
   if (revokes) cut_pending_.insert(tenant);
+  // Saved, rebuilt (when unsure: a recreated cgroup gets this apply's rules
+  // at once) and cut, each whether or not the one before failed; the first
+  // failure is the answer.
+  Status done = persist();
   if (kernel_unsure_) {
-    // Rebuilt now, so that a recreated cgroup gets this apply's rules at once.
-    if (auto s = reconcile_all(); !s) return tl::unexpected(s.error());
-    kernel_unsure_ = false;
+    if (auto s = reconcile_all(); !s) {
+      if (done) done = std::move(s);
+    } else {
+      kernel_unsure_ = false;
+    }
   }
-  if (auto s = persist(); !s) return tl::unexpected(s.error());
+  int destroyed = 0;
   // A cut that failed before is retried, whatever this change revokes.
-  if (!cut_pending_.contains(tenant)) return ApplyResult{state_.generation, 0};
-  auto cut = cut_revoked(tenant, state_.tenants.at(tenant));
-  if (!cut) return tl::unexpected(cut.error());
-  cut_pending_.erase(tenant);
-  return ApplyResult{state_.generation, *cut};
+  if (cut_pending_.contains(tenant)) {
+    auto cut = cut_revoked(tenant, state_.tenants.at(tenant));
+    if (!cut) return tl::unexpected(cut.error());
+    cut_pending_.erase(tenant);
+    destroyed = *cut;
+  }
+  if (!done) return tl::unexpected(done.error());
+  return ApplyResult{state_.generation, destroyed};
 }
 
 Result<int> Agent::cut_revoked(const std::string& tenant, const TenantState& now) {

@@ -542,7 +542,7 @@ TEST_CASE("kernel: the agent refuses a broker binary the broker's uid can read",
   }
   const RunResult r = run({"/bin/sh", "-c", "exec \"$0\" --config \"$1\" 2>&1", agent_binary(), config});
   CHECK(r.status != 0);
-  CHECK(r.out.find("may be read or written by others than root") != std::string::npos);
+  CHECK(r.out.find("with mode 0755: others than root may read or write it") != std::string::npos);
   struct stat st{};
   CHECK(::stat((cgroup2_mount() + "/" + instance).c_str(), &st) != 0);  // nothing created
   // The build's own broker is not readable by its uid (the kernel tests run it).
