@@ -272,17 +272,27 @@ TEST_CASE("kernel: enforcement survives kill -9 and a restart without a gap", "[
   CHECK(looped.status == 0);
 }
 
+namespace {
+
+// t1's llm cgroup, enforced with `allowed`'s port open, then removed and
+// made anew behind the agent's back (a new id).
+std::string recreated_cgroup(Instance& inst, const Listener& allowed) {
+  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
+  const std::string cg = inst.cgroup("t1", "llm");
+  REQUIRE(probe(cg, {"tcp", "127.0.0.1", allowed.port_text()}).out == kOk);
+  REQUIRE(::rmdir(cg.c_str()) == 0);
+  REQUIRE(::mkdir(cg.c_str(), 0755) == 0);
+  return cg;
+}
+
+}  // namespace
+
 TEST_CASE("kernel: a tenant cgroup removed and recreated is enforced again", "[netns]") {
   Instance inst(tamper_every(100));
   inst.start();
   Listener allowed, denied;
   const std::string a = allowed.port_text(), d = denied.port_text();
-  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(allowed))["ok"] == true);
-  const std::string cg = inst.cgroup("t1", "llm");
-  REQUIRE(probe(cg, {"tcp", "127.0.0.1", a}).out == kOk);
-
-  REQUIRE(::rmdir(cg.c_str()) == 0);
-  REQUIRE(::mkdir(cg.c_str(), 0755) == 0);
+  const std::string cg = recreated_cgroup(inst, allowed);
   // Until the agent re-binds it, the new cgroup has no ruleset: denied.
   CHECK(eventually([&] { return probe(cg, {"tcp", "127.0.0.1", a}).out == kOk; }));
   CHECK(probe(cg, {"tcp", "127.0.0.1", d}).out == kEperm);
@@ -294,11 +304,7 @@ TEST_CASE("kernel: a tenant cgroup recreated just before an apply gets that appl
   inst.start();
   Listener first, second;
   const std::string p1 = first.port_text(), p2 = second.port_text();
-  REQUIRE(inst.apply("t1", 1, kOpen, endpoints(first))["ok"] == true);
-  const std::string cg = inst.cgroup("t1", "llm");
-  REQUIRE(probe(cg, {"tcp", "127.0.0.1", p1}).out == kOk);
-  REQUIRE(::rmdir(cg.c_str()) == 0);
-  REQUIRE(::mkdir(cg.c_str(), 0755) == 0);
+  const std::string cg = recreated_cgroup(inst, first);
   REQUIRE(inst.apply("t1", 2, kOpen, endpoints(second))["ok"] == true);
   CHECK(probe(cg, {"tcp", "127.0.0.1", p2}).out == kOk);  // both layers bound to the new cgroup
   CHECK(probe(cg, {"tcp", "127.0.0.1", p1}).out == kEperm);
