@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <thread>
 
@@ -500,58 +501,65 @@ TEST_CASE("kernel: ruleset ids are not reused when the saved state is lost", "[n
   ::close(fd);
 }
 
+namespace {
+
+// An agent started once, from a config of its own in a directory of its
+// own, expected to refuse to start. Whatever it made, should it start
+// after all (the check under test broken), goes with the directory.
+struct RefusedStart {
+  std::string dir, instance, config;
+  RefusedStart(const std::string& prefix, const std::string& name) {
+    char tmpl[64];
+    std::snprintf(tmpl, sizeof tmpl, "/tmp/%s-XXXXXX", prefix.c_str());
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    instance = name + std::to_string(::getpid());
+    config = dir + "/agent.toml";
+  }
+  ~RefusedStart() {
+    run({agent_binary(), "--config", config, "--uninstall"});
+    run({"/bin/rm", "-rf", dir});
+  }
+  RefusedStart(const RefusedStart&) = delete;
+  RefusedStart& operator=(const RefusedStart&) = delete;
+  // Its output; `extra`: config lines after the instance and runtime_dir.
+  RunResult start(const std::string& extra) const {
+    {
+      std::ofstream cfg(config);
+      cfg << "instance = \"" << instance << "\"\nruntime_dir = \"" << dir << "/run\"\n" << extra;
+    }
+    const RunResult r = run({"/bin/sh", "-c", "exec \"$0\" --config \"$1\" 2>&1", agent_binary(), config});
+    CHECK(r.status != 0);
+    // Nothing was created on the way out.
+    struct stat st{};
+    CHECK(::stat((cgroup2_mount() + "/" + instance).c_str(), &st) != 0);
+    CHECK(::stat((dir + "/run").c_str(), &st) != 0);
+    return r;
+  }
+};
+
+}  // namespace
+
 TEST_CASE("kernel: the agent refuses to start without a mounted bpffs", "[netns]") {
   // A plain directory where bpffs should be: pins there would die with the
   // agent, and enforcement with them.
-  char dir[] = "/tmp/sluice-nobpffs-XXXXXX";
-  REQUIRE(::mkdtemp(dir) != nullptr);
-  const std::string instance = "slnobpf" + std::to_string(::getpid());
-  const std::string config = std::string(dir) + "/agent.toml";
-  {
-    std::ofstream cfg(config);
-    cfg << "instance = \"" << instance << "\"\nruntime_dir = \"" << dir << "/run\"\nbpffs = \"" << dir
-        << "\"\n";
-  }
-  const RunResult r = run({"/bin/sh", "-c", "exec \"$0\" --config \"$1\" 2>&1", agent_binary(), config});
-  CHECK(r.status != 0);
+  RefusedStart agent("sluice-nobpffs", "slnobpf");
+  const RunResult r = agent.start("bpffs = \"" + agent.dir + "\"\n");
   CHECK(r.out.find("is not a mounted BPF filesystem") != std::string::npos);
-  // Nothing was created on the way out.
-  struct stat st{};
-  CHECK(::stat((cgroup2_mount() + "/" + instance).c_str(), &st) != 0);
-  CHECK(::stat((std::string(dir) + "/run").c_str(), &st) != 0);
-  ::unlink(config.c_str());
-  ::rmdir(dir);
 }
 
 TEST_CASE("kernel: the agent refuses a broker binary the broker's uid can read", "[netns]") {
   // Readable by its uid, an exec'd broker is dumpable until it confines
   // itself: any process of that uid could attach to it in that window.
-  char dir[] = "/tmp/sluice-readable-broker-XXXXXX";
-  REQUIRE(::mkdtemp(dir) != nullptr);
-  const std::string instance = "slbrk" + std::to_string(::getpid());
-  const std::string config = std::string(dir) + "/agent.toml";
-  const std::string broker = std::string(dir) + "/sluice-broker";
-  // Should the agent start after all (the check broken), nothing it made stays.
-  struct Cleanup {
-    std::string config, dir;
-    ~Cleanup() {
-      run({agent_binary(), "--config", config, "--uninstall"});
-      run({"/bin/rm", "-rf", dir});
-    }
-  } cleanup{config, dir};
-  REQUIRE(run({"/bin/cp", agent_binary().substr(0, agent_binary().rfind('/')) + "/sluice-broker", broker}).status == 0);
+  RefusedStart agent("sluice-readable-broker", "slbrk");
+  const std::string built = agent_binary().substr(0, agent_binary().rfind('/')) + "/sluice-broker";
+  const std::string broker = agent.dir + "/sluice-broker";
+  REQUIRE(run({"/bin/cp", built, broker}).status == 0);
   REQUIRE(::chmod(broker.c_str(), 0755) == 0);
-  {
-    std::ofstream cfg(config);
-    cfg << "instance = \"" << instance << "\"\nruntime_dir = \"" << dir << "/run\"\nbroker_path = \"" << broker
-        << "\"\n";
-  }
-  const RunResult r = run({"/bin/sh", "-c", "exec \"$0\" --config \"$1\" 2>&1", agent_binary(), config});
-  CHECK(r.status != 0);
+  const RunResult r = agent.start("broker_path = \"" + broker + "\"\n");
   CHECK(r.out.find("with mode 0755: others than root may read or write it") != std::string::npos);
-  struct stat st{};
-  CHECK(::stat((cgroup2_mount() + "/" + instance).c_str(), &st) != 0);  // nothing created
   // The build's own broker is not readable by its uid (the kernel tests run it).
-  REQUIRE(::stat((agent_binary().substr(0, agent_binary().rfind('/')) + "/sluice-broker").c_str(), &st) == 0);
+  struct stat st{};
+  REQUIRE(::stat(built.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0711);
 }
