@@ -26,6 +26,7 @@ struct McpdOptions {
   bool no_anchors = false;
   std::string policy_file;
   std::string args_json;
+  std::string args_file;
   std::int64_t seq = 0;
   bool json_out = false;
   bool disable = false, enable = false;
@@ -98,7 +99,10 @@ std::optional<nlohmann::json> admin_call(const std::string& path, const nlohmann
 
 int print(const std::optional<nlohmann::json>& reply) {
   if (!reply) return kExitFailure;
-  std::cout << reply->dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  std::cout << reply->dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n" << std::flush;
+  // A token that could not be written (a full disk behind a redirect) is
+  // a key nobody holds: not a success.
+  if (!std::cout) return kExitFailure;
   auto ok = reply->find("ok");
   return ok != reply->end() && *ok == true ? kExitOk : kExitFailure;
 }
@@ -237,7 +241,7 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
                                   {"bad_seq", v->bad_seq}, {"problem", v->problem},
                                   {"head_hash", v->head_hash}, {"anchors", v->anchors},
                                   {"last_anchored_seq", v->last_anchored}, {"anchors_file", anchors}}
-                       .dump(2)
+                       .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
                 << "\n";
     } else if (v->ok) {
       std::cout << "audit chain intact: " << v->records << " records, head " << v->head_hash;
@@ -286,12 +290,30 @@ void add_mcpd_commands(CLI::App& app, int& exit_code) {
   digest->add_option("--seq", o->seq, "the record's seq (from sluicectl audit, /api/audit or the journal)")
       ->required()
       ->check(CLI::PositiveNumber);
-  digest->add_option("--args", o->args_json, "the tool call's arguments, a JSON object")->required();
+  // On the command line the arguments are readable by every local user
+  // (/proc/PID/cmdline) for as long as the chain takes to verify.
+  auto* digest_args = digest->add_option(
+      "--args", o->args_json, "the tool call's arguments, a JSON object (visible to other local users: prefer --args-file)");
+  digest->add_option("--args-file", o->args_file, "a file holding the arguments' JSON object, or - for standard input")
+      ->excludes(digest_args);
   auto* digest_anchors = digest->add_option(
       "--anchors", o->anchors, "the anchor file of chain heads (default: audit.anchors beside the database)");
   digest->add_flag("--no-anchors", o->no_anchors, "check the chain alone, without an anchor file")
       ->excludes(digest_anchors);
   digest->callback([o, &exit_code] {
+    if (o->args_file.empty() == o->args_json.empty()) {
+      std::cerr << "sluicectl: give the arguments with --args-file (or --args)\n";
+      exit_code = kExitInvalid;
+      return;
+    }
+    if (!o->args_file.empty()) {
+      auto text = read_input(o->args_file, 8 * 1024 * 1024);
+      if (!text) {
+        exit_code = kExitInvalid;
+        return;
+      }
+      o->args_json = std::move(*text);
+    }
     auto args = nlohmann::json::parse(o->args_json, nullptr, false);
     if (args.is_discarded() || !args.is_object()) {
       std::cerr << "sluicectl: --args must be a JSON object\n";

@@ -155,6 +155,10 @@ count=$(curl -sS --cacert "$wcert" -H "Authorization: Bearer $bkey" -H "Mcp-Sess
 seq=$(sqlite3 "$work/watch/data/mcpd.db" "SELECT max(seq) FROM audit WHERE tenant = 'beta' AND kind = 'tool_call'")
 "$ctl" audit digest --db "$work/watch/data/mcpd.db" --seq "$seq" --args '{"sql":"SELECT count(*) AS n FROM customers"}' >/dev/null ||
   { echo "mcpd_interop: sluicectl audit digest does not confirm the call's arguments (seq $seq)" >&2; exit 1; }
+# The same from standard input: arguments on a command line are readable by every local user.
+printf '%s' '{"sql":"SELECT count(*) AS n FROM customers"}' |
+  "$ctl" audit digest --db "$work/watch/data/mcpd.db" --seq "$seq" --args-file - >/dev/null ||
+  { echo "mcpd_interop: sluicectl audit digest --args-file - does not confirm the call's arguments" >&2; exit 1; }
 rc=0; "$ctl" audit digest --db "$work/watch/data/mcpd.db" --seq "$seq" --args '{"sql":"SELECT count(*) AS n FROM accounts"}' >/dev/null || rc=$?
 [ "$rc" = 1 ] || { echo "mcpd_interop: sluicectl audit digest confirmed other arguments (exit $rc)" >&2; exit 1; }
 rc=0; "$ctl" audit digest --db "$work/watch/data/mcpd.db" --seq 999999 --args '{}' 2>/dev/null || rc=$?

@@ -426,7 +426,12 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
       return problem(401, "the key making this request is no longer valid", v);
     }
     const NewKey* key = &std::get<NewKey>(*minted);
-    if (!keys_->reload()) return problem(500, "the key was stored but is not active yet", v);
+    if (!keys_->reload()) {
+      // Not left to go live at a later reload, unrecorded, its token lost.
+      (void)store_->revoke_key(key->id);
+      keys_->drop(key->id);
+      return problem(500, "the key was not issued: the key cache could not be reloaded", v);
+    }
     json record = admin_record(who, for_tenant, "create_key");
     record["key"] = key->id;
     record["for_user"] = for_user;
@@ -740,12 +745,19 @@ json App::local_admin(const json& r) {
     // One transaction: a failure leaves nothing behind, and a retry works.
     auto done = store_->bootstrap(tenant, source, user);
     if (!done) return err(done.error().what);
-    if (!keys_->reload()) return err("bootstrapped, but the key is not active yet; restart sluice-mcpd");
-    if (!audited({{"kind", "admin"}, {"tenant", tenant}, {"user", user}, {"action", "bootstrap"}, {"key", done->key.id}})) {
-      // Unrecorded, so undone: the key first (it must never work), then the rest.
+    const auto undo = [&] {
+      // The key first (it must never work), then the rest: a retry works.
       (void)store_->revoke_key(done->key.id);
       keys_->drop(done->key.id);
       (void)store_->undo_bootstrap(*done);
+    };
+    if (!keys_->reload()) {
+      // Not left to go live at a later reload, unrecorded, its token lost.
+      undo();
+      return err("not bootstrapped: the key cache could not be reloaded");
+    }
+    if (!audited({{"kind", "admin"}, {"tenant", tenant}, {"user", user}, {"action", "bootstrap"}, {"key", done->key.id}})) {
+      undo();  // unrecorded, so undone
       return err("not bootstrapped: the audit log is unavailable");
     }
     return {{"ok", true}, {"tenant_id", done->tenant_id}, {"user_id", done->user_id}, {"key_id", done->key.id},
@@ -826,7 +838,12 @@ json App::local_admin(const json& r) {
     if (!r.value("user_id", json()).is_number_integer() || !scopes) return err("user_id and scopes required");
     auto key = store_->create_key(r["user_id"].get<std::int64_t>(), str("name").empty() ? "key" : str("name"), *scopes, std::nullopt);
     if (!key) return err("the key could not be created");
-    if (!keys_->reload()) return err("the key was stored but is not active yet");
+    if (!keys_->reload()) {
+      // Not left to go live at a later reload, unrecorded, its token lost.
+      (void)store_->revoke_key(key->id);
+      keys_->drop(key->id);
+      return err("the key was not issued: the key cache could not be reloaded");
+    }
     if (!audited({{"kind", "admin"}, {"tenant", tenant_of_user(r["user_id"].get<std::int64_t>())}, {"user", "local"},
                   {"action", "create_key"}, {"key", key->id}, {"for_user", r["user_id"].get<std::int64_t>()},
                   {"scopes", scopes_to_string(*scopes)}})) {

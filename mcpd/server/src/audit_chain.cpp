@@ -153,9 +153,32 @@ std::string DigestNonces::next() {
   return prefix_ + "." + buf;
 }
 
+namespace {
+// A root-run sluicectl reads a database in a directory mcpd's user owns:
+// the file, its -wal and -shm (which SQLite opens blocking) must be plain
+// files, not FIFOs that would hang it (opened non-blocking here), and the
+// database no link (SQLITE_OPEN_NOFOLLOW too, below). Files swapped after
+// this look are the gap left: run sluicectl while mcpd's user cannot.
+Status plain_database(const std::string& path) {
+  for (const std::string& p : {path, path + "-wal", path + "-shm"}) {
+    const int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT && p != path) continue;
+      return fail("cannot open " + p + ": " + std::strerror(errno));
+    }
+    struct stat st{};
+    const bool plain = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    ::close(fd);
+    if (!plain) return fail(p + " is not a plain file: refused");
+  }
+  return {};
+}
+}  // namespace
+
 Result<nlohmann::json> read_audit_record(const std::string& database_path, std::int64_t seq) {
+  if (auto s = plain_database(database_path); !s) return tl::unexpected(s.error());
   sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(database_path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
+  const int rc = sqlite3_open_v2(database_path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, nullptr);
   std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
   if (rc != SQLITE_OK) return fail("cannot open " + database_path);
   sqlite3_busy_timeout(db.get(), 5000);
@@ -347,22 +370,32 @@ Result<AuditAnchor> seed_anchors(const std::string& db_path, const std::string& 
 }
 
 namespace {
+// Text the database chose (an index's name in SQLite's messages), made
+// safe for root's terminal and for JSON: printable ASCII only.
+std::string printable(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+  }
+  return out;
+}
+
 // What `PRAGMA integrity_check` finds wrong with the audit table and its
 // indexes ("" when nothing), its first few findings.
 std::string index_damage(sqlite3* db) {
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(db, "PRAGMA integrity_check(audit)", -1, &st, nullptr) != SQLITE_OK) {
-    return std::string("integrity check not run: ") + sqlite3_errmsg(db);
+    return "integrity check not run: " + printable(sqlite3_errmsg(db));
   }
   Stmt check(st);
   std::string out;
   for (int n = 0; n < 4; ++n) {
     auto row = check.step();
-    if (!row) return "integrity check failed: " + row.error().what;
+    if (!row) return "integrity check failed: " + printable(row.error().what);
     if (!*row) break;
     const std::string line = check.text(0);
     if (n == 0 && line == "ok") return "";
-    out += (out.empty() ? "" : "; ") + line.substr(0, 200);
+    out += (out.empty() ? "" : "; ") + printable(line.substr(0, 200));
   }
   return out.empty() ? "integrity check gave no answer" : out;
 }
@@ -388,8 +421,9 @@ Result<AuditVerdict> verify_audit(const std::string& path, const std::string& an
     }
   };
   if (anchors) advance();
+  if (auto s = plain_database(path); !s) return tl::unexpected(s.error());
   sqlite3* raw = nullptr;
-  const int opened = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
+  const int opened = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, nullptr);
   // Closed on every path out, after the statements (close_v2 waits for them).
   const std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close_v2);
   if (opened != SQLITE_OK) return fail("cannot open " + path);
@@ -399,7 +433,7 @@ Result<AuditVerdict> verify_audit(const std::string& path, const std::string& an
   sqlite3_stmt* st = nullptr;
   if (sqlite3_exec(raw, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v2(raw, kWalk, -1, &st, nullptr) != SQLITE_OK) {
-    return fail("not an audit database: " + std::string(sqlite3_errmsg(raw)));
+    return fail("not an audit database: " + printable(sqlite3_errmsg(raw)));
   }
   Stmt walk(st);
   AuditVerdict v;
@@ -413,7 +447,7 @@ Result<AuditVerdict> verify_audit(const std::string& path, const std::string& an
   };
   while (true) {
     auto row = walk.step();
-    if (!row) return tl::unexpected(row.error());
+    if (!row) return fail(printable(row.error().what));
     if (!*row) break;
     const std::int64_t seq = walk.int64(0);
     const std::string record = walk.text(4);

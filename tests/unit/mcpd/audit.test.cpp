@@ -355,6 +355,36 @@ TEST_CASE("mcpd::verify_audit refuses what is not an audit database", "[mcpd][au
   CHECK_FALSE(verify_audit(dir.file("other.db")));
 }
 
+TEST_CASE("mcpd::verify_audit refuses a link or a FIFO where mcpd's user put one, without waiting on it",
+          "[mcpd][audit]") {
+  // sluicectl runs as root on files in a directory mcpd's user owns: a
+  // FIFO at the database, its -wal or its -shm would hang it for good.
+  TempDir dir;
+  const std::string db = dir.file("mcpd.db");
+  REQUIRE(Store::open(db));
+  {
+    auto log = AuditLog::open(db, opts(64, 65536));
+    REQUIRE(log);
+    write(**log, 3);
+  }
+  REQUIRE(verify_audit(db));
+  REQUIRE(::symlink(db.c_str(), dir.file("link.db").c_str()) == 0);
+  auto linked = verify_audit(dir.file("link.db"));
+  REQUIRE_FALSE(linked);
+  for (const std::string suffix : {"-wal", "-shm"}) {
+    INFO(suffix);
+    ::unlink((db + suffix).c_str());
+    REQUIRE(::mkfifo((db + suffix).c_str(), 0600) == 0);
+    auto v = verify_audit(db);
+    REQUIRE_FALSE(v);
+    CHECK(v.error().what.find("not a plain file") != std::string::npos);
+    CHECK_FALSE(read_audit_record(db, 1));
+    ::unlink((db + suffix).c_str());
+  }
+  REQUIRE(::mkfifo(dir.file("fifo.db").c_str(), 0600) == 0);
+  CHECK_FALSE(verify_audit(dir.file("fifo.db")));
+}
+
 TEST_CASE("mcpd::AuditLog survives hostile text in a record", "[mcpd][audit]") {
   TempDir dir;
   const std::string db = dir.file("mcpd.db");
