@@ -142,6 +142,20 @@ TEST_CASE("mcpd::AuditLog chains records and verify_audit finds any tampering", 
     CHECK(v->problem.find("indexes are damaged") != std::string::npos);
     CHECK(v->problem.find("audit_tenant") != std::string::npos);
   }
+  SECTION("a damaged index whose name holds terminal escapes is named in printable text only") {
+    // Whoever writes the database names its indexes; root reads the verdict.
+    const std::string name = "evil\x1b[2Jintact";
+    const std::string index = "CREATE INDEX \"" + name + "\" ON audit(kind, seq)";
+    exec_sql(db, index);
+    exec_sql(db, "PRAGMA writable_schema=ON; UPDATE sqlite_schema SET sql = '" + index + " WHERE seq <> 3' WHERE type = 'index' AND name = '" + name + "'");
+    exec_sql(db, "REINDEX \"" + name + "\"");
+    exec_sql(db, "PRAGMA writable_schema=ON; UPDATE sqlite_schema SET sql = '" + index + "' WHERE type = 'index' AND name = '" + name + "'");
+    auto v = verify_audit(db);
+    REQUIRE(v);
+    CHECK_FALSE(v->ok);
+    CHECK(v->problem.find("evil?[2Jintact") != std::string::npos);
+    CHECK(v->problem.find('\x1b') == std::string::npos);
+  }
   SECTION("a reopened log continues the same chain") {
     auto log = AuditLog::open(db, opts(64, 65536));
     REQUIRE(log);
@@ -355,36 +369,6 @@ TEST_CASE("mcpd::verify_audit refuses what is not an audit database", "[mcpd][au
   CHECK_FALSE(verify_audit(dir.file("other.db")));
 }
 
-TEST_CASE("mcpd::verify_audit refuses a link or a FIFO where mcpd's user put one, without waiting on it",
-          "[mcpd][audit]") {
-  // sluicectl runs as root on files in a directory mcpd's user owns: a
-  // FIFO at the database, its -wal or its -shm would hang it for good.
-  TempDir dir;
-  const std::string db = dir.file("mcpd.db");
-  REQUIRE(Store::open(db));
-  {
-    auto log = AuditLog::open(db, opts(64, 65536));
-    REQUIRE(log);
-    write(**log, 3);
-  }
-  REQUIRE(verify_audit(db));
-  REQUIRE(::symlink(db.c_str(), dir.file("link.db").c_str()) == 0);
-  auto linked = verify_audit(dir.file("link.db"));
-  REQUIRE_FALSE(linked);
-  for (const std::string suffix : {"-wal", "-shm"}) {
-    INFO(suffix);
-    ::unlink((db + suffix).c_str());
-    REQUIRE(::mkfifo((db + suffix).c_str(), 0600) == 0);
-    auto v = verify_audit(db);
-    REQUIRE_FALSE(v);
-    CHECK(v.error().what.find("not a plain file") != std::string::npos);
-    CHECK_FALSE(read_audit_record(db, 1));
-    ::unlink((db + suffix).c_str());
-  }
-  REQUIRE(::mkfifo(dir.file("fifo.db").c_str(), 0600) == 0);
-  CHECK_FALSE(verify_audit(dir.file("fifo.db")));
-}
-
 TEST_CASE("mcpd::AuditLog survives hostile text in a record", "[mcpd][audit]") {
   TempDir dir;
   const std::string db = dir.file("mcpd.db");
@@ -532,6 +516,31 @@ void rewrite_and_rechain(const std::string& db, std::int64_t seq) {
 }
 
 }  // namespace
+
+TEST_CASE("mcpd::verify_audit refuses a link or a FIFO where mcpd's user put one, without waiting on it",
+          "[mcpd][audit]") {
+  // sluicectl runs as root on files in a directory mcpd's user owns: a
+  // FIFO at the database, its -wal or its -shm would hang it for good.
+  const AnchoredLog written(3);  // its anchors are not read here
+  const TempDir& dir = written.dir;
+  const std::string& db = written.db;
+  REQUIRE(verify_audit(db));
+  REQUIRE(::symlink(db.c_str(), dir.file("link.db").c_str()) == 0);
+  auto linked = verify_audit(dir.file("link.db"));
+  REQUIRE_FALSE(linked);
+  for (const std::string suffix : {"-wal", "-shm"}) {
+    INFO(suffix);
+    ::unlink((db + suffix).c_str());
+    REQUIRE(::mkfifo((db + suffix).c_str(), 0600) == 0);
+    auto v = verify_audit(db);
+    REQUIRE_FALSE(v);
+    CHECK(v.error().what.find("not a plain file") != std::string::npos);
+    CHECK_FALSE(read_audit_record(db, 1));
+    ::unlink((db + suffix).c_str());
+  }
+  REQUIRE(::mkfifo(dir.file("fifo.db").c_str(), 0600) == 0);
+  CHECK_FALSE(verify_audit(dir.file("fifo.db")));
+}
 
 TEST_CASE("mcpd::AnchorReader reads only well-formed, increasing anchor lines", "[mcpd][audit]") {
   const std::string h(64, 'a');
