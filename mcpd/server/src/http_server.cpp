@@ -187,18 +187,13 @@ Admission HttpServer::checked_header(const RequestHeader& head, const std::strin
 
 HttpServer::HttpServer(asio::io_context& io, asio::ssl::context& tls, HttpLimits limits,
                        HeaderCheck header_check, HttpHandler handler)
-    : io_(io),
-      tls_(tls),
-      limits_(limits),
-      header_check_(std::move(header_check)),
-      handler_(std::move(handler)),
-      accept_strand_(asio::make_strand(io)) {}
+    : io_(io), tls_(tls), limits_(limits), header_check_(std::move(header_check)), handler_(std::move(handler)) {}
 
 Result<tcp::endpoint> HttpServer::listen(const std::string& address, std::uint16_t port) {
   boost::system::error_code ec;
   const auto addr = asio::ip::make_address(address, ec);
   if (ec) return fail("listen: bad address " + address);
-  auto acc = std::make_unique<tcp::acceptor>(accept_strand_);
+  auto acc = std::make_unique<tcp::acceptor>(io_);
   const tcp::endpoint ep(addr, port);
   acc->open(ep.protocol(), ec);
   if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
@@ -208,13 +203,13 @@ Result<tcp::endpoint> HttpServer::listen(const std::string& address, std::uint16
   const tcp::endpoint bound = acc->local_endpoint(ec);
   if (ec) return fail("listen on " + address + ":" + std::to_string(port) + ": " + ec.message());
   acceptor_ = std::move(acc);
-  asio::co_spawn(accept_strand_, accept_loop(), asio::detached);
+  asio::co_spawn(io_, accept_loop(), asio::detached);
   return bound;
 }
 
 Result<tcp::endpoint> HttpServer::adopt(int fd) {
   boost::system::error_code ec;
-  auto acc = std::make_unique<tcp::acceptor>(accept_strand_);
+  auto acc = std::make_unique<tcp::acceptor>(io_);
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return fail("adopt: not a socket");
@@ -222,7 +217,7 @@ Result<tcp::endpoint> HttpServer::adopt(int fd) {
   const tcp::endpoint bound = ec ? tcp::endpoint() : acc->local_endpoint(ec);
   if (ec) return fail("adopt listening socket: " + ec.message());
   acceptor_ = std::move(acc);
-  asio::co_spawn(accept_strand_, accept_loop(), asio::detached);
+  asio::co_spawn(io_, accept_loop(), asio::detached);
   return bound;
 }
 

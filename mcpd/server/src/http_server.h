@@ -20,7 +20,6 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -103,9 +102,6 @@ class HttpServer {
   HttpLimits limits_;
   HeaderCheck header_check_;
   HttpHandler handler_;
-  // The acceptor and its loop live on one strand: their steps never run
-  // on two I/O threads at once.
-  boost::asio::strand<boost::asio::io_context::executor_type> accept_strand_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::shared_ptr<std::atomic<std::size_t>> open_ = std::make_shared<std::atomic<std::size_t>>(0);
   struct PerClient {

@@ -45,7 +45,7 @@ Status LocalAdmin::listen(const std::string& path) {
   }
   ::unlink(path.c_str());
   boost::system::error_code ec;
-  auto acc = std::make_unique<local::acceptor>(accept_strand_);
+  auto acc = std::make_unique<local::acceptor>(io_);
   acc->open(local(), ec);
   if (!ec) acc->bind(local::endpoint(path), ec);
   if (!ec) acc->listen(16, ec);
@@ -53,15 +53,16 @@ Status LocalAdmin::listen(const std::string& path) {
   ::chmod(path.c_str(), 0600);
   path_ = path;
   acceptor_ = std::move(acc);
-  asio::co_spawn(accept_strand_, accept_loop(), asio::detached);
+  asio::co_spawn(io_, accept_loop(), asio::detached);
   return {};
 }
 
 void LocalAdmin::stop() {
-  if (!acceptor_) return;
-  boost::system::error_code ec;
-  acceptor_->close(ec);
-  ::unlink(path_.c_str());
+  if (acceptor_) {
+    boost::system::error_code ec;
+    acceptor_->close(ec);
+    ::unlink(path_.c_str());
+  }
 }
 
 asio::awaitable<void> LocalAdmin::accept_loop() {

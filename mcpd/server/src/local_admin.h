@@ -11,7 +11,6 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <nlohmann/json.hpp>
 
@@ -26,11 +25,7 @@ class LocalAdmin {
   // `worker`, never on an I/O thread.
   LocalAdmin(boost::asio::io_context& io, std::vector<std::uint32_t> uids, Handler handler,
              boost::asio::any_io_executor worker)
-      : io_(io),
-        uids_(std::move(uids)),
-        handler_(std::move(handler)),
-        worker_(std::move(worker)),
-        accept_strand_(boost::asio::make_strand(io)) {}
+      : io_(io), uids_(std::move(uids)), handler_(std::move(handler)), worker_(std::move(worker)) {}
   Status listen(const std::string& path);
   // Closes the acceptor and removes the socket's path: call it once no
   // thread runs the io_context.
@@ -45,8 +40,6 @@ class LocalAdmin {
   Handler handler_;
   boost::asio::any_io_executor worker_;
   std::string path_;
-  // The acceptor and its loop on one strand.
-  boost::asio::strand<boost::asio::io_context::executor_type> accept_strand_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
 };
 
