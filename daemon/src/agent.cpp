@@ -104,8 +104,7 @@ Status broker_unreadable(const AgentConfig& c) {
                  std::to_string(c.broker_uid) + ") may read it is dumpable (ptrace-able by that uid) until it "
                  "confines itself; chown root and chmod 0711 it");
   }
-  const auto slash = c.broker_path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : c.broker_path.substr(0, slash);
+  const std::string dir = parent_directory(c.broker_path);
   if (::stat(dir.c_str(), &st) != 0) return errno_error("broker directory " + dir);
   if (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
     return error("broker directory " + dir + " is owned by uid " + std::to_string(st.st_uid) + " with mode " +
@@ -442,15 +441,21 @@ Result<int> Agent::cut_revoked(const std::string& tenant, const TenantState& now
   return destroyed;
 }
 
+Result<int> Agent::cut_removed(std::map<std::string, std::set<std::uint64_t>>::iterator owed) {
+  auto cut = destroy_sockets(owed->second, [](const LiveSocket&) { return false; });
+  if (!cut) return cut;
+  if (*cut > 0) record("revoke", {{"tenant", owed->first}, {"destroyed", *cut}});
+  removed_uncut_.erase(owed);
+  return cut;
+}
+
 Result<ApplyResult> Agent::remove(const std::string& tenant) {
   if (!state_.tenants.contains(tenant)) {
     // Removed before, but its sockets not all cut: try again now.
     const auto uncut = removed_uncut_.find(tenant);
     if (uncut == removed_uncut_.end()) return ApplyResult{state_.generation, 0};
-    auto cut = destroy_sockets(uncut->second, [](const LiveSocket&) { return false; });
+    auto cut = cut_removed(uncut);
     if (!cut) return tl::unexpected(cut.error());
-    removed_uncut_.erase(uncut);
-    if (*cut > 0) record("revoke", {{"tenant", tenant}, {"destroyed", *cut}});
     return ApplyResult{state_.generation, *cut};
   }
   AgentState next = state_;
@@ -663,15 +668,13 @@ Result<int> Agent::retry_cuts() {
     it = cut_pending_.erase(it);
   }
   for (auto it = removed_uncut_.begin(); it != removed_uncut_.end();) {
-    auto n = destroy_sockets(it->second, [](const LiveSocket&) { return false; });
+    const auto owed = it++;  // erased once cut
+    auto n = cut_removed(owed);
     if (!n) {
       if (first) first = tl::unexpected(n.error());
-      ++it;
       continue;
     }
-    if (*n > 0) record("revoke", {{"tenant", it->first}, {"destroyed", *n}});
     cut += *n;
-    it = removed_uncut_.erase(it);
   }
   if (!first) return tl::unexpected(first.error());
   return cut;

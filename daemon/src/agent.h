@@ -93,6 +93,8 @@ class Agent {
   Status persist();
   void rollback(const AgentState& from, const AgentState& to);
   Result<int> cut_revoked(const std::string& tenant, const TenantState& now);
+  // Cuts every socket of a removed tenant's owed cgroup ids; forgets them once cut.
+  Result<int> cut_removed(std::map<std::string, std::set<std::uint64_t>>::iterator owed);
   [[nodiscard]] std::vector<policy::Cidr> deny_ranges() const;
 
   AgentConfig config_;

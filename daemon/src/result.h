@@ -34,4 +34,10 @@ inline tl::unexpected<SysError> error(std::string what) {
   return tl::unexpected(SysError{0, std::move(what)});
 }
 
+// The directory `path` names a file in ("." for a bare name).
+inline std::string parent_directory(const std::string& path) {
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
 }  // namespace sluice::agent

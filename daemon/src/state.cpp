@@ -131,8 +131,7 @@ Status save_state(const std::string& path, const AgentState& state) {
   if (::close(fd) != 0) return errno_error("close " + tmp);
   if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error("rename " + tmp);
   // The rename itself must survive a crash for the saved state to.
-  const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string dir = parent_directory(path);
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return errno_error("open " + dir);
   const int synced = ::fsync(dfd);
