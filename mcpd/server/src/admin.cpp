@@ -91,6 +91,11 @@ json admin_record(const Principal& who, const std::string& tenant, std::string_v
 
 }  // namespace
 
+void App::discard_key(const std::string& key_id) {
+  (void)store_->revoke_key(key_id);
+  keys_->drop(key_id);  // refused whatever the store did
+}
+
 Result<App::Revoked> App::revoke(const std::string& key_id, json record) {
   auto ids = store_->revoke_key(key_id);  // one statement: all of them or none
   if (!ids) return tl::unexpected(ids.error());
@@ -428,8 +433,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     const NewKey* key = &std::get<NewKey>(*minted);
     if (!keys_->reload()) {
       // Not left to go live at a later reload, unrecorded, its token lost.
-      (void)store_->revoke_key(key->id);
-      keys_->drop(key->id);
+      discard_key(key->id);
       return problem(500, "the key was not issued: the key cache could not be reloaded", v);
     }
     json record = admin_record(who, for_tenant, "create_key");
@@ -438,8 +442,7 @@ HttpResponse App::handle_api(const HttpRequest& req, const Principal& who) {
     record["scopes"] = scopes_to_string(*scopes);
     if (expires) record["expires_ms"] = *expires;
     if (!audited(std::move(record))) {
-      (void)store_->revoke_key(key->id);
-      keys_->drop(key->id);
+      discard_key(key->id);
       return problem(503, "the key was not issued: the audit log is unavailable", v);
     }
     return json_response(201, {{"id", key->id}, {"token", key->token}, {"scopes", scopes_to_string(*scopes)},
@@ -747,8 +750,7 @@ json App::local_admin(const json& r) {
     if (!done) return err(done.error().what);
     const auto undo = [&] {
       // The key first (it must never work), then the rest: a retry works.
-      (void)store_->revoke_key(done->key.id);
-      keys_->drop(done->key.id);
+      discard_key(done->key.id);
       (void)store_->undo_bootstrap(*done);
     };
     if (!keys_->reload()) {
@@ -840,15 +842,13 @@ json App::local_admin(const json& r) {
     if (!key) return err("the key could not be created");
     if (!keys_->reload()) {
       // Not left to go live at a later reload, unrecorded, its token lost.
-      (void)store_->revoke_key(key->id);
-      keys_->drop(key->id);
+      discard_key(key->id);
       return err("the key was not issued: the key cache could not be reloaded");
     }
     if (!audited({{"kind", "admin"}, {"tenant", tenant_of_user(r["user_id"].get<std::int64_t>())}, {"user", "local"},
                   {"action", "create_key"}, {"key", key->id}, {"for_user", r["user_id"].get<std::int64_t>()},
                   {"scopes", scopes_to_string(*scopes)}})) {
-      (void)store_->revoke_key(key->id);
-      keys_->drop(key->id);
+      discard_key(key->id);
       return err("the key was not issued: the audit log is unavailable");
     }
     return {{"ok", true}, {"key_id", key->id}, {"token", key->token}};

@@ -104,6 +104,9 @@ class App {
     bool cache_refreshed = false;   // the reload after it (the keys are refused either way)
   };
   Result<Revoked> revoke(const std::string& key_id, nlohmann::json record);
+  // A key just minted and not to be issued (its record or the cache
+  // reload failed): revoked, and refused from now on whatever the store did.
+  void discard_key(const std::string& key_id);
   struct UserUpdated {
     User user;                              // as it is now
     std::vector<std::string> revoked;       // keys others had seen the tokens of, revoked with the change
