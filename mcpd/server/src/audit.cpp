@@ -545,6 +545,7 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
   auto auth = db->prepare(kTrafficAuth);
   if (!auth) return tl::unexpected(auth.error());
   auth->bind(1, since_ms);
+  const std::string key_prefix = credential_name(kApiKeyCredential, "");
   while (true) {
     auto row = auth->step();
     if (!row) return tl::unexpected(row.error());
@@ -555,7 +556,6 @@ Result<nlohmann::json> AuditLog::traffic(const std::string& tenant, std::int64_t
     // keys are its business.
     const bool claimed = auth->text(0).empty();
     const std::string credential = claimed ? auth->text(1) : auth->text(0);
-    const std::string key_prefix = credential_name(kApiKeyCredential, "");
     const std::string id = credential.starts_with(key_prefix) ? credential.substr(key_prefix.size()) : "";
     if (id.empty() || std::find(key_ids.begin(), key_ids.end(), id) == key_ids.end()) continue;
     nlohmann::json& slot = keys[credential];

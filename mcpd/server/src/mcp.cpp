@@ -401,13 +401,14 @@ McpResponse McpServer::get(const McpRequest& req, const Principal& who, const as
     if (!event) return json_reply(400, rpc::error(nullptr, rpc::kInvalidRequest, "malformed Last-Event-ID"));
   }
   // Before anything is attached: a refused GET takes over no response.
+  const std::string credential = who.credential();
   bool tenant_full = false;
-  auto ticket = streams_.admit(who.credential(), who.tenant_id, &tenant_full);
+  auto ticket = streams_.admit(credential, who.tenant_id, &tenant_full);
   if (!ticket) return too_many_streams(tenant_full);
   // Found or made while the session cannot end: its end drops it.
   std::shared_ptr<EventStream> stream;
   const std::shared_ptr<const Session> session =
-      sessions_.use(req.session_id, who.credential(), [&](const Session& s) {
+      sessions_.use(req.session_id, credential, [&](const Session& s) {
         stream = event ? streams_.find(s.id, event->stream)
                        : streams_.standalone(s.id, s.tenant_id, resumable(s), (who.scopes & kScopeRead) != 0);
       });
@@ -521,7 +522,8 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
   if (req.session_id.empty()) {
     co_return json_reply(400, rpc::error(nullptr, rpc::kServerError, "Mcp-Session-Id header is required"));
   }
-  const std::shared_ptr<const Session> session = sessions_.use(req.session_id, who.credential());
+  const std::string credential = who.credential();
+  const std::shared_ptr<const Session> session = sessions_.use(req.session_id, credential);
   if (!session) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
 
   // A single call of a tool that talks to the client: answered as a
@@ -534,10 +536,10 @@ asio::awaitable<McpResponse> McpServer::post(const McpRequest& req, const Princi
       if (tool && tool->run_async && (who.scopes & tool->scope) == tool->scope) {
         auto ex = co_await asio::this_coro::executor;
         bool tenant_full = false;
-        auto ticket = streams_.admit(who.credential(), who.tenant_id, &tenant_full);
+        auto ticket = streams_.admit(credential, who.tenant_id, &tenant_full);
         if (!ticket) co_return too_many_streams(tenant_full);
         std::shared_ptr<EventStream> stream;
-        const bool live = sessions_.use(session->id, who.credential(), [&](const Session& s) {
+        const bool live = sessions_.use(session->id, credential, [&](const Session& s) {
           stream = streams_.open(s.id, s.tenant_id, resumable(s));
         }) != nullptr;
         if (!live) co_return json_reply(404, rpc::error(nullptr, rpc::kServerError, "session not found"));
